@@ -1,0 +1,643 @@
+#include "link.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <ev.h>
+#include <libwebsockets.h>
+
+#include "config.h"
+#include "log.h"
+#include "queue.h"
+#include "url.h"
+#include "wsframe.h"
+
+/* How much to hand lws per WRITEABLE: enough to fill a socket buffer. */
+#define TX_BATCH (256 * 1024)
+/* lws reads into its per-thread buffer; the default 4 KiB costs a loop turn per 4 KiB. */
+#define RX_CHUNK (64 * 1024)
+
+struct link {
+	struct ev_loop *loop;
+	struct queue *q;
+	struct link_events ev;
+
+	struct lws_context *ctx;
+	struct lws *wsi;	/* set only between ESTABLISHED and CLOSED */
+	bool up, ending, destroying;
+	struct link_end end;
+
+	/* per-attempt scratch; lws may point into it until the context is gone */
+	struct wst_url url;
+	char host_hdr[URL_MAX_HOST + 16];
+	char ca_file[4096];
+	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
+	size_t max_message;
+
+	/* requests carried out in our own WRITEABLE callback */
+	bool close_req;
+	int close_code;
+	char close_reason[124];
+	bool ping_due;
+	bool rx_pause_want, rx_paused;
+
+	uint64_t fenced_seq;	/* newest seq covered by a ping we sent */
+	bool fence_in_flight;
+	uint64_t rng;
+
+	unsigned char *rx;
+	size_t rx_len, rx_cap;
+	bool rx_binary, rx_skip;
+
+	unsigned char *tx;
+	size_t tx_cap;
+
+	ev_timer connect_timer, ping_timer, pong_timer, close_timer, reap_timer;
+};
+
+/* How long we wait for the server to answer our close frame. */
+#define CLOSE_WAIT_S 2.0
+
+static void set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (l->end.fail != LINK_FAIL_NONE)
+		return; /* the first cause explains it; later ones are consequences */
+	l->end.fail = fail;
+	va_start(ap, fmt);
+	vsnprintf(l->end.msg, sizeof(l->end.msg), fmt, ap);
+	va_end(ap);
+}
+
+static void stop_timers(struct link *l)
+{
+	ev_timer_stop(l->loop, &l->connect_timer);
+	ev_timer_stop(l->loop, &l->ping_timer);
+	ev_timer_stop(l->loop, &l->pong_timer);
+	ev_timer_stop(l->loop, &l->close_timer);
+}
+
+/* The link is over: destroy the context from the loop, never from inside lws. */
+static void finish(struct link *l)
+{
+	if (l->ending || l->destroying)
+		return;
+	l->ending = true;
+	stop_timers(l);
+	ev_timer_set(&l->reap_timer, 0, 0);
+	ev_timer_start(l->loop, &l->reap_timer);
+}
+
+static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct link *l = w->data;
+
+	l->destroying = true;
+	if (l->ctx)
+		lws_context_destroy(l->ctx); /* runs CLOSED / CONNECTION_ERROR synchronously */
+	l->ctx = NULL;
+	l->wsi = NULL;
+	l->destroying = false;
+	l->ending = false;
+	l->up = false;
+	l->close_req = false;
+	queue_rewind(l->q);
+	if (l->end.fail == LINK_FAIL_NONE)
+		set_end(l, LINK_FAIL_CLOSED, "link closed");
+	if (l->ev.down)
+		l->ev.down(l->ev.ud);
+}
+
+static void connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct link *l = w->data;
+
+	set_end(l, LINK_FAIL_TIMEOUT,
+		"connection to %s:%u timed out after %u s (TCP, TLS and upgrade together)",
+		l->url.host, l->url.port, l->connect_timeout_s);
+	finish(l);
+}
+
+static void close_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct link *l = w->data;
+
+	set_end(l, LINK_FAIL_CLOSED, "server %s:%u did not answer our close within %.0f s",
+		l->url.host, l->url.port, CLOSE_WAIT_S);
+	finish(l);
+}
+
+static void pong_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct link *l = w->data;
+
+	set_end(l, LINK_FAIL_DEAD, "link to %s:%u is dead: no pong or frame within %u s",
+		l->url.host, l->url.port, l->pong_timeout_s);
+	finish(l);
+}
+
+static void ping_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct link *l = w->data;
+
+	if (!l->wsi)
+		return;
+	l->ping_due = true;
+	lws_callback_on_writable(l->wsi);
+}
+
+static uint32_t next_mask(struct link *l)
+{
+	uint64_t x = l->rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	l->rng = x;
+	return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+static int tx_reserve(struct link *l, size_t need)
+{
+	unsigned char *n;
+
+	if (need <= l->tx_cap)
+		return 0;
+	n = realloc(l->tx, LWS_PRE + need);
+	if (!n)
+		return -1;
+	l->tx = n;
+	l->tx_cap = need;
+	return 0;
+}
+
+static void send_ping(struct link *l, unsigned char *p, size_t *off)
+{
+	uint64_t seq = queue_last_sent_seq(l->q);
+	unsigned char payload[8];
+
+	if (seq < l->fenced_seq)
+		seq = l->fenced_seq;
+	for (int i = 0; i < 8; i++)
+		payload[i] = (unsigned char)(seq >> (56 - 8 * i));
+	*off += wsframe_encode(p + *off, WSF_PING, payload, sizeof(payload), next_mask(l));
+	l->fenced_seq = seq;
+	l->fence_in_flight = true;
+	if (!ev_is_active(&l->pong_timer)) {
+		ev_timer_set(&l->pong_timer, l->pong_timeout_s, 0);
+		ev_timer_start(l->loop, &l->pong_timer);
+	}
+}
+
+/*
+ * Frame as many queued messages as fit one batch, then a ping whose pong
+ * confirms them all (TCP keeps order), and hand lws the lot in one write.
+ */
+static int write_batch(struct link *l)
+{
+	size_t off = 0;
+	struct qmsg *m;
+	unsigned char *p;
+
+	while ((m = queue_peek_unsent(l->q))) {
+		size_t need = wsframe_header_len(m->len) + m->len;
+
+		if (off && off + need > TX_BATCH)
+			break;
+		if (tx_reserve(l, off + need + 2 * WSFRAME_MAX_HEADER + 8) < 0) {
+			log_msg(LOG_ERR, "out of memory framing a %u-byte message", m->len);
+			return -1;
+		}
+		p = l->tx + LWS_PRE;
+		off += wsframe_encode(p + off, m->binary ? WSF_BINARY : WSF_TEXT,
+				      qmsg_data(l->q, m), m->len, next_mask(l));
+		queue_mark_sent(l->q);
+	}
+	if (tx_reserve(l, off + WSFRAME_MAX_HEADER + 8) < 0)
+		return -1;
+	p = l->tx + LWS_PRE;
+	if (l->ping_due || (queue_last_sent_seq(l->q) > l->fenced_seq && !l->fence_in_flight)) {
+		l->ping_due = false;
+		send_ping(l, p, &off);
+	}
+	if (!off)
+		return 0;
+	/* LWS_WRITE_HTTP on a ws connection sends bytes as they are: our own frames */
+	if (lws_write(l->wsi, p, off, LWS_WRITE_HTTP) < 0) {
+		set_end(l, LINK_FAIL_CLOSED, "write to %s:%u failed", l->url.host, l->url.port);
+		return -1;
+	}
+	if (queue_peek_unsent(l->q))
+		lws_callback_on_writable(l->wsi);
+	return 0;
+}
+
+static void deliver(struct link *l, const unsigned char *data, size_t len, bool binary)
+{
+	if (l->ev.message)
+		l->ev.message(l->ev.ud, data, len, binary);
+}
+
+static void on_receive(struct link *l, struct lws *wsi, const unsigned char *in, size_t len)
+{
+	bool first = lws_is_first_fragment(wsi);
+	bool final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+
+	/* any frame proves the peer alive */
+	ev_timer_stop(l->loop, &l->pong_timer);
+
+	if (first) {
+		l->rx_len = 0;
+		l->rx_skip = false;
+		l->rx_binary = lws_frame_is_binary(wsi);
+		if (final) {
+			deliver(l, in, len, l->rx_binary);
+			return;
+		}
+	}
+	if (l->rx_skip)
+		return;
+	if (l->rx_len + len > l->max_message) {
+		log_msg(LOG_WARNING,
+			"message from %s:%u exceeds link.max_message_bytes (%zu): closing with 1009",
+			l->url.host, l->url.port, l->max_message);
+		l->rx_skip = true;
+		link_request_close(l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+		return;
+	}
+	if (l->rx_len + len > l->rx_cap) {
+		size_t ncap = l->rx_cap ? l->rx_cap : 64 * 1024;
+		unsigned char *n;
+
+		while (ncap < l->rx_len + len)
+			ncap *= 2;
+		n = realloc(l->rx, ncap);
+		if (!n) {
+			log_msg(LOG_ERR, "out of memory reassembling a message: closing with 1009");
+			l->rx_skip = true;
+			link_request_close(l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "out of memory");
+			return;
+		}
+		l->rx = n;
+		l->rx_cap = ncap;
+	}
+	memcpy(l->rx + l->rx_len, in, len);
+	l->rx_len += len;
+	if (final) {
+		deliver(l, l->rx, l->rx_len, l->rx_binary);
+		l->rx_len = 0;
+		/* a huge message should not pin its buffer for the link's life */
+		if (l->rx_cap > 1024 * 1024) {
+			free(l->rx);
+			l->rx = NULL;
+			l->rx_cap = 0;
+		}
+	}
+}
+
+static void on_pong(struct link *l, const unsigned char *in, size_t len)
+{
+	uint64_t seq = 0;
+
+	ev_timer_stop(l->loop, &l->pong_timer);
+	if (len != 8)
+		return;
+	for (size_t i = 0; i < 8; i++)
+		seq = seq << 8 | in[i];
+	if (seq > l->fenced_seq)
+		return; /* not a pong to any ping of ours */
+	l->fence_in_flight = false;
+	if (queue_len(l->q) && seq) {
+		size_t before = queue_len(l->q);
+
+		queue_confirm(l->q, seq);
+		if (queue_len(l->q) != before && l->ev.confirmed)
+			l->ev.confirmed(l->ev.ud);
+	}
+	/* more went out since that ping: fence it */
+	if (l->wsi && queue_last_sent_seq(l->q) > l->fenced_seq)
+		lws_callback_on_writable(l->wsi);
+}
+
+/* Turn lws's connection error text into one line an operator can act on. */
+static void classify_error(struct link *l, struct lws *wsi, const char *in)
+{
+	char why[256];
+	size_t n;
+	int status;
+
+	snprintf(why, sizeof(why), "%s", in ? in : "unknown error");
+	n = strlen(why);
+	while (n && (why[n - 1] == '\n' || why[n - 1] == '\r' || why[n - 1] == ' '))
+		why[--n] = '\0';
+
+	status = wsi ? (int)lws_http_client_http_response(wsi) : 0;
+	if (strstr(why, "not 101") || (status && status != 101)) {
+		l->end.http_status = status;
+		set_end(l, LINK_FAIL_HTTP, "%s:%u refused the WebSocket upgrade: HTTP %d%s",
+			l->url.host, l->url.port, status,
+			status == 401 || status == 403 ? " (authentication rejected)" : "");
+	} else if (strstr(why, "X509_V_ERR = 62") || strstr(why, "ostname mismatch")) {
+		set_end(l, LINK_FAIL_TLS,
+			"TLS: server certificate of %s:%u does not match the name '%.*s'",
+			l->url.host, l->url.port, (int)strcspn(l->host_hdr, ":"), l->host_hdr);
+	} else if (strstr(why, "X509_V_ERR = 10")) {
+		set_end(l, LINK_FAIL_TLS, "TLS: server certificate of %s:%u has expired",
+			l->url.host, l->url.port);
+	} else if (strstr(why, "X509_V_ERR = 9")) {
+		set_end(l, LINK_FAIL_TLS, "TLS: server certificate of %s:%u is not yet valid",
+			l->url.host, l->url.port);
+	} else if (strstr(why, "X509_V_ERR")) {
+		set_end(l, LINK_FAIL_TLS,
+			"TLS: server certificate of %s:%u is not trusted by tls.ca_file '%s' "
+			"(unknown CA) [%s]",
+			l->url.host, l->url.port, l->ca_file, why);
+	} else if (strstr(why, "Timed out waiting SSL")) {
+		set_end(l, LINK_FAIL_TLS, "TLS: handshake with %s:%u timed out",
+			l->url.host, l->url.port);
+	} else if (strstr(why, "Unable to connect") || strstr(why, "connect failed") ||
+		   strstr(why, "Closed before conn")) {
+		set_end(l, LINK_FAIL_CONNECT, "cannot connect to %s:%u (refused or unreachable)",
+			l->url.host, l->url.port);
+	} else if (strstr(why, "getaddrinfo") || strstr(why, "resolve") || strstr(why, "DNS")) {
+		set_end(l, LINK_FAIL_CONNECT, "cannot resolve host '%s'", l->url.host);
+	} else if (strstr(why, "mbedtls") || strstr(why, "SSL") || strstr(why, "tls")) {
+		set_end(l, LINK_FAIL_TLS, "TLS handshake with %s:%u failed: %s", l->url.host,
+			l->url.port, why);
+	} else if (strstr(why, "HS:")) {
+		set_end(l, LINK_FAIL_PROTOCOL, "bad WebSocket upgrade response from %s:%u: %s",
+			l->url.host, l->url.port, why + 3 + (why[3] == ' '));
+	} else {
+		set_end(l, LINK_FAIL_CONNECT, "connection to %s:%u failed: %s", l->url.host,
+			l->url.port, why);
+	}
+}
+
+static void on_peer_close(struct link *l, const unsigned char *in, size_t len)
+{
+	if (len < 2)
+		return;
+	l->end.close_code = in[0] << 8 | in[1];
+	snprintf(l->end.close_reason, sizeof(l->end.close_reason), "%.*s",
+		 (int)(len - 2 > 123 ? 123 : len - 2), (const char *)in + 2);
+}
+
+static int writeable(struct link *l, struct lws *wsi)
+{
+	if (!l->up || wsi != l->wsi || l->ending)
+		return 0; /* lws sends WRITEABLE unasked too */
+	if (l->close_req) {
+		lws_close_reason(wsi, (enum lws_close_status)l->close_code,
+				 (unsigned char *)l->close_reason, strlen(l->close_reason));
+		l->end.by_request = true;
+		l->end.close_code = 0;
+		ev_timer_set(&l->close_timer, CLOSE_WAIT_S, 0);
+		ev_timer_start(l->loop, &l->close_timer);
+		return -1;
+	}
+	if (l->rx_pause_want != l->rx_paused) {
+		l->rx_paused = l->rx_pause_want;
+		lws_rx_flow_control(wsi, l->rx_paused ? 0 : 1);
+	}
+	return write_batch(l);
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		    size_t len)
+{
+	struct lws_context *ctx = lws_get_context(wsi);
+	struct link *l = ctx ? lws_context_user(ctx) : NULL;
+
+	if (!l)
+		return 0;
+	switch (reason) {
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		if (!l->destroying)
+			classify_error(l, wsi, in);
+		l->wsi = NULL;
+		finish(l);
+		break;
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+		if (l->ending || l->destroying)
+			return -1;
+		l->wsi = wsi;
+		l->up = true;
+		l->end.was_up = true;
+		ev_timer_stop(l->loop, &l->connect_timer);
+		if (l->ping_interval_s) {
+			ev_timer_set(&l->ping_timer, l->ping_interval_s, l->ping_interval_s);
+			ev_timer_start(l->loop, &l->ping_timer);
+		}
+		if (l->ev.up)
+			l->ev.up(l->ev.ud);
+		if (l->wsi && (queue_peek_unsent(l->q) || l->close_req))
+			lws_callback_on_writable(wsi);
+		break;
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+		if (wsi == l->wsi)
+			on_receive(l, wsi, in, len);
+		break;
+	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+		if (wsi == l->wsi)
+			on_pong(l, in, len);
+		break;
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+		return writeable(l, wsi);
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if (wsi == l->wsi)
+			on_peer_close(l, in, len);
+		break;
+	case LWS_CALLBACK_CLIENT_CLOSED:
+		if (wsi == l->wsi) {
+			l->wsi = NULL;
+			if (l->end.close_code)
+				set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s",
+					l->url.host, l->url.port, l->end.close_code,
+					l->end.close_reason[0] ? " " : "", l->end.close_reason);
+			else if (l->end.by_request)
+				set_end(l, LINK_FAIL_CLOSED, "link to %s:%u closed",
+					l->url.host, l->url.port);
+			else
+				set_end(l, LINK_FAIL_CLOSED,
+					"link to %s:%u lost: connection closed without a close frame",
+					l->url.host, l->url.port);
+			finish(l);
+		}
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static const struct lws_protocols protocols[] = {
+	{ "wstether", callback, 0, RX_CHUNK, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+struct link *link_create(struct ev_loop *loop, struct queue *q, const struct link_events *ev)
+{
+	struct link *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	l->loop = loop;
+	l->q = q;
+	l->ev = *ev;
+	ev_timer_init(&l->connect_timer, connect_timeout_cb, 1, 0);
+	ev_timer_init(&l->ping_timer, ping_cb, 1, 1);
+	ev_timer_init(&l->pong_timer, pong_timeout_cb, 1, 0);
+	ev_timer_init(&l->close_timer, close_wait_cb, CLOSE_WAIT_S, 0);
+	ev_timer_init(&l->reap_timer, reap_cb, 0, 0);
+	l->connect_timer.data = l->ping_timer.data = l->pong_timer.data = l;
+	l->close_timer.data = l->reap_timer.data = l;
+	if (getrandom(&l->rng, sizeof(l->rng), 0) != sizeof(l->rng) || !l->rng)
+		l->rng = (uint64_t)(uintptr_t)l ^ 0x9e3779b97f4a7c15ULL;
+	return l;
+}
+
+void link_destroy(struct link *l)
+{
+	if (!l)
+		return;
+	stop_timers(l);
+	ev_timer_stop(l->loop, &l->reap_timer);
+	if (l->ctx) {
+		l->destroying = true;
+		lws_context_destroy(l->ctx);
+		l->ctx = NULL;
+	}
+	free(l->rx);
+	free(l->tx);
+	free(l);
+}
+
+int link_start(struct link *l, const struct wst_config *cfg, const char *url_text)
+{
+	struct lws_context_creation_info info;
+	struct lws_client_connect_info ci;
+	void *foreign[1] = { l->loop };
+	char err[256];
+
+	memset(&l->end, 0, sizeof(l->end));
+	if (l->ctx || l->ending) {
+		set_end(l, LINK_FAIL_LOCAL, "internal: attempt started while one is active");
+		return -1;
+	}
+	/* lws writes into what it parses: give it a scratch copy, never the config */
+	if (url_parse(url_text, &l->url, err, sizeof(err)) < 0) {
+		set_end(l, LINK_FAIL_LOCAL, "invalid URL '%s': %s", url_text, err);
+		return -1;
+	}
+	url_host_header(&l->url, cfg->server_name, l->host_hdr, sizeof(l->host_hdr));
+	snprintf(l->ca_file, sizeof(l->ca_file), "%s", cfg->ca_file);
+	l->connect_timeout_s = cfg->connect_timeout_s;
+	l->ping_interval_s = cfg->ping_interval_s;
+	l->pong_timeout_s = cfg->pong_timeout_s;
+	l->max_message = cfg->max_message_bytes;
+	l->up = l->close_req = l->ping_due = l->rx_paused = false;
+	l->fenced_seq = 0;
+	l->fence_in_flight = false;
+	l->rx_len = 0;
+
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.foreign_loops = foreign;
+	info.user = l;
+	/* below the ulimit, lws uses a small table instead of one slot per possible fd */
+	info.fd_limit_per_thread = 16;
+	info.pt_serv_buf_size = RX_CHUNK;
+	info.timeout_secs = cfg->connect_timeout_s;
+	info.connect_timeout_secs = cfg->connect_timeout_s;
+	if (l->url.tls)
+		info.client_ssl_ca_filepath = l->ca_file;
+
+	l->ctx = lws_create_context(&info);
+	if (!l->ctx) {
+		set_end(l, LINK_FAIL_LOCAL,
+			"cannot create the connection context%s%s (check tls.ca_file)",
+			l->url.tls ? " with CA file " : "", l->url.tls ? l->ca_file : "");
+		return -1;
+	}
+
+	memset(&ci, 0, sizeof(ci));
+	ci.context = l->ctx;
+	ci.address = l->url.host;
+	ci.port = l->url.port;
+	ci.path = l->url.path;
+	ci.host = l->host_hdr;
+	ci.origin = NULL;
+	ci.protocol = NULL;
+	ci.local_protocol_name = protocols[0].name;
+	ci.ssl_connection = (l->url.tls ? LCCSCF_USE_SSL : 0) | LCCSCF_HTTP_NO_FOLLOW_REDIRECT;
+
+	ev_timer_set(&l->connect_timer, cfg->connect_timeout_s, 0);
+	ev_timer_start(l->loop, &l->connect_timer);
+
+	if (!lws_client_connect_via_info(&ci)) {
+		/* CONNECTION_ERROR may already have said why and scheduled the reap */
+		set_end(l, LINK_FAIL_CONNECT, "cannot connect to %s:%u", l->url.host, l->url.port);
+		finish(l);
+	}
+	return 0;
+}
+
+void link_abort(struct link *l, const char *why)
+{
+	if (!l->ctx)
+		return;
+	set_end(l, LINK_FAIL_LOCAL, "%s", why);
+	l->end.by_request = true;
+	finish(l);
+}
+
+bool link_active(const struct link *l)
+{
+	return l->ctx != NULL;
+}
+
+bool link_up(const struct link *l)
+{
+	return l->up && l->wsi && !l->ending;
+}
+
+const struct link_end *link_last_end(const struct link *l)
+{
+	return &l->end;
+}
+
+void link_kick(struct link *l)
+{
+	if (link_up(l))
+		lws_callback_on_writable(l->wsi);
+}
+
+void link_request_close(struct link *l, int code, const char *reason)
+{
+	if (link_up(l)) {
+		l->close_req = true;
+		l->close_code = code;
+		snprintf(l->close_reason, sizeof(l->close_reason), "%s", reason ? reason : "");
+		lws_callback_on_writable(l->wsi);
+	} else if (l->ctx && !l->ending) {
+		/* not up yet: there is no close handshake to do, just give up the attempt */
+		link_abort(l, "attempt abandoned on request");
+	}
+}
+
+void link_pause_rx(struct link *l, bool pause)
+{
+	l->rx_pause_want = pause;
+	if (link_up(l) && l->rx_pause_want != l->rx_paused)
+		lws_callback_on_writable(l->wsi);
+}

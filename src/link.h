@@ -1,0 +1,70 @@
+#ifndef WST_LINK_H
+#define WST_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct ev_loop;
+struct queue;
+struct wst_config;
+
+/*
+ * One WebSocket link attempt at a time: a fresh lws context per attempt on
+ * the daemon's libev loop. The only owner of a wsi. Everything that acts on
+ * the connection is recorded here and carried out in its own callback.
+ */
+struct link;
+
+enum link_fail {
+	LINK_FAIL_NONE,
+	LINK_FAIL_CONNECT,	/* TCP: refused, unreachable, DNS */
+	LINK_FAIL_TIMEOUT,	/* connect_timeout_s passed before the upgrade */
+	LINK_FAIL_TLS,		/* handshake or certificate */
+	LINK_FAIL_HTTP,		/* upgrade answered with a status other than 101 */
+	LINK_FAIL_PROTOCOL,	/* bad upgrade response */
+	LINK_FAIL_CLOSED,	/* an established link ended */
+	LINK_FAIL_DEAD,		/* no pong within pong_timeout_s */
+	LINK_FAIL_LOCAL,	/* we could not set up the attempt */
+};
+
+struct link_end {
+	enum link_fail fail;
+	bool was_up;
+	bool by_request;	/* we asked for the close */
+	int http_status;
+	unsigned retry_after_s;
+	int close_code;		/* from the server's close frame, 0 if none */
+	char close_reason[124];
+	char msg[512];		/* one line that explains it */
+};
+
+struct link_events {
+	void *ud;
+	void (*up)(void *ud);
+	void (*message)(void *ud, const unsigned char *data, size_t len, bool binary);
+	/* messages were confirmed and left the queue */
+	void (*confirmed)(void *ud);
+	/* the attempt is over and its context destroyed; link_last_end() says why */
+	void (*down)(void *ud);
+};
+
+struct link *link_create(struct ev_loop *loop, struct queue *q, const struct link_events *ev);
+void link_destroy(struct link *l);
+
+/* Start an attempt. On -1 the attempt failed at once and down() will not be called. */
+int link_start(struct link *l, const struct wst_config *cfg, const char *url);
+/* Abandon the attempt or link now, without a close handshake (destroys the context). */
+void link_abort(struct link *l, const char *why);
+
+bool link_active(const struct link *l);	/* an attempt or link exists */
+bool link_up(const struct link *l);
+const struct link_end *link_last_end(const struct link *l);
+
+/* New messages are in the queue. */
+void link_kick(struct link *l);
+/* Close with code and reason; before the link is up this abandons the attempt. */
+void link_request_close(struct link *l, int code, const char *reason);
+/* Stop (true) or resume reading from the server, for local back-pressure. */
+void link_pause_rx(struct link *l, bool pause);
+
+#endif

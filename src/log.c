@@ -1,0 +1,148 @@
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <libwebsockets.h>
+
+#include "build-config.h"
+#include "journal.h"
+
+static int cur_level = LOG_INFO;
+static int use_journal;
+
+static const char *const names[] = {
+	[LOG_ERR] = "error", [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+	[LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+};
+
+int log_level_parse(const char *name)
+{
+	for (int i = LOG_ERR; i <= LOG_DEBUG; i++)
+		if (!strcmp(name, names[i]))
+			return i;
+	return -1;
+}
+
+const char *log_level_name(int level)
+{
+	if (level < LOG_ERR)
+		return "error";
+	if (level > LOG_DEBUG)
+		return "debug";
+	return names[level];
+}
+
+/* journald's stream is used only when our stderr is the very stream it names. */
+static int stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long dev, ino;
+	struct stat st;
+
+	if (!js || sscanf(js, "%lu:%lu", &dev, &ino) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return 0;
+	return st.st_dev == dev && st.st_ino == ino;
+}
+
+void log_init(int level)
+{
+	cur_level = level;
+	use_journal = WST_HAVE_SYSTEMD && stderr_is_journal();
+	log_route_lws();
+}
+
+void log_set_level(int level)
+{
+	cur_level = level;
+	log_route_lws();
+}
+
+int log_enabled(int level)
+{
+	return level <= cur_level;
+}
+
+static void emit(int level, const struct log_ctx *ctx, const char *msg)
+{
+	if (use_journal && journal_send(level, ctx, msg) == 0)
+		return;
+	fprintf(stderr, "wstether: %s: %s\n", log_level_name(level), msg);
+}
+
+static void vlog(int level, const struct log_ctx *ctx, int err, const char *fmt, va_list ap)
+{
+	char buf[2048];
+	int n;
+
+	if (!log_enabled(level))
+		return;
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (n < 0)
+		return;
+	if (err && (size_t)n < sizeof(buf))
+		snprintf(buf + n, sizeof(buf) - (size_t)n, ": %s", strerror(err));
+	emit(level, ctx, buf);
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(level, NULL, 0, fmt, ap);
+	va_end(ap);
+}
+
+void log_errno(int level, const char *fmt, ...)
+{
+	int err = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(level, NULL, err, fmt, ap);
+	va_end(ap);
+	errno = err;
+}
+
+void log_event(int level, const struct log_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(level, ctx, 0, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * lws reports failures we classify and log ourselves, so its lines are
+ * detail: debug level only. Its libev glue logs NOTICE on every watcher
+ * change, so below debug we take ERR and WARN only.
+ */
+static void lws_emit(int lws_level, const char *line)
+{
+	char buf[512];
+	size_t n;
+
+	(void)lws_level;
+	if (!log_enabled(LOG_DEBUG))
+		return;
+	snprintf(buf, sizeof(buf), "lws: %s", line);
+	n = strlen(buf);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	emit(LOG_DEBUG, NULL, buf);
+}
+
+void log_route_lws(void)
+{
+	int mask = log_enabled(LOG_DEBUG) ? (LLL_ERR | LLL_WARN) : 0;
+
+	lws_set_log_level(mask, lws_emit);
+}

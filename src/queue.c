@@ -1,0 +1,135 @@
+#include "queue.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void queue_init(struct queue *q, size_t headroom, size_t max_messages, size_t max_bytes,
+		enum queue_overflow overflow)
+{
+	memset(q, 0, sizeof(*q));
+	/* keep the data area aligned like malloc's */
+	q->headroom = (headroom + 15) & ~(size_t)15;
+	q->max_messages = max_messages;
+	q->max_bytes = max_bytes;
+	q->overflow = overflow;
+	q->next_seq = 1;
+}
+
+static struct qmsg *at(const struct queue *q, size_t i)
+{
+	return q->ring[(q->head + i) & (q->cap - 1)];
+}
+
+static void drop_head(struct queue *q)
+{
+	struct qmsg *m = at(q, 0);
+
+	q->bytes -= m->len;
+	free(m);
+	q->head = (q->head + 1) & (q->cap - 1);
+	q->count--;
+	if (q->inflight)
+		q->inflight--;
+}
+
+void queue_finish(struct queue *q)
+{
+	while (q->count)
+		drop_head(q);
+	free(q->ring);
+	q->ring = NULL;
+	q->cap = 0;
+}
+
+unsigned char *qmsg_data(const struct queue *q, struct qmsg *m)
+{
+	return (unsigned char *)(m + 1) + q->headroom;
+}
+
+bool queue_has_room(const struct queue *q, size_t len)
+{
+	return q->count < q->max_messages && q->bytes + len <= q->max_bytes;
+}
+
+static int grow(struct queue *q)
+{
+	size_t ncap = q->cap ? q->cap * 2 : 64;
+	struct qmsg **nr = malloc(ncap * sizeof(*nr));
+
+	if (!nr)
+		return -1;
+	for (size_t i = 0; i < q->count; i++)
+		nr[i] = at(q, i);
+	free(q->ring);
+	q->ring = nr;
+	q->cap = ncap;
+	q->head = 0;
+	return 0;
+}
+
+int queue_push(struct queue *q, const void *data, size_t len, bool binary)
+{
+	struct qmsg *m;
+
+	if (len > q->max_bytes || len > UINT32_MAX) {
+		q->rejected++;
+		return -1;
+	}
+	if (!queue_has_room(q, len)) {
+		if (q->overflow == QUEUE_REJECT) {
+			q->rejected++;
+			return -1;
+		}
+		while (q->count && !queue_has_room(q, len)) {
+			q->dropped++;
+			q->dropped_bytes += at(q, 0)->len;
+			drop_head(q);
+		}
+	}
+	if (q->count == q->cap && grow(q) < 0) {
+		q->rejected++;
+		return -1;
+	}
+	m = malloc(sizeof(*m) + q->headroom + len + 1);
+	if (!m) {
+		q->rejected++;
+		return -1;
+	}
+	m->seq = q->next_seq++;
+	m->len = (uint32_t)len;
+	m->binary = binary;
+	memcpy(qmsg_data(q, m), data, len);
+	qmsg_data(q, m)[len] = '\0';
+	q->ring[(q->head + q->count) & (q->cap - 1)] = m;
+	q->count++;
+	q->bytes += len;
+	return 0;
+}
+
+struct qmsg *queue_peek_unsent(const struct queue *q)
+{
+	return q->inflight < q->count ? at(q, q->inflight) : NULL;
+}
+
+void queue_mark_sent(struct queue *q)
+{
+	if (q->inflight < q->count)
+		q->inflight++;
+}
+
+uint64_t queue_last_sent_seq(const struct queue *q)
+{
+	return q->inflight ? at(q, q->inflight - 1)->seq : 0;
+}
+
+void queue_confirm(struct queue *q, uint64_t seq)
+{
+	while (q->inflight && at(q, 0)->seq <= seq)
+		drop_head(q);
+}
+
+void queue_rewind(struct queue *q)
+{
+	q->resent += q->inflight;
+	q->inflight = 0;
+}

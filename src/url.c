@@ -1,0 +1,120 @@
+#include "url.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static int fail(char *err, size_t errlen, const char *msg)
+{
+	snprintf(err, errlen, "%s", msg);
+	return -1;
+}
+
+static int valid_host_char(unsigned char c)
+{
+	return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '%';
+}
+
+int url_parse(const char *s, struct wst_url *u, char *err, size_t errlen)
+{
+	const char *p, *host, *host_end, *port_s = NULL, *rest;
+	size_t n;
+
+	memset(u, 0, sizeof(*u));
+	if (!s || !*s)
+		return fail(err, errlen, "empty URL");
+	p = strstr(s, "://");
+	if (!p)
+		return fail(err, errlen, "missing scheme: expected ws://HOST/PATH or wss://HOST/PATH");
+	if ((size_t)(p - s) == 2 && !strncasecmp(s, "ws", 2)) {
+		u->tls = false;
+		u->port = 80;
+	} else if ((size_t)(p - s) == 3 && !strncasecmp(s, "wss", 3)) {
+		u->tls = true;
+		u->port = 443;
+	} else {
+		snprintf(err, errlen, "unsupported scheme '%.*s': use ws:// or wss://",
+			 (int)(p - s) > 16 ? 16 : (int)(p - s), s);
+		return -1;
+	}
+	host = p + 3;
+	rest = host + strcspn(host, "/?#");
+	if (memchr(host, '@', (size_t)(rest - host)))
+		return fail(err, errlen, "user info (user@host) is not supported in the URL");
+
+	if (*host == '[') {
+		host_end = memchr(host, ']', (size_t)(rest - host));
+		if (!host_end)
+			return fail(err, errlen, "unterminated IPv6 address: missing ']'");
+		host++;
+		u->ipv6 = true;
+		if (host_end == host)
+			return fail(err, errlen, "missing host");
+		for (const char *c = host; c < host_end; c++)
+			if (!isxdigit((unsigned char)*c) && *c != ':' && *c != '.')
+				return fail(err, errlen, "invalid character in IPv6 address");
+		if (host_end[1] == ':')
+			port_s = host_end + 2;
+		else if (host_end + 1 != rest)
+			return fail(err, errlen, "unexpected text after IPv6 address");
+	} else {
+		const char *colon = memchr(host, ':', (size_t)(rest - host));
+
+		host_end = colon ? colon : rest;
+		if (colon)
+			port_s = colon + 1;
+		if (host_end == host)
+			return fail(err, errlen, "missing host");
+		for (const char *c = host; c < host_end; c++)
+			if (!valid_host_char((unsigned char)*c))
+				return fail(err, errlen, "invalid character in host name");
+	}
+	n = (size_t)(host_end - host);
+	if (n > URL_MAX_HOST)
+		return fail(err, errlen, "host name too long");
+	memcpy(u->host, host, n);
+	u->host[n] = '\0';
+
+	if (port_s) {
+		unsigned long port = 0;
+
+		if (port_s == rest)
+			return fail(err, errlen, "empty port after ':'");
+		for (const char *c = port_s; c < rest; c++) {
+			if (!isdigit((unsigned char)*c))
+				return fail(err, errlen, "port is not a number");
+			port = port * 10 + (unsigned long)(*c - '0');
+			if (port > 65535)
+				return fail(err, errlen, "port out of range (1-65535)");
+		}
+		if (port == 0)
+			return fail(err, errlen, "port out of range (1-65535)");
+		u->port = (uint16_t)port;
+	}
+
+	if (strchr(rest, '#'))
+		return fail(err, errlen, "fragment ('#') is not allowed in a WebSocket URL");
+	for (const char *c = rest; *c; c++)
+		if ((unsigned char)*c <= 0x20 || (unsigned char)*c == 0x7f)
+			return fail(err, errlen, "space or control character in URL path");
+	n = strlen(rest);
+	if (n + 1 > URL_MAX_PATH)
+		return fail(err, errlen, "URL path too long");
+	if (*rest != '/')
+		u->path[0] = '/';
+	strcat(u->path, rest);
+	return 0;
+}
+
+void url_host_header(const struct wst_url *u, const char *name, char *out, size_t outlen)
+{
+	bool dflt = u->port == (u->tls ? 443 : 80);
+	const char *h = name && *name ? name : u->host;
+	bool br = !(name && *name) && u->ipv6;
+
+	if (dflt)
+		snprintf(out, outlen, "%s%s%s", br ? "[" : "", h, br ? "]" : "");
+	else
+		snprintf(out, outlen, "%s%s%s:%u", br ? "[" : "", h, br ? "]" : "", u->port);
+}
