@@ -1,0 +1,705 @@
+/*
+ * echo-server: a small, fast, single-threaded epoll WebSocket echo server
+ * for benchmarking wstether (bench/stdio-throughput).
+ *
+ *   cc -O2 -Wall -Wextra -o bench/echo-server bench/echo-server.c
+ *   bench/echo-server PORT [--quiet]
+ *
+ * Listens on 127.0.0.1:PORT (0 = pick a free port; the chosen port is printed
+ * on stdout as the first line, then stdout is flushed). Plain libc only:
+ * SHA-1 and base64 for the RFC 6455 handshake are inline.
+ *
+ * Behaviour:
+ *  - RFC 6455 handshake (GET + Sec-WebSocket-Key), no extensions, no subprotocol.
+ *  - Client frames must be masked; they are unmasked in place.
+ *  - Each text/binary message is echoed back as one unmasked, unfragmented
+ *    frame of the same opcode; fragmented messages (continuation frames) are
+ *    reassembled first.
+ *  - ping -> pong with the same payload; pong is ignored;
+ *    close -> close echoed with the same payload, then the TCP connection is
+ *    shut down after the output is flushed.
+ *  - Protocol errors -> close 1002; messages over MAX_MSG -> close 1009.
+ *  - Reads in big chunks (256 KiB), coalesces all echo frames produced by one
+ *    read into one output buffer written with one write(); partial writes
+ *    leave the rest in the buffer and arm EPOLLOUT. When the output buffer
+ *    grows past OUT_HIGH the connection stops reading until it drains below
+ *    OUT_LOW (back-pressure against clients that do not read).
+ *  - SIGINT/SIGTERM: stop and print totals on stderr (unless --quiet).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READ_CHUNK   (256u * 1024u)
+#define MAX_MSG      (64u * 1024u * 1024u) /* largest message accepted */
+#define MAX_REQUEST  (16u * 1024u)         /* largest handshake request */
+#define OUT_HIGH     (32u * 1024u * 1024u) /* stop reading above this */
+#define OUT_LOW      (4u * 1024u * 1024u)  /* resume reading below this */
+#define CLOSE_LINGER 5                     /* seconds to wait for peer EOF */
+
+/* ------------------------------------------------------------------ SHA-1 */
+
+struct sha1 {
+    uint32_t h[5];
+    uint64_t len;
+    unsigned char blk[64];
+    size_t n;
+};
+
+static uint32_t rol(uint32_t x, int s) { return (x << s) | (x >> (32 - s)); }
+
+static void sha1_block(struct sha1 *s, const unsigned char *p)
+{
+    uint32_t w[80], a, b, c, d, e, t;
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+               (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
+    for (int i = 16; i < 80; i++)
+        w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    a = s->h[0]; b = s->h[1]; c = s->h[2]; d = s->h[3]; e = s->h[4];
+    for (int i = 0; i < 80; i++) {
+        uint32_t f, k;
+        if (i < 20)      { f = (b & c) | (~b & d);          k = 0x5A827999; }
+        else if (i < 40) { f = b ^ c ^ d;                   k = 0x6ED9EBA1; }
+        else if (i < 60) { f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC; }
+        else             { f = b ^ c ^ d;                   k = 0xCA62C1D6; }
+        t = rol(a, 5) + f + e + k + w[i];
+        e = d; d = c; c = rol(b, 30); b = a; a = t;
+    }
+    s->h[0] += a; s->h[1] += b; s->h[2] += c; s->h[3] += d; s->h[4] += e;
+}
+
+static void sha1_init(struct sha1 *s)
+{
+    static const uint32_t iv[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE,
+                                   0x10325476, 0xC3D2E1F0};
+    memcpy(s->h, iv, sizeof iv);
+    s->len = 0;
+    s->n = 0;
+}
+
+static void sha1_update(struct sha1 *s, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    s->len += len;
+    while (len > 0) {
+        size_t k = 64 - s->n;
+        if (k > len)
+            k = len;
+        memcpy(s->blk + s->n, p, k);
+        s->n += k;
+        p += k;
+        len -= k;
+        if (s->n == 64) {
+            sha1_block(s, s->blk);
+            s->n = 0;
+        }
+    }
+}
+
+static void sha1_final(struct sha1 *s, unsigned char out[20])
+{
+    uint64_t bits = s->len * 8;
+    unsigned char pad = 0x80, zero = 0, lenb[8];
+    sha1_update(s, &pad, 1);
+    while (s->n != 56)
+        sha1_update(s, &zero, 1);
+    for (int i = 0; i < 8; i++)
+        lenb[i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha1_update(s, lenb, 8);
+    for (int i = 0; i < 5; i++) {
+        out[4 * i] = (unsigned char)(s->h[i] >> 24);
+        out[4 * i + 1] = (unsigned char)(s->h[i] >> 16);
+        out[4 * i + 2] = (unsigned char)(s->h[i] >> 8);
+        out[4 * i + 3] = (unsigned char)s->h[i];
+    }
+}
+
+static void base64(const unsigned char *in, size_t n, char *out)
+{
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t i = 0, o = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = tab[v >> 18];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = tab[(v >> 6) & 63];
+        out[o++] = tab[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = tab[v >> 18];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = '=';
+        out[o++] = '=';
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        out[o++] = tab[v >> 18];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = tab[(v >> 6) & 63];
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+}
+
+/* ---------------------------------------------------------------- buffers */
+
+struct buf {
+    unsigned char *p;
+    size_t off, len, cap; /* live data is p[off..len) */
+};
+
+static void die(const char *what)
+{
+    perror(what);
+    exit(1);
+}
+
+/* Make room for at least n more bytes after len. */
+static void buf_reserve(struct buf *b, size_t n)
+{
+    if (b->cap - b->len >= n)
+        return;
+    if (b->off > 0) { /* compact first */
+        memmove(b->p, b->p + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+        if (b->cap - b->len >= n)
+            return;
+    }
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < n)
+        cap *= 2;
+    unsigned char *p = realloc(b->p, cap);
+    if (!p)
+        die("realloc");
+    b->p = p;
+    b->cap = cap;
+}
+
+static size_t buf_used(const struct buf *b) { return b->len - b->off; }
+
+static void buf_append(struct buf *b, const void *d, size_t n)
+{
+    buf_reserve(b, n);
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+}
+
+static void buf_consume(struct buf *b, size_t n)
+{
+    b->off += n;
+    if (b->off == b->len)
+        b->off = b->len = 0;
+}
+
+/* Free big buffers once empty so idle connections do not pin memory. */
+static void buf_shrink(struct buf *b)
+{
+    if (buf_used(b) == 0 && b->cap > 4 * READ_CHUNK) {
+        free(b->p);
+        b->p = NULL;
+        b->cap = b->off = b->len = 0;
+    }
+}
+
+/* ----------------------------------------------------------- connections */
+
+enum state { ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_DRAIN };
+
+struct conn {
+    int fd;
+    enum state st;
+    uint32_t events; /* currently registered epoll events */
+    struct buf in, out, msg;
+    int msg_op;      /* opcode of the fragmented message being assembled */
+    size_t need;     /* bytes of input needed for the next frame */
+    time_t deadline; /* ST_DRAIN: give up waiting for peer EOF after this */
+};
+
+static int ep;
+static int quiet;
+static volatile sig_atomic_t stop;
+static unsigned long long n_conns, n_msgs, n_bytes_in, n_bytes_out;
+static struct conn **conns; /* by fd, for the close-linger sweep */
+static size_t n_conn_slots;
+static int n_draining;
+
+static void set_events(struct conn *c, uint32_t ev)
+{
+    if (ev == c->events)
+        return;
+    struct epoll_event e = {.events = ev, .data.ptr = c};
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e) < 0)
+        die("epoll_ctl MOD");
+    c->events = ev;
+}
+
+static void conn_free(struct conn *c)
+{
+    if (c->st == ST_DRAIN)
+        n_draining--;
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    if ((size_t)c->fd < n_conn_slots)
+        conns[c->fd] = NULL;
+    free(c->in.p);
+    free(c->out.p);
+    free(c->msg.p);
+    free(c);
+}
+
+static void emit_frame(struct conn *c, int op, const unsigned char *p, size_t n)
+{
+    unsigned char h[10];
+    size_t hl;
+    h[0] = (unsigned char)(0x80 | op);
+    if (n < 126) {
+        h[1] = (unsigned char)n;
+        hl = 2;
+    } else if (n < 65536) {
+        h[1] = 126;
+        h[2] = (unsigned char)(n >> 8);
+        h[3] = (unsigned char)n;
+        hl = 4;
+    } else {
+        h[1] = 127;
+        for (int i = 0; i < 8; i++)
+            h[2 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
+        hl = 10;
+    }
+    buf_reserve(&c->out, hl + n);
+    memcpy(c->out.p + c->out.len, h, hl);
+    if (n)
+        memcpy(c->out.p + c->out.len + hl, p, n);
+    c->out.len += hl + n;
+}
+
+static void fail(struct conn *c, unsigned code)
+{
+    unsigned char p[2] = {(unsigned char)(code >> 8), (unsigned char)code};
+    emit_frame(c, 0x8, p, 2);
+    c->st = ST_CLOSING;
+}
+
+static void unmask(unsigned char *p, size_t n, const unsigned char k[4])
+{
+    uint32_t k32;
+    uint64_t k64, v;
+    size_t i = 0;
+    memcpy(&k32, k, 4);
+    k64 = (uint64_t)k32 << 32 | k32;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&v, p + i, 8);
+        v ^= k64;
+        memcpy(p + i, &v, 8);
+    }
+    for (; i < n; i++)
+        p[i] ^= k[i & 3];
+}
+
+/* Handshake. Returns bytes consumed, 0 if incomplete, -1 on error. */
+static long do_handshake(struct conn *c)
+{
+    unsigned char *s = c->in.p + c->in.off;
+    size_t n = buf_used(&c->in);
+    unsigned char *end = memmem(s, n, "\r\n\r\n", 4);
+    if (!end)
+        return n > MAX_REQUEST ? -1 : 0;
+    size_t reqlen = (size_t)(end - s) + 4;
+    if (reqlen < 4 || memcmp(s, "GET ", 4) != 0)
+        return -1;
+    /* walk header lines looking for Sec-WebSocket-Key */
+    const char *key = NULL;
+    size_t keylen = 0;
+    unsigned char *line = (unsigned char *)memmem(s, reqlen, "\r\n", 2) + 2;
+    while (line < end) {
+        unsigned char *eol = memmem(line, (size_t)(end + 2 - line), "\r\n", 2);
+        static const char hdr[] = "sec-websocket-key:";
+        size_t ll = (size_t)(eol - line);
+        if (ll > sizeof hdr - 1 && strncasecmp((char *)line, hdr, sizeof hdr - 1) == 0) {
+            unsigned char *v = line + sizeof hdr - 1, *ve = eol;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            key = (const char *)v;
+            keylen = (size_t)(ve - v);
+        }
+        line = eol + 2;
+    }
+    if (!key || keylen == 0 || keylen > 64) {
+        static const char bad[] = "HTTP/1.1 400 Bad Request\r\n"
+                                  "Content-Length: 0\r\nConnection: close\r\n\r\n";
+        buf_append(&c->out, bad, sizeof bad - 1);
+        c->st = ST_CLOSING;
+        return (long)reqlen;
+    }
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    struct sha1 sh;
+    unsigned char dg[20];
+    char acc[32], resp[256];
+    sha1_init(&sh);
+    sha1_update(&sh, key, keylen);
+    sha1_update(&sh, guid, sizeof guid - 1);
+    sha1_final(&sh, dg);
+    base64(dg, 20, acc);
+    int rl = snprintf(resp, sizeof resp,
+                      "HTTP/1.1 101 Switching Protocols\r\n"
+                      "Upgrade: websocket\r\n"
+                      "Connection: Upgrade\r\n"
+                      "Sec-WebSocket-Accept: %s\r\n\r\n", acc);
+    buf_append(&c->out, resp, (size_t)rl);
+    c->st = ST_OPEN;
+    return (long)reqlen;
+}
+
+/* Parse as many complete frames as the input holds; queue the echoes. */
+static void process(struct conn *c)
+{
+    c->need = 0;
+    while (buf_used(&c->in) > 0 && (c->st == ST_HANDSHAKE || c->st == ST_OPEN)) {
+        if (c->st == ST_HANDSHAKE) {
+            long r = do_handshake(c);
+            if (r < 0) {
+                c->st = ST_CLOSING; /* just drop it */
+                c->in.off = c->in.len = 0;
+                return;
+            }
+            if (r == 0)
+                return;
+            buf_consume(&c->in, (size_t)r);
+            continue;
+        }
+        unsigned char *p = c->in.p + c->in.off;
+        size_t avail = buf_used(&c->in);
+        if (avail < 2)
+            return;
+        int fin = p[0] & 0x80, rsv = p[0] & 0x70, op = p[0] & 0x0f;
+        int masked = p[1] & 0x80;
+        uint64_t len = p[1] & 0x7f;
+        size_t hl = 2;
+        if (len == 126) {
+            if (avail < 4)
+                return;
+            len = (uint64_t)p[2] << 8 | p[3];
+            hl = 4;
+        } else if (len == 127) {
+            if (avail < 10)
+                return;
+            len = 0;
+            for (int i = 0; i < 8; i++)
+                len = len << 8 | p[2 + i];
+            hl = 10;
+        }
+        if (rsv || !masked) {
+            fail(c, 1002);
+            return;
+        }
+        if (len > MAX_MSG) {
+            fail(c, 1009);
+            return;
+        }
+        hl += 4;
+        if (avail < hl + len) {
+            c->need = hl + (size_t)len;
+            return;
+        }
+        unsigned char *pl = p + hl;
+        size_t n = (size_t)len;
+        unmask(pl, n, p + hl - 4);
+        n_bytes_in += n;
+        switch (op) {
+        case 0x0: /* continuation */
+            if (!c->msg_op) {
+                fail(c, 1002);
+                return;
+            }
+            if (buf_used(&c->msg) + n > MAX_MSG) {
+                fail(c, 1009);
+                return;
+            }
+            buf_append(&c->msg, pl, n);
+            if (fin) {
+                emit_frame(c, c->msg_op, c->msg.p + c->msg.off, buf_used(&c->msg));
+                n_msgs++;
+                n_bytes_out += buf_used(&c->msg);
+                c->msg.off = c->msg.len = 0;
+                buf_shrink(&c->msg);
+                c->msg_op = 0;
+            }
+            break;
+        case 0x1: /* text */
+        case 0x2: /* binary */
+            if (c->msg_op) {
+                fail(c, 1002);
+                return;
+            }
+            if (fin) {
+                emit_frame(c, op, pl, n);
+                n_msgs++;
+                n_bytes_out += n;
+            } else {
+                c->msg_op = op;
+                buf_append(&c->msg, pl, n);
+            }
+            break;
+        case 0x8: /* close: echo it and finish */
+            if (!fin || n > 125 || n == 1) {
+                fail(c, 1002);
+                return;
+            }
+            emit_frame(c, 0x8, pl, n);
+            c->st = ST_CLOSING;
+            c->in.off = c->in.len = 0;
+            return;
+        case 0x9: /* ping */
+            if (!fin || n > 125) {
+                fail(c, 1002);
+                return;
+            }
+            emit_frame(c, 0xA, pl, n);
+            break;
+        case 0xA: /* pong */
+            if (!fin || n > 125) {
+                fail(c, 1002);
+                return;
+            }
+            break;
+        default:
+            fail(c, 1002);
+            return;
+        }
+        buf_consume(&c->in, hl + n);
+    }
+}
+
+/* Write out as much as possible. Returns -1 if the connection was freed. */
+static int flush(struct conn *c)
+{
+    while (buf_used(&c->out) > 0) {
+        ssize_t w = write(c->fd, c->out.p + c->out.off, buf_used(&c->out));
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            conn_free(c); /* EPIPE, ECONNRESET, ... */
+            return -1;
+        }
+        buf_consume(&c->out, (size_t)w);
+    }
+    size_t pending = buf_used(&c->out);
+    if (pending == 0) {
+        buf_shrink(&c->out);
+        if (c->st == ST_CLOSING) {
+            /* all sent: half-close and wait for the peer's EOF so that our
+             * close frame is not lost to a RST from unread input */
+            shutdown(c->fd, SHUT_WR);
+            c->st = ST_DRAIN;
+            c->deadline = time(NULL) + CLOSE_LINGER;
+            n_draining++;
+            set_events(c, EPOLLIN);
+            return 0;
+        }
+    }
+    uint32_t ev = 0;
+    if (pending)
+        ev |= EPOLLOUT;
+    /* back-pressure: stop reading while the peer is not reading */
+    int reading = (c->events & EPOLLIN) != 0;
+    if (reading ? pending < OUT_HIGH : pending < OUT_LOW)
+        ev |= EPOLLIN;
+    if (c->st == ST_CLOSING)
+        ev &= ~(uint32_t)EPOLLIN;
+    set_events(c, ev);
+    return 0;
+}
+
+static void on_readable(struct conn *c)
+{
+    if (c->st == ST_DRAIN) {
+        unsigned char junk[65536];
+        ssize_t r = read(c->fd, junk, sizeof junk);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+            conn_free(c);
+        return;
+    }
+    size_t want = READ_CHUNK;
+    if (c->need > buf_used(&c->in) && c->need - buf_used(&c->in) > want)
+        want = c->need - buf_used(&c->in);
+    buf_reserve(&c->in, want);
+    ssize_t r = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
+    if (r < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return;
+        conn_free(c);
+        return;
+    }
+    if (r == 0) { /* peer went away without a close handshake */
+        conn_free(c);
+        return;
+    }
+    c->in.len += (size_t)r;
+    process(c);
+    if (buf_used(&c->in) == 0)
+        buf_shrink(&c->in);
+    flush(c);
+}
+
+static void on_accept(int lfd)
+{
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK && !quiet)
+                perror("accept4");
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct conn *c = calloc(1, sizeof *c);
+        if (!c)
+            die("calloc");
+        c->fd = fd;
+        c->st = ST_HANDSHAKE;
+        c->events = EPOLLIN;
+        struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) < 0)
+            die("epoll_ctl ADD");
+        if ((size_t)fd >= n_conn_slots) {
+            size_t ns = n_conn_slots ? n_conn_slots : 64;
+            while (ns <= (size_t)fd)
+                ns *= 2;
+            struct conn **nc = realloc(conns, ns * sizeof *nc);
+            if (!nc)
+                die("realloc");
+            memset(nc + n_conn_slots, 0, (ns - n_conn_slots) * sizeof *nc);
+            conns = nc;
+            n_conn_slots = ns;
+        }
+        conns[fd] = c;
+        n_conns++;
+    }
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *portarg = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0)
+            quiet = 1;
+        else if (!portarg)
+            portarg = argv[i];
+        else
+            portarg = NULL, i = argc;
+    }
+    if (!portarg) {
+        fprintf(stderr, "usage: %s PORT [--quiet]   (PORT 0 = pick one, print it)\n",
+                argv[0]);
+        return 64;
+    }
+    char *e;
+    long port = strtol(portarg, &e, 10);
+    if (*e || port < 0 || port > 65535) {
+        fprintf(stderr, "echo-server: bad port '%s'\n", portarg);
+        return 64;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (lfd < 0)
+        die("socket");
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(lfd, (struct sockaddr *)&sin, sizeof sin) < 0)
+        die("bind");
+    if (listen(lfd, 128) < 0)
+        die("listen");
+    socklen_t sl = sizeof sin;
+    if (getsockname(lfd, (struct sockaddr *)&sin, &sl) < 0)
+        die("getsockname");
+    printf("%u\n", ntohs(sin.sin_port));
+    fflush(stdout);
+
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        die("epoll_create1");
+    struct epoll_event le = {.events = EPOLLIN, .data.ptr = NULL};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &le) < 0)
+        die("epoll_ctl listen");
+
+    struct epoll_event evs[64];
+    while (!stop) {
+        int n = epoll_wait(ep, evs, 64, n_draining ? 1000 : -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            die("epoll_wait");
+        }
+        for (int i = 0; i < n; i++) {
+            struct conn *c = evs[i].data.ptr;
+            uint32_t ev = evs[i].events;
+            if (!c) {
+                on_accept(lfd);
+                continue;
+            }
+            if (ev & EPOLLOUT) {
+                if (flush(c) < 0)
+                    continue;
+            }
+            if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                if ((ev & (EPOLLHUP | EPOLLERR)) && !(ev & EPOLLIN)) {
+                    conn_free(c);
+                    continue;
+                }
+                on_readable(c);
+            }
+        }
+        if (n_draining) { /* drop lingering closes whose peer never hung up */
+            time_t now = time(NULL);
+            for (size_t fd = 0; fd < n_conn_slots; fd++)
+                if (conns[fd] && conns[fd]->st == ST_DRAIN && now > conns[fd]->deadline)
+                    conn_free(conns[fd]);
+        }
+    }
+    if (!quiet) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        fprintf(stderr,
+                "echo-server: %llu connections, %llu messages echoed, "
+                "%llu bytes in, %llu bytes out, cpu %.3fs user %.3fs sys\n",
+                n_conns, n_msgs, n_bytes_in, n_bytes_out,
+                ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+                ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+    }
+    return 0;
+}
