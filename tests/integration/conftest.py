@@ -1,0 +1,489 @@
+"""Fixtures for wstether's integration tests.
+
+Run with Debian's interpreter (it has python3-websockets and python3-pytest):
+
+    /usr/bin/python3 -m pytest tests/integration
+
+The daemon under test is $WSTETHER, default <repo>/build/src/wstether. All
+traffic stays on 127.0.0.1. Every wait has a timeout, and each test is cut off
+by SIGALRM after TEST_TIMEOUT_S, so a hung daemon fails a test instead of
+hanging the suite.
+"""
+
+import json
+import os
+import pathlib
+import queue
+import select
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+PYTHON = "/usr/bin/python3"  # Debian's interpreter: it has python3-websockets
+WS_SERVER = HERE / "peers" / "ws_server.py"
+TEST_TIMEOUT_S = 60
+
+
+def wstether_path():
+    return pathlib.Path(os.environ.get("WSTETHER", REPO / "build" / "src" / "wstether"))
+
+
+# --------------------------------------------------------------------------
+# Per-test watchdog
+
+
+class WatchdogTimeout(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _test_watchdog():
+    """Fail (not hang) a test that runs longer than TEST_TIMEOUT_S."""
+
+    def on_alarm(signum, frame):
+        raise WatchdogTimeout(f"test exceeded {TEST_TIMEOUT_S} s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def wait_until(predicate, timeout, interval=0.05, what="condition"):
+    """Poll predicate() until it returns something truthy; return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------
+# The binary
+
+
+@pytest.fixture(scope="session")
+def wstether():
+    """Path to the daemon; fails every test that needs it when it is missing."""
+    path = wstether_path()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"wstether binary not found or not executable: {path} "
+                    "(build it, or set WSTETHER)")
+    return str(path)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_wstether(wstether):
+    """Run wstether to completion with stdin closed; returns a Result."""
+
+    def run(*args, timeout=15):
+        try:
+            p = subprocess.run([wstether, *map(str, args)], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(f"wstether {' '.join(map(str, args))} did not exit "
+                                 f"within {timeout} s; stderr: {e.stderr!r}") from None
+        return Result(p.returncode, p.stdout.decode("utf-8", "replace"),
+                      p.stderr.decode("utf-8", "replace"))
+
+    return run
+
+
+# --------------------------------------------------------------------------
+# Certificates
+
+
+@dataclass
+class Pki:
+    dir: pathlib.Path
+    ca_crt: pathlib.Path            # the CA the daemon is told to trust
+    other_ca_crt: pathlib.Path      # an unrelated CA
+    server_crt: pathlib.Path        # DNS:localhost, IP:127.0.0.1, signed by ca
+    server_key: pathlib.Path
+    untrusted_crt: pathlib.Path     # DNS:localhost, signed by other-ca
+    untrusted_key: pathlib.Path
+    wrong_name_crt: pathlib.Path    # DNS:wrong.example, signed by ca
+    wrong_name_key: pathlib.Path
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, timeout=30,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _make_ca(d, name, cn):
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
+             "-subj", f"/CN={cn}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             "-addext", "subjectKeyIdentifier=hash",
+             cwd=d)
+
+
+def _make_leaf(d, name, ca, cn, san):
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", f"/CN={cn}", cwd=d)
+    ext = d / f"{name}.ext"
+    ext.write_text("basicConstraints=critical,CA:FALSE\n"
+                   "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                   "extendedKeyUsage=serverAuth\n"
+                   f"subjectAltName={san}\n"
+                   "authorityKeyIdentifier=keyid\n"
+                   "subjectKeyIdentifier=hash\n")
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-sha256",
+             "-extfile", ext.name, cwd=d)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    _make_ca(d, "ca", "wstether test CA")
+    _make_ca(d, "other-ca", "unrelated test CA")
+    _make_leaf(d, "server", "ca", "localhost", "DNS:localhost,IP:127.0.0.1")
+    _make_leaf(d, "untrusted", "other-ca", "localhost", "DNS:localhost,IP:127.0.0.1")
+    _make_leaf(d, "wrong-name", "ca", "wrong.example", "DNS:wrong.example")
+    return Pki(d, d / "ca.crt", d / "other-ca.crt", d / "server.crt", d / "server.key",
+               d / "untrusted.crt", d / "untrusted.key",
+               d / "wrong-name.crt", d / "wrong-name.key")
+
+
+# --------------------------------------------------------------------------
+# WebSocket server peer (a subprocess running peers/ws_server.py)
+
+
+class WsServer:
+    def __init__(self, log, args, port=0, tls=None):
+        self.log = pathlib.Path(log)
+        self.args = list(args)
+        self.tls = tls
+        self.port = port
+        self.proc = None
+        self.stderr_path = self.log.with_suffix(".stderr")
+        self.start(port)
+
+    @property
+    def scheme(self):
+        return "wss" if self.tls else "ws"
+
+    def url(self, host="localhost", path="/"):
+        return f"{self.scheme}://{host}:{self.port}{path}"
+
+    def start(self, port=None):
+        """Start (or restart, on the same port unless told otherwise)."""
+        assert self.proc is None or self.proc.poll() is not None, "server already running"
+        port = self.port if port is None else port
+        cmd = [PYTHON, str(WS_SERVER), "--port", str(port), "--log", str(self.log), *self.args]
+        if self.tls:
+            cmd += ["--tls", str(self.tls[0]), str(self.tls[1])]
+        with open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=err)
+        deadline = time.monotonic() + 15
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                self.kill()
+                raise AssertionError(f"ws_server did not start: {self.stderr_text()}")
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 64)
+                if not chunk:
+                    continue
+                line += chunk
+        self.port = int(line.strip())
+        return self
+
+    def stderr_text(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def kill(self):
+        """Kill at once (SIGKILL): a crash, as the daemon sees it."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def events(self, kind=None):
+        try:
+            text = self.log.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in text.splitlines():
+            if not line.endswith("}"):
+                continue  # a line being written right now
+            ev = json.loads(line)
+            if kind is None or ev["event"] == kind:
+                out.append(ev)
+        return out
+
+    def messages(self):
+        return [ev["data"] for ev in self.events("message")]
+
+    def wait_for_event(self, kind, count=1, timeout=15, **match):
+        def found():
+            evs = [e for e in self.events(kind)
+                   if all(e.get(k) == v for k, v in match.items())]
+            return evs if len(evs) >= count else None
+        return wait_until(found, timeout, what=f"{count} server '{kind}' event(s) "
+                          f"matching {match}; log so far: {self.events()[-5:]}")
+
+    def wait_for_messages(self, expected, timeout=20):
+        """Wait until every string in expected has been received at least once."""
+        want = set(expected)
+
+        def found():
+            return want.issubset(self.messages())
+        wait_until(found, timeout, what="messages at the server; missing: "
+                   f"{sorted(want - set(self.messages()))[:10]}")
+        return self.messages()
+
+
+@pytest.fixture
+def ws_server(tmp_path):
+    """Factory: ws_server(tls=None | (cert, key), *extra_args, port=0) -> WsServer."""
+    servers = []
+
+    def start(*args, tls=None, port=0, name=None):
+        name = name or f"server{len(servers)}"
+        s = WsServer(tmp_path / f"{name}.log", args, port=port, tls=tls)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+# --------------------------------------------------------------------------
+# The daemon under test
+
+
+class Daemon:
+    """wstether --stdio as a subprocess.
+
+    stdout is read by a thread into a queue of lines (bytes, without "\\n");
+    stdin is written by a thread, so a test never blocks on a full pipe;
+    stderr goes to a file, so it can never fill up and stall the daemon.
+    """
+
+    def __init__(self, binary, args, workdir):
+        self.args = [binary, *map(str, args)]
+        self.stderr_path = pathlib.Path(workdir) / f"wstether-{id(self)}.stderr"
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._stderr)
+        self.lines = queue.Queue()
+        self._out_done = threading.Event()
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+        self._inbox = queue.Queue()
+        self._write_error = None
+        self._writer = threading.Thread(target=self._write_stdin, daemon=True)
+        self._writer.start()
+
+    def _read_stdout(self):
+        buf = b""
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            if b"\n" in chunk:
+                *complete, buf = buf.split(b"\n")
+                for line in complete:
+                    self.lines.put(line)
+        if buf:
+            self.lines.put(buf)  # unterminated tail; a test will see it as a line
+        self._out_done.set()
+
+    def _write_stdin(self):
+        while True:
+            item = self._inbox.get()
+            try:
+                if item is None:
+                    self.proc.stdin.close()
+                    return
+                self.proc.stdin.write(item)
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError) as e:
+                self._write_error = e
+                return
+            finally:
+                self._inbox.task_done()
+
+    # -- input
+
+    def write(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self._inbox.put(data)
+
+    def send_lines(self, lines):
+        """Queue lines (str or bytes, without newline) for stdin in one write."""
+        self.write(b"".join((l.encode("utf-8") if isinstance(l, str) else l) + b"\n"
+                            for l in lines))
+
+    def close_stdin(self):
+        self._inbox.put(None)
+
+    def wait_written(self, timeout=20):
+        """Wait until everything queued so far reached the pipe."""
+        wait_until(lambda: self._inbox.unfinished_tasks == 0 or self._write_error,
+                   timeout, what="the daemon to read its stdin")
+        assert self._write_error is None, f"writing stdin failed: {self._write_error!r}"
+
+    # -- output
+
+    def read_lines(self, n, timeout=20):
+        """Read exactly n lines from stdout (bytes, without newline)."""
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            left = deadline - time.monotonic()
+            try:
+                out.append(self.lines.get(timeout=max(left, 0.001)))
+            except queue.Empty:
+                raise AssertionError(
+                    f"got {len(out)} of {n} lines on stdout within {timeout} s; "
+                    f"exit={self.proc.poll()}; stderr:\n{self.stderr_tail()}") from None
+        return out
+
+    def read_text_lines(self, n, timeout=20):
+        return [l.decode("utf-8") for l in self.read_lines(n, timeout)]
+
+    def stderr(self):
+        self._stderr.flush()
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def stderr_tail(self, n=3000):
+        return self.stderr()[-n:]
+
+    def wait_stderr(self, needle, timeout=15, count=1):
+        """Wait until stderr contains needle (case-insensitive) count times."""
+        needle = needle.lower()
+        wait_until(lambda: self.stderr().lower().count(needle) >= count, timeout,
+                   what=f"{needle!r} x{count} on stderr; stderr:\n{self.stderr_tail()}")
+
+    # -- lifetime
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def wait(self, timeout=15):
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"wstether did not exit within {timeout} s; stderr:\n"
+                                 f"{self.stderr_tail()}") from None
+        self._out_done.wait(5)
+        return rc
+
+    def terminate(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        self._stderr.close()
+
+
+@pytest.fixture
+def daemon(wstether, tmp_path):
+    """Factory: daemon(*args) starts `wstether --stdio *args`; killed at teardown."""
+    started = []
+
+    def start(*args, stdio=True):
+        d = Daemon(wstether, (["--stdio"] if stdio else []) + list(args), tmp_path)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.cleanup()
+
+
+# --------------------------------------------------------------------------
+# Config files
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Factory: write_config(text=None, *, url, ca_file, server_name, log_level, name)
+
+    With text, writes it verbatim; otherwise builds a libconfig file from the
+    keyword arguments that are not None. Returns the path.
+    """
+    counter = [0]
+
+    def write(text=None, *, url=None, ca_file=None, server_name=None, log_level=None,
+              name=None):
+        counter[0] += 1
+        path = tmp_path / (name or f"wstether-{counter[0]}.conf")
+        if text is None:
+            parts = []
+            if url is not None:
+                parts.append(f'link = {{\n  url = "{url}";\n}};\n')
+            tls = []
+            if ca_file is not None:
+                tls.append(f'  ca_file = "{ca_file}";\n')
+            if server_name is not None:
+                tls.append(f'  server_name = "{server_name}";\n')
+            if tls:
+                parts.append("tls = {\n" + "".join(tls) + "};\n")
+            if log_level is not None:
+                parts.append(f'log = {{\n  level = "{log_level}";\n}};\n')
+            text = "".join(parts)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write

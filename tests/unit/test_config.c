@@ -1,0 +1,173 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "log.h"
+
+static char path[64];
+
+static void write_conf(const char *text)
+{
+	FILE *f;
+
+	snprintf(path, sizeof(path), "test_config_%d.conf", (int)getpid());
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static int teardown(void **state)
+{
+	unlink(path);
+	return 0;
+}
+
+/* Loading must fail with this status and a message containing want (after "PATH"). */
+static void expect_error(const char *text, int status, const char *want)
+{
+	struct config_error err;
+	char full[512];
+
+	write_conf(text);
+	assert_null(config_load(path, NULL, &err));
+	assert_int_equal(err.status, status);
+	snprintf(full, sizeof(full), "%s%s", path, want);
+	if (!strstr(err.msg, full))
+		fail_msg("error '%s' does not contain '%s'", err.msg, full);
+}
+
+static void loads_defaults_with_url_alone(void **state)
+{
+	struct config_error err;
+	const struct wst_config *c = config_load(NULL, "ws://localhost:1/x", &err);
+
+	assert_non_null(c);
+	assert_string_equal(c->url, "ws://localhost:1/x");
+	assert_string_equal(c->ca_file, "/etc/ssl/certs/ca-certificates.crt");
+	assert_string_equal(c->server_name, "");
+	assert_int_equal(c->connect_timeout_s, 15);
+	assert_int_equal(c->max_message_bytes, 1048576);
+	assert_int_equal(c->ping_interval_s, 20);
+	assert_int_equal(c->pong_timeout_s, 10);
+	assert_int_equal(c->backoff_initial_ms, 500);
+	assert_int_equal(c->backoff_max_ms, 60000);
+	assert_true(c->backoff_multiplier == 2.0);
+	assert_true(c->backoff_jitter == 0.5);
+	assert_int_equal(c->queue_max_messages, 10000);
+	assert_int_equal(c->log_level, LOG_INFO);
+	config_free(c);
+}
+
+static void loads_a_full_file(void **state)
+{
+	struct config_error err;
+	const struct wst_config *c;
+
+	write_conf("# comment\n"
+		   "link = { url = \"wss://backend.example:8443/agent\"; connect_timeout_s = 7; };\n"
+		   "tls = { ca_file = \"/tmp/ca.pem\"; server_name = \"backend.example\"; };\n"
+		   "keepalive = { ping_interval_s = 5; pong_timeout_s = 3; };\n"
+		   "backoff = { initial_ms = 100; max_ms = 2000; multiplier = 1.5; jitter = 0; };\n"
+		   "log = { level = \"debug\"; };\n");
+	c = config_load(path, NULL, &err);
+	if (!c)
+		fail_msg("%s", err.msg);
+	assert_string_equal(c->url, "wss://backend.example:8443/agent");
+	assert_string_equal(c->path, path);
+	assert_int_equal(c->connect_timeout_s, 7);
+	assert_string_equal(c->ca_file, "/tmp/ca.pem");
+	assert_string_equal(c->server_name, "backend.example");
+	assert_int_equal(c->ping_interval_s, 5);
+	assert_int_equal(c->pong_timeout_s, 3);
+	assert_true(c->backoff_multiplier == 1.5);
+	assert_true(c->backoff_jitter == 0.0);
+	assert_int_equal(c->log_level, LOG_DEBUG);
+	config_free(c);
+}
+
+static void url_override_wins_over_the_file(void **state)
+{
+	struct config_error err;
+	const struct wst_config *c;
+
+	write_conf("link = { url = \"ws://a/\"; };\n");
+	c = config_load(path, "ws://b/", &err);
+	assert_non_null(c);
+	assert_string_equal(c->url, "ws://b/");
+	config_free(c);
+}
+
+static void reports_syntax_errors_with_line(void **state)
+{
+	expect_error("link = {\n  url = \"ws://x/\";\n  oops oops\n};\n", 78, ":3: ");
+}
+
+static void reports_unknown_keys_and_groups_with_line(void **state)
+{
+	expect_error("link = {\n  url = \"ws://x/\";\n  colour = \"red\";\n};\n", 78,
+		     ":3: unknown key 'link.colour'");
+	expect_error("link = { url = \"ws://x/\"; };\n\nfrobs = { a = 1; };\n", 78,
+		     ":3: unknown group 'frobs'");
+	expect_error("link = \"ws://x/\";\n", 78, ":1: 'link' must be a group");
+}
+
+static void reports_bad_types_and_ranges_with_line(void **state)
+{
+	expect_error("link = { url = 5; };\n", 78, ":1: link.url: expected a string, got an integer");
+	expect_error("link = { url = \"ws://x/\";\n connect_timeout_s = \"ten\"; };\n", 78,
+		     ":2: link.connect_timeout_s: expected an integer, got a string");
+	expect_error("link = { url = \"ws://x/\"; };\nbackoff = { jitter = 1.5; };\n", 78,
+		     ":2: backoff.jitter: 1.5 is out of range (0 to 1)");
+	expect_error("link = { url = \"ws://x/\"; };\nlog = { level = \"loud\"; };\n", 78,
+		     ":2: log.level: unknown level 'loud'");
+	expect_error("link = { url = \"ws://x/\"; };\nbackoff = { initial_ms = 5000; max_ms = 100; };\n",
+		     78, ": backoff.max_ms (100) is below backoff.initial_ms (5000)");
+}
+
+static void reports_bad_urls_in_file_and_on_command_line(void **state)
+{
+	struct config_error err;
+
+	expect_error("\nlink = { url = \"http://x/\"; };\n", 78,
+		     ":2: link.url: invalid URL 'http://x/': unsupported scheme 'http'");
+	expect_error("log = { level = \"info\"; };\n", 78, ": link.url is not set");
+
+	assert_null(config_load(NULL, "ws://", &err));
+	assert_int_equal(err.status, 64);
+	assert_non_null(strstr(err.msg, "--url 'ws://': missing host"));
+}
+
+static void reports_a_missing_file(void **state)
+{
+	struct config_error err;
+
+	assert_null(config_load("/nonexistent/wstether.conf", NULL, &err));
+	assert_int_equal(err.status, 78);
+	assert_string_equal(err.msg,
+			    "/nonexistent/wstether.conf: cannot open config file: No such file or directory");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(loads_defaults_with_url_alone),
+		cmocka_unit_test_teardown(loads_a_full_file, teardown),
+		cmocka_unit_test_teardown(url_override_wins_over_the_file, teardown),
+		cmocka_unit_test_teardown(reports_syntax_errors_with_line, teardown),
+		cmocka_unit_test_teardown(reports_unknown_keys_and_groups_with_line, teardown),
+		cmocka_unit_test_teardown(reports_bad_types_and_ranges_with_line, teardown),
+		cmocka_unit_test_teardown(reports_bad_urls_in_file_and_on_command_line, teardown),
+		cmocka_unit_test(reports_a_missing_file),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
