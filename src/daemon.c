@@ -28,11 +28,13 @@ struct daemon {
 	struct stdio_bridge *sio;
 
 	ev_signal sig_term, sig_int, sig_hup;
-	ev_timer retry_timer, drain_timer;
+	ev_timer retry_timer, drain_timer, linger_timer;
+	ev_tstamp linger_deadline;
 
 	bool stopping;		/* SIGTERM: drain, close with 1001, exit */
 	bool eof;		/* stdin ended: deliver, close with 1000, exit */
 	bool closing;		/* the final close was requested */
+	bool lingered;		/* after stdin EOF, the server had its quiet moment */
 	bool reconnect_pending;	/* reload changed the link: reconnect when it ends */
 	int exit_code;
 
@@ -50,10 +52,19 @@ static uint64_t now_ms(void)
 
 static void connect_now(struct daemon *d);
 
+/*
+ * After stdin EOF and the last confirmation, answers to our last messages
+ * may still be on their way (a pong can overtake a server's reply), and lws
+ * drops data that arrives after our close. So wait until the server has
+ * been quiet this long, at most link.drain_timeout_s, before closing.
+ */
+#define EOF_QUIET_S 0.3
+
 static void quit(struct daemon *d)
 {
 	ev_timer_stop(d->loop, &d->retry_timer);
 	ev_timer_stop(d->loop, &d->drain_timer);
+	ev_timer_stop(d->loop, &d->linger_timer);
 	ev_break(d->loop, EVBREAK_ALL);
 }
 
@@ -73,6 +84,14 @@ static void maybe_finish(struct daemon *d)
 	} else {
 		code = LWS_CLOSE_STATUS_NORMAL;
 		reason = "";
+		if (link_up(d->link) && !d->lingered) {
+			if (!ev_is_active(&d->linger_timer)) {
+				d->linger_deadline = ev_now(d->loop) + d->cfg->drain_timeout_s;
+				ev_timer_set(&d->linger_timer, 0, EOF_QUIET_S);
+				ev_timer_again(d->loop, &d->linger_timer);
+			}
+			return;
+		}
 	}
 	if (link_up(d->link)) {
 		if (!d->closing) {
@@ -103,9 +122,21 @@ static void on_up(void *ud)
 	maybe_finish(d);
 }
 
+static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+
+	ev_timer_stop(loop, w);
+	d->lingered = true;
+	maybe_finish(d);
+}
+
 static void on_message(void *ud, const unsigned char *data, size_t len, bool binary)
 {
 	struct daemon *d = ud;
+
+	if (ev_is_active(&d->linger_timer) && ev_now(d->loop) < d->linger_deadline)
+		ev_timer_again(d->loop, &d->linger_timer);
 
 	if (d->sio)
 		stdio_output(d->sio, data, len, binary);
@@ -352,8 +383,9 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	ev_signal_init(&d.sig_hup, hup_cb, SIGHUP);
 	ev_timer_init(&d.retry_timer, retry_cb, 0, 0);
 	ev_timer_init(&d.drain_timer, drain_cb, 0, 0);
+	ev_timer_init(&d.linger_timer, linger_cb, 0, EOF_QUIET_S);
 	d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
-	d.retry_timer.data = d.drain_timer.data = &d;
+	d.retry_timer.data = d.drain_timer.data = d.linger_timer.data = &d;
 	ev_signal_start(d.loop, &d.sig_term);
 	ev_signal_start(d.loop, &d.sig_int);
 	ev_signal_start(d.loop, &d.sig_hup);
