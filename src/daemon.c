@@ -17,6 +17,7 @@
 #include "queue.h"
 #include "stdio_bridge.h"
 #include "supervisor.h"
+#include "tls.h"
 
 struct daemon {
 	struct ev_loop *loop;
@@ -285,6 +286,10 @@ static void reload(struct daemon *d)
 
 	notify_reloading();
 	n = config_load(d->opts.config_path, d->opts.url_override, &err);
+	if (n && tls_check(n, err.msg, sizeof(err.msg)) < 0) {
+		config_free(n);
+		n = NULL;
+	}
 	if (!n) {
 		log_event(LOG_ERR, &lc, "reload failed, keeping the running configuration: %s",
 			  err.msg);

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "log.h"
 #include "queue.h"
+#include "tls.h"
 #include "url.h"
 #include "wsframe.h"
 
@@ -525,11 +526,16 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	struct lws_context_creation_info info;
 	struct lws_client_connect_info ci;
 	void *foreign[1] = { l->loop };
-	char err[256];
+	char err[1024];
 
 	memset(&l->end, 0, sizeof(l->end));
 	if (l->ctx || l->ending) {
 		set_end(l, LINK_FAIL_LOCAL, "internal: attempt started while one is active");
+		return -1;
+	}
+	/* files on disk may have changed since the last attempt: check them again */
+	if (tls_check(cfg, err, sizeof(err)) < 0) {
+		set_end(l, LINK_FAIL_TLS, "%s", err);
 		return -1;
 	}
 	/* lws writes into what it parses: give it a scratch copy, never the config */

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
+#include "tls.h"
 
 #define EX_USAGE 64
 
@@ -94,6 +95,11 @@ int main(int argc, char **argv)
 	if (!cfg) {
 		fprintf(stderr, "%s\n", err.msg);
 		return err.status;
+	}
+	if (tls_check(cfg, err.msg, sizeof(err.msg)) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		config_free(cfg);
+		return 78;
 	}
 	if (check) {
 		printf("%s: ok\n", opts.config_path ? opts.config_path : "--url");
