@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +12,22 @@
 #include "log.h"
 #include "url.h"
 
-enum kind { K_STR, K_UINT, K_SIZE, K_DOUBLE, K_LEVEL, K_URL };
+enum kind {
+	K_STR,		/* string */
+	K_FILE,		/* string; ${CREDENTIALS_DIRECTORY} expanded */
+	K_URL,		/* string; a valid ws:// or wss:// URL */
+	K_URLS,		/* array of URLs */
+	K_ARGV,		/* array of strings, maybe empty */
+	K_UINT,
+	K_SIZE,
+	K_DOUBLE,
+	K_BOOL,
+	K_LEVEL,	/* log level name */
+	K_MODE,		/* octal permission string, "0660" */
+	K_FRAMING,
+	K_OVERFLOW,
+	K_HEADERS,	/* list of { name; value | value_file } */
+};
 
 struct key {
 	const char *group;
@@ -28,11 +42,18 @@ struct key {
 
 static const struct key keys[] = {
 	{ "link", "url", K_URL, F(url), 0, 0, NULL },
+	{ "link", "fallback_urls", K_URLS, F(fallback_urls), 0, 0, NULL },
+	{ "link", "subprotocol", K_STR, F(subprotocol), 0, 0, "" },
+	{ "link", "origin", K_STR, F(origin), 0, 0, "" },
+	{ "link", "headers", K_HEADERS, F(headers), 0, 0, NULL },
 	{ "link", "connect_timeout_s", K_UINT, F(connect_timeout_s), 1, 3600, "15" },
 	{ "link", "max_message_bytes", K_SIZE, F(max_message_bytes), 1, 256 << 20, "1048576" },
 	{ "link", "drain_timeout_s", K_UINT, F(drain_timeout_s), 0, 3600, "5" },
-	{ "tls", "ca_file", K_STR, F(ca_file), 0, 0, "/etc/ssl/certs/ca-certificates.crt" },
+	{ "tls", "ca_file", K_FILE, F(ca_file), 0, 0, "/etc/ssl/certs/ca-certificates.crt" },
+	{ "tls", "cert_file", K_FILE, F(cert_file), 0, 0, "" },
+	{ "tls", "key_file", K_FILE, F(key_file), 0, 0, "" },
 	{ "tls", "server_name", K_STR, F(server_name), 0, 0, "" },
+	{ "tls", "insecure", K_BOOL, F(insecure), 0, 0, "false" },
 	{ "keepalive", "ping_interval_s", K_UINT, F(ping_interval_s), 0, 86400, "20" },
 	{ "keepalive", "pong_timeout_s", K_UINT, F(pong_timeout_s), 1, 3600, "10" },
 	{ "backoff", "initial_ms", K_UINT, F(backoff_initial_ms), 1, 3600000, "500" },
@@ -42,6 +63,14 @@ static const struct key keys[] = {
 	{ "backoff", "reset_after_s", K_UINT, F(backoff_reset_after_s), 0, 86400, "30" },
 	{ "queue", "max_messages", K_SIZE, F(queue_max_messages), 1, 100000000, "10000" },
 	{ "queue", "max_bytes", K_SIZE, F(queue_max_bytes), 1, (double)(4ULL << 30), "16777216" },
+	{ "queue", "overflow", K_OVERFLOW, F(queue_overflow), 0, 0, "drop-oldest" },
+	{ "queue", "spool_dir", K_STR, F(spool_dir), 0, 0, "" },
+	{ "bridge", "socket", K_STR, F(bridge_socket), 0, 0, "" },
+	{ "bridge", "mode", K_MODE, F(bridge_mode), 0, 0, "0660" },
+	{ "bridge", "framing", K_FRAMING, F(bridge_framing), 0, 0, "lines" },
+	{ "exec", "command", K_ARGV, F(exec_command), 0, 0, NULL },
+	{ "exec", "framing", K_FRAMING, F(exec_framing), 0, 0, "lines" },
+	{ "control", "socket", K_STR, F(control_socket), 0, 0, "" },
 	{ "log", "level", K_LEVEL, F(log_level), 0, 0, "info" },
 };
 
@@ -73,15 +102,88 @@ static int check_url(const char *url, char *why, size_t whylen)
 	return url_parse(url, &u, why, whylen);
 }
 
-/* Store a value given as text (defaults); these are trusted. */
+static int parse_enum(enum kind kind, const char *s)
+{
+	if (kind == K_FRAMING)
+		return !strcmp(s, "lines") ? FRAMING_LINES
+		       : !strcmp(s, "length-prefixed") ? FRAMING_LENGTH_PREFIXED
+						       : -1;
+	if (kind == K_OVERFLOW)
+		return !strcmp(s, "drop-oldest") ? OVERFLOW_DROP_OLDEST
+		       : !strcmp(s, "reject") ? OVERFLOW_REJECT
+					      : -1;
+	if (kind == K_LEVEL)
+		return log_level_parse(s);
+	return -1;
+}
+
+static int parse_mode(const char *s)
+{
+	char *end;
+	long m;
+
+	if (!*s)
+		return -1;
+	m = strtol(s, &end, 8);
+	return *end || m < 0 || m > 0777 ? -1 : (int)m;
+}
+
+static const char *enum_hint(enum kind kind)
+{
+	switch (kind) {
+	case K_FRAMING: return "use \"lines\" or \"length-prefixed\"";
+	case K_OVERFLOW: return "use \"drop-oldest\" or \"reject\"";
+	case K_LEVEL: return "use error, warning, notice, info or debug";
+	default: return "";
+	}
+}
+
+/*
+ * "${CREDENTIALS_DIRECTORY}/key" for systemd's LoadCredential=. Unset, the
+ * file cannot be found, and saying so beats reading "/key".
+ */
+static char *expand_file(const char *s, const char **why)
+{
+	static const char var[] = "${CREDENTIALS_DIRECTORY}";
+	const char *p = strstr(s, var), *dir;
+	char *out;
+
+	if (!p)
+		return strdup(s);
+	dir = getenv("CREDENTIALS_DIRECTORY");
+	if (!dir || !*dir) {
+		*why = "uses ${CREDENTIALS_DIRECTORY}, which is not set (it is set by "
+		       "systemd's LoadCredential=)";
+		return NULL;
+	}
+	out = malloc(strlen(s) - strlen(var) + strlen(dir) + 1);
+	if (!out)
+		return NULL;
+	memcpy(out, s, (size_t)(p - s));
+	strcpy(out + (p - s), dir);
+	strcat(out, p + strlen(var));
+	return out;
+}
+
+/* Store a default given as text; these are trusted. */
 static int set_default(struct wst_config *c, const struct key *k)
 {
 	void *f = field(c, k);
 
+	switch (k->kind) {
+	case K_URLS:
+	case K_ARGV:
+		return (*(strlist *)f = calloc(1, sizeof(char *))) ? 0 : -1;
+	case K_HEADERS:
+		return 0;
+	default:
+		break;
+	}
 	if (!k->dflt)
 		return 0;
 	switch (k->kind) {
 	case K_STR:
+	case K_FILE:
 	case K_URL:
 		return (*(char **)f = strdup(k->dflt)) ? 0 : -1;
 	case K_UINT:
@@ -93,11 +195,20 @@ static int set_default(struct wst_config *c, const struct key *k)
 	case K_DOUBLE:
 		*(double *)f = strtod(k->dflt, NULL);
 		return 0;
+	case K_BOOL:
+		*(bool *)f = !strcmp(k->dflt, "true");
+		return 0;
+	case K_MODE:
+		*(unsigned *)f = (unsigned)parse_mode(k->dflt);
+		return 0;
 	case K_LEVEL:
-		*(int *)f = log_level_parse(k->dflt);
+	case K_FRAMING:
+	case K_OVERFLOW:
+		*(int *)f = parse_enum(k->kind, k->dflt);
+		return 0;
+	default:
 		return 0;
 	}
-	return 0;
 }
 
 static const char *type_name(int t)
@@ -115,46 +226,165 @@ static const char *type_name(int t)
 	}
 }
 
-static int set_from(struct wst_config *c, const struct key *k, const config_setting_t *s,
-		    const char *path, struct config_error *err)
+struct ctx {
+	const char *path;
+	struct config_error *err;
+};
+
+static int type_error(const struct ctx *x, const config_setting_t *s, const char *name,
+		      const char *want)
+{
+	return set_error(x->err, 78, "%s:%d: %s: expected %s, got %s", x->path,
+			 (int)config_setting_source_line(s), name, want,
+			 type_name(config_setting_type(s)));
+}
+
+static void free_strlist(strlist l)
+{
+	if (!l)
+		return;
+	for (char **p = l; *p; p++)
+		free(*p);
+	free(l);
+}
+
+static int set_strlist(const struct ctx *x, const struct key *k, const config_setting_t *s,
+		       strlist *out)
+{
+	int n = config_setting_length(s), t = config_setting_type(s);
+	char name[64], why[256];
+	strlist l;
+
+	snprintf(name, sizeof(name), "%s.%s", k->group, k->name);
+	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+		return type_error(x, s, name, "an array of strings, [ \"...\", ... ]");
+	l = calloc((size_t)n + 1, sizeof(char *));
+	if (!l)
+		return set_error(x->err, 1, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v;
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			free_strlist(l);
+			return type_error(x, e, name, "strings in the array");
+		}
+		v = config_setting_get_string(e);
+		if (k->kind == K_URLS && check_url(v, why, sizeof(why)) < 0) {
+			free_strlist(l);
+			return set_error(x->err, 78, "%s:%d: %s: invalid URL '%s': %s", x->path,
+					 (int)config_setting_source_line(e), name, v, why);
+		}
+		if (!(l[i] = strdup(v))) {
+			free_strlist(l);
+			return set_error(x->err, 1, "out of memory");
+		}
+	}
+	free_strlist(*out);
+	*out = l;
+	return 0;
+}
+
+/* RFC 7230 token characters: a header name must be one. */
+static int valid_header_name(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (!(*s > 32 && *s < 127) || strchr("()<>@,;:\\\"/[]?={}", *s))
+			return 0;
+	return 1;
+}
+
+static int set_headers(const struct ctx *x, struct wst_config *c, const config_setting_t *s)
+{
+	int n = config_setting_length(s), t = config_setting_type(s);
+
+	if (t != CONFIG_TYPE_LIST)
+		return type_error(x, s, "link.headers",
+				  "a list of groups, ( { name = \"...\"; value = \"...\"; } )");
+	c->headers = calloc((size_t)n + 1, sizeof(*c->headers));
+	if (!c->headers)
+		return set_error(x->err, 1, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *g = config_setting_get_elem(s, (unsigned)i);
+		struct wst_header *h = &c->headers[c->n_headers];
+		int line = (int)config_setting_source_line(g);
+		const char *name = NULL, *value = NULL, *vfile = NULL, *why = NULL;
+
+		if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+			return type_error(x, g, "link.headers", "a group { name; value; }");
+		for (int j = 0; j < config_setting_length(g); j++) {
+			const config_setting_t *e = config_setting_get_elem(g, (unsigned)j);
+			const char *en = config_setting_name(e);
+
+			if (strcmp(en, "name") && strcmp(en, "value") && strcmp(en, "value_file"))
+				return set_error(x->err, 78,
+						 "%s:%d: unknown key 'link.headers.%s' (use name, "
+						 "value or value_file)",
+						 x->path, (int)config_setting_source_line(e), en);
+			if (config_setting_type(e) != CONFIG_TYPE_STRING)
+				return type_error(x, e, "link.headers", "a string");
+			if (!strcmp(en, "name"))
+				name = config_setting_get_string(e);
+			else if (!strcmp(en, "value"))
+				value = config_setting_get_string(e);
+			else
+				vfile = config_setting_get_string(e);
+		}
+		if (!name || !valid_header_name(name))
+			return set_error(x->err, 78,
+					 "%s:%d: link.headers: each header needs a valid name "
+					 "(letters, digits, '-')",
+					 x->path, line);
+		if (!value == !vfile)
+			return set_error(x->err, 78,
+					 "%s:%d: link.headers: header '%s' needs exactly one of "
+					 "value or value_file",
+					 x->path, line, name);
+		if (value && strpbrk(value, "\r\n"))
+			return set_error(x->err, 78,
+					 "%s:%d: link.headers: value of '%s' contains a line break",
+					 x->path, line, name);
+		h->line = line;
+		h->name = strdup(name);
+		if (value)
+			h->value = strdup(value);
+		else if (!(h->value_file = expand_file(vfile, &why)) && why)
+			return set_error(x->err, 78, "%s:%d: link.headers: value_file '%s' %s",
+					 x->path, line, vfile, why);
+		c->n_headers++;
+		if (!h->name || (!h->value && !h->value_file))
+			return set_error(x->err, 1, "out of memory");
+	}
+	return 0;
+}
+
+static int set_from(const struct ctx *x, struct wst_config *c, const struct key *k,
+		    const config_setting_t *s)
 {
 	int line = (int)config_setting_source_line(s), t = config_setting_type(s);
 	void *f = field(c, k);
-	char why[256];
+	char name[64], why[256];
+	const char *str, *ewhy = NULL;
 	double v;
 
+	snprintf(name, sizeof(name), "%s.%s", k->group, k->name);
 	switch (k->kind) {
-	case K_STR:
-	case K_URL:
-	case K_LEVEL: {
-		const char *str;
-
-		if (t != CONFIG_TYPE_STRING)
-			return set_error(err, 78, "%s:%d: %s.%s: expected a string, got %s", path,
-					 line, k->group, k->name, type_name(t));
-		str = config_setting_get_string(s);
-		if (k->kind == K_LEVEL) {
-			int lvl = log_level_parse(str);
-
-			if (lvl < 0)
-				return set_error(err, 78,
-						 "%s:%d: %s.%s: unknown level '%s' (use error, "
-						 "warning, notice, info or debug)",
-						 path, line, k->group, k->name, str);
-			*(int *)f = lvl;
-			return 0;
-		}
-		if (k->kind == K_URL && check_url(str, why, sizeof(why)) < 0)
-			return set_error(err, 78, "%s:%d: %s.%s: invalid URL '%s': %s", path, line,
-					 k->group, k->name, str, why);
-		free(*(char **)f);
-		return (*(char **)f = strdup(str)) ? 0 : set_error(err, 1, "out of memory");
-	}
+	case K_URLS:
+	case K_ARGV:
+		return set_strlist(x, k, s, (strlist *)f);
+	case K_HEADERS:
+		return set_headers(x, c, s);
+	case K_BOOL:
+		if (t != CONFIG_TYPE_BOOL)
+			return type_error(x, s, name, "true or false");
+		*(bool *)f = config_setting_get_bool(s);
+		return 0;
 	case K_UINT:
 	case K_SIZE:
 		if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
-			return set_error(err, 78, "%s:%d: %s.%s: expected an integer, got %s", path,
-					 line, k->group, k->name, type_name(t));
+			return type_error(x, s, name, "an integer");
 		v = (double)config_setting_get_int64(s);
 		break;
 	case K_DOUBLE:
@@ -163,15 +393,54 @@ static int set_from(struct wst_config *c, const struct key *k, const config_sett
 		else if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
 			v = (double)config_setting_get_int64(s);
 		else
-			return set_error(err, 78, "%s:%d: %s.%s: expected a number, got %s", path,
-					 line, k->group, k->name, type_name(t));
+			return type_error(x, s, name, "a number");
 		break;
 	default:
+		/* every other kind is a string */
+		if (t != CONFIG_TYPE_STRING)
+			return type_error(x, s, name, "a string");
+		str = config_setting_get_string(s);
+		switch (k->kind) {
+		case K_LEVEL:
+		case K_FRAMING:
+		case K_OVERFLOW: {
+			int e = parse_enum(k->kind, str);
+
+			if (e < 0)
+				return set_error(x->err, 78, "%s:%d: %s: unknown value '%s' (%s)",
+						 x->path, line, name, str, enum_hint(k->kind));
+			*(int *)f = e;
+			return 0;
+		}
+		case K_MODE: {
+			int m = parse_mode(str);
+
+			if (m < 0)
+				return set_error(x->err, 78,
+						 "%s:%d: %s: '%s' is not an octal mode like \"0660\"",
+						 x->path, line, name, str);
+			*(unsigned *)f = (unsigned)m;
+			return 0;
+		}
+		case K_URL:
+			if (check_url(str, why, sizeof(why)) < 0)
+				return set_error(x->err, 78, "%s:%d: %s: invalid URL '%s': %s",
+						 x->path, line, name, str, why);
+			break;
+		default:
+			break;
+		}
+		free(*(char **)f);
+		*(char **)f = k->kind == K_FILE ? expand_file(str, &ewhy) : strdup(str);
+		if (!*(char **)f)
+			return ewhy ? set_error(x->err, 78, "%s:%d: %s: '%s' %s", x->path, line,
+						name, str, ewhy)
+				    : set_error(x->err, 1, "out of memory");
 		return 0;
 	}
 	if (v < k->min || v > k->max)
-		return set_error(err, 78, "%s:%d: %s.%s: %g is out of range (%g to %g)", path, line,
-				 k->group, k->name, v, k->min, k->max);
+		return set_error(x->err, 78, "%s:%d: %s: %g is out of range (%g to %g)", x->path,
+				 line, name, v, k->min, k->max);
 	if (k->kind == K_UINT)
 		*(unsigned *)f = (unsigned)v;
 	else if (k->kind == K_SIZE)
@@ -191,6 +460,7 @@ static const struct key *find_key(const char *group, const char *name)
 
 static int read_file(struct wst_config *c, const char *path, struct config_error *err)
 {
+	struct ctx x = { path, err };
 	config_setting_t *root;
 	config_t cf;
 	FILE *fp;
@@ -230,7 +500,7 @@ static int read_file(struct wst_config *c, const char *path, struct config_error
 					  config_setting_name(s));
 				goto out;
 			}
-			if (set_from(c, k, s, path, err) < 0)
+			if (set_from(&x, c, k, s) < 0)
 				goto out;
 		}
 	}
@@ -239,6 +509,33 @@ out:
 	config_destroy(&cf);
 	fclose(fp);
 	return rc;
+}
+
+/* Rules that tie keys together, checked once everything is read. */
+static int validate(const struct wst_config *c, struct config_error *err)
+{
+	const char *p = c->path ? c->path : "(defaults)";
+
+	if (!c->url)
+		return set_error(err, 78, "%s: link.url is not set (set it in the file, or pass --url)",
+				 p);
+	if (c->backoff_max_ms < c->backoff_initial_ms)
+		return set_error(err, 78, "%s: backoff.max_ms (%u) is below backoff.initial_ms (%u)", p,
+				 c->backoff_max_ms, c->backoff_initial_ms);
+	if (!*c->cert_file != !*c->key_file)
+		return set_error(err, 78,
+				 "%s: tls.cert_file and tls.key_file go together: set both or neither",
+				 p);
+	if (c->queue_max_bytes < c->max_message_bytes)
+		return set_error(err, 78,
+				 "%s: queue.max_bytes (%zu) is below link.max_message_bytes (%zu): "
+				 "a largest message could never be queued",
+				 p, c->queue_max_bytes, c->max_message_bytes);
+	if (*c->bridge_socket && *c->control_socket &&
+	    !strcmp(c->bridge_socket, c->control_socket))
+		return set_error(err, 78, "%s: bridge.socket and control.socket are the same path",
+				 p);
+	return 0;
 }
 
 const struct wst_config *config_load(const char *path, const char *url_override,
@@ -269,16 +566,8 @@ const struct wst_config *config_load(const char *path, const char *url_override,
 		if (!(c->url = strdup(url_override)))
 			goto oom;
 	}
-	if (!c->url) {
-		set_error(err, 78, "%s: link.url is not set (set it in the file, or pass --url)",
-			  path ? path : "(no config)");
+	if (validate(c, err) < 0)
 		goto fail;
-	}
-	if (c->backoff_max_ms < c->backoff_initial_ms) {
-		set_error(err, 78, "%s: backoff.max_ms (%u) is below backoff.initial_ms (%u)",
-			  path ? path : "(defaults)", c->backoff_max_ms, c->backoff_initial_ms);
-		goto fail;
-	}
 	return c;
 oom:
 	set_error(err, 1, "out of memory");
@@ -293,9 +582,43 @@ void config_free(const struct wst_config *cfg)
 
 	if (!c)
 		return;
-	for (size_t i = 0; i < NKEYS; i++)
-		if (keys[i].kind == K_STR || keys[i].kind == K_URL)
-			free(*(char **)field(c, &keys[i]));
+	for (size_t i = 0; i < NKEYS; i++) {
+		void *f = field(c, &keys[i]);
+
+		switch (keys[i].kind) {
+		case K_STR:
+		case K_FILE:
+		case K_URL:
+			free(*(char **)f);
+			break;
+		case K_URLS:
+		case K_ARGV:
+			free_strlist(*(strlist *)f);
+			break;
+		default:
+			break;
+		}
+	}
+	for (size_t i = 0; i < c->n_headers; i++) {
+		free(c->headers[i].name);
+		free(c->headers[i].value);
+		free(c->headers[i].value_file);
+	}
+	free(c->headers);
 	free(c->path);
 	free(c);
+}
+
+size_t config_url_count(const struct wst_config *cfg)
+{
+	size_t n = 1;
+
+	while (cfg->fallback_urls[n - 1])
+		n++;
+	return n;
+}
+
+const char *config_url(const struct wst_config *cfg, size_t i)
+{
+	return i == 0 ? cfg->url : cfg->fallback_urls[i - 1];
 }

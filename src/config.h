@@ -1,22 +1,44 @@
 #ifndef WST_CONFIG_H
 #define WST_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define WST_DEFAULT_CONFIG "/etc/wstether/wstether.conf"
+
+enum framing { FRAMING_LINES, FRAMING_LENGTH_PREFIXED };
+enum overflow { OVERFLOW_DROP_OLDEST, OVERFLOW_REJECT };
+
+struct wst_header {
+	char *name;
+	char *value;		/* or NULL, with value_file set */
+	char *value_file;	/* re-read at every attempt */
+	int line;		/* where it was configured, for messages */
+};
+
+/* A NULL-terminated list of strings. */
+typedef char **strlist;
 
 /* Parsed configuration: built once by config_load and never written after. */
 struct wst_config {
 	char *path;		/* file it was read from; NULL with --url alone */
 
 	char *url;
+	strlist fallback_urls;
+	char *subprotocol;	/* "" = none */
+	char *origin;		/* "" = none */
+	struct wst_header *headers;
+	size_t n_headers;
 	unsigned connect_timeout_s;
 	size_t max_message_bytes;
 	unsigned drain_timeout_s;
 
 	char *ca_file;
 	char *server_name;	/* "" = the URL's host */
+	char *cert_file;	/* "" = no client certificate */
+	char *key_file;
+	bool insecure;
 
 	unsigned ping_interval_s;
 	unsigned pong_timeout_s;
@@ -29,6 +51,17 @@ struct wst_config {
 
 	size_t queue_max_messages;
 	size_t queue_max_bytes;
+	enum overflow queue_overflow;
+	char *spool_dir;	/* "" = memory only */
+
+	char *bridge_socket;	/* "" = no bridge socket */
+	unsigned bridge_mode;
+	enum framing bridge_framing;
+
+	strlist exec_command;	/* empty = no handler */
+	enum framing exec_framing;
+
+	char *control_socket;	/* "" = no control socket */
 
 	int log_level;
 };
@@ -45,5 +78,9 @@ struct config_error {
 const struct wst_config *config_load(const char *path, const char *url_override,
 				     struct config_error *err);
 void config_free(const struct wst_config *cfg);
+
+/* Number of URLs to rotate through: link.url then link.fallback_urls. */
+size_t config_url_count(const struct wst_config *cfg);
+const char *config_url(const struct wst_config *cfg, size_t i);
 
 #endif

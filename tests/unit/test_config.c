@@ -128,7 +128,7 @@ static void reports_bad_types_and_ranges_with_line(void **state)
 	expect_error("link = { url = \"ws://x/\"; };\nbackoff = { jitter = 1.5; };\n", 78,
 		     ":2: backoff.jitter: 1.5 is out of range (0 to 1)");
 	expect_error("link = { url = \"ws://x/\"; };\nlog = { level = \"loud\"; };\n", 78,
-		     ":2: log.level: unknown level 'loud'");
+		     ":2: log.level: unknown value 'loud' (use error, warning, notice, info or debug)");
 	expect_error("link = { url = \"ws://x/\"; };\nbackoff = { initial_ms = 5000; max_ms = 100; };\n",
 		     78, ": backoff.max_ms (100) is below backoff.initial_ms (5000)");
 }
@@ -144,6 +144,72 @@ static void reports_bad_urls_in_file_and_on_command_line(void **state)
 	assert_null(config_load(NULL, "ws://", &err));
 	assert_int_equal(err.status, 64);
 	assert_non_null(strstr(err.msg, "--url 'ws://': missing host"));
+}
+
+static void loads_lists_headers_and_enums(void **state)
+{
+	struct config_error err;
+	const struct wst_config *c;
+
+	setenv("CREDENTIALS_DIRECTORY", "/run/credentials/wstether@x.service", 1);
+	write_conf("link = {\n"
+		   "  url = \"wss://a.example/\";\n"
+		   "  fallback_urls = [ \"wss://b.example/\", \"ws://c.example:81/\" ];\n"
+		   "  subprotocol = \"agent.v1\";\n"
+		   "  headers = ( { name = \"Authorization\"; value_file = \"${CREDENTIALS_DIRECTORY}/token\"; },\n"
+		   "              { name = \"X-Site\"; value = \"north\"; } );\n"
+		   "};\n"
+		   "tls = { cert_file = \"${CREDENTIALS_DIRECTORY}/client.crt\"; key_file = \"/k\"; insecure = true; };\n"
+		   "queue = { overflow = \"reject\"; };\n"
+		   "bridge = { socket = \"/run/w.sock\"; mode = \"0600\"; framing = \"length-prefixed\"; };\n"
+		   "exec = { command = [ \"/bin/cat\", \"-u\" ]; };\n");
+	c = config_load(path, NULL, &err);
+	if (!c)
+		fail_msg("%s", err.msg);
+	assert_int_equal(config_url_count(c), 3);
+	assert_string_equal(config_url(c, 0), "wss://a.example/");
+	assert_string_equal(config_url(c, 2), "ws://c.example:81/");
+	assert_string_equal(c->subprotocol, "agent.v1");
+	assert_int_equal(c->n_headers, 2);
+	assert_string_equal(c->headers[0].name, "Authorization");
+	assert_null(c->headers[0].value);
+	assert_string_equal(c->headers[0].value_file, "/run/credentials/wstether@x.service/token");
+	assert_string_equal(c->headers[1].value, "north");
+	assert_string_equal(c->cert_file, "/run/credentials/wstether@x.service/client.crt");
+	assert_true(c->insecure);
+	assert_int_equal(c->queue_overflow, OVERFLOW_REJECT);
+	assert_int_equal(c->bridge_mode, 0600);
+	assert_int_equal(c->bridge_framing, FRAMING_LENGTH_PREFIXED);
+	assert_string_equal(c->exec_command[0], "/bin/cat");
+	assert_string_equal(c->exec_command[1], "-u");
+	assert_null(c->exec_command[2]);
+	config_free(c);
+	unsetenv("CREDENTIALS_DIRECTORY");
+}
+
+static void reports_bad_lists_headers_and_pairs(void **state)
+{
+	unsetenv("CREDENTIALS_DIRECTORY");
+	expect_error("link = { url = \"ws://x/\";\n fallback_urls = [ \"ftp://y/\" ]; };\n", 78,
+		     ":2: link.fallback_urls: invalid URL 'ftp://y/'");
+	expect_error("link = { url = \"ws://x/\";\n headers = ( { name = \"A\"; } ); };\n", 78,
+		     ":2: link.headers: header 'A' needs exactly one of value or value_file");
+	expect_error("link = { url = \"ws://x/\";\n headers = ( { name = \"A B\"; value = \"v\"; } ); };\n",
+		     78, ":2: link.headers: each header needs a valid name");
+	expect_error("link = { url = \"ws://x/\";\n headers = ( { name = \"A\"; valu = \"v\"; } ); };\n",
+		     78, ":2: unknown key 'link.headers.valu'");
+	expect_error("link = { url = \"ws://x/\"; };\ntls = { cert_file = \"/c\"; };\n", 78,
+		     ": tls.cert_file and tls.key_file go together");
+	expect_error("link = { url = \"ws://x/\"; };\ntls = { insecure = 1; };\n", 78,
+		     ":2: tls.insecure: expected true or false, got an integer");
+	expect_error("link = { url = \"ws://x/\"; };\nbridge = { mode = \"rw\"; };\n", 78,
+		     ":2: bridge.mode: 'rw' is not an octal mode");
+	expect_error("link = { url = \"ws://x/\"; };\nexec = { framing = \"json\"; };\n", 78,
+		     ":2: exec.framing: unknown value 'json'");
+	expect_error("link = { url = \"ws://x/\"; };\ntls = { key_file = \"${CREDENTIALS_DIRECTORY}/k\"; cert_file = \"/c\"; };\n",
+		     78, ":2: tls.key_file: '${CREDENTIALS_DIRECTORY}/k' uses ${CREDENTIALS_DIRECTORY}, which is not set");
+	expect_error("link = { url = \"ws://x/\"; max_message_bytes = 2000; };\nqueue = { max_bytes = 1000; };\n",
+		     78, ": queue.max_bytes (1000) is below link.max_message_bytes (2000)");
 }
 
 static void reports_a_missing_file(void **state)
@@ -166,6 +232,8 @@ int main(void)
 		cmocka_unit_test_teardown(reports_unknown_keys_and_groups_with_line, teardown),
 		cmocka_unit_test_teardown(reports_bad_types_and_ranges_with_line, teardown),
 		cmocka_unit_test_teardown(reports_bad_urls_in_file_and_on_command_line, teardown),
+		cmocka_unit_test_teardown(loads_lists_headers_and_enums, teardown),
+		cmocka_unit_test_teardown(reports_bad_lists_headers_and_pairs, teardown),
 		cmocka_unit_test(reports_a_missing_file),
 	};
 
