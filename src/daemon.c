@@ -41,7 +41,13 @@ struct daemon {
 
 	enum link_fail last_fail;
 	unsigned same_fail;
+	size_t url_idx;		/* into link.url + link.fallback_urls */
 };
+
+static const char *cur_url(const struct daemon *d)
+{
+	return config_url(d->cfg, d->url_idx % config_url_count(d->cfg));
+}
 
 static uint64_t now_ms(void)
 {
@@ -110,14 +116,14 @@ static void on_up(void *ud)
 {
 	struct daemon *d = ud;
 	uint64_t down = sup_up(&d->sup, now_ms());
-	struct log_ctx lc = { .url = d->cfg->url, .event = "connect", .attempt = 0 };
+	struct log_ctx lc = { .url = cur_url(d), .event = "connect", .attempt = 0 };
 
 	if (down)
-		log_event(LOG_NOTICE, &lc, "connected to %s after %.1f s down", d->cfg->url,
+		log_event(LOG_NOTICE, &lc, "connected to %s after %.1f s down", cur_url(d),
 			  (double)down / 1000.0);
 	else
-		log_event(LOG_NOTICE, &lc, "connected to %s", d->cfg->url);
-	notify_status("connected to %s", d->cfg->url);
+		log_event(LOG_NOTICE, &lc, "connected to %s", cur_url(d));
+	notify_status("connected to %s", cur_url(d));
 	d->last_fail = LINK_FAIL_NONE;
 	d->same_fail = 0;
 	maybe_finish(d);
@@ -171,7 +177,7 @@ static void on_down(void *ud)
 {
 	struct daemon *d = ud;
 	const struct link_end *e = link_last_end(d->link);
-	struct log_ctx lc = { .url = d->cfg->url, .event = "disconnect",
+	struct log_ctx lc = { .url = cur_url(d), .event = "disconnect",
 			      .attempt = d->sup.failures, .close_code = e->close_code };
 	unsigned delay;
 	int level;
@@ -201,13 +207,17 @@ static void on_down(void *ud)
 	}
 	d->last_fail = e->was_up ? LINK_FAIL_NONE : e->fail;
 	delay = sup_down(&d->sup, now_ms(), cause_of(e), e->retry_after_s);
+	/* after a failure, the next URL of link.fallback_urls, wrapping around */
+	if (!e->by_request)
+		d->url_idx = (d->url_idx + 1) % config_url_count(d->cfg);
 	if (level == LOG_INFO)
 		log_event(level, &lc, "%s (attempt %u)", e->msg, d->sup.failures);
 	else
 		log_event(level, &lc, "%s", e->msg);
 	lc.event = "retry";
-	log_event(LOG_INFO, &lc, "reconnecting in %.1f s (attempt %u)", delay / 1000.0,
-		  d->sup.failures + 1);
+	lc.url = cur_url(d);
+	log_event(LOG_INFO, &lc, "reconnecting to %s in %.1f s (attempt %u)", cur_url(d),
+		  delay / 1000.0, d->sup.failures + 1);
 	notify_status("reconnecting in %.1f s (attempt %u): %s", delay / 1000.0,
 		      d->sup.failures + 1, e->msg);
 	ev_timer_set(&d->retry_timer, delay / 1000.0, 0);
@@ -216,15 +226,15 @@ static void on_down(void *ud)
 
 static void connect_now(struct daemon *d)
 {
-	struct log_ctx lc = { .url = d->cfg->url, .event = "connecting" };
+	struct log_ctx lc = { .url = cur_url(d), .event = "connecting" };
 
 	ev_timer_stop(d->loop, &d->retry_timer);
 	sup_attempt(&d->sup);
 	lc.attempt = d->sup.failures;
-	log_event(LOG_DEBUG, &lc, "connecting to %s (attempt %u)", d->cfg->url, d->sup.failures);
-	notify_status("connecting to %s (attempt %u)", d->cfg->url, d->sup.failures);
+	log_event(LOG_DEBUG, &lc, "connecting to %s (attempt %u)", cur_url(d), d->sup.failures);
+	notify_status("connecting to %s (attempt %u)", cur_url(d), d->sup.failures);
 	d->closing = false;
-	if (link_start(d->link, d->cfg, d->cfg->url) < 0) {
+	if (link_start(d->link, d->cfg, cur_url(d)) < 0) {
 		/* nothing to destroy: take the down path straight away */
 		on_down(d);
 	}
@@ -269,11 +279,30 @@ static void sig_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	begin_stop(w->data, w->signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
+static bool str_differ(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") != 0;
+}
+
+/* What the link was built from: a change needs a new connection. */
 static bool link_settings_changed(const struct wst_config *a, const struct wst_config *b)
 {
-	return strcmp(a->url, b->url) || strcmp(a->ca_file, b->ca_file) ||
-	       strcmp(a->server_name, b->server_name) ||
-	       a->connect_timeout_s != b->connect_timeout_s ||
+	size_t n = config_url_count(a);
+
+	if (n != config_url_count(b) || a->n_headers != b->n_headers)
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (str_differ(config_url(a, i), config_url(b, i)))
+			return true;
+	for (size_t i = 0; i < a->n_headers; i++)
+		if (str_differ(a->headers[i].name, b->headers[i].name) ||
+		    str_differ(a->headers[i].value, b->headers[i].value) ||
+		    str_differ(a->headers[i].value_file, b->headers[i].value_file))
+			return true;
+	return str_differ(a->subprotocol, b->subprotocol) || str_differ(a->origin, b->origin) ||
+	       str_differ(a->ca_file, b->ca_file) || str_differ(a->cert_file, b->cert_file) ||
+	       str_differ(a->key_file, b->key_file) || str_differ(a->server_name, b->server_name) ||
+	       a->insecure != b->insecure || a->connect_timeout_s != b->connect_timeout_s ||
 	       a->max_message_bytes != b->max_message_bytes ||
 	       a->ping_interval_s != b->ping_interval_s || a->pong_timeout_s != b->pong_timeout_s;
 }
@@ -282,7 +311,7 @@ static void reload(struct daemon *d)
 {
 	struct config_error err;
 	const struct wst_config *n;
-	struct log_ctx lc = { .url = d->cfg->url, .event = "reload" };
+	struct log_ctx lc = { .url = cur_url(d), .event = "reload" };
 
 	notify_reloading();
 	n = config_load(d->opts.config_path, d->opts.url_override, &err);
@@ -298,13 +327,21 @@ static void reload(struct daemon *d)
 	}
 	if (!d->opts.log_level_forced)
 		log_set_level(n->log_level);
-	if (link_settings_changed(d->cfg, n) && link_active(d->link)) {
-		d->reconnect_pending = true;
-		link_request_close(d->link, LWS_CLOSE_STATUS_NORMAL, "reconfigured");
+	if (link_settings_changed(d->cfg, n)) {
+		d->url_idx = 0;
+		if (link_active(d->link)) {
+			d->reconnect_pending = true;
+			link_request_close(d->link, LWS_CLOSE_STATUS_NORMAL, "reconfigured");
+		} else if (ev_is_active(&d->retry_timer)) {
+			/* waiting: the new settings may work at once */
+			ev_timer_stop(d->loop, &d->retry_timer);
+			ev_timer_set(&d->retry_timer, 0, 0);
+			ev_timer_start(d->loop, &d->retry_timer);
+		}
 	}
 	config_free(d->cfg);
 	d->cfg = n;
-	lc.url = n->url;
+	lc.url = cur_url(d);
 	log_event(LOG_NOTICE, &lc, "configuration reloaded from %s",
 		  n->path ? n->path : "the command line");
 	notify_ready();

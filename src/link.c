@@ -36,6 +36,13 @@ struct link {
 	struct wst_url url;
 	char host_hdr[URL_MAX_HOST + 16];
 	char ca_file[4096];
+	char url_text[URL_MAX_HOST + URL_MAX_PATH + 32];
+	char *subprotocol, *origin;
+	char **hdr_names, **hdr_values;	/* "Name:" and value; values never logged */
+	size_t n_hdrs;
+	struct tls_client_cert cert;
+	char cert_file[4096];
+	bool insecure;
 	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
 	size_t max_message;
 
@@ -86,6 +93,24 @@ static void stop_timers(struct link *l)
 	ev_timer_stop(l->loop, &l->close_timer);
 }
 
+static void free_scratch(struct link *l)
+{
+	for (size_t i = 0; i < l->n_hdrs; i++) {
+		free(l->hdr_names[i]);
+		if (l->hdr_values[i])
+			explicit_bzero(l->hdr_values[i], strlen(l->hdr_values[i]));
+		free(l->hdr_values[i]);
+	}
+	free(l->hdr_names);
+	free(l->hdr_values);
+	l->hdr_names = l->hdr_values = NULL;
+	l->n_hdrs = 0;
+	free(l->subprotocol);
+	free(l->origin);
+	l->subprotocol = l->origin = NULL;
+	tls_client_free(&l->cert);
+}
+
 /* The link is over: destroy the context from the loop, never from inside lws. */
 static void finish(struct link *l)
 {
@@ -106,6 +131,7 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		lws_context_destroy(l->ctx); /* runs CLOSED / CONNECTION_ERROR synchronously */
 	l->ctx = NULL;
 	l->wsi = NULL;
+	free_scratch(l);
 	l->destroying = false;
 	l->ending = false;
 	l->up = false;
@@ -341,11 +367,47 @@ static void classify_error(struct link *l, struct lws *wsi, const char *in)
 		why[--n] = '\0';
 
 	status = wsi ? (int)lws_http_client_http_response(wsi) : 0;
-	if (strstr(why, "not 101") || (status && status != 101)) {
+	if (!status && strstr(why, "unauthorized"))
+		status = 401;
+	if (strstr(why, "not 101") || strstr(why, "unauthorized") || (status && status != 101)) {
+		char ra[32] = "";
+
 		l->end.http_status = status;
-		set_end(l, LINK_FAIL_HTTP, "%s:%u refused the WebSocket upgrade: HTTP %d%s",
-			l->url.host, l->url.port, status,
-			status == 401 || status == 403 ? " (authentication rejected)" : "");
+		if ((status == 429 || status == 503) && wsi &&
+		    lws_hdr_copy(wsi, ra, sizeof(ra), WSI_TOKEN_HTTP_RETRY_AFTER) > 0) {
+			char *end;
+			unsigned long v = strtoul(ra, &end, 10);
+
+			/* only the delta-seconds form; an HTTP date falls back to backoff */
+			if (end != ra && !*end)
+				l->end.retry_after_s = v > 86400 ? 86400 : (unsigned)v;
+		}
+		if (status == 401 || status == 403)
+			set_end(l, LINK_FAIL_HTTP,
+				"%s: authentication rejected: HTTP %d on the WebSocket upgrade "
+				"(check link.headers)",
+				l->url_text, status);
+		else if (l->end.retry_after_s)
+			set_end(l, LINK_FAIL_HTTP,
+				"%s refused the WebSocket upgrade: HTTP %d, Retry-After %u s",
+				l->url_text, status, l->end.retry_after_s);
+		else
+			set_end(l, LINK_FAIL_HTTP, "%s refused the WebSocket upgrade: HTTP %d",
+				l->url_text, status);
+	} else if (strstr(why, "Accept hash wrong") || strstr(why, "ACCEPT missing")) {
+		set_end(l, LINK_FAIL_PROTOCOL,
+			"%s: bad upgrade response: wrong or missing Sec-WebSocket-Accept "
+			"(not a WebSocket server, or a proxy in the way)",
+			l->url_text);
+	} else if (strstr(why, "PROTOCOL malformed") || strstr(why, "protocol no match")) {
+		char proto[64] = "";
+
+		if (wsi)
+			lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL);
+		set_end(l, LINK_FAIL_PROTOCOL,
+			"%s: server chose subprotocol '%s', which we did not request (link.subprotocol "
+			"is '%s')",
+			l->url_text, proto, l->subprotocol ? l->subprotocol : "");
 	} else if (strstr(why, "X509_V_ERR = 62") || strstr(why, "ostname mismatch")) {
 		set_end(l, LINK_FAIL_TLS,
 			"TLS: server certificate of %s:%u does not match the name '%.*s'",
@@ -370,6 +432,18 @@ static void classify_error(struct link *l, struct lws *wsi, const char *in)
 			l->url.host, l->url.port);
 	} else if (strstr(why, "getaddrinfo") || strstr(why, "resolve") || strstr(why, "DNS")) {
 		set_end(l, LINK_FAIL_CONNECT, "cannot resolve host '%s'", l->url.host);
+	} else if (strstr(why, "mbedtls connect")) {
+		/* mbedTLS gives no reason; these are what it means in practice */
+		if (l->cert.blob)
+			set_end(l, LINK_FAIL_TLS,
+				"TLS handshake with %s:%u failed: the server rejected our client "
+				"certificate (%s), or does not speak TLS [%s]",
+				l->url.host, l->url.port, l->cert_file, why);
+		else
+			set_end(l, LINK_FAIL_TLS,
+				"TLS handshake with %s:%u failed: the server wants a client certificate "
+				"(set tls.cert_file and tls.key_file), or does not speak TLS [%s]",
+				l->url.host, l->url.port, why);
 	} else if (strstr(why, "mbedtls") || strstr(why, "SSL") || strstr(why, "tls")) {
 		set_end(l, LINK_FAIL_TLS, "TLS handshake with %s:%u failed: %s", l->url.host,
 			l->url.port, why);
@@ -450,6 +524,20 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		if (wsi == l->wsi)
 			on_pong(l, in, len);
 		break;
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+		unsigned char **p = in, *end = *p + len;
+
+		for (size_t i = 0; i < l->n_hdrs; i++)
+			if (lws_add_http_header_by_name(wsi, (unsigned char *)l->hdr_names[i],
+							(unsigned char *)l->hdr_values[i],
+							(int)strlen(l->hdr_values[i]), p, end)) {
+				set_end(l, LINK_FAIL_LOCAL,
+					"link.headers: header '%.*s' does not fit the handshake buffer",
+					(int)strlen(l->hdr_names[i]) - 1, l->hdr_names[i]);
+				return -1;
+			}
+		break;
+	}
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return writeable(l, wsi);
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
@@ -484,6 +572,80 @@ static const struct lws_protocols protocols[] = {
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
+/* A header value file, re-read at every attempt so tokens can rotate. */
+static char *read_value_file(const char *file, const char *name, char *err, size_t errlen)
+{
+	char buf[8192];
+	size_t n;
+	FILE *f = fopen(file, "r");
+
+	if (!f) {
+		snprintf(err, errlen, "link.headers: cannot read value_file '%s' of header '%s': %s",
+			 file, name, strerror(errno));
+		return NULL;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	if (ferror(f) || !feof(f)) {
+		snprintf(err, errlen, "link.headers: value_file '%s' of header '%s': %s", file,
+			 name, ferror(f) ? "read error" : "larger than 8 KiB");
+		fclose(f);
+		explicit_bzero(buf, sizeof(buf));
+		return NULL;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	if (strpbrk(buf, "\r\n")) {
+		snprintf(err, errlen, "link.headers: value_file '%s' of header '%s' has more than one line",
+			 file, name);
+		explicit_bzero(buf, sizeof(buf));
+		return NULL;
+	}
+	char *v = strdup(buf);
+
+	explicit_bzero(buf, sizeof(buf));
+	if (!v)
+		snprintf(err, errlen, "out of memory");
+	return v;
+}
+
+/* Everything this attempt needs that may change on disk between attempts. */
+static int load_scratch(struct link *l, const struct wst_config *cfg, char *err, size_t errlen)
+{
+	l->insecure = cfg->insecure;
+	snprintf(l->cert_file, sizeof(l->cert_file), "%s", cfg->cert_file);
+	if (*cfg->subprotocol && !(l->subprotocol = strdup(cfg->subprotocol)))
+		goto oom;
+	if (*cfg->origin && !(l->origin = strdup(cfg->origin)))
+		goto oom;
+	l->hdr_names = calloc(cfg->n_headers + 1, sizeof(char *));
+	l->hdr_values = calloc(cfg->n_headers + 1, sizeof(char *));
+	if (!l->hdr_names || !l->hdr_values)
+		goto oom;
+	for (size_t i = 0; i < cfg->n_headers; i++) {
+		const struct wst_header *h = &cfg->headers[i];
+		size_t nl = strlen(h->name);
+
+		l->hdr_names[i] = malloc(nl + 2);
+		if (!l->hdr_names[i])
+			goto oom;
+		memcpy(l->hdr_names[i], h->name, nl);
+		memcpy(l->hdr_names[i] + nl, ":", 2);
+		l->n_hdrs = i + 1;
+		l->hdr_values[i] = h->value ? strdup(h->value)
+					    : read_value_file(h->value_file, h->name, err, errlen);
+		if (!l->hdr_values[i])
+			return h->value ? (snprintf(err, errlen, "out of memory"), -1) : -1;
+	}
+	if (l->url.tls && tls_load_client(cfg, &l->cert, err, errlen) < 0)
+		return -1;
+	return 0;
+oom:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
 struct link *link_create(struct ev_loop *loop, struct queue *q, const struct link_events *ev)
 {
 	struct link *l = calloc(1, sizeof(*l));
@@ -516,6 +678,7 @@ void link_destroy(struct link *l)
 		lws_context_destroy(l->ctx);
 		l->ctx = NULL;
 	}
+	free_scratch(l);
 	free(l->rx);
 	free(l->tx);
 	free(l);
@@ -533,17 +696,23 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 		set_end(l, LINK_FAIL_LOCAL, "internal: attempt started while one is active");
 		return -1;
 	}
-	/* files on disk may have changed since the last attempt: check them again */
-	if (tls_check(cfg, err, sizeof(err)) < 0) {
-		set_end(l, LINK_FAIL_TLS, "%s", err);
-		return -1;
-	}
 	/* lws writes into what it parses: give it a scratch copy, never the config */
 	if (url_parse(url_text, &l->url, err, sizeof(err)) < 0) {
 		set_end(l, LINK_FAIL_LOCAL, "invalid URL '%s': %s", url_text, err);
 		return -1;
 	}
+	/* files on disk may have changed since the last attempt: check them again */
+	if (l->url.tls && tls_check_ca(cfg, err, sizeof(err)) < 0) {
+		set_end(l, LINK_FAIL_TLS, "%s", err);
+		return -1;
+	}
+	snprintf(l->url_text, sizeof(l->url_text), "%s", url_text);
 	url_host_header(&l->url, cfg->server_name, l->host_hdr, sizeof(l->host_hdr));
+	if (load_scratch(l, cfg, err, sizeof(err)) < 0) {
+		set_end(l, LINK_FAIL_LOCAL, "%s", err);
+		free_scratch(l);
+		return -1;
+	}
 	snprintf(l->ca_file, sizeof(l->ca_file), "%s", cfg->ca_file);
 	l->connect_timeout_s = cfg->connect_timeout_s;
 	l->ping_interval_s = cfg->ping_interval_s;
@@ -565,14 +734,21 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	info.pt_serv_buf_size = RX_CHUNK;
 	info.timeout_secs = cfg->connect_timeout_s;
 	info.connect_timeout_secs = cfg->connect_timeout_s;
-	if (l->url.tls)
+	if (l->url.tls) {
+		/* always a CA: without one lws loads no client certificate either */
 		info.client_ssl_ca_filepath = l->ca_file;
+		if (l->cert.blob) {
+			info.client_ssl_cert_mem = l->cert.blob;
+			info.client_ssl_cert_mem_len = (unsigned int)l->cert.len;
+		}
+	}
 
 	l->ctx = lws_create_context(&info);
 	if (!l->ctx) {
 		set_end(l, LINK_FAIL_LOCAL,
 			"cannot create the connection context%s%s (check tls.ca_file)",
 			l->url.tls ? " with CA file " : "", l->url.tls ? l->ca_file : "");
+		free_scratch(l);
 		return -1;
 	}
 
@@ -582,10 +758,20 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	ci.port = l->url.port;
 	ci.path = l->url.path;
 	ci.host = l->host_hdr;
-	ci.origin = NULL;
-	ci.protocol = NULL;
+	ci.origin = l->origin;
+	ci.protocol = l->subprotocol;
 	ci.local_protocol_name = protocols[0].name;
 	ci.ssl_connection = (l->url.tls ? LCCSCF_USE_SSL : 0) | LCCSCF_HTTP_NO_FOLLOW_REDIRECT;
+	if (l->url.tls && l->insecure) {
+		/* only here: mbedTLS 2.28.3 is unsafe without a hostname (CVE-2025-27809) */
+		ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_ALLOW_EXPIRED |
+				     LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK | LCCSCF_ALLOW_INSECURE;
+		log_msg(LOG_WARNING, "tls.insecure is set: the server certificate of %s is NOT "
+			"verified; anyone on the path can read and change this link", l->url_text);
+	}
+	if (l->cert.blob)
+		log_msg(LOG_INFO, "client certificate %s, subject %s, valid until %s",
+			l->cert_file, l->cert.subject, l->cert.not_after);
 
 	ev_timer_set(&l->connect_timer, cfg->connect_timeout_s, 0);
 	ev_timer_start(l->loop, &l->connect_timer);

@@ -1,71 +1,284 @@
 #include "tls.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <mbedtls/error.h>
 #include <mbedtls/pem.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/platform_util.h>
 #include <mbedtls/x509_crt.h>
 
 #include "config.h"
+#include "log.h"
 
-int tls_needed(const struct wst_config *cfg)
+/* A client certificate this close to expiry is worth a warning at every check. */
+#define EXPIRY_WARN_S (14 * 24 * 3600)
+
+int tls_needed(const char *url)
 {
-	return !strncasecmp(cfg->url, "wss:", 4);
+	return !strncasecmp(url, "wss:", 4);
+}
+
+static int any_tls(const struct wst_config *cfg)
+{
+	for (size_t i = 0; i < config_url_count(cfg); i++)
+		if (tls_needed(config_url(cfg, i)))
+			return 1;
+	return 0;
 }
 
 static const char *origin(const struct wst_config *cfg)
 {
-	return cfg->path ? cfg->path : "the built-in defaults";
+	return cfg->path ? cfg->path : "the command line";
 }
 
-static int check_readable(const char *file, const char *key, const struct wst_config *cfg,
-			  char *err, size_t errlen)
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* The whole file, NUL-terminated (mbedTLS wants PEM so). */
+static unsigned char *slurp(const char *file, size_t *len, const char *key,
+			    const struct wst_config *cfg, char *err, size_t errlen)
 {
 	FILE *f = fopen(file, "rb");
+	unsigned char *buf = NULL;
+	long n;
 
 	if (!f) {
-		snprintf(err, errlen, "%s: cannot read: %s (%s in %s)", file, strerror(errno), key,
-			 origin(cfg));
-		return -1;
+		fail(err, errlen, "%s: cannot read: %s (%s in %s)", file, strerror(errno), key,
+		     origin(cfg));
+		return NULL;
 	}
+	if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
+		fail(err, errlen, "%s: cannot read: %s (%s in %s)", file, strerror(errno), key,
+		     origin(cfg));
+		goto out;
+	}
+	if (n > 16 * 1024 * 1024) {
+		fail(err, errlen, "%s: too large for a certificate or key file (%s in %s)", file,
+		     key, origin(cfg));
+		goto out;
+	}
+	buf = malloc((size_t)n + 1);
+	if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		fail(err, errlen, "%s: cannot read: %s (%s in %s)", file,
+		     buf ? "short read" : "out of memory", key, origin(cfg));
+		free(buf);
+		buf = NULL;
+		goto out;
+	}
+	buf[n] = '\0';
+	*len = (size_t)n;
+out:
 	fclose(f);
-	return 0;
+	return buf;
 }
 
-static int check_ca(const struct wst_config *cfg, char *err, size_t errlen)
+static void wipe_free(unsigned char *p, size_t len)
+{
+	if (!p)
+		return;
+	mbedtls_platform_zeroize(p, len);
+	free(p);
+}
+
+int tls_check_ca(const struct wst_config *cfg, char *err, size_t errlen)
 {
 	mbedtls_x509_crt chain;
+	unsigned char *buf;
+	size_t len;
 	int rc, n = 0;
-	char why[128];
+	char why[128] = "no certificate could be parsed";
 
-	if (check_readable(cfg->ca_file, "tls.ca_file", cfg, err, errlen) < 0)
+	buf = slurp(cfg->ca_file, &len, "tls.ca_file", cfg, err, errlen);
+	if (!buf)
 		return -1;
 	mbedtls_x509_crt_init(&chain);
-	/* >0: that many certificates in a bundle did not parse; fine if others did */
-	rc = mbedtls_x509_crt_parse_file(&chain, cfg->ca_file);
+	/* >0: that many certificates of a bundle did not parse; fine if others did */
+	rc = mbedtls_x509_crt_parse(&chain, buf, len + 1);
 	for (const mbedtls_x509_crt *c = &chain; c && c->raw.len; c = c->next)
 		n++;
 	mbedtls_x509_crt_free(&chain);
+	free(buf);
 	if (rc < 0 || n == 0) {
 		if (rc < 0)
 			mbedtls_strerror(rc, why, sizeof(why));
-		else
-			snprintf(why, sizeof(why), "no certificate could be parsed");
-		snprintf(err, errlen,
-			 "%s: not a usable CA certificate file: %s (tls.ca_file in %s; "
-			 "expected PEM or DER certificates)",
-			 cfg->ca_file, why, origin(cfg));
-		return -1;
+		return fail(err, errlen,
+			    "%s: not a usable CA certificate file: %s (tls.ca_file in %s; expected "
+			    "PEM or DER certificates)",
+			    cfg->ca_file, why, origin(cfg));
 	}
+	log_msg(LOG_DEBUG, "%s: %d CA certificate(s)", cfg->ca_file, n);
 	return 0;
+}
+
+static time_t x509_time(const mbedtls_x509_time *t)
+{
+	struct tm tm = { .tm_year = t->year - 1900, .tm_mon = t->mon - 1, .tm_mday = t->day,
+			 .tm_hour = t->hour, .tm_min = t->min, .tm_sec = t->sec };
+
+	return timegm(&tm);
+}
+
+/* PEM of every certificate in the chain (DER input is accepted too). */
+static int chain_pem(const mbedtls_x509_crt *crt, unsigned char **out, size_t *outlen)
+{
+	size_t cap = 0, len = 0;
+	unsigned char *buf;
+
+	for (const mbedtls_x509_crt *c = crt; c && c->raw.len; c = c->next)
+		cap += c->raw.len * 4 / 3 + c->raw.len / 32 + 128;
+	buf = malloc(cap + 1);
+	if (!buf)
+		return -1;
+	for (const mbedtls_x509_crt *c = crt; c && c->raw.len; c = c->next) {
+		size_t olen = 0;
+
+		if (mbedtls_pem_write_buffer("-----BEGIN CERTIFICATE-----\n",
+					     "-----END CERTIFICATE-----\n", c->raw.p, c->raw.len,
+					     buf + len, cap - len, &olen) != 0) {
+			free(buf);
+			return -1;
+		}
+		len += olen - 1; /* olen counts the NUL */
+	}
+	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+int tls_load_client(const struct wst_config *cfg, struct tls_client_cert *out, char *err,
+		    size_t errlen)
+{
+	unsigned char *cbuf = NULL, *kbuf = NULL, *cpem = NULL, kpem[16384];
+	size_t clen = 0, klen = 0, cpemlen = 0, kpemlen;
+	mbedtls_x509_crt crt;
+	mbedtls_pk_context pk;
+	struct stat st;
+	char why[128];
+	time_t now = time(NULL);
+	int rc = -1, r;
+
+	memset(out, 0, sizeof(*out));
+	if (!*cfg->cert_file)
+		return 0;
+	mbedtls_x509_crt_init(&crt);
+	mbedtls_pk_init(&pk);
+
+	if (!(cbuf = slurp(cfg->cert_file, &clen, "tls.cert_file", cfg, err, errlen)))
+		goto out;
+	r = mbedtls_x509_crt_parse(&crt, cbuf, clen + 1);
+	if (r != 0 || !crt.raw.len) {
+		mbedtls_strerror(r, why, sizeof(why));
+		fail(err, errlen, "%s: not a usable certificate: %s (tls.cert_file in %s)",
+		     cfg->cert_file, r ? why : "no certificate found", origin(cfg));
+		goto out;
+	}
+	mbedtls_x509_dn_gets(out->subject, sizeof(out->subject), &crt.subject);
+	out->not_after_t = x509_time(&crt.valid_to);
+	strftime(out->not_after, sizeof(out->not_after), "%Y-%m-%d %H:%M:%S UTC",
+		 gmtime(&out->not_after_t));
+	if (out->not_after_t < now) {
+		fail(err, errlen, "%s: client certificate expired on %s (tls.cert_file in %s)",
+		     cfg->cert_file, out->not_after, origin(cfg));
+		goto out;
+	}
+	if (x509_time(&crt.valid_from) > now) {
+		fail(err, errlen, "%s: client certificate is not valid yet (tls.cert_file in %s)",
+		     cfg->cert_file, origin(cfg));
+		goto out;
+	}
+	if (out->not_after_t - now < EXPIRY_WARN_S)
+		log_msg(LOG_WARNING, "%s: client certificate expires soon, on %s: renew it",
+			cfg->cert_file, out->not_after);
+
+	if (!(kbuf = slurp(cfg->key_file, &klen, "tls.key_file", cfg, err, errlen)))
+		goto out;
+	if (stat(cfg->key_file, &st) == 0 && (st.st_mode & 077))
+		log_msg(LOG_WARNING, "%s: private key is readable by group or others (mode %04o): "
+			"chmod 600 it", cfg->key_file, (unsigned)(st.st_mode & 0777));
+	r = mbedtls_pk_parse_key(&pk, kbuf, klen + 1, NULL, 0);
+	if (r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ||
+	    strstr((char *)kbuf, "ENCRYPTED")) {
+		fail(err, errlen,
+		     "%s: encrypted private keys are unsupported: store it unencrypted with mode "
+		     "0600, or use systemd's LoadCredentialEncrypted= (tls.key_file in %s)",
+		     cfg->key_file, origin(cfg));
+		goto out;
+	}
+	if (r != 0) {
+		mbedtls_strerror(r, why, sizeof(why));
+		fail(err, errlen, "%s: not a usable private key: %s (tls.key_file in %s)",
+		     cfg->key_file, why, origin(cfg));
+		goto out;
+	}
+	if (mbedtls_pk_check_pair(&crt.pk, &pk) != 0) {
+		fail(err, errlen, "%s: private key does not match the certificate %s (tls.key_file in %s)",
+		     cfg->key_file, cfg->cert_file, origin(cfg));
+		goto out;
+	}
+
+	/* lws (mbedTLS) reads the key from the certificate buffer: one PEM blob */
+	if (chain_pem(&crt, &cpem, &cpemlen) < 0 ||
+	    mbedtls_pk_write_key_pem(&pk, kpem, sizeof(kpem)) != 0) {
+		fail(err, errlen, "%s: cannot re-encode certificate and key (out of memory?)",
+		     cfg->cert_file);
+		goto out;
+	}
+	kpemlen = strlen((char *)kpem);
+	out->len = cpemlen + kpemlen + 1;
+	out->blob = malloc(out->len);
+	if (!out->blob) {
+		fail(err, errlen, "out of memory");
+		goto out;
+	}
+	memcpy(out->blob, cpem, cpemlen);
+	memcpy(out->blob + cpemlen, kpem, kpemlen + 1);
+	rc = 1;
+out:
+	mbedtls_platform_zeroize(kpem, sizeof(kpem));
+	wipe_free(kbuf, klen);
+	free(cbuf);
+	free(cpem);
+	mbedtls_pk_free(&pk);
+	mbedtls_x509_crt_free(&crt);
+	if (rc < 0)
+		tls_client_free(out);
+	return rc;
+}
+
+void tls_client_free(struct tls_client_cert *c)
+{
+	if (c->blob)
+		wipe_free((unsigned char *)c->blob, c->len);
+	c->blob = NULL;
+	c->len = 0;
 }
 
 int tls_check(const struct wst_config *cfg, char *err, size_t errlen)
 {
-	if (!tls_needed(cfg))
+	struct tls_client_cert cc;
+
+	if (!any_tls(cfg))
 		return 0;
-	return check_ca(cfg, err, errlen);
+	if (tls_check_ca(cfg, err, errlen) < 0)
+		return -1;
+	if (tls_load_client(cfg, &cc, err, errlen) < 0)
+		return -1;
+	tls_client_free(&cc);
+	return 0;
 }

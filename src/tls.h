@@ -2,18 +2,40 @@
 #define WST_TLS_H
 
 #include <stddef.h>
+#include <time.h>
 
 struct wst_config;
 
 /*
- * Checks of the TLS files with mbedTLS, before lws ever sees them, so that a
- * bad file gets one sentence naming it instead of an opaque handshake error.
+ * Checks of the TLS files with mbedTLS before lws sees them, so that a bad
+ * file gets one sentence naming it instead of an opaque handshake error.
  * Run at --check, at start, at reload and before every attempt.
- * Returns 0, or -1 with "FILE: reason (KEY in CONFIG)" in err.
+ * Errors are "FILE: reason (KEY in CONFIG)"; warnings go to the log.
  */
 int tls_check(const struct wst_config *cfg, char *err, size_t errlen);
 
-/* Whether any URL in the config needs TLS. */
-int tls_needed(const struct wst_config *cfg);
+/* Just the CA file: what every attempt re-checks besides the client files. */
+int tls_check_ca(const struct wst_config *cfg, char *err, size_t errlen);
+
+/* Whether the URL needs TLS. */
+int tls_needed(const char *url);
+
+/* The client certificate and key as lws takes them with mbedTLS. */
+struct tls_client_cert {
+	char *blob;		/* PEM certificate(s), then the PEM key, NUL-terminated */
+	size_t len;		/* including the NUL */
+	char subject[256];
+	char not_after[32];	/* "2027-01-31 12:00:00 UTC" */
+	time_t not_after_t;
+};
+
+/*
+ * Read and check tls.cert_file and tls.key_file. Returns 1 with out filled,
+ * 0 when no client certificate is configured, -1 with err set.
+ */
+int tls_load_client(const struct wst_config *cfg, struct tls_client_cert *out, char *err,
+		    size_t errlen);
+/* Wipes the key material. */
+void tls_client_free(struct tls_client_cert *c);
 
 #endif
