@@ -1,6 +1,8 @@
 #include "daemon.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,10 +12,15 @@
 #include <ev.h>
 #include <libwebsockets.h>
 
+#include "bridge.h"
 #include "config.h"
+#include "control.h"
+#include "exec.h"
+#include "json.h"
 #include "link.h"
 #include "log.h"
 #include "notify.h"
+#include "spool.h"
 #include "queue.h"
 #include "stdio_bridge.h"
 #include "supervisor.h"
@@ -27,6 +34,13 @@ struct daemon {
 	struct link *link;
 	struct supervisor sup;
 	struct stdio_bridge *sio;
+	struct bridge *bridge;
+	struct exec_handler *exec;
+	struct control *control;
+	struct spool *spool;
+	ev_prepare spool_sync;
+	uint64_t spool_confirmed;	/* every seq below this is gone from the spool */
+	bool spool_failing;
 
 	ev_signal sig_term, sig_int, sig_hup;
 	ev_timer retry_timer, drain_timer, linger_timer;
@@ -36,13 +50,28 @@ struct daemon {
 	bool eof;		/* stdin ended: deliver, close with 1000, exit */
 	bool closing;		/* the final close was requested */
 	bool lingered;		/* after stdin EOF, the server had its quiet moment */
-	bool reconnect_pending;	/* reload changed the link: reconnect when it ends */
+	bool reconnect_pending;	/* reload or `reconnect`: connect again at once when it ends */
+	bool paused;		/* `pause`: stay down until `resume` */
 	int exit_code;
 
 	enum link_fail last_fail;
 	unsigned same_fail;
 	size_t url_idx;		/* into link.url + link.fallback_urls */
+	time_t connected_since;
+	char last_error[512];
+	char config_error[1024];
+	int last_close_code;
+	char last_close_reason[124];
+	unsigned long long drops_logged;
 };
+
+/*
+ * After stdin EOF and the last confirmation, answers to our last messages
+ * may still be on their way (a pong can overtake a server's reply), and lws
+ * drops data that arrives after our close. So wait until the server has
+ * been quiet this long, at most link.drain_timeout_s, before closing.
+ */
+#define EOF_QUIET_S 0.3
 
 static const char *cur_url(const struct daemon *d)
 {
@@ -58,14 +87,6 @@ static uint64_t now_ms(void)
 }
 
 static void connect_now(struct daemon *d);
-
-/*
- * After stdin EOF and the last confirmation, answers to our last messages
- * may still be on their way (a pong can overtake a server's reply), and lws
- * drops data that arrives after our close. So wait until the server has
- * been quiet this long, at most link.drain_timeout_s, before closing.
- */
-#define EOF_QUIET_S 0.3
 
 static void quit(struct daemon *d)
 {
@@ -112,23 +133,6 @@ static void maybe_finish(struct daemon *d)
 	}
 }
 
-static void on_up(void *ud)
-{
-	struct daemon *d = ud;
-	uint64_t down = sup_up(&d->sup, now_ms());
-	struct log_ctx lc = { .url = cur_url(d), .event = "connect", .attempt = 0 };
-
-	if (down)
-		log_event(LOG_NOTICE, &lc, "connected to %s after %.1f s down", cur_url(d),
-			  (double)down / 1000.0);
-	else
-		log_event(LOG_NOTICE, &lc, "connected to %s", cur_url(d));
-	notify_status("connected to %s", cur_url(d));
-	d->last_fail = LINK_FAIL_NONE;
-	d->same_fail = 0;
-	maybe_finish(d);
-}
-
 static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct daemon *d = w->data;
@@ -138,25 +142,188 @@ static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	maybe_finish(d);
 }
 
+/* ---- messages in and out ---- */
+
+/* Keep the spool in step with the queue: what left the queue leaves the spool. */
+static void spool_catch_up(struct daemon *d)
+{
+	uint64_t head = queue_head_seq(&d->q);
+
+	if (!d->spool || head <= d->spool_confirmed)
+		return;
+	if (spool_confirm(d->spool, head - 1) < 0)
+		log_errno(LOG_WARNING, "spool %s: recording confirmations", d->cfg->spool_dir);
+	d->spool_confirmed = head;
+}
+
+/*
+ * A message from a local program. false: refused for now, and the sender is
+ * held back until there is room (overflow = reject and full, or hold set and
+ * full, or the spool cannot take it).
+ */
+static bool enqueue(struct daemon *d, const unsigned char *data, size_t len, bool binary,
+		    bool hold)
+{
+	unsigned long long dropped = d->q.dropped;
+
+	if (d->stopping)
+		return false;
+	if (len > d->q.max_bytes) {
+		/* larger than the whole queue can never fit: drop it rather than stall */
+		log_msg(LOG_WARNING, "a local message of %zu bytes exceeds queue.max_bytes: dropped",
+			len);
+		return true;
+	}
+	if (!queue_has_room(&d->q, len) && (hold || d->q.overflow == QUEUE_REJECT)) {
+		if (!hold)
+			d->q.rejected++;
+		return false;
+	}
+	if (d->spool && spool_append(d->spool, d->q.next_seq, data, len, binary) < 0) {
+		/* a full disk is an overflow too: hold the sender back, lose nothing */
+		if (!d->spool_failing)
+			log_errno(LOG_WARNING, "spool %s: cannot write a message (holding local "
+				  "senders back until the queue drains)", d->cfg->spool_dir);
+		d->spool_failing = true;
+		return false;
+	}
+	if (d->spool_failing) {
+		log_msg(LOG_NOTICE, "spool %s: writing again", d->cfg->spool_dir);
+		d->spool_failing = false;
+	}
+	if (queue_push(&d->q, data, len, binary) < 0) {
+		log_msg(LOG_ERR, "out of memory queueing a local message");
+		return false;
+	}
+	if (d->q.dropped != dropped) {
+		if ((d->drops_logged++ % 1000) == 0)
+			log_msg(LOG_WARNING, "queue full (queue.max_messages %zu, max_bytes %zu): "
+				"dropped the oldest message(s), %llu so far", d->q.max_messages,
+				d->q.max_bytes, (unsigned long long)d->q.dropped);
+		spool_catch_up(d);
+	}
+	link_kick(d->link);
+	return true;
+}
+
+/* One fdatasync per loop iteration that wrote, not one per message. */
+static void spool_sync_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct daemon *d = w->data;
+
+	if (spool_dirty(d->spool) && spool_sync(d->spool) < 0)
+		log_errno(LOG_WARNING, "spool %s: fdatasync", d->cfg->spool_dir);
+}
+
+static int spool_replay(void *ud, uint64_t seq, const void *data, size_t len, bool binary)
+{
+	struct daemon *d = ud;
+
+	/* the queue's limits may have shrunk since: never drop what was spooled */
+	size_t mm = d->q.max_messages, mb = d->q.max_bytes;
+
+	d->q.max_messages = d->q.max_bytes = SIZE_MAX;
+	d->q.next_seq = seq;
+	if (queue_push(&d->q, data, len, binary) < 0) {
+		d->q.max_messages = mm;
+		d->q.max_bytes = mb;
+		errno = ENOMEM;
+		return -1;
+	}
+	d->q.max_messages = mm;
+	d->q.max_bytes = mb;
+	return 0;
+}
+
+static void spool_warn(void *ud, const char *msg)
+{
+	log_msg(LOG_WARNING, "spool: %s", msg);
+}
+
+static int open_spool(struct daemon *d)
+{
+	struct spool_params p = { 0, spool_replay, spool_warn, d };
+	struct spool_stats st;
+
+	d->spool = spool_open(d->cfg->spool_dir, &p, &st);
+	if (!d->spool) {
+		if (errno == EWOULDBLOCK)
+			log_msg(LOG_ERR, "spool %s: in use by another process", d->cfg->spool_dir);
+		else
+			log_errno(LOG_ERR, "spool %s: cannot open (queue.spool_dir)",
+				  d->cfg->spool_dir);
+		return -1;
+	}
+	if (d->q.next_seq <= st.last_seq)
+		d->q.next_seq = st.last_seq + 1;
+	d->spool_confirmed = queue_head_seq(&d->q);
+	if (st.replayed)
+		log_msg(LOG_NOTICE, "spool %s: %zu message(s) (%llu bytes) from before the restart "
+			"will be sent", d->cfg->spool_dir, st.replayed,
+			(unsigned long long)st.replayed_bytes);
+	ev_prepare_init(&d->spool_sync, spool_sync_cb);
+	d->spool_sync.data = d;
+	ev_prepare_start(d->loop, &d->spool_sync);
+	return 0;
+}
+
+static bool on_local_message(void *ud, const unsigned char *data, size_t len, bool binary)
+{
+	return enqueue(ud, data, len, binary, false);
+}
+
+/* A pipe can wait: stdin is held back when the queue is full, never dropped. */
+static bool on_stdin_line(void *ud, const char *line, size_t len)
+{
+	return enqueue(ud, (const unsigned char *)line, len, false, true);
+}
+
 static void on_message(void *ud, const unsigned char *data, size_t len, bool binary)
 {
 	struct daemon *d = ud;
 
 	if (ev_is_active(&d->linger_timer) && ev_now(d->loop) < d->linger_deadline)
 		ev_timer_again(d->loop, &d->linger_timer);
-
 	if (d->sio)
 		stdio_output(d->sio, data, len, binary);
+	if (d->bridge)
+		bridge_broadcast(d->bridge, data, len, binary);
+	if (d->exec)
+		exec_deliver(d->exec, data, len, binary);
 }
 
 static void on_confirmed(void *ud)
 {
 	struct daemon *d = ud;
 
+	spool_catch_up(d);
 	if (d->sio)
 		stdio_resume(d->sio);
+	if (d->bridge)
+		bridge_resume(d->bridge);
+	exec_resume(d->exec);
 	if (d->stopping && !queue_len(&d->q))
 		ev_timer_stop(d->loop, &d->drain_timer);
+	maybe_finish(d);
+}
+
+/* ---- the link's life ---- */
+
+static void on_up(void *ud)
+{
+	struct daemon *d = ud;
+	uint64_t down = sup_up(&d->sup, now_ms());
+	struct log_ctx lc = { .url = cur_url(d), .event = "connect", .attempt = 0 };
+
+	d->connected_since = time(NULL);
+	if (down)
+		log_event(LOG_NOTICE, &lc, "connected to %s after %.1f s down", cur_url(d),
+			  (double)down / 1000.0);
+	else
+		log_event(LOG_NOTICE, &lc, "connected to %s", cur_url(d));
+	notify_status("connected to %s", cur_url(d));
+	d->last_fail = LINK_FAIL_NONE;
+	d->same_fail = 0;
 	maybe_finish(d);
 }
 
@@ -182,6 +349,13 @@ static void on_down(void *ud)
 	unsigned delay;
 	int level;
 
+	d->connected_since = 0;
+	if (e->close_code) {
+		d->last_close_code = e->close_code;
+		snprintf(d->last_close_reason, sizeof(d->last_close_reason), "%s", e->close_reason);
+	}
+	if (!e->by_request)
+		snprintf(d->last_error, sizeof(d->last_error), "%s", e->msg);
 	if (d->stopping || d->eof) {
 		if (d->closing || d->stopping || !queue_len(&d->q)) {
 			log_event(LOG_INFO, &lc, "%s", e->msg);
@@ -189,16 +363,26 @@ static void on_down(void *ud)
 			return;
 		}
 	}
+	if (d->paused) {
+		log_event(LOG_NOTICE, &lc, "link closed: paused until `wstetherctl resume`");
+		sup_down(&d->sup, now_ms(), SUP_SERVER_RESTART, 0);
+		sup_set_state(&d->sup, SUP_PAUSED);
+		notify_status("paused");
+		return;
+	}
 	if (d->reconnect_pending) {
 		d->reconnect_pending = false;
-		log_event(LOG_NOTICE, &lc, "reconnecting with the reloaded configuration");
+		log_event(LOG_NOTICE, &lc, "reconnecting on request");
 		sup_down(&d->sup, now_ms(), SUP_SERVER_RESTART, 0);
+		backoff_reset(&d->sup.bo);
 		connect_now(d);
 		return;
 	}
 
 	/* the first failure after a good state warns; repeats are info */
-	if (e->was_up || e->fail != d->last_fail) {
+	if (e->by_request) {
+		level = LOG_NOTICE;
+	} else if (e->was_up || e->fail != d->last_fail) {
 		level = LOG_WARNING;
 		d->same_fail = 1;
 	} else {
@@ -207,13 +391,13 @@ static void on_down(void *ud)
 	}
 	d->last_fail = e->was_up ? LINK_FAIL_NONE : e->fail;
 	delay = sup_down(&d->sup, now_ms(), cause_of(e), e->retry_after_s);
-	/* after a failure, the next URL of link.fallback_urls, wrapping around */
-	if (!e->by_request)
-		d->url_idx = (d->url_idx + 1) % config_url_count(d->cfg);
 	if (level == LOG_INFO)
 		log_event(level, &lc, "%s (attempt %u)", e->msg, d->sup.failures);
 	else
 		log_event(level, &lc, "%s", e->msg);
+	/* after a failure, the next URL of link.fallback_urls, wrapping around */
+	if (!e->by_request)
+		d->url_idx = (d->url_idx + 1) % config_url_count(d->cfg);
 	lc.event = "retry";
 	lc.url = cur_url(d);
 	log_event(LOG_INFO, &lc, "reconnecting to %s in %.1f s (attempt %u)", cur_url(d),
@@ -254,6 +438,15 @@ static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	maybe_finish(d);
 }
 
+static void stop_local_input(struct daemon *d)
+{
+	if (d->sio)
+		stdio_stop_input(d->sio);
+	if (d->bridge)
+		bridge_stop_input(d->bridge);
+	exec_stop_input(d->exec);
+}
+
 static void begin_stop(struct daemon *d, const char *why)
 {
 	if (d->stopping) {
@@ -264,8 +457,7 @@ static void begin_stop(struct daemon *d, const char *why)
 	d->stopping = true;
 	notify_stopping();
 	log_msg(LOG_NOTICE, "%s: stopping", why);
-	if (d->sio)
-		stdio_stop_input(d->sio);
+	stop_local_input(d);
 	ev_timer_stop(d->loop, &d->retry_timer);
 	if (link_up(d->link) && queue_len(&d->q) && d->cfg->drain_timeout_s) {
 		ev_timer_set(&d->drain_timer, d->cfg->drain_timeout_s, 0);
@@ -278,6 +470,8 @@ static void sig_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	begin_stop(w->data, w->signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
+
+/* ---- reload ---- */
 
 static bool str_differ(const char *a, const char *b)
 {
@@ -307,7 +501,25 @@ static bool link_settings_changed(const struct wst_config *a, const struct wst_c
 	       a->ping_interval_s != b->ping_interval_s || a->pong_timeout_s != b->pong_timeout_s;
 }
 
-static void reload(struct daemon *d)
+/* Local endpoints are set up at start; a reload that moves them needs a restart. */
+static void warn_restart_only(const struct wst_config *a, const struct wst_config *b)
+{
+	bool exec_differs = false;
+
+	for (size_t i = 0; a->exec_command[i] || b->exec_command[i]; i++)
+		if (str_differ(a->exec_command[i], b->exec_command[i])) {
+			exec_differs = true;
+			break;
+		}
+	if (str_differ(a->bridge_socket, b->bridge_socket) || a->bridge_mode != b->bridge_mode ||
+	    a->bridge_framing != b->bridge_framing || str_differ(a->control_socket, b->control_socket) ||
+	    exec_differs || a->exec_framing != b->exec_framing ||
+	    str_differ(a->spool_dir, b->spool_dir))
+		log_msg(LOG_WARNING, "reload: bridge, exec, control and spool settings take effect "
+			"only at the next restart");
+}
+
+static const char *reload(struct daemon *d)
 {
 	struct config_error err;
 	const struct wst_config *n;
@@ -322,11 +534,17 @@ static void reload(struct daemon *d)
 	if (!n) {
 		log_event(LOG_ERR, &lc, "reload failed, keeping the running configuration: %s",
 			  err.msg);
+		snprintf(d->config_error, sizeof(d->config_error), "%s", err.msg);
 		notify_ready();
-		return;
+		return d->config_error;
 	}
+	d->config_error[0] = '\0';
 	if (!d->opts.log_level_forced)
 		log_set_level(n->log_level);
+	warn_restart_only(d->cfg, n);
+	d->q.max_messages = n->queue_max_messages;
+	d->q.max_bytes = n->queue_max_bytes;
+	d->q.overflow = n->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT : QUEUE_DROP_OLDEST;
 	if (link_settings_changed(d->cfg, n)) {
 		d->url_idx = 0;
 		if (link_active(d->link)) {
@@ -339,12 +557,14 @@ static void reload(struct daemon *d)
 			ev_timer_start(d->loop, &d->retry_timer);
 		}
 	}
+	/* the link, bridge and exec copied what they need: the old config can go */
 	config_free(d->cfg);
 	d->cfg = n;
 	lc.url = cur_url(d);
 	log_event(LOG_NOTICE, &lc, "configuration reloaded from %s",
 		  n->path ? n->path : "the command line");
 	notify_ready();
+	return NULL;
 }
 
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -355,12 +575,198 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		reload(d);
 }
 
-static void on_queued(void *ud)
+/* ---- control socket ---- */
+
+static void iso_time(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+}
+
+static void ctl_status(void *ud, struct json *j)
+{
+	struct daemon *d = ud;
+	const struct link_stats *st = link_stats(d->link);
+	const char *state;
+	char ts[32];
+
+	state = d->paused && !link_active(d->link) ? "paused"
+		: link_up(d->link)		   ? "connected"
+		: link_active(d->link)		   ? "connecting"
+		: d->stopping			   ? "stopping"
+						   : "waiting";
+	json_key(j, "state");
+	json_str(j, state);
+	json_key(j, "url");
+	json_str(j, cur_url(d));
+	json_key(j, "connected_since");
+	if (d->connected_since) {
+		iso_time(d->connected_since, ts, sizeof(ts));
+		json_str(j, ts);
+	} else {
+		json_null(j);
+	}
+	json_key(j, "attempts");
+	json_uint(j, d->sup.attempts);
+	json_key(j, "reconnects");
+	json_uint(j, d->sup.reconnects);
+	json_key(j, "next_retry_ms");
+	if (ev_is_active(&d->retry_timer))
+		json_uint(j, (uint64_t)(ev_timer_remaining(d->loop, &d->retry_timer) * 1000));
+	else
+		json_null(j);
+	json_key(j, "sent");
+	json_uint(j, st->sent);
+	json_key(j, "received");
+	json_uint(j, st->received);
+	json_key(j, "resent");
+	json_uint(j, d->q.resent);
+	json_key(j, "queue");
+	json_obj_begin(j);
+	json_key(j, "messages");
+	json_uint(j, queue_len(&d->q));
+	json_key(j, "bytes");
+	json_uint(j, d->q.bytes);
+	json_key(j, "dropped");
+	json_uint(j, d->q.dropped);
+	json_key(j, "dropped_bytes");
+	json_uint(j, d->q.dropped_bytes);
+	json_key(j, "max_messages");
+	json_uint(j, d->q.max_messages);
+	json_key(j, "max_bytes");
+	json_uint(j, d->q.max_bytes);
+	json_key(j, "overflow");
+	json_str(j, d->q.overflow == QUEUE_REJECT ? "reject" : "drop-oldest");
+	json_obj_end(j);
+	json_key(j, "drops");
+	json_obj_begin(j);
+	json_key(j, "queue_overflow");
+	json_uint(j, d->q.dropped);
+	json_key(j, "rejected");
+	json_uint(j, d->q.rejected);
+	json_key(j, "unframable");
+	json_uint(j, bridge_unframable(d->bridge));
+	json_key(j, "bridge_clients_dropped");
+	json_uint(j, bridge_dropped_clients(d->bridge));
+	json_obj_end(j);
+	json_key(j, "last_error");
+	if (d->last_error[0])
+		json_str(j, d->last_error);
+	else
+		json_null(j);
+	json_key(j, "last_close");
+	if (d->last_close_code) {
+		json_obj_begin(j);
+		json_key(j, "code");
+		json_int(j, d->last_close_code);
+		json_key(j, "reason");
+		json_str(j, d->last_close_reason);
+		json_obj_end(j);
+	} else {
+		json_null(j);
+	}
+	json_key(j, "tls");
+	json_obj_begin(j);
+	json_key(j, "cert_not_after");
+	if (*link_cert_not_after(d->link))
+		json_str(j, link_cert_not_after(d->link));
+	else
+		json_null(j);
+	json_key(j, "insecure");
+	json_bool(j, d->cfg->insecure);
+	json_obj_end(j);
+	json_key(j, "bridge_clients");
+	json_uint(j, bridge_clients(d->bridge));
+	json_key(j, "exec_pid");
+	json_int(j, exec_pid(d->exec));
+	json_key(j, "exec_restarts");
+	json_uint(j, exec_restarts(d->exec));
+	json_key(j, "config_error");
+	if (d->config_error[0])
+		json_str(j, d->config_error);
+	else
+		json_null(j);
+}
+
+static const char *ctl_send(void *ud, const char *text, size_t len)
 {
 	struct daemon *d = ud;
 
-	link_kick(d->link);
+	if (d->stopping)
+		return "stopping";
+	if (len > d->cfg->max_message_bytes)
+		return "message larger than link.max_message_bytes";
+	return enqueue(d, (const unsigned char *)text, len, false, false) ? NULL : "queue full";
 }
+
+static const char *ctl_reconnect(void *ud)
+{
+	struct daemon *d = ud;
+
+	if (d->stopping)
+		return "stopping";
+	if (d->paused)
+		return "paused: use resume";
+	backoff_reset(&d->sup.bo);
+	if (link_active(d->link)) {
+		d->reconnect_pending = true;
+		link_request_close(d->link, LWS_CLOSE_STATUS_NORMAL, "reconnect");
+	} else {
+		connect_now(d);
+	}
+	return NULL;
+}
+
+static const char *ctl_close(void *ud, int code, const char *reason)
+{
+	struct daemon *d = ud;
+
+	if (!link_up(d->link))
+		return "not connected";
+	link_request_close(d->link, code, reason);
+	return NULL;
+}
+
+static const char *ctl_pause(void *ud)
+{
+	struct daemon *d = ud;
+
+	if (d->paused)
+		return NULL;
+	d->paused = true;
+	log_msg(LOG_NOTICE, "pausing the link on request");
+	ev_timer_stop(d->loop, &d->retry_timer);
+	if (link_active(d->link)) {
+		link_request_close(d->link, LWS_CLOSE_STATUS_NORMAL, "paused");
+	} else {
+		sup_set_state(&d->sup, SUP_PAUSED);
+		notify_status("paused");
+	}
+	return NULL;
+}
+
+static const char *ctl_resume(void *ud)
+{
+	struct daemon *d = ud;
+
+	if (!d->paused)
+		return NULL;
+	d->paused = false;
+	log_msg(LOG_NOTICE, "resuming the link on request");
+	if (!link_active(d->link) && !d->stopping)
+		connect_now(d);
+	return NULL;
+}
+
+static const char *ctl_reload(void *ud)
+{
+	struct daemon *d = ud;
+
+	return d->stopping ? "stopping" : reload(d);
+}
+
+/* ---- stdio events ---- */
 
 static void on_eof(void *ud)
 {
@@ -383,19 +789,75 @@ static void on_stdout_broken(void *ud)
 	begin_stop(ud, "stdout closed");
 }
 
+/* ---- start and stop ---- */
+
+static int open_local(struct daemon *d)
+{
+	const struct wst_config *cfg = d->cfg;
+	struct bridge_ops bops = { d, on_local_message };
+	struct exec_ops eops = { d, on_local_message };
+	struct control_ops cops = { d, ctl_status, ctl_send, ctl_reconnect, ctl_close,
+				    ctl_pause, ctl_resume, ctl_reload };
+	struct stdio_events sev = { d, on_stdin_line, on_eof, on_rx_pause, on_stdout_broken };
+	char err[512];
+
+	if (*cfg->spool_dir && open_spool(d) < 0)
+		return -1;
+	if (d->opts.use_stdio && !(d->sio = stdio_create(d->loop, cfg->max_message_bytes, &sev))) {
+		log_msg(LOG_ERR, "out of memory");
+		return -1;
+	}
+	if (*cfg->bridge_socket &&
+	    !(d->bridge = bridge_create(d->loop, cfg, &bops, err, sizeof(err)))) {
+		log_msg(LOG_ERR, "bridge.socket %s", err);
+		return -1;
+	}
+	if (*cfg->control_socket &&
+	    !(d->control = control_create(d->loop, cfg->control_socket, 0660,
+					  cfg->max_message_bytes + 16, &cops, err, sizeof(err)))) {
+		log_msg(LOG_ERR, "control.socket %s", err);
+		return -1;
+	}
+	if (cfg->exec_command[0] && !(d->exec = exec_create(d->loop, cfg, &eops))) {
+		log_msg(LOG_ERR, "exec.command: cannot set up the handler");
+		return -1;
+	}
+	return 0;
+}
+
+static void close_local(struct daemon *d)
+{
+	if (d->spool) {
+		ev_prepare_stop(d->loop, &d->spool_sync);
+		spool_catch_up(d);
+		if (spool_close(d->spool) < 0)
+			log_errno(LOG_WARNING, "spool %s: closing", d->cfg->spool_dir);
+		d->spool = NULL;
+	}
+	exec_destroy(d->exec);
+	control_destroy(d->control);
+	bridge_destroy(d->bridge);
+	if (d->sio) {
+		stdio_flush(d->sio);
+		stdio_destroy(d->sio);
+	}
+}
+
 int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 {
 	struct daemon d = { .cfg = cfg, .opts = *opts };
 	struct link_events lev = { &d, on_up, on_message, on_confirmed, on_down };
-	struct stdio_events sev = { &d, on_queued, on_eof, on_rx_pause, on_stdout_broken };
 	struct sup_params sp = {
 		cfg->backoff_initial_ms, cfg->backoff_max_ms, cfg->backoff_multiplier,
 		cfg->backoff_jitter, cfg->backoff_reset_after_s,
 	};
 	uint64_t seed = (uint64_t)getpid() << 32 ^ now_ms();
+	int rc = 1;
 
 	/* mbedTLS writes without MSG_NOSIGNAL; lws also sets this per context */
 	signal(SIGPIPE, SIG_IGN);
+	/* a spool write past RLIMIT_FSIZE should fail with EFBIG, not kill us */
+	signal(SIGXFSZ, SIG_IGN);
 	d.loop = ev_default_loop(EVFLAG_AUTO);
 	if (!d.loop) {
 		log_msg(LOG_ERR, "cannot create the event loop");
@@ -403,23 +865,8 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 		return 1;
 	}
 	queue_init(&d.q, LWS_PRE, cfg->queue_max_messages, cfg->queue_max_bytes,
-		   QUEUE_DROP_OLDEST);
+		   cfg->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT : QUEUE_DROP_OLDEST);
 	sup_init(&d.sup, &sp, seed);
-	d.link = link_create(d.loop, &d.q, &lev);
-	if (!d.link) {
-		log_msg(LOG_ERR, "out of memory");
-		config_free(cfg);
-		return 1;
-	}
-	if (opts->use_stdio) {
-		d.sio = stdio_create(d.loop, &d.q, cfg->max_message_bytes, &sev);
-		if (!d.sio) {
-			log_msg(LOG_ERR, "out of memory");
-			link_destroy(d.link);
-			config_free(cfg);
-			return 1;
-		}
-	}
 	ev_signal_init(&d.sig_term, sig_cb, SIGTERM);
 	ev_signal_init(&d.sig_int, sig_cb, SIGINT);
 	ev_signal_init(&d.sig_hup, hup_cb, SIGHUP);
@@ -432,18 +879,25 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	ev_signal_start(d.loop, &d.sig_int);
 	ev_signal_start(d.loop, &d.sig_hup);
 
+	d.link = link_create(d.loop, &d.q, &lev);
+	if (!d.link) {
+		log_msg(LOG_ERR, "out of memory");
+		goto out;
+	}
+	if (open_local(&d) < 0)
+		goto out;
+
 	notify_init(d.loop);
 	notify_ready();
 	connect_now(&d);
 	ev_run(d.loop, 0);
-
+	rc = d.exit_code;
+out:
 	link_destroy(d.link);
-	if (d.sio) {
-		stdio_flush(d.sio);
-		stdio_destroy(d.sio);
-	}
+	close_local(&d);
 	if (queue_len(&d.q))
-		log_msg(LOG_WARNING, "exiting with %zu undelivered message(s)", queue_len(&d.q));
+		log_msg(LOG_WARNING, "exiting with %zu undelivered message(s)%s", queue_len(&d.q),
+			*d.cfg->spool_dir ? ", kept in the spool" : "");
 	queue_finish(&d.q);
 	notify_finish();
 	ev_signal_stop(d.loop, &d.sig_term);
@@ -451,5 +905,5 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	ev_signal_stop(d.loop, &d.sig_hup);
 	ev_loop_destroy(d.loop);
 	config_free(d.cfg);
-	return d.exit_code;
+	return rc;
 }

@@ -65,6 +65,9 @@ struct link {
 	size_t tx_cap;
 
 	ev_timer connect_timer, ping_timer, pong_timer, close_timer, reap_timer;
+
+	struct link_stats stats;
+	char cert_not_after[32];
 };
 
 /* How long we wait for the server to answer our close frame. */
@@ -247,6 +250,8 @@ static int write_batch(struct link *l)
 		off += wsframe_encode(p + off, m->binary ? WSF_BINARY : WSF_TEXT,
 				      qmsg_data(l->q, m), m->len, next_mask(l));
 		queue_mark_sent(l->q);
+		l->stats.sent++;
+		l->stats.sent_bytes += m->len;
 	}
 	if (tx_reserve(l, off + WSFRAME_MAX_HEADER + 8) < 0)
 		return -1;
@@ -269,6 +274,8 @@ static int write_batch(struct link *l)
 
 static void deliver(struct link *l, const unsigned char *data, size_t len, bool binary)
 {
+	l->stats.received++;
+	l->stats.received_bytes += len;
 	if (l->ev.message)
 		l->ev.message(l->ev.ud, data, len, binary);
 }
@@ -472,6 +479,8 @@ static int writeable(struct link *l, struct lws *wsi)
 	if (l->close_req) {
 		lws_close_reason(wsi, (enum lws_close_status)l->close_code,
 				 (unsigned char *)l->close_reason, strlen(l->close_reason));
+		set_end(l, LINK_FAIL_CLOSED, "closed the link to %s with %d%s%s", l->url_text,
+			l->close_code, *l->close_reason ? " " : "", l->close_reason);
 		l->end.by_request = true;
 		l->end.close_code = 0;
 		ev_timer_set(&l->close_timer, CLOSE_WAIT_S, 0);
@@ -640,6 +649,8 @@ static int load_scratch(struct link *l, const struct wst_config *cfg, char *err,
 	}
 	if (l->url.tls && tls_load_client(cfg, &l->cert, err, errlen) < 0)
 		return -1;
+	snprintf(l->cert_not_after, sizeof(l->cert_not_after), "%s",
+		 l->cert.blob ? l->cert.not_after : "");
 	return 0;
 oom:
 	snprintf(err, errlen, "out of memory");
@@ -832,4 +843,14 @@ void link_pause_rx(struct link *l, bool pause)
 	l->rx_pause_want = pause;
 	if (link_up(l) && l->rx_pause_want != l->rx_paused)
 		lws_callback_on_writable(l->wsi);
+}
+
+const struct link_stats *link_stats(const struct link *l)
+{
+	return &l->stats;
+}
+
+const char *link_cert_not_after(const struct link *l)
+{
+	return l->cert_not_after;
 }

@@ -60,6 +60,14 @@ bool link_active(const struct link *l);	/* an attempt or link exists */
 bool link_up(const struct link *l);
 const struct link_end *link_last_end(const struct link *l);
 
+struct link_stats {
+	unsigned long long sent, sent_bytes;		/* written, resends included */
+	unsigned long long received, received_bytes;
+};
+const struct link_stats *link_stats(const struct link *l);
+/* notAfter of the client certificate of the last attempt, or "". */
+const char *link_cert_not_after(const struct link *l);
+
 /* New messages are in the queue. */
 void link_kick(struct link *l);
 /* Close with code and reason; before the link is up this abandons the attempt. */

@@ -133,3 +133,8 @@ void queue_rewind(struct queue *q)
 	q->resent += q->inflight;
 	q->inflight = 0;
 }
+
+uint64_t queue_head_seq(const struct queue *q)
+{
+	return q->count ? at(q, 0)->seq : q->next_seq;
+}

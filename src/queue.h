@@ -58,6 +58,9 @@ void queue_confirm(struct queue *q, uint64_t seq);
 /* The link died: in-flight messages will be written again. */
 void queue_rewind(struct queue *q);
 
+/* Seq of the oldest message, or the next seq to be given when empty. */
+uint64_t queue_head_seq(const struct queue *q);
+
 static inline size_t queue_len(const struct queue *q) { return q->count; }
 static inline size_t queue_unsent(const struct queue *q) { return q->count - q->inflight; }
 

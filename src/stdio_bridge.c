@@ -9,8 +9,8 @@
 
 #include <ev.h>
 
+#include "framing.h"
 #include "log.h"
-#include "queue.h"
 
 #define READ_CHUNK (256 * 1024)
 /* stdout back-pressure: pause the server above HIGH, resume below LOW */
@@ -19,7 +19,6 @@
 
 struct stdio_bridge {
 	struct ev_loop *loop;
-	struct queue *q;
 	struct stdio_events ev;
 	size_t max_line;
 
@@ -60,7 +59,7 @@ static void restore_flags(int fd, int fl)
 static bool take_lines(struct stdio_bridge *s)
 {
 	size_t pos = 0;
-	bool any = false, room = true;
+	bool room = true;
 
 	while (pos < s->in_len) {
 		char *nl = memchr(s->in + pos, '\n', s->in_len - pos);
@@ -91,27 +90,22 @@ static bool take_lines(struct stdio_bridge *s)
 			pos += len + 1;
 			continue;
 		}
-		if (!queue_has_room(s->q, len) && queue_len(s->q)) {
+		if (!framing_utf8_valid(s->in + pos, len)) {
+			/* the server would fail the link with 1007, and we would resend it forever */
+			log_msg(LOG_WARNING, "stdin line of %zu bytes is not valid UTF-8: dropped", len);
+			pos += len + 1;
+			continue;
+		}
+		if (!s->ev.message(s->ev.ud, s->in + pos, len)) {
 			room = false;
 			break;
 		}
-		if (queue_push(s->q, s->in + pos, len, false) < 0) {
-			if (queue_len(s->q)) {
-				room = false;
-				break;
-			}
-			log_msg(LOG_ERR, "stdin line of %zu bytes does not fit the queue: dropped",
-				len);
-		}
-		any = true;
 		pos += len + 1;
 	}
 	if (pos) {
 		memmove(s->in, s->in + pos, s->in_len - pos);
 		s->in_len -= pos;
 	}
-	if (any && s->ev.queued)
-		s->ev.queued(s->ev.ud);
 	return room;
 }
 
@@ -201,7 +195,7 @@ static void out_cb(struct ev_loop *loop, ev_io *w, int revents)
 	ev_io_stop(loop, w);
 }
 
-struct stdio_bridge *stdio_create(struct ev_loop *loop, struct queue *q, size_t max_line,
+struct stdio_bridge *stdio_create(struct ev_loop *loop, size_t max_line,
 				  const struct stdio_events *ev)
 {
 	struct stdio_bridge *s = calloc(1, sizeof(*s));
@@ -209,7 +203,6 @@ struct stdio_bridge *stdio_create(struct ev_loop *loop, struct queue *q, size_t 
 	if (!s)
 		return NULL;
 	s->loop = loop;
-	s->q = q;
 	s->ev = *ev;
 	s->max_line = max_line;
 	s->in_flags = make_nonblocking(STDIN_FILENO);

@@ -5,10 +5,9 @@
 #include <stddef.h>
 
 struct ev_loop;
-struct queue;
 
 /*
- * --stdio: each stdin line is one text message into the queue; each text
+ * --stdio: each stdin line is one text message for the queue; each text
  * message from the server is one stdout line. Reads and writes in bulk.
  * A full queue pauses reading (a pipe can wait; nothing is dropped), and a
  * stdout that does not keep up pauses reading from the server.
@@ -17,13 +16,14 @@ struct stdio_bridge;
 
 struct stdio_events {
 	void *ud;
-	void (*queued)(void *ud);	/* new messages are in the queue */
+	/* a line from stdin; false: no room now, stdin pauses until stdio_resume */
+	bool (*message)(void *ud, const char *line, size_t len);
 	void (*eof)(void *ud);		/* stdin ended; all of it is queued */
 	void (*rx_pause)(void *ud, bool pause);
 	void (*broken)(void *ud);	/* stdout is gone */
 };
 
-struct stdio_bridge *stdio_create(struct ev_loop *loop, struct queue *q, size_t max_line,
+struct stdio_bridge *stdio_create(struct ev_loop *loop, size_t max_line,
 				  const struct stdio_events *ev);
 void stdio_destroy(struct stdio_bridge *s);
 

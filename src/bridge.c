@@ -1,0 +1,254 @@
+#include "bridge.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "log.h"
+#include "peer.h"
+
+/* Per client: this much unread output and the client is dropped. */
+#define CLIENT_OUT_LIMIT (4 * 1024 * 1024)
+#define MAX_CLIENTS 256
+
+struct bridge {
+	struct ev_loop *loop;
+	struct bridge_ops ops;
+	enum framing framing;
+	size_t max_message;
+	char path[108];
+	int fd;
+	ev_io lw;
+	struct peer *clients[MAX_CLIENTS];
+	size_t n;
+	unsigned long long seq, unframable, dropped;
+	bool input_stopped;
+};
+
+int unix_listen(const char *path, unsigned mode, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "%s: socket path too long (max %zu bytes)", path,
+			 sizeof(sa.sun_path) - 1);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: socket: %s", path, strerror(errno));
+		return -1;
+	}
+	if (lstat(path, &st) == 0) {
+		int probe;
+
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "%s: exists and is not a socket: remove it or choose "
+				 "another path", path);
+			goto fail;
+		}
+		/* a socket someone answers on is another instance; one nobody does is stale */
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			snprintf(err, errlen, "%s: another wstether is listening there", path);
+			goto fail;
+		}
+		if (probe >= 0)
+			close(probe);
+		if (unlink(path) < 0) {
+			snprintf(err, errlen, "%s: cannot remove stale socket: %s", path,
+				 strerror(errno));
+			goto fail;
+		}
+		log_msg(LOG_INFO, "%s: replaced a stale socket", path);
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		snprintf(err, errlen, "%s: bind: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (chmod(path, mode) < 0) {
+		snprintf(err, errlen, "%s: chmod %04o: %s", path, mode, strerror(errno));
+		unlink(path);
+		goto fail;
+	}
+	if (listen(fd, 64) < 0) {
+		snprintf(err, errlen, "%s: listen: %s", path, strerror(errno));
+		unlink(path);
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+static void remove_client(struct bridge *b, struct peer *p)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->clients[i] == p) {
+			b->clients[i] = b->clients[--b->n];
+			break;
+		}
+	}
+	peer_destroy(p);
+}
+
+static bool client_message(void *ud, struct peer *p, const unsigned char *data, size_t len,
+			   bool binary)
+{
+	struct bridge *b = ud;
+
+	return b->ops.message(b->ops.ud, data, len, binary);
+}
+
+static void client_closed(void *ud, struct peer *p, const char *why)
+{
+	struct bridge *b = ud;
+	bool clean = !strcmp(why, "closed");
+
+	log_msg(clean ? LOG_DEBUG : LOG_WARNING, "%s: %s%s", peer_name(p),
+		clean ? "disconnected" : "dropped: ", clean ? "" : why);
+	remove_client(b, p);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct bridge *b = w->data;
+	struct peer_ops ops = { b, client_message, client_closed };
+	char name[64];
+
+	for (;;) {
+		int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct peer *p;
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_errno(LOG_WARNING, "%s: accept", b->path);
+			return;
+		}
+		if (b->n == MAX_CLIENTS) {
+			log_msg(LOG_WARNING, "%s: %d clients already: refusing another", b->path,
+				MAX_CLIENTS);
+			close(fd);
+			continue;
+		}
+		snprintf(name, sizeof(name), "bridge client %llu", ++b->seq);
+		p = peer_create(loop, fd, fd, b->framing, b->max_message, CLIENT_OUT_LIMIT, name,
+				&ops);
+		if (!p) {
+			close(fd);
+			continue;
+		}
+		if (b->input_stopped)
+			peer_stop_input(p);
+		b->clients[b->n++] = p;
+		log_msg(LOG_DEBUG, "%s: connected", name);
+	}
+}
+
+struct bridge *bridge_create(struct ev_loop *loop, const struct wst_config *cfg,
+			     const struct bridge_ops *ops, char *err, size_t errlen)
+{
+	struct bridge *b = calloc(1, sizeof(*b));
+
+	if (!b) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	b->fd = unix_listen(cfg->bridge_socket, cfg->bridge_mode, err, errlen);
+	if (b->fd < 0) {
+		free(b);
+		return NULL;
+	}
+	b->loop = loop;
+	b->ops = *ops;
+	b->framing = cfg->bridge_framing;
+	b->max_message = cfg->max_message_bytes;
+	snprintf(b->path, sizeof(b->path), "%s", cfg->bridge_socket);
+	ev_io_init(&b->lw, accept_cb, b->fd, EV_READ);
+	b->lw.data = b;
+	ev_io_start(loop, &b->lw);
+	return b;
+}
+
+void bridge_destroy(struct bridge *b)
+{
+	if (!b)
+		return;
+	ev_io_stop(b->loop, &b->lw);
+	close(b->fd);
+	if (unlink(b->path) < 0 && errno != ENOENT)
+		log_errno(LOG_WARNING, "%s: unlink", b->path);
+	while (b->n)
+		peer_destroy(b->clients[--b->n]);
+	free(b);
+}
+
+void bridge_broadcast(struct bridge *b, const unsigned char *data, size_t len, bool binary)
+{
+	for (size_t i = 0; i < b->n;) {
+		struct peer *p = b->clients[i];
+
+		switch (peer_send(p, data, len, binary)) {
+		case PEER_UNFRAMABLE:
+			/* the same for every client: count it once */
+			if (!b->unframable++ || log_enabled(LOG_DEBUG))
+				log_msg(LOG_WARNING,
+					"%s message of %zu bytes from the server cannot be framed as a "
+					"line: not delivered to bridge clients (%llu so far)",
+					binary ? "binary" : "multi-line text", len, b->unframable);
+			return;
+		case PEER_FULL:
+			log_msg(LOG_WARNING, "%s: dropped: it stopped reading (%d bytes unread)",
+				peer_name(p), CLIENT_OUT_LIMIT);
+			b->dropped++;
+			remove_client(b, p);
+			continue; /* clients[i] is now another client */
+		case PEER_SENT:
+			break;
+		}
+		i++;
+	}
+}
+
+void bridge_resume(struct bridge *b)
+{
+	/* backwards: a client that dies here is replaced by one already done */
+	for (size_t i = b->n; i-- > 0;)
+		if (i < b->n)
+			peer_resume(b->clients[i]);
+}
+
+void bridge_stop_input(struct bridge *b)
+{
+	b->input_stopped = true;
+	for (size_t i = 0; i < b->n; i++)
+		peer_stop_input(b->clients[i]);
+}
+
+size_t bridge_clients(const struct bridge *b)
+{
+	return b ? b->n : 0;
+}
+
+unsigned long long bridge_unframable(const struct bridge *b)
+{
+	return b ? b->unframable : 0;
+}
+
+unsigned long long bridge_dropped_clients(const struct bridge *b)
+{
+	return b ? b->dropped : 0;
+}

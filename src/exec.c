@@ -1,0 +1,329 @@
+#include "exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "backoff.h"
+#include "config.h"
+#include "log.h"
+#include "peer.h"
+
+extern char **environ;
+
+#define OUT_LIMIT (4 * 1024 * 1024)
+#define STDERR_LINE 1024
+/* A handler that ran this long earns a fresh restart backoff. */
+#define STABLE_S 10.0
+#define TERM_WAIT_S 2.0
+
+struct exec_handler {
+	struct ev_loop *loop;
+	char **argv;
+	enum framing framing;
+	size_t max_message;
+	struct exec_ops ops;
+
+	pid_t pid;
+	struct peer *peer;
+	ev_child cw;
+	ev_io errw;
+	ev_timer restart;
+	struct backoff bo;
+	ev_tstamp started;
+	char errbuf[STDERR_LINE];
+	size_t errlen;
+	bool input_stopped;
+	unsigned long long restarts, undelivered;
+};
+
+static void spawn(struct exec_handler *e);
+
+static bool peer_message(void *ud, struct peer *p, const unsigned char *data, size_t len,
+			 bool binary)
+{
+	struct exec_handler *e = ud;
+
+	return e->ops.message(e->ops.ud, data, len, binary);
+}
+
+static void peer_closed(void *ud, struct peer *p, const char *why)
+{
+	struct exec_handler *e = ud;
+
+	/* its exit is reported by the child watcher; a protocol error is worth a line */
+	if (strcmp(why, "closed"))
+		log_msg(LOG_WARNING, "exec handler %d: %s: closing its pipes", (int)e->pid, why);
+	peer_destroy(e->peer);
+	e->peer = NULL;
+	if (e->pid > 0 && strcmp(why, "closed"))
+		kill(e->pid, SIGTERM);
+}
+
+static void flush_err_line(struct exec_handler *e)
+{
+	if (!e->errlen)
+		return;
+	e->errbuf[e->errlen] = '\0';
+	log_msg(LOG_INFO, "exec handler %d: %s", (int)e->pid, e->errbuf);
+	e->errlen = 0;
+}
+
+static void stop_stderr(struct exec_handler *e)
+{
+	if (e->errw.fd < 0)
+		return;
+	ev_io_stop(e->loop, &e->errw);
+	flush_err_line(e);
+	close(e->errw.fd);
+	ev_io_set(&e->errw, -1, EV_READ);
+}
+
+static void err_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct exec_handler *e = w->data;
+	char buf[4096];
+	ssize_t n = read(w->fd, buf, sizeof(buf));
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		stop_stderr(e);
+		return;
+	}
+	for (ssize_t i = 0; i < n; i++) {
+		if (buf[i] == '\n') {
+			flush_err_line(e);
+		} else if (e->errlen < STDERR_LINE - 1) {
+			e->errbuf[e->errlen++] = buf[i];
+		} else {
+			flush_err_line(e); /* an endless line comes out in pieces */
+			e->errbuf[e->errlen++] = buf[i];
+		}
+	}
+}
+
+static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+	struct exec_handler *e = w->data;
+	int st = w->rstatus;
+	double ran = ev_now(loop) - e->started;
+	unsigned delay;
+
+	ev_child_stop(loop, w);
+	stop_stderr(e);
+	if (e->peer) {
+		peer_destroy(e->peer);
+		e->peer = NULL;
+	}
+	if (ran >= STABLE_S)
+		backoff_reset(&e->bo);
+	delay = backoff_next(&e->bo);
+	if (WIFSIGNALED(st))
+		log_msg(LOG_WARNING, "exec handler %d was killed by signal %d; restarting in %.1f s",
+			(int)e->pid, WTERMSIG(st), delay / 1000.0);
+	else
+		log_msg(LOG_WARNING, "exec handler %d exited with status %d; restarting in %.1f s",
+			(int)e->pid, WEXITSTATUS(st), delay / 1000.0);
+	e->pid = 0;
+	ev_timer_set(&e->restart, delay / 1000.0, 0);
+	ev_timer_start(loop, &e->restart);
+}
+
+static void restart_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct exec_handler *e = w->data;
+
+	e->restarts++;
+	spawn(e);
+}
+
+static void spawn(struct exec_handler *e)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, dflt;
+	struct peer_ops pops = { e, peer_message, peer_closed };
+	char name[64];
+	int rc;
+
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+		log_errno(LOG_ERR, "exec handler: pipe");
+		goto retry;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);
+	posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+	posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
+	posix_spawnattr_init(&at);
+	/* we ignore SIGPIPE; the handler should get the usual defaults */
+	sigemptyset(&none);
+	sigemptyset(&dflt);
+	sigaddset(&dflt, SIGPIPE);
+	sigaddset(&dflt, SIGTERM);
+	sigaddset(&dflt, SIGINT);
+	sigaddset(&dflt, SIGHUP);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &dflt);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+					      POSIX_SPAWN_SETSID);
+	rc = posix_spawnp(&e->pid, e->argv[0], &fa, &at, e->argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	in[0] = out[1] = err[1] = -1;
+	if (rc != 0) {
+		errno = rc;
+		log_errno(LOG_ERR, "exec handler '%s' cannot be started (exec.command)", e->argv[0]);
+		e->pid = 0;
+		goto retry;
+	}
+	e->started = ev_now(e->loop);
+	snprintf(name, sizeof(name), "exec handler %d", (int)e->pid);
+	e->peer = peer_create(e->loop, out[0], in[1], e->framing, e->max_message, OUT_LIMIT, name,
+			      &pops);
+	if (!e->peer) {
+		close(out[0]);
+		close(in[1]);
+	} else if (e->input_stopped) {
+		peer_stop_input(e->peer);
+	}
+	fcntl(err[0], F_SETFL, fcntl(err[0], F_GETFL) | O_NONBLOCK);
+	ev_io_set(&e->errw, err[0], EV_READ);
+	ev_io_start(e->loop, &e->errw);
+	ev_child_set(&e->cw, e->pid, 0);
+	ev_child_start(e->loop, &e->cw);
+	log_msg(LOG_INFO, "exec handler %d started: %s", (int)e->pid, e->argv[0]);
+	return;
+retry:
+	for (int i = 0; i < 2; i++) {
+		if (in[i] >= 0)
+			close(in[i]);
+		if (out[i] >= 0)
+			close(out[i]);
+		if (err[i] >= 0)
+			close(err[i]);
+	}
+	ev_timer_set(&e->restart, backoff_next(&e->bo) / 1000.0, 0);
+	ev_timer_start(e->loop, &e->restart);
+}
+
+struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *cfg,
+				 const struct exec_ops *ops)
+{
+	struct exec_handler *e;
+	size_t n = 0;
+
+	if (!cfg->exec_command[0])
+		return NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	while (cfg->exec_command[n])
+		n++;
+	e->argv = calloc(n + 1, sizeof(char *));
+	for (size_t i = 0; e->argv && i < n; i++)
+		if (!(e->argv[i] = strdup(cfg->exec_command[i])))
+			n = i; /* truncated argv is caught below */
+	if (!e->argv || !e->argv[0]) {
+		free(e->argv);
+		free(e);
+		return NULL;
+	}
+	e->loop = loop;
+	e->ops = *ops;
+	e->framing = cfg->exec_framing;
+	e->max_message = cfg->max_message_bytes;
+	backoff_init(&e->bo, 500, 30000, 2.0, 0.2, (uint64_t)getpid());
+	ev_child_init(&e->cw, child_cb, 0, 0);
+	ev_io_init(&e->errw, err_cb, -1, EV_READ);
+	ev_timer_init(&e->restart, restart_cb, 0, 0);
+	e->cw.data = e->errw.data = e->restart.data = e;
+	spawn(e);
+	return e;
+}
+
+void exec_destroy(struct exec_handler *e)
+{
+	if (!e)
+		return;
+	ev_timer_stop(e->loop, &e->restart);
+	if (e->pid > 0) {
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		int st, waited = 0;
+
+		ev_child_stop(e->loop, &e->cw);
+		if (e->peer)
+			peer_close_output(e->peer);
+		kill(e->pid, SIGTERM);
+		while (waitpid(e->pid, &st, WNOHANG) == 0) {
+			if (waited++ * 0.02 >= TERM_WAIT_S) {
+				log_msg(LOG_WARNING, "exec handler %d ignored SIGTERM: killing it",
+					(int)e->pid);
+				kill(e->pid, SIGKILL);
+				waitpid(e->pid, &st, 0);
+				break;
+			}
+			nanosleep(&ts, NULL);
+		}
+	}
+	stop_stderr(e);
+	peer_destroy(e->peer);
+	for (size_t i = 0; e->argv[i]; i++)
+		free(e->argv[i]);
+	free(e->argv);
+	free(e);
+}
+
+void exec_deliver(struct exec_handler *e, const unsigned char *data, size_t len, bool binary)
+{
+	enum peer_send r = e->peer ? peer_send(e->peer, data, len, binary) : PEER_FULL;
+
+	if (r == PEER_SENT)
+		return;
+	e->undelivered++;
+	if (e->undelivered == 1 || log_enabled(LOG_DEBUG))
+		log_msg(LOG_WARNING, "exec handler: a message from the server was not delivered: %s "
+			"(%llu so far)",
+			r == PEER_UNFRAMABLE ? "it cannot be framed as a line"
+			: e->peer ? "the handler is not reading its stdin"
+				  : "the handler is not running",
+			e->undelivered);
+}
+
+void exec_resume(struct exec_handler *e)
+{
+	if (e && e->peer)
+		peer_resume(e->peer);
+}
+
+void exec_stop_input(struct exec_handler *e)
+{
+	if (!e)
+		return;
+	e->input_stopped = true;
+	if (e->peer)
+		peer_stop_input(e->peer);
+}
+
+pid_t exec_pid(const struct exec_handler *e)
+{
+	return e ? e->pid : 0;
+}
+
+unsigned long long exec_restarts(const struct exec_handler *e)
+{
+	return e ? e->restarts : 0;
+}

@@ -1,0 +1,82 @@
+#ifndef WST_FRAMING_H
+#define WST_FRAMING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h" /* enum framing */
+
+/*
+ * Local framing for the bridge socket and the exec handler (see "Local
+ * framing" in the interface contract):
+ *
+ * - FRAMING_LINES: one '\n'-terminated line is one text message, without
+ *   its '\n'. Binary messages, and text containing '\n', cannot be framed.
+ * - FRAMING_LENGTH_PREFIXED: 1 byte type (0x01 text, 0x02 binary), 4-byte
+ *   big-endian payload length, payload.
+ *
+ * Pure functions over caller-owned buffers: no allocation, no state.
+ */
+
+#define FRAMING_HEADER_MAX 5
+
+enum { FRAMING_TYPE_TEXT = 0x01, FRAMING_TYPE_BINARY = 0x02 };
+
+struct frame {
+	const unsigned char *data;	/* points into the decoded buffer */
+	size_t len;
+	bool binary;
+};
+
+/*
+ * Decode the first frame of buf[0..len). max is the largest payload
+ * accepted (link.max_message_bytes).
+ *
+ * Returns 1: a frame is in *out and takes the first *used bytes of buf.
+ *         0: incomplete, read more (*used = 0).
+ *        -1: the input can never become valid (*why says why, a static
+ *            string): a line longer than max before its '\n', an unknown
+ *            type byte, or a length above max. The length is checked from
+ *            the header alone, before the payload arrives. The peer's
+ *            stream cannot be resynchronised: drop it.
+ */
+int framing_decode(enum framing f, const unsigned char *buf, size_t len, size_t max,
+		   struct frame *out, size_t *used, const char **why);
+
+/*
+ * Frame one message for writing without copying it: write head[0..head_len),
+ * then the data, then tail[0..tail_len) (e.g. with writev).
+ */
+struct framing_wrap {
+	unsigned char head[FRAMING_HEADER_MAX];
+	size_t head_len;
+	const char *tail;	/* static */
+	size_t tail_len;
+};
+
+/*
+ * Returns 0, or -1 when the message cannot be framed (*why, static): with
+ * lines, a binary message or text containing '\n'; with length-prefixed, a
+ * payload above 4 GiB - 1. Such a message is never written partly.
+ */
+int framing_encode(enum framing f, bool binary, const void *data, size_t len,
+		   struct framing_wrap *w, const char **why);
+
+/* The number of bytes framing_encode adds around a payload. */
+size_t framing_overhead(enum framing f);
+
+/*
+ * Copy the framed message into dst. Returns 0 with *written set, or -1 when
+ * it cannot be framed or does not fit in cap (*why).
+ */
+int framing_encode_into(enum framing f, bool binary, const void *data, size_t len,
+			unsigned char *dst, size_t cap, size_t *written, const char **why);
+
+/*
+ * True when s is valid UTF-8 (no overlong forms, surrogates or code points
+ * beyond U+10FFFF). A WebSocket peer fails the connection (1007) on a text
+ * message that is not: check text from local clients before queueing it.
+ */
+bool framing_utf8_valid(const void *s, size_t len);
+
+#endif

@@ -1,0 +1,282 @@
+#include "peer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "framing.h"
+#include "log.h"
+
+#define READ_CHUNK (64 * 1024)
+
+struct peer {
+	struct ev_loop *loop;
+	struct peer_ops ops;
+	enum framing framing;
+	size_t max_message, out_limit;
+	char name[64];
+
+	ev_io rw, ww;
+	bool paused, input_stopped, close_output, dead;
+
+	unsigned char *in;
+	size_t in_len, in_cap;
+
+	unsigned char *out;
+	size_t out_off, out_len, out_cap;
+};
+
+static void die(struct peer *p, const char *why)
+{
+	if (p->dead)
+		return;
+	p->dead = true;
+	ev_io_stop(p->loop, &p->rw);
+	ev_io_stop(p->loop, &p->ww);
+	p->ops.closed(p->ops.ud, p, why);
+}
+
+/* Hand complete frames to the owner; false once the peer is dead or refused. */
+static bool take_frames(struct peer *p)
+{
+	size_t pos = 0;
+	bool ok = true;
+
+	while (pos < p->in_len) {
+		struct frame f;
+		size_t used;
+		const char *why;
+		int r = framing_decode(p->framing, p->in + pos, p->in_len - pos, p->max_message, &f,
+				       &used, &why);
+
+		if (r == 0)
+			break;
+		if (r < 0) {
+			char msg[160];
+
+			snprintf(msg, sizeof(msg), "framing error: %s", why);
+			die(p, msg);
+			return false;
+		}
+		if (!f.binary && !framing_utf8_valid(f.data, f.len)) {
+			/* the server would fail the link with 1007, and we would resend it forever */
+			log_msg(LOG_WARNING, "%s: text message of %zu bytes is not valid UTF-8: dropped "
+				"(send it as binary)", p->name, f.len);
+			pos += used;
+			continue;
+		}
+		if (!p->ops.message(p->ops.ud, p, f.data, f.len, f.binary)) {
+			ok = false;
+			break;
+		}
+		pos += used;
+	}
+	if (pos) {
+		memmove(p->in, p->in + pos, p->in_len - pos);
+		p->in_len -= pos;
+	}
+	if (!ok && !p->dead) {
+		p->paused = true;
+		ev_io_stop(p->loop, &p->rw);
+	}
+	return ok && !p->dead;
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct peer *p = w->data;
+	ssize_t n;
+
+	if (p->in_cap - p->in_len < READ_CHUNK) {
+		/* a frame may be up to max_message plus its header */
+		size_t ncap = p->in_len + READ_CHUNK;
+		unsigned char *nb;
+
+		if (ncap > p->max_message + READ_CHUNK + FRAMING_HEADER_MAX + 1) {
+			die(p, "input buffer overflow");
+			return;
+		}
+		nb = realloc(p->in, ncap);
+		if (!nb) {
+			die(p, "out of memory");
+			return;
+		}
+		p->in = nb;
+		p->in_cap = ncap;
+	}
+	n = read(w->fd, p->in + p->in_len, p->in_cap - p->in_len);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		die(p, strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		if (p->in_len)
+			die(p, "closed in the middle of a message");
+		else
+			die(p, "closed");
+		return;
+	}
+	p->in_len += (size_t)n;
+	take_frames(p);
+}
+
+static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct peer *p = w->data;
+
+	while (p->out_len) {
+		ssize_t n = write(w->fd, p->out + p->out_off, p->out_len);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			die(p, strerror(errno));
+			return;
+		}
+		p->out_off += (size_t)n;
+		p->out_len -= (size_t)n;
+	}
+	p->out_off = 0;
+	ev_io_stop(loop, w);
+	if (p->close_output && w->fd != p->rw.fd) {
+		close(w->fd);
+		w->fd = -1;
+	}
+	/* a huge burst should not pin its buffer */
+	if (p->out_cap > 1024 * 1024) {
+		free(p->out);
+		p->out = NULL;
+		p->out_cap = 0;
+	}
+}
+
+static int set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -1 : 0;
+}
+
+struct peer *peer_create(struct ev_loop *loop, int rfd, int wfd, enum framing framing,
+			 size_t max_message, size_t out_limit, const char *name,
+			 const struct peer_ops *ops)
+{
+	struct peer *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	if ((rfd >= 0 && set_nonblock(rfd) < 0) || (wfd >= 0 && set_nonblock(wfd) < 0)) {
+		log_errno(LOG_ERR, "%s: cannot make its descriptors non-blocking", name);
+		free(p);
+		return NULL;
+	}
+	p->loop = loop;
+	p->ops = *ops;
+	p->framing = framing;
+	p->max_message = max_message;
+	p->out_limit = out_limit;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	ev_io_init(&p->rw, read_cb, rfd, EV_READ);
+	ev_io_init(&p->ww, write_cb, wfd, EV_WRITE);
+	p->rw.data = p->ww.data = p;
+	if (rfd >= 0)
+		ev_io_start(loop, &p->rw);
+	return p;
+}
+
+void peer_destroy(struct peer *p)
+{
+	if (!p)
+		return;
+	ev_io_stop(p->loop, &p->rw);
+	ev_io_stop(p->loop, &p->ww);
+	if (p->rw.fd >= 0)
+		close(p->rw.fd);
+	if (p->ww.fd >= 0 && p->ww.fd != p->rw.fd)
+		close(p->ww.fd);
+	free(p->in);
+	free(p->out);
+	free(p);
+}
+
+const char *peer_name(const struct peer *p)
+{
+	return p->name;
+}
+
+enum peer_send peer_send(struct peer *p, const unsigned char *data, size_t len, bool binary)
+{
+	struct framing_wrap w;
+	const char *why;
+	size_t need;
+
+	if (p->dead || p->ww.fd < 0 || p->close_output)
+		return PEER_FULL;
+	if (framing_encode(p->framing, binary, data, len, &w, &why) < 0)
+		return PEER_UNFRAMABLE;
+	need = w.head_len + len + w.tail_len;
+	if (p->out_len + need > p->out_limit)
+		return PEER_FULL;
+	if (p->out_off + p->out_len + need > p->out_cap) {
+		size_t ncap = p->out_cap ? p->out_cap : 16 * 1024;
+		unsigned char *nb;
+
+		if (p->out_off) {
+			memmove(p->out, p->out + p->out_off, p->out_len);
+			p->out_off = 0;
+		}
+		while (ncap < p->out_len + need)
+			ncap *= 2;
+		if (ncap > p->out_cap) {
+			nb = realloc(p->out, ncap);
+			if (!nb)
+				return PEER_FULL;
+			p->out = nb;
+			p->out_cap = ncap;
+		}
+	}
+	unsigned char *dst = p->out + p->out_off + p->out_len;
+
+	memcpy(dst, w.head, w.head_len);
+	memcpy(dst + w.head_len, data, len);
+	memcpy(dst + w.head_len + len, w.tail, w.tail_len);
+	p->out_len += need;
+	ev_io_start(p->loop, &p->ww);
+	return PEER_SENT;
+}
+
+void peer_resume(struct peer *p)
+{
+	if (!p->paused || p->dead || p->input_stopped)
+		return;
+	p->paused = false;
+	if (take_frames(p))
+		ev_io_start(p->loop, &p->rw);
+}
+
+void peer_stop_input(struct peer *p)
+{
+	p->input_stopped = true;
+	ev_io_stop(p->loop, &p->rw);
+}
+
+void peer_close_output(struct peer *p)
+{
+	p->close_output = true;
+	if (!p->out_len && p->ww.fd >= 0 && p->ww.fd != p->rw.fd) {
+		close(p->ww.fd);
+		p->ww.fd = -1;
+	}
+}
+
+size_t peer_pending_output(const struct peer *p)
+{
+	return p->out_len;
+}

@@ -1,0 +1,46 @@
+#ifndef WST_PEER_H
+#define WST_PEER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+struct ev_loop;
+
+/*
+ * One local framed stream (a bridge client, or the exec handler's pipes):
+ * frames read from it become messages for the server; server messages are
+ * framed into its bounded output buffer. A peer that stops reading is
+ * dropped when the buffer is full, so it never stalls the link.
+ */
+struct peer;
+
+struct peer_ops {
+	void *ud;
+	/* A message from the peer. Return false to refuse it for now (queue full):
+	 * the peer stops reading until peer_resume. */
+	bool (*message)(void *ud, struct peer *p, const unsigned char *data, size_t len,
+			bool binary);
+	/* The peer is gone or broke the protocol; it must be destroyed by the owner. */
+	void (*closed)(void *ud, struct peer *p, const char *why);
+};
+
+struct peer *peer_create(struct ev_loop *loop, int rfd, int wfd, enum framing framing,
+			 size_t max_message, size_t out_limit, const char *name,
+			 const struct peer_ops *ops);
+void peer_destroy(struct peer *p);
+const char *peer_name(const struct peer *p);
+
+enum peer_send { PEER_SENT, PEER_UNFRAMABLE, PEER_FULL };
+enum peer_send peer_send(struct peer *p, const unsigned char *data, size_t len, bool binary);
+
+/* Read on after a refusal. */
+void peer_resume(struct peer *p);
+/* Stop reading (shutdown); output still drains. */
+void peer_stop_input(struct peer *p);
+/* Close the write side once the output buffer is empty (EOF to the peer). */
+void peer_close_output(struct peer *p);
+size_t peer_pending_output(const struct peer *p);
+
+#endif

@@ -1,0 +1,694 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "spool.h"
+
+#define MAX_SEEN 2048
+
+/* What replay and warn reported. */
+struct seen {
+	size_t n;
+	uint64_t seq[MAX_SEEN];
+	char *data[MAX_SEEN];
+	size_t len[MAX_SEEN];
+	bool binary[MAX_SEEN];
+	int warnings;
+	char last_warning[512];
+	int abort_at;		/* replay fails at this many messages; 0: never */
+};
+
+struct fixture {
+	char dir[64];
+	struct seen seen;
+};
+
+static int on_replay(void *ud, uint64_t seq, const void *data, size_t len, bool binary)
+{
+	struct seen *s = ud;
+
+	if (s->abort_at && (int)s->n == s->abort_at)
+		return -1;
+	assert_true(s->n < MAX_SEEN);
+	s->seq[s->n] = seq;
+	s->data[s->n] = malloc(len + 1);
+	assert_non_null(s->data[s->n]);
+	memcpy(s->data[s->n], data, len);
+	s->data[s->n][len] = '\0';
+	s->len[s->n] = len;
+	s->binary[s->n] = binary;
+	s->n++;
+	return 0;
+}
+
+static void on_warn(void *ud, const char *msg)
+{
+	struct seen *s = ud;
+
+	s->warnings++;
+	snprintf(s->last_warning, sizeof(s->last_warning), "%s", msg);
+}
+
+static void seen_clear(struct seen *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->data[i]);
+	memset(s, 0, sizeof(*s));
+}
+
+static struct spool *open_spool(struct fixture *fx, size_t segment_bytes, struct spool_stats *st)
+{
+	const struct spool_params p = {
+		.segment_bytes = segment_bytes,
+		.replay = on_replay,
+		.warn = on_warn,
+		.ud = &fx->seen,
+	};
+
+	seen_clear(&fx->seen);
+	return spool_open(fx->dir, &p, st);
+}
+
+static void payload(char *buf, size_t size, uint64_t seq)
+{
+	snprintf(buf, size, "message %llu", (unsigned long long)seq);
+}
+
+static void append_range(struct spool *sp, uint64_t from, uint64_t to)
+{
+	char buf[64];
+
+	for (uint64_t s = from; s <= to; s++) {
+		payload(buf, sizeof(buf), s);
+		assert_int_equal(spool_append(sp, s, buf, strlen(buf), s % 3 == 0), 0);
+	}
+}
+
+/* The replayed messages are exactly from..to, in order, with their payloads. */
+static void assert_seen_range(const struct seen *s, size_t first, uint64_t from, uint64_t to)
+{
+	char buf[64];
+
+	assert_true(s->n >= first + (to - from + 1));
+	for (uint64_t q = from; q <= to; q++) {
+		size_t i = first + (size_t)(q - from);
+
+		payload(buf, sizeof(buf), q);
+		assert_int_equal(s->seq[i], q);
+		assert_string_equal(s->data[i], buf);
+		assert_int_equal(s->binary[i], q % 3 == 0);
+	}
+}
+
+static size_t count_segments(const char *dir, uint64_t *bytes)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	size_t n = 0;
+
+	assert_non_null(d);
+	*bytes = 0;
+	while ((e = readdir(d))) {
+		struct stat st;
+
+		if (strncmp(e->d_name, "seg-", 4) != 0)
+			continue;
+		assert_int_equal(fstatat(dirfd(d), e->d_name, &st, 0), 0);
+		*bytes += (uint64_t)st.st_size;
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static char *seg_path(const struct fixture *fx, uint64_t name)
+{
+	static char path[256];
+
+	snprintf(path, sizeof(path), "%s/seg-%016llx.wsq", fx->dir, (unsigned long long)name);
+	return path;
+}
+
+static unsigned char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *buf;
+	long n;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	assert_true(n >= 0);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+static int setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+
+	if (!fx)
+		return -1;
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/wst-spool-XXXXXX");
+	if (!mkdtemp(fx->dir))
+		return -1;
+	*state = fx;
+	return 0;
+}
+
+static void remove_tree(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char path[512];
+		struct stat st;
+
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+			remove_tree(path);
+		else
+			unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+
+	seen_clear(&fx->seen);
+	remove_tree(fx->dir);
+	free(fx);
+	return 0;
+}
+
+static void crc32c_matches_known_vectors(void **state)
+{
+	uint32_t (*fns[])(uint32_t, const void *, size_t) = { spool_crc32c, spool_crc32c_sw };
+	unsigned char zeros[32] = { 0 }, ones[32], up[32], down[32];
+	unsigned char big[4099];
+
+	memset(ones, 0xff, sizeof(ones));
+	for (int i = 0; i < 32; i++) {
+		up[i] = (unsigned char)i;
+		down[i] = (unsigned char)(31 - i);
+	}
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (unsigned char)(i * 7 + (i >> 5));
+	for (int f = 0; f < 2; f++) {
+		/* the check value, and RFC 3720 B.4 */
+		assert_int_equal(fns[f](0, "123456789", 9), 0xe3069283);
+		assert_int_equal(fns[f](0, zeros, 32), 0x8a9136aa);
+		assert_int_equal(fns[f](0, ones, 32), 0x62a8ab43);
+		assert_int_equal(fns[f](0, up, 32), 0x46dd794e);
+		assert_int_equal(fns[f](0, down, 32), 0x113fdb5c);
+		assert_int_equal(fns[f](0, NULL, 0), 0);
+		/* chaining is the same as one call */
+		assert_int_equal(fns[f](fns[f](0, "12345", 5), "6789", 4), 0xe3069283);
+	}
+	/* every length and alignment agrees between the two */
+	for (size_t off = 0; off < 9; off++)
+		for (size_t len = 0; len + off <= 80; len++)
+			assert_int_equal(spool_crc32c(0, big + off, len),
+					 spool_crc32c_sw(0, big + off, len));
+	assert_int_equal(spool_crc32c(0, big, sizeof(big)), spool_crc32c_sw(0, big, sizeof(big)));
+}
+
+static void append_reopen_replays_in_order(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_stats st;
+	struct spool *sp;
+	const unsigned char bin[4] = { 0xff, 0, '\n', 0xfe };
+
+	sp = open_spool(fx, 0, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.last_seq, 0);
+	assert_int_equal(st.replayed, 0);
+	assert_false(spool_dirty(sp));
+	append_range(sp, 1, 100);
+	assert_int_equal(spool_append(sp, 101, "", 0, false), 0);
+	assert_int_equal(spool_append(sp, 102, bin, 4, true), 0);
+	assert_true(spool_dirty(sp));
+	assert_int_equal(spool_sync(sp), 0);
+	assert_false(spool_dirty(sp));
+	assert_int_equal(spool_close(sp), 0);
+
+	sp = open_spool(fx, 0, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.last_seq, 102);
+	assert_int_equal(st.replayed, 102);
+	assert_int_equal(st.corrupt, 0);
+	assert_int_equal(fx->seen.warnings, 0);
+	assert_seen_range(&fx->seen, 0, 1, 100);
+	assert_int_equal(fx->seen.len[100], 0);
+	assert_int_equal(fx->seen.len[101], 4);
+	assert_true(fx->seen.binary[101]);
+	assert_memory_equal(fx->seen.data[101], bin, 4);
+	/* numbering goes on after what was found */
+	assert_int_equal(spool_append(sp, 102, "x", 1, false), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(spool_append(sp, 103, "x", 1, false), 0);
+	assert_int_equal(spool_close(sp), 0);
+
+	/* not syncing before close is fine: close syncs, and kill -9 keeps the page cache */
+	sp = open_spool(fx, 0, &st);
+	assert_int_equal(st.replayed, 103);
+	assert_int_equal(spool_close(sp), 0);
+}
+
+static void confirmed_messages_are_not_replayed(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_stats st;
+	struct spool *sp;
+
+	sp = open_spool(fx, 0, &st);
+	append_range(sp, 1, 10);
+	assert_int_equal(spool_confirm(sp, 6), 0);
+	assert_int_equal(spool_confirm(sp, 3), 0); /* going back is a no-op */
+	assert_int_equal(spool_close(sp), 0);
+
+	sp = open_spool(fx, 0, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.confirmed, 6);
+	assert_int_equal(st.replayed, 4);
+	assert_seen_range(&fx->seen, 0, 7, 10);
+	append_range(sp, 11, 12);
+	assert_int_equal(spool_confirm(sp, 11), 0);
+	assert_int_equal(spool_close(sp), 0);
+
+	sp = open_spool(fx, 0, &st);
+	assert_int_equal(st.replayed, 1);
+	assert_seen_range(&fx->seen, 0, 12, 12);
+	assert_int_equal(st.last_seq, 12);
+	assert_int_equal(spool_close(sp), 0);
+}
+
+static void rotates_and_deletes_segments(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_stats st;
+	struct spool *sp;
+	uint64_t bytes;
+	size_t n;
+
+	/* "message NN" is 10 bytes: 34-byte records, a new segment every 4 */
+	sp = open_spool(fx, 130, &st);
+	append_range(sp, 10, 49);
+	assert_int_equal(spool_sync(sp), 0);
+	n = count_segments(fx->dir, &bytes);
+	assert_int_equal(n, 10);
+	assert_int_equal(spool_segments(sp), n);
+	assert_int_equal(spool_bytes(sp), bytes);
+	assert_int_equal(bytes, 40 * 34);
+
+	/* segments 10..13, 14..17 go; 18..21 holds 22 unconfirmed */
+	assert_int_equal(spool_confirm(sp, 20), 0);
+	n = count_segments(fx->dir, &bytes);
+	assert_int_equal(n, 8);
+	assert_int_equal(spool_bytes(sp), bytes);
+	assert_int_equal(access(seg_path(fx, 10), F_OK), -1);
+	assert_int_equal(access(seg_path(fx, 18), F_OK), 0);
+	assert_int_equal(spool_close(sp), 0);
+
+	sp = open_spool(fx, 130, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.replayed, 29);
+	assert_seen_range(&fx->seen, 0, 21, 49);
+	/* the confirmation carries over into new segments */
+	append_range(sp, 50, 61);
+	assert_int_equal(spool_confirm(sp, 45), 0);
+	assert_int_equal(spool_close(sp), 0);
+	sp = open_spool(fx, 130, &st);
+	assert_int_equal(st.confirmed, 45);
+	assert_seen_range(&fx->seen, 0, 46, 61);
+	assert_int_equal(st.replayed, 16);
+
+	/* all confirmed, newest segment full: nothing is left on disk */
+	append_range(sp, 62, 65);
+	assert_int_equal(spool_confirm(sp, 65), 0);
+	assert_int_equal(spool_bytes(sp), 0);
+	assert_int_equal(spool_segments(sp), 0);
+	assert_int_equal(count_segments(fx->dir, &bytes), 0);
+	assert_int_equal(spool_close(sp), 0);
+	sp = open_spool(fx, 130, &st);
+	assert_int_equal(st.replayed, 0);
+	assert_int_equal(spool_close(sp), 0);
+}
+
+static void torn_tail_at_every_offset_keeps_earlier_records(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_stats st;
+	struct spool *sp;
+	unsigned char *orig;
+	size_t len, last_start, cut_len;
+
+	sp = open_spool(fx, 0, &st);
+	append_range(sp, 1, 5);
+	assert_int_equal(spool_close(sp), 0);
+	orig = read_file(seg_path(fx, 1), &len);
+	last_start = len - (SPOOL_RECORD_HEADER + strlen("message 5"));
+
+	for (size_t cut = last_start; cut < len; cut++) {
+		write_file(seg_path(fx, 1), orig, cut);
+		sp = open_spool(fx, 0, &st);
+		assert_non_null(sp);
+		assert_int_equal(st.replayed, 4);
+		assert_seen_range(&fx->seen, 0, 1, 4);
+		assert_int_equal(st.truncated, cut - last_start);
+		assert_int_equal(fx->seen.warnings, cut > last_start);
+		free(read_file(seg_path(fx, 1), &cut_len));
+		assert_int_equal(cut_len, last_start);
+		/* new records go right after the good ones */
+		append_range(sp, 6, 6);
+		assert_int_equal(spool_close(sp), 0);
+		sp = open_spool(fx, 0, &st);
+		assert_int_equal(st.replayed, 5);
+		assert_int_equal(st.corrupt, 0);
+		assert_seen_range(&fx->seen, 0, 1, 4);
+		assert_seen_range(&fx->seen, 4, 6, 6);
+		assert_int_equal(spool_close(sp), 0);
+	}
+
+	/* a tail of zeros, as a power loss can leave after a size update */
+	{
+		unsigned char *z = calloc(1, len + 4096);
+
+		assert_non_null(z);
+		memcpy(z, orig, len);
+		write_file(seg_path(fx, 1), z, len + 4096);
+		free(z);
+		sp = open_spool(fx, 0, &st);
+		assert_int_equal(st.replayed, 5);
+		assert_int_equal(st.truncated, 4096);
+		assert_int_equal(spool_bytes(sp), len);
+		assert_int_equal(spool_close(sp), 0);
+	}
+
+	/* everything torn: the segment goes, and numbering stays above its name */
+	write_file(seg_path(fx, 1), orig, 10);
+	sp = open_spool(fx, 0, &st);
+	assert_int_equal(st.replayed, 0);
+	assert_int_equal(st.last_seq, 1);
+	assert_int_equal(spool_segments(sp), 0);
+	assert_int_equal(spool_close(sp), 0);
+	free(orig);
+}
+
+static void flipped_byte_in_the_middle_skips_the_rest_of_its_segment(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_stats st;
+	struct spool *sp;
+	unsigned char *orig;
+	size_t len, rec = SPOOL_RECORD_HEADER + strlen("message 1");
+
+	/* in the newest segment: kept as it is, new records go to a new one */
+	sp = open_spool(fx, 0, &st);
+	append_range(sp, 1, 9);
+	assert_int_equal(spool_close(sp), 0);
+	orig = read_file(seg_path(fx, 1), &len);
+	assert_int_equal(len, 9 * rec);
+	orig[4 * rec + SPOOL_RECORD_HEADER + 3] ^= 0x20; /* payload of 5 */
+	write_file(seg_path(fx, 1), orig, len);
+
+	sp = open_spool(fx, 0, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.replayed, 4);
+	assert_seen_range(&fx->seen, 0, 1, 4);
+	assert_int_equal(st.corrupt, 1);
+	assert_int_equal(st.truncated, 0);
+	assert_int_equal(st.skipped, 5 * rec);
+	assert_int_equal(fx->seen.warnings, 1);
+	assert_non_null(strstr(fx->seen.last_warning, "bad CRC"));
+	assert_non_null(strstr(fx->seen.last_warning, "seg-0000000000000001.wsq"));
+	assert_true(st.last_seq >= 4);
+	append_range(sp, st.last_seq + 1, st.last_seq + 2);
+	assert_int_equal(spool_close(sp), 0);
+	free(read_file(seg_path(fx, 1), &len));
+	assert_int_equal(len, 9 * rec); /* evidence untouched */
+
+	sp = open_spool(fx, 0, &st);
+	assert_int_equal(st.replayed, 6);
+	assert_seen_range(&fx->seen, 0, 1, 4);
+	assert_int_equal(fx->seen.seq[4], 5);
+	assert_int_equal(fx->seen.seq[5], 6);
+	/* once what is readable is confirmed, the damaged segment goes */
+	assert_int_equal(spool_confirm(sp, 4), 0);
+	assert_int_equal(access(seg_path(fx, 1), F_OK), -1);
+	assert_int_equal(spool_close(sp), 0);
+	free(orig);
+}
+
+static void bad_header_in_an_older_segment(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_stats st;
+	struct spool *sp;
+	unsigned char *orig;
+	size_t len, rec = SPOOL_RECORD_HEADER + strlen("message 10");
+
+	sp = open_spool(fx, 4 * rec, &st);
+	append_range(sp, 10, 21); /* segments 10, 14, 18 */
+	assert_int_equal(spool_close(sp), 0);
+	orig = read_file(seg_path(fx, 14), &len);
+	orig[2 * rec] = 'X'; /* magic of 16 */
+	write_file(seg_path(fx, 14), orig, len);
+	free(orig);
+
+	sp = open_spool(fx, 4 * rec, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.replayed, 10);
+	assert_seen_range(&fx->seen, 0, 10, 15);
+	assert_seen_range(&fx->seen, 6, 18, 21);
+	assert_non_null(strstr(fx->seen.last_warning, "bad magic"));
+	assert_int_equal(st.skipped, 2 * rec);
+	append_range(sp, 22, 22);
+	assert_int_equal(spool_close(sp), 0);
+
+	sp = open_spool(fx, 4 * rec, &st);
+	assert_int_equal(st.replayed, 11);
+	assert_seen_range(&fx->seen, 10, 22, 22);
+	assert_int_equal(spool_close(sp), 0);
+}
+
+static void seqs_that_do_not_grow_are_corruption(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_stats st;
+	struct spool *sp;
+	unsigned char *a;
+	size_t len;
+
+	sp = open_spool(fx, 0, &st);
+	append_range(sp, 1, 3);
+	assert_int_equal(spool_close(sp), 0);
+	/* a copy of the segment under a later name repeats seqs 1..3 */
+	a = read_file(seg_path(fx, 1), &len);
+	write_file(seg_path(fx, 9), a, len);
+	free(a);
+	sp = open_spool(fx, 0, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.replayed, 3);
+	assert_non_null(strstr(fx->seen.last_warning, "does not grow"));
+	assert_int_equal(st.last_seq, 9);
+	assert_int_equal(spool_append(sp, 10, "x", 1, false), 0);
+	assert_int_equal(spool_close(sp), 0);
+}
+
+/* Runs in a forked child: no cmocka asserts, the exit status tells. */
+static int fill_until_full(const char *dir, rlim_t limit)
+{
+	const struct spool_params p = { .segment_bytes = 1 << 20 };
+	struct rlimit rl = { .rlim_cur = limit, .rlim_max = RLIM_INFINITY };
+	char buf[100];
+	struct spool *sp;
+	int ok = 0;
+
+	signal(SIGXFSZ, SIG_IGN);
+	getrlimit(RLIMIT_FSIZE, &rl);
+	rl.rlim_cur = limit;
+	if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+		return 200;
+	sp = spool_open(dir, &p, NULL);
+	if (!sp)
+		return 201;
+	memset(buf, 'z', sizeof(buf));
+	for (uint64_t seq = 1; seq < 100; seq++) {
+		if (spool_append(sp, seq, buf, sizeof(buf), false) == 0) {
+			if (ok != (int)seq - 1)
+				return 202; /* a success after a failure */
+			ok++;
+			continue;
+		}
+		if (errno != EFBIG)
+			return 203;
+	}
+	if (spool_sync(sp) < 0)
+		return 204;
+	spool_close(sp);
+	return ok;
+}
+
+static void disk_full_fails_cleanly(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_stats st;
+	struct spool *sp;
+	const size_t rec = SPOOL_RECORD_HEADER + 100;
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(fill_until_full(fx->dir, 7 * rec + rec / 2));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 7);
+
+	sp = open_spool(fx, 0, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.corrupt, 0); /* the half record was cut back */
+	assert_int_equal(st.replayed, 7);
+	for (size_t i = 0; i < 7; i++) {
+		assert_int_equal(fx->seen.seq[i], i + 1);
+		assert_int_equal(fx->seen.len[i], 100);
+	}
+	assert_int_equal(spool_close(sp), 0);
+}
+
+static void open_errors_and_bad_arguments(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_stats st;
+	struct spool *sp, *sp2;
+	char nested[128];
+	struct stat s;
+
+	errno = 0;
+	assert_null(spool_open("", NULL, NULL));
+	assert_int_equal(errno, EINVAL);
+	assert_null(spool_open(NULL, NULL, NULL));
+
+	/* missing directories are created, mode 0700 */
+	snprintf(nested, sizeof(nested), "%s/a/b/spool", fx->dir);
+	sp = spool_open(nested, NULL, NULL);
+	assert_non_null(sp);
+	assert_int_equal(stat(nested, &s), 0);
+	assert_int_equal(s.st_mode & 0777, 0700);
+	/* one process at a time */
+	sp2 = spool_open(nested, NULL, NULL);
+	assert_null(sp2);
+	assert_int_equal(errno, EWOULDBLOCK);
+	assert_int_equal(spool_append(sp, 0, "x", 1, false), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(spool_append(sp, 1, NULL, 1, false), -1);
+	assert_int_equal(spool_append(NULL, 1, "x", 1, false), -1);
+	assert_int_equal(spool_confirm(NULL, 1), -1);
+	assert_int_equal(spool_sync(NULL), -1);
+	assert_int_equal(spool_bytes(NULL), 0);
+	assert_int_equal(spool_close(NULL), 0);
+	assert_int_equal(spool_confirm(sp, 5), 0); /* nothing on disk yet */
+	assert_int_equal(spool_close(sp), 0);
+
+	/* a file where the directory should be */
+	snprintf(nested, sizeof(nested), "%s/file", fx->dir);
+	write_file(nested, "x", 1);
+	assert_null(spool_open(nested, NULL, NULL));
+	assert_int_equal(errno, ENOTDIR);
+
+	/* other files are left alone; a directory with a segment's name is ignored */
+	snprintf(nested, sizeof(nested), "%s/notes.txt", fx->dir);
+	write_file(nested, "x", 1);
+	assert_int_equal(mkdir(seg_path(fx, 5), 0700), 0);
+	sp = open_spool(fx, 0, &st);
+	assert_non_null(sp);
+	assert_int_equal(fx->seen.warnings, 1);
+	assert_int_equal(st.last_seq, 5);
+	assert_int_equal(spool_append(sp, 6, "x", 1, false), 0);
+	assert_int_equal(spool_close(sp), 0);
+	sp = open_spool(fx, 0, &st);
+	assert_int_equal(st.replayed, 1);
+	assert_int_equal(spool_close(sp), 0);
+}
+
+static void failing_replay_fails_the_open(void **state)
+{
+	struct fixture *fx = *state;
+	const struct spool_params p = { .replay = on_replay, .ud = &fx->seen };
+	struct spool_stats st;
+	struct spool *sp;
+
+	sp = open_spool(fx, 0, &st);
+	append_range(sp, 1, 5);
+	assert_int_equal(spool_close(sp), 0);
+	seen_clear(&fx->seen);
+	fx->seen.abort_at = 2;
+	assert_null(spool_open(fx->dir, &p, &st));
+	assert_int_equal(errno, ECANCELED);
+	sp = open_spool(fx, 0, &st); /* unlocked, and nothing lost */
+	assert_non_null(sp);
+	assert_int_equal(st.replayed, 5);
+	assert_int_equal(spool_close(sp), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(crc32c_matches_known_vectors),
+		cmocka_unit_test_setup_teardown(append_reopen_replays_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(confirmed_messages_are_not_replayed, setup, teardown),
+		cmocka_unit_test_setup_teardown(rotates_and_deletes_segments, setup, teardown),
+		cmocka_unit_test_setup_teardown(torn_tail_at_every_offset_keeps_earlier_records,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			flipped_byte_in_the_middle_skips_the_rest_of_its_segment, setup, teardown),
+		cmocka_unit_test_setup_teardown(bad_header_in_an_older_segment, setup, teardown),
+		cmocka_unit_test_setup_teardown(seqs_that_do_not_grow_are_corruption, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(disk_full_fails_cleanly, setup, teardown),
+		cmocka_unit_test_setup_teardown(open_errors_and_bad_arguments, setup, teardown),
+		cmocka_unit_test_setup_teardown(failing_replay_fails_the_open, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
