@@ -737,7 +737,9 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = protocols;
-	info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	/* invalid UTF-8 text from the server fails the link with 1007, as RFC 6455 says */
+	info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+		       LWS_SERVER_OPTION_VALIDATE_UTF8;
 	info.foreign_loops = foreign;
 	info.user = l;
 	/* below the ulimit, lws uses a small table instead of one slot per possible fd */
