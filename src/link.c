@@ -47,7 +47,7 @@ struct link {
 	size_t max_message;
 
 	/* requests carried out in our own WRITEABLE callback */
-	bool close_req;
+	bool close_req, close_sent;
 	int close_code;
 	char close_reason[124];
 	bool ping_due;
@@ -138,7 +138,7 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	l->destroying = false;
 	l->ending = false;
 	l->up = false;
-	l->close_req = false;
+	l->close_req = l->close_sent = false;
 	queue_rewind(l->q);
 	if (l->end.fail == LINK_FAIL_NONE)
 		set_end(l, LINK_FAIL_CLOSED, "link closed");
@@ -474,9 +474,11 @@ static void on_peer_close(struct link *l, const unsigned char *in, size_t len)
 
 static int writeable(struct link *l, struct lws *wsi)
 {
-	if (!l->up || wsi != l->wsi || l->ending)
-		return 0; /* lws sends WRITEABLE unasked too */
+	if (!l->up || wsi != l->wsi || l->ending || l->close_sent)
+		return 0; /* lws sends WRITEABLE unasked too; after our close, nothing more */
 	if (l->close_req) {
+		/* -1 once: a second one would make lws drop the connection unacknowledged */
+		l->close_sent = true;
 		lws_close_reason(wsi, (enum lws_close_status)l->close_code,
 				 (unsigned char *)l->close_reason, strlen(l->close_reason));
 		set_end(l, LINK_FAIL_CLOSED, "closed the link to %s with %d%s%s", l->url_text,
@@ -729,7 +731,7 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->ping_interval_s = cfg->ping_interval_s;
 	l->pong_timeout_s = cfg->pong_timeout_s;
 	l->max_message = cfg->max_message_bytes;
-	l->up = l->close_req = l->ping_due = l->rx_paused = false;
+	l->up = l->close_req = l->close_sent = l->ping_due = l->rx_paused = false;
 	l->fenced_seq = 0;
 	l->fence_in_flight = false;
 	l->rx_len = 0;
