@@ -86,7 +86,7 @@ int framing_encode(enum framing f, bool binary, const void *data, size_t len,
 
 	if (!why)
 		why = &ignored;
-	*w = (struct framing_wrap){ .tail = "" };
+	*w = (struct framing_wrap){.tail = ""};
 	if (!data && len) {
 		*why = "no data";
 		return -1;

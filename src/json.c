@@ -10,13 +10,13 @@
 
 void json_init(struct json *j)
 {
-	*j = (struct json){ 0 };
+	*j = (struct json){0};
 }
 
 void json_finish(struct json *j)
 {
 	free(j->buf);
-	*j = (struct json){ 0 };
+	*j = (struct json){0};
 }
 
 void json_reset(struct json *j)
@@ -24,7 +24,7 @@ void json_reset(struct json *j)
 	char *buf = j->buf;
 	size_t cap = j->cap;
 
-	*j = (struct json){ .buf = buf, .cap = cap };
+	*j = (struct json){.buf = buf, .cap = cap};
 	if (buf)
 		buf[0] = '\0';
 }
@@ -154,63 +154,81 @@ static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad)
 	return need + 1;
 }
 
+/* The two-character escape of c, or 0 when it has none. */
+static char short_escape(unsigned char c)
+{
+	switch (c) {
+	case '"':
+		return '"';
+	case '\\':
+		return '\\';
+	case '\b':
+		return 'b';
+	case '\f':
+		return 'f';
+	case '\n':
+		return 'n';
+	case '\r':
+		return 'r';
+	case '\t':
+		return 't';
+	}
+	return 0;
+}
+
+/* Bytes from s that go out as they are: printable ASCII and valid UTF-8. */
+static size_t plain_run(const unsigned char *s, size_t n)
+{
+	size_t run = 0, bad, k;
+
+	while (run < n) {
+		if (s[run] < 0x80) {
+			if (s[run] < 0x20 || s[run] == '"' || s[run] == '\\')
+				break;
+			run++;
+			continue;
+		}
+		k = utf8_seq(s + run, n - run, &bad);
+		if (!k)
+			break;
+		run += k;
+	}
+	return run;
+}
+
 static void put_string(struct json *j, const unsigned char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t i = 0, run;
+	size_t i = 0, run, bad;
+	unsigned char c;
+	char e;
 
 	putc_(j, '"');
 	while (i < n && !j->error) {
-		/* copy the longest run that needs no escaping in one go */
-		run = 0;
-		for (;;) {
-			size_t bad, k;
-
-			if (i + run >= n)
-				break;
-			if (s[i + run] < 0x80) {
-				if (s[i + run] < 0x20 || s[i + run] == '"' || s[i + run] == '\\')
-					break;
-				run++;
-				continue;
-			}
-			k = utf8_seq(s + i + run, n - i - run, &bad);
-			if (!k)
-				break;
-			run += k;
-		}
+		run = plain_run(s + i, n - i);
 		if (run) {
 			put(j, s + i, run);
 			i += run;
 			continue;
 		}
+		c = s[i];
+		if ((e = short_escape(c))) {
+			char esc[2] = { '\\', e };
 
-		unsigned char c = s[i];
-		size_t bad;
-
-		switch (c) {
-		case '"': put(j, "\\\"", 2); i++; continue;
-		case '\\': put(j, "\\\\", 2); i++; continue;
-		case '\b': put(j, "\\b", 2); i++; continue;
-		case '\f': put(j, "\\f", 2); i++; continue;
-		case '\n': put(j, "\\n", 2); i++; continue;
-		case '\r': put(j, "\\r", 2); i++; continue;
-		case '\t': put(j, "\\t", 2); i++; continue;
-		default:
-			break;
-		}
-		if (c < 0x20) {
+			put(j, esc, sizeof(esc));
+			i++;
+		} else if (c < 0x20) {
 			char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
 
 			put(j, u, sizeof(u));
 			i++;
-			continue;
+		} else {
+			/* an invalid sequence: one replacement for its maximal subpart */
+			bad = 1;
+			(void)utf8_seq(s + i, n - i, &bad);
+			put(j, "\\ufffd", 6);
+			i += bad;
 		}
-		/* here s + i starts an invalid sequence */
-		bad = 1;
-		(void)utf8_seq(s + i, n - i, &bad);
-		put(j, "\\ufffd", 6);
-		i += bad;
 	}
 	putc_(j, '"');
 }

@@ -77,6 +77,9 @@ static void emit(int level, const struct log_ctx *ctx, const char *msg)
 }
 
 static void vlog(int level, const struct log_ctx *ctx, int err, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
+
+static void vlog(int level, const struct log_ctx *ctx, int err, const char *fmt, va_list ap)
 {
 	char buf[2048];
 	int n;

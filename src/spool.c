@@ -17,26 +17,26 @@ enum { REC_MESSAGE = 1, REC_CONFIRM = 2 };
 #define REC_FLAG_BINARY 0x01
 #define HDR SPOOL_RECORD_HEADER
 #define CRC_OFFSET 20
-#define SEG_NAME_SIZE 32	/* "seg-" 16 hex ".wsq" NUL, rounded up */
+#define SEG_NAME_SIZE 32 /* "seg-" 16 hex ".wsq" NUL, rounded up */
 #define ZERO_CHUNK (64 * 1024)
 
-static const unsigned char rec_magic[4] = { 'W', 'S', 'Q', '1' };
+static const unsigned char rec_magic[4] = {'W', 'S', 'Q', '1'};
 
 struct segment {
-	uint64_t name;		/* the seq in its file name */
-	uint64_t max_seq;	/* highest message seq in it; 0: none */
-	uint64_t size;		/* bytes in the file */
-	uint64_t valid;		/* bytes of good records found by recovery */
+	uint64_t name;	  /* the seq in its file name */
+	uint64_t max_seq; /* highest message seq in it; 0: none */
+	uint64_t size;	  /* bytes in the file */
+	uint64_t valid;	  /* bytes of good records found by recovery */
 };
 
 struct spool {
 	char *dir;
-	int dirfd;		/* holds the lock */
-	int fd;			/* newest segment, open for appending, or -1 */
-	bool broken;		/* fd's segment may hold a bad record or lost data */
-	bool dirty;		/* fd has data not yet fdatasync'ed */
-	bool dir_dirty;		/* a segment was created since the last directory fsync */
-	struct segment *segs;	/* in name order; when fd >= 0 the last one is fd's */
+	int dirfd;	      /* holds the lock */
+	int fd;		      /* newest segment, open for appending, or -1 */
+	bool broken;	      /* fd's segment may hold a bad record or lost data */
+	bool dirty;	      /* fd has data not yet fdatasync'ed */
+	bool dir_dirty;	      /* a segment was created since the last directory fsync */
+	struct segment *segs; /* in name order; when fd >= 0 the last one is fd's */
 	size_t nsegs, segs_cap;
 	size_t segment_bytes;
 	uint64_t last_seq, confirmed, bytes;
@@ -47,6 +47,7 @@ struct spool {
 };
 
 /* Reflected Castagnoli polynomial 0x82f63b78. */
+/* clang-format off */
 static const uint32_t crc32c_table[256] = {
 	0x00000000, 0xf26b8303, 0xe13b70f7, 0x1350f3f4, 0xc79a971f, 0x35f1141c,
 	0x26a1e7e8, 0xd4ca64eb, 0x8ad958cf, 0x78b2dbcc, 0x6be22838, 0x9989ab3b,
@@ -92,6 +93,7 @@ static const uint32_t crc32c_table[256] = {
 	0xd5cf889d, 0x27a40b9e, 0x79b737ba, 0x8bdcb4b9, 0x988c474d, 0x6ae7c44e,
 	0xbe2da0a5, 0x4c4623a6, 0x5f16d052, 0xad7d5351,
 };
+/* clang-format on */
 
 uint32_t spool_crc32c_sw(uint32_t crc, const void *data, size_t len)
 {
@@ -320,20 +322,20 @@ static int write_record(struct spool *sp, int type, bool binary, uint64_t seq, c
 	int saved;
 
 	record_header(h, type, binary, seq, data, (uint32_t)len);
-	iov[0] = (struct iovec){ .iov_base = h, .iov_len = HDR };
-	iov[1] = (struct iovec){ .iov_base = (void *)data, .iov_len = len };
+	iov[0] = (struct iovec){.iov_base = h, .iov_len = HDR};
+	iov[1] = (struct iovec){.iov_base = (void *)data, .iov_len = len};
 	while (done < total) {
 		struct iovec v[2];
 		int n = 0;
 		ssize_t w;
 
 		if (done < HDR) {
-			v[n++] = (struct iovec){ .iov_base = h + done, .iov_len = HDR - done };
+			v[n++] = (struct iovec){.iov_base = h + done, .iov_len = HDR - done};
 			if (len)
 				v[n++] = iov[1];
 		} else {
-			v[n++] = (struct iovec){ .iov_base = (unsigned char *)data + (done - HDR),
-						 .iov_len = total - done };
+			v[n++] = (struct iovec){.iov_base = (unsigned char *)data + (done - HDR),
+						.iov_len = total - done};
 		}
 		w = writev(sp->fd, v, n);
 		if (w < 0) {
@@ -440,7 +442,7 @@ static int ensure_segment(struct spool *sp, uint64_t want)
 	fd = openat(sp->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
-	sp->segs[sp->nsegs++] = (struct segment){ .name = n };
+	sp->segs[sp->nsegs++] = (struct segment){.name = n};
 	sp->fd = fd;
 	sp->dirty = false;
 	sp->broken = false;
@@ -512,6 +514,8 @@ int spool_confirm(struct spool *sp, uint64_t seq)
 	if (seq <= sp->confirmed)
 		return 0;
 	sp->confirmed = seq;
+	if (seq > sp->last_seq)
+		sp->last_seq = seq; /* a message at or below it would be lost at the next open */
 	rc = trim(sp);
 	saved = errno;
 	if (sp->nsegs == 0) {
@@ -638,7 +642,7 @@ static int list_segments(struct spool *sp, uint64_t *max_name)
 		}
 		if (segs_reserve(sp) < 0)
 			goto fail;
-		sp->segs[sp->nsegs++] = (struct segment){ .name = name };
+		sp->segs[sp->nsegs++] = (struct segment){.name = name};
 	}
 	if (errno)
 		goto fail;
@@ -655,8 +659,8 @@ fail:
 }
 
 struct scan {
-	const char *why;	/* NULL: every record is good */
-	bool tail;		/* the bad part looks like a torn write */
+	const char *why; /* NULL: every record is good */
+	bool tail;	 /* the bad part looks like a torn write */
 };
 
 static int all_zero(struct spool *sp, int fd, uint64_t off, uint64_t end, bool *zero)
@@ -692,7 +696,7 @@ static int scan_segment(struct spool *sp, int fd, struct segment *sg, uint64_t *
 	unsigned char h[HDR];
 	struct record r;
 
-	*sc = (struct scan){ 0 };
+	*sc = (struct scan){0};
 	while (off < end) {
 		uint64_t left = end - off;
 
@@ -743,7 +747,8 @@ static int scan_segment(struct spool *sp, int fd, struct segment *sg, uint64_t *
 			}
 			*prev = sg->max_seq = r.seq;
 		} else if (r.seq > sp->confirmed) {
-			if (p->replay && p->replay(p->ud, r.seq, sp->scratch, r.len, r.binary) != 0) {
+			if (p->replay &&
+			    p->replay(p->ud, r.seq, sp->scratch, r.len, r.binary) != 0) {
 				errno = ECANCELED;
 				return -1;
 			}
@@ -802,7 +807,8 @@ static int recover(struct spool *sp, uint64_t max_name, const struct spool_param
 				sp->dirty = true; /* make the cut durable at the next sync */
 			} else {
 				spool_warnf(sp,
-					    "%s/%s: %s at offset %" PRIu64 ": the remaining %" PRIu64
+					    "%s/%s: %s at offset %" PRIu64
+					    ": the remaining %" PRIu64
 					    " bytes of the segment are skipped",
 					    sp->dir, name, sc.why, sg->valid, bad);
 				st->skipped += bad;
@@ -823,8 +829,14 @@ static int recover(struct spool *sp, uint64_t max_name, const struct spool_param
 		}
 	}
 	sp->confirmed = confirmed;
-	/* a segment's name is a seq that may already have been handed out */
+	/*
+	 * Numbering goes on above every seq that may have been handed out: a
+	 * segment's name, and a confirmation of messages that never reached
+	 * the disk (else new messages would count as confirmed after a restart).
+	 */
 	sp->last_seq = prev > max_name ? prev : max_name;
+	if (confirmed > sp->last_seq)
+		sp->last_seq = confirmed;
 
 	for (i = 0; i < sp->nsegs; i++) {
 		struct segment *sg = &sp->segs[i];
@@ -863,7 +875,7 @@ fail:
 
 struct spool *spool_open(const char *dir, const struct spool_params *p, struct spool_stats *st)
 {
-	const struct spool_params defaults = { 0 };
+	const struct spool_params defaults = {0};
 	struct spool_stats ignored;
 	struct spool *sp;
 	uint64_t max_name = 0;
@@ -873,7 +885,7 @@ struct spool *spool_open(const char *dir, const struct spool_params *p, struct s
 		st = &ignored;
 	if (!p)
 		p = &defaults;
-	*st = (struct spool_stats){ 0 };
+	*st = (struct spool_stats){0};
 	if (!dir || !*dir) {
 		errno = EINVAL;
 		return NULL;

@@ -69,7 +69,7 @@ struct spool_params {
 };
 
 struct spool_stats {
-	uint64_t last_seq;	/* highest seq used: number new messages after it */
+	uint64_t last_seq;	/* highest seq used or confirmed: number new messages after it */
 	uint64_t confirmed;	/* highest confirmed seq found */
 	size_t replayed;	/* messages handed to replay */
 	uint64_t replayed_bytes;

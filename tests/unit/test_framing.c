@@ -89,8 +89,8 @@ static void decode_every_split(enum framing f, const unsigned char *buf, size_t 
 static void lines_survive_every_split(void **state)
 {
 	const struct msg m[] = {
-		{ "hello", 5, false }, { "", 0, false }, { "with\rcr", 7, false },
-		{ "\xff\xfe", 2, false }, { "x", 1, false },
+	    {"hello", 5, false},    {"", 0, false},  {"with\rcr", 7, false},
+	    {"\xff\xfe", 2, false}, {"x", 1, false},
 	};
 	unsigned char buf[64];
 	size_t len = encode_all(FRAMING_LINES, m, 5, buf, sizeof(buf));
@@ -102,8 +102,8 @@ static void lines_survive_every_split(void **state)
 static void length_prefixed_survives_every_split(void **state)
 {
 	const struct msg m[] = {
-		{ "text", 4, false },	  { "", 0, true },	 { "", 0, false },
-		{ "\xff\xff\xff", 3, true }, { "a\nb\0c", 5, false }, { "\0\n\xff", 3, true },
+	    {"text", 4, false},	       {"", 0, true},	      {"", 0, false},
+	    {"\xff\xff\xff", 3, true}, {"a\nb\0c", 5, false}, {"\0\n\xff", 3, true},
 	};
 	unsigned char buf[128];
 	size_t len = encode_all(FRAMING_LENGTH_PREFIXED, m, 6, buf, sizeof(buf));
@@ -118,7 +118,7 @@ static void many_frames_in_one_buffer(void **state)
 	enum { N = 1000 };
 	struct msg *m = calloc(N, sizeof(*m));
 	unsigned char *buf = malloc(N * 16);
-	char (*text)[8] = calloc(N, 8);
+	char(*text)[8] = calloc(N, 8);
 	size_t len;
 
 	assert_non_null(m);
@@ -126,7 +126,7 @@ static void many_frames_in_one_buffer(void **state)
 	assert_non_null(text);
 	for (int i = 0; i < N; i++) {
 		snprintf(text[i], 8, "m%d", i);
-		m[i] = (struct msg){ text[i], strlen(text[i]), false };
+		m[i] = (struct msg){text[i], strlen(text[i]), false};
 	}
 	len = encode_all(FRAMING_LINES, m, N, buf, N * 16);
 	decode_stream(FRAMING_LINES, buf, len, len, len, m, N);
@@ -160,12 +160,10 @@ static void oversized_lines_are_errors(void **state)
 	memcpy(buf, "abcde\n", 6);
 	assert_int_equal(framing_decode(FRAMING_LINES, buf, 6, 4, &fr, &used, &why), -1);
 	/* max 0: only empty lines */
-	assert_int_equal(framing_decode(FRAMING_LINES, (const unsigned char *)"\n", 1, 0, &fr,
-					&used, &why),
-			 1);
-	assert_int_equal(framing_decode(FRAMING_LINES, (const unsigned char *)"a", 1, 0, &fr, &used,
-					&why),
-			 -1);
+	assert_int_equal(
+	    framing_decode(FRAMING_LINES, (const unsigned char *)"\n", 1, 0, &fr, &used, &why), 1);
+	assert_int_equal(
+	    framing_decode(FRAMING_LINES, (const unsigned char *)"a", 1, 0, &fr, &used, &why), -1);
 	/* an empty buffer is never an error */
 	assert_int_equal(framing_decode(FRAMING_LINES, NULL, 0, 0, &fr, &used, &why), 0);
 	/* a good line is returned even when oversized data follows it */
@@ -177,39 +175,39 @@ static void oversized_lines_are_errors(void **state)
 
 static void oversized_prefixed_is_detected_from_the_header(void **state)
 {
-	unsigned char hdr[5] = { 0x02, 0x00, 0x00, 0x03, 0xe9 }; /* 1001 */
+	unsigned char hdr[5] = {0x02, 0x00, 0x00, 0x03, 0xe9}; /* 1001 */
 	struct frame fr;
 	size_t used;
 	const char *why = NULL;
 
 	for (size_t n = 1; n < 5; n++)
-		assert_int_equal(framing_decode(FRAMING_LENGTH_PREFIXED, hdr, n, 1000, &fr, &used,
-						&why),
-				 0);
+		assert_int_equal(
+		    framing_decode(FRAMING_LENGTH_PREFIXED, hdr, n, 1000, &fr, &used, &why), 0);
 	assert_int_equal(framing_decode(FRAMING_LENGTH_PREFIXED, hdr, 5, 1000, &fr, &used, &why),
 			 -1);
 	assert_string_equal(why, "oversized message");
 	hdr[4] = 0xe8; /* 1000: fine, wait for the payload */
-	assert_int_equal(framing_decode(FRAMING_LENGTH_PREFIXED, hdr, 5, 1000, &fr, &used, &why), 0);
+	assert_int_equal(framing_decode(FRAMING_LENGTH_PREFIXED, hdr, 5, 1000, &fr, &used, &why),
+			 0);
 	/* the largest length on the wire */
 	memset(hdr + 1, 0xff, 4);
 	assert_int_equal(framing_decode(FRAMING_LENGTH_PREFIXED, hdr, 5, 1000, &fr, &used, &why),
 			 -1);
-	assert_int_equal(framing_decode(FRAMING_LENGTH_PREFIXED, hdr, 5, SIZE_MAX, &fr, &used, &why),
-			 0);
+	assert_int_equal(
+	    framing_decode(FRAMING_LENGTH_PREFIXED, hdr, 5, SIZE_MAX, &fr, &used, &why), 0);
 }
 
 static void unknown_type_is_an_error_at_once(void **state)
 {
-	const unsigned char types[] = { 0x00, 0x03, 0x7f, 0x80, 0xff, '\n' };
+	const unsigned char types[] = {0x00, 0x03, 0x7f, 0x80, 0xff, '\n'};
 	struct frame fr;
 	size_t used;
 	const char *why = NULL;
 
 	for (size_t i = 0; i < sizeof(types); i++) {
-		assert_int_equal(framing_decode(FRAMING_LENGTH_PREFIXED, &types[i], 1, 1000, &fr,
-						&used, &why),
-				 -1);
+		assert_int_equal(
+		    framing_decode(FRAMING_LENGTH_PREFIXED, &types[i], 1, 1000, &fr, &used, &why),
+		    -1);
 		assert_string_equal(why, "unknown message type");
 	}
 	assert_int_equal(framing_decode((enum framing)42, types, 1, 1000, &fr, &used, &why), -1);
@@ -270,12 +268,10 @@ static void encoder_refuses_what_lines_cannot_carry(void **state)
 	assert_int_equal(framing_encode_into(FRAMING_LINES, false, "abcdefg", 7, buf, 8, &n, &why),
 			 0);
 	assert_int_equal(n, 8);
-	assert_int_equal(framing_encode_into(FRAMING_LENGTH_PREFIXED, false, "abcd", 4, buf, 8, &n,
-					     &why),
-			 -1);
-	assert_int_equal(framing_encode_into(FRAMING_LENGTH_PREFIXED, false, "abc", 3, buf, 8, &n,
-					     &why),
-			 0);
+	assert_int_equal(
+	    framing_encode_into(FRAMING_LENGTH_PREFIXED, false, "abcd", 4, buf, 8, &n, &why), -1);
+	assert_int_equal(
+	    framing_encode_into(FRAMING_LENGTH_PREFIXED, false, "abc", 3, buf, 8, &n, &why), 0);
 	assert_int_equal(framing_encode_into(FRAMING_LINES, false, "", 0, NULL, 0, &n, &why), -1);
 	assert_int_equal(framing_overhead(FRAMING_LINES), 1);
 	assert_int_equal(framing_overhead(FRAMING_LENGTH_PREFIXED), 5);
@@ -303,15 +299,15 @@ static void validates_utf8(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(lines_survive_every_split),
-		cmocka_unit_test(length_prefixed_survives_every_split),
-		cmocka_unit_test(many_frames_in_one_buffer),
-		cmocka_unit_test(oversized_lines_are_errors),
-		cmocka_unit_test(oversized_prefixed_is_detected_from_the_header),
-		cmocka_unit_test(unknown_type_is_an_error_at_once),
-		cmocka_unit_test(binary_with_ff_bytes),
-		cmocka_unit_test(encoder_refuses_what_lines_cannot_carry),
-		cmocka_unit_test(validates_utf8),
+	    cmocka_unit_test(lines_survive_every_split),
+	    cmocka_unit_test(length_prefixed_survives_every_split),
+	    cmocka_unit_test(many_frames_in_one_buffer),
+	    cmocka_unit_test(oversized_lines_are_errors),
+	    cmocka_unit_test(oversized_prefixed_is_detected_from_the_header),
+	    cmocka_unit_test(unknown_type_is_an_error_at_once),
+	    cmocka_unit_test(binary_with_ff_bytes),
+	    cmocka_unit_test(encoder_refuses_what_lines_cannot_carry),
+	    cmocka_unit_test(validates_utf8),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -91,7 +91,9 @@ static void replaces_invalid_utf8(void **state)
 	check_str("\xf8\x88\x80\x80\x80", 5, "\"\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\"");
 	/* a truncated sequence is one replacement, then what follows */
 	check_str("\xe2\x82", 2, "\"\\ufffd\"");
-	check_str("\xe2\x82" "A", 3, "\"\\ufffdA\"");
+	check_str("\xe2\x82"
+		  "A",
+		  3, "\"\\ufffdA\"");
 	check_str("\xf0\x9f\x98", 3, "\"\\ufffd\"");
 	check_str("\xf0\x9f\x98\"", 4, "\"\\ufffd\\\"\"");
 	/* the edges that are valid */
@@ -163,9 +165,8 @@ static void writes_integer_extremes(void **state)
 	json_uint(&j, UINT64_MAX);
 	json_uint(&j, 0);
 	json_arr_end(&j);
-	assert_string_equal(json_result(&j, NULL),
-			    "[-9223372036854775808,9223372036854775807,0,-1,"
-			    "18446744073709551615,0]");
+	assert_string_equal(json_result(&j, NULL), "[-9223372036854775808,9223372036854775807,0,-1,"
+						   "18446744073709551615,0]");
 	json_finish(&j);
 }
 
@@ -313,17 +314,17 @@ static void grows_and_resets(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(writes_the_status_answer),
-		cmocka_unit_test(escapes_quotes_backslashes_and_controls),
-		cmocka_unit_test(keeps_embedded_nul),
-		cmocka_unit_test(replaces_invalid_utf8),
-		cmocka_unit_test(every_byte_gives_valid_output),
-		cmocka_unit_test(nests_arrays_and_objects),
-		cmocka_unit_test(writes_integer_extremes),
-		cmocka_unit_test(writes_doubles_and_null_for_non_finite),
-		cmocka_unit_test(misuse_sets_an_error_and_never_crashes),
-		cmocka_unit_test(limits_nesting_depth),
-		cmocka_unit_test(grows_and_resets),
+	    cmocka_unit_test(writes_the_status_answer),
+	    cmocka_unit_test(escapes_quotes_backslashes_and_controls),
+	    cmocka_unit_test(keeps_embedded_nul),
+	    cmocka_unit_test(replaces_invalid_utf8),
+	    cmocka_unit_test(every_byte_gives_valid_output),
+	    cmocka_unit_test(nests_arrays_and_objects),
+	    cmocka_unit_test(writes_integer_extremes),
+	    cmocka_unit_test(writes_doubles_and_null_for_non_finite),
+	    cmocka_unit_test(misuse_sets_an_error_and_never_crashes),
+	    cmocka_unit_test(limits_nesting_depth),
+	    cmocka_unit_test(grows_and_resets),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,7 +30,7 @@ struct seen {
 	bool binary[MAX_SEEN];
 	int warnings;
 	char last_warning[512];
-	int abort_at;		/* replay fails at this many messages; 0: never */
+	int abort_at; /* replay fails at this many messages; 0: never */
 };
 
 struct fixture {
@@ -74,10 +74,10 @@ static void seen_clear(struct seen *s)
 static struct spool *open_spool(struct fixture *fx, size_t segment_bytes, struct spool_stats *st)
 {
 	const struct spool_params p = {
-		.segment_bytes = segment_bytes,
-		.replay = on_replay,
-		.warn = on_warn,
-		.ud = &fx->seen,
+	    .segment_bytes = segment_bytes,
+	    .replay = on_replay,
+	    .warn = on_warn,
+	    .ud = &fx->seen,
 	};
 
 	seen_clear(&fx->seen);
@@ -220,8 +220,8 @@ static int teardown(void **state)
 
 static void crc32c_matches_known_vectors(void **state)
 {
-	uint32_t (*fns[])(uint32_t, const void *, size_t) = { spool_crc32c, spool_crc32c_sw };
-	unsigned char zeros[32] = { 0 }, ones[32], up[32], down[32];
+	uint32_t (*fns[])(uint32_t, const void *, size_t) = {spool_crc32c, spool_crc32c_sw};
+	unsigned char zeros[32] = {0}, ones[32], up[32], down[32];
 	unsigned char big[4099];
 
 	memset(ones, 0xff, sizeof(ones));
@@ -255,7 +255,7 @@ static void append_reopen_replays_in_order(void **state)
 	struct fixture *fx = *state;
 	struct spool_stats st;
 	struct spool *sp;
-	const unsigned char bin[4] = { 0xff, 0, '\n', 0xfe };
+	const unsigned char bin[4] = {0xff, 0, '\n', 0xfe};
 
 	sp = open_spool(fx, 0, &st);
 	assert_non_null(sp);
@@ -318,6 +318,24 @@ static void confirmed_messages_are_not_replayed(void **state)
 	assert_int_equal(st.replayed, 1);
 	assert_seen_range(&fx->seen, 0, 12, 12);
 	assert_int_equal(st.last_seq, 12);
+
+	/*
+	 * A confirmation above everything on disk (those appends failed, say):
+	 * numbering must go on above it, or new messages would count as
+	 * confirmed at the next open. Found by fuzz_spool.
+	 */
+	assert_int_equal(spool_confirm(sp, 20), 0);
+	assert_int_equal(spool_append(sp, 20, "x", 1, false), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(spool_close(sp), 0);
+	sp = open_spool(fx, 0, &st);
+	assert_int_equal(st.replayed, 0);
+	assert_int_equal(st.last_seq, 20);
+	append_range(sp, 21, 21);
+	assert_int_equal(spool_close(sp), 0);
+	sp = open_spool(fx, 0, &st);
+	assert_int_equal(st.replayed, 1);
+	assert_seen_range(&fx->seen, 0, 21, 21);
 	assert_int_equal(spool_close(sp), 0);
 }
 
@@ -537,8 +555,8 @@ static void seqs_that_do_not_grow_are_corruption(void **state)
 /* Runs in a forked child: no cmocka asserts, the exit status tells. */
 static int fill_until_full(const char *dir, rlim_t limit)
 {
-	const struct spool_params p = { .segment_bytes = 1 << 20 };
-	struct rlimit rl = { .rlim_cur = limit, .rlim_max = RLIM_INFINITY };
+	const struct spool_params p = {.segment_bytes = 1 << 20};
+	struct rlimit rl = {.rlim_cur = limit, .rlim_max = RLIM_INFINITY};
 	char buf[100];
 	struct spool *sp;
 	int ok = 0;
@@ -654,7 +672,7 @@ static void open_errors_and_bad_arguments(void **state)
 static void failing_replay_fails_the_open(void **state)
 {
 	struct fixture *fx = *state;
-	const struct spool_params p = { .replay = on_replay, .ud = &fx->seen };
+	const struct spool_params p = {.replay = on_replay, .ud = &fx->seen};
 	struct spool_stats st;
 	struct spool *sp;
 
@@ -674,20 +692,19 @@ static void failing_replay_fails_the_open(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(crc32c_matches_known_vectors),
-		cmocka_unit_test_setup_teardown(append_reopen_replays_in_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(confirmed_messages_are_not_replayed, setup, teardown),
-		cmocka_unit_test_setup_teardown(rotates_and_deletes_segments, setup, teardown),
-		cmocka_unit_test_setup_teardown(torn_tail_at_every_offset_keeps_earlier_records,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			flipped_byte_in_the_middle_skips_the_rest_of_its_segment, setup, teardown),
-		cmocka_unit_test_setup_teardown(bad_header_in_an_older_segment, setup, teardown),
-		cmocka_unit_test_setup_teardown(seqs_that_do_not_grow_are_corruption, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(disk_full_fails_cleanly, setup, teardown),
-		cmocka_unit_test_setup_teardown(open_errors_and_bad_arguments, setup, teardown),
-		cmocka_unit_test_setup_teardown(failing_replay_fails_the_open, setup, teardown),
+	    cmocka_unit_test(crc32c_matches_known_vectors),
+	    cmocka_unit_test_setup_teardown(append_reopen_replays_in_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(confirmed_messages_are_not_replayed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(rotates_and_deletes_segments, setup, teardown),
+	    cmocka_unit_test_setup_teardown(torn_tail_at_every_offset_keeps_earlier_records, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		flipped_byte_in_the_middle_skips_the_rest_of_its_segment, setup, teardown),
+	    cmocka_unit_test_setup_teardown(bad_header_in_an_older_segment, setup, teardown),
+	    cmocka_unit_test_setup_teardown(seqs_that_do_not_grow_are_corruption, setup, teardown),
+	    cmocka_unit_test_setup_teardown(disk_full_fails_cleanly, setup, teardown),
+	    cmocka_unit_test_setup_teardown(open_errors_and_bad_arguments, setup, teardown),
+	    cmocka_unit_test_setup_teardown(failing_replay_fails_the_open, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
