@@ -152,7 +152,7 @@ static char *expand_file(const char *s, const char **why)
 		return strdup(s);
 	dir = getenv("CREDENTIALS_DIRECTORY");
 	if (!dir || !*dir) {
-		*why = "uses ${CREDENTIALS_DIRECTORY}, which is not set (it is set by "
+		*why = "uses ${CREDENTIALS_DIRECTORY}, which is not set or empty (it is set by "
 		       "systemd's LoadCredential=)";
 		return NULL;
 	}

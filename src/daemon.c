@@ -400,6 +400,7 @@ static void on_down(void *ud)
 		d->url_idx = (d->url_idx + 1) % config_url_count(d->cfg);
 	lc.event = "retry";
 	lc.url = cur_url(d);
+	lc.attempt = d->sup.failures + 1;
 	log_event(LOG_INFO, &lc, "reconnecting to %s in %.1f s (attempt %u)", cur_url(d),
 		  delay / 1000.0, d->sup.failures + 1);
 	notify_status("reconnecting in %.1f s (attempt %u): %s", delay / 1000.0,

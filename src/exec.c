@@ -147,6 +147,27 @@ static void restart_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	spawn(e);
 }
 
+/* Our environment minus what systemd meant for us alone (sd_notify, watchdog, sockets). */
+static char **child_env(void)
+{
+	static const char *const ours[] = { "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=",
+					    "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=" };
+	static char *env[512];
+	size_t n = 0;
+
+	for (char **p = environ; *p && n < sizeof(env) / sizeof(env[0]) - 1; p++) {
+		bool skip = false;
+
+		for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
+			if (!strncmp(*p, ours[i], strlen(ours[i])))
+				skip = true;
+		if (!skip)
+			env[n++] = *p;
+	}
+	env[n] = NULL;
+	return env;
+}
+
 static void spawn(struct exec_handler *e)
 {
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
@@ -177,7 +198,7 @@ static void spawn(struct exec_handler *e)
 	posix_spawnattr_setsigdefault(&at, &dflt);
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
 					      POSIX_SPAWN_SETSID);
-	rc = posix_spawnp(&e->pid, e->argv[0], &fa, &at, e->argv, environ);
+	rc = posix_spawnp(&e->pid, e->argv[0], &fa, &at, e->argv, child_env());
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
 	close(in[0]);

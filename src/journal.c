@@ -8,6 +8,8 @@
 #include "log.h"
 
 #if WST_HAVE_SYSTEMD
+/* CODE_FILE/LINE would name this file for every entry: no information */
+#define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 #endif
 

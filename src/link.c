@@ -41,6 +41,8 @@ struct link {
 	char **hdr_names, **hdr_values;	/* "Name:" and value; values never logged */
 	size_t n_hdrs;
 	struct tls_client_cert cert;
+	struct tls_ca ca;
+	bool upgrade_sent;	/* TCP (and TLS) were up: the HTTP upgrade went out */
 	char cert_file[4096];
 	bool insecure;
 	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
@@ -112,6 +114,7 @@ static void free_scratch(struct link *l)
 	free(l->origin);
 	l->subprotocol = l->origin = NULL;
 	tls_client_free(&l->cert);
+	tls_ca_free(&l->ca);
 }
 
 /* The link is over: destroy the context from the loop, never from inside lws. */
@@ -150,9 +153,17 @@ static void connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct link *l = w->data;
 
-	set_end(l, LINK_FAIL_TIMEOUT,
-		"connection to %s:%u timed out after %u s (TCP, TLS and upgrade together)",
-		l->url.host, l->url.port, l->connect_timeout_s);
+	if (l->upgrade_sent)
+		set_end(l, LINK_FAIL_TIMEOUT,
+			"%s accepted the connection but did not answer the WebSocket upgrade "
+			"within %u s (link.connect_timeout_s)",
+			l->url_text, l->connect_timeout_s);
+	else
+		set_end(l, LINK_FAIL_TIMEOUT,
+			"connection to %s:%u timed out after %u s: %s never completed "
+			"(link.connect_timeout_s)",
+			l->url.host, l->url.port, l->connect_timeout_s,
+			l->url.tls ? "the TCP connect or the TLS handshake" : "the TCP connect");
 	finish(l);
 }
 
@@ -361,10 +372,57 @@ static void on_pong(struct link *l, const unsigned char *in, size_t len)
 		lws_callback_on_writable(l->wsi);
 }
 
+/* The certificate verification result, as lws's mbedTLS glue numbers it. */
+static void classify_x509(struct link *l, int code)
+{
+	int namelen = (int)strcspn(l->host_hdr, ":");
+	bool ip = l->url.ipv6 || strspn(l->url.host, "0123456789.") == strlen(l->url.host);
+
+	switch (code) {
+	case 62:
+		set_end(l, LINK_FAIL_TLS,
+			"TLS: server certificate of %s:%u does not match the name '%.*s'%s",
+			l->url.host, l->url.port, namelen, l->host_hdr,
+			ip && !strncmp(l->host_hdr, l->url.host, strlen(l->url.host))
+				? " (mbedTLS matches DNS names only: set tls.server_name)"
+				: "");
+		break;
+	case 10:
+		set_end(l, LINK_FAIL_TLS, "TLS: server certificate of %s:%u has expired",
+			l->url.host, l->url.port);
+		break;
+	case 9:
+		set_end(l, LINK_FAIL_TLS, "TLS: server certificate of %s:%u is not yet valid",
+			l->url.host, l->url.port);
+		break;
+	case 24:
+		set_end(l, LINK_FAIL_TLS,
+			"TLS: server certificate of %s:%u is not trusted by tls.ca_file '%s' "
+			"(unknown CA) [X509_V_ERR = 24]",
+			l->url.host, l->url.port, l->ca_file);
+		break;
+	case 67:
+	case 68:
+		set_end(l, LINK_FAIL_TLS,
+			"TLS: server certificate of %s:%u is signed with a key or hash too weak for "
+			"mbedTLS (e.g. SHA-1) [X509_V_ERR = %d]",
+			l->url.host, l->url.port, code);
+		break;
+	default:
+		set_end(l, LINK_FAIL_TLS,
+			"TLS: server certificate of %s:%u was rejected: not valid for a TLS server "
+			"(keyUsage/extendedKeyUsage must allow serverAuth) or otherwise invalid "
+			"[X509_V_ERR = %d]",
+			l->url.host, l->url.port, code);
+		break;
+	}
+}
+
 /* Turn lws's connection error text into one line an operator can act on. */
 static void classify_error(struct link *l, struct lws *wsi, const char *in)
 {
 	char why[256];
+	const char *x;
 	size_t n;
 	int status;
 
@@ -415,21 +473,8 @@ static void classify_error(struct link *l, struct lws *wsi, const char *in)
 			"%s: server chose subprotocol '%s', which we did not request (link.subprotocol "
 			"is '%s')",
 			l->url_text, proto, l->subprotocol ? l->subprotocol : "");
-	} else if (strstr(why, "X509_V_ERR = 62") || strstr(why, "ostname mismatch")) {
-		set_end(l, LINK_FAIL_TLS,
-			"TLS: server certificate of %s:%u does not match the name '%.*s'",
-			l->url.host, l->url.port, (int)strcspn(l->host_hdr, ":"), l->host_hdr);
-	} else if (strstr(why, "X509_V_ERR = 10")) {
-		set_end(l, LINK_FAIL_TLS, "TLS: server certificate of %s:%u has expired",
-			l->url.host, l->url.port);
-	} else if (strstr(why, "X509_V_ERR = 9")) {
-		set_end(l, LINK_FAIL_TLS, "TLS: server certificate of %s:%u is not yet valid",
-			l->url.host, l->url.port);
-	} else if (strstr(why, "X509_V_ERR")) {
-		set_end(l, LINK_FAIL_TLS,
-			"TLS: server certificate of %s:%u is not trusted by tls.ca_file '%s' "
-			"(unknown CA) [%s]",
-			l->url.host, l->url.port, l->ca_file, why);
+	} else if ((x = strstr(why, "X509_V_ERR = "))) {
+		classify_x509(l, atoi(x + 13));
 	} else if (strstr(why, "Timed out waiting SSL")) {
 		set_end(l, LINK_FAIL_TLS, "TLS: handshake with %s:%u timed out",
 			l->url.host, l->url.port);
@@ -444,12 +489,13 @@ static void classify_error(struct link *l, struct lws *wsi, const char *in)
 		if (l->cert.blob)
 			set_end(l, LINK_FAIL_TLS,
 				"TLS handshake with %s:%u failed: the server rejected our client "
-				"certificate (%s), or does not speak TLS [%s]",
+				"certificate %s, or does not speak TLS on this port [%s]",
 				l->url.host, l->url.port, l->cert_file, why);
 		else
 			set_end(l, LINK_FAIL_TLS,
-				"TLS handshake with %s:%u failed: the server wants a client certificate "
-				"(set tls.cert_file and tls.key_file), or does not speak TLS [%s]",
+				"TLS handshake with %s:%u failed: the server does not speak TLS on this "
+				"port, or it requires a client certificate and none is configured "
+				"(tls.cert_file, tls.key_file) [%s]",
 				l->url.host, l->url.port, why);
 	} else if (strstr(why, "mbedtls") || strstr(why, "SSL") || strstr(why, "tls")) {
 		set_end(l, LINK_FAIL_TLS, "TLS handshake with %s:%u failed: %s", l->url.host,
@@ -538,6 +584,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
 		unsigned char **p = in, *end = *p + len;
 
+		l->upgrade_sent = true;
 		for (size_t i = 0; i < l->n_hdrs; i++)
 			if (lws_add_http_header_by_name(wsi, (unsigned char *)l->hdr_names[i],
 							(unsigned char *)l->hdr_values[i],
@@ -714,8 +761,8 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 		set_end(l, LINK_FAIL_LOCAL, "invalid URL '%s': %s", url_text, err);
 		return -1;
 	}
-	/* files on disk may have changed since the last attempt: check them again */
-	if (l->url.tls && tls_check_ca(cfg, err, sizeof(err)) < 0) {
+	/* files on disk may have changed since the last attempt: read them again */
+	if (l->url.tls && tls_load_ca(cfg, &l->ca, err, sizeof(err)) < 0) {
 		set_end(l, LINK_FAIL_TLS, "%s", err);
 		return -1;
 	}
@@ -734,6 +781,7 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->up = l->close_req = l->close_sent = l->ping_due = l->rx_paused = false;
 	l->fenced_seq = 0;
 	l->fence_in_flight = false;
+	l->upgrade_sent = false;
 	l->rx_len = 0;
 
 	memset(&info, 0, sizeof(info));
@@ -751,7 +799,8 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	info.connect_timeout_secs = cfg->connect_timeout_s;
 	if (l->url.tls) {
 		/* always a CA: without one lws loads no client certificate either */
-		info.client_ssl_ca_filepath = l->ca_file;
+		info.client_ssl_ca_mem = l->ca.pem;
+		info.client_ssl_ca_mem_len = (unsigned int)l->ca.len;
 		if (l->cert.blob) {
 			info.client_ssl_cert_mem = l->cert.blob;
 			info.client_ssl_cert_mem_len = (unsigned int)l->cert.len;
@@ -764,6 +813,7 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 			"cannot create the connection context%s%s (check tls.ca_file)",
 			l->url.tls ? " with CA file " : "", l->url.tls ? l->ca_file : "");
 		free_scratch(l);
+		tls_ca_free(&l->ca);
 		return -1;
 	}
 

@@ -1,6 +1,7 @@
 #include "tls.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include <mbedtls/asn1.h>
 #include <mbedtls/error.h>
 #include <mbedtls/pem.h>
 #include <mbedtls/pk.h>
@@ -96,14 +98,43 @@ static void wipe_free(unsigned char *p, size_t len)
 	free(p);
 }
 
-int tls_check_ca(const struct wst_config *cfg, char *err, size_t errlen)
+static int chain_pem(const mbedtls_x509_crt *crt, unsigned char **out, size_t *outlen);
+
+/*
+ * A warning about a file is worth saying once an hour, not at every attempt
+ * (and not twice at start: once for the check, once for the first attempt).
+ */
+static void warn_once(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void warn_once(const char *fmt, ...)
+{
+	static char last[512];
+	static time_t when;
+	char msg[512];
+	time_t now = time(NULL);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!strcmp(msg, last) && now - when < 3600) {
+		log_msg(LOG_DEBUG, "%s", msg);
+		return;
+	}
+	snprintf(last, sizeof(last), "%s", msg);
+	when = now;
+	log_msg(LOG_WARNING, "%s", msg);
+}
+
+int tls_load_ca(const struct wst_config *cfg, struct tls_ca *out, char *err, size_t errlen)
 {
 	mbedtls_x509_crt chain;
-	unsigned char *buf;
-	size_t len;
+	unsigned char *buf, *pem = NULL;
+	size_t len, pemlen = 0;
 	int rc, n = 0;
 	char why[128] = "no certificate could be parsed";
 
+	memset(out, 0, sizeof(*out));
 	buf = slurp(cfg->ca_file, &len, "tls.ca_file", cfg, err, errlen);
 	if (!buf)
 		return -1;
@@ -112,9 +143,9 @@ int tls_check_ca(const struct wst_config *cfg, char *err, size_t errlen)
 	rc = mbedtls_x509_crt_parse(&chain, buf, len + 1);
 	for (const mbedtls_x509_crt *c = &chain; c && c->raw.len; c = c->next)
 		n++;
-	mbedtls_x509_crt_free(&chain);
 	free(buf);
 	if (rc < 0 || n == 0) {
+		mbedtls_x509_crt_free(&chain);
 		if (rc < 0)
 			mbedtls_strerror(rc, why, sizeof(why));
 		return fail(err, errlen,
@@ -122,7 +153,34 @@ int tls_check_ca(const struct wst_config *cfg, char *err, size_t errlen)
 			    "PEM or DER certificates)",
 			    cfg->ca_file, why, origin(cfg));
 	}
+	if (rc > 0)
+		warn_once("%s: %d certificate(s) could not be parsed by mbedTLS and are ignored; "
+			  "%d are used", cfg->ca_file, rc, n);
+	if (chain_pem(&chain, &pem, &pemlen) < 0) {
+		mbedtls_x509_crt_free(&chain);
+		return fail(err, errlen, "%s: out of memory", cfg->ca_file);
+	}
+	mbedtls_x509_crt_free(&chain);
+	out->pem = (char *)pem;
+	out->len = pemlen;
 	log_msg(LOG_DEBUG, "%s: %d CA certificate(s)", cfg->ca_file, n);
+	return n;
+}
+
+void tls_ca_free(struct tls_ca *ca)
+{
+	free(ca->pem);
+	ca->pem = NULL;
+	ca->len = 0;
+}
+
+static int check_ca(const struct wst_config *cfg, char *err, size_t errlen)
+{
+	struct tls_ca ca;
+
+	if (tls_load_ca(cfg, &ca, err, errlen) < 0)
+		return -1;
+	tls_ca_free(&ca);
 	return 0;
 }
 
@@ -156,9 +214,30 @@ static int chain_pem(const mbedtls_x509_crt *crt, unsigned char **out, size_t *o
 		}
 		len += olen - 1; /* olen counts the NUL */
 	}
+	buf[len] = '\0';
 	*out = buf;
 	*outlen = len;
 	return 0;
+}
+
+/*
+ * mbedTLS calls an encrypted DER key (PKCS#8 EncryptedPrivateKeyInfo) merely
+ * invalid: recognise SEQUENCE { SEQUENCE { OID pkcs5 PBE/PBES2 or pkcs12 PBE ...
+ */
+static bool der_is_encrypted_key(const unsigned char *p, size_t len)
+{
+	static const unsigned char pkcs5[] = { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05 };
+	static const unsigned char pkcs12[] = { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x01 };
+	unsigned char *c = (unsigned char *)p;
+	const unsigned char *end = p + len;
+	size_t n;
+
+	if (mbedtls_asn1_get_tag(&c, end, &n, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) ||
+	    mbedtls_asn1_get_tag(&c, end, &n, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) ||
+	    mbedtls_asn1_get_tag(&c, end, &n, MBEDTLS_ASN1_OID))
+		return false;
+	return (n >= sizeof(pkcs5) && !memcmp(c, pkcs5, sizeof(pkcs5))) ||
+	       (n >= sizeof(pkcs12) && !memcmp(c, pkcs12, sizeof(pkcs12)));
 }
 
 int tls_load_client(const struct wst_config *cfg, struct tls_client_cert *out, char *err,
@@ -198,22 +277,26 @@ int tls_load_client(const struct wst_config *cfg, struct tls_client_cert *out, c
 		goto out;
 	}
 	if (x509_time(&crt.valid_from) > now) {
-		fail(err, errlen, "%s: client certificate is not valid yet (tls.cert_file in %s)",
-		     cfg->cert_file, origin(cfg));
+		time_t from = x509_time(&crt.valid_from);
+		char when[32];
+
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&from));
+		fail(err, errlen, "%s: client certificate is not valid until %s (tls.cert_file in %s)",
+		     cfg->cert_file, when, origin(cfg));
 		goto out;
 	}
 	if (out->not_after_t - now < EXPIRY_WARN_S)
-		log_msg(LOG_WARNING, "%s: client certificate expires soon, on %s: renew it",
-			cfg->cert_file, out->not_after);
+		warn_once("%s: client certificate expires soon, on %s: renew it", cfg->cert_file,
+			  out->not_after);
 
 	if (!(kbuf = slurp(cfg->key_file, &klen, "tls.key_file", cfg, err, errlen)))
 		goto out;
 	if (stat(cfg->key_file, &st) == 0 && (st.st_mode & 077))
-		log_msg(LOG_WARNING, "%s: private key is readable by group or others (mode %04o): "
-			"chmod 600 it", cfg->key_file, (unsigned)(st.st_mode & 0777));
+		warn_once("%s: private key is readable by group or others (mode %04o): chmod 600 it",
+			  cfg->key_file, (unsigned)(st.st_mode & 0777));
 	r = mbedtls_pk_parse_key(&pk, kbuf, klen + 1, NULL, 0);
 	if (r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ||
-	    strstr((char *)kbuf, "ENCRYPTED")) {
+	    strstr((char *)kbuf, "ENCRYPTED") || (r && der_is_encrypted_key(kbuf, klen))) {
 		fail(err, errlen,
 		     "%s: encrypted private keys are unsupported: store it unencrypted with mode "
 		     "0600, or use systemd's LoadCredentialEncrypted= (tls.key_file in %s)",
@@ -275,7 +358,7 @@ int tls_check(const struct wst_config *cfg, char *err, size_t errlen)
 
 	if (!any_tls(cfg))
 		return 0;
-	if (tls_check_ca(cfg, err, errlen) < 0)
+	if (check_ca(cfg, err, errlen) < 0)
 		return -1;
 	if (tls_load_client(cfg, &cc, err, errlen) < 0)
 		return -1;

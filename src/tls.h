@@ -14,8 +14,17 @@ struct wst_config;
  */
 int tls_check(const struct wst_config *cfg, char *err, size_t errlen);
 
-/* Just the CA file: what every attempt re-checks besides the client files. */
-int tls_check_ca(const struct wst_config *cfg, char *err, size_t errlen);
+/*
+ * The CA file as PEM of the certificates mbedTLS can parse: lws fails the
+ * whole file when one certificate of a bundle does not parse (and prints to
+ * stdout), so it gets only these. Returns the number of certificates, or -1.
+ */
+struct tls_ca {
+	char *pem;
+	size_t len;		/* without a NUL */
+};
+int tls_load_ca(const struct wst_config *cfg, struct tls_ca *out, char *err, size_t errlen);
+void tls_ca_free(struct tls_ca *ca);
 
 /* Whether the URL needs TLS. */
 int tls_needed(const char *url);

@@ -1,0 +1,189 @@
+#!/usr/bin/python3
+"""A TLS WebSocket peer for wstether's TLS tests, which logs what TLS saw.
+
+Listens on 127.0.0.1 (port 0: the kernel picks one) and prints the chosen port
+as the first line on stdout, so the caller knows when it is ready.
+
+The TLS layer is terminated here with the public asyncio API
+(StreamWriter.start_tls), so every handshake, good or bad, is visible and
+logged; the decrypted bytes are then relayed to a plain websockets 10.4 echo
+server inside the same process (on another loopback port). With --log it
+appends one JSON line per event, flushed at once:
+
+    {"event": "accept", "conn": 1}
+    {"event": "tls", "conn": 1, "ok": true, "sni": "localhost",
+     "version": "TLSv1.2", "client_serial": "4660", "client_subject": "CN=..."}
+    {"event": "tls", "conn": 2, "ok": false, "sni": "localhost",
+     "error": "[SSL: PEER_DID_NOT_RETURN_A_CERTIFICATE] ..."}
+    {"event": "open", "conn": 1, "path": "/", "client_serial": "4660"}
+    {"event": "message", "conn": 1, "data": "text"}
+    {"event": "close", "conn": 1, "code": 1000, "reason": "", "initiator": "client"}
+
+client_serial is the decimal serial number of the client certificate that
+was presented (and verified), or null. --client-ca CA makes the server
+require a client certificate that chains to CA (without it none is asked
+for). --close-after N closes every connection (code 1000) after N messages,
+so a test can make the client reconnect. Messages are echoed back.
+
+Written against Debian 12's python3 3.11 and python3-websockets 10.4.
+"""
+
+import argparse
+import asyncio
+import json
+import signal
+import ssl
+import sys
+
+import websockets
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--cert", required=True, help="server certificate (PEM, may hold a chain)")
+    p.add_argument("--key", required=True)
+    p.add_argument("--client-ca", metavar="CA",
+                   help="require a client certificate issued by CA")
+    p.add_argument("--log", metavar="FILE")
+    p.add_argument("--close-after", type=int, default=0, metavar="N")
+    p.add_argument("--handshake-timeout", type=float, default=10.0)
+    p.add_argument("--seclevel0", action="store_true",
+                   help="OpenSSL security level 0, to serve e.g. a SHA-1 signed certificate")
+    return p.parse_args()
+
+
+def dn(name):
+    """The subject of getpeercert() as 'CN=x,O=y'."""
+    return ",".join(f"{k}={v}" for rdn in name or () for k, v in rdn)
+
+
+class Peer:
+    def __init__(self, args):
+        self.args = args
+        self.conn_count = 0
+        self.log_file = open(args.log, "a", encoding="utf-8") if args.log else None
+        self.by_upstream_port = {}  # relay's local port -> (conn, client serial)
+        self.sni = {}               # id(ssl object) -> server name sent by the client
+        self.last_sni = None
+        self.ws_port = None
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if args.seclevel0:
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.load_cert_chain(args.cert, args.key)
+        if args.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cafile=args.client_ca)
+        ctx.sni_callback = self.on_sni
+        self.ctx = ctx
+
+    def log(self, **event):
+        if self.log_file is None:
+            return
+        self.log_file.write(json.dumps(event, ensure_ascii=False) + "\n")
+        self.log_file.flush()
+
+    def on_sni(self, sslobj, name, ctx):
+        self.sni[id(sslobj)] = self.last_sni = name
+        return None
+
+    # -- the TLS front
+
+    async def on_tcp(self, reader, writer):
+        self.conn_count += 1
+        conn = self.conn_count
+        self.log(event="accept", conn=conn)
+        try:
+            await writer.start_tls(self.ctx,
+                                   ssl_handshake_timeout=self.args.handshake_timeout)
+        except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError) as e:
+            # The SSL object of a failed handshake is gone: report the last
+            # SNI seen, which is this connection's with one client at a time.
+            self.log(event="tls", conn=conn, ok=False, sni=self.last_sni,
+                     error=f"{type(e).__name__}: {e}")
+            writer.transport.abort()
+            return
+        sslobj = writer.get_extra_info("ssl_object")
+        cert = sslobj.getpeercert() if sslobj else None
+        serial = str(int(cert["serialNumber"], 16)) if cert else None
+        self.log(event="tls", conn=conn, ok=True, sni=self.sni.pop(id(sslobj), None),
+                 version=sslobj.version() if sslobj else None, client_serial=serial,
+                 client_subject=dn(cert.get("subject")) if cert else None)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.ws_port)
+        except OSError as e:
+            self.log(event="relay-error", conn=conn, error=str(e))
+            writer.transport.abort()
+            return
+        self.by_upstream_port[up_writer.get_extra_info("sockname")[1]] = (conn, serial)
+        await asyncio.gather(self.pump(reader, up_writer), self.pump(up_reader, writer),
+                             return_exceptions=True)
+
+    @staticmethod
+    async def pump(src, dst):
+        try:
+            while True:
+                data = await src.read(65536)
+                if not data:
+                    break
+                dst.write(data)
+                await dst.drain()
+        except (OSError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            try:
+                if dst.can_write_eof():
+                    dst.write_eof()
+                else:
+                    dst.close()
+            except (OSError, RuntimeError, ssl.SSLError):
+                dst.close()
+
+    # -- the WebSocket echo behind it
+
+    async def on_ws(self, ws, path):
+        conn, serial = self.by_upstream_port.pop(ws.remote_address[1], (None, None))
+        self.log(event="open", conn=conn, path=path, client_serial=serial)
+        received = 0
+        initiator = "client"
+        try:
+            async for msg in ws:
+                received += 1
+                if isinstance(msg, bytes):
+                    msg = msg.decode("utf-8", "replace")
+                self.log(event="message", conn=conn, data=msg)
+                await ws.send(msg)
+                if self.args.close_after and received >= self.args.close_after:
+                    initiator = "server"
+                    await ws.close(code=1000, reason="bye")
+                    break
+        except websockets.ConnectionClosed:
+            pass
+        await ws.wait_closed()
+        self.log(event="close", conn=conn, code=ws.close_code,
+                 reason=ws.close_reason or "", initiator=initiator)
+
+
+async def main():
+    args = parse_args()
+    peer = Peer(args)
+
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+
+    async with websockets.serve(peer.on_ws, "127.0.0.1", 0, max_size=None) as ws_server:
+        peer.ws_port = ws_server.sockets[0].getsockname()[1]
+        front = await asyncio.start_server(peer.on_tcp, "127.0.0.1", args.port,
+                                           reuse_address=True)
+        async with front:
+            port = front.sockets[0].getsockname()[1]
+            sys.stdout.write(f"{port}\n")
+            sys.stdout.flush()
+            await stop
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
