@@ -55,7 +55,10 @@ struct daemon {
 	int exit_code;
 
 	enum link_fail last_fail;
-	unsigned same_fail;
+	unsigned streak;		/* failures and short-lived links in a row */
+	bool flapping;			/* the last link dropped before reset_after_s */
+	uint64_t repeat_logged_ms;
+	unsigned suppressed;
 	size_t url_idx;		/* into link.url + link.fallback_urls */
 	time_t connected_since;
 	char last_error[512];
@@ -309,21 +312,39 @@ static void on_confirmed(void *ud)
 
 /* ---- the link's life ---- */
 
+/*
+ * Repeats of one failure (a server down for hours, or one that accepts and
+ * drops) are logged at most this often; the lines between are counted.
+ */
+#define REPEAT_LOG_INTERVAL_MS 10000
+
+static bool repeat_should_log(struct daemon *d, uint64_t now)
+{
+	if (now - d->repeat_logged_ms >= REPEAT_LOG_INTERVAL_MS) {
+		d->repeat_logged_ms = now;
+		return true;
+	}
+	d->suppressed++;
+	return false;
+}
+
 static void on_up(void *ud)
 {
 	struct daemon *d = ud;
-	uint64_t down = sup_up(&d->sup, now_ms());
+	uint64_t now = now_ms(), down = sup_up(&d->sup, now);
 	struct log_ctx lc = { .url = cur_url(d), .event = "connect", .attempt = 0 };
 
 	d->connected_since = time(NULL);
-	if (down)
+	if (d->flapping)
+		log_event(repeat_should_log(d, now) ? LOG_INFO : LOG_DEBUG, &lc,
+			  "connected to %s again (it dropped %u time(s) in a row)", cur_url(d),
+			  d->streak);
+	else if (down)
 		log_event(LOG_NOTICE, &lc, "connected to %s after %.1f s down", cur_url(d),
 			  (double)down / 1000.0);
 	else
 		log_event(LOG_NOTICE, &lc, "connected to %s", cur_url(d));
 	notify_status("connected to %s", cur_url(d));
-	d->last_fail = LINK_FAIL_NONE;
-	d->same_fail = 0;
 	maybe_finish(d);
 }
 
@@ -346,7 +367,9 @@ static void on_down(void *ud)
 	const struct link_end *e = link_last_end(d->link);
 	struct log_ctx lc = { .url = cur_url(d), .event = "disconnect",
 			      .attempt = d->sup.failures, .close_code = e->close_code };
+	uint64_t now = now_ms();
 	unsigned delay;
+	bool good;
 	int level;
 
 	d->connected_since = 0;
@@ -379,32 +402,44 @@ static void on_down(void *ud)
 		return;
 	}
 
-	/* the first failure after a good state warns; repeats are info */
+	/* the first failure after a good state warns; repeats are info, and rate-limited */
+	good = e->was_up && d->sup.state == SUP_CONNECTED &&
+	       now - d->sup.connected_since >= (uint64_t)d->cfg->backoff_reset_after_s * 1000;
 	if (e->by_request) {
 		level = LOG_NOTICE;
-	} else if (e->was_up || e->fail != d->last_fail) {
+	} else if (good || e->fail != d->last_fail) {
 		level = LOG_WARNING;
-		d->same_fail = 1;
+		d->streak = 1;
+		d->repeat_logged_ms = now;
+		d->suppressed = 0;
 	} else {
-		level = LOG_INFO;
-		d->same_fail++;
+		d->streak++;
+		level = repeat_should_log(d, now) ? LOG_INFO : LOG_DEBUG;
 	}
-	d->last_fail = e->was_up ? LINK_FAIL_NONE : e->fail;
-	delay = sup_down(&d->sup, now_ms(), cause_of(e), e->retry_after_s);
-	if (level == LOG_INFO)
-		log_event(level, &lc, "%s (attempt %u)", e->msg, d->sup.failures);
-	else
+	d->last_fail = e->fail;
+	d->flapping = e->was_up && !good && !e->by_request;
+	delay = sup_down(&d->sup, now, cause_of(e), e->retry_after_s);
+	if (level == LOG_INFO && d->suppressed) {
+		log_event(level, &lc, "%s (attempt %u; %u similar line(s) not shown)", e->msg,
+			  d->streak, d->suppressed);
+		d->suppressed = 0;
+	} else if (level == LOG_INFO || level == LOG_DEBUG) {
+		log_event(level, &lc, "%s (attempt %u)", e->msg, d->streak);
+	} else {
 		log_event(level, &lc, "%s", e->msg);
+	}
 	/* after a failure, the next URL of link.fallback_urls, wrapping around */
 	if (!e->by_request)
 		d->url_idx = (d->url_idx + 1) % config_url_count(d->cfg);
 	lc.event = "retry";
 	lc.url = cur_url(d);
-	lc.attempt = d->sup.failures + 1;
-	log_event(LOG_INFO, &lc, "reconnecting to %s in %.1f s (attempt %u)", cur_url(d),
-		  delay / 1000.0, d->sup.failures + 1);
-	notify_status("reconnecting in %.1f s (attempt %u): %s", delay / 1000.0,
-		      d->sup.failures + 1, e->msg);
+	/* a link that keeps dropping counts its drops; one that never comes up, its attempts */
+	lc.attempt = d->flapping ? d->streak + 1 : d->sup.failures + 1;
+	log_event(level == LOG_DEBUG ? LOG_DEBUG : LOG_INFO, &lc,
+		  "reconnecting to %s in %.1f s (attempt %u)", cur_url(d), delay / 1000.0,
+		  lc.attempt);
+	notify_status("reconnecting in %.1f s (attempt %u): %s", delay / 1000.0, lc.attempt,
+		      e->msg);
 	ev_timer_set(&d->retry_timer, delay / 1000.0, 0);
 	ev_timer_start(d->loop, &d->retry_timer);
 }

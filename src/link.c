@@ -789,7 +789,9 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	info.protocols = protocols;
 	/* invalid UTF-8 text from the server fails the link with 1007, as RFC 6455 says */
 	info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
-		       LWS_SERVER_OPTION_VALIDATE_UTF8;
+		       LWS_SERVER_OPTION_VALIDATE_UTF8 |
+		       /* link.origin is sent as written, not prefixed with http:// */
+		       LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;
 	info.foreign_loops = foreign;
 	info.user = l;
 	/* below the ulimit, lws uses a small table instead of one slot per possible fd */

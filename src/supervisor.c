@@ -32,8 +32,10 @@ unsigned sup_down(struct supervisor *s, uint64_t now, enum sup_cause cause, unsi
 	if (s->state == SUP_CONNECTED) {
 		/* only a link that stayed up earns a fresh backoff: a server
 		 * that accepts and drops at once must not get a storm */
-		if (now - s->connected_since >= (uint64_t)s->p.reset_after_s * 1000)
+		if (now - s->connected_since >= (uint64_t)s->p.reset_after_s * 1000) {
 			backoff_reset(&s->bo);
+			s->quick_retry_used = false;
+		}
 		s->down_since = now;
 	} else if (!s->down_since) {
 		s->down_since = now;
@@ -41,7 +43,13 @@ unsigned sup_down(struct supervisor *s, uint64_t now, enum sup_cause cause, unsi
 
 	switch (cause) {
 	case SUP_SERVER_RESTART:
-		d = s->p.initial_ms;
+		/* one fast retry; a server that "restarts" at every connect gets backoff */
+		if (!s->quick_retry_used) {
+			s->quick_retry_used = true;
+			d = s->p.initial_ms;
+		} else {
+			d = backoff_next(&s->bo);
+		}
 		break;
 	case SUP_AUTH_REJECTED:
 		d = s->p.max_ms;

@@ -1,6 +1,7 @@
 #ifndef WST_SUPERVISOR_H
 #define WST_SUPERVISOR_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "backoff.h"
@@ -35,6 +36,7 @@ struct supervisor {
 	unsigned failures;		/* attempts since the last good link */
 	uint64_t attempts, reconnects;
 	unsigned next_delay_ms;
+	bool quick_retry_used;		/* a restart close got its fast retry this streak */
 };
 
 void sup_init(struct supervisor *s, const struct sup_params *p, uint64_t seed);

@@ -71,6 +71,28 @@ static void server_restart_and_auth_and_retry_after(void **state)
 	assert_int_equal(sup_down(&s, 50, SUP_RETRY_AFTER, 100000), 600000);
 }
 
+/* 1001/1012 at every connect must not become a storm of initial_ms retries. */
+static void restart_closes_get_one_fast_retry_per_streak(void **state)
+{
+	struct supervisor s;
+	uint64_t t = 0;
+
+	sup_init(&s, &P, 1);
+	sup_attempt(&s);
+	sup_up(&s, t);
+	assert_int_equal(sup_down(&s, t += 10, SUP_SERVER_RESTART, 0), 500);
+	sup_attempt(&s);
+	sup_up(&s, t += 500);
+	assert_int_equal(sup_down(&s, t += 10, SUP_SERVER_RESTART, 0), 500);
+	sup_attempt(&s);
+	sup_up(&s, t += 500);
+	assert_int_equal(sup_down(&s, t += 10, SUP_SERVER_RESTART, 0), 1000);
+	/* a link that stayed up earns the fast retry again */
+	sup_attempt(&s);
+	sup_up(&s, t += 1000);
+	assert_int_equal(sup_down(&s, t += 30000, SUP_SERVER_RESTART, 0), 500);
+}
+
 static void names_states(void **state)
 {
 	assert_string_equal(sup_state_name(SUP_CONNECTED), "connected");
@@ -84,6 +106,7 @@ int main(void)
 		cmocka_unit_test(failures_back_off_exponentially),
 		cmocka_unit_test(short_lived_links_do_not_reset_the_backoff),
 		cmocka_unit_test(server_restart_and_auth_and_retry_after),
+		cmocka_unit_test(restart_closes_get_one_fast_retry_per_streak),
 		cmocka_unit_test(names_states),
 	};
 
