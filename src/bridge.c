@@ -15,8 +15,13 @@
 #include "log.h"
 #include "peer.h"
 
-/* Per client: this much unread output and the client is dropped. */
-#define CLIENT_OUT_LIMIT (4 * 1024 * 1024)
+/*
+ * Per client: this much unread output and the client is dropped at once.
+ * Well before that, the daemon stops reading from the server (see
+ * bridge_max_pending), so a slow reader slows the link instead of losing
+ * data; one that reads nothing for a while is dropped (bridge_drop_stalled).
+ */
+#define CLIENT_OUT_LIMIT (16 * 1024 * 1024)
 #define MAX_CLIENTS 256
 
 struct bridge {
@@ -211,8 +216,8 @@ void bridge_broadcast(struct bridge *b, const unsigned char *data, size_t len, b
 					binary ? "binary" : "multi-line text", len, b->unframable);
 			return;
 		case PEER_FULL:
-			log_msg(LOG_WARNING, "%s: dropped: it stopped reading (%d bytes unread)",
-				peer_name(p), CLIENT_OUT_LIMIT);
+			log_msg(LOG_WARNING, "%s: dropped: too far behind (%zu bytes unread)",
+				peer_name(p), peer_pending_output(p));
 			b->dropped++;
 			remove_client(b, p);
 			continue; /* clients[i] is now another client */
@@ -251,4 +256,28 @@ unsigned long long bridge_unframable(const struct bridge *b)
 unsigned long long bridge_dropped_clients(const struct bridge *b)
 {
 	return b ? b->dropped : 0;
+}
+
+size_t bridge_max_pending(const struct bridge *b)
+{
+	size_t m = 0;
+
+	for (size_t i = 0; b && i < b->n; i++)
+		if (peer_pending_output(b->clients[i]) > m)
+			m = peer_pending_output(b->clients[i]);
+	return m;
+}
+
+void bridge_drop_stalled(struct bridge *b, double stall_s)
+{
+	for (size_t i = b ? b->n : 0; i-- > 0;) {
+		struct peer *p = b->clients[i];
+
+		if (peer_stalled_for(p) >= stall_s) {
+			log_msg(LOG_WARNING, "%s: dropped: it stopped reading (%zu bytes unread for "
+				"%.0f s)", peer_name(p), peer_pending_output(p), stall_s);
+			b->dropped++;
+			remove_client(b, p);
+		}
+	}
 }

@@ -26,6 +26,10 @@ void bridge_broadcast(struct bridge *b, const unsigned char *data, size_t len, b
 void bridge_resume(struct bridge *b);
 void bridge_stop_input(struct bridge *b);
 size_t bridge_clients(const struct bridge *b);
+/* The most output any client has waiting. */
+size_t bridge_max_pending(const struct bridge *b);
+/* Drop clients that had output pending and read none of it for stall_s. */
+void bridge_drop_stalled(struct bridge *b, double stall_s);
 unsigned long long bridge_unframable(const struct bridge *b);
 unsigned long long bridge_dropped_clients(const struct bridge *b);
 

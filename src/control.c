@@ -248,19 +248,6 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		client_free(cl);
 		return;
 	}
-	if (cl->in_len + (size_t)n > c->max_line + 1) {
-		const char *e = "{\"ok\":false,\"error\":\"request line too long\"}";
-
-		reply(cl, e, strlen(e));
-		flush(cl);
-		/* the rest of the stream cannot be trusted to be in step */
-		for (size_t i = 0; i < c->n; i++)
-			if (c->clients[i] == cl) {
-				client_free(cl);
-				break;
-			}
-		return;
-	}
 	{
 		char *nb = realloc(cl->in, cl->in_len + (size_t)n);
 
@@ -291,6 +278,20 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	memmove(cl->in, cl->in + pos, cl->in_len - pos);
 	cl->in_len -= pos;
+	if (cl->in_len > c->max_line) {
+		const char *e = "{\"ok\":false,\"error\":\"request line too long\"}";
+
+		/* the rest of the stream cannot be trusted to be in step: answer, then drop */
+		if (reply(cl, e, strlen(e))) {
+			flush(cl);
+			for (size_t i = 0; i < c->n; i++)
+				if (c->clients[i] == cl) {
+					client_free(cl);
+					break;
+				}
+		}
+		return;
+	}
 	flush(cl);
 }
 

@@ -43,6 +43,8 @@ struct daemon {
 	bool spool_failing;
 
 	ev_signal sig_term, sig_int, sig_hup;
+	ev_timer flow_timer;
+	bool rx_pause_stdio, rx_pause_local;
 	ev_timer retry_timer, drain_timer, linger_timer;
 	ev_tstamp linger_deadline;
 
@@ -96,6 +98,7 @@ static void quit(struct daemon *d)
 	ev_timer_stop(d->loop, &d->retry_timer);
 	ev_timer_stop(d->loop, &d->drain_timer);
 	ev_timer_stop(d->loop, &d->linger_timer);
+	ev_timer_stop(d->loop, &d->flow_timer);
 	ev_break(d->loop, EVBREAK_ALL);
 }
 
@@ -281,6 +284,46 @@ static bool on_stdin_line(void *ud, const char *line, size_t len)
 	return enqueue(ud, (const unsigned char *)line, len, false, true);
 }
 
+/*
+ * Back-pressure from local readers to the server: above FLOW_HIGH bytes
+ * waiting for any bridge client or the exec handler, stop reading from the
+ * server; below FLOW_LOW everywhere, read on. A bridge client that reads
+ * nothing for FLOW_STALL_S meanwhile is dropped, so it cannot hold the link.
+ */
+#define FLOW_HIGH (1024 * 1024)
+#define FLOW_LOW (256 * 1024)
+#define FLOW_STALL_S 5.0
+
+static void update_rx_pause(struct daemon *d)
+{
+	link_pause_rx(d->link, d->rx_pause_stdio || d->rx_pause_local);
+}
+
+static void flow_check(struct daemon *d)
+{
+	size_t pending = bridge_max_pending(d->bridge), ep = exec_pending(d->exec);
+
+	if (ep > pending)
+		pending = ep;
+	if (!d->rx_pause_local && pending > FLOW_HIGH) {
+		d->rx_pause_local = true;
+		update_rx_pause(d);
+		ev_timer_again(d->loop, &d->flow_timer);
+	} else if (d->rx_pause_local && pending <= FLOW_LOW) {
+		d->rx_pause_local = false;
+		update_rx_pause(d);
+		ev_timer_stop(d->loop, &d->flow_timer);
+	}
+}
+
+static void flow_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+
+	bridge_drop_stalled(d->bridge, FLOW_STALL_S);
+	flow_check(d);
+}
+
 static void on_message(void *ud, const unsigned char *data, size_t len, bool binary)
 {
 	struct daemon *d = ud;
@@ -293,6 +336,8 @@ static void on_message(void *ud, const unsigned char *data, size_t len, bool bin
 		bridge_broadcast(d->bridge, data, len, binary);
 	if (d->exec)
 		exec_deliver(d->exec, data, len, binary);
+	if (d->bridge || d->exec)
+		flow_check(d);
 }
 
 static void on_confirmed(void *ud)
@@ -817,7 +862,8 @@ static void on_rx_pause(void *ud, bool pause)
 {
 	struct daemon *d = ud;
 
-	link_pause_rx(d->link, pause);
+	d->rx_pause_stdio = pause;
+	update_rx_pause(d);
 }
 
 static void on_stdout_broken(void *ud)
@@ -909,8 +955,9 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	ev_timer_init(&d.retry_timer, retry_cb, 0, 0);
 	ev_timer_init(&d.drain_timer, drain_cb, 0, 0);
 	ev_timer_init(&d.linger_timer, linger_cb, 0, EOF_QUIET_S);
+	ev_timer_init(&d.flow_timer, flow_cb, 0, 0.1);
 	d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
-	d.retry_timer.data = d.drain_timer.data = d.linger_timer.data = &d;
+	d.retry_timer.data = d.drain_timer.data = d.linger_timer.data = d.flow_timer.data = &d;
 	ev_signal_start(d.loop, &d.sig_term);
 	ev_signal_start(d.loop, &d.sig_int);
 	ev_signal_start(d.loop, &d.sig_hup);

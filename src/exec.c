@@ -20,7 +20,8 @@
 
 extern char **environ;
 
-#define OUT_LIMIT (4 * 1024 * 1024)
+/* The daemon stops reading from the server long before this (see exec_pending). */
+#define OUT_LIMIT (16 * 1024 * 1024)
 #define STDERR_LINE 1024
 /* A handler that ran this long earns a fresh restart backoff. */
 #define STABLE_S 10.0
@@ -347,4 +348,9 @@ pid_t exec_pid(const struct exec_handler *e)
 unsigned long long exec_restarts(const struct exec_handler *e)
 {
 	return e ? e->restarts : 0;
+}
+
+size_t exec_pending(const struct exec_handler *e)
+{
+	return e && e->peer ? peer_pending_output(e->peer) : 0;
 }

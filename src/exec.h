@@ -28,6 +28,7 @@ void exec_deliver(struct exec_handler *e, const unsigned char *data, size_t len,
 void exec_resume(struct exec_handler *e);
 void exec_stop_input(struct exec_handler *e);
 pid_t exec_pid(const struct exec_handler *e);
+size_t exec_pending(const struct exec_handler *e);
 unsigned long long exec_restarts(const struct exec_handler *e);
 
 #endif

@@ -232,7 +232,7 @@ static void send_ping(struct link *l, unsigned char *p, size_t *off)
 	*off += wsframe_encode(p + *off, WSF_PING, payload, sizeof(payload), next_mask(l));
 	l->fenced_seq = seq;
 	l->fence_in_flight = true;
-	if (!ev_is_active(&l->pong_timer)) {
+	if (!ev_is_active(&l->pong_timer) && !l->rx_paused) {
 		ev_timer_set(&l->pong_timer, l->pong_timeout_s, 0);
 		ev_timer_start(l->loop, &l->pong_timer);
 	}
@@ -538,6 +538,9 @@ static int writeable(struct link *l, struct lws *wsi)
 	if (l->rx_pause_want != l->rx_paused) {
 		l->rx_paused = l->rx_pause_want;
 		lws_rx_flow_control(wsi, l->rx_paused ? 0 : 1);
+		/* a pong cannot arrive while we do not read: no verdict on the peer meanwhile */
+		if (l->rx_paused)
+			ev_timer_stop(l->loop, &l->pong_timer);
 	}
 	return write_batch(l);
 }
@@ -570,7 +573,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		}
 		if (l->ev.up)
 			l->ev.up(l->ev.ud);
-		if (l->wsi && (queue_peek_unsent(l->q) || l->close_req))
+		if (l->wsi && (queue_peek_unsent(l->q) || l->close_req || l->rx_pause_want))
 			lws_callback_on_writable(wsi);
 		break;
 	case LWS_CALLBACK_CLIENT_RECEIVE:

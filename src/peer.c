@@ -29,6 +29,7 @@ struct peer {
 
 	unsigned char *out;
 	size_t out_off, out_len, out_cap;
+	ev_tstamp progress;	/* last write that took bytes, or when output became pending */
 };
 
 static void die(struct peer *p, const char *why)
@@ -142,6 +143,7 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		p->out_off += (size_t)n;
 		p->out_len -= (size_t)n;
+		p->progress = ev_now(loop);
 	}
 	p->out_off = 0;
 	ev_io_stop(loop, w);
@@ -224,6 +226,8 @@ enum peer_send peer_send(struct peer *p, const unsigned char *data, size_t len, 
 	need = w.head_len + len + w.tail_len;
 	if (p->out_len + need > p->out_limit)
 		return PEER_FULL;
+	if (!p->out_len)
+		p->progress = ev_now(p->loop);
 	if (p->out_off + p->out_len + need > p->out_cap) {
 		size_t ncap = p->out_cap ? p->out_cap : 16 * 1024;
 		unsigned char *nb;
@@ -279,4 +283,9 @@ void peer_close_output(struct peer *p)
 size_t peer_pending_output(const struct peer *p)
 {
 	return p->out_len;
+}
+
+double peer_stalled_for(const struct peer *p)
+{
+	return p->out_len ? ev_now(p->loop) - p->progress : 0;
 }

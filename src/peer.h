@@ -42,5 +42,7 @@ void peer_stop_input(struct peer *p);
 /* Close the write side once the output buffer is empty (EOF to the peer). */
 void peer_close_output(struct peer *p);
 size_t peer_pending_output(const struct peer *p);
+/* Seconds the peer has had output pending without reading any of it; 0 when none. */
+double peer_stalled_for(const struct peer *p);
 
 #endif

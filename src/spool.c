@@ -310,7 +310,8 @@ static void close_active(struct spool *sp)
 /*
  * Append one record to the active segment. On failure, cut the file back to
  * where the record began, so that no half record stays in front of later
- * ones; when even that fails, the segment is retired at the next append.
+ * ones. Either way the segment is retired: the next append starts a new one,
+ * and trim() deletes this one once its messages are confirmed.
  */
 static int write_record(struct spool *sp, int type, bool binary, uint64_t seq, const void *data,
 			size_t len)
@@ -357,7 +358,12 @@ static int write_record(struct spool *sp, int type, bool binary, uint64_t seq, c
 fail:
 	saved = errno;
 	if (done > 0 && ftruncate(sp->fd, (off_t)sg->size) < 0)
-		sp->broken = true;
+		(void)0; /* the CRC makes the half record unreadable anyway */
+	/*
+	 * Retire the segment: a full disk (ENOSPC, EDQUOT, EFBIG) frees up only
+	 * when whole segments are deleted, and trim() keeps a healthy active one.
+	 */
+	sp->broken = true;
 	errno = saved;
 	return -1;
 }

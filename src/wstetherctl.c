@@ -81,6 +81,7 @@ int main(int argc, char **argv)
 	for (int i = optind; i < argc; i++) {
 		if (strchr(argv[i], '\n')) {
 			fprintf(stderr, "wstetherctl: arguments cannot contain a newline\n");
+			free(req);
 			return EX_USAGE;
 		}
 		strcat(req, argv[i]);
@@ -88,6 +89,7 @@ int main(int argc, char **argv)
 	}
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		fprintf(stderr, "wstetherctl: %s: socket path too long\n", path);
+		free(req);
 		return EX_USAGE;
 	}
 	strcpy(sa.sun_path, path);
@@ -95,10 +97,12 @@ int main(int argc, char **argv)
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		fprintf(stderr, "wstetherctl: %s: %s (is wstether running with control.socket set?)\n",
 			path, strerror(errno));
+		free(req);
 		return EX_UNAVAILABLE;
 	}
 	if (write_all(fd, req, strlen(req)) < 0) {
 		fprintf(stderr, "wstetherctl: %s: %s\n", path, strerror(errno));
+		free(req);
 		return EX_UNAVAILABLE;
 	}
 	for (;;) {
@@ -108,13 +112,18 @@ int main(int argc, char **argv)
 		if (poll(&pfd, 1, TIMEOUT_MS) <= 0) {
 			fprintf(stderr, "wstetherctl: %s: no answer within %d s\n", path,
 				TIMEOUT_MS / 1000);
+			free(req);
+			free(ans);
 			return EX_UNAVAILABLE;
 		}
 		if (alen + 4096 > acap) {
 			char *nb = realloc(ans, acap = acap * 2 + 8192);
 
-			if (!nb)
+			if (!nb) {
+				free(req);
+				free(ans);
 				return 1;
+			}
 			ans = nb;
 		}
 		n = recv(fd, ans + alen, acap - alen - 1, 0);
@@ -127,12 +136,16 @@ int main(int argc, char **argv)
 			break;
 	}
 	close(fd);
+	free(req);
 	if (!alen || !memchr(ans, '\n', alen)) {
 		fprintf(stderr, "wstetherctl: %s: the daemon closed without answering\n", path);
+		free(ans);
 		return EX_UNAVAILABLE;
 	}
 	ans[alen] = '\0';
 	*strchr(ans, '\n') = '\0';
 	puts(ans);
-	return strncmp(ans, "{\"ok\":true", 10) == 0 ? 0 : 1;
+	c = strncmp(ans, "{\"ok\":true", 10) == 0 ? 0 : 1;
+	free(ans);
+	return c;
 }

@@ -572,13 +572,16 @@ static int fill_until_full(const char *dir, rlim_t limit)
 	memset(buf, 'z', sizeof(buf));
 	for (uint64_t seq = 1; seq < 100; seq++) {
 		if (spool_append(sp, seq, buf, sizeof(buf), false) == 0) {
-			if (ok != (int)seq - 1)
-				return 202; /* a success after a failure */
 			ok++;
 			continue;
 		}
 		if (errno != EFBIG)
 			return 203;
+		/* the full segment is retired: the next append goes to a new file */
+		if (spool_append(sp, seq + 1, buf, sizeof(buf), false) < 0)
+			return 205;
+		ok++;
+		break;
 	}
 	if (spool_sync(sp) < 0)
 		return 204;
@@ -601,14 +604,15 @@ static void disk_full_fails_cleanly(void **state)
 		_exit(fill_until_full(fx->dir, 7 * rec + rec / 2));
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 7);
+	assert_int_equal(WEXITSTATUS(status), 8);
 
 	sp = open_spool(fx, 0, &st);
 	assert_non_null(sp);
 	assert_int_equal(st.corrupt, 0); /* the half record was cut back */
-	assert_int_equal(st.replayed, 7);
-	for (size_t i = 0; i < 7; i++) {
-		assert_int_equal(fx->seen.seq[i], i + 1);
+	assert_int_equal(st.replayed, 8);
+	for (size_t i = 0; i < 8; i++) {
+		/* seq 8 failed; 9 went to a new segment */
+		assert_int_equal(fx->seen.seq[i], i < 7 ? i + 1 : 9);
 		assert_int_equal(fx->seen.len[i], 100);
 	}
 	assert_int_equal(spool_close(sp), 0);
