@@ -1,9 +1,37 @@
 /*
  * echo-server: a small, fast, single-threaded epoll WebSocket echo server
- * for benchmarking wstether (bench/stdio-throughput).
+ * for benchmarking wstether (bench/run, bench/stdio-throughput).
  *
  *   cc -O2 -Wall -Wextra -o bench/echo-server bench/echo-server.c
- *   bench/echo-server PORT [--quiet]
+ *   cc -O2 -Wall -Wextra -DWITH_TLS -o bench/echo-server bench/echo-server.c -lssl -lcrypto
+ *   bench/echo-server PORT [--quiet] [--raw] [--stamps] [--cert FILE --key FILE [--client-ca FILE]]
+ *                     [--ciphers LIST] [--log-tls]
+ *
+ * --raw: no WebSocket at all: every byte read is written back as it is (a
+ * plain TCP or, with --cert, TLS echo). bench/run uses it as the ceiling,
+ * with socat as the client. (socat's own echo, `socat TCP-LISTEN:P PIPE`,
+ * copies in blocking 8 KiB steps through a pipe and deadlocks on itself with
+ * bigger -b buffers: it measured ~150 MB/s here, less than the clients under
+ * test, so it is no ceiling.)
+ *
+ * --stamps: when a connection's first text/binary message arrives, print
+ * "first-message FD SECONDS" on stderr (CLOCK_MONOTONIC), so that a benchmark
+ * can time a client from its first message, without its start-up, connect
+ * and handshake.
+ *
+ * With --cert/--key (only in a -DWITH_TLS build, OpenSSL) every connection is
+ * TLS (wss); --client-ca FILE also demands a client certificate signed by
+ * that CA (mTLS) and refuses the handshake without one. --log-tls prints the
+ * negotiated protocol and cipher of each handshake on stderr. By default the
+ * client's cipher preference wins (OpenSSL's default, and nginx's); with
+ * --ciphers LIST (OpenSSL syntax, TLS 1.2 suites) the server's LIST wins,
+ * e.g. --ciphers ECDHE-ECDSA-AES128-GCM-SHA256 to see what a client does
+ * with AES-GCM instead of its own first choice. TLS is done in
+ * the same loop, non-blocking, with read-ahead (one read() per many records)
+ * and partial writes, so that it costs no extra process, copy or hop: a
+ * TLS-terminating socat/stunnel in front would add a second process and a
+ * second loopback hop on a 2-core machine, and could itself become the
+ * bottleneck.
  *
  * Listens on 127.0.0.1:PORT (0 = pick a free port; the chosen port is printed
  * on stdout as the first line, then stdout is flushed). Plain libc only:
@@ -42,6 +70,12 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifdef WITH_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#endif
 
 #define READ_CHUNK   (256u * 1024u)
 #define MAX_MSG      (64u * 1024u * 1024u) /* largest message accepted */
@@ -170,11 +204,15 @@ static void die(const char *what)
 }
 
 /* Make room for at least n more bytes after len. */
+static size_t buf_used(const struct buf *b) { return b->len - b->off; }
+
 static void buf_reserve(struct buf *b, size_t n)
 {
     if (b->cap - b->len >= n)
         return;
-    if (b->off > 0) { /* compact first */
+    /* compact when it is cheap (little to move, or at least as much free in
+     * front as there is to move: amortised O(1) a byte); else grow */
+    if (b->off > 0 && (buf_used(b) <= b->off || buf_used(b) <= 65536)) {
         memmove(b->p, b->p + b->off, b->len - b->off);
         b->len -= b->off;
         b->off = 0;
@@ -191,8 +229,6 @@ static void buf_reserve(struct buf *b, size_t n)
     b->cap = cap;
 }
 
-static size_t buf_used(const struct buf *b) { return b->len - b->off; }
-
 static void buf_append(struct buf *b, const void *d, size_t n)
 {
     buf_reserve(b, n);
@@ -207,10 +243,11 @@ static void buf_consume(struct buf *b, size_t n)
         b->off = b->len = 0;
 }
 
-/* Free big buffers once empty so idle connections do not pin memory. */
+/* Free huge buffers once empty so idle connections do not pin memory; below
+ * that keep them: freeing and growing again costs a page fault per 4 KiB. */
 static void buf_shrink(struct buf *b)
 {
-    if (buf_used(b) == 0 && b->cap > 4 * READ_CHUNK) {
+    if (buf_used(b) == 0 && b->cap > 64u * 1024 * 1024) {
         free(b->p);
         b->p = NULL;
         b->cap = b->off = b->len = 0;
@@ -219,25 +256,37 @@ static void buf_shrink(struct buf *b)
 
 /* ----------------------------------------------------------- connections */
 
-enum state { ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_DRAIN };
+enum state { ST_TLS, ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_DRAIN };
 
 struct conn {
     int fd;
     enum state st;
+#ifdef WITH_TLS
+    SSL *ssl;           /* NULL on a plain connection */
+    int ssl_want_write; /* the last SSL_read needs the socket writable */
+    int ssl_more;       /* reading stopped early: OpenSSL may hold whole records */
+#endif
     uint32_t events; /* currently registered epoll events */
     struct buf in, out, msg;
     int msg_op;      /* opcode of the fragmented message being assembled */
     size_t need;     /* bytes of input needed for the next frame */
     time_t deadline; /* ST_DRAIN: give up waiting for peer EOF after this */
+    int stamped;     /* --stamps: the first message was reported */
 };
 
 static int ep;
 static int quiet;
+static int stamps;
+static int raw;
 static volatile sig_atomic_t stop;
 static unsigned long long n_conns, n_msgs, n_bytes_in, n_bytes_out;
 static struct conn **conns; /* by fd, for the close-linger sweep */
 static size_t n_conn_slots;
 static int n_draining;
+#ifdef WITH_TLS
+static SSL_CTX *tls_ctx;
+static int log_tls;
+#endif
 
 static void set_events(struct conn *c, uint32_t ev)
 {
@@ -254,6 +303,10 @@ static void conn_free(struct conn *c)
     if (c->st == ST_DRAIN)
         n_draining--;
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+#ifdef WITH_TLS
+    if (c->ssl)
+        SSL_free(c->ssl);
+#endif
     close(c->fd);
     if ((size_t)c->fd < n_conn_slots)
         conns[c->fd] = NULL;
@@ -261,6 +314,68 @@ static void conn_free(struct conn *c)
     free(c->out.p);
     free(c->msg.p);
     free(c);
+}
+
+/* ------------------------------------------------------- plain/TLS I/O */
+
+/* >0 bytes, 0 EOF, -1 would block, -2 error */
+static ssize_t io_read(struct conn *c, void *p, size_t n)
+{
+#ifdef WITH_TLS
+    if (c->ssl) {
+        int r = SSL_read(c->ssl, p, n > (1u << 30) ? (1 << 30) : (int)n);
+        if (r > 0)
+            return r;
+        switch (SSL_get_error(c->ssl, r)) {
+        case SSL_ERROR_WANT_READ:
+            return -1;
+        case SSL_ERROR_WANT_WRITE:
+            c->ssl_want_write = 1;
+            return -1;
+        case SSL_ERROR_ZERO_RETURN:
+            return 0;
+        default:
+            ERR_clear_error();
+            return -2;
+        }
+    }
+#endif
+    for (;;) {
+        ssize_t r = read(c->fd, p, n);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? -1 : -2;
+    }
+}
+
+/* >0 bytes, -1 would block, -2 error */
+static ssize_t io_write(struct conn *c, const void *p, size_t n)
+{
+#ifdef WITH_TLS
+    if (c->ssl) {
+        int r = SSL_write(c->ssl, p, n > (1u << 30) ? (1 << 30) : (int)n);
+        if (r > 0)
+            return r;
+        switch (SSL_get_error(c->ssl, r)) {
+        case SSL_ERROR_WANT_READ:
+        case SSL_ERROR_WANT_WRITE:
+            return -1;
+        default:
+            ERR_clear_error();
+            return -2;
+        }
+    }
+#endif
+    for (;;) {
+        ssize_t r = write(c->fd, p, n);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? -1 : -2;
+    }
 }
 
 static void emit_frame(struct conn *c, int op, const unsigned char *p, size_t n)
@@ -372,6 +487,15 @@ static long do_handshake(struct conn *c)
 static void process(struct conn *c)
 {
     c->need = 0;
+    if (raw) { /* on_readable read straight into the output buffer */
+        if (buf_used(&c->out) && stamps && !c->stamped) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            fprintf(stderr, "first-message %d %ld.%09ld\n", c->fd, (long)ts.tv_sec, ts.tv_nsec);
+            c->stamped = 1;
+        }
+        return;
+    }
     while (buf_used(&c->in) > 0 && (c->st == ST_HANDSHAKE || c->st == ST_OPEN)) {
         if (c->st == ST_HANDSHAKE) {
             long r = do_handshake(c);
@@ -423,6 +547,12 @@ static void process(struct conn *c)
         size_t n = (size_t)len;
         unmask(pl, n, p + hl - 4);
         n_bytes_in += n;
+        if (stamps && !c->stamped && op <= 0x2) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            fprintf(stderr, "first-message %d %ld.%09ld\n", c->fd, (long)ts.tv_sec, ts.tv_nsec);
+            c->stamped = 1;
+        }
         switch (op) {
         case 0x0: /* continuation */
             if (!c->msg_op) {
@@ -492,12 +622,10 @@ static void process(struct conn *c)
 static int flush(struct conn *c)
 {
     while (buf_used(&c->out) > 0) {
-        ssize_t w = write(c->fd, c->out.p + c->out.off, buf_used(&c->out));
+        ssize_t w = io_write(c, c->out.p + c->out.off, buf_used(&c->out));
+        if (w == -1)
+            break;
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
             conn_free(c); /* EPIPE, ECONNRESET, ... */
             return -1;
         }
@@ -520,6 +648,10 @@ static int flush(struct conn *c)
     uint32_t ev = 0;
     if (pending)
         ev |= EPOLLOUT;
+#ifdef WITH_TLS
+    if (c->ssl_want_write)
+        ev |= EPOLLOUT;
+#endif
     /* back-pressure: stop reading while the peer is not reading */
     int reading = (c->events & EPOLLIN) != 0;
     if (reading ? pending < OUT_HIGH : pending < OUT_LOW)
@@ -530,35 +662,107 @@ static int flush(struct conn *c)
     return 0;
 }
 
-static void on_readable(struct conn *c)
+#ifdef WITH_TLS
+/* Drive the TLS handshake. Returns -1 if the connection was freed. */
+static int tls_step(struct conn *c)
+{
+    int r = SSL_accept(c->ssl);
+    if (r == 1) {
+        c->st = raw ? ST_OPEN : ST_HANDSHAKE;
+        if (log_tls) {
+            X509 *peer = SSL_get1_peer_certificate(c->ssl);
+            char subj[256] = "none";
+            if (peer) {
+                X509_NAME_oneline(X509_get_subject_name(peer), subj, sizeof subj);
+                X509_free(peer);
+            }
+            fprintf(stderr, "echo-server: tls %s %s, client certificate %s\n",
+                    SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl), subj);
+        }
+        return 0;
+    }
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        set_events(c, EPOLLIN);
+        return 0;
+    case SSL_ERROR_WANT_WRITE:
+        set_events(c, EPOLLIN | EPOLLOUT);
+        return 0;
+    default:
+        if (!quiet) {
+            char e[256];
+            ERR_error_string_n(ERR_peek_last_error(), e, sizeof e);
+            fprintf(stderr, "echo-server: TLS handshake failed: %s\n", e);
+        }
+        ERR_clear_error();
+        conn_free(c);
+        return -1;
+    }
+}
+#endif
+
+/* Returns -1 if the connection was freed. */
+static int on_readable(struct conn *c)
 {
     if (c->st == ST_DRAIN) {
         unsigned char junk[65536];
         ssize_t r = read(c->fd, junk, sizeof junk);
-        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
             conn_free(c);
-        return;
+            return -1;
+        }
+        return 0;
     }
-    size_t want = READ_CHUNK;
-    if (c->need > buf_used(&c->in) && c->need - buf_used(&c->in) > want)
-        want = c->need - buf_used(&c->in);
-    buf_reserve(&c->in, want);
-    ssize_t r = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
-    if (r < 0) {
-        if (errno == EAGAIN || errno == EINTR)
-            return;
-        conn_free(c);
-        return;
+#ifdef WITH_TLS
+    if (c->st == ST_TLS) {
+        if (tls_step(c) < 0)
+            return -1;
+        if (c->st == ST_TLS)
+            return 0;
     }
-    if (r == 0) { /* peer went away without a close handshake */
-        conn_free(c);
-        return;
+    c->ssl_want_write = 0;
+    c->ssl_more = 0;
+#endif
+    struct buf *dst = raw ? &c->out : &c->in; /* --raw: echo without a copy */
+    for (;;) {
+        size_t want = READ_CHUNK;
+        if (c->need > buf_used(&c->in) && c->need - buf_used(&c->in) > want)
+            want = c->need - buf_used(&c->in);
+        buf_reserve(dst, want);
+        ssize_t r = io_read(c, dst->p + dst->len, dst->cap - dst->len);
+        if (r == -1)
+            break;
+        if (r <= 0 && raw && c->st == ST_OPEN) {
+            /* --raw: the peer is done sending; echo the rest, then close */
+            c->st = ST_CLOSING;
+            break;
+        }
+        if (r <= 0) { /* error, or peer went away without a close handshake */
+            conn_free(c);
+            return -1;
+        }
+        dst->len += (size_t)r;
+        if (raw)
+            n_bytes_in += (size_t)r, n_bytes_out += (size_t)r;
+#ifdef WITH_TLS
+        /* TLS: read until OpenSSL wants more from the socket, else epoll may
+         * never wake us for records it already holds; but after each
+         * READ_CHUNK go and write (main() calls again while ssl_more is set
+         * and reading is on) */
+        if (!c->ssl)
+            break;
+        if (buf_used(&c->in) >= READ_CHUNK || buf_used(&c->out) >= READ_CHUNK) {
+            c->ssl_more = 1;
+            break;
+        }
+#else
+        break;
+#endif
     }
-    c->in.len += (size_t)r;
     process(c);
     if (buf_used(&c->in) == 0)
         buf_shrink(&c->in);
-    flush(c);
+    return flush(c);
 }
 
 static void on_accept(int lfd)
@@ -578,8 +782,16 @@ static void on_accept(int lfd)
         if (!c)
             die("calloc");
         c->fd = fd;
-        c->st = ST_HANDSHAKE;
+        c->st = raw ? ST_OPEN : ST_HANDSHAKE;
         c->events = EPOLLIN;
+#ifdef WITH_TLS
+        if (tls_ctx) {
+            c->ssl = SSL_new(tls_ctx);
+            if (!c->ssl || !SSL_set_fd(c->ssl, fd))
+                die("SSL_new");
+            c->st = ST_TLS;
+        }
+#endif
         struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) < 0)
             die("epoll_ctl ADD");
@@ -608,19 +820,88 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
     const char *portarg = NULL;
+    const char *cert = NULL, *key = NULL, *client_ca = NULL;
+    int want_log_tls = 0;
+    const char *ciphers = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0)
             quiet = 1;
+        else if (strcmp(argv[i], "--cert") == 0 && i + 1 < argc)
+            cert = argv[++i];
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
+            key = argv[++i];
+        else if (strcmp(argv[i], "--client-ca") == 0 && i + 1 < argc)
+            client_ca = argv[++i];
+        else if (strcmp(argv[i], "--raw") == 0)
+            raw = 1;
+        else if (strcmp(argv[i], "--stamps") == 0)
+            stamps = 1;
+        else if (strcmp(argv[i], "--ciphers") == 0 && i + 1 < argc)
+            ciphers = argv[++i];
+        else if (strcmp(argv[i], "--log-tls") == 0)
+            want_log_tls = 1;
         else if (!portarg)
             portarg = argv[i];
         else
             portarg = NULL, i = argc;
     }
     if (!portarg) {
-        fprintf(stderr, "usage: %s PORT [--quiet]   (PORT 0 = pick one, print it)\n",
-                argv[0]);
+        fprintf(stderr, "usage: %s PORT [--quiet] [--raw] [--stamps] [--cert FILE --key FILE "
+                "[--client-ca FILE]] [--ciphers LIST] [--log-tls]   (PORT 0 = pick one, print it)\n", argv[0]);
         return 64;
     }
+    if ((cert || key || client_ca) && !(cert && key)) {
+        fprintf(stderr, "echo-server: --cert and --key go together (--client-ca needs both)\n");
+        return 64;
+    }
+#ifdef WITH_TLS
+    log_tls = want_log_tls;
+    if (cert) {
+        tls_ctx = SSL_CTX_new(TLS_server_method());
+        if (!tls_ctx)
+            die("SSL_CTX_new");
+        SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
+        if (SSL_CTX_use_certificate_chain_file(tls_ctx, cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(tls_ctx, key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(tls_ctx) != 1) {
+            fprintf(stderr, "echo-server: cannot load %s / %s\n", cert, key);
+            ERR_print_errors_fp(stderr);
+            return 1;
+        }
+        if (client_ca) {
+            STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(client_ca);
+            if (!names || SSL_CTX_load_verify_locations(tls_ctx, client_ca, NULL) != 1) {
+                fprintf(stderr, "echo-server: cannot load client CA %s\n", client_ca);
+                ERR_print_errors_fp(stderr);
+                return 1;
+            }
+            SSL_CTX_set_client_CA_list(tls_ctx, names);
+            SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        }
+        SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        SSL_CTX_set_options(tls_ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+        /* one read() for many records instead of two per record */
+        SSL_CTX_set_read_ahead(tls_ctx, 1);
+        SSL_CTX_set_default_read_buffer_len(tls_ctx, 256 * 1024);
+        if (ciphers) {
+            if (SSL_CTX_set_cipher_list(tls_ctx, ciphers) != 1) {
+                fprintf(stderr, "echo-server: bad --ciphers '%s'\n", ciphers);
+                return 64;
+            }
+            SSL_CTX_set_options(tls_ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+        }
+        SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_num_tickets(tls_ctx, 0);
+    }
+#else
+    (void)want_log_tls;
+    (void)ciphers;
+    if (cert) {
+        fprintf(stderr, "echo-server: built without TLS (rebuild with -DWITH_TLS ... -lssl -lcrypto)\n");
+        return 64;
+    }
+#endif
     char *e;
     long port = strtol(portarg, &e, 10);
     if (*e || port < 0 || port > 65535) {
@@ -672,6 +953,20 @@ int main(int argc, char **argv)
                 on_accept(lfd);
                 continue;
             }
+#ifdef WITH_TLS
+            if (c->st == ST_TLS) {
+                if ((ev & (EPOLLHUP | EPOLLERR)) && !(ev & EPOLLIN)) {
+                    conn_free(c);
+                    continue;
+                }
+                on_readable(c); /* drives the handshake, then reads */
+                continue;
+            }
+            if ((ev & EPOLLOUT) && c->ssl_want_write && c->st != ST_DRAIN) {
+                if (on_readable(c) < 0)
+                    continue;
+            }
+#endif
             if (ev & EPOLLOUT) {
                 if (flush(c) < 0)
                     continue;
@@ -681,8 +976,15 @@ int main(int argc, char **argv)
                     conn_free(c);
                     continue;
                 }
-                on_readable(c);
+                if (on_readable(c) < 0)
+                    continue;
             }
+#ifdef WITH_TLS
+            /* records OpenSSL already holds raise no epoll event */
+            while (c->ssl && c->ssl_more && (c->events & EPOLLIN) && c->st == ST_OPEN)
+                if (on_readable(c) < 0)
+                    break;
+#endif
         }
         if (n_draining) { /* drop lingering closes whose peer never hung up */
             time_t now = time(NULL);

@@ -1,8 +1,13 @@
 #!/usr/bin/env node
-// The Node anchor for bench/stdio-throughput: does the same job as
-// `wstether --stdio --url URL` with the npm `ws` client.
+// The Node anchor for bench/run and bench/stdio-throughput: does the same
+// job as `wstether --stdio --url URL` with the npm `ws` client.
 //
 //   node bench/ws-client.js --url ws://127.0.0.1:PORT/ [--cork]
+//   node bench/ws-client.js --url wss://localhost:PORT/ --ca CA.crt \
+//        [--cert CLIENT.crt --key CLIENT.key] [--cork]
+//
+// For wss:// the server certificate is verified against --ca (and the URL's
+// host name); --cert/--key present a client certificate (mTLS).
 //
 // Each stdin line (without its '\n') is sent as one text message; each
 // received message is written to stdout followed by '\n'. On stdin EOF it
@@ -28,22 +33,32 @@ try {
 
 function usage(msg) {
   if (msg) process.stderr.write(`ws-client: ${msg}\n`);
-  process.stderr.write('usage: node ws-client.js --url ws://HOST:PORT/ [--cork]\n');
+  process.stderr.write('usage: node ws-client.js --url ws[s]://HOST:PORT/ [--cork] ' +
+    '[--ca FILE] [--cert FILE --key FILE]\n');
   process.exit(64);
 }
 
+const fs = require('fs');
+
 let url = null;
 let cork = false;
+let ca = null;
+let cert = null;
+let key = null;
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (a === '--url') url = argv[++i];
   else if (a.startsWith('--url=')) url = a.slice(6);
   else if (a === '--cork') cork = true;
+  else if (a === '--ca') ca = fs.readFileSync(argv[++i]);
+  else if (a === '--cert') cert = fs.readFileSync(argv[++i]);
+  else if (a === '--key') key = fs.readFileSync(argv[++i]);
   else if (a === '--help' || a === '-h') usage();
   else usage(`unknown argument '${a}'`);
 }
 if (!url) usage('--url is required');
+if ((cert === null) !== (key === null)) usage('--cert and --key go together');
 
 const SEND_HIGH = 4 * 1024 * 1024; // pause stdin above this many unsent bytes
 
@@ -71,7 +86,13 @@ function flushOut() {
 const NL = Buffer.from('\n');
 
 // ---- the link
-const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 0 });
+const wsOptions = { perMessageDeflate: false, maxPayload: 0 };
+if (ca) wsOptions.ca = ca;
+if (cert) {
+  wsOptions.cert = cert;
+  wsOptions.key = key;
+}
+const ws = new WebSocket(url, wsOptions);
 
 ws.on('message', (data) => {
   // data is a Buffer (or an array of Buffers for fragmented messages)

@@ -58,8 +58,11 @@ struct daemon {
 
 	enum link_fail last_fail;
 	unsigned streak;		/* failures and short-lived links in a row */
+	unsigned tries;			/* attempts since the last good link */
+	int last_sig;			/* close code or HTTP status of the last failure */
 	bool flapping;			/* the last link dropped before reset_after_s */
-	uint64_t repeat_logged_ms;
+	double repeat_tokens;
+	uint64_t repeat_refill_ms;
 	unsigned suppressed;
 	size_t url_idx;		/* into link.url + link.fallback_urls */
 	time_t connected_since;
@@ -358,15 +361,23 @@ static void on_confirmed(void *ud)
 /* ---- the link's life ---- */
 
 /*
- * Repeats of one failure (a server down for hours, or one that accepts and
- * drops) are logged at most this often; the lines between are counted.
+ * Repeats of one failure (a server down for hours, one that accepts and
+ * drops) are logged from a bucket of REPEAT_BURST lines that refills at one
+ * line a second; the lines in between go to debug and are counted.
  */
-#define REPEAT_LOG_INTERVAL_MS 10000
+#define REPEAT_BURST 10.0
+#define REPEAT_PER_S 1.0
+/* A link that drops sooner than this is "flapping": its drops count as repeats. */
+#define FLAP_MS 1000
 
 static bool repeat_should_log(struct daemon *d, uint64_t now)
 {
-	if (now - d->repeat_logged_ms >= REPEAT_LOG_INTERVAL_MS) {
-		d->repeat_logged_ms = now;
+	d->repeat_tokens += (double)(now - d->repeat_refill_ms) / 1000.0 * REPEAT_PER_S;
+	if (d->repeat_tokens > REPEAT_BURST)
+		d->repeat_tokens = REPEAT_BURST;
+	d->repeat_refill_ms = now;
+	if (d->repeat_tokens >= 1.0) {
+		d->repeat_tokens -= 1.0;
 		return true;
 	}
 	d->suppressed++;
@@ -382,8 +393,8 @@ static void on_up(void *ud)
 	d->connected_since = time(NULL);
 	if (d->flapping)
 		log_event(repeat_should_log(d, now) ? LOG_INFO : LOG_DEBUG, &lc,
-			  "connected to %s again (it dropped %u time(s) in a row)", cur_url(d),
-			  d->streak);
+			  "connected to %s again after %.1f s down (it dropped %u time(s) in a row)",
+			  cur_url(d), (double)down / 1000.0, d->streak);
 	else if (down)
 		log_event(LOG_NOTICE, &lc, "connected to %s after %.1f s down", cur_url(d),
 			  (double)down / 1000.0);
@@ -411,11 +422,11 @@ static void on_down(void *ud)
 	struct daemon *d = ud;
 	const struct link_end *e = link_last_end(d->link);
 	struct log_ctx lc = { .url = cur_url(d), .event = "disconnect",
-			      .attempt = d->sup.failures, .close_code = e->close_code };
+			      .attempt = d->tries, .close_code = e->close_code };
 	uint64_t now = now_ms();
 	unsigned delay;
 	bool good;
-	int level;
+	int level, sig;
 
 	d->connected_since = 0;
 	if (e->close_code) {
@@ -447,29 +458,37 @@ static void on_down(void *ud)
 		return;
 	}
 
-	/* the first failure after a good state warns; repeats are info, and rate-limited */
+	/*
+	 * The first failure after a good state warns, as does a different failure
+	 * (another kind, close code or HTTP status); repeats are info, rate-limited.
+	 */
 	good = e->was_up && d->sup.state == SUP_CONNECTED &&
-	       now - d->sup.connected_since >= (uint64_t)d->cfg->backoff_reset_after_s * 1000;
+	       now - d->sup.connected_since >= FLAP_MS;
+	sig = e->close_code ? e->close_code : e->http_status;
+	if (good)
+		d->tries = 0;
 	if (e->by_request) {
 		level = LOG_NOTICE;
-	} else if (good || e->fail != d->last_fail) {
+	} else if (good || e->fail != d->last_fail || sig != d->last_sig) {
 		level = LOG_WARNING;
 		d->streak = 1;
-		d->repeat_logged_ms = now;
+		d->repeat_tokens = REPEAT_BURST;
+		d->repeat_refill_ms = now;
 		d->suppressed = 0;
 	} else {
 		d->streak++;
 		level = repeat_should_log(d, now) ? LOG_INFO : LOG_DEBUG;
 	}
 	d->last_fail = e->fail;
+	d->last_sig = sig;
 	d->flapping = e->was_up && !good && !e->by_request;
 	delay = sup_down(&d->sup, now, cause_of(e), e->retry_after_s);
 	if (level == LOG_INFO && d->suppressed) {
 		log_event(level, &lc, "%s (attempt %u; %u similar line(s) not shown)", e->msg,
-			  d->streak, d->suppressed);
+			  d->tries, d->suppressed);
 		d->suppressed = 0;
 	} else if (level == LOG_INFO || level == LOG_DEBUG) {
-		log_event(level, &lc, "%s (attempt %u)", e->msg, d->streak);
+		log_event(level, &lc, "%s (attempt %u)", e->msg, d->tries);
 	} else {
 		log_event(level, &lc, "%s", e->msg);
 	}
@@ -478,8 +497,7 @@ static void on_down(void *ud)
 		d->url_idx = (d->url_idx + 1) % config_url_count(d->cfg);
 	lc.event = "retry";
 	lc.url = cur_url(d);
-	/* a link that keeps dropping counts its drops; one that never comes up, its attempts */
-	lc.attempt = d->flapping ? d->streak + 1 : d->sup.failures + 1;
+	lc.attempt = d->tries + 1;
 	log_event(level == LOG_DEBUG ? LOG_DEBUG : LOG_INFO, &lc,
 		  "reconnecting to %s in %.1f s (attempt %u)", cur_url(d), delay / 1000.0,
 		  lc.attempt);
@@ -495,9 +513,9 @@ static void connect_now(struct daemon *d)
 
 	ev_timer_stop(d->loop, &d->retry_timer);
 	sup_attempt(&d->sup);
-	lc.attempt = d->sup.failures;
-	log_event(LOG_DEBUG, &lc, "connecting to %s (attempt %u)", cur_url(d), d->sup.failures);
-	notify_status("connecting to %s (attempt %u)", cur_url(d), d->sup.failures);
+	lc.attempt = ++d->tries;
+	log_event(LOG_DEBUG, &lc, "connecting to %s (attempt %u)", cur_url(d), d->tries);
+	notify_status("connecting to %s (attempt %u)", cur_url(d), d->tries);
 	d->closing = false;
 	if (link_start(d->link, d->cfg, cur_url(d)) < 0) {
 		/* nothing to destroy: take the down path straight away */

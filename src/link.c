@@ -155,8 +155,8 @@ static void connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (l->upgrade_sent)
 		set_end(l, LINK_FAIL_TIMEOUT,
-			"%s accepted the connection but did not answer the WebSocket upgrade "
-			"within %u s (link.connect_timeout_s)",
+			"connection to %s timed out after %u s: the server accepted it but did not "
+			"answer the WebSocket upgrade (link.connect_timeout_s)",
 			l->url_text, l->connect_timeout_s);
 	else
 		set_end(l, LINK_FAIL_TIMEOUT,

@@ -732,9 +732,10 @@ def test_1000_reconnect_cycles_fd_and_rss_flat(raw_server, daemon, config, wstet
         # a certificate never matches an IP literal: TLS goes to "localhost"
         urls += [s.url("localhost" if s.ssl_ctx else "127.0.0.1", f"/s{i}/a"),
                  s.url("localhost", f"/s{i}/b")]
+    # repeats are rate-limited at info; debug shows every connect, which we count
     d = daemon("-c", config(urls[0], fallback=urls[1:], tls_ca=pki.ca_crt,
                             backoff={"initial_ms": 1, "max_ms": 5, "multiplier": 2.0,
-                                     "jitter": 0.5}))
+                                     "jitter": 0.5}), "-l", "debug")
     pid = d.proc.pid
     samples = {}
     t0 = time.monotonic()

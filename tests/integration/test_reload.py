@@ -1,0 +1,242 @@
+"""SIGHUP reload against real servers.
+
+The daemon runs with --stdio and a config file; the test rewrites the file and
+sends SIGHUP. An invalid file is reported with FILE:LINE and changes nothing:
+the link stays on the old server. A valid file with a new URL moves the link.
+Link settings that did not change do not reconnect. Lines written around
+reloads all arrive. Ten SIGHUPs in a row are harmless.
+"""
+
+import re
+import signal
+import threading
+import time
+
+import pytest
+
+from conftest import wait_until
+
+FAST_BACKOFF = "backoff = { initial_ms = 100; max_ms = 400; jitter = 0.0; };\n"
+
+
+def conf_text(url, extra=""):
+    return f'link = {{\n  url = "{url}";\n}};\n' + FAST_BACKOFF + extra
+
+
+def echo_roundtrip(d, lines, timeout=15):
+    d.send_lines(lines)
+    got = d.read_text_lines(len(lines), timeout=timeout)
+    assert got == list(lines), d.stderr_tail()
+
+
+def first_occurrences(seq):
+    seen, out = set(), []
+    for x in seq:
+        if x not in seen:
+            seen.add(x)
+            out.append(x)
+    return out
+
+
+def read_until_seen(d, expected, timeout=20):
+    """Read stdout until every expected line came back; return all lines read."""
+    want, seen, out = set(expected), set(), []
+    deadline = time.monotonic() + timeout
+    while not want <= seen:
+        left = max(deadline - time.monotonic(), 0.001)
+        line = d.read_text_lines(1, timeout=left)[0]
+        out.append(line)
+        seen.add(line)
+    return out
+
+
+def hup(d, times=1):
+    for _ in range(times):
+        d.terminate(signal.SIGHUP)
+
+
+@pytest.fixture
+def linked(daemon, ws_server, write_config, monkeypatch):
+    """A daemon --stdio on server A (echo), with a second server B ready."""
+    for var in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"):
+        monkeypatch.delenv(var, raising=False)
+    a = ws_server(name="a")
+    b = ws_server(name="b")
+    conf = write_config(conf_text(a.url("127.0.0.1")))
+    d = daemon("--config", conf)
+    echo_roundtrip(d, ["hello a"])
+    a.wait_for_event("open")
+
+    class Linked:
+        pass
+
+    x = Linked()
+    x.a, x.b, x.conf, x.d = a, b, conf, d
+    return x
+
+
+BROKEN = {
+    # name: (config text with {url}, where the message starts, words in it)
+    # "where" is FILE:LINE, FILE for errors without a line, or another file
+    # that is at fault (a TLS file the config names).
+    "unknown-key": ('link = {{\n  url = "{url}";\n  bogus = 1;\n}};\n', "{conf}:3", "bogus"),
+    "syntax-error": ('link = {{\n  url = "{url}";\n  connect_timeout_s = ;\n}};\n', "{conf}:3",
+                     "syntax"),
+    "bad-scheme": ('link = {{\n  url = "http://127.0.0.1:1/";\n}};\n', "{conf}:2", "url"),
+    "wrong-type": ('link = {{\n  url = "{url}";\n}};\nkeepalive = {{\n  ping_interval_s = "x";\n}};\n',
+                   "{conf}:5", "ping_interval_s"),
+    "missing-ca-file": ('link = {{\n  url = "{wss_url}";\n}};\n'
+                        'tls = {{\n  ca_file = "/nonexistent/ca.crt";\n}};\n',
+                        "/nonexistent/ca.crt", str),
+    "file-removed": (None, "{conf}", "No such file"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN))
+def test_broken_config_keeps_the_link(linked, kind):
+    a, b, conf, d = linked.a, linked.b, linked.conf, linked.d
+    text, where, words = BROKEN[kind]
+    if words is str:  # the message must name the config file somewhere
+        words = str(conf)
+    if text is None:
+        conf.unlink()
+    else:
+        # pointing at B: if the daemon took any of it, it would move there
+        conf.write_text(text.format(url=b.url("127.0.0.1"),
+                                    wss_url=b.url("127.0.0.1").replace("ws://", "wss://")))
+    hup(d)
+    wait_until(lambda: "reload failed" in d.stderr(), 5,
+               what="'reload failed' on stderr")
+    err = [l for l in d.stderr().splitlines() if "reload failed" in l]
+    assert len(err) == 1, d.stderr()
+    where = where.format(conf=conf) + ": "
+    assert re.fullmatch(r"wstether: error: reload failed, keeping the running configuration: "
+                        + re.escape(where) + r".+", err[0]), err[0]
+    assert words.lower() in err[0].lower(), err[0]
+
+    # still on A, the same connection, and it works
+    echo_roundtrip(d, ["after broken reload"])
+    assert "after broken reload" in a.messages()
+    assert len(a.events("open")) == 1 and not a.events("close"), d.stderr()
+    assert not b.events("open"), d.stderr()
+    assert d.running()
+
+    # fixing the file and reloading again works as usual
+    conf.write_text(conf_text(b.url("127.0.0.1")))
+    hup(d)
+    b.wait_for_event("open", timeout=10)
+    echo_roundtrip(d, ["after fixed reload"])
+    assert "after fixed reload" in b.messages()
+
+
+def test_new_url_moves_the_link(linked):
+    a, b, conf, d = linked.a, linked.b, linked.conf, linked.d
+    conf.write_text(conf_text(b.url("127.0.0.1")))
+    hup(d)
+    b.wait_for_event("open", timeout=10)
+    close = a.wait_for_event("close", timeout=10)[0]
+    assert close["code"] == 1000, close  # a clean close, not a dropped link
+    wait_until(lambda: "configuration reloaded" in d.stderr(), 5,
+               what="'configuration reloaded' on stderr")
+    echo_roundtrip(d, ["via b"])
+    assert "via b" in b.messages() and "via b" not in a.messages()
+    time.sleep(0.5)
+    assert len(a.events("open")) == 1 and len(b.events("open")) == 1
+    assert d.running()
+
+
+def test_unchanged_link_settings_do_not_reconnect(linked):
+    a, conf, d = linked.a, linked.conf, linked.d
+    conf.write_text(conf_text(a.url("127.0.0.1"), 'log = { level = "debug"; };\n'
+                              'queue = { max_messages = 500; };\n'))
+    hup(d)
+    wait_until(lambda: "configuration reloaded" in d.stderr(), 5,
+               what="'configuration reloaded' on stderr")
+    echo_roundtrip(d, ["same link"])
+    time.sleep(0.5)
+    assert len(a.events("open")) == 1 and not a.events("close"), a.events()
+
+
+def test_keepalive_change_reconnects(linked):
+    a, conf, d = linked.a, linked.conf, linked.d
+    conf.write_text(conf_text(a.url("127.0.0.1"),
+                              "keepalive = { ping_interval_s = 7; pong_timeout_s = 3; };\n"))
+    hup(d)
+    a.wait_for_event("open", count=2, timeout=10)
+    assert a.events("close")[0]["code"] == 1000
+    echo_roundtrip(d, ["after keepalive change"])
+
+
+def test_ten_sighups_in_a_row(linked):
+    a, b, conf, d = linked.a, linked.b, linked.conf, linked.d
+    hup(d, 10)
+    wait_until(lambda: "configuration reloaded" in d.stderr(), 5,
+               what="'configuration reloaded' on stderr")
+    echo_roundtrip(d, ["after ten"])
+    time.sleep(0.5)
+    assert d.running()
+    assert len(a.events("open")) == 1 and not a.events("close"), a.events()
+    errors = [l for l in d.stderr().splitlines() if l.startswith("wstether: error")]
+    assert not errors, errors
+
+    # ten more with a broken file: ten refusals at most, the link stays
+    conf.write_text('link = {\n  url = ;\n};\n')
+    hup(d, 10)
+    wait_until(lambda: "reload failed" in d.stderr(), 5, what="'reload failed' on stderr")
+    echo_roundtrip(d, ["after ten broken"])
+    assert len(a.events("open")) == 1 and not a.events("close")
+
+    # and ten with a new URL end on B, once
+    conf.write_text(conf_text(b.url("127.0.0.1")))
+    hup(d, 10)
+    b.wait_for_event("open", timeout=10)
+    echo_roundtrip(d, ["after ten moves"])
+    time.sleep(0.8)
+    assert len(b.events("open")) == 1, b.events()
+    assert d.running()
+
+
+@pytest.mark.parametrize("change", ["move", "broken", "same"])
+def test_queue_survives_reload(linked, change):
+    """Lines written while reloading all arrive, in order, and all echo back."""
+    a, b, conf, d = linked.a, linked.b, linked.conf, linked.d
+    lines = [f"line-{i:04d}" for i in range(600)]
+    stop = threading.Event()
+
+    def writer():
+        for i in range(0, len(lines), 20):
+            if stop.is_set():
+                return
+            d.send_lines(lines[i:i + 20])
+            time.sleep(0.01)
+
+    if change == "move":
+        conf.write_text(conf_text(b.url("127.0.0.1")))
+    elif change == "broken":
+        conf.write_text('link = {\n  url = ;\n};\n')
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    try:
+        for _ in range(5):
+            time.sleep(0.05)
+            hup(d)
+    finally:
+        t.join(timeout=20)
+        stop.set()
+    assert not t.is_alive()
+    d.wait_written()
+
+    got = read_until_seen(d, lines, timeout=30)
+    echoed = [l for l in first_occurrences(got) if l.startswith("line-")]
+    assert echoed == lines, "echoes missing or out of order"
+    at_server = [m for m in first_occurrences(a.messages() + b.messages())
+                 if m.startswith("line-")]
+    assert set(at_server) == set(lines)
+    for srv in (a, b):
+        mine = [m for m in first_occurrences(srv.messages()) if m.startswith("line-")]
+        assert mine == sorted(mine), f"lines reached {srv.log.name} out of order"
+    if change == "move":
+        wait_until(lambda: b.events("open"), 5, what="the link on B")
+    else:
+        assert not b.events("open")
+    assert d.running()
