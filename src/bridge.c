@@ -17,9 +17,10 @@
 
 /*
  * Per client: this much unread output and the client is dropped at once.
- * Well before that, the daemon stops reading from the server (see
- * bridge_max_pending), so a slow reader slows the link instead of losing
- * data; one that reads nothing for a while is dropped (bridge_drop_stalled).
+ * Well before that, the daemon stops reading from the server for a client
+ * that is reading, only slower (see bridge_max_pending), so it slows the
+ * link instead of losing data; one that reads nothing is left to fill this
+ * and is dropped, without holding up the link or the others.
  */
 #define CLIENT_OUT_LIMIT (16 * 1024 * 1024)
 #define MAX_CLIENTS 256
@@ -118,6 +119,14 @@ static bool client_message(void *ud, struct peer *p, const unsigned char *data, 
 	return b->ops.message(b->ops.ud, data, len, binary);
 }
 
+static void client_drained(void *ud, struct peer *p)
+{
+	struct bridge *b = ud;
+
+	if (b->ops.drained)
+		b->ops.drained(b->ops.ud);
+}
+
 static void client_closed(void *ud, struct peer *p, const char *why)
 {
 	struct bridge *b = ud;
@@ -131,7 +140,7 @@ static void client_closed(void *ud, struct peer *p, const char *why)
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct bridge *b = w->data;
-	struct peer_ops ops = { b, client_message, client_closed };
+	struct peer_ops ops = { b, client_message, client_closed, client_drained };
 	char name[64];
 
 	for (;;) {
@@ -216,8 +225,9 @@ void bridge_broadcast(struct bridge *b, const unsigned char *data, size_t len, b
 					binary ? "binary" : "multi-line text", len, b->unframable);
 			return;
 		case PEER_FULL:
-			log_msg(LOG_WARNING, "%s: dropped: too far behind (%zu bytes unread)",
-				peer_name(p), peer_pending_output(p));
+			log_msg(LOG_WARNING, "%s: dropped: it stopped reading or fell too far behind "
+				"(%zu bytes unread, none read for %.1f s)", peer_name(p),
+				peer_pending_output(p), peer_stalled_for(p));
 			b->dropped++;
 			remove_client(b, p);
 			continue; /* clients[i] is now another client */
@@ -258,13 +268,16 @@ unsigned long long bridge_dropped_clients(const struct bridge *b)
 	return b ? b->dropped : 0;
 }
 
-size_t bridge_max_pending(const struct bridge *b)
+size_t bridge_max_pending(const struct bridge *b, double active_s)
 {
 	size_t m = 0;
 
-	for (size_t i = 0; b && i < b->n; i++)
-		if (peer_pending_output(b->clients[i]) > m)
-			m = peer_pending_output(b->clients[i]);
+	for (size_t i = 0; b && i < b->n; i++) {
+		struct peer *p = b->clients[i];
+
+		if (peer_stalled_for(p) < active_s && peer_pending_output(p) > m)
+			m = peer_pending_output(p);
+	}
 	return m;
 }
 

@@ -14,6 +14,8 @@ struct bridge_ops {
 	void *ud;
 	/* false: the queue refuses it for now; that client pauses until bridge_resume */
 	bool (*message)(void *ud, const unsigned char *data, size_t len, bool binary);
+	/* a client's backlog fell low: reading from the server may resume */
+	void (*drained)(void *ud);
 };
 
 /* Listen; -1 with err set (a live socket means another instance is running). */
@@ -26,8 +28,8 @@ void bridge_broadcast(struct bridge *b, const unsigned char *data, size_t len, b
 void bridge_resume(struct bridge *b);
 void bridge_stop_input(struct bridge *b);
 size_t bridge_clients(const struct bridge *b);
-/* The most output any client has waiting. */
-size_t bridge_max_pending(const struct bridge *b);
+/* The most output waiting for a client that read some within active_s. */
+size_t bridge_max_pending(const struct bridge *b, double active_s);
 /* Drop clients that had output pending and read none of it for stall_s. */
 void bridge_drop_stalled(struct bridge *b, double stall_s);
 unsigned long long bridge_unframable(const struct bridge *b);

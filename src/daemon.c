@@ -170,12 +170,28 @@ static void spool_catch_up(struct daemon *d)
  * held back until there is room (overflow = reject and full, or hold set and
  * full, or the spool cannot take it).
  */
+/*
+ * While the link is up the queue drains within a round trip or two, so a
+ * stream (stdin, a bridge client, the exec handler) need not run further
+ * ahead than this: reading on would only turn its data into queue memory.
+ */
+#define READ_AHEAD_BYTES (2 * 1024 * 1024)
+
+enum source {
+	SRC_ONE,	/* a single message (wstetherctl send) */
+	SRC_STREAM,	/* a bridge client or the exec handler */
+	SRC_STDIN,	/* a pipe: held back when full, never dropped */
+};
+
 static bool enqueue(struct daemon *d, const unsigned char *data, size_t len, bool binary,
-		    bool hold)
+		    enum source src)
 {
 	unsigned long long dropped = d->q.dropped;
+	bool hold = src == SRC_STDIN;
 
 	if (d->stopping)
+		return false;
+	if (src != SRC_ONE && link_up(d->link) && d->q.bytes > READ_AHEAD_BYTES)
 		return false;
 	if (len > d->q.max_bytes) {
 		/* larger than the whole queue can never fit: drop it rather than stall */
@@ -278,23 +294,26 @@ static int open_spool(struct daemon *d)
 
 static bool on_local_message(void *ud, const unsigned char *data, size_t len, bool binary)
 {
-	return enqueue(ud, data, len, binary, false);
+	return enqueue(ud, data, len, binary, SRC_STREAM);
 }
 
 /* A pipe can wait: stdin is held back when the queue is full, never dropped. */
 static bool on_stdin_line(void *ud, const char *line, size_t len)
 {
-	return enqueue(ud, (const unsigned char *)line, len, false, true);
+	return enqueue(ud, (const unsigned char *)line, len, false, SRC_STDIN);
 }
 
 /*
  * Back-pressure from local readers to the server: above FLOW_HIGH bytes
- * waiting for any bridge client or the exec handler, stop reading from the
- * server; below FLOW_LOW everywhere, read on. A bridge client that reads
- * nothing for FLOW_STALL_S meanwhile is dropped, so it cannot hold the link.
+ * waiting for the exec handler, or for a bridge client that read some in
+ * the last FLOW_ACTIVE_S, stop reading from the server; below FLOW_LOW, read
+ * on. A client that reads nothing does not count: its backlog grows until it
+ * is dropped, and one that stalls while the link waits is dropped after
+ * FLOW_STALL_S.
  */
 #define FLOW_HIGH (1024 * 1024)
 #define FLOW_LOW (256 * 1024)
+#define FLOW_ACTIVE_S 0.2
 #define FLOW_STALL_S 5.0
 
 static void update_rx_pause(struct daemon *d)
@@ -304,7 +323,7 @@ static void update_rx_pause(struct daemon *d)
 
 static void flow_check(struct daemon *d)
 {
-	size_t pending = bridge_max_pending(d->bridge), ep = exec_pending(d->exec);
+	size_t pending = bridge_max_pending(d->bridge, FLOW_ACTIVE_S), ep = exec_pending(d->exec);
 
 	if (ep > pending)
 		pending = ep;
@@ -317,6 +336,14 @@ static void flow_check(struct daemon *d)
 		update_rx_pause(d);
 		ev_timer_stop(d->loop, &d->flow_timer);
 	}
+}
+
+static void on_local_drained(void *ud)
+{
+	struct daemon *d = ud;
+
+	if (d->rx_pause_local)
+		flow_check(d);
 }
 
 static void flow_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -343,16 +370,22 @@ static void on_message(void *ud, const unsigned char *data, size_t len, bool bin
 		flow_check(d);
 }
 
-static void on_confirmed(void *ud)
+/* Local senders held back (full queue, read-ahead) may go on. */
+static void resume_local(struct daemon *d)
 {
-	struct daemon *d = ud;
-
-	spool_catch_up(d);
 	if (d->sio)
 		stdio_resume(d->sio);
 	if (d->bridge)
 		bridge_resume(d->bridge);
 	exec_resume(d->exec);
+}
+
+static void on_confirmed(void *ud)
+{
+	struct daemon *d = ud;
+
+	spool_catch_up(d);
+	resume_local(d);
 	if (d->stopping && !queue_len(&d->q))
 		ev_timer_stop(d->loop, &d->drain_timer);
 	maybe_finish(d);
@@ -429,6 +462,8 @@ static void on_down(void *ud)
 	int level, sig;
 
 	d->connected_since = 0;
+	/* the read-ahead limit applies only while the link is up */
+	resume_local(d);
 	if (e->close_code) {
 		d->last_close_code = e->close_code;
 		snprintf(d->last_close_reason, sizeof(d->last_close_reason), "%s", e->close_reason);
@@ -796,7 +831,7 @@ static const char *ctl_send(void *ud, const char *text, size_t len)
 		return "stopping";
 	if (len > d->cfg->max_message_bytes)
 		return "message larger than link.max_message_bytes";
-	return enqueue(d, (const unsigned char *)text, len, false, false) ? NULL : "queue full";
+	return enqueue(d, (const unsigned char *)text, len, false, SRC_ONE) ? NULL : "queue full";
 }
 
 static const char *ctl_reconnect(void *ud)
@@ -894,8 +929,8 @@ static void on_stdout_broken(void *ud)
 static int open_local(struct daemon *d)
 {
 	const struct wst_config *cfg = d->cfg;
-	struct bridge_ops bops = { d, on_local_message };
-	struct exec_ops eops = { d, on_local_message };
+	struct bridge_ops bops = { d, on_local_message, on_local_drained };
+	struct exec_ops eops = { d, on_local_message, on_local_drained };
 	struct control_ops cops = { d, ctl_status, ctl_send, ctl_reconnect, ctl_close,
 				    ctl_pause, ctl_resume, ctl_reload };
 	struct stdio_events sev = { d, on_stdin_line, on_eof, on_rx_pause, on_stdout_broken };

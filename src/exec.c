@@ -57,6 +57,14 @@ static bool peer_message(void *ud, struct peer *p, const unsigned char *data, si
 	return e->ops.message(e->ops.ud, data, len, binary);
 }
 
+static void peer_drained(void *ud, struct peer *p)
+{
+	struct exec_handler *e = ud;
+
+	if (e->ops.drained)
+		e->ops.drained(e->ops.ud);
+}
+
 static void peer_closed(void *ud, struct peer *p, const char *why)
 {
 	struct exec_handler *e = ud;
@@ -175,7 +183,7 @@ static void spawn(struct exec_handler *e)
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, dflt;
-	struct peer_ops pops = { e, peer_message, peer_closed };
+	struct peer_ops pops = { e, peer_message, peer_closed, peer_drained };
 	char name[64];
 	int rc;
 

@@ -17,6 +17,7 @@ struct exec_handler;
 struct exec_ops {
 	void *ud;
 	bool (*message)(void *ud, const unsigned char *data, size_t len, bool binary);
+	void (*drained)(void *ud);	/* its stdin backlog fell low */
 };
 
 struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *cfg,

@@ -163,7 +163,16 @@ bool framing_utf8_valid(const void *s, size_t len)
 		size_t need;
 
 		if (b < 0x80) {
+			uint64_t w;
+
+			/* ASCII runs, eight bytes at a time */
 			i++;
+			while (i + 8 <= len) {
+				memcpy(&w, p + i, 8);
+				if (w & 0x8080808080808080ULL)
+					break;
+				i += 8;
+			}
 			continue;
 		}
 		if (b >= 0xc2 && b <= 0xdf) {

@@ -22,7 +22,7 @@ struct peer {
 	char name[64];
 
 	ev_io rw, ww;
-	bool paused, input_stopped, close_output, dead;
+	bool paused, input_stopped, close_output, dead, high;
 
 	unsigned char *in;
 	size_t in_len, in_cap;
@@ -128,6 +128,15 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	take_frames(p);
 }
 
+static void note_drained(struct peer *p)
+{
+	if (p->high && p->out_len <= PEER_LOW_WATER) {
+		p->high = false;
+		if (p->ops.drained)
+			p->ops.drained(p->ops.ud, p);
+	}
+}
+
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct peer *p = w->data;
@@ -136,8 +145,10 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		ssize_t n = write(w->fd, p->out + p->out_off, p->out_len);
 
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
+			if (errno == EAGAIN || errno == EINTR) {
+				note_drained(p);
 				return;
+			}
 			die(p, strerror(errno));
 			return;
 		}
@@ -147,6 +158,7 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	p->out_off = 0;
 	ev_io_stop(loop, w);
+	note_drained(p);
 	if (p->close_output && w->fd != p->rw.fd) {
 		close(w->fd);
 		w->fd = -1;
@@ -252,6 +264,8 @@ enum peer_send peer_send(struct peer *p, const unsigned char *data, size_t len, 
 	memcpy(dst + w.head_len, data, len);
 	memcpy(dst + w.head_len + len, w.tail, w.tail_len);
 	p->out_len += need;
+	if (p->out_len > PEER_LOW_WATER)
+		p->high = true;
 	ev_io_start(p->loop, &p->ww);
 	return PEER_SENT;
 }
