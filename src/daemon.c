@@ -175,7 +175,7 @@ static void spool_catch_up(struct daemon *d)
  * stream (stdin, a bridge client, the exec handler) need not run further
  * ahead than this: reading on would only turn its data into queue memory.
  */
-#define READ_AHEAD_BYTES (2 * 1024 * 1024)
+#define READ_AHEAD_BYTES (1024 * 1024)
 
 enum source {
 	SRC_ONE,	/* a single message (wstetherctl send) */

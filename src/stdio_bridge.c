@@ -14,8 +14,8 @@
 
 #define READ_CHUNK (256 * 1024)
 /* stdout back-pressure: pause the server above HIGH, resume below LOW */
-#define OUT_HIGH (8 * 1024 * 1024)
-#define OUT_LOW (1024 * 1024)
+#define OUT_HIGH (1024 * 1024)
+#define OUT_LOW (256 * 1024)
 
 struct stdio_bridge {
 	struct ev_loop *loop;
