@@ -1,5 +1,7 @@
 #include "backoff.h"
 
+#include "rng.h"
+
 void backoff_init(struct backoff *b, unsigned initial_ms, unsigned max_ms, double multiplier,
 		  double jitter, uint64_t seed)
 {
@@ -11,16 +13,10 @@ void backoff_init(struct backoff *b, unsigned initial_ms, unsigned max_ms, doubl
 	b->rng = seed ? seed : 0x9e3779b97f4a7c15ULL;
 }
 
-/* xorshift64*: cheap and good enough to spread clients apart */
+/* good enough to spread clients apart */
 static double uniform01(struct backoff *b)
 {
-	uint64_t x = b->rng;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	b->rng = x;
-	return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / (double)(1ULL << 53);
+	return (double)(rng_next(&b->rng) >> 11) / (double)(1ULL << 53);
 }
 
 unsigned backoff_next(struct backoff *b)

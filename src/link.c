@@ -14,6 +14,7 @@
 #include "framing.h"
 #include "log.h"
 #include "queue.h"
+#include "rng.h"
 #include "tls.h"
 #include "url.h"
 #include "wsframe.h"
@@ -196,15 +197,10 @@ static void ping_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	lws_callback_on_writable(l->wsi);
 }
 
+/* Masks only keep proxies from mistaking frames for requests: no secrecy needed. */
 static uint32_t next_mask(struct link *l)
 {
-	uint64_t x = l->rng;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	l->rng = x;
-	return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+	return (uint32_t)(rng_next(&l->rng) >> 32);
 }
 
 static int tx_reserve(struct link *l, size_t need)
