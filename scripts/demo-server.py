@@ -29,8 +29,14 @@ async def main(cert, key):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     stop = asyncio.get_running_loop().create_future()
+
+    def on_signal():
+        # Ctrl-C reaches us and the demo script (which then sends SIGTERM)
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
+        asyncio.get_running_loop().add_signal_handler(sig, on_signal)
     async with websockets.serve(echo, "127.0.0.1", 0, ssl=ctx, max_size=None) as server:
         print(server.sockets[0].getsockname()[1], flush=True)
         await stop
