@@ -39,6 +39,7 @@ struct daemon {
 	struct control *control;
 	struct spool *spool;
 	ev_prepare spool_sync;
+	ev_timer spool_retry;
 	uint64_t spool_confirmed;	/* every seq below this is gone from the spool */
 	bool spool_failing;
 
@@ -191,7 +192,9 @@ static bool enqueue(struct daemon *d, const unsigned char *data, size_t len, boo
 
 	if (d->stopping)
 		return false;
-	if (src != SRC_ONE && link_up(d->link) && d->q.bytes > READ_AHEAD_BYTES)
+	/* while the link drains the queue, a stream waits rather than push out older messages */
+	if (src != SRC_ONE && link_up(d->link) &&
+	    (d->q.bytes > READ_AHEAD_BYTES || !queue_has_room(&d->q, len)))
 		return false;
 	if (len > d->q.max_bytes) {
 		/* larger than the whole queue can never fit: drop it rather than stall */
@@ -210,14 +213,20 @@ static bool enqueue(struct daemon *d, const unsigned char *data, size_t len, boo
 			log_errno(LOG_WARNING, "spool %s: cannot write a message (holding local "
 				  "senders back until the queue drains)", d->cfg->spool_dir);
 		d->spool_failing = true;
+		/* with nothing in flight no confirmation will come to wake them: poll */
+		if (!ev_is_active(&d->spool_retry))
+			ev_timer_again(d->loop, &d->spool_retry);
 		return false;
 	}
 	if (d->spool_failing) {
 		log_msg(LOG_NOTICE, "spool %s: writing again", d->cfg->spool_dir);
 		d->spool_failing = false;
+		ev_timer_stop(d->loop, &d->spool_retry);
 	}
 	if (queue_push(&d->q, data, len, binary) < 0) {
 		log_msg(LOG_ERR, "out of memory queueing a local message");
+		/* the spool has this seq: never hand it out again */
+		d->q.next_seq++;
 		return false;
 	}
 	if (d->q.dropped != dropped) {
@@ -260,6 +269,18 @@ static int spool_replay(void *ud, uint64_t seq, const void *data, size_t len, bo
 	return 0;
 }
 
+static void resume_local(struct daemon *d);
+
+static void spool_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+
+	if (d->spool_failing)
+		resume_local(d);
+	else
+		ev_timer_stop(loop, w);
+}
+
 static void spool_warn(void *ud, const char *msg)
 {
 	log_msg(LOG_WARNING, "spool: %s", msg);
@@ -287,7 +308,8 @@ static int open_spool(struct daemon *d)
 			"will be sent", d->cfg->spool_dir, st.replayed,
 			(unsigned long long)st.replayed_bytes);
 	ev_prepare_init(&d->spool_sync, spool_sync_cb);
-	d->spool_sync.data = d;
+	ev_timer_init(&d->spool_retry, spool_retry_cb, 0, 1.0);
+	d->spool_sync.data = d->spool_retry.data = d;
 	ev_prepare_start(d->loop, &d->spool_sync);
 	return 0;
 }
@@ -323,7 +345,8 @@ static void update_rx_pause(struct daemon *d)
 
 static void flow_check(struct daemon *d)
 {
-	size_t pending = bridge_max_pending(d->bridge, FLOW_ACTIVE_S), ep = exec_pending(d->exec);
+	size_t pending = bridge_max_pending(d->bridge, FLOW_ACTIVE_S);
+	size_t ep = exec_pending(d->exec, FLOW_ACTIVE_S);
 
 	if (ep > pending)
 		pending = ep;
@@ -351,6 +374,7 @@ static void flow_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct daemon *d = w->data;
 
 	bridge_drop_stalled(d->bridge, FLOW_STALL_S);
+	exec_kill_stalled(d->exec, FLOW_STALL_S);
 	flow_check(d);
 }
 
@@ -964,6 +988,7 @@ static void close_local(struct daemon *d)
 {
 	if (d->spool) {
 		ev_prepare_stop(d->loop, &d->spool_sync);
+		ev_timer_stop(d->loop, &d->spool_retry);
 		spool_catch_up(d);
 		if (spool_close(d->spool) < 0)
 			log_errno(LOG_WARNING, "spool %s: closing", d->cfg->spool_dir);

@@ -35,6 +35,7 @@ struct exec_handler {
 	struct exec_ops ops;
 
 	pid_t pid;
+	int name_pid;		/* for log lines, also after it was reaped */
 	struct peer *peer;
 	ev_child cw;
 	ev_io errw;
@@ -71,7 +72,7 @@ static void peer_closed(void *ud, struct peer *p, const char *why)
 
 	/* its exit is reported by the child watcher; a protocol error is worth a line */
 	if (strcmp(why, "closed"))
-		log_msg(LOG_WARNING, "exec handler %d: %s: closing its pipes", (int)e->pid, why);
+		log_msg(LOG_WARNING, "exec handler %d: %s: closing its pipes", e->name_pid, why);
 	peer_destroy(e->peer);
 	e->peer = NULL;
 	if (e->pid > 0 && strcmp(why, "closed"))
@@ -83,7 +84,7 @@ static void flush_err_line(struct exec_handler *e)
 	if (!e->errlen)
 		return;
 	e->errbuf[e->errlen] = '\0';
-	log_msg(LOG_INFO, "exec handler %d: %s", (int)e->pid, e->errbuf);
+	log_msg(LOG_INFO, "exec handler %d: %s", e->name_pid, e->errbuf);
 	e->errlen = 0;
 }
 
@@ -124,11 +125,16 @@ static void err_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
 	struct exec_handler *e = w->data;
-	int st = w->rstatus;
+	int st = w->rstatus, pid = (int)e->pid;
 	double ran = ev_now(loop) - e->started;
 	unsigned delay;
 
 	ev_child_stop(loop, w);
+	e->pid = 0; /* reaped: its pid may belong to someone else now, never signal it */
+	/* libev may report the exit before the last output was read: read it first */
+	if (e->peer)
+		peer_drain_input(e->peer);
+	err_cb(loop, &e->errw, 0);
 	stop_stderr(e);
 	if (e->peer) {
 		peer_destroy(e->peer);
@@ -139,11 +145,10 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 	delay = backoff_next(&e->bo);
 	if (WIFSIGNALED(st))
 		log_msg(LOG_WARNING, "exec handler %d was killed by signal %d; restarting in %.1f s",
-			(int)e->pid, WTERMSIG(st), delay / 1000.0);
+			pid, WTERMSIG(st), delay / 1000.0);
 	else
 		log_msg(LOG_WARNING, "exec handler %d exited with status %d; restarting in %.1f s",
-			(int)e->pid, WEXITSTATUS(st), delay / 1000.0);
-	e->pid = 0;
+			pid, WEXITSTATUS(st), delay / 1000.0);
 	ev_timer_set(&e->restart, delay / 1000.0, 0);
 	ev_timer_start(loop, &e->restart);
 }
@@ -221,6 +226,7 @@ static void spawn(struct exec_handler *e)
 		goto retry;
 	}
 	e->started = ev_now(e->loop);
+	e->name_pid = (int)e->pid;
 	snprintf(name, sizeof(name), "exec handler %d", (int)e->pid);
 	e->peer = peer_create(e->loop, out[0], in[1], e->framing, e->max_message, OUT_LIMIT, name,
 			      &pops);
@@ -358,7 +364,18 @@ unsigned long long exec_restarts(const struct exec_handler *e)
 	return e ? e->restarts : 0;
 }
 
-size_t exec_pending(const struct exec_handler *e)
+size_t exec_pending(const struct exec_handler *e, double active_s)
 {
-	return e && e->peer ? peer_pending_output(e->peer) : 0;
+	return e && e->peer && peer_stalled_for(e->peer) < active_s
+		       ? peer_pending_output(e->peer)
+		       : 0;
+}
+
+void exec_kill_stalled(struct exec_handler *e, double stall_s)
+{
+	if (!e || !e->peer || e->pid <= 0 || peer_stalled_for(e->peer) < stall_s)
+		return;
+	log_msg(LOG_WARNING, "exec handler %d stopped reading its stdin (%zu bytes unread for "
+		"%.0f s): terminating it", (int)e->pid, peer_pending_output(e->peer), stall_s);
+	kill(e->pid, SIGTERM);
 }

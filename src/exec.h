@@ -29,7 +29,10 @@ void exec_deliver(struct exec_handler *e, const unsigned char *data, size_t len,
 void exec_resume(struct exec_handler *e);
 void exec_stop_input(struct exec_handler *e);
 pid_t exec_pid(const struct exec_handler *e);
-size_t exec_pending(const struct exec_handler *e);
+/* Output waiting for a handler that read some within active_s. */
+size_t exec_pending(const struct exec_handler *e, double active_s);
+/* SIGTERM a handler that read none of its pending input for stall_s (it is restarted). */
+void exec_kill_stalled(struct exec_handler *e, double stall_s);
 unsigned long long exec_restarts(const struct exec_handler *e);
 
 #endif

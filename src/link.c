@@ -195,6 +195,11 @@ static void ping_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	l->ping_due = true;
 	lws_callback_on_writable(l->wsi);
+	/* a peer that vanished while we were sending blocks WRITEABLE, and so the ping */
+	if (!ev_is_active(&l->pong_timer) && !l->rx_paused) {
+		ev_timer_set(&l->pong_timer, l->pong_timeout_s, 0);
+		ev_timer_start(l->loop, &l->pong_timer);
+	}
 }
 
 /* Masks only keep proxies from mistaking frames for requests: no secrecy needed. */
@@ -307,7 +312,7 @@ static void on_receive(struct link *l, struct lws *wsi, const unsigned char *in,
 		l->rx_len = 0;
 		l->rx_skip = false;
 		l->rx_binary = lws_frame_is_binary(wsi);
-		if (final) {
+		if (final && len <= l->max_message) {
 			deliver(l, in, len, l->rx_binary);
 			return;
 		}

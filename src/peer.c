@@ -88,9 +88,9 @@ static bool take_frames(struct peer *p)
 	return ok && !p->dead;
 }
 
-static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* One read. 1: read some and p lives on; 0: nothing to read now; -1: p is gone or paused. */
+static int read_some(struct peer *p)
 {
-	struct peer *p = w->data;
 	ssize_t n;
 
 	if (p->in_cap - p->in_len < READ_CHUNK) {
@@ -100,32 +100,42 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 		if (ncap > p->max_message + READ_CHUNK + FRAMING_HEADER_MAX + 1) {
 			die(p, "input buffer overflow");
-			return;
+			return -1;
 		}
 		nb = realloc(p->in, ncap);
 		if (!nb) {
 			die(p, "out of memory");
-			return;
+			return -1;
 		}
 		p->in = nb;
 		p->in_cap = ncap;
 	}
-	n = read(w->fd, p->in + p->in_len, p->in_cap - p->in_len);
+	n = read(p->rw.fd, p->in + p->in_len, p->in_cap - p->in_len);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
-			return;
+			return 0;
 		die(p, strerror(errno));
-		return;
+		return -1;
 	}
 	if (n == 0) {
-		if (p->in_len)
-			die(p, "closed in the middle of a message");
-		else
-			die(p, "closed");
-		return;
+		die(p, p->in_len ? "closed in the middle of a message" : "closed");
+		return -1;
 	}
 	p->in_len += (size_t)n;
-	take_frames(p);
+	return take_frames(p) ? 1 : -1;
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	read_some(w->data);
+}
+
+void peer_drain_input(struct peer *p)
+{
+	/* bounded: a writer that never stops must not hold the loop */
+	for (int i = 0; i < 4096; i++)
+		if (read_some(p) <= 0)
+			return; /* p may be gone: do not touch it */
 }
 
 static void note_drained(struct peer *p)
@@ -236,7 +246,8 @@ enum peer_send peer_send(struct peer *p, const unsigned char *data, size_t len, 
 	if (framing_encode(p->framing, binary, data, len, &w, &why) < 0)
 		return PEER_UNFRAMABLE;
 	need = w.head_len + len + w.tail_len;
-	if (p->out_len + need > p->out_limit)
+	/* one message larger than the limit still goes to a peer that has caught up */
+	if (p->out_len && p->out_len + need > p->out_limit)
 		return PEER_FULL;
 	if (!p->out_len)
 		p->progress = ev_now(p->loop);

@@ -39,6 +39,12 @@ const char *peer_name(const struct peer *p);
 enum peer_send { PEER_SENT, PEER_UNFRAMABLE, PEER_FULL };
 enum peer_send peer_send(struct peer *p, const unsigned char *data, size_t len, bool binary);
 
+/*
+ * Read what the peer left before it went away (its process exited): frames
+ * go to ops.message as usual. May end in ops.closed, which destroys p.
+ */
+void peer_drain_input(struct peer *p);
+
 /* Read on after a refusal. */
 void peer_resume(struct peer *p);
 /* Stop reading (shutdown); output still drains. */

@@ -24,7 +24,7 @@ struct stdio_bridge {
 
 	ev_io in_w, out_w;
 	int in_flags, out_flags;	/* to restore at exit; -1 = untouched */
-	bool in_done, in_paused, discarding, rx_paused, out_broken;
+	bool in_done, in_paused, in_eof, discarding, rx_paused, out_broken;
 
 	char *in;		/* unparsed stdin bytes */
 	size_t in_len, in_cap;
@@ -151,9 +151,10 @@ static void in_cb(struct ev_loop *loop, ev_io *w, int revents)
 			}
 		}
 		if (!take_lines(s)) {
-			/* wait for room, then finish */
+			/* wait for room, then finish: a terminal's EOF does not come twice */
 			ev_io_stop(loop, w);
 			s->in_paused = true;
+			s->in_eof = true;
 			return;
 		}
 		input_finished(s);
@@ -234,6 +235,10 @@ void stdio_resume(struct stdio_bridge *s)
 	if (!take_lines(s))
 		return;
 	s->in_paused = false;
+	if (s->in_eof) {
+		input_finished(s);
+		return;
+	}
 	ev_io_start(s->loop, &s->in_w);
 }
 

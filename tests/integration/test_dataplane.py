@@ -959,6 +959,29 @@ def test_exec_handler_round_trip_and_restart(dp):
                what="the handler to be gone")
 
 
+def test_exec_handler_output_before_exit_is_not_lost(dp):
+    """The child watcher can fire before the last pipe-full was read: it must
+    still reach the server. 3,000 lines, three times what the queue holds, and
+    no message may be dropped to make room while the link is up."""
+    srv = dp.server()
+    dp.start(dp.config(srv.url(), max_messages=1000,
+                       exec_cmd=["/bin/sh", "-c", "sleep 1; seq 1 3000; sleep 60"]))
+    dp.wait_connected()
+    want = [str(i) for i in range(1, 3001)]
+    got = srv.wait_messages(want, timeout=20)
+    firsts = list(dict.fromkeys(m for m in got if m in set(want)))
+    assert firsts == want, "out of order"
+    assert dp.status()["queue"]["dropped"] == 0
+
+
+def test_exec_handler_last_output_arrives_after_it_exits(dp):
+    srv = dp.server()
+    dp.start(dp.config(srv.url(), exec_cmd=["/bin/sh", "-c",
+                                            "sleep 1; seq 1 2000; echo last; exit 0"]))
+    dp.wait_connected()
+    srv.wait_messages(["last"] + [str(i) for i in range(1, 2001)], timeout=20)
+
+
 def test_exec_handler_length_prefixed(dp):
     srv = dp.server()
     d = dp.start(dp.config(srv.url(), exec_cmd=[PYTHON, "-u", DP_HANDLER, "--length-prefixed"],
