@@ -448,7 +448,8 @@ static void on_up(void *ud)
 	struct log_ctx lc = { .url = cur_url(d), .event = "connect", .attempt = 0 };
 
 	d->connected_since = time(NULL);
-	if (d->flapping)
+	/* a link that dropped at once, again and again: no notice for every return */
+	if (d->flapping && d->streak > 1)
 		log_event(repeat_should_log(d, now) ? LOG_INFO : LOG_DEBUG, &lc,
 			  "connected to %s again after %.1f s down (it dropped %u time(s) in a row)",
 			  cur_url(d), (double)down / 1000.0, d->streak);
