@@ -231,6 +231,9 @@ def test_server_restarted_20_times_daemon_back_within_backoff_bound_lines_in_ord
         batch = [f"up-{i:02d}-{j}" for j in range(5)]
         d.send_lines(batch)
         expected += batch
+        # a pong proves the server's WebSocket layer read them, not that its
+        # handler logged them: a SIGKILL in between would lose them there
+        srv.wait_for_messages(batch, timeout=10)
         time.sleep(rnd.uniform(0.0, 0.1))
         opens = len(srv.events("open"))
         srv.kill()
