@@ -36,42 +36,43 @@ struct key {
 	size_t off;
 	double min, max;	/* numeric range, inclusive */
 	const char *dflt;	/* the default, as text: the man page documents this table */
+	enum config_reload reload;	/* what a change to it needs on SIGHUP */
 };
 
 #define F(field) offsetof(struct wst_config, field)
 
 static const struct key keys[] = {
-	{ "link", "url", K_URL, F(url), 0, 0, NULL },
-	{ "link", "fallback_urls", K_URLS, F(fallback_urls), 0, 0, NULL },
-	{ "link", "subprotocol", K_STR, F(subprotocol), 0, 0, "" },
-	{ "link", "origin", K_STR, F(origin), 0, 0, "" },
-	{ "link", "headers", K_HEADERS, F(headers), 0, 0, NULL },
-	{ "link", "connect_timeout_s", K_UINT, F(connect_timeout_s), 1, 3600, "15" },
-	{ "link", "max_message_bytes", K_SIZE, F(max_message_bytes), 1, 256 << 20, "1048576" },
-	{ "link", "drain_timeout_s", K_UINT, F(drain_timeout_s), 0, 3600, "5" },
-	{ "tls", "ca_file", K_FILE, F(ca_file), 0, 0, "/etc/ssl/certs/ca-certificates.crt" },
-	{ "tls", "cert_file", K_FILE, F(cert_file), 0, 0, "" },
-	{ "tls", "key_file", K_FILE, F(key_file), 0, 0, "" },
-	{ "tls", "server_name", K_STR, F(server_name), 0, 0, "" },
-	{ "tls", "insecure", K_BOOL, F(insecure), 0, 0, "false" },
-	{ "keepalive", "ping_interval_s", K_UINT, F(ping_interval_s), 0, 86400, "20" },
-	{ "keepalive", "pong_timeout_s", K_UINT, F(pong_timeout_s), 1, 3600, "10" },
-	{ "backoff", "initial_ms", K_UINT, F(backoff_initial_ms), 1, 3600000, "500" },
-	{ "backoff", "max_ms", K_UINT, F(backoff_max_ms), 1, 86400000, "60000" },
-	{ "backoff", "multiplier", K_DOUBLE, F(backoff_multiplier), 1.0, 100.0, "2.0" },
-	{ "backoff", "jitter", K_DOUBLE, F(backoff_jitter), 0.0, 1.0, "0.5" },
-	{ "backoff", "reset_after_s", K_UINT, F(backoff_reset_after_s), 0, 86400, "30" },
-	{ "queue", "max_messages", K_SIZE, F(queue_max_messages), 1, 100000000, "10000" },
-	{ "queue", "max_bytes", K_SIZE, F(queue_max_bytes), 1, (double)(4ULL << 30), "16777216" },
-	{ "queue", "overflow", K_OVERFLOW, F(queue_overflow), 0, 0, "drop-oldest" },
-	{ "queue", "spool_dir", K_STR, F(spool_dir), 0, 0, "" },
-	{ "bridge", "socket", K_STR, F(bridge_socket), 0, 0, "" },
-	{ "bridge", "mode", K_MODE, F(bridge_mode), 0, 0, "0660" },
-	{ "bridge", "framing", K_FRAMING, F(bridge_framing), 0, 0, "lines" },
-	{ "exec", "command", K_ARGV, F(exec_command), 0, 0, NULL },
-	{ "exec", "framing", K_FRAMING, F(exec_framing), 0, 0, "lines" },
-	{ "control", "socket", K_STR, F(control_socket), 0, 0, "" },
-	{ "log", "level", K_LEVEL, F(log_level), 0, 0, "info" },
+	{ "link", "url", K_URL, F(url), 0, 0, NULL, RELOAD_RECONNECT },
+	{ "link", "fallback_urls", K_URLS, F(fallback_urls), 0, 0, NULL, RELOAD_RECONNECT },
+	{ "link", "subprotocol", K_STR, F(subprotocol), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "origin", K_STR, F(origin), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "headers", K_HEADERS, F(headers), 0, 0, NULL, RELOAD_RECONNECT },
+	{ "link", "connect_timeout_s", K_UINT, F(connect_timeout_s), 1, 3600, "15", RELOAD_RECONNECT },
+	{ "link", "max_message_bytes", K_SIZE, F(max_message_bytes), 1, 256 << 20, "1048576", RELOAD_RECONNECT },
+	{ "link", "drain_timeout_s", K_UINT, F(drain_timeout_s), 0, 3600, "5", RELOAD_LIVE },
+	{ "tls", "ca_file", K_FILE, F(ca_file), 0, 0, "/etc/ssl/certs/ca-certificates.crt", RELOAD_RECONNECT },
+	{ "tls", "cert_file", K_FILE, F(cert_file), 0, 0, "", RELOAD_RECONNECT },
+	{ "tls", "key_file", K_FILE, F(key_file), 0, 0, "", RELOAD_RECONNECT },
+	{ "tls", "server_name", K_STR, F(server_name), 0, 0, "", RELOAD_RECONNECT },
+	{ "tls", "insecure", K_BOOL, F(insecure), 0, 0, "false", RELOAD_RECONNECT },
+	{ "keepalive", "ping_interval_s", K_UINT, F(ping_interval_s), 0, 86400, "20", RELOAD_RECONNECT },
+	{ "keepalive", "pong_timeout_s", K_UINT, F(pong_timeout_s), 1, 3600, "10", RELOAD_RECONNECT },
+	{ "backoff", "initial_ms", K_UINT, F(backoff_initial_ms), 1, 3600000, "500", RELOAD_LIVE },
+	{ "backoff", "max_ms", K_UINT, F(backoff_max_ms), 1, 86400000, "60000", RELOAD_LIVE },
+	{ "backoff", "multiplier", K_DOUBLE, F(backoff_multiplier), 1.0, 100.0, "2.0", RELOAD_LIVE },
+	{ "backoff", "jitter", K_DOUBLE, F(backoff_jitter), 0.0, 1.0, "0.5", RELOAD_LIVE },
+	{ "backoff", "reset_after_s", K_UINT, F(backoff_reset_after_s), 0, 86400, "30", RELOAD_LIVE },
+	{ "queue", "max_messages", K_SIZE, F(queue_max_messages), 1, 100000000, "10000", RELOAD_LIVE },
+	{ "queue", "max_bytes", K_SIZE, F(queue_max_bytes), 1, (double)(4ULL << 30), "16777216", RELOAD_LIVE },
+	{ "queue", "overflow", K_OVERFLOW, F(queue_overflow), 0, 0, "drop-oldest", RELOAD_LIVE },
+	{ "queue", "spool_dir", K_STR, F(spool_dir), 0, 0, "", RELOAD_RESTART },
+	{ "bridge", "socket", K_STR, F(bridge_socket), 0, 0, "", RELOAD_RESTART },
+	{ "bridge", "mode", K_MODE, F(bridge_mode), 0, 0, "0660", RELOAD_RESTART },
+	{ "bridge", "framing", K_FRAMING, F(bridge_framing), 0, 0, "lines", RELOAD_RESTART },
+	{ "exec", "command", K_ARGV, F(exec_command), 0, 0, NULL, RELOAD_RESTART },
+	{ "exec", "framing", K_FRAMING, F(exec_framing), 0, 0, "lines", RELOAD_RESTART },
+	{ "control", "socket", K_STR, F(control_socket), 0, 0, "", RELOAD_RESTART },
+	{ "log", "level", K_LEVEL, F(log_level), 0, 0, "info", RELOAD_LIVE },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -607,6 +608,90 @@ void config_free(const struct wst_config *cfg)
 	free(c->headers);
 	free(c->path);
 	free(c);
+}
+
+static bool str_equal(const char *a, const char *b)
+{
+	return !strcmp(a ? a : "", b ? b : "");
+}
+
+static bool strlist_equal(const strlist a, const strlist b)
+{
+	size_t i = 0;
+
+	for (; a && b && a[i] && b[i]; i++)
+		if (strcmp(a[i], b[i]))
+			return false;
+	return (!a || !a[i]) && (!b || !b[i]);
+}
+
+static bool headers_equal(const struct wst_config *a, const struct wst_config *b)
+{
+	if (a->n_headers != b->n_headers)
+		return false;
+	for (size_t i = 0; i < a->n_headers; i++)
+		if (!str_equal(a->headers[i].name, b->headers[i].name) ||
+		    !str_equal(a->headers[i].value, b->headers[i].value) ||
+		    !str_equal(a->headers[i].value_file, b->headers[i].value_file))
+			return false;
+	return true;
+}
+
+static bool key_equal(const struct key *k, const struct wst_config *a, const struct wst_config *b)
+{
+	const void *fa = field((struct wst_config *)a, k), *fb = field((struct wst_config *)b, k);
+
+	switch (k->kind) {
+	case K_STR:
+	case K_FILE:
+	case K_URL:
+		return str_equal(*(char *const *)fa, *(char *const *)fb);
+	case K_URLS:
+	case K_ARGV:
+		return strlist_equal(*(const strlist *)fa, *(const strlist *)fb);
+	case K_HEADERS:
+		return headers_equal(a, b);
+	case K_UINT:
+	case K_MODE:
+		return *(const unsigned *)fa == *(const unsigned *)fb;
+	case K_SIZE:
+		return *(const size_t *)fa == *(const size_t *)fb;
+	case K_DOUBLE:
+		return *(const double *)fa == *(const double *)fb;
+	case K_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	default:
+		return *(const int *)fa == *(const int *)fb;
+	}
+}
+
+void config_diff(const struct wst_config *a, const struct wst_config *b, struct config_change *out)
+{
+	size_t n = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+
+		if (key_equal(k, a, b))
+			continue;
+		if (k->reload == RELOAD_RECONNECT)
+			out->reconnect = true;
+		if (k->reload == RELOAD_RESTART && n < sizeof(out->restart_keys))
+			n += (size_t)snprintf(out->restart_keys + n, sizeof(out->restart_keys) - n,
+					      "%s%s.%s", n ? ", " : "", k->group, k->name);
+	}
+}
+
+size_t config_key_count(void)
+{
+	return NKEYS;
+}
+
+enum config_reload config_key_info(size_t i, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s.%s", keys[i].group, keys[i].name);
+	return keys[i].reload;
 }
 
 size_t config_url_count(const struct wst_config *cfg)

@@ -7,6 +7,14 @@
 
 #define WST_DEFAULT_CONFIG "/etc/wstether/wstether.conf"
 
+/* What a change to a key needs when a reload swaps the config in. */
+enum config_reload {
+	RELOAD_UNSET,	  /* no class yet: a unit test fails on such a key */
+	RELOAD_LIVE,	  /* applied to the running daemon at once */
+	RELOAD_RECONNECT, /* applied by a new connection */
+	RELOAD_RESTART,	  /* needs a restart; a reload warns */
+};
+
 enum framing { FRAMING_LINES, FRAMING_LENGTH_PREFIXED };
 enum overflow { OVERFLOW_DROP_OLDEST, OVERFLOW_REJECT };
 
@@ -78,6 +86,18 @@ struct config_error {
 const struct wst_config *config_load(const char *path, const char *url_override,
 				     struct config_error *err);
 void config_free(const struct wst_config *cfg);
+
+/* What changed from a to b, by the key table's reload classes. */
+struct config_change {
+	bool reconnect; /* a RELOAD_RECONNECT key changed */
+	char
+	    restart_keys[256]; /* "bridge.socket, exec.command": RELOAD_RESTART keys that changed */
+};
+void config_diff(const struct wst_config *a, const struct wst_config *b, struct config_change *out);
+
+/* The key table, for tests: "group.name" into buf, and its reload class. */
+size_t config_key_count(void);
+enum config_reload config_key_info(size_t i, char *buf, size_t len);
 
 /* Number of URLs to rotate through: link.url then link.fallback_urls. */
 size_t config_url_count(const struct wst_config *cfg);

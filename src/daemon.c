@@ -632,57 +632,12 @@ static void sig_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---- reload ---- */
 
-static bool str_differ(const char *a, const char *b)
-{
-	return strcmp(a ? a : "", b ? b : "") != 0;
-}
-
-/* What the link was built from: a change needs a new connection. */
-static bool link_settings_changed(const struct wst_config *a, const struct wst_config *b)
-{
-	size_t n = config_url_count(a);
-
-	if (n != config_url_count(b) || a->n_headers != b->n_headers)
-		return true;
-	for (size_t i = 0; i < n; i++)
-		if (str_differ(config_url(a, i), config_url(b, i)))
-			return true;
-	for (size_t i = 0; i < a->n_headers; i++)
-		if (str_differ(a->headers[i].name, b->headers[i].name) ||
-		    str_differ(a->headers[i].value, b->headers[i].value) ||
-		    str_differ(a->headers[i].value_file, b->headers[i].value_file))
-			return true;
-	return str_differ(a->subprotocol, b->subprotocol) || str_differ(a->origin, b->origin) ||
-	       str_differ(a->ca_file, b->ca_file) || str_differ(a->cert_file, b->cert_file) ||
-	       str_differ(a->key_file, b->key_file) || str_differ(a->server_name, b->server_name) ||
-	       a->insecure != b->insecure || a->connect_timeout_s != b->connect_timeout_s ||
-	       a->max_message_bytes != b->max_message_bytes ||
-	       a->ping_interval_s != b->ping_interval_s || a->pong_timeout_s != b->pong_timeout_s;
-}
-
-/* Local endpoints are set up at start; a reload that moves them needs a restart. */
-static void warn_restart_only(const struct wst_config *a, const struct wst_config *b)
-{
-	bool exec_differs = false;
-
-	for (size_t i = 0; a->exec_command[i] || b->exec_command[i]; i++)
-		if (str_differ(a->exec_command[i], b->exec_command[i])) {
-			exec_differs = true;
-			break;
-		}
-	if (str_differ(a->bridge_socket, b->bridge_socket) || a->bridge_mode != b->bridge_mode ||
-	    a->bridge_framing != b->bridge_framing || str_differ(a->control_socket, b->control_socket) ||
-	    exec_differs || a->exec_framing != b->exec_framing ||
-	    str_differ(a->spool_dir, b->spool_dir))
-		log_msg(LOG_WARNING, "reload: bridge, exec, control and spool settings take effect "
-			"only at the next restart");
-}
-
 static const char *reload(struct daemon *d)
 {
 	struct config_error err;
 	const struct wst_config *n;
 	struct log_ctx lc = { .url = cur_url(d), .event = "reload" };
+	struct config_change ch;
 
 	notify_reloading();
 	n = config_load(d->opts.config_path, d->opts.url_override, &err);
@@ -700,11 +655,14 @@ static const char *reload(struct daemon *d)
 	d->config_error[0] = '\0';
 	if (!d->opts.log_level_forced)
 		log_set_level(n->log_level);
-	warn_restart_only(d->cfg, n);
+	config_diff(d->cfg, n, &ch);
+	if (*ch.restart_keys)
+		log_msg(LOG_WARNING, "reload: %s take effect only at the next restart",
+			ch.restart_keys);
 	d->q.max_messages = n->queue_max_messages;
 	d->q.max_bytes = n->queue_max_bytes;
 	d->q.overflow = n->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT : QUEUE_DROP_OLDEST;
-	if (link_settings_changed(d->cfg, n)) {
+	if (ch.reconnect) {
 		d->url_idx = 0;
 		if (link_active(d->link)) {
 			d->reconnect_pending = true;

@@ -222,6 +222,108 @@ static void reports_a_missing_file(void **state)
 			    "/nonexistent/wstether.conf: cannot open config file: No such file or directory");
 }
 
+static void every_key_has_a_reload_class(void **state)
+{
+	char name[64];
+
+	for (size_t i = 0; i < config_key_count(); i++)
+		if (config_key_info(i, name, sizeof(name)) == RELOAD_UNSET)
+			fail_msg("config key %s has no reload class: say whether a change to it "
+				 "is live, needs a reconnect or a restart",
+				 name);
+}
+
+/* A value other than the default for each key, so a change to it can be seen. */
+static const struct {
+	const char *key, *value;
+} changed[] = {
+    {"link.url", "\"ws://other:2/\""},
+    {"link.fallback_urls", "[ \"ws://b:1/\" ]"},
+    {"link.subprotocol", "\"v2\""},
+    {"link.origin", "\"https://o\""},
+    {"link.headers", "( { name = \"X-A\"; value = \"1\"; } )"},
+    {"link.connect_timeout_s", "7"},
+    {"link.max_message_bytes", "4096"},
+    {"link.drain_timeout_s", "9"},
+    {"tls.ca_file", "\"/x/ca.crt\""},
+    {"tls.cert_file", "\"/x/c.crt\"; key_file = \"/x/c.key\""},
+    {"tls.key_file", "\"/x/c.key\"; cert_file = \"/x/c.crt\""},
+    {"tls.server_name", "\"name\""},
+    {"tls.insecure", "true"},
+    {"keepalive.ping_interval_s", "3"},
+    {"keepalive.pong_timeout_s", "3"},
+    {"backoff.initial_ms", "7"},
+    {"backoff.max_ms", "70000"},
+    {"backoff.multiplier", "3.0"},
+    {"backoff.jitter", "0.1"},
+    {"backoff.reset_after_s", "5"},
+    {"queue.max_messages", "5"},
+    {"queue.max_bytes", "99999999"},
+    {"queue.overflow", "\"reject\""},
+    {"queue.spool_dir", "\"/x/spool\""},
+    {"bridge.socket", "\"/x/b.sock\""},
+    {"bridge.mode", "\"0600\""},
+    {"bridge.framing", "\"length-prefixed\""},
+    {"exec.command", "[ \"/bin/cat\" ]"},
+    {"exec.framing", "\"length-prefixed\""},
+    {"control.socket", "\"/x/c.ctl\""},
+    {"log.level", "\"debug\""},
+};
+
+static const struct wst_config *load_with(const char *key, const char *value)
+{
+	char text[512], group[32];
+	const char *dot = strchr(key, '.');
+	struct config_error err;
+	const struct wst_config *c;
+
+	snprintf(group, sizeof(group), "%.*s", (int)(dot - key), key);
+	if (!strcmp(key, "link.url"))
+		snprintf(text, sizeof(text), "link = { url = %s; };\n", value);
+	else if (!strcmp(group, "link"))
+		snprintf(text, sizeof(text), "link = { url = \"ws://a:1/\"; %s = %s; };\n", dot + 1,
+			 value);
+	else
+		snprintf(text, sizeof(text),
+			 "link = { url = \"ws://a:1/\"; };\n%s = { %s = %s; };\n", group, dot + 1,
+			 value);
+	write_conf(text);
+	c = config_load(path, NULL, &err);
+	if (!c)
+		fail_msg("%s = %s: %s", key, value, err.msg);
+	return c;
+}
+
+static void reload_classes_follow_the_key_table(void **state)
+{
+	const struct wst_config *base;
+	char name[64];
+
+	write_conf("link = { url = \"ws://a:1/\"; };\n");
+	base = config_load(path, NULL, &(struct config_error){0});
+	assert_non_null(base);
+	for (size_t i = 0; i < config_key_count(); i++) {
+		enum config_reload r = config_key_info(i, name, sizeof(name));
+		const struct wst_config *c = NULL;
+		struct config_change ch;
+
+		for (size_t j = 0; j < sizeof(changed) / sizeof(changed[0]); j++)
+			if (!strcmp(changed[j].key, name))
+				c = load_with(name, changed[j].value);
+		if (!c)
+			fail_msg("no changed value for config key %s in this test", name);
+		config_diff(base, c, &ch);
+		assert_int_equal(ch.reconnect, r == RELOAD_RECONNECT);
+		if ((r == RELOAD_RESTART) != (strstr(ch.restart_keys, name) != NULL))
+			fail_msg("%s: restart keys '%s'", name, ch.restart_keys);
+		config_diff(c, c, &ch);
+		assert_false(ch.reconnect);
+		assert_string_equal(ch.restart_keys, "");
+		config_free(c);
+	}
+	config_free(base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -235,6 +337,8 @@ int main(void)
 		cmocka_unit_test_teardown(loads_lists_headers_and_enums, teardown),
 		cmocka_unit_test_teardown(reports_bad_lists_headers_and_pairs, teardown),
 		cmocka_unit_test(reports_a_missing_file),
+		cmocka_unit_test(every_key_has_a_reload_class),
+		cmocka_unit_test_teardown(reload_classes_follow_the_key_table, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
