@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "peer.h"
+#include "sock.h"
 
 /*
  * Per client: this much unread output and the client is dropped at once.
@@ -38,67 +39,6 @@ struct bridge {
 	unsigned long long seq, unframable, dropped;
 	bool input_stopped;
 };
-
-int unix_listen(const char *path, unsigned mode, char *err, size_t errlen)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "%s: socket path too long (max %zu bytes)", path,
-			 sizeof(sa.sun_path) - 1);
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: socket: %s", path, strerror(errno));
-		return -1;
-	}
-	if (lstat(path, &st) == 0) {
-		int probe;
-
-		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "%s: exists and is not a socket: remove it or choose "
-				 "another path", path);
-			goto fail;
-		}
-		/* a socket someone answers on is another instance; one nobody does is stale */
-		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(probe);
-			snprintf(err, errlen, "%s: another wstether is listening there", path);
-			goto fail;
-		}
-		if (probe >= 0)
-			close(probe);
-		if (unlink(path) < 0) {
-			snprintf(err, errlen, "%s: cannot remove stale socket: %s", path,
-				 strerror(errno));
-			goto fail;
-		}
-		log_msg(LOG_INFO, "%s: replaced a stale socket", path);
-	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		snprintf(err, errlen, "%s: bind: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (chmod(path, mode) < 0) {
-		snprintf(err, errlen, "%s: chmod %04o: %s", path, mode, strerror(errno));
-		unlink(path);
-		goto fail;
-	}
-	if (listen(fd, 64) < 0) {
-		snprintf(err, errlen, "%s: listen: %s", path, strerror(errno));
-		unlink(path);
-		goto fail;
-	}
-	return fd;
-fail:
-	close(fd);
-	return -1;
-}
 
 static void remove_client(struct bridge *b, struct peer *p)
 {

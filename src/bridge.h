@@ -35,7 +35,4 @@ void bridge_drop_stalled(struct bridge *b, double stall_s);
 unsigned long long bridge_unframable(const struct bridge *b);
 unsigned long long bridge_dropped_clients(const struct bridge *b);
 
-/* Shared with the control socket: listen on a Unix path, replacing a stale socket. */
-int unix_listen(const char *path, unsigned mode, char *err, size_t errlen);
-
 #endif

@@ -361,13 +361,56 @@ static int set_headers(const struct ctx *x, struct wst_config *c, const config_s
 	return 0;
 }
 
+static int set_string(const struct ctx *x, const struct key *k, void *f, const char *name,
+		      int line, const char *str)
+{
+	const char *ewhy = NULL;
+	char why[256];
+
+	switch (k->kind) {
+	case K_LEVEL:
+	case K_FRAMING:
+	case K_OVERFLOW: {
+		int e = parse_enum(k->kind, str);
+
+		if (e < 0)
+			return set_error(x->err, 78, "%s:%d: %s: unknown value '%s' (%s)", x->path,
+					 line, name, str, enum_hint(k->kind));
+		*(int *)f = e;
+		return 0;
+	}
+	case K_MODE: {
+		int m = parse_mode(str);
+
+		if (m < 0)
+			return set_error(x->err, 78, "%s:%d: %s: '%s' is not an octal mode like \"0660\"",
+					 x->path, line, name, str);
+		*(unsigned *)f = (unsigned)m;
+		return 0;
+	}
+	case K_URL:
+		if (check_url(str, why, sizeof(why)) < 0)
+			return set_error(x->err, 78, "%s:%d: %s: invalid URL '%s': %s", x->path, line,
+					 name, str, why);
+		break;
+	default:
+		break;
+	}
+	free(*(char **)f);
+	*(char **)f = k->kind == K_FILE ? expand_file(str, &ewhy) : strdup(str);
+	if (!*(char **)f)
+		return ewhy ? set_error(x->err, 78, "%s:%d: %s: '%s' %s", x->path, line, name, str,
+					ewhy)
+			    : set_error(x->err, 1, "out of memory");
+	return 0;
+}
+
 static int set_from(const struct ctx *x, struct wst_config *c, const struct key *k,
 		    const config_setting_t *s)
 {
 	int line = (int)config_setting_source_line(s), t = config_setting_type(s);
 	void *f = field(c, k);
-	char name[64], why[256];
-	const char *str, *ewhy = NULL;
+	char name[64];
 	double v;
 
 	snprintf(name, sizeof(name), "%s.%s", k->group, k->name);
@@ -400,44 +443,7 @@ static int set_from(const struct ctx *x, struct wst_config *c, const struct key 
 		/* every other kind is a string */
 		if (t != CONFIG_TYPE_STRING)
 			return type_error(x, s, name, "a string");
-		str = config_setting_get_string(s);
-		switch (k->kind) {
-		case K_LEVEL:
-		case K_FRAMING:
-		case K_OVERFLOW: {
-			int e = parse_enum(k->kind, str);
-
-			if (e < 0)
-				return set_error(x->err, 78, "%s:%d: %s: unknown value '%s' (%s)",
-						 x->path, line, name, str, enum_hint(k->kind));
-			*(int *)f = e;
-			return 0;
-		}
-		case K_MODE: {
-			int m = parse_mode(str);
-
-			if (m < 0)
-				return set_error(x->err, 78,
-						 "%s:%d: %s: '%s' is not an octal mode like \"0660\"",
-						 x->path, line, name, str);
-			*(unsigned *)f = (unsigned)m;
-			return 0;
-		}
-		case K_URL:
-			if (check_url(str, why, sizeof(why)) < 0)
-				return set_error(x->err, 78, "%s:%d: %s: invalid URL '%s': %s",
-						 x->path, line, name, str, why);
-			break;
-		default:
-			break;
-		}
-		free(*(char **)f);
-		*(char **)f = k->kind == K_FILE ? expand_file(str, &ewhy) : strdup(str);
-		if (!*(char **)f)
-			return ewhy ? set_error(x->err, 78, "%s:%d: %s: '%s' %s", x->path, line,
-						name, str, ewhy)
-				    : set_error(x->err, 1, "out of memory");
-		return 0;
+		return set_string(x, k, f, name, line, config_setting_get_string(s));
 	}
 	if (v < k->min || v > k->max)
 		return set_error(x->err, 78, "%s:%d: %s: %g is out of range (%g to %g)", x->path,

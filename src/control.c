@@ -6,18 +6,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <ev.h>
+#include <json-c/json.h>
 
-#include "bridge.h"
 #include "framing.h"
-#include "json.h"
 #include "log.h"
+#include "sock.h"
+#include "status.h"
 
 #define MAX_CLIENTS 64
 #define OUT_LIMIT (1024 * 1024)
+#define OOM_ANSWER "{\"ok\":false,\"error\":\"internal: answer could not be built\"}"
 
 struct client {
 	struct control *c;
@@ -37,39 +40,163 @@ struct control {
 	ev_io lw;
 	struct client *clients[MAX_CLIENTS];
 	size_t n;
-	struct json j;
 };
 
-static void answer_error(struct json *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void answer_error(struct json *j, const char *fmt, ...)
+/* Server and local text may be any bytes: each invalid UTF-8 sequence becomes U+FFFD. */
+static json_object *jstr(const char *s, size_t len)
 {
+	char *buf, *o;
+	json_object *v;
+
+	if (!s)
+		return NULL;
+	if (framing_utf8_valid(s, len))
+		return json_object_new_string_len(s, (int)len);
+	buf = malloc(len * 3 + 1);
+	if (!buf)
+		return NULL;
+	o = buf;
+	for (size_t i = 0; i < len;) {
+		size_t n = 1;
+
+		while (n <= 4 && i + n <= len && !framing_utf8_valid(s + i, n))
+			n++;
+		if (n <= 4 && i + n <= len) {
+			memcpy(o, s + i, n);
+			o += n;
+			i += n;
+		} else {
+			memcpy(o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		}
+	}
+	v = json_object_new_string_len(buf, (int)(o - buf));
+	free(buf);
+	return v;
+}
+
+static void put_str(json_object *o, const char *key, const char *s)
+{
+	json_object_object_add(o, key, s && *s ? jstr(s, strlen(s)) : NULL);
+}
+
+static void put_u(json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_uint64(v));
+}
+
+static json_object *answer_new(bool ok)
+{
+	json_object *o = json_object_new_object();
+
+	if (o)
+		json_object_object_add(o, "ok", json_object_new_boolean(ok));
+	return o;
+}
+
+static json_object *answer_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static json_object *answer_error(const char *fmt, ...)
+{
+	json_object *o = answer_new(false);
 	char msg[256];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	json_reset(j);
-	json_obj_begin(j);
-	json_key(j, "ok");
-	json_bool(j, false);
-	json_key(j, "error");
-	json_str(j, msg);
-	json_obj_end(j);
+	if (o)
+		json_object_object_add(o, "error", jstr(msg, strlen(msg)));
+	return o;
 }
 
-static void answer(struct json *j, const char *err)
+static json_object *answer(const char *err)
 {
-	if (err) {
-		answer_error(j, "%s", err);
-		return;
+	return err ? answer_error("%s", err) : answer_new(true);
+}
+
+static void iso_time(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+}
+
+static json_object *status_queue(const struct wst_status *st)
+{
+	json_object *q = json_object_new_object();
+
+	put_u(q, "messages", st->queue_messages);
+	put_u(q, "bytes", st->queue_bytes);
+	put_u(q, "dropped", st->dropped);
+	put_u(q, "dropped_bytes", st->dropped_bytes);
+	put_u(q, "max_messages", st->queue_max_messages);
+	put_u(q, "max_bytes", st->queue_max_bytes);
+	put_str(q, "overflow", st->reject_overflow ? "reject" : "drop-oldest");
+	return q;
+}
+
+static json_object *status_drops(const struct wst_status *st)
+{
+	json_object *d = json_object_new_object();
+
+	put_u(d, "queue_overflow", st->dropped);
+	put_u(d, "rejected", st->rejected);
+	put_u(d, "unframable", st->unframable);
+	put_u(d, "bridge_clients_dropped", st->bridge_clients_dropped);
+	return d;
+}
+
+static json_object *status_link(const struct wst_status *st, json_object *o)
+{
+	char ts[32];
+
+	put_str(o, "state", st->state);
+	put_str(o, "url", st->url);
+	if (st->connected_since)
+		iso_time(st->connected_since, ts, sizeof(ts));
+	put_str(o, "connected_since", st->connected_since ? ts : NULL);
+	put_u(o, "attempts", st->attempts);
+	put_u(o, "reconnects", st->reconnects);
+	json_object_object_add(o, "next_retry_ms", st->next_retry_ms < 0 ? NULL
+					: json_object_new_uint64((uint64_t)st->next_retry_ms));
+	put_u(o, "sent", st->sent);
+	put_u(o, "received", st->received);
+	put_u(o, "resent", st->resent);
+	return o;
+}
+
+/* The status document: one place, built from the daemon's snapshot. */
+static json_object *status_answer(const struct control_ops *ops)
+{
+	struct wst_status st = { .next_retry_ms = -1 };
+	json_object *o = answer_new(true), *x;
+
+	if (!o)
+		return NULL;
+	ops->snapshot(ops->ud, &st);
+	status_link(&st, o);
+	json_object_object_add(o, "queue", status_queue(&st));
+	json_object_object_add(o, "drops", status_drops(&st));
+	put_str(o, "last_error", st.last_error);
+	x = NULL;
+	if (st.last_close_code) {
+		x = json_object_new_object();
+		json_object_object_add(x, "code", json_object_new_int(st.last_close_code));
+		json_object_object_add(x, "reason", jstr(st.last_close_reason ? st.last_close_reason : "",
+						       st.last_close_reason ? strlen(st.last_close_reason) : 0));
 	}
-	json_reset(j);
-	json_obj_begin(j);
-	json_key(j, "ok");
-	json_bool(j, true);
-	json_obj_end(j);
+	json_object_object_add(o, "last_close", x);
+	x = json_object_new_object();
+	put_str(x, "cert_not_after", st.cert_not_after);
+	json_object_object_add(x, "insecure", json_object_new_boolean(st.insecure));
+	json_object_object_add(o, "tls", x);
+	put_u(o, "bridge_clients", st.bridge_clients);
+	json_object_object_add(o, "exec_pid", json_object_new_int(st.exec_pid));
+	put_u(o, "exec_restarts", st.exec_restarts);
+	put_str(o, "config_error", st.config_error);
+	return o;
 }
 
 /* Codes an endpoint may send (RFC 6455 7.4): not 1004-1006 or 1015. */
@@ -84,10 +211,31 @@ static bool is(const char *verb, size_t vlen, const char *name)
 	return vlen == strlen(name) && !memcmp(verb, name, vlen);
 }
 
-void control_handle(const struct control_ops *ops, const char *line, size_t len, struct json *j)
+static json_object *handle_close(const struct control_ops *ops, const char *args, size_t alen)
+{
+	char buf[160], *end;
+	long code;
+
+	if (alen >= sizeof(buf))
+		return answer_error("usage: close CODE [REASON] (REASON at most 123 bytes)");
+	memcpy(buf, args, alen);
+	buf[alen] = '\0';
+	code = strtol(buf, &end, 10);
+	if (end == buf || (*end && *end != ' ') || !valid_close_code(code))
+		return answer_error("close: invalid code '%.*s' (use 1000, 1001-1003, 1007-1014 or "
+				    "3000-4999)", (int)strcspn(buf, " "), buf);
+	if (*end == ' ')
+		end++;
+	if (strlen(end) > 123 || !framing_utf8_valid(end, strlen(end)))
+		return answer_error("close: REASON must be valid UTF-8 of at most 123 bytes");
+	return answer(ops->close(ops->ud, (int)code, end));
+}
+
+static json_object *handle(const struct control_ops *ops, const char *line, size_t len)
 {
 	const char *sp, *args;
 	size_t vlen, alen;
+	json_object *o;
 
 	while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
 		len--;
@@ -97,81 +245,47 @@ void control_handle(const struct control_ops *ops, const char *line, size_t len,
 	alen = sp ? len - vlen - 1 : 0;
 
 	if (is(line, vlen, "send")) {
-		if (!sp) {
-			answer_error(j, "usage: send TEXT");
-			return;
-		}
-		if (!framing_utf8_valid(args, alen)) {
-			answer_error(j, "send: TEXT is not valid UTF-8");
-			return;
-		}
-		answer(j, ops->send(ops->ud, args, alen));
-		return;
+		if (!sp)
+			return answer_error("usage: send TEXT");
+		if (!framing_utf8_valid(args, alen))
+			return answer_error("send: TEXT is not valid UTF-8");
+		return answer(ops->send(ops->ud, args, alen));
 	}
 	if (is(line, vlen, "close")) {
-		char buf[160], *end;
-		long code;
+		if (!sp)
+			return answer_error("usage: close CODE [REASON] (REASON at most 123 bytes)");
+		return handle_close(ops, args, alen);
+	}
+	if (sp && alen)
+		return answer_error("'%.*s' takes no arguments", (int)(vlen > 32 ? 32 : vlen), line);
+	if (is(line, vlen, "status"))
+		return status_answer(ops);
+	if (is(line, vlen, "reconnect"))
+		return answer(ops->reconnect(ops->ud));
+	if (is(line, vlen, "pause"))
+		return answer(ops->pause(ops->ud));
+	if (is(line, vlen, "resume"))
+		return answer(ops->resume(ops->ud));
+	if (is(line, vlen, "reload"))
+		return answer(ops->reload(ops->ud));
+	o = answer_error("unknown command (use status, send, reconnect, close, pause, resume, "
+			 "reload)");
+	/* the verb may be any bytes: jstr makes them valid UTF-8, json-c escapes the rest */
+	if (o)
+		json_object_object_add(o, "command", jstr(line, vlen > 64 ? 64 : vlen));
+	return o;
+}
 
-		if (!sp || alen >= sizeof(buf)) {
-			answer_error(j, "usage: close CODE [REASON] (REASON at most 123 bytes)");
-			return;
-		}
-		memcpy(buf, args, alen);
-		buf[alen] = '\0';
-		code = strtol(buf, &end, 10);
-		if (end == buf || (*end && *end != ' ') || !valid_close_code(code)) {
-			answer_error(j, "close: invalid code '%.*s' (use 1000, 1001-1003, 1007-1014 or "
-				     "3000-4999)", (int)strcspn(buf, " "), buf);
-			return;
-		}
-		if (*end == ' ')
-			end++;
-		if (strlen(end) > 123 || !framing_utf8_valid(end, strlen(end))) {
-			answer_error(j, "close: REASON must be valid UTF-8 of at most 123 bytes");
-			return;
-		}
-		answer(j, ops->close(ops->ud, (int)code, end));
-		return;
-	}
-	if (sp && alen) {
-		answer_error(j, "'%.*s' takes no arguments", (int)(vlen > 32 ? 32 : vlen), line);
-		return;
-	}
-	if (is(line, vlen, "status")) {
-		json_reset(j);
-		json_obj_begin(j);
-		json_key(j, "ok");
-		json_bool(j, true);
-		ops->status(ops->ud, j);
-		json_obj_end(j);
-		return;
-	}
-	if (is(line, vlen, "reconnect")) {
-		answer(j, ops->reconnect(ops->ud));
-		return;
-	}
-	if (is(line, vlen, "pause")) {
-		answer(j, ops->pause(ops->ud));
-		return;
-	}
-	if (is(line, vlen, "resume")) {
-		answer(j, ops->resume(ops->ud));
-		return;
-	}
-	if (is(line, vlen, "reload")) {
-		answer(j, ops->reload(ops->ud));
-		return;
-	}
-	/* the verb may be any bytes: json_strn escapes them */
-	json_reset(j);
-	json_obj_begin(j);
-	json_key(j, "ok");
-	json_bool(j, false);
-	json_key(j, "error");
-	json_str(j, "unknown command (use status, send, reconnect, close, pause, resume, reload)");
-	json_key(j, "command");
-	json_strn(j, line, vlen > 64 ? 64 : vlen);
-	json_obj_end(j);
+char *control_handle(const struct control_ops *ops, const char *line, size_t len, size_t *olen)
+{
+	json_object *o = handle(ops, line, len);
+	const char *s = o ? json_object_to_json_string_length(
+				    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, olen)
+			  : NULL;
+	char *out = s ? strdup(s) : NULL;
+
+	json_object_put(o);
+	return out;
 }
 
 static void client_free(struct client *cl)
@@ -261,19 +375,20 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	cl->in_len += (size_t)n;
 	for (;;) {
 		char *nl = memchr(cl->in + pos, '\n', cl->in_len - pos);
-		const char *out;
-		size_t olen;
+		char *out;
+		size_t olen = 0;
+		bool ok;
 
 		if (!nl)
 			break;
-		control_handle(&c->ops, cl->in + pos, (size_t)(nl - (cl->in + pos)), &c->j);
-		out = json_result(&c->j, &olen);
-		if (!out) {
-			out = "{\"ok\":false,\"error\":\"internal: answer could not be built\"}";
-			olen = strlen(out);
-		}
+		out = control_handle(&c->ops, cl->in + pos, (size_t)(nl - (cl->in + pos)), &olen);
 		pos = (size_t)(nl - cl->in) + 1;
-		if (!reply(cl, out, olen))
+		if (out)
+			ok = reply(cl, out, olen);
+		else
+			ok = reply(cl, OOM_ANSWER, strlen(OOM_ANSWER));
+		free(out);
+		if (!ok)
 			return;
 	}
 	memmove(cl->in, cl->in + pos, cl->in_len - pos);
@@ -346,7 +461,6 @@ struct control *control_create(struct ev_loop *loop, const char *path, unsigned 
 	c->ops = *ops;
 	c->max_line = max_line;
 	snprintf(c->path, sizeof(c->path), "%s", path);
-	json_init(&c->j);
 	ev_io_init(&c->lw, accept_cb, c->fd, EV_READ);
 	c->lw.data = c;
 	ev_io_start(loop, &c->lw);
@@ -363,6 +477,5 @@ void control_destroy(struct control *c)
 		log_errno(LOG_WARNING, "%s: unlink", c->path);
 	while (c->n)
 		client_free(c->clients[c->n - 1]);
-	json_finish(&c->j);
 	free(c);
 }

@@ -4,7 +4,7 @@
 #include <stddef.h>
 
 struct ev_loop;
-struct json;
+struct wst_status;
 struct control;
 
 /*
@@ -14,8 +14,8 @@ struct control;
  */
 struct control_ops {
 	void *ud;
-	/* Write the status fields into the open object j (after "ok":true). */
-	void (*status)(void *ud, struct json *j);
+	/* Fill the snapshot the status document is built from. */
+	void (*snapshot)(void *ud, struct wst_status *st);
 	/* Each returns NULL on success, or the error text for the client. */
 	const char *(*send)(void *ud, const char *text, size_t len);
 	const char *(*reconnect)(void *ud);
@@ -31,10 +31,10 @@ struct control *control_create(struct ev_loop *loop, const char *path, unsigned 
 void control_destroy(struct control *c);
 
 /*
- * Parse and run one request line; the answer goes into j. Separate from the
- * socket so unit tests reach it.
+ * Parse and run one request line; returns the answer line without its '\n'
+ * (length in *olen), to free(), or NULL when out of memory. Separate from
+ * the socket so unit tests and the fuzzer reach it.
  */
-void control_handle(const struct control_ops *ops, const char *line, size_t len,
-		    struct json *j);
+char *control_handle(const struct control_ops *ops, const char *line, size_t len, size_t *olen);
 
 #endif

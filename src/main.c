@@ -28,7 +28,9 @@ static void usage(FILE *f)
 		"1 other fatal error. See wstether(8) and wstether.conf(5).\n");
 }
 
-int main(int argc, char **argv)
+/* Parse the command line into opts; -1: exit with *rc now. */
+static int parse_args(int argc, char **argv, struct daemon_opts *opts, bool *check, int *level,
+		      int *rc)
 {
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -40,56 +42,65 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct daemon_opts opts = { 0 };
-	const struct wst_config *cfg;
-	struct config_error err;
-	bool check = false;
-	int level = LOG_INFO, c;
+	int c;
 
+	*rc = 0;
 	while ((c = getopt_long(argc, argv, "c:u:tl:Vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			opts.config_path = optarg;
+			opts->config_path = optarg;
 			break;
 		case 'u':
-			opts.url_override = optarg;
+			opts->url_override = optarg;
 			break;
 		case 's':
-			opts.use_stdio = true;
+			opts->use_stdio = true;
 			break;
 		case 't':
-			check = true;
+			*check = true;
 			break;
 		case 'l':
-			level = log_level_parse(optarg);
-			if (level < 0) {
+			*level = log_level_parse(optarg);
+			if (*level < 0) {
 				fprintf(stderr,
 					"wstether: --log-level '%s': use error, warning, notice, "
 					"info or debug\n",
 					optarg);
-				return EX_USAGE;
+				return *rc = EX_USAGE, -1;
 			}
-			opts.log_level_forced = true;
+			opts->log_level_forced = true;
 			break;
 		case 'V':
 			printf("wstether %s\n", WST_VERSION);
-			return 0;
+			return -1;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return -1;
 		default:
 			usage(stderr);
-			return EX_USAGE;
+			return *rc = EX_USAGE, -1;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "wstether: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
-		return EX_USAGE;
+		return *rc = EX_USAGE, -1;
 	}
-	if (!opts.config_path && !opts.url_override)
-		opts.config_path = WST_DEFAULT_CONFIG;
+	if (!opts->config_path && !opts->url_override)
+		opts->config_path = WST_DEFAULT_CONFIG;
+	return 0;
+}
 
+int main(int argc, char **argv)
+{
+	struct daemon_opts opts = { 0 };
+	const struct wst_config *cfg;
+	struct config_error err;
+	bool check = false;
+	int level = LOG_INFO, rc;
+
+	if (parse_args(argc, argv, &opts, &check, &level, &rc) < 0)
+		return rc;
 	log_init(level);
 	cfg = config_load(opts.config_path, opts.url_override, &err);
 	if (!cfg) {

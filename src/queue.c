@@ -67,10 +67,10 @@ static int grow(struct queue *q)
 	return 0;
 }
 
+static int append(struct queue *q, uint64_t seq, const void *data, size_t len, bool binary);
+
 int queue_push(struct queue *q, const void *data, size_t len, bool binary)
 {
-	struct qmsg *m;
-
 	if (len > q->max_bytes || len > UINT32_MAX) {
 		q->rejected++;
 		return -1;
@@ -86,16 +86,40 @@ int queue_push(struct queue *q, const void *data, size_t len, bool binary)
 			drop_head(q);
 		}
 	}
-	if (q->count == q->cap && grow(q) < 0) {
+	if (append(q, q->next_seq, data, len, binary) < 0) {
 		q->rejected++;
 		return -1;
 	}
+	q->next_seq++;
+	return 0;
+}
+
+int queue_restore(struct queue *q, uint64_t seq, const void *data, size_t len, bool binary)
+{
+	if (len > UINT32_MAX || append(q, seq, data, len, binary) < 0)
+		return -1;
+	q->next_seq = seq + 1;
+	return 0;
+}
+
+void queue_set_limits(struct queue *q, size_t max_messages, size_t max_bytes,
+		      enum queue_overflow overflow)
+{
+	q->max_messages = max_messages;
+	q->max_bytes = max_bytes;
+	q->overflow = overflow;
+}
+
+static int append(struct queue *q, uint64_t seq, const void *data, size_t len, bool binary)
+{
+	struct qmsg *m;
+
+	if (q->count == q->cap && grow(q) < 0)
+		return -1;
 	m = malloc(sizeof(*m) + q->headroom + len + 1);
-	if (!m) {
-		q->rejected++;
+	if (!m)
 		return -1;
-	}
-	m->seq = q->next_seq++;
+	m->seq = seq;
 	m->len = (uint32_t)len;
 	m->binary = binary;
 	memcpy(qmsg_data(q, m), data, len);

@@ -48,6 +48,15 @@ bool queue_has_room(const struct queue *q, size_t len);
  */
 int queue_push(struct queue *q, const void *data, size_t len, bool binary);
 
+/*
+ * Put back a message read from the spool with its own seq, whatever the
+ * limits: they may have shrunk since it was spooled, and it must not be lost.
+ */
+int queue_restore(struct queue *q, uint64_t seq, const void *data, size_t len, bool binary);
+/* A reload's new limits; messages already queued stay. */
+void queue_set_limits(struct queue *q, size_t max_messages, size_t max_bytes,
+		      enum queue_overflow overflow);
+
 /* The next message not yet written, or NULL. */
 struct qmsg *queue_peek_unsent(const struct queue *q);
 void queue_mark_sent(struct queue *q);

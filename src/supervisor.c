@@ -1,38 +1,161 @@
 #include "supervisor.h"
 
-void sup_init(struct supervisor *s, const struct sup_params *p, uint64_t seed)
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+
+/*
+ * Repeats of one failure (a server down for hours, one that accepts and
+ * drops) are logged from a bucket of REPEAT_BURST lines that refills at one
+ * line a second; the lines in between go to debug and are counted.
+ */
+#define REPEAT_BURST 10.0
+#define REPEAT_PER_S 1.0
+
+static void verdict_init(struct sup_verdict *v)
 {
-	*s = (struct supervisor){ .state = SUP_IDLE, .p = *p };
+	memset(v, 0, sizeof(*v));
+}
+
+static struct sup_line *add_line(struct sup_verdict *v, int level, const char *event,
+				 unsigned attempt, const char *url, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+static struct sup_line *add_line(struct sup_verdict *v, int level, const char *event,
+				 unsigned attempt, const char *url, const char *fmt, ...)
+{
+	struct sup_line *l = &v->lines[v->n_lines < 2 ? v->n_lines++ : 1];
+	va_list ap;
+
+	*l = (struct sup_line){ .level = level, .event = event, .attempt = attempt, .url = url };
+	va_start(ap, fmt);
+	vsnprintf(l->text, sizeof(l->text), fmt, ap);
+	va_end(ap);
+	return l;
+}
+
+void sup_init(struct supervisor *s, const struct sup_params *p, const char *const *urls,
+	      size_t n_urls, uint64_t seed)
+{
+	*s = (struct supervisor){ .state = SUP_IDLE, .p = *p, .urls = urls, .n_urls = n_urls };
 	backoff_init(&s->bo, p->initial_ms, p->max_ms, p->multiplier, p->jitter, seed);
 }
 
-void sup_attempt(struct supervisor *s)
+void sup_reconfigure(struct supervisor *s, const struct sup_params *p, const char *const *urls,
+		     size_t n_urls, bool reset_url)
 {
-	s->state = SUP_CONNECTING;
-	s->attempts++;
-	s->failures++;
+	s->p = *p;
+	s->bo.initial_ms = p->initial_ms;
+	s->bo.max_ms = p->max_ms;
+	s->bo.multiplier = p->multiplier;
+	s->bo.jitter = p->jitter;
+	s->urls = urls;
+	s->n_urls = n_urls;
+	if (reset_url || s->url_idx >= n_urls)
+		s->url_idx = 0;
 }
 
-uint64_t sup_up(struct supervisor *s, uint64_t now)
+const char *sup_url(const struct supervisor *s)
+{
+	return s->urls[s->url_idx % s->n_urls];
+}
+
+static void connect_verdict(struct supervisor *s, struct sup_verdict *v)
+{
+	const char *url = sup_url(s);
+
+	s->primary = ++s->next_id;
+	s->state = SUP_CONNECTING;
+	s->attempts++;
+	s->tries++;
+	v->act = SUP_DO_CONNECT;
+	v->id = s->primary;
+	v->url = url;
+	add_line(v, LOG_DEBUG, "connecting", s->tries, url, "connecting to %s (attempt %u)", url,
+		 s->tries);
+	snprintf(v->status, sizeof(v->status), "connecting to %s (attempt %u)", url, s->tries);
+}
+
+void sup_start(struct supervisor *s, struct sup_verdict *v)
+{
+	verdict_init(v);
+	connect_verdict(s, v);
+}
+
+void sup_timer(struct supervisor *s, uint64_t now, struct sup_verdict *v)
+{
+	verdict_init(v);
+	if (s->state == SUP_WAITING)
+		connect_verdict(s, v);
+}
+
+static bool repeat_should_log(struct supervisor *s, uint64_t now)
+{
+	s->tokens += (double)(now - s->refill_at) / 1000.0 * REPEAT_PER_S;
+	if (s->tokens > REPEAT_BURST)
+		s->tokens = REPEAT_BURST;
+	s->refill_at = now;
+	if (s->tokens >= 1.0) {
+		s->tokens -= 1.0;
+		return true;
+	}
+	s->suppressed++;
+	return false;
+}
+
+static void up_standby(struct supervisor *s, uint64_t now, struct sup_verdict *v)
+{
+	s->retiring = s->primary;
+	s->primary = s->standby;
+	s->standby = 0;
+	s->connected_since = now;
+	s->rotations++;
+	v->act = SUP_DO_CLOSE;
+	v->id = s->retiring;
+	v->close_code = 1000;
+	v->close_reason = "rotated";
+	add_line(v, LOG_NOTICE, "connect", 0, sup_url(s), "rotated to a new link to %s",
+		 sup_url(s));
+}
+
+void sup_up(struct supervisor *s, uint64_t id, uint64_t now, struct sup_verdict *v)
 {
 	uint64_t down = s->down_since && now > s->down_since ? now - s->down_since : 0;
+	const char *url = sup_url(s);
 
+	verdict_init(v);
+	if (id && id == s->standby) {
+		up_standby(s, now, v);
+		return;
+	}
 	if (s->down_since)
 		s->reconnects++;
 	s->state = SUP_CONNECTED;
 	s->connected_since = now;
-	s->failures = 0;
-	return down;
+	/* a link that dropped at once, again and again: no notice for every return */
+	if (s->flapping && s->streak > 1)
+		add_line(v, repeat_should_log(s, now) ? LOG_INFO : LOG_DEBUG, "connect", 0, url,
+			 "connected to %s again after %.1f s down (it dropped %u time(s) in a row)",
+			 url, (double)down / 1000.0, s->streak);
+	else if (down)
+		add_line(v, LOG_NOTICE, "connect", 0, url, "connected to %s after %.1f s down", url,
+			 (double)down / 1000.0);
+	else
+		add_line(v, LOG_NOTICE, "connect", 0, url, "connected to %s", url);
+	snprintf(v->status, sizeof(v->status), "connected to %s", url);
 }
 
-unsigned sup_down(struct supervisor *s, uint64_t now, enum sup_cause cause, unsigned retry_after_s)
+/* The primary ended: note when, and whether it stayed up long enough to earn a fresh start. */
+static bool mark_down(struct supervisor *s, uint64_t now)
 {
-	unsigned d;
+	bool stable = false;
 
 	if (s->state == SUP_CONNECTED) {
-		/* only a link that stayed up earns a fresh backoff: a server
-		 * that accepts and drops at once must not get a storm */
-		if (now - s->connected_since >= (uint64_t)s->p.reset_after_s * 1000) {
+		/* only a stable link earns a fresh backoff: a server that accepts
+		 * and drops at once must not get a storm */
+		stable = now - s->connected_since >= (uint64_t)s->p.reset_after_s * 1000;
+		if (stable) {
 			backoff_reset(&s->bo);
 			s->quick_retry_used = false;
 		}
@@ -40,42 +163,258 @@ unsigned sup_down(struct supervisor *s, uint64_t now, enum sup_cause cause, unsi
 	} else if (!s->down_since) {
 		s->down_since = now;
 	}
+	s->primary = 0;
+	return stable;
+}
 
-	switch (cause) {
-	case SUP_SERVER_RESTART:
+static unsigned next_delay(struct supervisor *s, const struct sup_end *e)
+{
+	uint64_t cap = (uint64_t)s->p.max_ms * 10, ra = (uint64_t)e->retry_after_s * 1000;
+	unsigned d;
+
+	if (e->http_status == 401 || e->http_status == 403)
+		return s->p.max_ms;
+	if (e->http_status == 429 || e->http_status == 503) {
+		d = backoff_next(&s->bo);
+		return ra > d ? (unsigned)(ra > cap ? cap : ra) : d;
+	}
+	if (e->close_code == 1001 || e->close_code == 1012) {
 		/* one fast retry; a server that "restarts" at every connect gets backoff */
 		if (!s->quick_retry_used) {
 			s->quick_retry_used = true;
-			d = s->p.initial_ms;
-		} else {
-			d = backoff_next(&s->bo);
+			return s->p.initial_ms;
 		}
-		break;
-	case SUP_AUTH_REJECTED:
-		d = s->p.max_ms;
-		break;
-	case SUP_RETRY_AFTER: {
-		uint64_t cap = (uint64_t)s->p.max_ms * 10, ra = (uint64_t)retry_after_s * 1000;
-
-		d = backoff_next(&s->bo);
-		if (ra > cap)
-			ra = cap;
-		if (ra > d)
-			d = (unsigned)ra;
-		break;
 	}
-	default:
-		d = backoff_next(&s->bo);
-		break;
-	}
-	s->state = SUP_WAITING;
-	s->next_delay_ms = d;
-	return d;
+	return backoff_next(&s->bo);
 }
 
-void sup_set_state(struct supervisor *s, enum sup_state st)
+/*
+ * The first failure after a good state warns, as does a different failure
+ * (another kind, close code or HTTP status); repeats are info, rate-limited.
+ */
+static int failure_level(struct supervisor *s, const struct sup_end *e, bool stable,
+			 uint64_t now)
 {
-	s->state = st;
+	int sig = e->close_code ? e->close_code : e->http_status, level;
+
+	if (e->by_request) {
+		level = LOG_NOTICE;
+	} else if (stable || e->fail != s->last_fail || sig != s->last_sig) {
+		level = LOG_WARNING;
+		s->streak = 1;
+		s->tokens = REPEAT_BURST;
+		s->refill_at = now;
+		s->suppressed = 0;
+	} else {
+		s->streak++;
+		level = repeat_should_log(s, now) ? LOG_INFO : LOG_DEBUG;
+	}
+	s->last_fail = e->fail;
+	s->last_sig = sig;
+	s->flapping = e->was_up && !stable && !e->by_request;
+	return level;
+}
+
+static void record_end(struct supervisor *s, const struct sup_end *e)
+{
+	if (e->close_code) {
+		s->last_close_code = e->close_code;
+		snprintf(s->last_close_reason, sizeof(s->last_close_reason), "%s",
+			 e->close_reason ? e->close_reason : "");
+	}
+	if (!e->by_request)
+		snprintf(s->last_error, sizeof(s->last_error), "%s", e->msg ? e->msg : "");
+}
+
+static void failure_verdict(struct supervisor *s, uint64_t now, const struct sup_end *e,
+			    struct sup_verdict *v)
+{
+	bool stable = s->state == SUP_CONNECTED && e->was_up &&
+		      now - s->connected_since >= (uint64_t)s->p.reset_after_s * 1000;
+	int level = failure_level(s, e, stable, now);
+	struct sup_line *l;
+	unsigned delay;
+
+	if (stable)
+		s->tries = 0;
+	mark_down(s, now);
+	delay = next_delay(s, e);
+	if (level == LOG_INFO && s->suppressed) {
+		l = add_line(v, level, "disconnect", s->tries, sup_url(s),
+			     "%s (attempt %u; %u similar line(s) not shown)", e->msg, s->tries,
+			     s->suppressed);
+		s->suppressed = 0;
+	} else if (level == LOG_INFO || level == LOG_DEBUG) {
+		l = add_line(v, level, "disconnect", s->tries, sup_url(s), "%s (attempt %u)",
+			     e->msg, s->tries);
+	} else {
+		l = add_line(v, level, "disconnect", s->tries, sup_url(s), "%s", e->msg);
+	}
+	l->close_code = e->close_code;
+	/* after a failure, the next URL of link.fallback_urls, wrapping around */
+	if (!e->by_request)
+		s->url_idx = (s->url_idx + 1) % s->n_urls;
+	add_line(v, level == LOG_DEBUG ? LOG_DEBUG : LOG_INFO, "retry", s->tries + 1, sup_url(s),
+		 "reconnecting to %s in %.1f s (attempt %u)", sup_url(s), delay / 1000.0,
+		 s->tries + 1);
+	snprintf(v->status, sizeof(v->status), "reconnecting in %.1f s (attempt %u): %s",
+		 delay / 1000.0, s->tries + 1, e->msg);
+	s->state = SUP_WAITING;
+	s->retry_at = now + delay;
+	v->act = SUP_DO_WAIT;
+	v->delay_ms = delay;
+}
+
+static bool side_link_down(struct supervisor *s, uint64_t id, const struct sup_end *e,
+			   struct sup_verdict *v)
+{
+	if (id && id == s->retiring) {
+		s->retiring = 0;
+		add_line(v, LOG_DEBUG, "disconnect", 0, sup_url(s), "old link: %s", e->msg);
+		return true;
+	}
+	if (id && id == s->standby) {
+		s->standby = 0;
+		add_line(v, LOG_WARNING, "disconnect", 0, sup_url(s),
+			 "rotation failed, keeping the current link: %s", e->msg);
+		return true;
+	}
+	return false;
+}
+
+void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct sup_end *e,
+	      struct sup_verdict *v)
+{
+	verdict_init(v);
+	if (side_link_down(s, id, e, v))
+		return;
+	record_end(s, e);
+	if (s->state == SUP_STOPPING) {
+		mark_down(s, now);
+		add_line(v, LOG_INFO, "disconnect", s->tries, sup_url(s), "%s", e->msg);
+		return;
+	}
+	if (s->pause_pending) {
+		mark_down(s, now);
+		s->state = SUP_PAUSED;
+		add_line(v, LOG_NOTICE, "disconnect", s->tries, sup_url(s),
+			 "link closed: paused until `wstetherctl resume`")
+			->close_code = e->close_code;
+		snprintf(v->status, sizeof(v->status), "paused");
+		return;
+	}
+	if (s->reconnect_pending) {
+		s->reconnect_pending = false;
+		mark_down(s, now);
+		backoff_reset(&s->bo);
+		add_line(v, LOG_NOTICE, "disconnect", s->tries, sup_url(s), "reconnecting on request")
+			->close_code = e->close_code;
+		connect_verdict(s, v);
+		return;
+	}
+	failure_verdict(s, now, e, v);
+}
+
+static bool link_exists(const struct supervisor *s)
+{
+	return s->state == SUP_CONNECTING || s->state == SUP_CONNECTED;
+}
+
+static void close_primary(struct supervisor *s, const char *reason, struct sup_verdict *v)
+{
+	v->act = SUP_DO_CLOSE;
+	v->id = s->primary;
+	v->close_code = 1000;
+	v->close_reason = reason;
+}
+
+static void req_reconnect(struct supervisor *s, struct sup_verdict *v)
+{
+	if (s->pause_pending || s->state == SUP_PAUSED) {
+		v->refused = "paused: use resume";
+		return;
+	}
+	backoff_reset(&s->bo);
+	if (link_exists(s)) {
+		s->reconnect_pending = true;
+		close_primary(s, "reconnect", v);
+	} else {
+		connect_verdict(s, v);
+	}
+}
+
+static void req_reconfigure(struct supervisor *s, struct sup_verdict *v)
+{
+	if (s->pause_pending || s->state == SUP_PAUSED)
+		return;
+	if (link_exists(s)) {
+		s->reconnect_pending = true;
+		close_primary(s, "reconfigured", v);
+	} else if (s->state == SUP_WAITING) {
+		/* the new settings may work at once */
+		connect_verdict(s, v);
+	}
+}
+
+static void req_pause(struct supervisor *s, struct sup_verdict *v)
+{
+	if (s->pause_pending || s->state == SUP_PAUSED)
+		return;
+	s->pause_pending = true;
+	add_line(v, LOG_NOTICE, NULL, 0, NULL, "pausing the link on request");
+	if (link_exists(s)) {
+		close_primary(s, "paused", v);
+	} else {
+		s->state = SUP_PAUSED;
+		snprintf(v->status, sizeof(v->status), "paused");
+	}
+}
+
+static void req_resume(struct supervisor *s, struct sup_verdict *v)
+{
+	if (!s->pause_pending && s->state != SUP_PAUSED)
+		return;
+	s->pause_pending = false;
+	add_line(v, LOG_NOTICE, NULL, 0, NULL, "resuming the link on request");
+	if (!link_exists(s))
+		connect_verdict(s, v);
+}
+
+void sup_request(struct supervisor *s, enum sup_request r, uint64_t now, struct sup_verdict *v)
+{
+	verdict_init(v);
+	if (s->state == SUP_STOPPING && r != SUP_REQ_STOP) {
+		v->refused = "stopping";
+		return;
+	}
+	switch (r) {
+	case SUP_REQ_RECONNECT:
+		req_reconnect(s, v);
+		break;
+	case SUP_REQ_RECONFIGURE:
+		req_reconfigure(s, v);
+		break;
+	case SUP_REQ_ROTATE:
+		if (s->state != SUP_CONNECTED || s->standby) {
+			v->refused = s->standby ? "a rotation is under way" : "not connected";
+			break;
+		}
+		s->standby = ++s->next_id;
+		s->attempts++;
+		v->act = SUP_DO_CONNECT;
+		v->id = s->standby;
+		v->url = sup_url(s);
+		break;
+	case SUP_REQ_PAUSE:
+		req_pause(s, v);
+		break;
+	case SUP_REQ_RESUME:
+		req_resume(s, v);
+		break;
+	case SUP_REQ_STOP:
+		s->state = SUP_STOPPING;
+		break;
+	}
 }
 
 const char *sup_state_name(enum sup_state st)
@@ -84,4 +423,11 @@ const char *sup_state_name(enum sup_state st)
 					 "stopping" };
 
 	return st <= SUP_STOPPING ? n[st] : "unknown";
+}
+
+int64_t sup_next_retry_ms(const struct supervisor *s, uint64_t now)
+{
+	if (s->state != SUP_WAITING)
+		return -1;
+	return s->retry_at > now ? (int64_t)(s->retry_at - now) : 0;
 }

@@ -2,50 +2,133 @@
 #define WST_SUPERVISOR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "backoff.h"
 
 /*
- * The link's life as pure logic: which state, how long to wait before the
- * next attempt. The caller passes the clock in (milliseconds, monotonic),
- * so unit tests drive it with a fake one.
+ * The link's life and every policy decision about it, as pure logic: which
+ * state, which URL, when to try again, how loudly to say what happened. It
+ * takes events (attempt started, link up, link down with a cause record,
+ * operator request, time passed) with the clock passed in (monotonic ms) and
+ * returns verdicts; the daemon carries them out. Unit tests drive it with a
+ * fake clock.
+ *
+ * Attempts carry ids so that two can exist at once (make-before-break
+ * rotation): the primary, which carries traffic, and a standby that replaces
+ * it once up.
  */
 enum sup_state { SUP_IDLE, SUP_CONNECTING, SUP_CONNECTED, SUP_WAITING, SUP_PAUSED, SUP_STOPPING };
 
-enum sup_cause {
-	SUP_FAILED,		/* the attempt failed before the link was up */
-	SUP_CLOSED,		/* an established link ended */
-	SUP_SERVER_RESTART,	/* the server closed with 1001 or 1012 */
-	SUP_AUTH_REJECTED,	/* 401/403 on the upgrade */
-	SUP_RETRY_AFTER,	/* 429/503, maybe with Retry-After */
+/* How an attempt or link ended, as the link reports it. */
+struct sup_end {
+	int fail;		/* the link's failure kind: equal kinds are "the same failure" */
+	bool was_up;		/* the upgrade had succeeded */
+	bool by_request;	/* we asked for the close */
+	int http_status;	/* of a refused upgrade, else 0 */
+	unsigned retry_after_s;	/* Retry-After of a 429/503, else 0 */
+	int close_code;		/* from the server's close frame, else 0 */
+	const char *close_reason;
+	const char *msg;	/* the link's one-line explanation */
+};
+
+enum sup_do {
+	SUP_DO_NOTHING,
+	SUP_DO_CONNECT,		/* start attempt `id` to `url` now */
+	SUP_DO_WAIT,		/* connect when sup_timer() says so, after delay_ms */
+	SUP_DO_CLOSE,		/* close link `id` with close_code and close_reason */
+};
+
+struct sup_line {
+	int level;		/* LOG_* */
+	const char *event;	/* WSTETHER_EVENT: connect, disconnect, retry, ... */
+	unsigned attempt;	/* 0: none */
+	int close_code;
+	const char *url;
+	char text[700];
+};
+
+struct sup_verdict {
+	enum sup_do act;
+	uint64_t id;		/* the attempt to start or close */
+	const char *url;
+	unsigned delay_ms;
+	int close_code;
+	const char *close_reason;
+	const char *refused;	/* an operator request refused: the reason */
+	struct sup_line lines[2];	/* to log, in order */
+	size_t n_lines;
+	char status[256];	/* sd_notify STATUS=, "" = unchanged */
 };
 
 struct sup_params {
 	unsigned initial_ms, max_ms;
 	double multiplier, jitter;
-	unsigned reset_after_s;
+	unsigned reset_after_s;	/* a link up this long is stable: backoff, tries, log reset */
+};
+
+enum sup_request {
+	SUP_REQ_RECONNECT,	/* `wstetherctl reconnect`: close, connect at once, backoff reset */
+	SUP_REQ_RECONFIGURE,	/* a reload changed link settings: use them at once */
+	SUP_REQ_ROTATE,		/* open a standby link; it replaces the primary once up */
+	SUP_REQ_PAUSE,
+	SUP_REQ_RESUME,
+	SUP_REQ_STOP,
 };
 
 struct supervisor {
 	enum sup_state state;
 	struct sup_params p;
 	struct backoff bo;
-	uint64_t connected_since;	/* valid in SUP_CONNECTED */
-	uint64_t down_since;		/* when the last good link ended; 0 = never up */
-	unsigned failures;		/* attempts since the last good link */
-	uint64_t attempts, reconnects;
-	unsigned next_delay_ms;
+	const char *const *urls;	/* link.url then link.fallback_urls */
+	size_t n_urls, url_idx;
+
+	uint64_t next_id;
+	uint64_t primary;	/* the attempt or link that carries traffic; 0 = none */
+	uint64_t standby;	/* a rotation's new attempt; 0 = none */
+	uint64_t retiring;	/* an old link closing after a rotation; 0 = none */
+	bool reconnect_pending;	/* connect at once when the primary ends */
+	bool pause_pending;
+
+	uint64_t connected_since;	/* monotonic ms, valid while connected */
+	uint64_t down_since;		/* when the last link ended; 0 = never up */
+	uint64_t retry_at;		/* monotonic ms of the next attempt while waiting */
+	unsigned tries;			/* attempts since the last stable link */
+	uint64_t attempts, reconnects, rotations;
 	bool quick_retry_used;		/* a restart close got its fast retry this streak */
+
+	/* log-rate policy */
+	int last_fail, last_sig;
+	unsigned streak;		/* the same failure in a row */
+	bool flapping;			/* the last link dropped before it was stable */
+	double tokens;
+	uint64_t refill_at;
+	unsigned suppressed;
+
+	int last_close_code;
+	char last_close_reason[124];
+	char last_error[512];
 };
 
-void sup_init(struct supervisor *s, const struct sup_params *p, uint64_t seed);
-void sup_attempt(struct supervisor *s);
-/* Returns how long the link was down (ms) before this, 0 on the first connect. */
-uint64_t sup_up(struct supervisor *s, uint64_t now);
-/* The link ended: returns the delay before the next attempt. retry_after_s 0 = none. */
-unsigned sup_down(struct supervisor *s, uint64_t now, enum sup_cause cause, unsigned retry_after_s);
-void sup_set_state(struct supervisor *s, enum sup_state st);
+void sup_init(struct supervisor *s, const struct sup_params *p, const char *const *urls,
+	      size_t n_urls, uint64_t seed);
+/* A reload: new policy and URLs (the caller keeps urls alive); reset_url starts at link.url. */
+void sup_reconfigure(struct supervisor *s, const struct sup_params *p, const char *const *urls,
+		     size_t n_urls, bool reset_url);
+
+/* The first attempt at start-up. */
+void sup_start(struct supervisor *s, struct sup_verdict *v);
+/* The wait of a SUP_DO_WAIT verdict is over. */
+void sup_timer(struct supervisor *s, uint64_t now, struct sup_verdict *v);
+void sup_up(struct supervisor *s, uint64_t id, uint64_t now, struct sup_verdict *v);
+void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct sup_end *e,
+	      struct sup_verdict *v);
+void sup_request(struct supervisor *s, enum sup_request r, uint64_t now, struct sup_verdict *v);
+
 const char *sup_state_name(enum sup_state st);
+const char *sup_url(const struct supervisor *s);
+/* ms until the next attempt while waiting, else -1. */
+int64_t sup_next_retry_ms(const struct supervisor *s, uint64_t now);
 
 #endif

@@ -240,6 +240,70 @@ static bool der_is_encrypted_key(const unsigned char *p, size_t len)
 	       (n >= sizeof(pkcs12) && !memcmp(c, pkcs12, sizeof(pkcs12)));
 }
 
+/* The client certificate's validity: expired or not yet valid fail, soon expiring warns. */
+static int check_dates(const struct wst_config *cfg, mbedtls_x509_crt *crt,
+		       struct tls_client_cert *out, char *err, size_t errlen)
+{
+	time_t now = time(NULL);
+
+	mbedtls_x509_dn_gets(out->subject, sizeof(out->subject), &crt->subject);
+	out->not_after_t = x509_time(&crt->valid_to);
+	strftime(out->not_after, sizeof(out->not_after), "%Y-%m-%d %H:%M:%S UTC",
+		 gmtime(&out->not_after_t));
+	if (out->not_after_t < now) {
+		fail(err, errlen, "%s: client certificate expired on %s (tls.cert_file in %s)",
+		     cfg->cert_file, out->not_after, origin(cfg));
+		return -1;
+	}
+	if (x509_time(&crt->valid_from) > now) {
+		time_t from = x509_time(&crt->valid_from);
+		char when[32];
+
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&from));
+		fail(err, errlen, "%s: client certificate is not valid until %s (tls.cert_file in %s)",
+		     cfg->cert_file, when, origin(cfg));
+		return -1;
+	}
+	if (out->not_after_t - now < EXPIRY_WARN_S)
+		warn_once("%s: client certificate expires soon, on %s: renew it", cfg->cert_file,
+			  out->not_after);
+	return 0;
+}
+
+/* The private key: readable, unencrypted, and the certificate's pair. */
+static int parse_key(const struct wst_config *cfg, mbedtls_x509_crt *crt, mbedtls_pk_context *pk,
+		     const unsigned char *kbuf, size_t klen, char *err, size_t errlen)
+{
+	struct stat st;
+	char why[128];
+	int r;
+
+	if (stat(cfg->key_file, &st) == 0 && (st.st_mode & 077))
+		warn_once("%s: private key is readable by group or others (mode %04o): chmod 600 it",
+			  cfg->key_file, (unsigned)(st.st_mode & 0777));
+	r = mbedtls_pk_parse_key(pk, kbuf, klen + 1, NULL, 0);
+	if (r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ||
+	    strstr((const char *)kbuf, "ENCRYPTED") || (r && der_is_encrypted_key(kbuf, klen))) {
+		fail(err, errlen,
+		     "%s: encrypted private keys are unsupported: store it unencrypted with mode "
+		     "0600, or use systemd's LoadCredentialEncrypted= (tls.key_file in %s)",
+		     cfg->key_file, origin(cfg));
+		return -1;
+	}
+	if (r != 0) {
+		mbedtls_strerror(r, why, sizeof(why));
+		fail(err, errlen, "%s: not a usable private key: %s (tls.key_file in %s)",
+		     cfg->key_file, why, origin(cfg));
+		return -1;
+	}
+	if (mbedtls_pk_check_pair(&crt->pk, pk) != 0) {
+		fail(err, errlen, "%s: private key does not match the certificate %s (tls.key_file in %s)",
+		     cfg->key_file, cfg->cert_file, origin(cfg));
+		return -1;
+	}
+	return 0;
+}
+
 int tls_load_client(const struct wst_config *cfg, struct tls_client_cert *out, char *err,
 		    size_t errlen)
 {
@@ -247,9 +311,7 @@ int tls_load_client(const struct wst_config *cfg, struct tls_client_cert *out, c
 	size_t clen = 0, klen = 0, cpemlen = 0, kpemlen;
 	mbedtls_x509_crt crt;
 	mbedtls_pk_context pk;
-	struct stat st;
 	char why[128];
-	time_t now = time(NULL);
 	int rc = -1, r;
 
 	memset(out, 0, sizeof(*out));
@@ -267,53 +329,13 @@ int tls_load_client(const struct wst_config *cfg, struct tls_client_cert *out, c
 		     cfg->cert_file, r ? why : "no certificate found", origin(cfg));
 		goto out;
 	}
-	mbedtls_x509_dn_gets(out->subject, sizeof(out->subject), &crt.subject);
-	out->not_after_t = x509_time(&crt.valid_to);
-	strftime(out->not_after, sizeof(out->not_after), "%Y-%m-%d %H:%M:%S UTC",
-		 gmtime(&out->not_after_t));
-	if (out->not_after_t < now) {
-		fail(err, errlen, "%s: client certificate expired on %s (tls.cert_file in %s)",
-		     cfg->cert_file, out->not_after, origin(cfg));
+	if (check_dates(cfg, &crt, out, err, errlen) < 0)
 		goto out;
-	}
-	if (x509_time(&crt.valid_from) > now) {
-		time_t from = x509_time(&crt.valid_from);
-		char when[32];
-
-		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&from));
-		fail(err, errlen, "%s: client certificate is not valid until %s (tls.cert_file in %s)",
-		     cfg->cert_file, when, origin(cfg));
-		goto out;
-	}
-	if (out->not_after_t - now < EXPIRY_WARN_S)
-		warn_once("%s: client certificate expires soon, on %s: renew it", cfg->cert_file,
-			  out->not_after);
 
 	if (!(kbuf = slurp(cfg->key_file, &klen, "tls.key_file", cfg, err, errlen)))
 		goto out;
-	if (stat(cfg->key_file, &st) == 0 && (st.st_mode & 077))
-		warn_once("%s: private key is readable by group or others (mode %04o): chmod 600 it",
-			  cfg->key_file, (unsigned)(st.st_mode & 0777));
-	r = mbedtls_pk_parse_key(&pk, kbuf, klen + 1, NULL, 0);
-	if (r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ||
-	    strstr((char *)kbuf, "ENCRYPTED") || (r && der_is_encrypted_key(kbuf, klen))) {
-		fail(err, errlen,
-		     "%s: encrypted private keys are unsupported: store it unencrypted with mode "
-		     "0600, or use systemd's LoadCredentialEncrypted= (tls.key_file in %s)",
-		     cfg->key_file, origin(cfg));
+	if (parse_key(cfg, &crt, &pk, kbuf, klen, err, errlen) < 0)
 		goto out;
-	}
-	if (r != 0) {
-		mbedtls_strerror(r, why, sizeof(why));
-		fail(err, errlen, "%s: not a usable private key: %s (tls.key_file in %s)",
-		     cfg->key_file, why, origin(cfg));
-		goto out;
-	}
-	if (mbedtls_pk_check_pair(&crt.pk, &pk) != 0) {
-		fail(err, errlen, "%s: private key does not match the certificate %s (tls.key_file in %s)",
-		     cfg->key_file, cfg->cert_file, origin(cfg));
-		goto out;
-	}
 
 	/* lws (mbedTLS) reads the key from the certificate buffer: one PEM blob */
 	if (chain_pem(&crt, &cpem, &cpemlen) < 0 ||

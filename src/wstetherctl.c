@@ -42,6 +42,98 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* The words joined by spaces, one request line. NULL: a newline in them, or no memory. */
+static char *build_request(int argc, char **argv)
+{
+	size_t rlen = 0;
+	char *req;
+
+	for (int i = 0; i < argc; i++) {
+		if (strchr(argv[i], '\n')) {
+			fprintf(stderr, "wstetherctl: arguments cannot contain a newline\n");
+			return NULL;
+		}
+		rlen += strlen(argv[i]) + 1;
+	}
+	req = malloc(rlen + 1);
+	if (!req)
+		return NULL;
+	req[0] = '\0';
+	for (int i = 0; i < argc; i++) {
+		strcat(req, argv[i]);
+		strcat(req, i + 1 < argc ? " " : "\n");
+	}
+	return req;
+}
+
+/* Connected fd, or -1 with the exit status in *rc. */
+static int connect_to(const char *path, int *rc)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "wstetherctl: %s: socket path too long\n", path);
+		*rc = EX_USAGE;
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "wstetherctl: %s: %s (is wstether running with control.socket set?)\n",
+			path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		*rc = EX_UNAVAILABLE;
+		return -1;
+	}
+	return fd;
+}
+
+/* One answer line, NUL-terminated without its '\n'; NULL with the reason printed. */
+static char *read_answer(int fd, const char *path)
+{
+	size_t alen = 0, acap = 0;
+	char *ans = NULL;
+
+	for (;;) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		ssize_t n;
+
+		if (poll(&pfd, 1, TIMEOUT_MS) <= 0) {
+			fprintf(stderr, "wstetherctl: %s: no answer within %d s\n", path,
+				TIMEOUT_MS / 1000);
+			free(ans);
+			return NULL;
+		}
+		if (alen + 4096 > acap) {
+			char *nb = realloc(ans, acap = acap * 2 + 8192);
+
+			if (!nb) {
+				free(ans);
+				return NULL;
+			}
+			ans = nb;
+		}
+		n = recv(fd, ans + alen, acap - alen - 1, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		alen += (size_t)n;
+		if (memchr(ans, '\n', alen))
+			break;
+	}
+	if (!alen || !memchr(ans, '\n', alen)) {
+		fprintf(stderr, "wstetherctl: %s: the daemon closed without answering\n", path);
+		free(ans);
+		return NULL;
+	}
+	ans[alen] = '\0';
+	*strchr(ans, '\n') = '\0';
+	return ans;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -50,10 +142,8 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = DEFAULT_SOCKET;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char *req, *ans = NULL;
-	size_t rlen = 0, alen = 0, acap = 0;
-	int c, fd;
+	char *req, *ans;
+	int c, fd, rc = 1;
 
 	while ((c = getopt_long(argc, argv, "+s:h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -72,80 +162,26 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EX_USAGE;
 	}
-	for (int i = optind; i < argc; i++)
-		rlen += strlen(argv[i]) + 1;
-	req = malloc(rlen + 1);
+	req = build_request(argc - optind, argv + optind);
 	if (!req)
-		return 1;
-	req[0] = '\0';
-	for (int i = optind; i < argc; i++) {
-		if (strchr(argv[i], '\n')) {
-			fprintf(stderr, "wstetherctl: arguments cannot contain a newline\n");
-			free(req);
-			return EX_USAGE;
-		}
-		strcat(req, argv[i]);
-		strcat(req, i + 1 < argc ? " " : "\n");
-	}
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "wstetherctl: %s: socket path too long\n", path);
-		free(req);
 		return EX_USAGE;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "wstetherctl: %s: %s (is wstether running with control.socket set?)\n",
-			path, strerror(errno));
+	fd = connect_to(path, &rc);
+	if (fd < 0) {
 		free(req);
-		return EX_UNAVAILABLE;
+		return rc;
 	}
 	if (write_all(fd, req, strlen(req)) < 0) {
 		fprintf(stderr, "wstetherctl: %s: %s\n", path, strerror(errno));
-		free(req);
-		return EX_UNAVAILABLE;
-	}
-	for (;;) {
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		ssize_t n;
-
-		if (poll(&pfd, 1, TIMEOUT_MS) <= 0) {
-			fprintf(stderr, "wstetherctl: %s: no answer within %d s\n", path,
-				TIMEOUT_MS / 1000);
-			free(req);
-			free(ans);
-			return EX_UNAVAILABLE;
-		}
-		if (alen + 4096 > acap) {
-			char *nb = realloc(ans, acap = acap * 2 + 8192);
-
-			if (!nb) {
-				free(req);
-				free(ans);
-				return 1;
-			}
-			ans = nb;
-		}
-		n = recv(fd, ans + alen, acap - alen - 1, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		alen += (size_t)n;
-		if (memchr(ans, '\n', alen))
-			break;
+		ans = NULL;
+	} else {
+		ans = read_answer(fd, path);
 	}
 	close(fd);
 	free(req);
-	if (!alen || !memchr(ans, '\n', alen)) {
-		fprintf(stderr, "wstetherctl: %s: the daemon closed without answering\n", path);
-		free(ans);
+	if (!ans)
 		return EX_UNAVAILABLE;
-	}
-	ans[alen] = '\0';
-	*strchr(ans, '\n') = '\0';
 	puts(ans);
-	c = strncmp(ans, "{\"ok\":true", 10) == 0 ? 0 : 1;
+	rc = strncmp(ans, "{\"ok\":true", 10) == 0 ? 0 : 1;
 	free(ans);
-	return c;
+	return rc;
 }

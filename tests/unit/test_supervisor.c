@@ -2,95 +2,403 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <syslog.h>
 
 #include <cmocka.h>
 
 #include "supervisor.h"
 
+/* jitter 0: every delay is exact, so the fake clock can check it */
 static const struct sup_params P = { 500, 60000, 2.0, 0.0, 30 };
+static const char *const URLS[] = { "ws://a/", "ws://b/", "ws://c/" };
 
-static void failures_back_off_exponentially(void **state)
+enum { F_CONNECT = 1, F_CLOSED = 6 };
+
+static struct sup_end fail_end(void)
+{
+	return (struct sup_end){ .fail = F_CONNECT, .msg = "cannot connect to a:80" };
+}
+
+static struct sup_end closed_end(int code)
+{
+	return (struct sup_end){ .fail = F_CLOSED, .was_up = true, .close_code = code,
+				 .close_reason = "bye", .msg = "server closed the link" };
+}
+
+static void init(struct supervisor *s, size_t n_urls)
+{
+	struct sup_verdict v;
+
+	sup_init(s, &P, URLS, n_urls, 1);
+	sup_start(s, &v);
+	assert_int_equal(v.act, SUP_DO_CONNECT);
+	assert_string_equal(v.url, URLS[0]);
+	assert_int_equal(s->state, SUP_CONNECTING);
+}
+
+/* Fail the current attempt at time t; returns the delay. */
+static unsigned fail_at(struct supervisor *s, uint64_t t, struct sup_end e, struct sup_verdict *v)
+{
+	sup_down(s, s->primary, t, &e, v);
+	assert_int_equal(v->act, SUP_DO_WAIT);
+	assert_int_equal(s->state, SUP_WAITING);
+	return v->delay_ms;
+}
+
+/* The wait is over: the next attempt starts. */
+static void retry(struct supervisor *s, uint64_t t)
+{
+	struct sup_verdict v;
+
+	sup_timer(s, t, &v);
+	assert_int_equal(v.act, SUP_DO_CONNECT);
+}
+
+static void failures_back_off_exponentially_and_count_attempts(void **state)
 {
 	struct supervisor s;
+	struct sup_verdict v;
 	uint64_t t = 1000;
 
-	sup_init(&s, &P, 1);
-	sup_attempt(&s);
-	assert_int_equal(s.state, SUP_CONNECTING);
-	assert_int_equal(sup_down(&s, t, SUP_FAILED, 0), 500);
-	assert_int_equal(s.state, SUP_WAITING);
-	sup_attempt(&s);
-	assert_int_equal(sup_down(&s, t += 500, SUP_FAILED, 0), 1000);
-	sup_attempt(&s);
-	assert_int_equal(sup_down(&s, t += 1000, SUP_FAILED, 0), 2000);
-	assert_int_equal(s.failures, 3);
+	init(&s, 1);
+	assert_int_equal(fail_at(&s, t, fail_end(), &v), 500);
+	assert_int_equal(sup_next_retry_ms(&s, t + 100), 400);
+	retry(&s, t += 500);
+	assert_int_equal(sup_next_retry_ms(&s, t), -1);
+	assert_int_equal(fail_at(&s, t, fail_end(), &v), 1000);
+	retry(&s, t += 1000);
+	assert_int_equal(fail_at(&s, t, fail_end(), &v), 2000);
+	assert_int_equal(s.tries, 3);
 	assert_int_equal(s.attempts, 3);
+	/* the retry line names the next attempt */
+	assert_string_equal(v.lines[1].text, "reconnecting to ws://a/ in 2.0 s (attempt 4)");
+	assert_string_equal(v.lines[1].event, "retry");
+	assert_int_equal(v.lines[1].attempt, 4);
+	assert_string_equal(v.status, "reconnecting in 2.0 s (attempt 4): cannot connect to a:80");
+	assert_string_equal(s.last_error, "cannot connect to a:80");
+}
+
+static void timer_outside_a_wait_does_nothing(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+
+	init(&s, 1);
+	sup_timer(&s, 5, &v);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	assert_int_equal(s.attempts, 1);
 }
 
 /* A server that accepts and drops at once must not get a reconnect storm. */
 static void short_lived_links_do_not_reset_the_backoff(void **state)
 {
 	struct supervisor s;
+	struct sup_verdict v;
 	uint64_t t = 1000;
 	unsigned d = 0;
 
-	sup_init(&s, &P, 1);
+	init(&s, 1);
 	for (int i = 0; i < 6; i++) {
-		sup_attempt(&s);
-		sup_up(&s, t);
-		d = sup_down(&s, t += 100, SUP_CLOSED, 0);
-		t += d;
+		sup_up(&s, s.primary, t, &v);
+		d = fail_at(&s, t += 100, closed_end(1000), &v);
+		retry(&s, t += d);
 	}
 	assert_int_equal(d, 16000);
-
-	/* one that stayed up reset_after_s earns a fresh start */
-	sup_attempt(&s);
-	assert_int_equal(sup_up(&s, t), 16000); /* down since the last drop */
-	assert_int_equal(sup_down(&s, t + 30000, SUP_CLOSED, 0), 500);
+	assert_int_equal(s.tries, 7);
+	/* one that stayed up reset_after_s earns a fresh start: backoff and tries */
+	sup_up(&s, s.primary, t, &v);
+	assert_string_equal(v.lines[0].text,
+			    "connected to ws://a/ again after 16.0 s down (it dropped 6 time(s) in a row)");
+	assert_int_equal(fail_at(&s, t + 30000, closed_end(1000), &v), 500);
+	assert_int_equal(s.tries, 0);
 	assert_int_equal(s.reconnects, 6);
 }
 
-static void server_restart_and_auth_and_retry_after(void **state)
+static void auth_rejection_and_retry_after(void **state)
 {
 	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_end e = fail_end();
 
-	sup_init(&s, &P, 1);
-	sup_attempt(&s);
-	sup_down(&s, 0, SUP_FAILED, 0);
-	sup_attempt(&s);
-	sup_down(&s, 0, SUP_FAILED, 0);
-	sup_attempt(&s);
-	sup_up(&s, 10);
-	assert_int_equal(sup_down(&s, 20, SUP_SERVER_RESTART, 0), 500);
-	sup_attempt(&s);
-	assert_int_equal(sup_down(&s, 30, SUP_AUTH_REJECTED, 0), 60000);
-	sup_attempt(&s);
+	init(&s, 1);
+	e.http_status = 401;
+	assert_int_equal(fail_at(&s, 10, e, &v), 60000);
+	retry(&s, 20);
+	e.http_status = 403;
+	assert_int_equal(fail_at(&s, 30, e, &v), 60000);
+	retry(&s, 40);
 	/* Retry-After wins when longer than the backoff, capped at max_ms x 10 */
-	assert_int_equal(sup_down(&s, 40, SUP_RETRY_AFTER, 3), 3000);
-	sup_attempt(&s);
-	assert_int_equal(sup_down(&s, 50, SUP_RETRY_AFTER, 100000), 600000);
+	e.http_status = 503;
+	e.retry_after_s = 3;
+	assert_int_equal(fail_at(&s, 50, e, &v), 3000);
+	retry(&s, 60);
+	e.http_status = 429;
+	e.retry_after_s = 100000;
+	assert_int_equal(fail_at(&s, 70, e, &v), 600000);
+	retry(&s, 80);
+	/* shorter than the backoff: the backoff wins */
+	e.retry_after_s = 0;
+	assert_int_equal(fail_at(&s, 90, e, &v), 2000);
 }
 
 /* 1001/1012 at every connect must not become a storm of initial_ms retries. */
 static void restart_closes_get_one_fast_retry_per_streak(void **state)
 {
 	struct supervisor s;
+	struct sup_verdict v;
 	uint64_t t = 0;
 
-	sup_init(&s, &P, 1);
-	sup_attempt(&s);
-	sup_up(&s, t);
-	assert_int_equal(sup_down(&s, t += 10, SUP_SERVER_RESTART, 0), 500);
-	sup_attempt(&s);
-	sup_up(&s, t += 500);
-	assert_int_equal(sup_down(&s, t += 10, SUP_SERVER_RESTART, 0), 500);
-	sup_attempt(&s);
-	sup_up(&s, t += 500);
-	assert_int_equal(sup_down(&s, t += 10, SUP_SERVER_RESTART, 0), 1000);
+	init(&s, 1);
+	fail_at(&s, t += 10, fail_end(), &v);
+	retry(&s, t += 500);
+	fail_at(&s, t += 10, fail_end(), &v);
+	retry(&s, t += 1000);
+	sup_up(&s, s.primary, t += 10, &v);
+	assert_int_equal(fail_at(&s, t += 10, closed_end(1012), &v), 500);
+	retry(&s, t += 500);
+	sup_up(&s, s.primary, t += 10, &v);
+	assert_int_equal(fail_at(&s, t += 10, closed_end(1001), &v), 2000);
+	retry(&s, t += 2000);
 	/* a link that stayed up earns the fast retry again */
-	sup_attempt(&s);
-	sup_up(&s, t += 1000);
-	assert_int_equal(sup_down(&s, t += 30000, SUP_SERVER_RESTART, 0), 500);
+	sup_up(&s, s.primary, t += 10, &v);
+	assert_int_equal(fail_at(&s, t += 30000, closed_end(1001), &v), 500);
+	assert_int_equal(s.last_close_code, 1001);
+	assert_string_equal(s.last_close_reason, "bye");
+}
+
+static void first_failure_warns_repeats_are_info_then_rate_limited(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	uint64_t t = 0;
+	int info = 0, debug = 0;
+
+	init(&s, 1);
+	fail_at(&s, t, fail_end(), &v);
+	assert_int_equal(v.lines[0].level, LOG_WARNING);
+	assert_string_equal(v.lines[0].text, "cannot connect to a:80");
+	assert_string_equal(v.lines[0].event, "disconnect");
+	assert_int_equal(v.lines[1].level, LOG_INFO);
+	/* the same failure 30 times within a second: 10 lines, the rest at debug */
+	for (int i = 0; i < 30; i++) {
+		retry(&s, t += 1);
+		fail_at(&s, t += 1, fail_end(), &v);
+		if (v.lines[0].level == LOG_INFO)
+			info++;
+		else if (v.lines[0].level == LOG_DEBUG)
+			debug++;
+	}
+	assert_int_equal(info, 10);
+	assert_int_equal(debug, 20);
+	assert_int_equal(v.lines[1].level, LOG_DEBUG);
+	/* after the bucket refilled, the count of hidden lines is said */
+	retry(&s, t += 5000);
+	fail_at(&s, t, fail_end(), &v);
+	assert_int_equal(v.lines[0].level, LOG_INFO);
+	assert_string_equal(v.lines[0].text,
+			    "cannot connect to a:80 (attempt 32; 20 similar line(s) not shown)");
+	/* a different failure (another close code) warns again */
+	retry(&s, t += 1);
+	sup_up(&s, s.primary, t, &v);
+	assert_int_equal(v.lines[0].level, LOG_NOTICE);
+	assert_string_equal(v.lines[0].text, "connected to ws://a/ after 5.1 s down");
+	fail_at(&s, t += 1, closed_end(1011), &v);
+	assert_int_equal(v.lines[0].level, LOG_WARNING);
+	assert_int_equal(v.lines[0].close_code, 1011);
+}
+
+static void flapping_links_reconnect_quietly(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	uint64_t t = 0;
+
+	init(&s, 1);
+	sup_up(&s, s.primary, t, &v);
+	assert_string_equal(v.lines[0].text, "connected to ws://a/");
+	fail_at(&s, t += 100, closed_end(1011), &v);
+	assert_int_equal(v.lines[0].level, LOG_WARNING);
+	retry(&s, t += 500);
+	/* one short-lived link is still news */
+	sup_up(&s, s.primary, t, &v);
+	assert_int_equal(v.lines[0].level, LOG_NOTICE);
+	fail_at(&s, t += 100, closed_end(1011), &v);
+	assert_int_equal(v.lines[0].level, LOG_INFO);
+	retry(&s, t += 1000);
+	sup_up(&s, s.primary, t, &v);
+	assert_int_equal(v.lines[0].level, LOG_INFO);
+}
+
+static void fallback_urls_rotate_after_failures_not_after_requests(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_end byreq = closed_end(0);
+
+	init(&s, 3);
+	fail_at(&s, 1, fail_end(), &v);
+	assert_string_equal(v.lines[1].url, "ws://b/");
+	sup_timer(&s, 600, &v);
+	assert_string_equal(v.url, "ws://b/");
+	fail_at(&s, 700, fail_end(), &v);
+	sup_timer(&s, 2000, &v);
+	assert_string_equal(v.url, "ws://c/");
+	fail_at(&s, 2100, fail_end(), &v);
+	sup_timer(&s, 5000, &v);
+	assert_string_equal(v.url, "ws://a/");
+	sup_up(&s, s.primary, 5001, &v);
+	byreq.by_request = true;
+	fail_at(&s, 5002, byreq, &v);
+	assert_int_equal(v.lines[0].level, LOG_NOTICE);
+	assert_string_equal(sup_url(&s), "ws://a/");
+	/* a reload that changes link settings starts at link.url again */
+	fail_at(&s, 5003, fail_end(), &v);
+	assert_string_equal(sup_url(&s), "ws://b/");
+	sup_reconfigure(&s, &P, URLS, 3, true);
+	assert_string_equal(sup_url(&s), "ws://a/");
+}
+
+static void reconnect_request_closes_then_connects_at_once(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_end e = closed_end(0);
+
+	init(&s, 1);
+	sup_up(&s, s.primary, 10, &v);
+	sup_request(&s, SUP_REQ_RECONNECT, 20, &v);
+	assert_int_equal(v.act, SUP_DO_CLOSE);
+	assert_int_equal(v.close_code, 1000);
+	assert_string_equal(v.close_reason, "reconnect");
+	assert_int_equal(v.id, s.primary);
+	e.by_request = true;
+	sup_down(&s, s.primary, 30, &e, &v);
+	assert_int_equal(v.act, SUP_DO_CONNECT);
+	assert_string_equal(v.lines[0].text, "reconnecting on request");
+	/* while waiting, a reconnect connects at once */
+	fail_at(&s, 40, fail_end(), &v);
+	sup_request(&s, SUP_REQ_RECONNECT, 50, &v);
+	assert_int_equal(v.act, SUP_DO_CONNECT);
+}
+
+static void reconfigure_request(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+
+	init(&s, 1);
+	sup_request(&s, SUP_REQ_RECONFIGURE, 1, &v);
+	assert_int_equal(v.act, SUP_DO_CLOSE);
+	assert_string_equal(v.close_reason, "reconfigured");
+	sup_down(&s, s.primary, 2, &(struct sup_end){ .fail = 9, .by_request = true, .msg = "x" },
+		 &v);
+	assert_int_equal(v.act, SUP_DO_CONNECT);
+	fail_at(&s, 3, fail_end(), &v);
+	sup_request(&s, SUP_REQ_RECONFIGURE, 4, &v);
+	assert_int_equal(v.act, SUP_DO_CONNECT);
+}
+
+static void pause_and_resume(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_end e = closed_end(0);
+
+	init(&s, 1);
+	sup_up(&s, s.primary, 10, &v);
+	sup_request(&s, SUP_REQ_PAUSE, 20, &v);
+	assert_int_equal(v.act, SUP_DO_CLOSE);
+	assert_string_equal(v.close_reason, "paused");
+	assert_string_equal(v.lines[0].text, "pausing the link on request");
+	sup_request(&s, SUP_REQ_RECONNECT, 21, &v);
+	assert_string_equal(v.refused, "paused: use resume");
+	e.by_request = true;
+	sup_down(&s, s.primary, 30, &e, &v);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	assert_int_equal(s.state, SUP_PAUSED);
+	assert_string_equal(v.status, "paused");
+	sup_request(&s, SUP_REQ_PAUSE, 31, &v);
+	assert_int_equal(v.n_lines, 0);
+	sup_request(&s, SUP_REQ_RESUME, 40, &v);
+	assert_int_equal(v.act, SUP_DO_CONNECT);
+	assert_string_equal(v.lines[0].text, "resuming the link on request");
+	/* pausing while waiting: no link to close, paused at once */
+	fail_at(&s, 50, fail_end(), &v);
+	sup_request(&s, SUP_REQ_PAUSE, 60, &v);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	assert_int_equal(s.state, SUP_PAUSED);
+	sup_timer(&s, 2000, &v);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	sup_request(&s, SUP_REQ_RESUME, 61, &v);
+	assert_int_equal(v.act, SUP_DO_CONNECT);
+}
+
+static void stop_ends_everything(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+
+	init(&s, 1);
+	sup_up(&s, s.primary, 10, &v);
+	sup_request(&s, SUP_REQ_STOP, 20, &v);
+	assert_int_equal(s.state, SUP_STOPPING);
+	sup_request(&s, SUP_REQ_RECONNECT, 21, &v);
+	assert_string_equal(v.refused, "stopping");
+	sup_down(&s, s.primary, 30, &(struct sup_end){ .fail = F_CLOSED, .msg = "closed" }, &v);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	assert_int_equal(v.lines[0].level, LOG_INFO);
+}
+
+static void rotation_replaces_the_link_once_the_new_one_is_up(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	uint64_t old;
+
+	init(&s, 1);
+	sup_request(&s, SUP_REQ_ROTATE, 5, &v);
+	assert_string_equal(v.refused, "not connected");
+	sup_up(&s, s.primary, 10, &v);
+	old = s.primary;
+	sup_request(&s, SUP_REQ_ROTATE, 20, &v);
+	assert_int_equal(v.act, SUP_DO_CONNECT);
+	assert_int_not_equal(v.id, old);
+	sup_request(&s, SUP_REQ_ROTATE, 21, &v);
+	assert_string_equal(v.refused, "a rotation is under way");
+	/* the new link fails: the old one keeps serving */
+	sup_down(&s, s.standby, 30, &(struct sup_end){ .fail = F_CONNECT, .msg = "refused" }, &v);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	assert_int_equal(v.lines[0].level, LOG_WARNING);
+	assert_int_equal(s.state, SUP_CONNECTED);
+	assert_int_equal(s.primary, old);
+	/* the new link comes up: the old one is closed with 1000 */
+	sup_request(&s, SUP_REQ_ROTATE, 40, &v);
+	sup_up(&s, v.id, 50, &v);
+	assert_int_equal(v.act, SUP_DO_CLOSE);
+	assert_int_equal(v.id, old);
+	assert_int_equal(v.close_code, 1000);
+	assert_int_equal(s.rotations, 1);
+	/* the old link's end is no failure */
+	sup_down(&s, old, 60, &(struct sup_end){ .fail = F_CLOSED, .by_request = true, .msg = "x" },
+		 &v);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	assert_int_equal(s.state, SUP_CONNECTED);
+}
+
+static void reconfigure_changes_policy_live(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_params p = P;
+
+	init(&s, 1);
+	p.initial_ms = 100;
+	p.max_ms = 150;
+	sup_reconfigure(&s, &p, URLS, 1, false);
+	assert_int_equal(fail_at(&s, 1, fail_end(), &v), 100);
+	retry(&s, 200);
+	assert_int_equal(fail_at(&s, 300, fail_end(), &v), 150);
 }
 
 static void names_states(void **state)
@@ -103,10 +411,20 @@ static void names_states(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(failures_back_off_exponentially),
+		cmocka_unit_test(failures_back_off_exponentially_and_count_attempts),
+		cmocka_unit_test(timer_outside_a_wait_does_nothing),
 		cmocka_unit_test(short_lived_links_do_not_reset_the_backoff),
-		cmocka_unit_test(server_restart_and_auth_and_retry_after),
+		cmocka_unit_test(auth_rejection_and_retry_after),
 		cmocka_unit_test(restart_closes_get_one_fast_retry_per_streak),
+		cmocka_unit_test(first_failure_warns_repeats_are_info_then_rate_limited),
+		cmocka_unit_test(flapping_links_reconnect_quietly),
+		cmocka_unit_test(fallback_urls_rotate_after_failures_not_after_requests),
+		cmocka_unit_test(reconnect_request_closes_then_connects_at_once),
+		cmocka_unit_test(reconfigure_request),
+		cmocka_unit_test(pause_and_resume),
+		cmocka_unit_test(stop_ends_everything),
+		cmocka_unit_test(rotation_replaces_the_link_once_the_new_one_is_up),
+		cmocka_unit_test(reconfigure_changes_policy_live),
 		cmocka_unit_test(names_states),
 	};
 

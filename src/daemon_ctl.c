@@ -1,0 +1,203 @@
+/*
+ * What operators ask of the daemon: the control socket's commands, the
+ * status snapshot control.c builds its document from, and reload (SIGHUP or
+ * `wstetherctl reload`).
+ */
+#include "daemon_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "bridge.h"
+#include "config.h"
+#include "control.h"
+#include "exec.h"
+#include "link.h"
+#include "log.h"
+#include "notify.h"
+#include "status.h"
+#include "tls.h"
+
+/* ---- reload ---- */
+
+void daemon_sup_params(const struct wst_config *c, struct sup_params *p)
+{
+	*p = (struct sup_params){ c->backoff_initial_ms, c->backoff_max_ms, c->backoff_multiplier,
+				  c->backoff_jitter, c->backoff_reset_after_s };
+}
+
+/*
+ * Make c the running config: the supervisor gets its policy and URLs. The
+ * link, bridge and exec copied what they need, so the old config can go.
+ */
+int daemon_use_config(struct daemon *d, const struct wst_config *c)
+{
+	size_t n = config_url_count(c);
+	const char **urls = calloc(n, sizeof(*urls));
+	const struct wst_config *old = d->cfg;
+	struct config_change ch = { 0 };
+	struct sup_params p;
+
+	if (!urls)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		urls[i] = config_url(c, i);
+	daemon_sup_params(c, &p);
+	if (old && old != c)
+		config_diff(old, c, &ch);
+	sup_reconfigure(&d->sup, &p, urls, n, ch.reconnect);
+	free(d->urls);
+	d->urls = urls;
+	d->cfg = c;
+	if (old && old != c)
+		config_free(old);
+	return 0;
+}
+
+const char *daemon_reload(struct daemon *d)
+{
+	struct config_error err;
+	const struct wst_config *n;
+	struct log_ctx lc = { .url = daemon_url(d), .event = "reload" };
+	struct config_change ch;
+
+	notify_reloading();
+	n = config_load(d->opts.config_path, d->opts.url_override, &err);
+	if (n && tls_check(n, err.msg, sizeof(err.msg)) < 0) {
+		config_free(n);
+		n = NULL;
+	}
+	if (!n) {
+		log_event(LOG_ERR, &lc, "reload failed, keeping the running configuration: %s",
+			  err.msg);
+		snprintf(d->config_error, sizeof(d->config_error), "%s", err.msg);
+		notify_ready();
+		return d->config_error;
+	}
+	d->config_error[0] = '\0';
+	if (!d->opts.log_level_forced)
+		log_set_level(n->log_level);
+	config_diff(d->cfg, n, &ch);
+	if (*ch.restart_keys)
+		log_msg(LOG_WARNING, "reload: %s take effect only at the next restart",
+			ch.restart_keys);
+	queue_set_limits(&d->out.q, n->queue_max_messages, n->queue_max_bytes,
+			 n->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT : QUEUE_DROP_OLDEST);
+	if (daemon_use_config(d, n) < 0) {
+		log_msg(LOG_ERR, "reload: out of memory, keeping the running configuration");
+		config_free(n);
+		notify_ready();
+		return "out of memory";
+	}
+	if (ch.reconnect) {
+		struct sup_verdict v;
+
+		sup_request(&d->sup, SUP_REQ_RECONFIGURE, daemon_now_ms(), &v);
+		daemon_apply(d, &v);
+	}
+	lc.url = daemon_url(d);
+	log_event(LOG_NOTICE, &lc, "configuration reloaded from %s",
+		  n->path ? n->path : "the command line");
+	notify_ready();
+	return NULL;
+}
+
+/* ---- control socket: control.c owns the protocol; these fill and act ---- */
+
+static void ctl_snapshot(void *ud, struct wst_status *st)
+{
+	struct daemon *d = ud;
+	const struct link_stats *ls = link_stats(d->link);
+	uint64_t now = daemon_now_ms();
+
+	st->state = d->sup.state == SUP_IDLE ? "waiting" : sup_state_name(d->sup.state);
+	st->url = daemon_url(d);
+	if (d->sup.state == SUP_CONNECTED)
+		st->connected_since = time(NULL) - (time_t)((now - d->sup.connected_since) / 1000);
+	st->attempts = d->sup.attempts;
+	st->reconnects = d->sup.reconnects;
+	st->next_retry_ms = sup_next_retry_ms(&d->sup, now);
+	st->sent = ls->sent;
+	st->received = ls->received;
+	st->resent = d->out.q.resent;
+	st->queue_messages = queue_len(&d->out.q);
+	st->queue_bytes = d->out.q.bytes;
+	st->queue_max_messages = d->out.q.max_messages;
+	st->queue_max_bytes = d->out.q.max_bytes;
+	st->reject_overflow = d->out.q.overflow == QUEUE_REJECT;
+	st->dropped = d->out.q.dropped;
+	st->dropped_bytes = d->out.q.dropped_bytes;
+	st->rejected = d->out.q.rejected;
+	st->unframable = bridge_unframable(d->bridge);
+	st->bridge_clients_dropped = bridge_dropped_clients(d->bridge);
+	st->last_error = d->sup.last_error;
+	st->last_close_code = d->sup.last_close_code;
+	st->last_close_reason = d->sup.last_close_reason;
+	st->cert_not_after = link_cert_not_after(d->link);
+	st->insecure = d->cfg->insecure;
+	st->bridge_clients = bridge_clients(d->bridge);
+	st->exec_pid = exec_pid(d->exec);
+	st->exec_restarts = exec_restarts(d->exec);
+	st->config_error = d->config_error;
+}
+
+static const char *ctl_send(void *ud, const char *text, size_t len)
+{
+	struct daemon *d = ud;
+
+	if (d->stopping)
+		return "stopping";
+	if (len > d->cfg->max_message_bytes)
+		return "message larger than link.max_message_bytes";
+	return daemon_enqueue(d, (const unsigned char *)text, len, false, SRC_ONE) ? NULL : "queue full";
+}
+
+static const char *request(struct daemon *d, enum sup_request r)
+{
+	struct sup_verdict v;
+
+	sup_request(&d->sup, r, daemon_now_ms(), &v);
+	if (v.refused)
+		return v.refused;
+	daemon_apply(d, &v);
+	return NULL;
+}
+
+static const char *ctl_reconnect(void *ud)
+{
+	return request(ud, SUP_REQ_RECONNECT);
+}
+
+static const char *ctl_close(void *ud, int code, const char *reason)
+{
+	struct daemon *d = ud;
+
+	if (!link_up(d->link))
+		return "not connected";
+	link_request_close(d->link, code, reason);
+	return NULL;
+}
+
+static const char *ctl_pause(void *ud)
+{
+	return request(ud, SUP_REQ_PAUSE);
+}
+
+static const char *ctl_resume(void *ud)
+{
+	return request(ud, SUP_REQ_RESUME);
+}
+
+static const char *ctl_reload(void *ud)
+{
+	struct daemon *d = ud;
+
+	return d->stopping ? "stopping" : daemon_reload(d);
+}
+
+void daemon_control_ops(struct daemon *d, struct control_ops *ops)
+{
+	*ops = (struct control_ops){ d, ctl_snapshot, ctl_send, ctl_reconnect, ctl_close,
+				     ctl_pause, ctl_resume, ctl_reload };
+}

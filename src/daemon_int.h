@@ -1,0 +1,69 @@
+#ifndef WST_DAEMON_INT_H
+#define WST_DAEMON_INT_H
+
+/* The daemon's runtime state, shared by daemon.c and daemon_ctl.c only. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "daemon.h"
+#include "outbox.h"
+#include "supervisor.h"
+
+struct control_ops;
+
+struct daemon {
+	struct ev_loop *loop;
+	const struct wst_config *cfg;
+	struct daemon_opts opts;
+	struct outbox out;	/* the queue and its spool */
+	struct link *link;
+	struct supervisor sup;
+	struct stdio_bridge *sio;
+	struct bridge *bridge;
+	struct exec_handler *exec;
+	struct control *control;
+
+	ev_signal sig_term, sig_int, sig_hup;
+	ev_timer flow_timer;
+	bool rx_pause_stdio, rx_pause_local;
+	ev_timer retry_timer, drain_timer, linger_timer;
+	ev_tstamp linger_deadline;
+
+	bool stopping;		/* SIGTERM: drain, close with 1001, exit */
+	bool eof;		/* stdin ended: deliver, close with 1000, exit */
+	bool closing;		/* the final close was requested */
+	bool lingered;		/* after stdin EOF, the server had its quiet moment */
+	int exit_code;
+
+	const char **urls;	/* link.url then link.fallback_urls, for the supervisor */
+	uint64_t link_id;	/* the supervisor's id of the attempt the link carries */
+	char config_error[1024];
+};
+
+enum source {
+	SRC_ONE,	/* a single message (wstetherctl send) */
+	SRC_STREAM,	/* a bridge client or the exec handler */
+	SRC_STDIN,	/* a pipe: held back when full, never dropped */
+};
+
+const char *daemon_url(const struct daemon *d);
+uint64_t daemon_now_ms(void);
+/* Carry out what the supervisor decided. */
+void daemon_apply(struct daemon *d, const struct sup_verdict *v);
+/* A message from a local program; false: the sender is held back for now. */
+bool daemon_enqueue(struct daemon *d, const unsigned char *data, size_t len, bool binary,
+		    enum source src);
+
+/* daemon_ctl.c */
+void daemon_control_ops(struct daemon *d, struct control_ops *ops);
+void daemon_sup_params(const struct wst_config *c, struct sup_params *p);
+/* Make c the running config (the old one is freed). -1: out of memory, nothing changed. */
+int daemon_use_config(struct daemon *d, const struct wst_config *c);
+/* Reload from the files; NULL, or why the running config was kept. */
+const char *daemon_reload(struct daemon *d);
+
+#endif

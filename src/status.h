@@ -1,0 +1,37 @@
+#ifndef WST_STATUS_H
+#define WST_STATUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/*
+ * What the daemon knows about itself at one moment, filled by the daemon
+ * from its owners (supervisor, link, queue, endpoints) for control.c, which
+ * alone turns it into the status document. Strings point into their owners
+ * and are valid until the loop runs again; "" or NULL means none.
+ */
+struct wst_status {
+	const char *state;		/* connected, connecting, waiting, paused, stopping */
+	const char *url;
+	time_t connected_since;		/* 0: not connected */
+	uint64_t attempts, reconnects;
+	int64_t next_retry_ms;		/* -1: no attempt pending */
+	unsigned long long sent, received, resent;
+	size_t queue_messages, queue_bytes, queue_max_messages, queue_max_bytes;
+	unsigned long long dropped, dropped_bytes, rejected;
+	bool reject_overflow;
+	unsigned long long unframable, bridge_clients_dropped;
+	const char *last_error;
+	int last_close_code;		/* 0: none */
+	const char *last_close_reason;
+	const char *cert_not_after;
+	bool insecure;
+	size_t bridge_clients;
+	int exec_pid;
+	unsigned long long exec_restarts;
+	const char *config_error;
+};
+
+#endif

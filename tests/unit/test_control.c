@@ -1,0 +1,119 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "control.h"
+#include "status.h"
+
+static char last_send[256];
+static int last_code;
+
+static void snapshot(void *ud, struct wst_status *st)
+{
+	st->state = "waiting";
+	st->url = "ws://h:1/";
+	st->attempts = 3;
+	st->next_retry_ms = 250;
+	st->queue_messages = 2;
+	st->queue_max_messages = 10;
+	st->last_error = "server h:1 closed the link: 1011 bad \xff\"x\"\n";
+	st->last_close_code = 1011;
+	st->last_close_reason = "bad \xc3";
+	st->exec_pid = -1;
+}
+
+static const char *send_cb(void *ud, const char *text, size_t len)
+{
+	snprintf(last_send, sizeof(last_send), "%.*s", (int)len, text);
+	return strcmp(last_send, "full") ? NULL : "queue full";
+}
+
+static const char *nothing(void *ud)
+{
+	return NULL;
+}
+
+static const char *refuse(void *ud)
+{
+	return "paused: use resume";
+}
+
+static const char *close_cb(void *ud, int code, const char *reason)
+{
+	last_code = code;
+	return NULL;
+}
+
+static const struct control_ops ops = { NULL, snapshot, send_cb, refuse, close_cb,
+					nothing, nothing, nothing };
+
+static void expect(const char *req, const char *want)
+{
+	size_t len = 0;
+	char *out = control_handle(&ops, req, strlen(req), &len);
+
+	assert_non_null(out);
+	assert_int_equal(len, strlen(out));
+	if (strcmp(out, want))
+		fail_msg("request '%s':\n got  %s\n want %s", req, out, want);
+	free(out);
+}
+
+static void answers_commands(void **state)
+{
+	expect("send hello world\n", "{\"ok\":true}");
+	assert_string_equal(last_send, "hello world");
+	expect("send full", "{\"ok\":false,\"error\":\"queue full\"}");
+	expect("send", "{\"ok\":false,\"error\":\"usage: send TEXT\"}");
+	expect("send \xff", "{\"ok\":false,\"error\":\"send: TEXT is not valid UTF-8\"}");
+	expect("reconnect", "{\"ok\":false,\"error\":\"paused: use resume\"}");
+	expect("pause\r\n", "{\"ok\":true}");
+	expect("pause now", "{\"ok\":false,\"error\":\"'pause' takes no arguments\"}");
+	expect("close 4000 bye", "{\"ok\":true}");
+	assert_int_equal(last_code, 4000);
+	expect("close 1005", "{\"ok\":false,\"error\":\"close: invalid code '1005' (use 1000, "
+			     "1001-1003, 1007-1014 or 3000-4999)\"}");
+}
+
+static void unknown_verbs_are_escaped_valid_json(void **state)
+{
+	expect("fr\xc3\x28/b\x01",
+	       "{\"ok\":false,\"error\":\"unknown command (use status, send, reconnect, close, "
+	       "pause, resume, reload)\",\"command\":\"fr\xef\xbf\xbd(/b\\u0001\"}");
+}
+
+static void status_is_built_from_the_snapshot(void **state)
+{
+	size_t len;
+	char *out = control_handle(&ops, "status", 6, &len);
+
+	assert_non_null(out);
+	assert_non_null(strstr(out, "{\"ok\":true,\"state\":\"waiting\",\"url\":\"ws://h:1/\","
+				    "\"connected_since\":null,\"attempts\":3,\"reconnects\":0,"
+				    "\"next_retry_ms\":250,"));
+	assert_non_null(strstr(out, "\"queue\":{\"messages\":2,\"bytes\":0,"));
+	/* server text: invalid UTF-8 replaced, quotes and newlines escaped */
+	assert_non_null(strstr(out, "\"last_error\":\"server h:1 closed the link: 1011 bad "
+				    "\xef\xbf\xbd\\\"x\\\"\\n\""));
+	assert_non_null(strstr(out, "\"last_close\":{\"code\":1011,\"reason\":\"bad \xef\xbf\xbd\"}"));
+	assert_non_null(strstr(out, "\"exec_pid\":-1,"));
+	assert_non_null(strstr(out, "\"config_error\":null}"));
+	free(out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(answers_commands),
+		cmocka_unit_test(unknown_verbs_are_escaped_valid_json),
+		cmocka_unit_test(status_is_built_from_the_snapshot),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
