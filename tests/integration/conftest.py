@@ -16,6 +16,7 @@ import pathlib
 import queue
 import select
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -68,6 +69,41 @@ def wait_until(predicate, timeout, interval=0.05, what="condition"):
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def free_port():
+    """A port on 127.0.0.1 that nothing listens on (connections are refused)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def first_occurrences(seq):
+    """seq without repeats, in the order each item first appeared."""
+    seen, out = set(), []
+    for x in seq:
+        if x not in seen:
+            seen.add(x)
+            out.append(x)
+    return out
+
+
+def assert_all_delivered_in_order(received, expected):
+    """Every expected item is in received; their first occurrences are in order.
+
+    Duplicates are allowed: the daemon re-sends messages that were in flight
+    when a link dropped (at-least-once). Items not in `expected` (sent earlier
+    in the test) are ignored.
+    """
+    want = set(expected)
+    got = [m for m in first_occurrences(received) if m in want]
+    missing = [m for m in expected if m not in set(got)]
+    assert not missing, f"{len(missing)} line(s) never reached the server, first: {missing[:5]}"
+    first_diff = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), None)
+    assert got == list(expected), \
+        f"lines reached the server out of order: first difference at {first_diff}"
 
 
 # --------------------------------------------------------------------------
@@ -450,6 +486,38 @@ def daemon(wstether, tmp_path):
     yield start
     for d in started:
         d.cleanup()
+
+
+def echo_roundtrip(d, lines, timeout=20):
+    """Send lines to a --stdio daemon linked to an echo server; expect them back at once."""
+    d.send_lines(lines)
+    got = d.read_text_lines(len(lines), timeout=timeout)
+    assert got == list(lines), d.stderr_tail()
+
+
+def read_until_seen(d, expected, timeout=20):
+    """Read the daemon's stdout until every expected line came back; return all lines read.
+
+    Lines not in `expected` and repeats are tolerated; first occurrences of
+    the expected ones must be in order.
+    """
+    want, seen, out = set(expected), set(), []
+    deadline = time.monotonic() + timeout
+    while not want <= seen:
+        left = max(deadline - time.monotonic(), 0.001)
+        line = d.read_text_lines(1, timeout=left)[0]
+        out.append(line)
+        seen.add(line)
+    got = [l for l in first_occurrences(out) if l in want]
+    assert got == list(expected), "echoes came back out of order"
+    return out
+
+
+def stop_with_eof(d, timeout=15):
+    """Close the daemon's stdin; it must exit 0 within timeout."""
+    d.close_stdin()
+    rc = d.wait(timeout)
+    assert rc == 0, f"exit {rc}; stderr:\n{d.stderr_tail()}"
 
 
 # --------------------------------------------------------------------------

@@ -14,40 +14,13 @@ import time
 
 import pytest
 
-from conftest import wait_until
+from conftest import echo_roundtrip, first_occurrences, read_until_seen, wait_until
 
 FAST_BACKOFF = "backoff = { initial_ms = 100; max_ms = 400; jitter = 0.0; };\n"
 
 
 def conf_text(url, extra=""):
     return f'link = {{\n  url = "{url}";\n}};\n' + FAST_BACKOFF + extra
-
-
-def echo_roundtrip(d, lines, timeout=15):
-    d.send_lines(lines)
-    got = d.read_text_lines(len(lines), timeout=timeout)
-    assert got == list(lines), d.stderr_tail()
-
-
-def first_occurrences(seq):
-    seen, out = set(), []
-    for x in seq:
-        if x not in seen:
-            seen.add(x)
-            out.append(x)
-    return out
-
-
-def read_until_seen(d, expected, timeout=20):
-    """Read stdout until every expected line came back; return all lines read."""
-    want, seen, out = set(expected), set(), []
-    deadline = time.monotonic() + timeout
-    while not want <= seen:
-        left = max(deadline - time.monotonic(), 0.001)
-        line = d.read_text_lines(1, timeout=left)[0]
-        out.append(line)
-        seen.add(line)
-    return out
 
 
 def hup(d, times=1):

@@ -11,12 +11,11 @@ MONOTONIC_USEC, then READY=1; SIGTERM gives STOPPING=1.
 
 import re
 import signal
-import socket
 import time
 
 import pytest
 
-from conftest import Daemon
+from conftest import Daemon, free_port
 from peers.notify_listener import NotifyListener
 
 STATUS_CONNECTED = "connected to {url}"
@@ -25,15 +24,6 @@ RE_CONNECTING = re.compile(r"^connecting to (\S+) \(attempt (\d+)\)$")
 
 # Fast retries so a reconnect takes well under a second.
 FAST_BACKOFF = "backoff = { initial_ms = 100; max_ms = 400; jitter = 0.0; };\n"
-
-
-def free_port():
-    """A port on 127.0.0.1 that nothing listens on (connections are refused)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture
