@@ -206,10 +206,116 @@ def pki(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------
-# WebSocket server peer (a subprocess running peers/ws_server.py)
+# Peer processes: a server script under peers/ that prints its port first
 
 
-class WsServer:
+def spawn_peer(cmd, stderr_path, *, stdin=subprocess.DEVNULL, timeout=15):
+    """Start a peer that prints its listening port as its first stdout line.
+
+    Returns (Popen, port) once that line is read. stderr is appended to
+    stderr_path. A peer that exits or stays silent for timeout seconds is
+    killed and fails the test with its stderr.
+    """
+    with open(stderr_path, "ab") as err:
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=err)
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            kill_peer(proc)
+            try:
+                text = pathlib.Path(stderr_path).read_text(errors="replace")
+            except FileNotFoundError:
+                text = ""
+            raise AssertionError(f"{pathlib.Path(cmd[1]).name} did not start: {text}")
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if ready:
+            line += os.read(proc.stdout.fileno(), 64)
+    return proc, int(line.strip())
+
+
+def kill_peer(proc):
+    """SIGKILL proc (a crash, as the daemon sees it), reap it and close its pipes."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+    for f in (proc.stdin, proc.stdout):
+        if f:
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def read_events(path, kind=None):
+    """The JSON-lines event log a peer wrote (--log): a list of dicts.
+
+    A missing file is no events; a last line still being written is skipped.
+    With kind, only events whose "event" is kind.
+    """
+    try:
+        text = pathlib.Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        if not line.endswith("}"):
+            continue  # a line being written right now
+        ev = json.loads(line)
+        if kind is None or ev["event"] == kind:
+            out.append(ev)
+    return out
+
+
+class PeerProcess:
+    """Base of the peer wrappers: a subprocess, its stderr file, its events.
+
+    Subclasses set self.proc and self.stderr_path and define events(kind).
+    """
+
+    proc = None
+
+    def stderr_text(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def kill(self):
+        """Kill at once (SIGKILL): a crash, as the daemon sees it."""
+        kill_peer(self.proc)
+
+    def stop(self):
+        """SIGTERM, up to 5 s for a clean exit, then SIGKILL."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def wait_for_event(self, kind, count=1, timeout=15, **match):
+        """Wait for count events of kind whose fields equal match; return them all."""
+        def found():
+            evs = [e for e in self.events(kind)
+                   if all(e.get(k) == v for k, v in match.items())]
+            return evs if len(evs) >= count else None
+        return wait_until(found, timeout, what=f"{count} server {kind!r} event(s) "
+                          f"matching {match}; log so far: {self.events()[-5:]}")
+
+
+class WsServer(PeerProcess):
+    """A peer script as a subprocess, by default peers/ws_server.py (an echo server).
+
+    Its event log is `log`; start() restarts it on the same port.
+    """
+
+    script = WS_SERVER
+
     def __init__(self, log, args, port=0, tls=None):
         self.log = pathlib.Path(log)
         self.args = list(args)
@@ -226,79 +332,25 @@ class WsServer:
     def url(self, host="localhost", path="/"):
         return f"{self.scheme}://{host}:{self.port}{path}"
 
+    def command(self, port):
+        cmd = [PYTHON, str(self.script), "--port", str(port), "--log", str(self.log),
+               *map(str, self.args)]
+        if self.tls:
+            cmd += ["--tls", str(self.tls[0]), str(self.tls[1])]
+        return cmd
+
     def start(self, port=None):
         """Start (or restart, on the same port unless told otherwise)."""
         assert self.proc is None or self.proc.poll() is not None, "server already running"
         port = self.port if port is None else port
-        cmd = [PYTHON, str(WS_SERVER), "--port", str(port), "--log", str(self.log), *self.args]
-        if self.tls:
-            cmd += ["--tls", str(self.tls[0]), str(self.tls[1])]
-        with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=err)
-        deadline = time.monotonic() + 15
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.kill()
-                raise AssertionError(f"ws_server did not start: {self.stderr_text()}")
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 64)
-                if not chunk:
-                    continue
-                line += chunk
-        self.port = int(line.strip())
+        self.proc, self.port = spawn_peer(self.command(port), self.stderr_path)
         return self
 
-    def stderr_text(self):
-        try:
-            return self.stderr_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def kill(self):
-        """Kill at once (SIGKILL): a crash, as the daemon sees it."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-
     def events(self, kind=None):
-        try:
-            text = self.log.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in text.splitlines():
-            if not line.endswith("}"):
-                continue  # a line being written right now
-            ev = json.loads(line)
-            if kind is None or ev["event"] == kind:
-                out.append(ev)
-        return out
+        return read_events(self.log, kind)
 
     def messages(self):
         return [ev["data"] for ev in self.events("message")]
-
-    def wait_for_event(self, kind, count=1, timeout=15, **match):
-        def found():
-            evs = [e for e in self.events(kind)
-                   if all(e.get(k) == v for k, v in match.items())]
-            return evs if len(evs) >= count else None
-        return wait_until(found, timeout, what=f"{count} server '{kind}' event(s) "
-                          f"matching {match}; log so far: {self.events()[-5:]}")
 
     def wait_for_messages(self, expected, timeout=20):
         """Wait until every string in expected has been received at least once."""

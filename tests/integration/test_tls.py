@@ -18,7 +18,6 @@ failure-class test appends "class<TAB>line" to FILE.
 import os
 import pathlib
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ import types
 
 import pytest
 
-from conftest import HERE, PYTHON, WsServer, echo_roundtrip, stop_with_eof, wait_until
+from conftest import HERE, WsServer, echo_roundtrip, stop_with_eof, wait_until
 
 EXIT_OK = 0
 EXIT_CONFIG = 78
@@ -215,7 +214,7 @@ def tpki(tmp_path_factory):
 
 
 class Peer(WsServer):
-    """One of peers/tls_*.py as a subprocess; events() etc. from WsServer."""
+    """One of peers/tls_*.py as a subprocess (WsServer runs self.script)."""
 
     def __init__(self, script, log, args, port=0):
         self.script = script
@@ -223,29 +222,6 @@ class Peer(WsServer):
 
     def url(self, host="localhost", path="/"):
         return f"wss://{host}:{self.port}{path}"
-
-    def start(self, port=None):
-        assert self.proc is None or self.proc.poll() is not None, "peer already running"
-        port = self.port if port is None else port
-        cmd = [PYTHON, str(self.script), "--port", str(port), "--log", str(self.log),
-               *map(str, self.args)]
-        with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=err)
-        deadline = time.monotonic() + 15
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.kill()
-                raise AssertionError(f"{self.script.name} did not start: {self.stderr_text()}")
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 64)
-                if chunk:
-                    line += chunk
-        self.port = int(line.strip())
-        return self
 
     def tls_events(self, ok=None):
         return [e for e in self.events("tls") if ok is None or e["ok"] == ok]
