@@ -527,11 +527,16 @@ class Daemon:
 
 @pytest.fixture
 def daemon(wstether, tmp_path):
-    """Factory: daemon(*args) starts `wstether --stdio *args`; killed at teardown."""
+    """Factory: daemon(*args, stdio=True, wrap=()) starts `wstether --stdio *args`.
+
+    stdio=False leaves out --stdio. wrap is an argv prefix that runs the
+    daemon, e.g. ["/bin/sh", "-c", 'exec "$0" "$@"']. Killed at teardown.
+    """
     started = []
 
-    def start(*args, stdio=True):
-        d = Daemon(wstether, (["--stdio"] if stdio else []) + list(args), tmp_path)
+    def start(*args, stdio=True, wrap=()):
+        argv = [*wrap, wstether, *(["--stdio"] if stdio else []), *args]
+        d = Daemon(argv[0], argv[1:], tmp_path)
         started.append(d)
         return d
 

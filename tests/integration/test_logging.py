@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import Daemon, wait_until
+from conftest import wait_until
 from peers.systemd_fake_journal import FakeJournal, daemon_pid, spawn_under_journal
 
 LEVELS = ["error", "warning", "notice", "info", "debug"]
@@ -33,17 +33,9 @@ def _plain_env(monkeypatch):
 
 
 @pytest.fixture
-def start(wstether, tmp_path):
-    started = []
-
-    def run(*args):
-        d = Daemon(wstether, list(args), tmp_path)
-        started.append(d)
-        return d
-
-    yield run
-    for d in started:
-        d.cleanup()
+def start(daemon):
+    """Factory: start(*args) -> Daemon running `wstether *args` (no --stdio added)."""
+    return lambda *args: daemon(*args, stdio=False)
 
 
 def conf_text(url, extra=""):

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import Daemon, free_port
+from conftest import free_port
 from peers.notify_listener import NotifyListener
 
 STATUS_CONNECTED = "connected to {url}"
@@ -39,31 +39,25 @@ def notify(monkeypatch):
 
 
 @pytest.fixture
-def start(wstether, tmp_path, monkeypatch):
+def start(daemon, monkeypatch):
     """Factory: start(*args, watchdog_usec=None, watchdog_pid=None) -> Daemon.
 
     watchdog_pid: None leaves WATCHDOG_PID unset, "self" sets it to the
     daemon's own pid (a shell exports $$ and execs the daemon in its place),
     an int sets it to that pid.
     """
-    started = []
 
     def run(*args, watchdog_usec=None, watchdog_pid=None):
         if watchdog_usec is not None:
             monkeypatch.setenv("WATCHDOG_USEC", str(watchdog_usec))
         if isinstance(watchdog_pid, int):
             monkeypatch.setenv("WATCHDOG_PID", str(watchdog_pid))
+        wrap = ()
         if watchdog_pid == "self":
-            d = Daemon("/bin/sh", ["-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$0" "$@"',
-                                   wstether, *args], tmp_path)
-        else:
-            d = Daemon(wstether, list(args), tmp_path)
-        started.append(d)
-        return d
+            wrap = ("/bin/sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$0" "$@"')
+        return daemon(*args, stdio=False, wrap=wrap)
 
-    yield run
-    for d in started:
-        d.cleanup()
+    return run
 
 
 def config_for(write_config, url, extra=""):
