@@ -18,7 +18,7 @@ import time
 import pytest
 
 from conftest import wait_until
-from peers.systemd_fake_journal import FakeJournal, daemon_pid, spawn_under_journal
+from peers.systemd_fake_journal import FakeJournal, run_under_journal
 
 LEVELS = ["error", "warning", "notice", "info", "debug"]
 PRIORITY = {"error": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7}
@@ -178,10 +178,8 @@ def test_journal_fields(journal, wstether, ws_server, write_config, tmp_path):
     url = srv.url("127.0.0.1")
     conf = write_config(conf_text(url))
     stderr_path = tmp_path / "journal-run.stderr"
-    proc = spawn_under_journal(wstether, ["--stdio", "--config", conf, "--log-level", "info"],
-                               journal, stderr_path, stdin=subprocess.PIPE)
-    try:
-        pid = daemon_pid(proc)
+    with run_under_journal(wstether, ["--stdio", "--config", conf, "--log-level", "info"],
+                           journal, stderr_path, stdin=subprocess.PIPE) as (proc, pid):
         connect = journal.wait_for(lambda e: e.get("WSTETHER_EVENT") == "connect", timeout=10,
                                    what="a connect entry")[0]
         assert connect["WSTETHER_URL"] == url
@@ -213,11 +211,6 @@ def test_journal_fields(journal, wstether, ws_server, write_config, tmp_path):
                                          f"{conf}:"), rel
         os.kill(pid, signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stdin.close()
     assert srv.events("close")[-1]["code"] == 1001
     for e in journal.snapshot():
         assert e.get("SYSLOG_IDENTIFIER") == "wstether", e
@@ -233,9 +226,7 @@ def test_journal_respects_log_level(journal, wstether, ws_server, write_config, 
     srv = ws_server()
     conf = write_config(conf_text(srv.url("127.0.0.1"), 'log = { level = "warning"; };\n'))
     stderr_path = tmp_path / "journal-run.stderr"
-    proc = spawn_under_journal(wstether, ["--config", conf], journal, stderr_path)
-    try:
-        pid = daemon_pid(proc)
+    with run_under_journal(wstether, ["--config", conf], journal, stderr_path) as (proc, pid):
         srv.wait_for_event("open", timeout=10)
         srv.kill()
         journal.wait_for(lambda e: e.get("WSTETHER_EVENT") == "disconnect", timeout=10,
@@ -243,10 +234,6 @@ def test_journal_respects_log_level(journal, wstether, ws_server, write_config, 
         time.sleep(0.5)
         os.kill(pid, signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
     prios = [e.get("PRIORITY") for e in journal.snapshot()]
     assert prios and set(prios) <= {"3", "4"}, journal.snapshot()
     assert stderr_path.read_text() == ""
@@ -259,10 +246,8 @@ def test_journal_attempt_field_matches_message(journal, wstether, ws_server, wri
     srv = ws_server()
     url = srv.url("127.0.0.1")
     conf = write_config(conf_text(url))
-    proc = spawn_under_journal(wstether, ["--config", conf, "--log-level", "info"], journal,
-                               tmp_path / "journal-run.stderr")
-    try:
-        pid = daemon_pid(proc)
+    with run_under_journal(wstether, ["--config", conf, "--log-level", "info"], journal,
+                           tmp_path / "journal-run.stderr") as (proc, pid):
         journal.wait_for(lambda e: e.get("WSTETHER_EVENT") == "connect", timeout=10,
                          what="a connect entry")
         srv.kill()
@@ -270,10 +255,6 @@ def test_journal_attempt_field_matches_message(journal, wstether, ws_server, wri
                          what="three retry entries")
         os.kill(pid, signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
     wrong = []
     for e in journal.snapshot():
         m = re.search(r"\(attempt (\d+)\)", e.get("MESSAGE", ""))
