@@ -581,6 +581,17 @@ def stop_with_eof(d, timeout=15):
 # Config files
 
 
+def fast_backoff(initial_ms=100, max_ms=400):
+    """A backoff group without jitter, so retries come quickly and on time."""
+    return f"backoff = {{ initial_ms = {initial_ms}; max_ms = {max_ms}; jitter = 0.0; }};\n"
+
+
+def link_config(url, extra="", *, backoff=None):
+    """Config text: a link to url, fast_backoff() (or the backoff text given), then extra."""
+    return (f'link = {{\n  url = "{url}";\n}};\n' + (fast_backoff() if backoff is None else backoff)
+            + extra)
+
+
 @pytest.fixture
 def write_config(tmp_path):
     """Factory: write_config(text=None, *, url, ca_file, server_name, log_level, name)

@@ -17,13 +17,13 @@ import time
 
 import pytest
 
-from conftest import wait_until
+from conftest import fast_backoff, link_config, wait_until
 from peers.systemd_fake_journal import FakeJournal, run_under_journal
 
 LEVELS = ["error", "warning", "notice", "info", "debug"]
 PRIORITY = {"error": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7}
 LINE = re.compile(r"^wstether: (error|warning|notice|info|debug): (\S.*)$")
-FAST_BACKOFF = "backoff = { initial_ms = 100; max_ms = 300; jitter = 0.0; };\n"
+FAST_BACKOFF = fast_backoff(max_ms=300)
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +39,7 @@ def start(daemon):
 
 
 def conf_text(url, extra=""):
-    return f'link = {{\n  url = "{url}";\n}};\n' + FAST_BACKOFF + extra
+    return link_config(url, extra, backoff=FAST_BACKOFF)
 
 
 def parse_lines(text):

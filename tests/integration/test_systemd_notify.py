@@ -15,16 +15,12 @@ import time
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, link_config
 from peers.notify_listener import NotifyListener
 
 STATUS_CONNECTED = "connected to {url}"
 RE_RECONNECTING = re.compile(r"^reconnecting in \d+(\.\d+)? s \(attempt (\d+)\): \S.*$")
 RE_CONNECTING = re.compile(r"^connecting to (\S+) \(attempt (\d+)\)$")
-
-# Fast retries so a reconnect takes well under a second.
-FAST_BACKOFF = "backoff = { initial_ms = 100; max_ms = 400; jitter = 0.0; };\n"
-
 
 @pytest.fixture
 def notify(monkeypatch):
@@ -61,7 +57,8 @@ def start(daemon, monkeypatch):
 
 
 def config_for(write_config, url, extra=""):
-    return write_config(f'link = {{ url = "{url}"; }};\n' + FAST_BACKOFF + extra)
+    """A config with a link to url and retries well under a second apart."""
+    return write_config(link_config(url, extra))
 
 
 def status_index(statuses, predicate, start=0):
