@@ -92,3 +92,13 @@ def announce_port(server):
     """Print the port server listens on as the first stdout line: the caller's "ready"."""
     sys.stdout.write(f"{server.sockets[0].getsockname()[1]}\n")
     sys.stdout.flush()
+
+
+async def serve_tcp_until_stopped(handler, port):
+    """asyncio.start_server(handler) on 127.0.0.1:port; announce the port, serve until
+    SIGTERM or SIGINT."""
+    stop = stop_on_signals()
+    server = await asyncio.start_server(handler, "127.0.0.1", port, reuse_address=True)
+    async with server:
+        announce_port(server)
+        await stop

@@ -68,12 +68,7 @@ class Peer:
 async def main():
     args = parse_args()
     peer = Peer(args)
-    stop = peer_kit.stop_on_signals()
-    server = await asyncio.start_server(peer.on_tcp, "127.0.0.1", args.port,
-                                        reuse_address=True)
-    async with server:
-        peer_kit.announce_port(server)
-        await stop
+    await peer_kit.serve_tcp_until_stopped(peer.on_tcp, args.port)
 
 
 if __name__ == "__main__":

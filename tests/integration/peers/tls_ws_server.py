@@ -146,14 +146,9 @@ async def main():
     args = parse_args()
     peer = Peer(args)
 
-    stop = peer_kit.stop_on_signals()
     async with websockets.serve(peer.on_ws, "127.0.0.1", 0, max_size=None) as ws_server:
         peer.ws_port = ws_server.sockets[0].getsockname()[1]
-        front = await asyncio.start_server(peer.on_tcp, "127.0.0.1", args.port,
-                                           reuse_address=True)
-        async with front:
-            peer_kit.announce_port(front)
-            await stop
+        await peer_kit.serve_tcp_until_stopped(peer.on_tcp, args.port)
 
 
 if __name__ == "__main__":
