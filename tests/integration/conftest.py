@@ -10,6 +10,7 @@ by SIGALRM after TEST_TIMEOUT_S, so a hung daemon fails a test instead of
 hanging the suite.
 """
 
+import itertools
 import json
 import os
 import pathlib
@@ -364,19 +365,32 @@ class WsServer(PeerProcess):
 
 
 @pytest.fixture
-def ws_server(tmp_path):
-    """Factory: ws_server(tls=None | (cert, key), *extra_args, port=0) -> WsServer."""
-    servers = []
+def stop_at_teardown():
+    """keep(peer) -> peer: peer.stop() is called at teardown, for every peer kept.
+
+    For factory fixtures that start servers, proxies and other peers.
+    """
+    kept = []
+
+    def keep(peer):
+        kept.append(peer)
+        return peer
+
+    yield keep
+    for peer in kept:
+        peer.stop()
+
+
+@pytest.fixture
+def ws_server(tmp_path, stop_at_teardown):
+    """Factory: ws_server(*extra_args, tls=None | (cert, key), port=0, name=None) -> WsServer."""
+    count = itertools.count()
 
     def start(*args, tls=None, port=0, name=None):
-        name = name or f"server{len(servers)}"
-        s = WsServer(tmp_path / f"{name}.log", args, port=port, tls=tls)
-        servers.append(s)
-        return s
+        name = name or f"server{next(count)}"
+        return stop_at_teardown(WsServer(tmp_path / f"{name}.log", args, port=port, tls=tls))
 
-    yield start
-    for s in servers:
-        s.stop()
+    return start
 
 
 # --------------------------------------------------------------------------

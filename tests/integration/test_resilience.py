@@ -49,34 +49,22 @@ def report(capsys):
 
 
 @pytest.fixture
-def raw_server(pki):
+def raw_server(pki, stop_at_teardown):
     """Factory: raw_server(port=0, tls=False, **attrs) -> RawWsServer; stopped at teardown."""
-    servers = []
 
     def start(port=0, tls=False, **attrs):
         s = RawWsServer(port=port, tls=(pki.server_crt, pki.server_key) if tls else None)
         for k, v in attrs.items():
             setattr(s, k, v)
-        servers.append(s)
-        return s
+        return stop_at_teardown(s)
 
-    yield start
-    for s in servers:
-        s.stop()
+    return start
 
 
 @pytest.fixture
-def proxy():
-    proxies = []
-
-    def start(target_port):
-        p = TcpProxy(target_port)
-        proxies.append(p)
-        return p
-
-    yield start
-    for p in proxies:
-        p.stop()
+def proxy(stop_at_teardown):
+    """Factory: proxy(target_port) -> TcpProxy; stopped at teardown."""
+    return lambda target_port: stop_at_teardown(TcpProxy(target_port))
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ exact lines for the issue's table, run with WSTETHER_TLS_LINES=FILE: each
 failure-class test appends "class<TAB>line" to FILE.
 """
 
+import itertools
 import os
 import pathlib
 import re
@@ -228,27 +229,23 @@ class Peer(WsServer):
 
 
 @pytest.fixture
-def peers(tmp_path):
-    started = []
+def peers(tmp_path, stop_at_teardown):
+    count = itertools.count()
 
     def tls(cert_key, *args, client_ca=None, name=None, seclevel0=False):
         cert, key = cert_key
         extra = ["--cert", cert, "--key", key] + (["--seclevel0"] if seclevel0 else [])
         if client_ca:
             extra += ["--client-ca", client_ca]
-        p = Peer(TLS_WS_SERVER, tmp_path / f"{name or f'tls{len(started)}'}.log",
-                 extra + list(args))
-        started.append(p)
-        return p
+        n = next(count)
+        return stop_at_teardown(Peer(TLS_WS_SERVER, tmp_path / f"{name or f'tls{n}'}.log",
+                                     extra + list(args)))
 
     def plain(mode):
-        p = Peer(TLS_PLAIN_SERVER, tmp_path / f"plain{len(started)}.log", ["--mode", mode])
-        started.append(p)
-        return p
+        return stop_at_teardown(Peer(TLS_PLAIN_SERVER, tmp_path / f"plain{next(count)}.log",
+                                     ["--mode", mode]))
 
-    yield types.SimpleNamespace(tls=tls, plain=plain)
-    for p in started:
-        p.stop()
+    return types.SimpleNamespace(tls=tls, plain=plain)
 
 
 # --------------------------------------------------------------------------
