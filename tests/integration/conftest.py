@@ -8,6 +8,15 @@ The daemon under test is $WSTETHER, default <repo>/build/src/wstether. All
 traffic stays on 127.0.0.1. Every wait has a timeout, and each test is cut off
 by SIGALRM after TEST_TIMEOUT_S, so a hung daemon fails a test instead of
 hanging the suite.
+
+This file and peers/ hold the shared helpers; add to them rather than copy:
+  fixtures   wstether, run_wstether, daemon, ws_server, write_config, pki,
+             stop_at_teardown
+  peers      spawn_peer, kill_peer, read_events, PeerProcess, WsServer;
+             peers/peer_kit.py for the peer scripts' own side
+  daemon I/O echo_roundtrip, read_until_seen, stop_with_eof, wait_until
+  checks     first_occurrences, assert_all_delivered_in_order
+  config     link_config, fast_backoff; free_port for a URL nothing answers
 """
 
 import itertools
