@@ -8,14 +8,25 @@ The daemon under test is $WSTETHER, default <repo>/build/src/wstether. All
 traffic stays on 127.0.0.1. Every wait has a timeout, and each test is cut off
 by SIGALRM after TEST_TIMEOUT_S, so a hung daemon fails a test instead of
 hanging the suite.
+
+This file and peers/ hold the shared helpers; add to them rather than copy:
+  fixtures   wstether, run_wstether, daemon, ws_server, write_config, pki,
+             stop_at_teardown
+  peers      spawn_peer, kill_peer, read_events, PeerProcess, WsServer;
+             peers/peer_kit.py for the peer scripts' own side
+  daemon I/O echo_roundtrip, read_until_seen, stop_with_eof, wait_until
+  checks     first_occurrences, assert_all_delivered_in_order
+  config     link_config, fast_backoff; free_port for a URL nothing answers
 """
 
+import itertools
 import json
 import os
 import pathlib
 import queue
 import select
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -68,6 +79,41 @@ def wait_until(predicate, timeout, interval=0.05, what="condition"):
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def free_port():
+    """A port on 127.0.0.1 that nothing listens on (connections are refused)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def first_occurrences(seq):
+    """seq without repeats, in the order each item first appeared."""
+    seen, out = set(), []
+    for x in seq:
+        if x not in seen:
+            seen.add(x)
+            out.append(x)
+    return out
+
+
+def assert_all_delivered_in_order(received, expected):
+    """Every expected item is in received; their first occurrences are in order.
+
+    Duplicates are allowed: the daemon re-sends messages that were in flight
+    when a link dropped (at-least-once). Items not in `expected` (sent earlier
+    in the test) are ignored.
+    """
+    want = set(expected)
+    got = [m for m in first_occurrences(received) if m in want]
+    missing = [m for m in expected if m not in set(got)]
+    assert not missing, f"{len(missing)} line(s) never reached the server, first: {missing[:5]}"
+    first_diff = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), None)
+    assert got == list(expected), \
+        f"lines reached the server out of order: first difference at {first_diff}"
 
 
 # --------------------------------------------------------------------------
@@ -170,10 +216,116 @@ def pki(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------
-# WebSocket server peer (a subprocess running peers/ws_server.py)
+# Peer processes: a server script under peers/ that prints its port first
 
 
-class WsServer:
+def spawn_peer(cmd, stderr_path, *, stdin=subprocess.DEVNULL, timeout=15):
+    """Start a peer that prints its listening port as its first stdout line.
+
+    Returns (Popen, port) once that line is read. stderr is appended to
+    stderr_path. A peer that exits or stays silent for timeout seconds is
+    killed and fails the test with its stderr.
+    """
+    with open(stderr_path, "ab") as err:
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=err)
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            kill_peer(proc)
+            try:
+                text = pathlib.Path(stderr_path).read_text(errors="replace")
+            except FileNotFoundError:
+                text = ""
+            raise AssertionError(f"{pathlib.Path(cmd[1]).name} did not start: {text}")
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if ready:
+            line += os.read(proc.stdout.fileno(), 64)
+    return proc, int(line.strip())
+
+
+def kill_peer(proc):
+    """SIGKILL proc (a crash, as the daemon sees it), reap it and close its pipes."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+    for f in (proc.stdin, proc.stdout):
+        if f:
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def read_events(path, kind=None):
+    """The JSON-lines event log a peer wrote (--log): a list of dicts.
+
+    A missing file is no events; a last line still being written is skipped.
+    With kind, only events whose "event" is kind.
+    """
+    try:
+        text = pathlib.Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        if not line.endswith("}"):
+            continue  # a line being written right now
+        ev = json.loads(line)
+        if kind is None or ev["event"] == kind:
+            out.append(ev)
+    return out
+
+
+class PeerProcess:
+    """Base of the peer wrappers: a subprocess, its stderr file, its events.
+
+    Subclasses set self.proc and self.stderr_path and define events(kind).
+    """
+
+    proc = None
+
+    def stderr_text(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def kill(self):
+        """Kill at once (SIGKILL): a crash, as the daemon sees it."""
+        kill_peer(self.proc)
+
+    def stop(self):
+        """SIGTERM, up to 5 s for a clean exit, then SIGKILL."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def wait_for_event(self, kind, count=1, timeout=15, **match):
+        """Wait for count events of kind whose fields equal match; return them all."""
+        def found():
+            evs = [e for e in self.events(kind)
+                   if all(e.get(k) == v for k, v in match.items())]
+            return evs if len(evs) >= count else None
+        return wait_until(found, timeout, what=f"{count} server {kind!r} event(s) "
+                          f"matching {match}; log so far: {self.events()[-5:]}")
+
+
+class WsServer(PeerProcess):
+    """A peer script as a subprocess, by default peers/ws_server.py (an echo server).
+
+    Its event log is `log`; start() restarts it on the same port.
+    """
+
+    script = WS_SERVER
+
     def __init__(self, log, args, port=0, tls=None):
         self.log = pathlib.Path(log)
         self.args = list(args)
@@ -190,79 +342,25 @@ class WsServer:
     def url(self, host="localhost", path="/"):
         return f"{self.scheme}://{host}:{self.port}{path}"
 
+    def command(self, port):
+        cmd = [PYTHON, str(self.script), "--port", str(port), "--log", str(self.log),
+               *map(str, self.args)]
+        if self.tls:
+            cmd += ["--tls", str(self.tls[0]), str(self.tls[1])]
+        return cmd
+
     def start(self, port=None):
         """Start (or restart, on the same port unless told otherwise)."""
         assert self.proc is None or self.proc.poll() is not None, "server already running"
         port = self.port if port is None else port
-        cmd = [PYTHON, str(WS_SERVER), "--port", str(port), "--log", str(self.log), *self.args]
-        if self.tls:
-            cmd += ["--tls", str(self.tls[0]), str(self.tls[1])]
-        with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=err)
-        deadline = time.monotonic() + 15
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.kill()
-                raise AssertionError(f"ws_server did not start: {self.stderr_text()}")
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 64)
-                if not chunk:
-                    continue
-                line += chunk
-        self.port = int(line.strip())
+        self.proc, self.port = spawn_peer(self.command(port), self.stderr_path)
         return self
 
-    def stderr_text(self):
-        try:
-            return self.stderr_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def kill(self):
-        """Kill at once (SIGKILL): a crash, as the daemon sees it."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-
     def events(self, kind=None):
-        try:
-            text = self.log.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in text.splitlines():
-            if not line.endswith("}"):
-                continue  # a line being written right now
-            ev = json.loads(line)
-            if kind is None or ev["event"] == kind:
-                out.append(ev)
-        return out
+        return read_events(self.log, kind)
 
     def messages(self):
         return [ev["data"] for ev in self.events("message")]
-
-    def wait_for_event(self, kind, count=1, timeout=15, **match):
-        def found():
-            evs = [e for e in self.events(kind)
-                   if all(e.get(k) == v for k, v in match.items())]
-            return evs if len(evs) >= count else None
-        return wait_until(found, timeout, what=f"{count} server '{kind}' event(s) "
-                          f"matching {match}; log so far: {self.events()[-5:]}")
 
     def wait_for_messages(self, expected, timeout=20):
         """Wait until every string in expected has been received at least once."""
@@ -276,19 +374,32 @@ class WsServer:
 
 
 @pytest.fixture
-def ws_server(tmp_path):
-    """Factory: ws_server(tls=None | (cert, key), *extra_args, port=0) -> WsServer."""
-    servers = []
+def stop_at_teardown():
+    """keep(peer) -> peer: peer.stop() is called at teardown, for every peer kept.
+
+    For factory fixtures that start servers, proxies and other peers.
+    """
+    kept = []
+
+    def keep(peer):
+        kept.append(peer)
+        return peer
+
+    yield keep
+    for peer in kept:
+        peer.stop()
+
+
+@pytest.fixture
+def ws_server(tmp_path, stop_at_teardown):
+    """Factory: ws_server(*extra_args, tls=None | (cert, key), port=0, name=None) -> WsServer."""
+    count = itertools.count()
 
     def start(*args, tls=None, port=0, name=None):
-        name = name or f"server{len(servers)}"
-        s = WsServer(tmp_path / f"{name}.log", args, port=port, tls=tls)
-        servers.append(s)
-        return s
+        name = name or f"server{next(count)}"
+        return stop_at_teardown(WsServer(tmp_path / f"{name}.log", args, port=port, tls=tls))
 
-    yield start
-    for s in servers:
-        s.stop()
+    return start
 
 
 # --------------------------------------------------------------------------
@@ -439,11 +550,16 @@ class Daemon:
 
 @pytest.fixture
 def daemon(wstether, tmp_path):
-    """Factory: daemon(*args) starts `wstether --stdio *args`; killed at teardown."""
+    """Factory: daemon(*args, stdio=True, wrap=()) starts `wstether --stdio *args`.
+
+    stdio=False leaves out --stdio. wrap is an argv prefix that runs the
+    daemon, e.g. ["/bin/sh", "-c", 'exec "$0" "$@"']. Killed at teardown.
+    """
     started = []
 
-    def start(*args, stdio=True):
-        d = Daemon(wstether, (["--stdio"] if stdio else []) + list(args), tmp_path)
+    def start(*args, stdio=True, wrap=()):
+        argv = [*wrap, wstether, *(["--stdio"] if stdio else []), *args]
+        d = Daemon(argv[0], argv[1:], tmp_path)
         started.append(d)
         return d
 
@@ -452,8 +568,51 @@ def daemon(wstether, tmp_path):
         d.cleanup()
 
 
+def echo_roundtrip(d, lines, timeout=20):
+    """Send lines to a --stdio daemon linked to an echo server; expect them back at once."""
+    d.send_lines(lines)
+    got = d.read_text_lines(len(lines), timeout=timeout)
+    assert got == list(lines), d.stderr_tail()
+
+
+def read_until_seen(d, expected, timeout=20):
+    """Read the daemon's stdout until every expected line came back; return all lines read.
+
+    Lines not in `expected` and repeats are tolerated; first occurrences of
+    the expected ones must be in order.
+    """
+    want, seen, out = set(expected), set(), []
+    deadline = time.monotonic() + timeout
+    while not want <= seen:
+        left = max(deadline - time.monotonic(), 0.001)
+        line = d.read_text_lines(1, timeout=left)[0]
+        out.append(line)
+        seen.add(line)
+    got = [l for l in first_occurrences(out) if l in want]
+    assert got == list(expected), "echoes came back out of order"
+    return out
+
+
+def stop_with_eof(d, timeout=15):
+    """Close the daemon's stdin; it must exit 0 within timeout."""
+    d.close_stdin()
+    rc = d.wait(timeout)
+    assert rc == 0, f"exit {rc}; stderr:\n{d.stderr_tail()}"
+
+
 # --------------------------------------------------------------------------
 # Config files
+
+
+def fast_backoff(initial_ms=100, max_ms=400):
+    """A backoff group without jitter, so retries come quickly and on time."""
+    return f"backoff = {{ initial_ms = {initial_ms}; max_ms = {max_ms}; jitter = 0.0; }};\n"
+
+
+def link_config(url, extra="", *, backoff=None):
+    """Config text: a link to url, fast_backoff() (or the backoff text given), then extra."""
+    return (f'link = {{\n  url = "{url}";\n}};\n' + (fast_backoff() if backoff is None else backoff)
+            + extra)
 
 
 @pytest.fixture

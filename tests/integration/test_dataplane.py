@@ -28,7 +28,8 @@ import time
 
 import pytest
 
-from conftest import PYTHON, Daemon, wait_until, wstether_path
+from conftest import (PYTHON, Daemon, PeerProcess, read_events, spawn_peer, wait_until,
+                      wstether_path)
 
 HERE = pathlib.Path(__file__).resolve().parent
 DP_SERVER = HERE / "peers" / "dp_server.py"
@@ -46,7 +47,7 @@ def wstetherctl_path():
 # The server
 
 
-class DpServer:
+class DpServer(PeerProcess):
     """peers/dp_server.py as a subprocess; commands go to its stdin."""
 
     def __init__(self, workdir, name, port=0):
@@ -54,6 +55,7 @@ class DpServer:
         self.name = name
         self.port = port
         self.proc = None
+        self.stderr_path = self.workdir / f"{name}.stderr"
         self.logs = []          # one log per start, in order
         self.start(port)
 
@@ -63,88 +65,28 @@ class DpServer:
         log = self.workdir / f"{self.name}.{len(self.logs)}.log"
         self.logs.append(log)
         cmd = [PYTHON, str(DP_SERVER), "--port", str(port), "--log", str(log)]
-        err = open(self.workdir / f"{self.name}.stderr", "ab")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=err)
-        err.close()
-        deadline = time.monotonic() + 15
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.kill()
-                raise AssertionError("dp_server did not start: " + self.stderr_text())
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 64)
-                if chunk:
-                    line += chunk
-        self.port = int(line.strip())
+        self.proc, self.port = spawn_peer(cmd, self.stderr_path, stdin=subprocess.PIPE)
         return self
 
     def url(self):
         return f"ws://127.0.0.1:{self.port}/dp"
 
-    def stderr_text(self):
-        try:
-            return (self.workdir / f"{self.name}.stderr").read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
     def cmd(self, **command):
         self.proc.stdin.write((json.dumps(command) + "\n").encode())
         self.proc.stdin.flush()
-
-    def kill(self):
-        """SIGKILL: the daemon sees the TCP connection die."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        for f in (self.proc.stdin, self.proc.stdout) if self.proc else ():
-            try:
-                f.close()
-            except OSError:
-                pass
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
 
     def events(self, kind=None, gen=None):
         """Events of every start (or of start number gen), each with "gen"."""
         out = []
         for g, log in enumerate(self.logs):
-            if gen is not None and g != gen:
-                continue
-            try:
-                text = log.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                continue
-            for line in text.splitlines():
-                if not line.endswith("}"):
-                    continue  # being written right now
-                ev = json.loads(line)
-                ev["gen"] = g
-                if kind is None or ev["event"] == kind:
-                    out.append(ev)
+            if gen is None or g == gen:
+                out += [dict(ev, gen=g) for ev in read_events(log, kind)]
         return out
 
     def messages(self, gen=None):
         """Messages received, in order: str for text, bytes for binary."""
         return [base64.b64decode(e["data"]) if e.get("binary") else e["data"]
                 for e in self.events("message", gen)]
-
-    def wait_event(self, kind, count=1, timeout=15, **match):
-        def found():
-            evs = [e for e in self.events(kind) if all(e.get(k) == v for k, v in match.items())]
-            return evs if len(evs) >= count else None
-        return wait_until(found, timeout, what=f"{count} server {kind!r} event(s) matching "
-                          f"{match}; last events: {self.events()[-5:]}")
 
     def wait_messages(self, expected, timeout=20, gen=None):
         want = set(expected)
@@ -641,7 +583,7 @@ def test_kill9_with_1000_spooled_messages(dp):
     d2.proc.kill()
     d2.wait()
     dp.start(conf)
-    srv.wait_event("open", count=2)
+    srv.wait_for_event("open", count=2)
     dp.wait_connected()
     time.sleep(0.5)
     assert len(srv.messages()) == 1000, srv.messages()[1000:1010]
@@ -1009,11 +951,11 @@ def test_close_4000_bye_then_backoff(dp):
     t0 = time.monotonic()
     rc, ans, out, _ = dp.ctl("close", "4000", "bye")
     assert rc == 0 and ans == {"ok": True}, out
-    ev = srv.wait_event("close")[0]
+    ev = srv.wait_for_event("close")[0]
     assert (ev["code"], ev["reason"]) == (4000, "bye"), ev
     st = dp.wait_status(lambda s: s["state"] == "waiting", timeout=5, what="state waiting")
     assert isinstance(st["next_retry_ms"], int) and st["next_retry_ms"] > 0, st
-    srv.wait_event("open", count=2, timeout=10)
+    srv.wait_for_event("open", count=2, timeout=10)
     gap = time.monotonic() - t0
     st = dp.wait_connected()
     assert st["reconnects"] >= 1, st
@@ -1021,7 +963,7 @@ def test_close_4000_bye_then_backoff(dp):
     # a close with a reason that has spaces
     rc, ans, out, _ = dp.ctl("close", "4001", "two words")
     assert rc == 0, out
-    ev = srv.wait_event("close", count=2)[1]
+    ev = srv.wait_for_event("close", count=2)[1]
     assert (ev["code"], ev["reason"]) == (4001, "two words"), ev
 
 
@@ -1032,13 +974,13 @@ def test_reconnect_pause_resume(dp):
 
     rc, ans, out, _ = dp.ctl("reconnect")
     assert rc == 0, out
-    assert srv.wait_event("close")[0]["code"] == 1000
-    srv.wait_event("open", count=2, timeout=5)
+    assert srv.wait_for_event("close")[0]["code"] == 1000
+    srv.wait_for_event("open", count=2, timeout=5)
     dp.wait_connected()
 
     rc, ans, out, _ = dp.ctl("pause")
     assert rc == 0, out
-    srv.wait_event("close", count=2)
+    srv.wait_for_event("close", count=2)
     st = dp.wait_status(lambda s: s["state"] == "paused", timeout=5, what="state paused")
     assert st["connected_since"] is None, st
     rc, ans, out, _ = dp.ctl("send", "while paused")
@@ -1054,7 +996,7 @@ def test_reconnect_pause_resume(dp):
 
     rc, ans, out, _ = dp.ctl("resume")
     assert rc == 0, out
-    srv.wait_event("open", count=3, timeout=5)
+    srv.wait_for_event("open", count=3, timeout=5)
     srv.wait_messages(["while paused"])
     dp.wait_connected()
     dp.wait_queue(0)
@@ -1075,7 +1017,7 @@ def test_pause_while_the_server_is_down(dp):
     assert not srv.events("open"), "connected while paused"
     rc, ans, out, _ = dp.ctl("resume")
     assert rc == 0, out
-    srv.wait_event("open", timeout=5)
+    srv.wait_for_event("open", timeout=5)
     dp.wait_connected()
 
 

@@ -17,13 +17,13 @@ import time
 
 import pytest
 
-from conftest import Daemon, wait_until
-from peers.systemd_fake_journal import FakeJournal, daemon_pid, spawn_under_journal
+from conftest import fast_backoff, link_config, wait_until
+from peers.systemd_fake_journal import FakeJournal, run_under_journal
 
 LEVELS = ["error", "warning", "notice", "info", "debug"]
 PRIORITY = {"error": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7}
 LINE = re.compile(r"^wstether: (error|warning|notice|info|debug): (\S.*)$")
-FAST_BACKOFF = "backoff = { initial_ms = 100; max_ms = 300; jitter = 0.0; };\n"
+FAST_BACKOFF = fast_backoff(max_ms=300)
 
 
 @pytest.fixture(autouse=True)
@@ -33,21 +33,13 @@ def _plain_env(monkeypatch):
 
 
 @pytest.fixture
-def start(wstether, tmp_path):
-    started = []
-
-    def run(*args):
-        d = Daemon(wstether, list(args), tmp_path)
-        started.append(d)
-        return d
-
-    yield run
-    for d in started:
-        d.cleanup()
+def start(daemon):
+    """Factory: start(*args) -> Daemon running `wstether *args` (no --stdio added)."""
+    return lambda *args: daemon(*args, stdio=False)
 
 
 def conf_text(url, extra=""):
-    return f'link = {{\n  url = "{url}";\n}};\n' + FAST_BACKOFF + extra
+    return link_config(url, extra, backoff=FAST_BACKOFF)
 
 
 def parse_lines(text):
@@ -186,10 +178,8 @@ def test_journal_fields(journal, wstether, ws_server, write_config, tmp_path):
     url = srv.url("127.0.0.1")
     conf = write_config(conf_text(url))
     stderr_path = tmp_path / "journal-run.stderr"
-    proc = spawn_under_journal(wstether, ["--stdio", "--config", conf, "--log-level", "info"],
-                               journal, stderr_path, stdin=subprocess.PIPE)
-    try:
-        pid = daemon_pid(proc)
+    with run_under_journal(wstether, ["--stdio", "--config", conf, "--log-level", "info"],
+                           journal, stderr_path, stdin=subprocess.PIPE) as (proc, pid):
         connect = journal.wait_for(lambda e: e.get("WSTETHER_EVENT") == "connect", timeout=10,
                                    what="a connect entry")[0]
         assert connect["WSTETHER_URL"] == url
@@ -221,11 +211,6 @@ def test_journal_fields(journal, wstether, ws_server, write_config, tmp_path):
                                          f"{conf}:"), rel
         os.kill(pid, signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stdin.close()
     assert srv.events("close")[-1]["code"] == 1001
     for e in journal.snapshot():
         assert e.get("SYSLOG_IDENTIFIER") == "wstether", e
@@ -241,9 +226,7 @@ def test_journal_respects_log_level(journal, wstether, ws_server, write_config, 
     srv = ws_server()
     conf = write_config(conf_text(srv.url("127.0.0.1"), 'log = { level = "warning"; };\n'))
     stderr_path = tmp_path / "journal-run.stderr"
-    proc = spawn_under_journal(wstether, ["--config", conf], journal, stderr_path)
-    try:
-        pid = daemon_pid(proc)
+    with run_under_journal(wstether, ["--config", conf], journal, stderr_path) as (proc, pid):
         srv.wait_for_event("open", timeout=10)
         srv.kill()
         journal.wait_for(lambda e: e.get("WSTETHER_EVENT") == "disconnect", timeout=10,
@@ -251,10 +234,6 @@ def test_journal_respects_log_level(journal, wstether, ws_server, write_config, 
         time.sleep(0.5)
         os.kill(pid, signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
     prios = [e.get("PRIORITY") for e in journal.snapshot()]
     assert prios and set(prios) <= {"3", "4"}, journal.snapshot()
     assert stderr_path.read_text() == ""
@@ -267,10 +246,8 @@ def test_journal_attempt_field_matches_message(journal, wstether, ws_server, wri
     srv = ws_server()
     url = srv.url("127.0.0.1")
     conf = write_config(conf_text(url))
-    proc = spawn_under_journal(wstether, ["--config", conf, "--log-level", "info"], journal,
-                               tmp_path / "journal-run.stderr")
-    try:
-        pid = daemon_pid(proc)
+    with run_under_journal(wstether, ["--config", conf, "--log-level", "info"], journal,
+                           tmp_path / "journal-run.stderr") as (proc, pid):
         journal.wait_for(lambda e: e.get("WSTETHER_EVENT") == "connect", timeout=10,
                          what="a connect entry")
         srv.kill()
@@ -278,10 +255,6 @@ def test_journal_attempt_field_matches_message(journal, wstether, ws_server, wri
                          what="three retry entries")
         os.kill(pid, signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
     wrong = []
     for e in journal.snapshot():
         m = re.search(r"\(attempt (\d+)\)", e.get("MESSAGE", ""))

@@ -14,41 +14,7 @@ import time
 
 import pytest
 
-from conftest import wait_until
-
-FAST_BACKOFF = "backoff = { initial_ms = 100; max_ms = 400; jitter = 0.0; };\n"
-
-
-def conf_text(url, extra=""):
-    return f'link = {{\n  url = "{url}";\n}};\n' + FAST_BACKOFF + extra
-
-
-def echo_roundtrip(d, lines, timeout=15):
-    d.send_lines(lines)
-    got = d.read_text_lines(len(lines), timeout=timeout)
-    assert got == list(lines), d.stderr_tail()
-
-
-def first_occurrences(seq):
-    seen, out = set(), []
-    for x in seq:
-        if x not in seen:
-            seen.add(x)
-            out.append(x)
-    return out
-
-
-def read_until_seen(d, expected, timeout=20):
-    """Read stdout until every expected line came back; return all lines read."""
-    want, seen, out = set(expected), set(), []
-    deadline = time.monotonic() + timeout
-    while not want <= seen:
-        left = max(deadline - time.monotonic(), 0.001)
-        line = d.read_text_lines(1, timeout=left)[0]
-        out.append(line)
-        seen.add(line)
-    return out
-
+from conftest import echo_roundtrip, first_occurrences, link_config, read_until_seen, wait_until
 
 def hup(d, times=1):
     for _ in range(times):
@@ -62,7 +28,7 @@ def linked(daemon, ws_server, write_config, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     a = ws_server(name="a")
     b = ws_server(name="b")
-    conf = write_config(conf_text(a.url("127.0.0.1")))
+    conf = write_config(link_config(a.url("127.0.0.1")))
     d = daemon("--config", conf)
     echo_roundtrip(d, ["hello a"])
     a.wait_for_event("open")
@@ -122,7 +88,7 @@ def test_broken_config_keeps_the_link(linked, kind):
     assert d.running()
 
     # fixing the file and reloading again works as usual
-    conf.write_text(conf_text(b.url("127.0.0.1")))
+    conf.write_text(link_config(b.url("127.0.0.1")))
     hup(d)
     b.wait_for_event("open", timeout=10)
     echo_roundtrip(d, ["after fixed reload"])
@@ -131,7 +97,7 @@ def test_broken_config_keeps_the_link(linked, kind):
 
 def test_new_url_moves_the_link(linked):
     a, b, conf, d = linked.a, linked.b, linked.conf, linked.d
-    conf.write_text(conf_text(b.url("127.0.0.1")))
+    conf.write_text(link_config(b.url("127.0.0.1")))
     hup(d)
     b.wait_for_event("open", timeout=10)
     close = a.wait_for_event("close", timeout=10)[0]
@@ -147,8 +113,8 @@ def test_new_url_moves_the_link(linked):
 
 def test_unchanged_link_settings_do_not_reconnect(linked):
     a, conf, d = linked.a, linked.conf, linked.d
-    conf.write_text(conf_text(a.url("127.0.0.1"), 'log = { level = "debug"; };\n'
-                              'queue = { max_messages = 500; };\n'))
+    conf.write_text(link_config(a.url("127.0.0.1"), 'log = { level = "debug"; };\n'
+                                'queue = { max_messages = 500; };\n'))
     hup(d)
     wait_until(lambda: "configuration reloaded" in d.stderr(), 5,
                what="'configuration reloaded' on stderr")
@@ -159,8 +125,8 @@ def test_unchanged_link_settings_do_not_reconnect(linked):
 
 def test_keepalive_change_reconnects(linked):
     a, conf, d = linked.a, linked.conf, linked.d
-    conf.write_text(conf_text(a.url("127.0.0.1"),
-                              "keepalive = { ping_interval_s = 7; pong_timeout_s = 3; };\n"))
+    conf.write_text(link_config(a.url("127.0.0.1"),
+                                "keepalive = { ping_interval_s = 7; pong_timeout_s = 3; };\n"))
     hup(d)
     a.wait_for_event("open", count=2, timeout=10)
     assert a.events("close")[0]["code"] == 1000
@@ -187,7 +153,7 @@ def test_ten_sighups_in_a_row(linked):
     assert len(a.events("open")) == 1 and not a.events("close")
 
     # and ten with a new URL end on B, once
-    conf.write_text(conf_text(b.url("127.0.0.1")))
+    conf.write_text(link_config(b.url("127.0.0.1")))
     hup(d, 10)
     b.wait_for_event("open", timeout=10)
     echo_roundtrip(d, ["after ten moves"])
@@ -211,7 +177,7 @@ def test_queue_survives_reload(linked, change):
             time.sleep(0.01)
 
     if change == "move":
-        conf.write_text(conf_text(b.url("127.0.0.1")))
+        conf.write_text(link_config(b.url("127.0.0.1")))
     elif change == "broken":
         conf.write_text('link = {\n  url = ;\n};\n')
     t = threading.Thread(target=writer, daemon=True)

@@ -16,7 +16,6 @@ import pathlib
 import random
 import re
 import signal
-import socket
 import statistics
 import sys
 import threading
@@ -24,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import wait_until
+from conftest import assert_all_delivered_in_order, free_port, wait_until
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers"))
 from resil_proxy import TcpProxy  # noqa: E402
@@ -50,34 +49,22 @@ def report(capsys):
 
 
 @pytest.fixture
-def raw_server(pki):
+def raw_server(pki, stop_at_teardown):
     """Factory: raw_server(port=0, tls=False, **attrs) -> RawWsServer; stopped at teardown."""
-    servers = []
 
     def start(port=0, tls=False, **attrs):
         s = RawWsServer(port=port, tls=(pki.server_crt, pki.server_key) if tls else None)
         for k, v in attrs.items():
             setattr(s, k, v)
-        servers.append(s)
-        return s
+        return stop_at_teardown(s)
 
-    yield start
-    for s in servers:
-        s.stop()
+    return start
 
 
 @pytest.fixture
-def proxy():
-    proxies = []
-
-    def start(target_port):
-        p = TcpProxy(target_port)
-        proxies.append(p)
-        return p
-
-    yield start
-    for p in proxies:
-        p.stop()
+def proxy(stop_at_teardown):
+    """Factory: proxy(target_port) -> TcpProxy; stopped at teardown."""
+    return lambda target_port: stop_at_teardown(TcpProxy(target_port))
 
 
 @pytest.fixture
@@ -155,32 +142,6 @@ def wait_log(d, needle, count=1, timeout=15, interval=0.01):
     return time.monotonic()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def first_occurrences(seq):
-    seen, out = set(), []
-    for x in seq:
-        if x not in seen:
-            seen.add(x)
-            out.append(x)
-    return out
-
-
-def assert_in_order_none_missing(received, expected):
-    want = set(expected)
-    got = [m for m in first_occurrences(received) if m in want]
-    missing = [m for m in expected if m not in set(got)]
-    assert not missing, f"{len(missing)} line(s) never reached the server, first: {missing[:5]}"
-    assert got == list(expected), "lines reached the server out of order: " \
-        f"first difference at {next(i for i, (a, b) in enumerate(zip(got, expected)) if a != b)}"
-
-
 def gaps(conns, start="accepted_at"):
     return [b.accepted_at - getattr(a, start) for a, b in zip(conns, conns[1:])]
 
@@ -250,7 +211,7 @@ def test_server_restarted_20_times_daemon_back_within_backoff_bound_lines_in_ord
     d.send_lines(tail)
     expected += tail
     srv.wait_for_messages(expected, timeout=15)
-    assert_in_order_none_missing(srv.messages(), expected)
+    assert_all_delivered_in_order(srv.messages(), expected)
     dups = len(srv.messages()) - len(set(srv.messages()))
     report(f"reconnect after server restart (20 restarts, backoff 100..{max_ms} ms, "
            f"jitter 0.5): median {statistics.median(reconnect) * 1000:.0f} ms, "
@@ -354,7 +315,7 @@ def test_cut_connections_lines_written_meanwhile_arrive_in_order(
             return [m for c in srv.conns for m in c.messages]
     wait_until(lambda: set(expected) <= set(received()), 15,
                what="every line at the server")
-    assert_in_order_none_missing(received(), expected)
+    assert_all_delivered_in_order(received(), expected)
 
 
 # --------------------------------------------------------------------------

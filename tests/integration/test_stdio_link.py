@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from conftest import wait_until
+from conftest import (assert_all_delivered_in_order, echo_roundtrip, read_until_seen,
+                      stop_with_eof, wait_until)
 
 EXIT_OK = 0
 EXIT_USAGE = 64
@@ -36,59 +37,6 @@ def wss_config(write_config, pki):
         return write_config(url=server.url(host), **kw)
 
     return make
-
-
-def first_occurrences(seq):
-    seen, out = set(), []
-    for x in seq:
-        if x not in seen:
-            seen.add(x)
-            out.append(x)
-    return out
-
-
-def assert_all_delivered_in_order(received, expected):
-    """Every expected line arrived; first occurrences are in order.
-
-    Duplicates are allowed: the daemon re-sends messages that were in flight
-    when a link dropped (at-least-once). Lines not in `expected` (sent earlier
-    in the test) are ignored.
-    """
-    want = set(expected)
-    got = [m for m in first_occurrences(received) if m in want]
-    missing = [m for m in expected if m not in set(got)]
-    assert not missing, f"{len(missing)} lines never reached the server, first: {missing[:5]}"
-    assert got == list(expected), "lines reached the server out of order"
-
-
-def echo_roundtrip(d, lines, timeout=20):
-    d.send_lines(lines)
-    got = d.read_text_lines(len(lines), timeout=timeout)
-    assert got == list(lines)
-
-
-def read_until_seen(d, expected, timeout=20):
-    """Read stdout until every expected line was seen; return all lines read.
-
-    Lines not in `expected` and repeats are tolerated; first occurrences of
-    the expected ones must be in order.
-    """
-    want, seen, out = set(expected), set(), []
-    deadline = time.monotonic() + timeout
-    while not want <= seen:
-        left = max(deadline - time.monotonic(), 0.001)
-        line = d.read_text_lines(1, timeout=left)[0]
-        out.append(line)
-        seen.add(line)
-    got = [l for l in first_occurrences(out) if l in want]
-    assert got == list(expected), "echoes came back out of order"
-    return out
-
-
-def stop_with_eof(d, timeout=15):
-    d.close_stdin()
-    rc = d.wait(timeout)
-    assert rc == EXIT_OK, f"exit {rc}; stderr:\n{d.stderr_tail()}"
 
 
 # --------------------------------------------------------------------------

@@ -11,30 +11,16 @@ MONOTONIC_USEC, then READY=1; SIGTERM gives STOPPING=1.
 
 import re
 import signal
-import socket
 import time
 
 import pytest
 
-from conftest import Daemon
+from conftest import free_port, link_config
 from peers.notify_listener import NotifyListener
 
 STATUS_CONNECTED = "connected to {url}"
 RE_RECONNECTING = re.compile(r"^reconnecting in \d+(\.\d+)? s \(attempt (\d+)\): \S.*$")
 RE_CONNECTING = re.compile(r"^connecting to (\S+) \(attempt (\d+)\)$")
-
-# Fast retries so a reconnect takes well under a second.
-FAST_BACKOFF = "backoff = { initial_ms = 100; max_ms = 400; jitter = 0.0; };\n"
-
-
-def free_port():
-    """A port on 127.0.0.1 that nothing listens on (connections are refused)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
 
 @pytest.fixture
 def notify(monkeypatch):
@@ -49,35 +35,30 @@ def notify(monkeypatch):
 
 
 @pytest.fixture
-def start(wstether, tmp_path, monkeypatch):
+def start(daemon, monkeypatch):
     """Factory: start(*args, watchdog_usec=None, watchdog_pid=None) -> Daemon.
 
     watchdog_pid: None leaves WATCHDOG_PID unset, "self" sets it to the
     daemon's own pid (a shell exports $$ and execs the daemon in its place),
     an int sets it to that pid.
     """
-    started = []
 
     def run(*args, watchdog_usec=None, watchdog_pid=None):
         if watchdog_usec is not None:
             monkeypatch.setenv("WATCHDOG_USEC", str(watchdog_usec))
         if isinstance(watchdog_pid, int):
             monkeypatch.setenv("WATCHDOG_PID", str(watchdog_pid))
+        wrap = ()
         if watchdog_pid == "self":
-            d = Daemon("/bin/sh", ["-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$0" "$@"',
-                                   wstether, *args], tmp_path)
-        else:
-            d = Daemon(wstether, list(args), tmp_path)
-        started.append(d)
-        return d
+            wrap = ("/bin/sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$0" "$@"')
+        return daemon(*args, stdio=False, wrap=wrap)
 
-    yield run
-    for d in started:
-        d.cleanup()
+    return run
 
 
 def config_for(write_config, url, extra=""):
-    return write_config(f'link = {{ url = "{url}"; }};\n' + FAST_BACKOFF + extra)
+    """A config with a link to url and retries well under a second apart."""
+    return write_config(link_config(url, extra))
 
 
 def status_index(statuses, predicate, start=0):

@@ -15,10 +15,10 @@ exact lines for the issue's table, run with WSTETHER_TLS_LINES=FILE: each
 failure-class test appends "class<TAB>line" to FILE.
 """
 
+import itertools
 import os
 import pathlib
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -27,7 +27,7 @@ import types
 
 import pytest
 
-from conftest import HERE, PYTHON, WsServer, wait_until
+from conftest import HERE, WsServer, echo_roundtrip, stop_with_eof, wait_until
 
 EXIT_OK = 0
 EXIT_CONFIG = 78
@@ -215,7 +215,7 @@ def tpki(tmp_path_factory):
 
 
 class Peer(WsServer):
-    """One of peers/tls_*.py as a subprocess; events() etc. from WsServer."""
+    """One of peers/tls_*.py as a subprocess (WsServer runs self.script)."""
 
     def __init__(self, script, log, args, port=0):
         self.script = script
@@ -224,55 +224,28 @@ class Peer(WsServer):
     def url(self, host="localhost", path="/"):
         return f"wss://{host}:{self.port}{path}"
 
-    def start(self, port=None):
-        assert self.proc is None or self.proc.poll() is not None, "peer already running"
-        port = self.port if port is None else port
-        cmd = [PYTHON, str(self.script), "--port", str(port), "--log", str(self.log),
-               *map(str, self.args)]
-        with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=err)
-        deadline = time.monotonic() + 15
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.kill()
-                raise AssertionError(f"{self.script.name} did not start: {self.stderr_text()}")
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 64)
-                if chunk:
-                    line += chunk
-        self.port = int(line.strip())
-        return self
-
     def tls_events(self, ok=None):
         return [e for e in self.events("tls") if ok is None or e["ok"] == ok]
 
 
 @pytest.fixture
-def peers(tmp_path):
-    started = []
+def peers(tmp_path, stop_at_teardown):
+    count = itertools.count()
 
     def tls(cert_key, *args, client_ca=None, name=None, seclevel0=False):
         cert, key = cert_key
         extra = ["--cert", cert, "--key", key] + (["--seclevel0"] if seclevel0 else [])
         if client_ca:
             extra += ["--client-ca", client_ca]
-        p = Peer(TLS_WS_SERVER, tmp_path / f"{name or f'tls{len(started)}'}.log",
-                 extra + list(args))
-        started.append(p)
-        return p
+        n = next(count)
+        return stop_at_teardown(Peer(TLS_WS_SERVER, tmp_path / f"{name or f'tls{n}'}.log",
+                                     extra + list(args)))
 
     def plain(mode):
-        p = Peer(TLS_PLAIN_SERVER, tmp_path / f"plain{len(started)}.log", ["--mode", mode])
-        started.append(p)
-        return p
+        return stop_at_teardown(Peer(TLS_PLAIN_SERVER, tmp_path / f"plain{next(count)}.log",
+                                     ["--mode", mode]))
 
-    yield types.SimpleNamespace(tls=tls, plain=plain)
-    for p in started:
-        p.stop()
+    return types.SimpleNamespace(tls=tls, plain=plain)
 
 
 # --------------------------------------------------------------------------
@@ -343,18 +316,6 @@ def first_failure_line(d, needle, cls, timeout=10):
     return line
 
 
-def echo(d, lines, timeout=15):
-    d.send_lines(lines)
-    got = d.read_text_lines(len(lines), timeout=timeout)
-    assert got == list(lines)
-
-
-def stop_with_eof(d):
-    d.close_stdin()
-    rc = d.wait(15)
-    assert rc == EXIT_OK, f"exit {rc}; stderr:\n{d.stderr_tail()}"
-
-
 def assert_keeps_retrying_then_sigterm(d, peer, needle, attempts=2):
     """The daemon survives the failure, retries (the peer sees another TCP
     connection and the failure is logged again), and still stops cleanly."""
@@ -402,7 +363,7 @@ def test_mtls_round_trip_and_logs_the_client_certificate(peers, tpki, tls_config
         key.write_text(crt.read_text() + key.read_text())
         crt = key
     d = daemon("--config", tls_config(srv.url(), cert_file=crt, key_file=key))
-    echo(d, ["over mTLS", "second"])
+    echo_roundtrip(d, ["over mTLS", "second"])
     stop_with_eof(d)
     assert srv.messages() == ["over mTLS", "second"]
     [tls] = srv.tls_events(ok=True)
@@ -419,7 +380,7 @@ def test_mtls_with_der_certificate_and_der_key(peers, tpki, tls_config, daemon):
     srv = peers.tls(tpki.server, client_ca=tpki.client_ca)
     crt, key = tpki.client_a_der
     d = daemon("--config", tls_config(srv.url(), cert_file=crt, key_file=key))
-    echo(d, ["DER works"])
+    echo_roundtrip(d, ["DER works"])
     stop_with_eof(d)
     assert srv.tls_events(ok=True)[0]["client_serial"] == str(SERIAL_A)
 
@@ -431,7 +392,7 @@ def test_ca_bundle_with_the_right_ca_last_of_four(peers, tpki, tls_config, daemo
     r = run_wstether("--check", "--config", conf)
     assert r.returncode == EXIT_OK, r.stderr
     d = daemon("--config", conf)
-    echo(d, ["via a CA bundle"])
+    echo_roundtrip(d, ["via a CA bundle"])
     stop_with_eof(d)
 
 
@@ -533,7 +494,7 @@ def test_server_name_set_while_connecting_to_127_0_0_1(peers, tpki, tls_config, 
     crt, key = copy_pair(tpki.client_a, tmp_path)
     d = daemon("--config", tls_config(srv.url("127.0.0.1"), server_name="localhost",
                                       cert_file=crt, key_file=key))
-    echo(d, ["verified as localhost"])
+    echo_roundtrip(d, ["verified as localhost"])
     stop_with_eof(d)
     [tls] = srv.tls_events(ok=True)
     assert tls["sni"] == "localhost", "tls.server_name must be sent as SNI too"
@@ -683,7 +644,7 @@ def test_key_readable_by_others_warns_but_runs(peers, tpki, tls_config, daemon, 
     assert line.startswith("wstether: warning: ") and "readable" in line, line
     record(f"key mode {mode:04o} (warning)", line)
     d = daemon("--config", conf)
-    echo(d, ["runs anyway"])
+    echo_roundtrip(d, ["runs anyway"])
     assert stderr_lines(d, f"{key}: private key is readable"), d.stderr()
     stop_with_eof(d)
 
@@ -712,7 +673,7 @@ def test_rotation_next_connection_presents_the_new_certificate(peers, tpki, tls_
     srv = peers.tls(tpki.server, client_ca=tpki.client_ca)
     crt, key = copy_pair(tpki.client_a, tmp_path)
     d = daemon("--config", tls_config(srv.url(), cert_file=crt, key_file=key))
-    echo(d, ["with A"])
+    echo_roundtrip(d, ["with A"])
     assert [e["client_serial"] for e in srv.events("open")] == [str(SERIAL_A)]
 
     # renew on disk the way certbot & co do it (new files renamed over the old)
@@ -721,7 +682,7 @@ def test_rotation_next_connection_presents_the_new_certificate(peers, tpki, tls_
     srv.kill()
     srv.start()  # same port, same log
     srv.wait_for_event("open", count=2, timeout=15)
-    echo(d, ["with B"])
+    echo_roundtrip(d, ["with B"])
     opens = srv.events("open")
     assert [e["client_serial"] for e in opens] == [str(SERIAL_A), str(SERIAL_B)], opens
     assert srv.messages() == ["with A", "with B"]
@@ -737,7 +698,7 @@ def test_rotation_to_a_broken_pair_is_reported_retried_and_recovers(
     srv = peers.tls(tpki.server, client_ca=tpki.client_ca)
     crt, key = copy_pair(tpki.client_a, tmp_path)
     d = daemon("--config", tls_config(srv.url(), cert_file=crt, key_file=key))
-    echo(d, ["with A"])
+    echo_roundtrip(d, ["with A"])
     replace_atomically(tpki.client_b[0], crt)  # new certificate, old key
     srv.kill()
     d.wait_stderr(f"{key}: private key does not match", timeout=10)
@@ -749,7 +710,7 @@ def test_rotation_to_a_broken_pair_is_reported_retried_and_recovers(
     assert len(srv.events("open")) == 1, "connected with a pair that does not match"
     replace_atomically(tpki.client_b[1], key, mode=0o600)
     srv.wait_for_event("open", count=2, timeout=10)
-    echo(d, ["with B"])
+    echo_roundtrip(d, ["with B"])
     assert srv.events("open")[-1]["client_serial"] == str(SERIAL_B)
     stop_with_eof(d)
 
@@ -764,9 +725,9 @@ def test_insecure_connects_to_untrusted_server_and_warns_at_every_connect(
     # after one message, so the daemon connects again.
     srv = peers.tls(tpki.untrusted, "--close-after", "1")
     d = daemon("--config", tls_config(srv.url(), insecure=True))
-    echo(d, ["first connection"])
+    echo_roundtrip(d, ["first connection"])
     srv.wait_for_event("close", initiator="server")
-    echo(d, ["second connection"])
+    echo_roundtrip(d, ["second connection"])
     srv.wait_for_event("open", count=2)
     warnings = stderr_lines(d, "tls.insecure")
     assert len(warnings) >= 2, f"one warning per connect expected:\n{d.stderr()}"
@@ -810,7 +771,7 @@ def test_credentials_directory_expands(peers, tpki, daemon, run_wstether, tmp_pa
     r = run_wstether("--check", "--config", conf)
     assert r.returncode == EXIT_OK and f"{conf}: ok" in r.stdout, r.stderr
     d = daemon("--config", conf)
-    echo(d, ["via LoadCredential="])
+    echo_roundtrip(d, ["via LoadCredential="])
     stop_with_eof(d)
     assert srv.events("open")[0]["client_serial"] == str(SERIAL_A)
 

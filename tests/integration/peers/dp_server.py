@@ -29,11 +29,12 @@ import argparse
 import asyncio
 import base64
 import json
-import signal
 import sys
 import time
 
 import websockets
+
+import peer_kit
 
 
 class Server:
@@ -42,11 +43,7 @@ class Server:
         self.conn_count = 0
         self.conns = {}
         self.tasks = set()      # the loop keeps only weak references to tasks
-        self.log_file = open(args.log, "a", encoding="utf-8")
-
-    def log(self, **event):
-        self.log_file.write(json.dumps(event, ensure_ascii=False) + "\n")
-        self.log_file.flush()
+        self.log = peer_kit.EventLog(args.log)
 
     async def handler(self, ws, path):
         self.conn_count += 1
@@ -55,11 +52,7 @@ class Server:
         self.log(event="open", conn=conn, path=path)
         try:
             async for msg in ws:
-                if isinstance(msg, bytes):
-                    self.log(event="message", conn=conn, binary=True,
-                             data=base64.b64encode(msg).decode("ascii"))
-                else:
-                    self.log(event="message", conn=conn, data=msg)
+                self.log(**peer_kit.message_event(conn, msg))
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -126,15 +119,10 @@ async def main():
     args = p.parse_args()
     srv = Server(args)
 
-    loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-
-    async with websockets.serve(srv.handler, "127.0.0.1", args.port, max_size=None,
-                                max_queue=None, read_limit=2**22, write_limit=2**22) as server:
-        sys.stdout.write(f"{server.sockets[0].getsockname()[1]}\n")
-        sys.stdout.flush()
+    stop = peer_kit.stop_on_signals()
+    async with websockets.serve(srv.handler, "127.0.0.1", args.port,
+                                **peer_kit.BIG_MESSAGES) as server:
+        peer_kit.announce_port(server)
         srv.spawn(srv.read_commands())
         await stop
 

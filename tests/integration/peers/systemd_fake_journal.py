@@ -14,6 +14,7 @@ that contain newlines. Entries large enough to need a memfd are not expected.
 """
 
 import array
+import contextlib
 import os
 import pathlib
 import socket
@@ -145,3 +146,21 @@ def daemon_pid(proc, timeout=5):
                 return int(k)
         time.sleep(0.02)
     raise AssertionError("the daemon did not start under the fake journal")
+
+
+@contextlib.contextmanager
+def run_under_journal(binary, args, journal, stderr_path, **kw):
+    """spawn_under_journal() as a context: yields (Popen, daemon pid).
+
+    On leaving, a daemon still running is killed (SIGKILL) and reaped, and
+    its stdin pipe, if any, is closed.
+    """
+    proc = spawn_under_journal(binary, args, journal, stderr_path, **kw)
+    try:
+        yield proc, daemon_pid(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stdin:
+            proc.stdin.close()

@@ -23,9 +23,8 @@ With --log it appends one JSON line per event, flushed at once:
 
 import argparse
 import asyncio
-import json
-import signal
-import sys
+
+import peer_kit
 
 
 def parse_args():
@@ -40,13 +39,7 @@ class Peer:
     def __init__(self, args):
         self.args = args
         self.conn_count = 0
-        self.log_file = open(args.log, "a", encoding="utf-8") if args.log else None
-
-    def log(self, **event):
-        if self.log_file is None:
-            return
-        self.log_file.write(json.dumps(event) + "\n")
-        self.log_file.flush()
+        self.log = peer_kit.EventLog(args.log)
 
     async def on_tcp(self, reader, writer):
         self.conn_count += 1
@@ -75,16 +68,7 @@ class Peer:
 async def main():
     args = parse_args()
     peer = Peer(args)
-    loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-    server = await asyncio.start_server(peer.on_tcp, "127.0.0.1", args.port,
-                                        reuse_address=True)
-    async with server:
-        sys.stdout.write(f"{server.sockets[0].getsockname()[1]}\n")
-        sys.stdout.flush()
-        await stop
+    await peer_kit.serve_tcp_until_stopped(peer.on_tcp, args.port)
 
 
 if __name__ == "__main__":

@@ -30,12 +30,11 @@ Written against Debian 12's python3 3.11 and python3-websockets 10.4.
 
 import argparse
 import asyncio
-import json
-import signal
 import ssl
-import sys
 
 import websockets
+
+import peer_kit
 
 
 def parse_args():
@@ -62,7 +61,7 @@ class Peer:
     def __init__(self, args):
         self.args = args
         self.conn_count = 0
-        self.log_file = open(args.log, "a", encoding="utf-8") if args.log else None
+        self.log = peer_kit.EventLog(args.log)
         self.by_upstream_port = {}  # relay's local port -> (conn, client serial)
         self.sni = {}               # id(ssl object) -> server name sent by the client
         self.last_sni = None
@@ -77,12 +76,6 @@ class Peer:
             ctx.load_verify_locations(cafile=args.client_ca)
         ctx.sni_callback = self.on_sni
         self.ctx = ctx
-
-    def log(self, **event):
-        if self.log_file is None:
-            return
-        self.log_file.write(json.dumps(event, ensure_ascii=False) + "\n")
-        self.log_file.flush()
 
     def on_sni(self, sslobj, name, ctx):
         self.sni[id(sslobj)] = self.last_sni = name
@@ -145,44 +138,17 @@ class Peer:
     async def on_ws(self, ws, path):
         conn, serial = self.by_upstream_port.pop(ws.remote_address[1], (None, None))
         self.log(event="open", conn=conn, path=path, client_serial=serial)
-        received = 0
-        initiator = "client"
-        try:
-            async for msg in ws:
-                received += 1
-                if isinstance(msg, bytes):
-                    msg = msg.decode("utf-8", "replace")
-                self.log(event="message", conn=conn, data=msg)
-                await ws.send(msg)
-                if self.args.close_after and received >= self.args.close_after:
-                    initiator = "server"
-                    await ws.close(code=1000, reason="bye")
-                    break
-        except websockets.ConnectionClosed:
-            pass
-        await ws.wait_closed()
-        self.log(event="close", conn=conn, code=ws.close_code,
-                 reason=ws.close_reason or "", initiator=initiator)
+        await peer_kit.echo_connection(ws, self.log, conn, close_after=self.args.close_after,
+                                       close_reason="bye", binary_as_text=True)
 
 
 async def main():
     args = parse_args()
     peer = Peer(args)
 
-    loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-
     async with websockets.serve(peer.on_ws, "127.0.0.1", 0, max_size=None) as ws_server:
         peer.ws_port = ws_server.sockets[0].getsockname()[1]
-        front = await asyncio.start_server(peer.on_tcp, "127.0.0.1", args.port,
-                                           reuse_address=True)
-        async with front:
-            port = front.sockets[0].getsockname()[1]
-            sys.stdout.write(f"{port}\n")
-            sys.stdout.flush()
-            await stop
+        await peer_kit.serve_tcp_until_stopped(peer.on_tcp, args.port)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,11 @@ Written against Debian 12's python3-websockets 10.4.
 
 import argparse
 import asyncio
-import base64
-import json
-import signal
 import ssl
-import sys
 
 import websockets
+
+import peer_kit
 
 
 def parse_args():
@@ -51,13 +49,7 @@ class Server:
     def __init__(self, args):
         self.args = args
         self.conn_count = 0
-        self.log_file = open(args.log, "a", encoding="utf-8") if args.log else None
-
-    def log(self, **event):
-        if self.log_file is None:
-            return
-        self.log_file.write(json.dumps(event, ensure_ascii=False) + "\n")
-        self.log_file.flush()
+        self.log = peer_kit.EventLog(args.log)
 
     async def handler(self, ws, path):
         self.conn_count += 1
@@ -66,34 +58,11 @@ class Server:
         closes_this = args.close_after > 0 and (
             args.close_connections == 0 or conn <= args.close_connections
         )
-        initiator = "client"
-        received = 0
-        echoing = True
         self.log(event="open", conn=conn, path=path)
-        try:
-            async for msg in ws:
-                received += 1
-                if isinstance(msg, bytes):
-                    self.log(event="message", conn=conn, binary=True,
-                             data=base64.b64encode(msg).decode("ascii"))
-                else:
-                    self.log(event="message", conn=conn, data=msg)
-                if not args.no_echo and echoing:
-                    try:
-                        await ws.send(msg)
-                    except websockets.ConnectionClosed:
-                        # The client closed; keep logging what it sent before
-                        # its close frame (recv still returns queued messages).
-                        echoing = False
-                if closes_this and received >= args.close_after:
-                    initiator = "server"
-                    await ws.close(code=args.close_code, reason=args.close_reason)
-                    break
-        except websockets.ConnectionClosed:
-            pass
-        await ws.wait_closed()
-        self.log(event="close", conn=conn, code=ws.close_code,
-                 reason=ws.close_reason or "", initiator=initiator)
+        await peer_kit.echo_connection(ws, self.log, conn, echo=not args.no_echo,
+                                       close_after=args.close_after if closes_this else 0,
+                                       close_code=args.close_code,
+                                       close_reason=args.close_reason)
 
 
 async def main():
@@ -104,24 +73,10 @@ async def main():
         ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ssl_ctx.load_cert_chain(args.tls[0], args.tls[1])
 
-    loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-
-    async with websockets.serve(
-        srv.handler,
-        args.host,
-        args.port,
-        ssl=ssl_ctx,
-        max_size=None,  # 1 MiB messages and more
-        max_queue=None,
-        read_limit=2**22,
-        write_limit=2**22,
-    ) as server:
-        port = server.sockets[0].getsockname()[1]
-        sys.stdout.write(f"{port}\n")
-        sys.stdout.flush()
+    stop = peer_kit.stop_on_signals()
+    async with websockets.serve(srv.handler, args.host, args.port, ssl=ssl_ctx,
+                                **peer_kit.BIG_MESSAGES) as server:
+        peer_kit.announce_port(server)
         await stop
 
 
