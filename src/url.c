@@ -16,6 +16,43 @@ static int valid_host_char(unsigned char c)
 	return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '%';
 }
 
+/* The port between ':' and rest. */
+static int parse_port(const char *port_s, const char *rest, uint16_t *out, char *err,
+		      size_t errlen)
+{
+	unsigned long port = 0;
+
+	if (port_s == rest)
+		return fail(err, errlen, "empty port after ':'");
+	for (const char *c = port_s; c < rest; c++) {
+		if (!isdigit((unsigned char)*c))
+			return fail(err, errlen, "port is not a number");
+		port = port * 10 + (unsigned long)(*c - '0');
+		if (port > 65535)
+			return fail(err, errlen, "port out of range (1-65535)");
+	}
+	if (port == 0)
+		return fail(err, errlen, "port out of range (1-65535)");
+	*out = (uint16_t)port;
+	return 0;
+}
+
+/* Path and query: what follows the authority. */
+static int parse_path(const char *rest, struct wst_url *u, char *err, size_t errlen)
+{
+	if (strchr(rest, '#'))
+		return fail(err, errlen, "fragment ('#') is not allowed in a WebSocket URL");
+	for (const char *c = rest; *c; c++)
+		if ((unsigned char)*c <= 0x20 || (unsigned char)*c == 0x7f)
+			return fail(err, errlen, "space or control character in URL path");
+	if (strlen(rest) + 1 > URL_MAX_PATH)
+		return fail(err, errlen, "URL path too long");
+	if (*rest != '/')
+		u->path[0] = '/';
+	strcat(u->path, rest);
+	return 0;
+}
+
 int url_parse(const char *s, struct wst_url *u, char *err, size_t errlen)
 {
 	const char *p, *host, *host_end, *port_s = NULL, *rest;
@@ -76,35 +113,9 @@ int url_parse(const char *s, struct wst_url *u, char *err, size_t errlen)
 	memcpy(u->host, host, n);
 	u->host[n] = '\0';
 
-	if (port_s) {
-		unsigned long port = 0;
-
-		if (port_s == rest)
-			return fail(err, errlen, "empty port after ':'");
-		for (const char *c = port_s; c < rest; c++) {
-			if (!isdigit((unsigned char)*c))
-				return fail(err, errlen, "port is not a number");
-			port = port * 10 + (unsigned long)(*c - '0');
-			if (port > 65535)
-				return fail(err, errlen, "port out of range (1-65535)");
-		}
-		if (port == 0)
-			return fail(err, errlen, "port out of range (1-65535)");
-		u->port = (uint16_t)port;
-	}
-
-	if (strchr(rest, '#'))
-		return fail(err, errlen, "fragment ('#') is not allowed in a WebSocket URL");
-	for (const char *c = rest; *c; c++)
-		if ((unsigned char)*c <= 0x20 || (unsigned char)*c == 0x7f)
-			return fail(err, errlen, "space or control character in URL path");
-	n = strlen(rest);
-	if (n + 1 > URL_MAX_PATH)
-		return fail(err, errlen, "URL path too long");
-	if (*rest != '/')
-		u->path[0] = '/';
-	strcat(u->path, rest);
-	return 0;
+	if (port_s && parse_port(port_s, rest, &u->port, err, errlen) < 0)
+		return -1;
+	return parse_path(rest, u, err, errlen);
 }
 
 void url_host_header(const struct wst_url *u, const char *name, char *out, size_t outlen)
