@@ -11,14 +11,18 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
-enum { REC_MESSAGE = 1, REC_CONFIRM = 2 };
+enum { REC_MESSAGE = 1, REC_CONFIRM = 2, REC_TIME = 3 };
 #define REC_FLAG_BINARY 0x01
 #define HDR SPOOL_RECORD_HEADER
 #define CRC_OFFSET 20
 #define SEG_NAME_SIZE 32 /* "seg-" 16 hex ".wsq" NUL, rounded up */
 #define ZERO_CHUNK (64 * 1024)
+#define TIME_LEN 8
+#define MARK_INTERVAL_MS 1000
+#define BAD_SUFFIXES 10 /* NAME.bad, NAME.bad.1 ... NAME.bad.9 */
 
 static const unsigned char rec_magic[4] = {'W', 'S', 'Q', '1'};
 
@@ -26,7 +30,16 @@ struct segment {
 	uint64_t name;	  /* the seq in its file name */
 	uint64_t max_seq; /* highest message seq in it; 0: none */
 	uint64_t size;	  /* bytes in the file */
-	uint64_t valid;	  /* bytes of good records found by recovery */
+	uint64_t valid;	  /* recovery: where a torn tail starts (size when none) */
+	int64_t mtime_ms; /* recovery: dates messages before its first time record */
+	bool marked;	  /* active: a time record was written to it since the open */
+	bool readonly;	  /* recovery: cannot be appended to */
+};
+
+/* Messages from seq on were appended at ms (until the next mark). */
+struct mark {
+	uint64_t seq;
+	int64_t ms;
 };
 
 struct spool {
@@ -40,9 +53,22 @@ struct spool {
 	size_t nsegs, segs_cap;
 	size_t segment_bytes;
 	uint64_t last_seq, confirmed, bytes;
+	uint64_t max_msg;   /* highest message seq on disk */
+	uint64_t seq_floor; /* numbering stays above the seqs of set-aside segments */
 	unsigned char *scratch;
 	size_t scratch_cap;
+	unsigned char *window; /* resync reads ZERO_CHUNK bytes at a time into it */
+	struct mark *marks;    /* ascending seqs; marks[0] dates the oldest unconfirmed message */
+	size_t nmarks, marks_cap;
+	int64_t last_mark_ms;
+	/* for spool_status */
+	uint64_t skipped_records, skipped_bytes;
+	size_t set_aside;
+	bool failing;
+	int fail_errno;
+	char last_error[256];
 	spool_warn_fn warn;
+	spool_clock_fn clock;
 	void *ud;
 };
 
@@ -191,6 +217,10 @@ static const char *record_parse(const unsigned char h[HDR], struct record *r)
 		if (h[5] || r->len)
 			return "bad confirm record";
 		return NULL;
+	case REC_TIME:
+		if (h[5] || r->len != TIME_LEN)
+			return "bad time record";
+		return NULL;
 	}
 	return "bad record type";
 }
@@ -226,18 +256,74 @@ static bool seg_parse_name(const char *s, uint64_t *name)
 	return true;
 }
 
+static void copy_text(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* Every warning is also the last error that status shows. */
 __attribute__((format(printf, 2, 3))) static void spool_warnf(struct spool *sp, const char *fmt,
 							      ...)
 {
 	char msg[512];
 	va_list ap;
 
-	if (!sp->warn)
-		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	sp->warn(sp->ud, msg);
+	copy_text(sp->last_error, sizeof(sp->last_error), msg);
+	if (sp->warn)
+		sp->warn(sp->ud, msg);
+}
+
+static int64_t now_ms(const struct spool *sp)
+{
+	struct timespec ts;
+
+	if (sp->clock)
+		return sp->clock(sp->ud);
+	if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
+		return 0;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Remember that messages from seq on date from ms. Best effort: without
+ * memory the oldest message's age is only less precise.
+ */
+static void add_mark(struct spool *sp, uint64_t seq, int64_t ms)
+{
+	if (sp->nmarks && sp->marks[sp->nmarks - 1].seq >= seq) {
+		if (sp->marks[sp->nmarks - 1].seq == seq)
+			sp->marks[sp->nmarks - 1].ms = ms; /* a retried append */
+		return;
+	}
+	if (sp->nmarks == sp->marks_cap) {
+		size_t cap = sp->marks_cap ? sp->marks_cap * 2 : 16;
+		struct mark *m = reallocarray(sp->marks, cap, sizeof(*m));
+
+		if (!m)
+			return;
+		sp->marks = m;
+		sp->marks_cap = cap;
+	}
+	sp->marks[sp->nmarks++] = (struct mark){seq, ms};
+}
+
+/* Forget the marks before the one that dates the first unconfirmed message. */
+static void prune_marks(struct spool *sp)
+{
+	size_t i = 0;
+
+	while (i + 1 < sp->nmarks && sp->marks[i + 1].seq <= sp->confirmed + 1)
+		i++;
+	if (i) {
+		memmove(sp->marks, sp->marks + i, (sp->nmarks - i) * sizeof(sp->marks[0]));
+		sp->nmarks -= i;
+	}
 }
 
 static int read_at(int fd, void *buf, size_t n, uint64_t off)
@@ -368,18 +454,29 @@ fail:
 	return -1;
 }
 
-/* Delete a segment file; i is its index. */
-static int seg_delete(struct spool *sp, size_t i)
+static void seg_forget(struct spool *sp, size_t i)
+{
+	sp->bytes -= sp->segs[i].size;
+	memmove(&sp->segs[i], &sp->segs[i + 1], (sp->nsegs - i - 1) * sizeof(sp->segs[0]));
+	sp->nsegs--;
+}
+
+/*
+ * Delete a segment file whose messages are all confirmed; i is its index.
+ * One that cannot be deleted (immutable, read-only) is forgotten all the
+ * same: retrying at every confirmation would only repeat the warning.
+ */
+static void seg_delete(struct spool *sp, size_t i)
 {
 	char name[SEG_NAME_SIZE];
 
 	seg_name(name, sp->segs[i].name);
 	if (unlinkat(sp->dirfd, name, 0) < 0 && errno != ENOENT)
-		return -1;
-	sp->bytes -= sp->segs[i].size;
-	memmove(&sp->segs[i], &sp->segs[i + 1], (sp->nsegs - i - 1) * sizeof(sp->segs[0]));
-	sp->nsegs--;
-	return 0;
+		spool_warnf(sp,
+			    "%s/%s: cannot delete it (%s); every message in it was sent: "
+			    "left behind",
+			    sp->dir, name, strerror(errno));
+	seg_forget(sp, i);
 }
 
 /*
@@ -387,9 +484,8 @@ static int seg_delete(struct spool *sp, size_t i)
  * only when full (it would be retired anyway); keeping it otherwise avoids a
  * create and a directory fsync every time the queue drains.
  */
-static int trim(struct spool *sp)
+static void trim(struct spool *sp)
 {
-	int rc = 0, saved = 0;
 	size_t i = 0;
 
 	while (i < sp->nsegs) {
@@ -403,14 +499,8 @@ static int trim(struct spool *sp)
 		}
 		if (is_active)
 			close_active(sp);
-		if (seg_delete(sp, i) < 0) {
-			saved = errno;
-			rc = -1;
-			i++;
-		}
+		seg_delete(sp, i);
 	}
-	errno = saved;
-	return rc;
 }
 
 /*
@@ -434,7 +524,7 @@ static int ensure_segment(struct spool *sp, uint64_t want)
 			return -1;
 		}
 		close_active(sp);
-		(void)trim(sp); /* a failed unlink is retried at the next confirm */
+		trim(sp);
 	}
 	if (sp->nsegs && sp->segs[sp->nsegs - 1].name >= n)
 		n = sp->segs[sp->nsegs - 1].name + 1;
@@ -449,6 +539,7 @@ static int ensure_segment(struct spool *sp, uint64_t want)
 	if (fd < 0)
 		return -1;
 	sp->segs[sp->nsegs++] = (struct segment){.name = n};
+	sp->last_mark_ms = 0;
 	sp->fd = fd;
 	sp->dirty = false;
 	sp->broken = false;
@@ -458,8 +549,28 @@ static int ensure_segment(struct spool *sp, uint64_t want)
 	return 0;
 }
 
+/* Date the message about to be appended, when the last date is stale or in another segment. */
+static int mark_time(struct spool *sp, uint64_t seq)
+{
+	struct segment *sg = active(sp);
+	int64_t now = now_ms(sp);
+	unsigned char b[TIME_LEN];
+
+	if (sg->marked && now >= sp->last_mark_ms && now - sp->last_mark_ms < MARK_INTERVAL_MS)
+		return 0;
+	put_le(b, (uint64_t)now, TIME_LEN);
+	if (write_record(sp, REC_TIME, false, seq, b, TIME_LEN) < 0)
+		return -1;
+	sg->marked = true;
+	sp->last_mark_ms = now;
+	add_mark(sp, seq, now);
+	return 0;
+}
+
 int spool_append(struct spool *sp, uint64_t seq, const void *data, size_t len, bool binary)
 {
+	int saved;
+
 	if (!sp || (!data && len) || seq == 0 || seq <= sp->last_seq) {
 		errno = EINVAL;
 		return -1;
@@ -468,11 +579,19 @@ int spool_append(struct spool *sp, uint64_t seq, const void *data, size_t len, b
 		errno = EMSGSIZE;
 		return -1;
 	}
-	if (ensure_segment(sp, seq) < 0)
+	if (ensure_segment(sp, seq) < 0 || mark_time(sp, seq) < 0 ||
+	    write_record(sp, REC_MESSAGE, binary, seq, data, len) < 0) {
+		saved = errno;
+		if (!sp->failing || sp->fail_errno != saved)
+			snprintf(sp->last_error, sizeof(sp->last_error),
+				 "%s: cannot write a message: %s", sp->dir, strerror(saved));
+		sp->failing = true;
+		sp->fail_errno = saved;
+		errno = saved;
 		return -1;
-	if (write_record(sp, REC_MESSAGE, binary, seq, data, len) < 0)
-		return -1;
-	sp->last_seq = seq;
+	}
+	sp->failing = false;
+	sp->last_seq = sp->max_msg = seq;
 	active(sp)->max_seq = seq;
 	return 0;
 }
@@ -511,8 +630,6 @@ bool spool_dirty(const struct spool *sp)
 
 int spool_confirm(struct spool *sp, uint64_t seq)
 {
-	int rc, saved;
-
 	if (!sp) {
 		errno = EINVAL;
 		return -1;
@@ -522,21 +639,13 @@ int spool_confirm(struct spool *sp, uint64_t seq)
 	sp->confirmed = seq;
 	if (seq > sp->last_seq)
 		sp->last_seq = seq; /* a message at or below it would be lost at the next open */
-	rc = trim(sp);
-	saved = errno;
-	if (sp->nsegs == 0) {
-		/* nothing left on disk that this confirmation could filter */
-		errno = saved;
-		return rc;
-	}
-	if (sp->fd >= 0 && !sp->broken) {
-		if (write_record(sp, REC_CONFIRM, false, seq, NULL, 0) < 0)
-			return -1;
-	} else if (ensure_segment(sp, sp->last_seq + 1) < 0) {
-		return -1;
-	}
-	errno = saved;
-	return rc;
+	prune_marks(sp);
+	trim(sp);
+	if (sp->nsegs == 0)
+		return 0; /* nothing left on disk that this confirmation could filter */
+	if (sp->fd >= 0 && !sp->broken)
+		return write_record(sp, REC_CONFIRM, false, seq, NULL, 0);
+	return ensure_segment(sp, sp->last_seq + 1);
 }
 
 uint64_t spool_bytes(const struct spool *sp)
@@ -549,6 +658,27 @@ size_t spool_segments(const struct spool *sp)
 	return sp ? sp->nsegs : 0;
 }
 
+void spool_status(const struct spool *sp, struct spool_status *out)
+{
+	*out = (struct spool_status){.oldest_age_ms = -1};
+	if (!sp)
+		return;
+	out->bytes = sp->bytes;
+	out->segments = sp->nsegs;
+	if (sp->max_msg > sp->confirmed && sp->nmarks) {
+		int64_t age = now_ms(sp) - sp->marks[0].ms;
+
+		out->oldest_age_ms = age < 0 ? 0 : age; /* the clock went back */
+	}
+	out->holding = sp->failing;
+	out->disk_full = sp->failing && (sp->fail_errno == ENOSPC || sp->fail_errno == EDQUOT ||
+					 sp->fail_errno == EFBIG);
+	out->skipped_records = sp->skipped_records;
+	out->skipped_bytes = sp->skipped_bytes;
+	out->set_aside = sp->set_aside;
+	memcpy(out->last_error, sp->last_error, sizeof(out->last_error));
+}
+
 static void spool_free(struct spool *sp)
 {
 	if (sp->fd >= 0)
@@ -557,6 +687,8 @@ static void spool_free(struct spool *sp)
 		close(sp->dirfd); /* releases the lock */
 	free(sp->segs);
 	free(sp->scratch);
+	free(sp->window);
+	free(sp->marks);
 	free(sp->dir);
 	free(sp);
 }
@@ -611,7 +743,66 @@ static int seg_cmp(const void *a, const void *b)
 	return x->name < y->name ? -1 : x->name > y->name;
 }
 
-/* Find the segment files; *max_name is the highest name seen, files that are not regular too. */
+/* "seg-<16 hex>.wsq.bad..." as set_aside names it; *name is the seq in it. */
+static bool seg_parse_bad_name(const char *s, uint64_t *name)
+{
+	char head[25];
+
+	if (strlen(s) < 28 || strncmp(s + 24, ".bad", 4) != 0)
+		return false;
+	memcpy(head, s, 24);
+	head[24] = '\0';
+	return seg_parse_name(head, name);
+}
+
+static void raise_floor(struct spool *sp, uint64_t name, uint64_t size)
+{
+	uint64_t top = name > UINT64_MAX - size ? UINT64_MAX : name + size;
+
+	if (top > sp->seq_floor)
+		sp->seq_floor = top;
+}
+
+/*
+ * A segment that cannot be used: rename it to NAME.bad (NAME.bad.N when
+ * taken) so that the next start does not trip over it again, or leave it.
+ * Its seqs are unknown; every record takes more than one byte, so none is
+ * above its name plus its size: numbering goes on above that.
+ */
+static void set_aside(struct spool *sp, uint64_t name, uint64_t size, const char *what, int err)
+{
+	char from[SEG_NAME_SIZE], to[SEG_NAME_SIZE + 8], cause[160] = "";
+	int rerr = EEXIST;
+
+	seg_name(from, name);
+	if (err)
+		snprintf(cause, sizeof(cause), " (%s)", strerror(err));
+	for (int i = 0; i < BAD_SUFFIXES && rerr == EEXIST; i++) {
+		if (i)
+			snprintf(to, sizeof(to), "%s.bad.%d", from, i);
+		else
+			snprintf(to, sizeof(to), "%s.bad", from);
+		/* we hold the lock: nobody else creates names in the directory */
+		if (faccessat(sp->dirfd, to, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			continue;
+		rerr = renameat(sp->dirfd, from, sp->dirfd, to) == 0 ? 0 : errno;
+	}
+	if (!rerr)
+		spool_warnf(sp, "%s/%s %s%s: set aside as %s; its messages are not sent", sp->dir,
+			    from, what, cause, to);
+	else
+		spool_warnf(sp,
+			    "%s/%s %s%s, and cannot be renamed (%s): skipped; its messages are "
+			    "not sent",
+			    sp->dir, from, what, cause, strerror(rerr));
+	raise_floor(sp, name, size);
+	sp->set_aside++;
+}
+
+/*
+ * Find the segment files; *max_name is the highest name seen. Files that
+ * are not regular are set aside at once.
+ */
 static int list_segments(struct spool *sp, uint64_t *max_name)
 {
 	DIR *d;
@@ -636,19 +827,32 @@ static int list_segments(struct spool *sp, uint64_t *max_name)
 		e = readdir(d);
 		if (!e)
 			break;
+		if (seg_parse_bad_name(e->d_name, &name)) {
+			/* it may be put back once repaired: keep its seqs unused */
+			if (fstatat(sp->dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+				raise_floor(sp, name,
+					    S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0);
+			continue;
+		}
 		if (!seg_parse_name(e->d_name, &name))
 			continue;
 		if (name > *max_name)
 			*max_name = name;
-		if (fstatat(sp->dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			goto fail;
+		if (fstatat(sp->dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			set_aside(sp, name, 0, "cannot be examined", errno);
+			continue;
+		}
 		if (!S_ISREG(st.st_mode)) {
-			spool_warnf(sp, "%s/%s: not a regular file: ignored", sp->dir, e->d_name);
+			set_aside(sp, name, 0, "is not a regular file", 0);
 			continue;
 		}
 		if (segs_reserve(sp) < 0)
 			goto fail;
-		sp->segs[sp->nsegs++] = (struct segment){.name = name};
+		sp->segs[sp->nsegs++] = (struct segment){
+		    .name = name,
+		    .size = (uint64_t)st.st_size,
+		    .mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000,
+		};
 	}
 	if (errno)
 		goto fail;
@@ -665,8 +869,11 @@ fail:
 }
 
 struct scan {
-	const char *why; /* NULL: every record is good */
-	bool tail;	 /* the bad part looks like a torn write */
+	const char *why;	 /* the first damage, NULL: every record is good */
+	uint64_t first_bad;	 /* its offset */
+	uint64_t records, bytes; /* skipped, all damage */
+	bool tail;		 /* the last damage runs to the end and looks like a torn write */
+	uint64_t tail_records, tail_bytes;
 };
 
 static int all_zero(struct spool *sp, int fd, uint64_t off, uint64_t end, bool *zero)
@@ -688,70 +895,185 @@ static int all_zero(struct spool *sp, int fd, uint64_t off, uint64_t end, bool *
 	return 0;
 }
 
+enum rd { RD_OK, RD_BAD, RD_ERR };
+
 /*
- * Read sg's records up to the first bad one. First pass (p NULL): set
- * sg->valid and sg->max_seq, check that seqs grow (*prev) and collect the
- * highest confirmation (*confirmed). Second pass: hand the messages above
- * sp->confirmed to replay, up to sg->valid.
+ * Read the record at off: RD_OK with its payload in sp->scratch, RD_BAD with
+ * why (torn: as a cut-short write leaves it; len_ok: only the CRC is wrong,
+ * so its length may still be right), or RD_ERR with errno.
+ */
+static enum rd read_record(struct spool *sp, int fd, uint64_t off, uint64_t end, struct record *r,
+			   const char **why, bool *torn, bool *len_ok)
+{
+	unsigned char h[HDR];
+
+	*torn = *len_ok = false;
+	if (end - off < HDR) {
+		*why = "short record header";
+		*torn = true;
+		return RD_BAD;
+	}
+	if (read_at(fd, h, HDR, off) < 0)
+		return RD_ERR;
+	*why = record_parse(h, r);
+	if (*why)
+		return RD_BAD;
+	if (r->len > end - off - HDR) {
+		*why = "record longer than the file";
+		*torn = true;
+		return RD_BAD;
+	}
+	if (scratch_reserve(sp, r->len) < 0 || read_at(fd, sp->scratch, r->len, off + HDR) < 0)
+		return RD_ERR;
+	if (!record_crc_ok(h, r, sp->scratch)) {
+		*why = "bad CRC";
+		*torn = off + HDR + r->len == end;
+		*len_ok = true;
+		return RD_BAD;
+	}
+	return RD_OK;
+}
+
+/*
+ * Where reading goes on after a damaged record at off: right after it when
+ * its length leads to a good record (a damaged payload: the common case, and
+ * no message that happens to hold a record is mistaken for one), else at the
+ * next offset where a good record starts, else at end. *records counts the
+ * record starts passed over, the damaged one included.
+ */
+static int resync(struct spool *sp, int fd, uint64_t off, uint64_t end, const struct record *bad,
+		  uint64_t *next, uint64_t *records)
+{
+	struct record r;
+	const char *why;
+	bool torn, len_ok;
+	enum rd k;
+
+	*records = 1;
+	if (bad) {
+		*next = off + HDR + bad->len;
+		k = *next == end ? RD_OK
+				 : read_record(sp, fd, *next, end, &r, &why, &torn, &len_ok);
+		if (k != RD_BAD)
+			return k == RD_OK ? 0 : -1;
+	}
+	if (!sp->window && !(sp->window = malloc(ZERO_CHUNK)))
+		return -1;
+	for (uint64_t pos = off + 1; pos < end;) {
+		size_t n = end - pos < ZERO_CHUNK ? (size_t)(end - pos) : ZERO_CHUNK;
+		const unsigned char *w = sp->window, *hit;
+
+		if (read_at(fd, sp->window, n, pos) < 0)
+			return -1;
+		while ((hit = memmem(w, n - (size_t)(w - sp->window), rec_magic, 4))) {
+			*next = pos + (uint64_t)(hit - sp->window);
+			k = read_record(sp, fd, *next, end, &r, &why, &torn, &len_ok);
+			if (k != RD_BAD)
+				return k == RD_OK ? 0 : -1;
+			(*records)++;
+			w = hit + 1;
+		}
+		if (n < ZERO_CHUNK)
+			break;
+		pos += n - 3; /* a magic across the boundary */
+	}
+	*next = end;
+	return 0;
+}
+
+/* Skip the damage at *off; the first pass notes it in sc and sg->valid. */
+static int skip_damage(struct spool *sp, int fd, uint64_t *off, uint64_t end, const char *why,
+		       bool torn, const struct record *bad, struct segment *sg, struct scan *sc)
+{
+	uint64_t next, records;
+	bool zero;
+
+	if (resync(sp, fd, *off, end, bad, &next, &records) < 0)
+		return -1;
+	if (next == end && !torn) {
+		if (all_zero(sp, fd, *off, end, &zero) < 0)
+			return -1;
+		if (zero) {
+			why = "zeros";
+			torn = true;
+		}
+	}
+	if (!sc->why) {
+		sc->why = why;
+		sc->first_bad = *off;
+	}
+	sc->records += records;
+	sc->bytes += next - *off;
+	if (next == end) {
+		sc->tail = torn;
+		sc->tail_records = records;
+		sc->tail_bytes = next - *off;
+		sg->valid = *off;
+	}
+	*off = next;
+	return 0;
+}
+
+/*
+ * Read sg's records, skipping damaged ones. First pass (p NULL): set
+ * sg->max_seq and sg->valid, check that seqs grow (*prev), collect the
+ * highest confirmation (*confirmed) and the time marks, and describe the
+ * damage in sc. Second pass: hand the messages above sp->confirmed and *prev
+ * to replay; the same records are skipped, as the file is the same.
  */
 static int scan_segment(struct spool *sp, int fd, struct segment *sg, uint64_t *prev,
 			uint64_t *confirmed, struct scan *sc, const struct spool_params *p,
 			struct spool_stats *st)
 {
-	uint64_t off = 0, end = p ? sg->valid : sg->size;
-	unsigned char h[HDR];
+	uint64_t off = 0, end = sg->size;
+	bool dated = false;
 	struct record r;
 
 	*sc = (struct scan){0};
+	if (!p)
+		sg->valid = end;
 	while (off < end) {
-		uint64_t left = end - off;
+		const char *why;
+		bool torn, len_ok;
+		enum rd k = read_record(sp, fd, off, end, &r, &why, &torn, &len_ok);
 
-		if (left < HDR) {
-			sc->why = "short record header";
-			sc->tail = true;
-			break;
-		}
-		if (read_at(fd, h, HDR, off) < 0)
+		if (k == RD_ERR)
 			return -1;
-		sc->why = record_parse(h, &r);
-		if (sc->why) {
-			bool zero;
-
-			if (all_zero(sp, fd, off, end, &zero) < 0)
+		if (k == RD_BAD) {
+			if (skip_damage(sp, fd, &off, end, why, torn, len_ok ? &r : NULL, sg, sc) <
+			    0)
 				return -1;
-			if (zero) {
-				sc->why = "zeros";
-				sc->tail = true;
-			}
-			break;
-		}
-		if (r.len > left - HDR) {
-			sc->why = "record longer than the file";
-			sc->tail = true;
-			break;
-		}
-		if (scratch_reserve(sp, r.len) < 0)
-			return -1;
-		if (read_at(fd, sp->scratch, r.len, off + HDR) < 0)
-			return -1;
-		if (!record_crc_ok(h, &r, sp->scratch)) {
-			sc->why = "bad CRC";
-			sc->tail = off + HDR + r.len == end;
-			break;
-		}
-		off += HDR + r.len;
-		if (r.type == REC_CONFIRM) {
-			if (!p && r.seq > *confirmed)
-				*confirmed = r.seq;
 			continue;
 		}
-		if (!p) {
-			if (r.seq <= *prev) {
-				sc->why = "message seq does not grow";
-				off -= HDR + r.len;
-				break;
+		off += HDR + r.len;
+		if (r.type == REC_CONFIRM || r.type == REC_TIME) {
+			if (p)
+				continue;
+			if (r.type == REC_CONFIRM && r.seq > *confirmed)
+				*confirmed = r.seq;
+			if (r.type == REC_TIME) {
+				add_mark(sp, r.seq, (int64_t)get_le(sp->scratch, TIME_LEN));
+				dated = true;
 			}
-			*prev = sg->max_seq = r.seq;
+			continue;
+		}
+		if (r.seq <= *prev) {
+			if (!p) {
+				if (!sc->why) {
+					sc->why = "message seq does not grow";
+					sc->first_bad = off - HDR - r.len;
+				}
+				sc->records++;
+				sc->bytes += HDR + r.len;
+			}
+			continue;
+		}
+		*prev = r.seq;
+		if (!p) {
+			if (!dated)
+				add_mark(sp, r.seq, sg->mtime_ms); /* written before time records */
+			dated = true;
+			sg->max_seq = r.seq;
 		} else if (r.seq > sp->confirmed) {
 			if (p->replay &&
 			    p->replay(p->ud, r.seq, sp->scratch, r.len, r.binary) != 0) {
@@ -762,12 +1084,142 @@ static int scan_segment(struct spool *sp, int fd, struct segment *sg, uint64_t *
 			st->replayed_bytes += r.len;
 		}
 	}
-	if (!p)
-		sg->valid = off;
-	else if (sc->why) {
-		errno = EIO; /* changed between the passes: only another writer does that */
+	return 0;
+}
+
+/*
+ * Segment i cannot be used: set it aside and drop it from the list
+ * (counted: its bytes are in sp->bytes). 1, or -1 for what must fail the
+ * open: no memory, or the replay callback.
+ */
+static int give_up(struct spool *sp, size_t i, const char *what, bool counted)
+{
+	int err = errno;
+
+	if (err == ENOMEM || err == ECANCELED)
 		return -1;
+	set_aside(sp, sp->segs[i].name, sp->segs[i].size, what, err);
+	if (!counted)
+		sp->bytes += sp->segs[i].size;
+	seg_forget(sp, i);
+	return 1;
+}
+
+/* Report the damage of segment i (fd open on it) and cut a torn tail off the newest one. */
+static void report_damage(struct spool *sp, size_t i, int fd, const struct scan *sc,
+			  struct spool_stats *st)
+{
+	struct segment *sg = &sp->segs[i];
+	bool cut = fd == sp->fd && sc->tail && ftruncate(fd, (off_t)sg->valid) == 0;
+	uint64_t recs = sc->records - (cut ? sc->tail_records : 0);
+	uint64_t bytes = sc->bytes - (cut ? sc->tail_bytes : 0);
+	char name[SEG_NAME_SIZE], tail[96] = "";
+
+	seg_name(name, sg->name);
+	st->corrupt++;
+	sp->skipped_records += sc->records;
+	sp->skipped_bytes += sc->bytes;
+	st->skipped_records += recs;
+	st->skipped += bytes;
+	if (cut) {
+		st->truncated += sc->tail_bytes;
+		sp->bytes -= sg->size - sg->valid;
+		sg->size = sg->valid;
+		sp->dirty = true; /* make the cut durable at the next sync */
+		snprintf(tail, sizeof(tail), "torn tail, %" PRIu64 " bytes cut off",
+			 sc->tail_bytes);
 	}
+	if (!bytes)
+		spool_warnf(sp, "%s/%s: %s at offset %" PRIu64 ": %s", sp->dir, name, sc->why,
+			    sc->first_bad, tail);
+	else
+		spool_warnf(sp,
+			    "%s/%s: %s at offset %" PRIu64 ": %" PRIu64
+			    " damaged record(s), %" PRIu64 " bytes, skipped; the records "
+			    "around them are kept%s%s",
+			    sp->dir, name, sc->why, sc->first_bad, recs, bytes, cut ? "; " : "",
+			    tail);
+	if (fd == sp->fd && !cut)
+		close_active(sp); /* leave the evidence as it is: new records go to a new segment */
+}
+
+/*
+ * First pass over segment i: open it (the newest one for appending when it
+ * can be written), check it, and note its damage. 0: kept, 1: set aside and
+ * dropped from the list, -1: the open must fail.
+ */
+static int check_segment(struct spool *sp, size_t i, uint64_t *prev, uint64_t *confirmed,
+			 struct spool_stats *st)
+{
+	struct segment *sg = &sp->segs[i];
+	bool last = i == sp->nsegs - 1;
+	char name[SEG_NAME_SIZE];
+	int fd, werr = 0;
+	struct scan sc;
+	struct stat s;
+
+	seg_name(name, sg->name);
+	fd =
+	    openat(sp->dirfd, name, (last ? O_RDWR | O_APPEND : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && last && (errno == EACCES || errno == EPERM || errno == EROFS)) {
+		werr = errno; /* immutable or read-only: its messages can still be read */
+		fd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	}
+	if (fd < 0)
+		return give_up(sp, i, "cannot be opened", false);
+	if (fstat(fd, &s) < 0 || (sg->size = (uint64_t)s.st_size,
+				  scan_segment(sp, fd, sg, prev, confirmed, &sc, NULL, st) < 0)) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return give_up(sp, i, "cannot be read", false);
+	}
+	sp->bytes += sg->size;
+	if (werr)
+		spool_warnf(sp,
+			    "%s/%s cannot be written (%s): its messages are sent, new ones go "
+			    "to a new segment",
+			    sp->dir, name, strerror(werr));
+	if (last && !werr)
+		sp->fd = fd;
+	if (sc.why)
+		report_damage(sp, i, fd, &sc, st);
+	if (fd != sp->fd)
+		close(fd);
+	return 0;
+}
+
+/* Second pass over segment i: replay. 0, 1: set aside, -1: the open must fail. */
+static int replay_segment(struct spool *sp, size_t i, uint64_t *prev, const struct spool_params *p,
+			  struct spool_stats *st)
+{
+	struct segment *sg = &sp->segs[i];
+	bool is_active = sp->fd >= 0 && i == sp->nsegs - 1;
+	char name[SEG_NAME_SIZE];
+	uint64_t unused = 0;
+	struct scan sc;
+	int fd = sp->fd, saved;
+
+	if (sg->max_seq <= sp->confirmed)
+		return 0;
+	if (!is_active) {
+		seg_name(name, sg->name);
+		fd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			return give_up(sp, i, "cannot be opened", true);
+	}
+	if (scan_segment(sp, fd, sg, prev, &unused, &sc, p, st) < 0) {
+		saved = errno;
+		if (is_active)
+			close_active(sp);
+		else
+			close(fd);
+		errno = saved;
+		return give_up(sp, i, "cannot be read", true);
+	}
+	if (!is_active)
+		close(fd);
 	return 0;
 }
 
@@ -778,105 +1230,42 @@ static int scan_segment(struct spool *sp, int fd, struct segment *sg, uint64_t *
 static int recover(struct spool *sp, uint64_t max_name, const struct spool_params *p,
 		   struct spool_stats *st)
 {
-	char name[SEG_NAME_SIZE];
 	uint64_t prev = 0, confirmed = 0;
-	struct scan sc;
 	size_t i;
-	int fd = -1, saved;
+	int r;
 
-	for (i = 0; i < sp->nsegs; i++) {
-		struct segment *sg = &sp->segs[i];
-		bool last = i == sp->nsegs - 1;
-		struct stat s;
-
-		seg_name(name, sg->name);
-		fd = openat(sp->dirfd, name,
-			    (last ? O_RDWR | O_APPEND : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0)
-			goto fail;
-		if (fstat(fd, &s) < 0)
-			goto fail;
-		sg->size = (uint64_t)s.st_size;
-		if (scan_segment(sp, fd, sg, &prev, &confirmed, &sc, NULL, st) < 0)
-			goto fail;
-		if (sc.why) {
-			uint64_t bad = sg->size - sg->valid;
-
-			st->corrupt++;
-			if (last && sc.tail && ftruncate(fd, (off_t)sg->valid) == 0) {
-				spool_warnf(sp,
-					    "%s/%s: %s at offset %" PRIu64 ": torn tail, %" PRIu64
-					    " bytes cut off",
-					    sp->dir, name, sc.why, sg->valid, bad);
-				st->truncated += bad;
-				sg->size = sg->valid;
-				sp->dirty = true; /* make the cut durable at the next sync */
-			} else {
-				spool_warnf(sp,
-					    "%s/%s: %s at offset %" PRIu64
-					    ": the remaining %" PRIu64
-					    " bytes of the segment are skipped",
-					    sp->dir, name, sc.why, sg->valid, bad);
-				st->skipped += bad;
-				if (last) {
-					/* keep appending to a file that reads back past this */
-					close(fd);
-					fd = -1;
-				}
-			}
-		}
-		sp->bytes += sg->size;
-		if (last && fd >= 0) {
-			sp->fd = fd;
-			fd = -1;
-		} else if (fd >= 0) {
-			close(fd);
-			fd = -1;
-		}
+	for (i = 0; i < sp->nsegs; i += r == 0) {
+		r = check_segment(sp, i, &prev, &confirmed, st);
+		if (r < 0)
+			return -1;
 	}
 	sp->confirmed = confirmed;
+	sp->max_msg = prev;
 	/*
 	 * Numbering goes on above every seq that may have been handed out: a
-	 * segment's name, and a confirmation of messages that never reached
-	 * the disk (else new messages would count as confirmed after a restart).
+	 * segment's name, a set-aside segment's contents, and a confirmation of
+	 * messages that never reached the disk (else new messages would count
+	 * as confirmed after a restart).
 	 */
 	sp->last_seq = prev > max_name ? prev : max_name;
 	if (confirmed > sp->last_seq)
 		sp->last_seq = confirmed;
+	if (sp->seq_floor > sp->last_seq)
+		sp->last_seq = sp->seq_floor;
+	prune_marks(sp);
 
-	for (i = 0; i < sp->nsegs; i++) {
-		struct segment *sg = &sp->segs[i];
-
-		if (sg->max_seq <= sp->confirmed)
-			continue;
-		if (sp->fd >= 0 && i == sp->nsegs - 1) {
-			fd = sp->fd;
-		} else {
-			seg_name(name, sg->name);
-			fd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-			if (fd < 0)
-				goto fail;
-		}
-		if (scan_segment(sp, fd, sg, &prev, &confirmed, &sc, p, st) < 0)
-			goto fail;
-		if (fd != sp->fd)
-			close(fd);
-		fd = -1;
+	prev = 0;
+	for (i = 0; i < sp->nsegs; i += r == 0) {
+		r = replay_segment(sp, i, &prev, p, st);
+		if (r < 0)
+			return -1;
 	}
 
 	/* an empty newest segment would carry no confirmation: start afresh */
 	if (sp->fd >= 0 && sp->segs[sp->nsegs - 1].size == 0)
 		sp->broken = true;
-	if (trim(sp) < 0)
-		return -1;
+	trim(sp);
 	return 0;
-
-fail:
-	saved = errno;
-	if (fd >= 0 && fd != sp->fd)
-		close(fd);
-	errno = saved;
-	return -1;
 }
 
 struct spool *spool_open(const char *dir, const struct spool_params *p, struct spool_stats *st)
@@ -902,6 +1291,7 @@ struct spool *spool_open(const char *dir, const struct spool_params *p, struct s
 	sp->fd = sp->dirfd = -1;
 	sp->segment_bytes = p->segment_bytes ? p->segment_bytes : SPOOL_DEFAULT_SEGMENT_BYTES;
 	sp->warn = p->warn;
+	sp->clock = p->clock;
 	sp->ud = p->ud;
 	sp->dir = strdup(dir);
 	if (!sp->dir)
@@ -921,6 +1311,7 @@ struct spool *spool_open(const char *dir, const struct spool_params *p, struct s
 	st->last_seq = sp->last_seq;
 	st->confirmed = sp->confirmed;
 	st->segments = sp->nsegs;
+	st->set_aside = sp->set_aside;
 	return sp;
 
 fail:

@@ -20,6 +20,8 @@
 #include "spool.h"
 
 #define MAX_SEEN 2048
+/* a time record; at a constant clock there is one at the start of each segment */
+#define TREC (SPOOL_RECORD_HEADER + 8)
 
 /* What replay and warn reported. */
 struct seen {
@@ -31,6 +33,7 @@ struct seen {
 	int warnings;
 	char last_warning[512];
 	int abort_at; /* replay fails at this many messages; 0: never */
+	int64_t now;  /* the clock, in ms */
 };
 
 struct fixture {
@@ -64,11 +67,19 @@ static void on_warn(void *ud, const char *msg)
 	snprintf(s->last_warning, sizeof(s->last_warning), "%s", msg);
 }
 
+static int64_t on_clock(void *ud)
+{
+	return ((struct seen *)ud)->now;
+}
+
 static void seen_clear(struct seen *s)
 {
+	int64_t now = s->now;
+
 	for (size_t i = 0; i < s->n; i++)
 		free(s->data[i]);
 	memset(s, 0, sizeof(*s));
+	s->now = now;
 }
 
 static struct spool *open_spool(struct fixture *fx, size_t segment_bytes, struct spool_stats *st)
@@ -77,6 +88,7 @@ static struct spool *open_spool(struct fixture *fx, size_t segment_bytes, struct
 	    .segment_bytes = segment_bytes,
 	    .replay = on_replay,
 	    .warn = on_warn,
+	    .clock = on_clock,
 	    .ud = &fx->seen,
 	};
 
@@ -339,6 +351,9 @@ static void confirmed_messages_are_not_replayed(void **state)
 	assert_int_equal(spool_close(sp), 0);
 }
 
+/* a time record and four 34-byte records fill a segment */
+#define SEG4 (TREC + 4 * 34 - 1)
+
 static void rotates_and_deletes_segments(void **state)
 {
 	struct fixture *fx = *state;
@@ -348,14 +363,14 @@ static void rotates_and_deletes_segments(void **state)
 	size_t n;
 
 	/* "message NN" is 10 bytes: 34-byte records, a new segment every 4 */
-	sp = open_spool(fx, 130, &st);
+	sp = open_spool(fx, SEG4, &st);
 	append_range(sp, 10, 49);
 	assert_int_equal(spool_sync(sp), 0);
 	n = count_segments(fx->dir, &bytes);
 	assert_int_equal(n, 10);
 	assert_int_equal(spool_segments(sp), n);
 	assert_int_equal(spool_bytes(sp), bytes);
-	assert_int_equal(bytes, 40 * 34);
+	assert_int_equal(bytes, 40 * 34 + 10 * TREC);
 
 	/* segments 10..13, 14..17 go; 18..21 holds 22 unconfirmed */
 	assert_int_equal(spool_confirm(sp, 20), 0);
@@ -366,7 +381,7 @@ static void rotates_and_deletes_segments(void **state)
 	assert_int_equal(access(seg_path(fx, 18), F_OK), 0);
 	assert_int_equal(spool_close(sp), 0);
 
-	sp = open_spool(fx, 130, &st);
+	sp = open_spool(fx, SEG4, &st);
 	assert_non_null(sp);
 	assert_int_equal(st.replayed, 29);
 	assert_seen_range(&fx->seen, 0, 21, 49);
@@ -374,7 +389,7 @@ static void rotates_and_deletes_segments(void **state)
 	append_range(sp, 50, 61);
 	assert_int_equal(spool_confirm(sp, 45), 0);
 	assert_int_equal(spool_close(sp), 0);
-	sp = open_spool(fx, 130, &st);
+	sp = open_spool(fx, SEG4, &st);
 	assert_int_equal(st.confirmed, 45);
 	assert_seen_range(&fx->seen, 0, 46, 61);
 	assert_int_equal(st.replayed, 16);
@@ -386,7 +401,7 @@ static void rotates_and_deletes_segments(void **state)
 	assert_int_equal(spool_segments(sp), 0);
 	assert_int_equal(count_segments(fx->dir, &bytes), 0);
 	assert_int_equal(spool_close(sp), 0);
-	sp = open_spool(fx, 130, &st);
+	sp = open_spool(fx, SEG4, &st);
 	assert_int_equal(st.replayed, 0);
 	assert_int_equal(spool_close(sp), 0);
 }
@@ -451,10 +466,11 @@ static void torn_tail_at_every_offset_keeps_earlier_records(void **state)
 	free(orig);
 }
 
-static void flipped_byte_in_the_middle_skips_the_rest_of_its_segment(void **state)
+static void flipped_byte_in_the_middle_costs_only_its_record(void **state)
 {
 	struct fixture *fx = *state;
 	struct spool_stats st;
+	struct spool_status ss;
 	struct spool *sp;
 	unsigned char *orig;
 	size_t len, rec = SPOOL_RECORD_HEADER + strlen("message 1");
@@ -464,35 +480,113 @@ static void flipped_byte_in_the_middle_skips_the_rest_of_its_segment(void **stat
 	append_range(sp, 1, 9);
 	assert_int_equal(spool_close(sp), 0);
 	orig = read_file(seg_path(fx, 1), &len);
-	assert_int_equal(len, 9 * rec);
-	orig[4 * rec + SPOOL_RECORD_HEADER + 3] ^= 0x20; /* payload of 5 */
+	assert_int_equal(len, TREC + 9 * rec);
+	orig[TREC + 4 * rec + SPOOL_RECORD_HEADER + 3] ^= 0x20; /* payload of 5 */
 	write_file(seg_path(fx, 1), orig, len);
 
 	sp = open_spool(fx, 0, &st);
 	assert_non_null(sp);
-	assert_int_equal(st.replayed, 4);
+	assert_int_equal(st.replayed, 8);
 	assert_seen_range(&fx->seen, 0, 1, 4);
+	assert_seen_range(&fx->seen, 4, 6, 9);
 	assert_int_equal(st.corrupt, 1);
 	assert_int_equal(st.truncated, 0);
-	assert_int_equal(st.skipped, 5 * rec);
+	assert_int_equal(st.skipped, rec);
+	assert_int_equal(st.skipped_records, 1);
 	assert_int_equal(fx->seen.warnings, 1);
 	assert_non_null(strstr(fx->seen.last_warning, "bad CRC"));
 	assert_non_null(strstr(fx->seen.last_warning, "seg-0000000000000001.wsq"));
-	assert_true(st.last_seq >= 4);
-	append_range(sp, st.last_seq + 1, st.last_seq + 2);
+	spool_status(sp, &ss);
+	assert_int_equal(ss.skipped_records, 1);
+	assert_int_equal(ss.skipped_bytes, rec);
+	assert_string_equal(ss.last_error, fx->seen.last_warning);
+	assert_int_equal(st.last_seq, 9);
+	append_range(sp, 10, 11);
 	assert_int_equal(spool_close(sp), 0);
 	free(read_file(seg_path(fx, 1), &len));
-	assert_int_equal(len, 9 * rec); /* evidence untouched */
+	assert_int_equal(len, TREC + 9 * rec); /* evidence untouched */
 
 	sp = open_spool(fx, 0, &st);
-	assert_int_equal(st.replayed, 6);
-	assert_seen_range(&fx->seen, 0, 1, 4);
-	assert_int_equal(fx->seen.seq[4], 5);
-	assert_int_equal(fx->seen.seq[5], 6);
+	assert_int_equal(st.replayed, 10);
+	assert_seen_range(&fx->seen, 8, 10, 11);
 	/* once what is readable is confirmed, the damaged segment goes */
-	assert_int_equal(spool_confirm(sp, 4), 0);
+	assert_int_equal(spool_confirm(sp, 9), 0);
 	assert_int_equal(access(seg_path(fx, 1), F_OK), -1);
 	assert_int_equal(spool_close(sp), 0);
+	free(orig);
+}
+
+/* Whatever byte of a record is damaged, and however, only that record is lost. */
+static void any_damaged_byte_costs_one_record(void **state)
+{
+	struct fixture *fx = *state;
+	static const unsigned char flips[] = {0x01, 0x80, 0xff};
+	size_t len, rec = SPOOL_RECORD_HEADER + strlen("message 10");
+	struct spool_stats st;
+	struct spool *sp;
+	unsigned char *orig;
+
+	sp = open_spool(fx, 0, &st);
+	append_range(sp, 10, 19);
+	assert_int_equal(spool_close(sp), 0);
+	orig = read_file(seg_path(fx, 10), &len);
+	assert_int_equal(len, TREC + 10 * rec);
+	for (size_t i = 0; i < rec; i++) {
+		for (size_t f = 0; f < sizeof(flips); f++) {
+			size_t at = TREC + 4 * rec + i; /* message 14 */
+
+			orig[at] ^= flips[f];
+			write_file(seg_path(fx, 10), orig, len);
+			orig[at] ^= flips[f];
+			sp = open_spool(fx, 0, &st);
+			assert_non_null(sp);
+			assert_int_equal(st.replayed, 9);
+			assert_seen_range(&fx->seen, 0, 10, 13);
+			assert_seen_range(&fx->seen, 4, 15, 19);
+			assert_int_equal(st.skipped_records, 1);
+			assert_int_equal(st.skipped, rec);
+			assert_int_equal(fx->seen.warnings, 1);
+			assert_int_equal(spool_close(sp), 0);
+			/* the damaged segment was retired: start again from the original */
+			remove(seg_path(fx, 20));
+		}
+	}
+	free(orig);
+}
+
+static void garbage_between_records_is_skipped(void **state)
+{
+	struct fixture *fx = *state;
+	size_t len, rec = SPOOL_RECORD_HEADER + strlen("message 1");
+	struct spool_stats st;
+	struct spool *sp;
+	unsigned char *orig, *bad;
+	const size_t junk = 300;
+
+	sp = open_spool(fx, 0, &st);
+	append_range(sp, 1, 6);
+	assert_int_equal(spool_close(sp), 0);
+	orig = read_file(seg_path(fx, 1), &len);
+	bad = malloc(len + junk);
+	assert_non_null(bad);
+	/* junk with record magics in it, between messages 3 and 4 */
+	memcpy(bad, orig, TREC + 3 * rec);
+	for (size_t i = 0; i < junk; i++)
+		bad[TREC + 3 * rec + i] = (unsigned char)(i * 37 + 11);
+	memcpy(bad + TREC + 3 * rec + 40, "WSQ1", 4);
+	memcpy(bad + TREC + 3 * rec + 200, orig + TREC, SPOOL_RECORD_HEADER); /* a header, cut */
+	memcpy(bad + TREC + 3 * rec + junk, orig + TREC + 3 * rec, len - TREC - 3 * rec);
+	write_file(seg_path(fx, 1), bad, len + junk);
+
+	sp = open_spool(fx, 0, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.replayed, 6);
+	assert_seen_range(&fx->seen, 0, 1, 6);
+	assert_int_equal(st.skipped, junk);
+	assert_int_equal(st.skipped_records, 3);
+	assert_int_equal(st.truncated, 0);
+	assert_int_equal(spool_close(sp), 0);
+	free(bad);
 	free(orig);
 }
 
@@ -504,27 +598,27 @@ static void bad_header_in_an_older_segment(void **state)
 	unsigned char *orig;
 	size_t len, rec = SPOOL_RECORD_HEADER + strlen("message 10");
 
-	sp = open_spool(fx, 4 * rec, &st);
+	sp = open_spool(fx, TREC + 4 * rec, &st);
 	append_range(sp, 10, 21); /* segments 10, 14, 18 */
 	assert_int_equal(spool_close(sp), 0);
 	orig = read_file(seg_path(fx, 14), &len);
-	orig[2 * rec] = 'X'; /* magic of 16 */
+	orig[TREC + 2 * rec] = 'X'; /* magic of 16 */
 	write_file(seg_path(fx, 14), orig, len);
 	free(orig);
 
-	sp = open_spool(fx, 4 * rec, &st);
+	sp = open_spool(fx, TREC + 4 * rec, &st);
 	assert_non_null(sp);
-	assert_int_equal(st.replayed, 10);
+	assert_int_equal(st.replayed, 11);
 	assert_seen_range(&fx->seen, 0, 10, 15);
-	assert_seen_range(&fx->seen, 6, 18, 21);
+	assert_seen_range(&fx->seen, 6, 17, 21);
 	assert_non_null(strstr(fx->seen.last_warning, "bad magic"));
-	assert_int_equal(st.skipped, 2 * rec);
+	assert_int_equal(st.skipped, rec);
 	append_range(sp, 22, 22);
 	assert_int_equal(spool_close(sp), 0);
 
-	sp = open_spool(fx, 4 * rec, &st);
-	assert_int_equal(st.replayed, 11);
-	assert_seen_range(&fx->seen, 10, 22, 22);
+	sp = open_spool(fx, TREC + 4 * rec, &st);
+	assert_int_equal(st.replayed, 12);
+	assert_seen_range(&fx->seen, 11, 22, 22);
 	assert_int_equal(spool_close(sp), 0);
 }
 
@@ -702,8 +796,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(rotates_and_deletes_segments, setup, teardown),
 	    cmocka_unit_test_setup_teardown(torn_tail_at_every_offset_keeps_earlier_records, setup,
 					    teardown),
-	    cmocka_unit_test_setup_teardown(
-		flipped_byte_in_the_middle_skips_the_rest_of_its_segment, setup, teardown),
+	    cmocka_unit_test_setup_teardown(flipped_byte_in_the_middle_costs_only_its_record, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(any_damaged_byte_costs_one_record, setup, teardown),
+	    cmocka_unit_test_setup_teardown(garbage_between_records_is_skipped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(bad_header_in_an_older_segment, setup, teardown),
 	    cmocka_unit_test_setup_teardown(seqs_that_do_not_grow_are_corruption, setup, teardown),
 	    cmocka_unit_test_setup_teardown(disk_full_fails_cleanly, setup, teardown),
