@@ -1320,3 +1320,73 @@ fail:
 	errno = saved;
 	return NULL;
 }
+
+/* Why a directory cannot be written, and what to do about it. */
+static int dir_unusable(char *why, size_t whylen, const char *what, const char *path, int err)
+{
+	const char *todo = "make it writable by the daemon's user, or choose another directory";
+
+	if (err == EROFS)
+		todo = "choose a directory on a writable file system";
+	else if (err == ENOTDIR)
+		todo = "a part of the path is not a directory: choose another directory";
+	else if (err == EPERM)
+		todo = "check its attributes (lsattr; chattr -i), or choose another directory";
+	snprintf(why, whylen, "%s%s (%s): %s", what, path, strerror(err), todo);
+	return -1;
+}
+
+int spool_check_dir(const char *dir, char *why, size_t whylen)
+{
+	struct stat s;
+	char *up, *slash;
+	int rc = 0;
+
+	if (stat(dir, &s) == 0) {
+		if (!S_ISDIR(s.st_mode)) {
+			snprintf(why, whylen,
+				 "exists and is not a directory: remove it, or choose "
+				 "another directory");
+			return -1;
+		}
+		if (faccessat(AT_FDCWD, dir, R_OK | W_OK | X_OK, AT_EACCESS) < 0)
+			return dir_unusable(why, whylen, "cannot be written", "", errno);
+		return 0;
+	}
+	if (errno != ENOENT)
+		return dir_unusable(why, whylen, "cannot be reached", "", errno);
+	/* missing: spool_open creates it, in the nearest directory that exists */
+	up = strdup(dir);
+	if (!up) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	for (;;) {
+		slash = strrchr(up, '/');
+		if (!slash)
+			strcpy(up, ".");
+		else if (slash == up)
+			up[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(up, &s) == 0)
+			break;
+		if (errno != ENOENT || !slash || slash == up) {
+			rc = dir_unusable(why, whylen, "cannot be created: cannot reach ", up,
+					  errno);
+			goto out;
+		}
+	}
+	if (!S_ISDIR(s.st_mode)) {
+		snprintf(why, whylen,
+			 "cannot be created: %s is not a directory: choose another "
+			 "directory",
+			 up);
+		rc = -1;
+	} else if (faccessat(AT_FDCWD, up, W_OK | X_OK, AT_EACCESS) < 0) {
+		rc = dir_unusable(why, whylen, "cannot be created in ", up, errno);
+	}
+out:
+	free(up);
+	return rc;
+}
