@@ -651,6 +651,7 @@ static int fill_until_full(const char *dir, rlim_t limit)
 {
 	const struct spool_params p = {.segment_bytes = 1 << 20};
 	struct rlimit rl = {.rlim_cur = limit, .rlim_max = RLIM_INFINITY};
+	struct spool_status ss;
 	char buf[100];
 	struct spool *sp;
 	int ok = 0;
@@ -671,9 +672,15 @@ static int fill_until_full(const char *dir, rlim_t limit)
 		}
 		if (errno != EFBIG)
 			return 203;
+		spool_status(sp, &ss);
+		if (!ss.holding || !ss.disk_full || !strstr(ss.last_error, "File too large"))
+			return 206;
 		/* the full segment is retired: the next append goes to a new file */
 		if (spool_append(sp, seq + 1, buf, sizeof(buf), false) < 0)
 			return 205;
+		spool_status(sp, &ss);
+		if (ss.holding || ss.disk_full)
+			return 207;
 		ok++;
 		break;
 	}
@@ -717,7 +724,7 @@ static void open_errors_and_bad_arguments(void **state)
 	struct fixture *fx = *state;
 	struct spool_stats st;
 	struct spool *sp, *sp2;
-	char nested[128];
+	char nested[300];
 	struct stat s;
 
 	errno = 0;
@@ -759,12 +766,196 @@ static void open_errors_and_bad_arguments(void **state)
 	sp = open_spool(fx, 0, &st);
 	assert_non_null(sp);
 	assert_int_equal(fx->seen.warnings, 1);
+	assert_non_null(strstr(fx->seen.last_warning, "is not a regular file"));
+	assert_int_equal(st.set_aside, 1);
 	assert_int_equal(st.last_seq, 5);
 	assert_int_equal(spool_append(sp, 6, "x", 1, false), 0);
 	assert_int_equal(spool_close(sp), 0);
 	sp = open_spool(fx, 0, &st);
 	assert_int_equal(st.replayed, 1);
+	assert_int_equal(st.set_aside, 0); /* renamed aside, not tripped over again */
 	assert_int_equal(spool_close(sp), 0);
+	snprintf(nested, sizeof(nested), "%s.bad", seg_path(fx, 5));
+	assert_int_equal(stat(nested, &s), 0);
+	assert_true(S_ISDIR(s.st_mode));
+}
+
+/*
+ * As an unprivileged user (a forked child when we are root): a segment that
+ * cannot be opened is renamed aside, a newest one that cannot be written is
+ * replayed, and numbering stays above both. No cmocka asserts in the child:
+ * the exit status tells which check failed.
+ */
+static int unusable_segments_child(struct fixture *fx)
+{
+	const struct spool_params p = {.replay = on_replay, .warn = on_warn, .ud = &fx->seen};
+	struct spool_stats st;
+	struct spool_status ss;
+	struct spool *sp;
+	char bad[300];
+
+	if (chmod(seg_path(fx, 11), 0) < 0 || chmod(seg_path(fx, 21), 0400) < 0)
+		return 100;
+	sp = spool_open(fx->dir, &p, &st);
+	if (!sp)
+		return 101;
+	if (st.replayed != 20 || st.set_aside != 1 || fx->seen.seq[9] != 10 ||
+	    fx->seen.seq[10] != 21 || fx->seen.warnings != 2)
+		return 102;
+	snprintf(bad, sizeof(bad), "%s.bad", seg_path(fx, 11));
+	if (access(bad, F_OK) < 0 || access(seg_path(fx, 11), F_OK) == 0)
+		return 103;
+	/* its seqs may go up to 11 + its size: numbering goes on above them */
+	if (st.last_seq < 11 + 200)
+		return 104;
+	if (spool_append(sp, st.last_seq + 1, "new", 3, false) < 0)
+		return 105;
+	spool_status(sp, &ss);
+	if (ss.set_aside != 1 || !strstr(ss.last_error, "cannot be written"))
+		return 106;
+	/* everything confirmed: the read-only segment goes (the directory is ours) */
+	if (spool_confirm(sp, st.last_seq + 1) < 0 || spool_close(sp) < 0)
+		return 107;
+	seen_clear(&fx->seen);
+	sp = spool_open(fx->dir, &p, &st);
+	if (!sp || st.replayed != 0 || st.set_aside != 0 || st.last_seq < 11 + 200)
+		return 108;
+	spool_close(sp);
+	return 0;
+}
+
+static void unusable_segments_are_set_aside(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_stats st;
+	struct spool *sp;
+	int status;
+	pid_t pid;
+
+	/* "message 1".."message 9" take 33 bytes, the rest 34: ten a segment */
+	sp = open_spool(fx, TREC + 9 * 33 + 34, &st);
+	append_range(sp, 1, 30);
+	assert_int_equal(spool_close(sp), 0);
+	assert_int_equal(access(seg_path(fx, 11), F_OK), 0);
+	assert_int_equal(access(seg_path(fx, 21), F_OK), 0);
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (geteuid() == 0) {
+			DIR *d = opendir(fx->dir);
+			struct dirent *e;
+
+			if (!d || chown(fx->dir, 65534, 65534) < 0)
+				_exit(90);
+			while ((e = readdir(d)))
+				if (e->d_name[0] != '.' &&
+				    fchownat(dirfd(d), e->d_name, 65534, 65534, 0) < 0)
+					_exit(91);
+			closedir(d);
+			if (setgid(65534) < 0 || setuid(65534) < 0)
+				_exit(92);
+		}
+		_exit(unusable_segments_child(fx));
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* The oldest unconfirmed message's age, from time records, across a reopen. */
+static void oldest_message_age(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_status ss;
+	struct spool_stats st;
+	struct spool *sp;
+	unsigned char *orig, *stripped;
+	size_t len, n = 0, rec = SPOOL_RECORD_HEADER + strlen("message 1");
+
+	spool_status(NULL, &ss);
+	assert_int_equal(ss.oldest_age_ms, -1);
+	fx->seen.now = 1000000;
+	sp = open_spool(fx, 0, &st);
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, -1);
+	append_range(sp, 1, 3); /* dated 1000000 */
+	fx->seen.now += 500;
+	append_range(sp, 4, 4); /* within a second: no new time record */
+	fx->seen.now += 1500;
+	append_range(sp, 5, 6); /* dated 1002000 */
+	fx->seen.now += 3000;
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, 5000);
+	assert_int_equal(spool_confirm(sp, 3), 0); /* 4 is dated by the first record still */
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, 5000);
+	assert_int_equal(spool_confirm(sp, 4), 0);
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, 3000);
+	assert_int_equal(spool_close(sp), 0);
+
+	/* the dates survive a restart */
+	fx->seen.now += 10000;
+	sp = open_spool(fx, 0, &st);
+	assert_int_equal(st.replayed, 2);
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, 13000);
+	assert_int_equal(spool_confirm(sp, 6), 0);
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, -1);
+	assert_int_equal(spool_close(sp), 0);
+
+	/*
+	 * A segment from before time records: still replayed, and dated by
+	 * its mtime. Build one by dropping the time records.
+	 */
+	remove_tree(fx->dir);
+	assert_int_equal(mkdir(fx->dir, 0700), 0);
+	sp = open_spool(fx, 0, &st);
+	append_range(sp, 1, 5);
+	assert_int_equal(spool_close(sp), 0);
+	orig = read_file(seg_path(fx, 1), &len);
+	assert_int_equal(len, TREC + 5 * rec);
+	stripped = malloc(len);
+	assert_non_null(stripped);
+	memcpy(stripped, orig + TREC, len - TREC);
+	n = len - TREC;
+	write_file(seg_path(fx, 1), stripped, n);
+	{
+		struct timespec t[2] = {{.tv_sec = 1000}, {.tv_sec = 1000}};
+
+		assert_int_equal(utimensat(AT_FDCWD, seg_path(fx, 1), t, 0), 0);
+	}
+	fx->seen.now = 1000 * 1000 + 42000;
+	sp = open_spool(fx, 0, &st);
+	assert_int_equal(st.replayed, 5);
+	assert_int_equal(st.corrupt, 0);
+	assert_seen_range(&fx->seen, 0, 1, 5);
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, 42000);
+	assert_int_equal(spool_close(sp), 0);
+	free(stripped);
+	free(orig);
+}
+
+static void check_dir_says_why(void **state)
+{
+	struct fixture *fx = *state;
+	char path[256], why[256];
+
+	assert_int_equal(spool_check_dir(fx->dir, why, sizeof(why)), 0);
+	snprintf(path, sizeof(path), "%s/new/deeper", fx->dir);
+	assert_int_equal(spool_check_dir(path, why, sizeof(why)), 0);
+	assert_int_equal(access(path, F_OK), -1); /* nothing created */
+	snprintf(path, sizeof(path), "%s/file", fx->dir);
+	write_file(path, "x", 1);
+	assert_int_equal(spool_check_dir(path, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "is not a directory"));
+	snprintf(path, sizeof(path), "%s/file/spool", fx->dir);
+	assert_int_equal(spool_check_dir(path, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "not a directory"));
+	assert_int_equal(spool_check_dir("relative-and-missing", why, sizeof(why)), 0);
 }
 
 static void failing_replay_fails_the_open(void **state)
@@ -805,6 +996,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(disk_full_fails_cleanly, setup, teardown),
 	    cmocka_unit_test_setup_teardown(open_errors_and_bad_arguments, setup, teardown),
 	    cmocka_unit_test_setup_teardown(failing_replay_fails_the_open, setup, teardown),
+	    cmocka_unit_test_setup_teardown(unusable_segments_are_set_aside, setup, teardown),
+	    cmocka_unit_test_setup_teardown(oldest_message_age, setup, teardown),
+	    cmocka_unit_test_setup_teardown(check_dir_says_why, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
