@@ -934,29 +934,15 @@ static enum rd read_record(struct spool *sp, int fd, uint64_t off, uint64_t end,
 	return RD_OK;
 }
 
-/*
- * Where reading goes on after a damaged record at off: right after it when
- * its length leads to a good record (a damaged payload: the common case, and
- * no message that happens to hold a record is mistaken for one), else at the
- * next offset where a good record starts, else at end. *records counts the
- * record starts passed over, the damaged one included.
- */
-static int resync(struct spool *sp, int fd, uint64_t off, uint64_t end, const struct record *bad,
-		  uint64_t *next, uint64_t *records)
+/* The next good record after off, or end; *records counts the bad record starts passed over. */
+static int scan_for_record(struct spool *sp, int fd, uint64_t off, uint64_t end, uint64_t *next,
+			   uint64_t *records)
 {
 	struct record r;
 	const char *why;
 	bool torn, len_ok;
 	enum rd k;
 
-	*records = 1;
-	if (bad) {
-		*next = off + HDR + bad->len;
-		k = *next == end ? RD_OK
-				 : read_record(sp, fd, *next, end, &r, &why, &torn, &len_ok);
-		if (k != RD_BAD)
-			return k == RD_OK ? 0 : -1;
-	}
 	if (!sp->window && !(sp->window = malloc(ZERO_CHUNK)))
 		return -1;
 	for (uint64_t pos = off + 1; pos < end;) {
@@ -978,6 +964,54 @@ static int resync(struct spool *sp, int fd, uint64_t off, uint64_t end, const st
 		pos += n - 3; /* a magic across the boundary */
 	}
 	*next = end;
+	return 0;
+}
+
+/* Do good records lead from q, one after the other, exactly to to? */
+static int chain_reaches(struct spool *sp, int fd, uint64_t q, uint64_t to, uint64_t end, bool *yes)
+{
+	struct record r;
+	const char *why;
+	bool torn, len_ok;
+	enum rd k = RD_OK;
+
+	while (q < to && (k = read_record(sp, fd, q, end, &r, &why, &torn, &len_ok)) == RD_OK)
+		q += HDR + r.len;
+	*yes = q == to;
+	return k == RD_ERR ? -1 : 0;
+}
+
+/*
+ * Where reading goes on after a damaged record at off: at the next offset
+ * where a good record starts, or at end. When only the CRC is bad (bad), its
+ * length may be right or damaged: if it leads to a good record and the good
+ * records found before that do not lead there too, they are inside the
+ * damaged payload (a message that holds spool records), so skip to it.
+ * *records counts the record starts passed over, the damaged one included.
+ */
+static int resync(struct spool *sp, int fd, uint64_t off, uint64_t end, const struct record *bad,
+		  uint64_t *next, uint64_t *records)
+{
+	uint64_t after = bad ? off + HDR + bad->len : end;
+	struct record r;
+	const char *why;
+	bool torn, len_ok, chained;
+	enum rd k = RD_BAD;
+
+	*records = 1;
+	if (bad)
+		k = after == end ? RD_OK
+				 : read_record(sp, fd, after, end, &r, &why, &torn, &len_ok);
+	if (k == RD_ERR || scan_for_record(sp, fd, off, end, next, records) < 0)
+		return -1;
+	if (k != RD_OK || *next >= after)
+		return 0;
+	if (chain_reaches(sp, fd, *next, after, end, &chained) < 0)
+		return -1;
+	if (!chained) {
+		*next = after;
+		*records = 1;
+	}
 	return 0;
 }
 
@@ -1139,8 +1173,12 @@ static void report_damage(struct spool *sp, size_t i, int fd, const struct scan 
 			    "around them are kept%s%s",
 			    sp->dir, name, sc->why, sc->first_bad, recs, bytes, cut ? "; " : "",
 			    tail);
-	if (fd == sp->fd && !cut)
-		close_active(sp); /* leave the evidence as it is: new records go to a new segment */
+	/*
+	 * Leave the evidence as it is, and new records out of its reach (a
+	 * damaged length could claim them): they go to a new segment.
+	 */
+	if (fd == sp->fd && (!cut || bytes))
+		close_active(sp);
 }
 
 /*

@@ -590,6 +590,47 @@ static void garbage_between_records_is_skipped(void **state)
 	free(orig);
 }
 
+/* A message that holds a spool record: damaged, it does not turn into that record. */
+static void record_inside_a_damaged_message_is_not_replayed(void **state)
+{
+	struct fixture *fx = *state;
+	unsigned char inner[SPOOL_RECORD_HEADER + 4 + 8], *orig;
+	struct spool_stats st;
+	struct spool *sp;
+	uint32_t crc;
+	size_t len;
+
+	memset(inner, 0, sizeof(inner));
+	memcpy(inner, "WSQ1", 4);
+	inner[4] = 1;	 /* message */
+	inner[8] = 4;	 /* len */
+	inner[12] = 100; /* seq */
+	memcpy(inner + SPOOL_RECORD_HEADER, "evil", 4);
+	crc = spool_crc32c(spool_crc32c(0, inner, 20), inner + SPOOL_RECORD_HEADER, 4);
+	for (int i = 0; i < 4; i++)
+		inner[20 + i] = (unsigned char)(crc >> (8 * i));
+	memcpy(inner + SPOOL_RECORD_HEADER + 4, "trailing", 8);
+
+	sp = open_spool(fx, 0, &st);
+	append_range(sp, 1, 2);
+	assert_int_equal(spool_append(sp, 3, inner, sizeof(inner), true), 0);
+	append_range(sp, 4, 5);
+	assert_int_equal(spool_close(sp), 0);
+	orig = read_file(seg_path(fx, 1), &len);
+	orig[len - 2 * (SPOOL_RECORD_HEADER + 9) - 3] ^= 0x01; /* in "trailing" */
+	write_file(seg_path(fx, 1), orig, len);
+	free(orig);
+
+	sp = open_spool(fx, 0, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.replayed, 4);
+	assert_seen_range(&fx->seen, 0, 1, 2);
+	assert_seen_range(&fx->seen, 2, 4, 5);
+	assert_int_equal(st.skipped_records, 1);
+	assert_int_equal(st.skipped, SPOOL_RECORD_HEADER + sizeof(inner));
+	assert_int_equal(spool_close(sp), 0);
+}
+
 static void bad_header_in_an_older_segment(void **state)
 {
 	struct fixture *fx = *state;
@@ -991,6 +1032,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(any_damaged_byte_costs_one_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(garbage_between_records_is_skipped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(record_inside_a_damaged_message_is_not_replayed, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(bad_header_in_an_older_segment, setup, teardown),
 	    cmocka_unit_test_setup_teardown(seqs_that_do_not_grow_are_corruption, setup, teardown),
 	    cmocka_unit_test_setup_teardown(disk_full_fails_cleanly, setup, teardown),
