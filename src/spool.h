@@ -42,9 +42,11 @@
  *
  * Recovery (spool_open): a damaged record costs only itself. A record with
  * a bad magic, type, flags, length or CRC, or a message whose seq does not
- * grow, is skipped, and reading resumes at the next good record: right after
- * the damaged one when its length field still leads to a good record, else at
- * the next offset where a well-formed record with a good CRC starts. What was
+ * grow, is skipped, and reading resumes at the next offset where a record
+ * with a good header and CRC starts; good records found inside the span that
+ * a damaged record's length claims count only if they chain up to its end (a
+ * damaged length), else they were payload (a message holding spool records)
+ * and reading resumes after it. What was
  * skipped is counted (records, bytes) and reported once per segment through
  * warn. In the newest segment, damage that runs to the end and looks like a
  * torn write (a short record, a bad last record, or zeros) is truncated away
@@ -132,9 +134,10 @@ bool spool_dirty(const struct spool *sp);
 /*
  * Every message with seq <= seq is gone from the queue (confirmed by the
  * server, or dropped): record it and delete the segments that hold nothing
- * else. Returns 0, or -1 with errno when the record could not be written or
- * a segment not deleted (the in-memory state is updated anyway; a later
- * confirm retries, and at worst a restart sends a message twice).
+ * else. Returns 0, or -1 with errno when the record could not be written
+ * (the in-memory state is updated anyway; a later confirm retries, and at
+ * worst a restart sends a message twice). A segment that cannot be deleted
+ * is forgotten with one warning.
  */
 int spool_confirm(struct spool *sp, uint64_t seq);
 
