@@ -10,6 +10,7 @@
 #include <libconfig.h>
 
 #include "log.h"
+#include "spool.h"
 #include "url.h"
 
 enum kind {
@@ -27,6 +28,7 @@ enum kind {
 	K_FRAMING,
 	K_OVERFLOW,
 	K_HEADERS,	/* list of { name; value | value_file } */
+	K_DIR,		/* string; "" or a directory we can create or write */
 };
 
 struct key {
@@ -65,7 +67,7 @@ static const struct key keys[] = {
 	{ "queue", "max_messages", K_SIZE, F(queue_max_messages), 1, 100000000, "10000", RELOAD_LIVE },
 	{ "queue", "max_bytes", K_SIZE, F(queue_max_bytes), 1, (double)(4ULL << 30), "16777216", RELOAD_LIVE },
 	{ "queue", "overflow", K_OVERFLOW, F(queue_overflow), 0, 0, "drop-oldest", RELOAD_LIVE },
-	{ "queue", "spool_dir", K_STR, F(spool_dir), 0, 0, "", RELOAD_RESTART },
+	{ "queue", "spool_dir", K_DIR, F(spool_dir), 0, 0, "", RELOAD_RESTART },
 	{ "bridge", "socket", K_STR, F(bridge_socket), 0, 0, "", RELOAD_RESTART },
 	{ "bridge", "mode", K_MODE, F(bridge_mode), 0, 0, "0660", RELOAD_RESTART },
 	{ "bridge", "framing", K_FRAMING, F(bridge_framing), 0, 0, "lines", RELOAD_RESTART },
@@ -186,6 +188,7 @@ static int set_default(struct wst_config *c, const struct key *k)
 	case K_STR:
 	case K_FILE:
 	case K_URL:
+	case K_DIR:
 		return (*(char **)f = strdup(k->dflt)) ? 0 : -1;
 	case K_UINT:
 		*(unsigned *)f = (unsigned)strtoul(k->dflt, NULL, 10);
@@ -393,6 +396,11 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 			return set_error(x->err, 78, "%s:%d: %s: invalid URL '%s': %s", x->path, line,
 					 name, str, why);
 		break;
+	case K_DIR:
+		if (*str && spool_check_dir(str, why, sizeof(why)) < 0)
+			return set_error(x->err, 78, "%s:%d: %s '%s': %s", x->path, line, name, str,
+					 why);
+		break;
 	default:
 		break;
 	}
@@ -596,6 +604,7 @@ void config_free(const struct wst_config *cfg)
 		case K_STR:
 		case K_FILE:
 		case K_URL:
+		case K_DIR:
 			free(*(char **)f);
 			break;
 		case K_URLS:
@@ -651,6 +660,7 @@ static bool key_equal(const struct key *k, const struct wst_config *a, const str
 	case K_STR:
 	case K_FILE:
 	case K_URL:
+	case K_DIR:
 		return str_equal(*(char *const *)fa, *(char *const *)fb);
 	case K_URLS:
 	case K_ARGV:

@@ -109,7 +109,7 @@ static void spool_warn(void *ud, const char *msg)
 
 static int open_spool(struct outbox *o)
 {
-	struct spool_params p = { 0, replay, spool_warn, o };
+	struct spool_params p = { .replay = replay, .warn = spool_warn, .ud = o };
 	struct spool_stats st;
 
 	o->spool = spool_open(o->dir, &p, &st);

@@ -1,6 +1,5 @@
 #include "spool.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -11,40 +10,10 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
-enum { REC_MESSAGE = 1, REC_CONFIRM = 2 };
-#define REC_FLAG_BINARY 0x01
-#define HDR SPOOL_RECORD_HEADER
-#define CRC_OFFSET 20
-#define SEG_NAME_SIZE 32 /* "seg-" 16 hex ".wsq" NUL, rounded up */
-#define ZERO_CHUNK (64 * 1024)
-
-static const unsigned char rec_magic[4] = {'W', 'S', 'Q', '1'};
-
-struct segment {
-	uint64_t name;	  /* the seq in its file name */
-	uint64_t max_seq; /* highest message seq in it; 0: none */
-	uint64_t size;	  /* bytes in the file */
-	uint64_t valid;	  /* bytes of good records found by recovery */
-};
-
-struct spool {
-	char *dir;
-	int dirfd;	      /* holds the lock */
-	int fd;		      /* newest segment, open for appending, or -1 */
-	bool broken;	      /* fd's segment may hold a bad record or lost data */
-	bool dirty;	      /* fd has data not yet fdatasync'ed */
-	bool dir_dirty;	      /* a segment was created since the last directory fsync */
-	struct segment *segs; /* in name order; when fd >= 0 the last one is fd's */
-	size_t nsegs, segs_cap;
-	size_t segment_bytes;
-	uint64_t last_seq, confirmed, bytes;
-	unsigned char *scratch;
-	size_t scratch_cap;
-	spool_warn_fn warn;
-	void *ud;
-};
+#include "spool_int.h"
 
 /* Reflected Castagnoli polynomial 0x82f63b78. */
 /* clang-format off */
@@ -141,7 +110,7 @@ static void put_le(unsigned char *p, uint64_t v, int n)
 		p[i] = (unsigned char)(v >> (8 * i));
 }
 
-static uint64_t get_le(const unsigned char *p, int n)
+uint64_t spool_get_le(const unsigned char *p, int n)
 {
 	uint64_t v = 0;
 
@@ -149,14 +118,6 @@ static uint64_t get_le(const unsigned char *p, int n)
 		v = v << 8 | p[i];
 	return v;
 }
-
-struct record {
-	int type;
-	bool binary;
-	uint32_t len;
-	uint64_t seq;
-	uint32_t crc;
-};
 
 static void record_header(unsigned char h[HDR], int type, bool binary, uint64_t seq,
 			  const void *data, uint32_t len)
@@ -171,15 +132,15 @@ static void record_header(unsigned char h[HDR], int type, bool binary, uint64_t 
 }
 
 /* NULL when the header is well-formed, else what is wrong with it. */
-static const char *record_parse(const unsigned char h[HDR], struct record *r)
+const char *spool_record_parse(const unsigned char h[HDR], struct record *r)
 {
 	if (memcmp(h, rec_magic, 4) != 0)
 		return "bad magic";
 	r->type = h[4];
 	r->binary = h[5] & REC_FLAG_BINARY;
-	r->len = (uint32_t)get_le(h + 8, 4);
-	r->seq = get_le(h + 12, 8);
-	r->crc = (uint32_t)get_le(h + CRC_OFFSET, 4);
+	r->len = (uint32_t)spool_get_le(h + 8, 4);
+	r->seq = spool_get_le(h + 12, 8);
+	r->crc = (uint32_t)spool_get_le(h + CRC_OFFSET, 4);
 	if (h[6] || h[7])
 		return "bad reserved bytes";
 	switch (r->type) {
@@ -191,56 +152,95 @@ static const char *record_parse(const unsigned char h[HDR], struct record *r)
 		if (h[5] || r->len)
 			return "bad confirm record";
 		return NULL;
+	case REC_TIME:
+		if (h[5] || r->len != TIME_LEN)
+			return "bad time record";
+		return NULL;
 	}
 	return "bad record type";
 }
 
-static bool record_crc_ok(const unsigned char h[HDR], const struct record *r,
-			  const unsigned char *payload)
+bool spool_record_crc_ok(const unsigned char h[HDR], const struct record *r,
+			 const unsigned char *payload)
 {
 	return spool_crc32c(spool_crc32c(0, h, CRC_OFFSET), payload, r->len) == r->crc;
 }
 
-static void seg_name(char buf[SEG_NAME_SIZE], uint64_t name)
+void spool_seg_name(char buf[SEG_NAME_SIZE], uint64_t name)
 {
 	snprintf(buf, SEG_NAME_SIZE, "seg-%016" PRIx64 ".wsq", name);
 }
 
-static bool seg_parse_name(const char *s, uint64_t *name)
+static void copy_text(char *dst, size_t size, const char *src)
 {
-	uint64_t v = 0;
+	size_t n = strnlen(src, size - 1);
 
-	if (strlen(s) != 24 || strncmp(s, "seg-", 4) != 0 || strcmp(s + 20, ".wsq") != 0)
-		return false;
-	for (int i = 4; i < 20; i++) {
-		char c = s[i];
-
-		if (c >= '0' && c <= '9')
-			v = v << 4 | (uint64_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v = v << 4 | (uint64_t)(c - 'a' + 10);
-		else
-			return false; /* lower case only: one name per seq */
-	}
-	*name = v;
-	return true;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
 }
 
-__attribute__((format(printf, 2, 3))) static void spool_warnf(struct spool *sp, const char *fmt,
-							      ...)
+/* Every warning is also the last error that status shows. */
+__attribute__((format(printf, 2, 3))) void spool_warnf(struct spool *sp, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
 
-	if (!sp->warn)
-		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	sp->warn(sp->ud, msg);
+	copy_text(sp->last_error, sizeof(sp->last_error), msg);
+	if (sp->warn)
+		sp->warn(sp->ud, msg);
 }
 
-static int read_at(int fd, void *buf, size_t n, uint64_t off)
+static int64_t now_ms(const struct spool *sp)
+{
+	struct timespec ts;
+
+	if (sp->clock)
+		return sp->clock(sp->ud);
+	if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
+		return 0;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Remember that messages from seq on date from ms. Best effort: without
+ * memory the oldest message's age is only less precise.
+ */
+void spool_add_mark(struct spool *sp, uint64_t seq, int64_t ms)
+{
+	if (sp->nmarks && sp->marks[sp->nmarks - 1].seq >= seq) {
+		if (sp->marks[sp->nmarks - 1].seq == seq)
+			sp->marks[sp->nmarks - 1].ms = ms; /* a retried append */
+		return;
+	}
+	if (sp->nmarks == sp->marks_cap) {
+		size_t cap = sp->marks_cap ? sp->marks_cap * 2 : 16;
+		struct mark *m = reallocarray(sp->marks, cap, sizeof(*m));
+
+		if (!m)
+			return;
+		sp->marks = m;
+		sp->marks_cap = cap;
+	}
+	sp->marks[sp->nmarks++] = (struct mark){seq, ms};
+}
+
+/* Forget the marks before the one that dates the first unconfirmed message. */
+void spool_prune_marks(struct spool *sp)
+{
+	size_t i = 0;
+
+	while (i + 1 < sp->nmarks && sp->marks[i + 1].seq <= sp->confirmed + 1)
+		i++;
+	if (i) {
+		memmove(sp->marks, sp->marks + i, (sp->nmarks - i) * sizeof(sp->marks[0]));
+		sp->nmarks -= i;
+	}
+}
+
+int spool_read_at(int fd, void *buf, size_t n, uint64_t off)
 {
 	unsigned char *p = buf;
 
@@ -263,7 +263,7 @@ static int read_at(int fd, void *buf, size_t n, uint64_t off)
 	return 0;
 }
 
-static int scratch_reserve(struct spool *sp, size_t n)
+int spool_scratch_reserve(struct spool *sp, size_t n)
 {
 	unsigned char *p;
 
@@ -277,7 +277,7 @@ static int scratch_reserve(struct spool *sp, size_t n)
 	return 0;
 }
 
-static int segs_reserve(struct spool *sp)
+int spool_segs_reserve(struct spool *sp)
 {
 	struct segment *s;
 	size_t cap;
@@ -298,7 +298,7 @@ static struct segment *active(struct spool *sp)
 	return sp->fd >= 0 ? &sp->segs[sp->nsegs - 1] : NULL;
 }
 
-static void close_active(struct spool *sp)
+void spool_close_active(struct spool *sp)
 {
 	if (sp->fd >= 0)
 		close(sp->fd);
@@ -311,7 +311,7 @@ static void close_active(struct spool *sp)
  * Append one record to the active segment. On failure, cut the file back to
  * where the record began, so that no half record stays in front of later
  * ones. Either way the segment is retired: the next append starts a new one,
- * and trim() deletes this one once its messages are confirmed.
+ * and spool_trim() deletes this one once its messages are confirmed.
  */
 static int write_record(struct spool *sp, int type, bool binary, uint64_t seq, const void *data,
 			size_t len)
@@ -361,25 +361,36 @@ fail:
 		(void)0; /* the CRC makes the half record unreadable anyway */
 	/*
 	 * Retire the segment: a full disk (ENOSPC, EDQUOT, EFBIG) frees up only
-	 * when whole segments are deleted, and trim() keeps a healthy active one.
+	 * when whole segments are deleted, and spool_trim() keeps a healthy active one.
 	 */
 	sp->broken = true;
 	errno = saved;
 	return -1;
 }
 
-/* Delete a segment file; i is its index. */
-static int seg_delete(struct spool *sp, size_t i)
+void spool_seg_forget(struct spool *sp, size_t i)
 {
-	char name[SEG_NAME_SIZE];
-
-	seg_name(name, sp->segs[i].name);
-	if (unlinkat(sp->dirfd, name, 0) < 0 && errno != ENOENT)
-		return -1;
 	sp->bytes -= sp->segs[i].size;
 	memmove(&sp->segs[i], &sp->segs[i + 1], (sp->nsegs - i - 1) * sizeof(sp->segs[0]));
 	sp->nsegs--;
-	return 0;
+}
+
+/*
+ * Delete a segment file whose messages are all confirmed; i is its index.
+ * One that cannot be deleted (immutable, read-only) is forgotten all the
+ * same: retrying at every confirmation would only repeat the warning.
+ */
+static void seg_delete(struct spool *sp, size_t i)
+{
+	char name[SEG_NAME_SIZE];
+
+	spool_seg_name(name, sp->segs[i].name);
+	if (unlinkat(sp->dirfd, name, 0) < 0 && errno != ENOENT)
+		spool_warnf(sp,
+			    "%s/%s: cannot delete it (%s); every message in it was sent: "
+			    "left behind",
+			    sp->dir, name, strerror(errno));
+	spool_seg_forget(sp, i);
 }
 
 /*
@@ -387,9 +398,8 @@ static int seg_delete(struct spool *sp, size_t i)
  * only when full (it would be retired anyway); keeping it otherwise avoids a
  * create and a directory fsync every time the queue drains.
  */
-static int trim(struct spool *sp)
+void spool_trim(struct spool *sp)
 {
-	int rc = 0, saved = 0;
 	size_t i = 0;
 
 	while (i < sp->nsegs) {
@@ -402,15 +412,9 @@ static int trim(struct spool *sp)
 			continue;
 		}
 		if (is_active)
-			close_active(sp);
-		if (seg_delete(sp, i) < 0) {
-			saved = errno;
-			rc = -1;
-			i++;
-		}
+			spool_close_active(sp);
+		seg_delete(sp, i);
 	}
-	errno = saved;
-	return rc;
 }
 
 /*
@@ -433,8 +437,8 @@ static int ensure_segment(struct spool *sp, uint64_t want)
 			sp->broken = true;
 			return -1;
 		}
-		close_active(sp);
-		(void)trim(sp); /* a failed unlink is retried at the next confirm */
+		spool_close_active(sp);
+		spool_trim(sp);
 	}
 	if (sp->nsegs && sp->segs[sp->nsegs - 1].name >= n)
 		n = sp->segs[sp->nsegs - 1].name + 1;
@@ -442,13 +446,14 @@ static int ensure_segment(struct spool *sp, uint64_t want)
 		errno = EOVERFLOW; /* seq space used up: names would no longer sort */
 		return -1;
 	}
-	if (segs_reserve(sp) < 0)
+	if (spool_segs_reserve(sp) < 0)
 		return -1;
-	seg_name(name, n);
+	spool_seg_name(name, n);
 	fd = openat(sp->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
 	sp->segs[sp->nsegs++] = (struct segment){.name = n};
+	sp->last_mark_ms = 0;
 	sp->fd = fd;
 	sp->dirty = false;
 	sp->broken = false;
@@ -458,8 +463,28 @@ static int ensure_segment(struct spool *sp, uint64_t want)
 	return 0;
 }
 
+/* Date the message about to be appended, when the last date is stale or in another segment. */
+static int mark_time(struct spool *sp, uint64_t seq)
+{
+	struct segment *sg = active(sp);
+	int64_t now = now_ms(sp);
+	unsigned char b[TIME_LEN];
+
+	if (sg->marked && now >= sp->last_mark_ms && now - sp->last_mark_ms < MARK_INTERVAL_MS)
+		return 0;
+	put_le(b, (uint64_t)now, TIME_LEN);
+	if (write_record(sp, REC_TIME, false, seq, b, TIME_LEN) < 0)
+		return -1;
+	sg->marked = true;
+	sp->last_mark_ms = now;
+	spool_add_mark(sp, seq, now);
+	return 0;
+}
+
 int spool_append(struct spool *sp, uint64_t seq, const void *data, size_t len, bool binary)
 {
+	int saved;
+
 	if (!sp || (!data && len) || seq == 0 || seq <= sp->last_seq) {
 		errno = EINVAL;
 		return -1;
@@ -468,11 +493,19 @@ int spool_append(struct spool *sp, uint64_t seq, const void *data, size_t len, b
 		errno = EMSGSIZE;
 		return -1;
 	}
-	if (ensure_segment(sp, seq) < 0)
+	if (ensure_segment(sp, seq) < 0 || mark_time(sp, seq) < 0 ||
+	    write_record(sp, REC_MESSAGE, binary, seq, data, len) < 0) {
+		saved = errno;
+		if (!sp->failing || sp->fail_errno != saved)
+			snprintf(sp->last_error, sizeof(sp->last_error),
+				 "%s: cannot write a message: %s", sp->dir, strerror(saved));
+		sp->failing = true;
+		sp->fail_errno = saved;
+		errno = saved;
 		return -1;
-	if (write_record(sp, REC_MESSAGE, binary, seq, data, len) < 0)
-		return -1;
-	sp->last_seq = seq;
+	}
+	sp->failing = false;
+	sp->last_seq = sp->max_msg = seq;
 	active(sp)->max_seq = seq;
 	return 0;
 }
@@ -511,8 +544,6 @@ bool spool_dirty(const struct spool *sp)
 
 int spool_confirm(struct spool *sp, uint64_t seq)
 {
-	int rc, saved;
-
 	if (!sp) {
 		errno = EINVAL;
 		return -1;
@@ -522,21 +553,13 @@ int spool_confirm(struct spool *sp, uint64_t seq)
 	sp->confirmed = seq;
 	if (seq > sp->last_seq)
 		sp->last_seq = seq; /* a message at or below it would be lost at the next open */
-	rc = trim(sp);
-	saved = errno;
-	if (sp->nsegs == 0) {
-		/* nothing left on disk that this confirmation could filter */
-		errno = saved;
-		return rc;
-	}
-	if (sp->fd >= 0 && !sp->broken) {
-		if (write_record(sp, REC_CONFIRM, false, seq, NULL, 0) < 0)
-			return -1;
-	} else if (ensure_segment(sp, sp->last_seq + 1) < 0) {
-		return -1;
-	}
-	errno = saved;
-	return rc;
+	spool_prune_marks(sp);
+	spool_trim(sp);
+	if (sp->nsegs == 0)
+		return 0; /* nothing left on disk that this confirmation could filter */
+	if (sp->fd >= 0 && !sp->broken)
+		return write_record(sp, REC_CONFIRM, false, seq, NULL, 0);
+	return ensure_segment(sp, sp->last_seq + 1);
 }
 
 uint64_t spool_bytes(const struct spool *sp)
@@ -549,6 +572,27 @@ size_t spool_segments(const struct spool *sp)
 	return sp ? sp->nsegs : 0;
 }
 
+void spool_status(const struct spool *sp, struct spool_status *out)
+{
+	*out = (struct spool_status){.oldest_age_ms = -1};
+	if (!sp)
+		return;
+	out->bytes = sp->bytes;
+	out->segments = sp->nsegs;
+	if (sp->max_msg > sp->confirmed && sp->nmarks) {
+		int64_t age = now_ms(sp) - sp->marks[0].ms;
+
+		out->oldest_age_ms = age < 0 ? 0 : age; /* the clock went back */
+	}
+	out->holding = sp->failing;
+	out->disk_full = sp->failing && (sp->fail_errno == ENOSPC || sp->fail_errno == EDQUOT ||
+					 sp->fail_errno == EFBIG);
+	out->skipped_records = sp->skipped_records;
+	out->skipped_bytes = sp->skipped_bytes;
+	out->set_aside = sp->set_aside;
+	memcpy(out->last_error, sp->last_error, sizeof(out->last_error));
+}
+
 static void spool_free(struct spool *sp)
 {
 	if (sp->fd >= 0)
@@ -557,6 +601,8 @@ static void spool_free(struct spool *sp)
 		close(sp->dirfd); /* releases the lock */
 	free(sp->segs);
 	free(sp->scratch);
+	free(sp->window);
+	free(sp->marks);
 	free(sp->dir);
 	free(sp);
 }
@@ -604,287 +650,11 @@ static int make_dirs(const char *dir)
 	return 0;
 }
 
-static int seg_cmp(const void *a, const void *b)
-{
-	const struct segment *x = a, *y = b;
-
-	return x->name < y->name ? -1 : x->name > y->name;
-}
-
-/* Find the segment files; *max_name is the highest name seen, files that are not regular too. */
-static int list_segments(struct spool *sp, uint64_t *max_name)
-{
-	DIR *d;
-	struct dirent *e;
-	struct stat st;
-	int fd, saved;
-
-	fd = openat(sp->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	d = fdopendir(fd);
-	if (!d) {
-		saved = errno;
-		close(fd);
-		errno = saved;
-		return -1;
-	}
-	for (;;) {
-		uint64_t name;
-
-		errno = 0;
-		e = readdir(d);
-		if (!e)
-			break;
-		if (!seg_parse_name(e->d_name, &name))
-			continue;
-		if (name > *max_name)
-			*max_name = name;
-		if (fstatat(sp->dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			goto fail;
-		if (!S_ISREG(st.st_mode)) {
-			spool_warnf(sp, "%s/%s: not a regular file: ignored", sp->dir, e->d_name);
-			continue;
-		}
-		if (segs_reserve(sp) < 0)
-			goto fail;
-		sp->segs[sp->nsegs++] = (struct segment){.name = name};
-	}
-	if (errno)
-		goto fail;
-	closedir(d);
-	if (sp->nsegs > 1)
-		qsort(sp->segs, sp->nsegs, sizeof(sp->segs[0]), seg_cmp);
-	return 0;
-
-fail:
-	saved = errno;
-	closedir(d);
-	errno = saved;
-	return -1;
-}
-
-struct scan {
-	const char *why; /* NULL: every record is good */
-	bool tail;	 /* the bad part looks like a torn write */
-};
-
-static int all_zero(struct spool *sp, int fd, uint64_t off, uint64_t end, bool *zero)
-{
-	*zero = false;
-	if (scratch_reserve(sp, ZERO_CHUNK) < 0)
-		return -1;
-	while (off < end) {
-		size_t n = end - off < ZERO_CHUNK ? (size_t)(end - off) : ZERO_CHUNK;
-
-		if (read_at(fd, sp->scratch, n, off) < 0)
-			return -1;
-		for (size_t i = 0; i < n; i++)
-			if (sp->scratch[i])
-				return 0;
-		off += n;
-	}
-	*zero = true;
-	return 0;
-}
-
-/*
- * Read sg's records up to the first bad one. First pass (p NULL): set
- * sg->valid and sg->max_seq, check that seqs grow (*prev) and collect the
- * highest confirmation (*confirmed). Second pass: hand the messages above
- * sp->confirmed to replay, up to sg->valid.
- */
-static int scan_segment(struct spool *sp, int fd, struct segment *sg, uint64_t *prev,
-			uint64_t *confirmed, struct scan *sc, const struct spool_params *p,
-			struct spool_stats *st)
-{
-	uint64_t off = 0, end = p ? sg->valid : sg->size;
-	unsigned char h[HDR];
-	struct record r;
-
-	*sc = (struct scan){0};
-	while (off < end) {
-		uint64_t left = end - off;
-
-		if (left < HDR) {
-			sc->why = "short record header";
-			sc->tail = true;
-			break;
-		}
-		if (read_at(fd, h, HDR, off) < 0)
-			return -1;
-		sc->why = record_parse(h, &r);
-		if (sc->why) {
-			bool zero;
-
-			if (all_zero(sp, fd, off, end, &zero) < 0)
-				return -1;
-			if (zero) {
-				sc->why = "zeros";
-				sc->tail = true;
-			}
-			break;
-		}
-		if (r.len > left - HDR) {
-			sc->why = "record longer than the file";
-			sc->tail = true;
-			break;
-		}
-		if (scratch_reserve(sp, r.len) < 0)
-			return -1;
-		if (read_at(fd, sp->scratch, r.len, off + HDR) < 0)
-			return -1;
-		if (!record_crc_ok(h, &r, sp->scratch)) {
-			sc->why = "bad CRC";
-			sc->tail = off + HDR + r.len == end;
-			break;
-		}
-		off += HDR + r.len;
-		if (r.type == REC_CONFIRM) {
-			if (!p && r.seq > *confirmed)
-				*confirmed = r.seq;
-			continue;
-		}
-		if (!p) {
-			if (r.seq <= *prev) {
-				sc->why = "message seq does not grow";
-				off -= HDR + r.len;
-				break;
-			}
-			*prev = sg->max_seq = r.seq;
-		} else if (r.seq > sp->confirmed) {
-			if (p->replay &&
-			    p->replay(p->ud, r.seq, sp->scratch, r.len, r.binary) != 0) {
-				errno = ECANCELED;
-				return -1;
-			}
-			st->replayed++;
-			st->replayed_bytes += r.len;
-		}
-	}
-	if (!p)
-		sg->valid = off;
-	else if (sc->why) {
-		errno = EIO; /* changed between the passes: only another writer does that */
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * Check every segment, cut a torn tail off the newest one, then replay. The
- * newest segment stays open for appending unless it had to be left as it is.
- */
-static int recover(struct spool *sp, uint64_t max_name, const struct spool_params *p,
-		   struct spool_stats *st)
-{
-	char name[SEG_NAME_SIZE];
-	uint64_t prev = 0, confirmed = 0;
-	struct scan sc;
-	size_t i;
-	int fd = -1, saved;
-
-	for (i = 0; i < sp->nsegs; i++) {
-		struct segment *sg = &sp->segs[i];
-		bool last = i == sp->nsegs - 1;
-		struct stat s;
-
-		seg_name(name, sg->name);
-		fd = openat(sp->dirfd, name,
-			    (last ? O_RDWR | O_APPEND : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0)
-			goto fail;
-		if (fstat(fd, &s) < 0)
-			goto fail;
-		sg->size = (uint64_t)s.st_size;
-		if (scan_segment(sp, fd, sg, &prev, &confirmed, &sc, NULL, st) < 0)
-			goto fail;
-		if (sc.why) {
-			uint64_t bad = sg->size - sg->valid;
-
-			st->corrupt++;
-			if (last && sc.tail && ftruncate(fd, (off_t)sg->valid) == 0) {
-				spool_warnf(sp,
-					    "%s/%s: %s at offset %" PRIu64 ": torn tail, %" PRIu64
-					    " bytes cut off",
-					    sp->dir, name, sc.why, sg->valid, bad);
-				st->truncated += bad;
-				sg->size = sg->valid;
-				sp->dirty = true; /* make the cut durable at the next sync */
-			} else {
-				spool_warnf(sp,
-					    "%s/%s: %s at offset %" PRIu64
-					    ": the remaining %" PRIu64
-					    " bytes of the segment are skipped",
-					    sp->dir, name, sc.why, sg->valid, bad);
-				st->skipped += bad;
-				if (last) {
-					/* keep appending to a file that reads back past this */
-					close(fd);
-					fd = -1;
-				}
-			}
-		}
-		sp->bytes += sg->size;
-		if (last && fd >= 0) {
-			sp->fd = fd;
-			fd = -1;
-		} else if (fd >= 0) {
-			close(fd);
-			fd = -1;
-		}
-	}
-	sp->confirmed = confirmed;
-	/*
-	 * Numbering goes on above every seq that may have been handed out: a
-	 * segment's name, and a confirmation of messages that never reached
-	 * the disk (else new messages would count as confirmed after a restart).
-	 */
-	sp->last_seq = prev > max_name ? prev : max_name;
-	if (confirmed > sp->last_seq)
-		sp->last_seq = confirmed;
-
-	for (i = 0; i < sp->nsegs; i++) {
-		struct segment *sg = &sp->segs[i];
-
-		if (sg->max_seq <= sp->confirmed)
-			continue;
-		if (sp->fd >= 0 && i == sp->nsegs - 1) {
-			fd = sp->fd;
-		} else {
-			seg_name(name, sg->name);
-			fd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-			if (fd < 0)
-				goto fail;
-		}
-		if (scan_segment(sp, fd, sg, &prev, &confirmed, &sc, p, st) < 0)
-			goto fail;
-		if (fd != sp->fd)
-			close(fd);
-		fd = -1;
-	}
-
-	/* an empty newest segment would carry no confirmation: start afresh */
-	if (sp->fd >= 0 && sp->segs[sp->nsegs - 1].size == 0)
-		sp->broken = true;
-	if (trim(sp) < 0)
-		return -1;
-	return 0;
-
-fail:
-	saved = errno;
-	if (fd >= 0 && fd != sp->fd)
-		close(fd);
-	errno = saved;
-	return -1;
-}
-
 struct spool *spool_open(const char *dir, const struct spool_params *p, struct spool_stats *st)
 {
 	const struct spool_params defaults = {0};
 	struct spool_stats ignored;
 	struct spool *sp;
-	uint64_t max_name = 0;
 	int saved;
 
 	if (!st)
@@ -902,6 +672,7 @@ struct spool *spool_open(const char *dir, const struct spool_params *p, struct s
 	sp->fd = sp->dirfd = -1;
 	sp->segment_bytes = p->segment_bytes ? p->segment_bytes : SPOOL_DEFAULT_SEGMENT_BYTES;
 	sp->warn = p->warn;
+	sp->clock = p->clock;
 	sp->ud = p->ud;
 	sp->dir = strdup(dir);
 	if (!sp->dir)
@@ -914,13 +685,12 @@ struct spool *spool_open(const char *dir, const struct spool_params *p, struct s
 	/* two writers would interleave records */
 	if (flock(sp->dirfd, LOCK_EX | LOCK_NB) < 0)
 		goto fail;
-	if (list_segments(sp, &max_name) < 0)
-		goto fail;
-	if (recover(sp, max_name, p, st) < 0)
+	if (spool_recover(sp, p, st) < 0)
 		goto fail;
 	st->last_seq = sp->last_seq;
 	st->confirmed = sp->confirmed;
 	st->segments = sp->nsegs;
+	st->set_aside = sp->set_aside;
 	return sp;
 
 fail:
@@ -928,4 +698,74 @@ fail:
 	spool_free(sp);
 	errno = saved;
 	return NULL;
+}
+
+/* Why a directory cannot be written, and what to do about it. */
+static int dir_unusable(char *why, size_t whylen, const char *what, const char *path, int err)
+{
+	const char *todo = "make it writable by the daemon's user, or choose another directory";
+
+	if (err == EROFS)
+		todo = "choose a directory on a writable file system";
+	else if (err == ENOTDIR)
+		todo = "a part of the path is not a directory: choose another directory";
+	else if (err == EPERM)
+		todo = "check its attributes (lsattr; chattr -i), or choose another directory";
+	snprintf(why, whylen, "%s%s (%s): %s", what, path, strerror(err), todo);
+	return -1;
+}
+
+int spool_check_dir(const char *dir, char *why, size_t whylen)
+{
+	struct stat s;
+	char *up, *slash;
+	int rc = 0;
+
+	if (stat(dir, &s) == 0) {
+		if (!S_ISDIR(s.st_mode)) {
+			snprintf(why, whylen,
+				 "exists and is not a directory: remove it, or choose "
+				 "another directory");
+			return -1;
+		}
+		if (faccessat(AT_FDCWD, dir, R_OK | W_OK | X_OK, AT_EACCESS) < 0)
+			return dir_unusable(why, whylen, "cannot be written", "", errno);
+		return 0;
+	}
+	if (errno != ENOENT)
+		return dir_unusable(why, whylen, "cannot be reached", "", errno);
+	/* missing: spool_open creates it, in the nearest directory that exists */
+	up = strdup(dir);
+	if (!up) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	for (;;) {
+		slash = strrchr(up, '/');
+		if (!slash)
+			strcpy(up, ".");
+		else if (slash == up)
+			up[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(up, &s) == 0)
+			break;
+		if (errno != ENOENT || !slash || slash == up) {
+			rc = dir_unusable(why, whylen, "cannot be created: cannot reach ", up,
+					  errno);
+			goto out;
+		}
+	}
+	if (!S_ISDIR(s.st_mode)) {
+		snprintf(why, whylen,
+			 "cannot be created: %s is not a directory: choose another "
+			 "directory",
+			 up);
+		rc = -1;
+	} else if (faccessat(AT_FDCWD, up, W_OK | X_OK, AT_EACCESS) < 0) {
+		rc = dir_unusable(why, whylen, "cannot be created in ", up, errno);
+	}
+out:
+	free(up);
+	return rc;
 }

@@ -3,12 +3,15 @@
  * segment files:
  *
  *	byte 0: bits 0-1 number of segments - 1; bit 7: fix the CRC of every
- *	        record that parses, so the fuzzer gets past the checksum
+ *	        record that parses, so the fuzzer gets past the checksum;
+ *	        bit 6: fix it at every magic, also after garbage, so that
+ *	        replay has good records to resynchronise on
  *	then per segment but the last: a 16-bit little-endian length and the
  *	bytes; the last segment takes the rest.
  *
  * They are written to a private directory and opened. Recovery must not
- * crash or leak, replay must give growing seqs above the confirmation, and
+ * crash or leak, must not fail, nor count more damage than there are bytes;
+ * replay must give growing seqs above the confirmation, and
  * after one append and one confirm a second open must find exactly what the
  * first one left plus the new message, with no torn tail left to cut.
  */
@@ -64,26 +67,39 @@ static void clean_dir(void)
 	closedir(d);
 }
 
-static void fix_crcs(unsigned char *p, size_t n)
+/* Give the record at off a good CRC; false when it does not fit. */
+static bool fix_crc(unsigned char *p, size_t n, size_t off, size_t *len)
 {
-	size_t off = 0;
+	uint32_t crc;
 
+	*len = (size_t)p[off + 8] | (size_t)p[off + 9] << 8 | (size_t)p[off + 10] << 16 |
+	       (size_t)p[off + 11] << 24;
+	if (*len > n - off - SPOOL_RECORD_HEADER)
+		return false;
+	crc = spool_crc32c(spool_crc32c(0, p + off, 20), p + off + SPOOL_RECORD_HEADER, *len);
+	for (int i = 0; i < 4; i++)
+		p[off + 20 + i] = (unsigned char)(crc >> (8 * i));
+	return true;
+}
+
+static void fix_crcs(unsigned char *p, size_t n, bool anywhere)
+{
+	size_t off = 0, len;
+
+	if (anywhere) {
+		for (off = 0; n - off >= SPOOL_RECORD_HEADER; off++)
+			if (!memcmp(p + off, "WSQ1", 4))
+				fix_crc(p, n, off, &len);
+		return;
+	}
 	while (n - off >= SPOOL_RECORD_HEADER && !memcmp(p + off, "WSQ1", 4)) {
-		size_t len = (size_t)p[off + 8] | (size_t)p[off + 9] << 8 |
-			     (size_t)p[off + 10] << 16 | (size_t)p[off + 11] << 24;
-		uint32_t crc;
-
-		if (len > n - off - SPOOL_RECORD_HEADER)
+		if (!fix_crc(p, n, off, &len))
 			break;
-		crc =
-		    spool_crc32c(spool_crc32c(0, p + off, 20), p + off + SPOOL_RECORD_HEADER, len);
-		for (int i = 0; i < 4; i++)
-			p[off + 20 + i] = (unsigned char)(crc >> (8 * i));
 		off += SPOOL_RECORD_HEADER + len;
 	}
 }
 
-static void write_segment(int i, const unsigned char *p, size_t n, bool fix)
+static void write_segment(int i, const unsigned char *p, size_t n, bool fix, bool anywhere)
 {
 	static const uint64_t names[MAX_SEGS] = {1, 0x10, 0x100, 0x1000};
 	unsigned char *copy = malloc(n ? n : 1);
@@ -93,8 +109,8 @@ static void write_segment(int i, const unsigned char *p, size_t n, bool fix)
 	if (!copy)
 		abort();
 	memcpy(copy, p, n);
-	if (fix)
-		fix_crcs(copy, n);
+	if (fix || anywhere)
+		fix_crcs(copy, n, anywhere);
 	snprintf(path, sizeof(path), "%s/seg-%016llx.wsq", dir, (unsigned long long)names[i]);
 	f = fopen(path, "wb");
 	if (!f || fwrite(copy, 1, n, f) != n || fclose(f) != 0)
@@ -131,13 +147,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct spool_stats st, st2;
 	struct spool *sp;
 	int nseg;
-	bool fix;
+	bool fix, anywhere;
+	uint64_t total = 0;
 	uint64_t next, upto;
 
 	if (size < 1)
 		return 0;
 	nseg = (data[0] & 3) + 1;
 	fix = data[0] & 0x80;
+	anywhere = data[0] & 0x40;
 	data++;
 	size--;
 	for (int i = 0; i < nseg; i++) {
@@ -152,7 +170,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (n > size)
 				n = size;
 		}
-		write_segment(i, data, n, fix);
+		write_segment(i, data, n, fix, anywhere);
+		total += n;
 		data += n;
 		size -= n;
 	}
@@ -162,7 +181,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sp = spool_open(dir, &p, &st);
 	if (!sp)
 		abort(); /* only I/O errors may fail an open, and there are none here */
-	if (st.replayed != first.n)
+	if (st.replayed != first.n || st.set_aside != 0)
+		abort();
+	/* what was skipped or cut off was there, and skipped bytes are some record's */
+	if (st.skipped + st.truncated > total || spool_bytes(sp) > total + 4096 ||
+	    !st.skipped != !st.skipped_records)
 		abort();
 	/* what the first open replayed is above what it found confirmed */
 	if (first.n && first.seq[0] <= st.confirmed)

@@ -20,6 +20,8 @@
 #include "spool.h"
 
 #define MAX_SEEN 2048
+/* a time record; at a constant clock there is one at the start of each segment */
+#define TREC (SPOOL_RECORD_HEADER + 8)
 
 /* What replay and warn reported. */
 struct seen {
@@ -31,6 +33,7 @@ struct seen {
 	int warnings;
 	char last_warning[512];
 	int abort_at; /* replay fails at this many messages; 0: never */
+	int64_t now;  /* the clock, in ms */
 };
 
 struct fixture {
@@ -64,11 +67,19 @@ static void on_warn(void *ud, const char *msg)
 	snprintf(s->last_warning, sizeof(s->last_warning), "%s", msg);
 }
 
+static int64_t on_clock(void *ud)
+{
+	return ((struct seen *)ud)->now;
+}
+
 static void seen_clear(struct seen *s)
 {
+	int64_t now = s->now;
+
 	for (size_t i = 0; i < s->n; i++)
 		free(s->data[i]);
 	memset(s, 0, sizeof(*s));
+	s->now = now;
 }
 
 static struct spool *open_spool(struct fixture *fx, size_t segment_bytes, struct spool_stats *st)
@@ -77,6 +88,7 @@ static struct spool *open_spool(struct fixture *fx, size_t segment_bytes, struct
 	    .segment_bytes = segment_bytes,
 	    .replay = on_replay,
 	    .warn = on_warn,
+	    .clock = on_clock,
 	    .ud = &fx->seen,
 	};
 
@@ -339,6 +351,9 @@ static void confirmed_messages_are_not_replayed(void **state)
 	assert_int_equal(spool_close(sp), 0);
 }
 
+/* a time record and four 34-byte records fill a segment */
+#define SEG4 (TREC + 4 * 34 - 1)
+
 static void rotates_and_deletes_segments(void **state)
 {
 	struct fixture *fx = *state;
@@ -348,14 +363,14 @@ static void rotates_and_deletes_segments(void **state)
 	size_t n;
 
 	/* "message NN" is 10 bytes: 34-byte records, a new segment every 4 */
-	sp = open_spool(fx, 130, &st);
+	sp = open_spool(fx, SEG4, &st);
 	append_range(sp, 10, 49);
 	assert_int_equal(spool_sync(sp), 0);
 	n = count_segments(fx->dir, &bytes);
 	assert_int_equal(n, 10);
 	assert_int_equal(spool_segments(sp), n);
 	assert_int_equal(spool_bytes(sp), bytes);
-	assert_int_equal(bytes, 40 * 34);
+	assert_int_equal(bytes, 40 * 34 + 10 * TREC);
 
 	/* segments 10..13, 14..17 go; 18..21 holds 22 unconfirmed */
 	assert_int_equal(spool_confirm(sp, 20), 0);
@@ -366,7 +381,7 @@ static void rotates_and_deletes_segments(void **state)
 	assert_int_equal(access(seg_path(fx, 18), F_OK), 0);
 	assert_int_equal(spool_close(sp), 0);
 
-	sp = open_spool(fx, 130, &st);
+	sp = open_spool(fx, SEG4, &st);
 	assert_non_null(sp);
 	assert_int_equal(st.replayed, 29);
 	assert_seen_range(&fx->seen, 0, 21, 49);
@@ -374,7 +389,7 @@ static void rotates_and_deletes_segments(void **state)
 	append_range(sp, 50, 61);
 	assert_int_equal(spool_confirm(sp, 45), 0);
 	assert_int_equal(spool_close(sp), 0);
-	sp = open_spool(fx, 130, &st);
+	sp = open_spool(fx, SEG4, &st);
 	assert_int_equal(st.confirmed, 45);
 	assert_seen_range(&fx->seen, 0, 46, 61);
 	assert_int_equal(st.replayed, 16);
@@ -386,7 +401,7 @@ static void rotates_and_deletes_segments(void **state)
 	assert_int_equal(spool_segments(sp), 0);
 	assert_int_equal(count_segments(fx->dir, &bytes), 0);
 	assert_int_equal(spool_close(sp), 0);
-	sp = open_spool(fx, 130, &st);
+	sp = open_spool(fx, SEG4, &st);
 	assert_int_equal(st.replayed, 0);
 	assert_int_equal(spool_close(sp), 0);
 }
@@ -451,10 +466,11 @@ static void torn_tail_at_every_offset_keeps_earlier_records(void **state)
 	free(orig);
 }
 
-static void flipped_byte_in_the_middle_skips_the_rest_of_its_segment(void **state)
+static void flipped_byte_in_the_middle_costs_only_its_record(void **state)
 {
 	struct fixture *fx = *state;
 	struct spool_stats st;
+	struct spool_status ss;
 	struct spool *sp;
 	unsigned char *orig;
 	size_t len, rec = SPOOL_RECORD_HEADER + strlen("message 1");
@@ -464,36 +480,155 @@ static void flipped_byte_in_the_middle_skips_the_rest_of_its_segment(void **stat
 	append_range(sp, 1, 9);
 	assert_int_equal(spool_close(sp), 0);
 	orig = read_file(seg_path(fx, 1), &len);
-	assert_int_equal(len, 9 * rec);
-	orig[4 * rec + SPOOL_RECORD_HEADER + 3] ^= 0x20; /* payload of 5 */
+	assert_int_equal(len, TREC + 9 * rec);
+	orig[TREC + 4 * rec + SPOOL_RECORD_HEADER + 3] ^= 0x20; /* payload of 5 */
 	write_file(seg_path(fx, 1), orig, len);
 
 	sp = open_spool(fx, 0, &st);
 	assert_non_null(sp);
-	assert_int_equal(st.replayed, 4);
+	assert_int_equal(st.replayed, 8);
 	assert_seen_range(&fx->seen, 0, 1, 4);
+	assert_seen_range(&fx->seen, 4, 6, 9);
 	assert_int_equal(st.corrupt, 1);
 	assert_int_equal(st.truncated, 0);
-	assert_int_equal(st.skipped, 5 * rec);
+	assert_int_equal(st.skipped, rec);
+	assert_int_equal(st.skipped_records, 1);
 	assert_int_equal(fx->seen.warnings, 1);
 	assert_non_null(strstr(fx->seen.last_warning, "bad CRC"));
 	assert_non_null(strstr(fx->seen.last_warning, "seg-0000000000000001.wsq"));
-	assert_true(st.last_seq >= 4);
-	append_range(sp, st.last_seq + 1, st.last_seq + 2);
+	spool_status(sp, &ss);
+	assert_int_equal(ss.skipped_records, 1);
+	assert_int_equal(ss.skipped_bytes, rec);
+	assert_string_equal(ss.last_error, fx->seen.last_warning);
+	assert_int_equal(st.last_seq, 9);
+	append_range(sp, 10, 11);
 	assert_int_equal(spool_close(sp), 0);
 	free(read_file(seg_path(fx, 1), &len));
-	assert_int_equal(len, 9 * rec); /* evidence untouched */
+	assert_int_equal(len, TREC + 9 * rec); /* evidence untouched */
 
 	sp = open_spool(fx, 0, &st);
-	assert_int_equal(st.replayed, 6);
-	assert_seen_range(&fx->seen, 0, 1, 4);
-	assert_int_equal(fx->seen.seq[4], 5);
-	assert_int_equal(fx->seen.seq[5], 6);
+	assert_int_equal(st.replayed, 10);
+	assert_seen_range(&fx->seen, 8, 10, 11);
 	/* once what is readable is confirmed, the damaged segment goes */
-	assert_int_equal(spool_confirm(sp, 4), 0);
+	assert_int_equal(spool_confirm(sp, 9), 0);
 	assert_int_equal(access(seg_path(fx, 1), F_OK), -1);
 	assert_int_equal(spool_close(sp), 0);
 	free(orig);
+}
+
+/* Whatever byte of a record is damaged, and however, only that record is lost. */
+static void any_damaged_byte_costs_one_record(void **state)
+{
+	struct fixture *fx = *state;
+	static const unsigned char flips[] = {0x01, 0x80, 0xff};
+	size_t len, rec = SPOOL_RECORD_HEADER + strlen("message 10");
+	struct spool_stats st;
+	struct spool *sp;
+	unsigned char *orig;
+
+	sp = open_spool(fx, 0, &st);
+	append_range(sp, 10, 19);
+	assert_int_equal(spool_close(sp), 0);
+	orig = read_file(seg_path(fx, 10), &len);
+	assert_int_equal(len, TREC + 10 * rec);
+	for (size_t i = 0; i < rec; i++) {
+		for (size_t f = 0; f < sizeof(flips); f++) {
+			size_t at = TREC + 4 * rec + i; /* message 14 */
+
+			orig[at] ^= flips[f];
+			write_file(seg_path(fx, 10), orig, len);
+			orig[at] ^= flips[f];
+			sp = open_spool(fx, 0, &st);
+			assert_non_null(sp);
+			assert_int_equal(st.replayed, 9);
+			assert_seen_range(&fx->seen, 0, 10, 13);
+			assert_seen_range(&fx->seen, 4, 15, 19);
+			assert_int_equal(st.skipped_records, 1);
+			assert_int_equal(st.skipped, rec);
+			assert_int_equal(fx->seen.warnings, 1);
+			assert_int_equal(spool_close(sp), 0);
+			/* the damaged segment was retired: start again from the original */
+			remove(seg_path(fx, 20));
+		}
+	}
+	free(orig);
+}
+
+static void garbage_between_records_is_skipped(void **state)
+{
+	struct fixture *fx = *state;
+	size_t len, rec = SPOOL_RECORD_HEADER + strlen("message 1");
+	struct spool_stats st;
+	struct spool *sp;
+	unsigned char *orig, *bad;
+	const size_t junk = 300;
+
+	sp = open_spool(fx, 0, &st);
+	append_range(sp, 1, 6);
+	assert_int_equal(spool_close(sp), 0);
+	orig = read_file(seg_path(fx, 1), &len);
+	bad = malloc(len + junk);
+	assert_non_null(bad);
+	/* junk with record magics in it, between messages 3 and 4 */
+	memcpy(bad, orig, TREC + 3 * rec);
+	for (size_t i = 0; i < junk; i++)
+		bad[TREC + 3 * rec + i] = (unsigned char)(i * 37 + 11);
+	memcpy(bad + TREC + 3 * rec + 40, "WSQ1", 4);
+	memcpy(bad + TREC + 3 * rec + 200, orig + TREC, SPOOL_RECORD_HEADER); /* a header, cut */
+	memcpy(bad + TREC + 3 * rec + junk, orig + TREC + 3 * rec, len - TREC - 3 * rec);
+	write_file(seg_path(fx, 1), bad, len + junk);
+
+	sp = open_spool(fx, 0, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.replayed, 6);
+	assert_seen_range(&fx->seen, 0, 1, 6);
+	assert_int_equal(st.skipped, junk);
+	assert_int_equal(st.skipped_records, 3);
+	assert_int_equal(st.truncated, 0);
+	assert_int_equal(spool_close(sp), 0);
+	free(bad);
+	free(orig);
+}
+
+/* A message that holds a spool record: damaged, it does not turn into that record. */
+static void record_inside_a_damaged_message_is_not_replayed(void **state)
+{
+	struct fixture *fx = *state;
+	unsigned char inner[SPOOL_RECORD_HEADER + 4 + 8], *orig;
+	struct spool_stats st;
+	struct spool *sp;
+	uint32_t crc;
+	size_t len;
+
+	memset(inner, 0, sizeof(inner));
+	memcpy(inner, "WSQ1", 4);
+	inner[4] = 1;	 /* message */
+	inner[8] = 4;	 /* len */
+	inner[12] = 100; /* seq */
+	memcpy(inner + SPOOL_RECORD_HEADER, "evil", 4);
+	crc = spool_crc32c(spool_crc32c(0, inner, 20), inner + SPOOL_RECORD_HEADER, 4);
+	for (int i = 0; i < 4; i++)
+		inner[20 + i] = (unsigned char)(crc >> (8 * i));
+	memcpy(inner + SPOOL_RECORD_HEADER + 4, "trailing", 8);
+
+	sp = open_spool(fx, 0, &st);
+	append_range(sp, 1, 2);
+	assert_int_equal(spool_append(sp, 3, inner, sizeof(inner), true), 0);
+	append_range(sp, 4, 5);
+	assert_int_equal(spool_close(sp), 0);
+	orig = read_file(seg_path(fx, 1), &len);
+	orig[len - 2 * (SPOOL_RECORD_HEADER + 9) - 3] ^= 0x01; /* in "trailing" */
+	write_file(seg_path(fx, 1), orig, len);
+	free(orig);
+
+	sp = open_spool(fx, 0, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.replayed, 4);
+	assert_seen_range(&fx->seen, 0, 1, 2);
+	assert_seen_range(&fx->seen, 2, 4, 5);
+	assert_int_equal(st.skipped_records, 1);
+	assert_int_equal(st.skipped, SPOOL_RECORD_HEADER + sizeof(inner));
+	assert_int_equal(spool_close(sp), 0);
 }
 
 static void bad_header_in_an_older_segment(void **state)
@@ -504,27 +639,27 @@ static void bad_header_in_an_older_segment(void **state)
 	unsigned char *orig;
 	size_t len, rec = SPOOL_RECORD_HEADER + strlen("message 10");
 
-	sp = open_spool(fx, 4 * rec, &st);
+	sp = open_spool(fx, TREC + 4 * rec, &st);
 	append_range(sp, 10, 21); /* segments 10, 14, 18 */
 	assert_int_equal(spool_close(sp), 0);
 	orig = read_file(seg_path(fx, 14), &len);
-	orig[2 * rec] = 'X'; /* magic of 16 */
+	orig[TREC + 2 * rec] = 'X'; /* magic of 16 */
 	write_file(seg_path(fx, 14), orig, len);
 	free(orig);
 
-	sp = open_spool(fx, 4 * rec, &st);
+	sp = open_spool(fx, TREC + 4 * rec, &st);
 	assert_non_null(sp);
-	assert_int_equal(st.replayed, 10);
+	assert_int_equal(st.replayed, 11);
 	assert_seen_range(&fx->seen, 0, 10, 15);
-	assert_seen_range(&fx->seen, 6, 18, 21);
+	assert_seen_range(&fx->seen, 6, 17, 21);
 	assert_non_null(strstr(fx->seen.last_warning, "bad magic"));
-	assert_int_equal(st.skipped, 2 * rec);
+	assert_int_equal(st.skipped, rec);
 	append_range(sp, 22, 22);
 	assert_int_equal(spool_close(sp), 0);
 
-	sp = open_spool(fx, 4 * rec, &st);
-	assert_int_equal(st.replayed, 11);
-	assert_seen_range(&fx->seen, 10, 22, 22);
+	sp = open_spool(fx, TREC + 4 * rec, &st);
+	assert_int_equal(st.replayed, 12);
+	assert_seen_range(&fx->seen, 11, 22, 22);
 	assert_int_equal(spool_close(sp), 0);
 }
 
@@ -557,6 +692,7 @@ static int fill_until_full(const char *dir, rlim_t limit)
 {
 	const struct spool_params p = {.segment_bytes = 1 << 20};
 	struct rlimit rl = {.rlim_cur = limit, .rlim_max = RLIM_INFINITY};
+	struct spool_status ss;
 	char buf[100];
 	struct spool *sp;
 	int ok = 0;
@@ -577,9 +713,15 @@ static int fill_until_full(const char *dir, rlim_t limit)
 		}
 		if (errno != EFBIG)
 			return 203;
+		spool_status(sp, &ss);
+		if (!ss.holding || !ss.disk_full || !strstr(ss.last_error, "File too large"))
+			return 206;
 		/* the full segment is retired: the next append goes to a new file */
 		if (spool_append(sp, seq + 1, buf, sizeof(buf), false) < 0)
 			return 205;
+		spool_status(sp, &ss);
+		if (ss.holding || ss.disk_full)
+			return 207;
 		ok++;
 		break;
 	}
@@ -623,7 +765,7 @@ static void open_errors_and_bad_arguments(void **state)
 	struct fixture *fx = *state;
 	struct spool_stats st;
 	struct spool *sp, *sp2;
-	char nested[128];
+	char nested[300];
 	struct stat s;
 
 	errno = 0;
@@ -665,12 +807,196 @@ static void open_errors_and_bad_arguments(void **state)
 	sp = open_spool(fx, 0, &st);
 	assert_non_null(sp);
 	assert_int_equal(fx->seen.warnings, 1);
+	assert_non_null(strstr(fx->seen.last_warning, "is not a regular file"));
+	assert_int_equal(st.set_aside, 1);
 	assert_int_equal(st.last_seq, 5);
 	assert_int_equal(spool_append(sp, 6, "x", 1, false), 0);
 	assert_int_equal(spool_close(sp), 0);
 	sp = open_spool(fx, 0, &st);
 	assert_int_equal(st.replayed, 1);
+	assert_int_equal(st.set_aside, 0); /* renamed aside, not tripped over again */
 	assert_int_equal(spool_close(sp), 0);
+	snprintf(nested, sizeof(nested), "%s.bad", seg_path(fx, 5));
+	assert_int_equal(stat(nested, &s), 0);
+	assert_true(S_ISDIR(s.st_mode));
+}
+
+/*
+ * As an unprivileged user (a forked child when we are root): a segment that
+ * cannot be opened is renamed aside, a newest one that cannot be written is
+ * replayed, and numbering stays above both. No cmocka asserts in the child:
+ * the exit status tells which check failed.
+ */
+static int unusable_segments_child(struct fixture *fx)
+{
+	const struct spool_params p = {.replay = on_replay, .warn = on_warn, .ud = &fx->seen};
+	struct spool_stats st;
+	struct spool_status ss;
+	struct spool *sp;
+	char bad[300];
+
+	if (chmod(seg_path(fx, 11), 0) < 0 || chmod(seg_path(fx, 21), 0400) < 0)
+		return 100;
+	sp = spool_open(fx->dir, &p, &st);
+	if (!sp)
+		return 101;
+	if (st.replayed != 20 || st.set_aside != 1 || fx->seen.seq[9] != 10 ||
+	    fx->seen.seq[10] != 21 || fx->seen.warnings != 2)
+		return 102;
+	snprintf(bad, sizeof(bad), "%s.bad", seg_path(fx, 11));
+	if (access(bad, F_OK) < 0 || access(seg_path(fx, 11), F_OK) == 0)
+		return 103;
+	/* its seqs may go up to 11 + its size: numbering goes on above them */
+	if (st.last_seq < 11 + 200)
+		return 104;
+	if (spool_append(sp, st.last_seq + 1, "new", 3, false) < 0)
+		return 105;
+	spool_status(sp, &ss);
+	if (ss.set_aside != 1 || !strstr(ss.last_error, "cannot be written"))
+		return 106;
+	/* everything confirmed: the read-only segment goes (the directory is ours) */
+	if (spool_confirm(sp, st.last_seq + 1) < 0 || spool_close(sp) < 0)
+		return 107;
+	seen_clear(&fx->seen);
+	sp = spool_open(fx->dir, &p, &st);
+	if (!sp || st.replayed != 0 || st.set_aside != 0 || st.last_seq < 11 + 200)
+		return 108;
+	spool_close(sp);
+	return 0;
+}
+
+static void unusable_segments_are_set_aside(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_stats st;
+	struct spool *sp;
+	int status;
+	pid_t pid;
+
+	/* "message 1".."message 9" take 33 bytes, the rest 34: ten a segment */
+	sp = open_spool(fx, TREC + 9 * 33 + 34, &st);
+	append_range(sp, 1, 30);
+	assert_int_equal(spool_close(sp), 0);
+	assert_int_equal(access(seg_path(fx, 11), F_OK), 0);
+	assert_int_equal(access(seg_path(fx, 21), F_OK), 0);
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (geteuid() == 0) {
+			DIR *d = opendir(fx->dir);
+			struct dirent *e;
+
+			if (!d || chown(fx->dir, 65534, 65534) < 0)
+				_exit(90);
+			while ((e = readdir(d)))
+				if (e->d_name[0] != '.' &&
+				    fchownat(dirfd(d), e->d_name, 65534, 65534, 0) < 0)
+					_exit(91);
+			closedir(d);
+			if (setgid(65534) < 0 || setuid(65534) < 0)
+				_exit(92);
+		}
+		_exit(unusable_segments_child(fx));
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* The oldest unconfirmed message's age, from time records, across a reopen. */
+static void oldest_message_age(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_status ss;
+	struct spool_stats st;
+	struct spool *sp;
+	unsigned char *orig, *stripped;
+	size_t len, n = 0, rec = SPOOL_RECORD_HEADER + strlen("message 1");
+
+	spool_status(NULL, &ss);
+	assert_int_equal(ss.oldest_age_ms, -1);
+	fx->seen.now = 1000000;
+	sp = open_spool(fx, 0, &st);
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, -1);
+	append_range(sp, 1, 3); /* dated 1000000 */
+	fx->seen.now += 500;
+	append_range(sp, 4, 4); /* within a second: no new time record */
+	fx->seen.now += 1500;
+	append_range(sp, 5, 6); /* dated 1002000 */
+	fx->seen.now += 3000;
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, 5000);
+	assert_int_equal(spool_confirm(sp, 3), 0); /* 4 is dated by the first record still */
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, 5000);
+	assert_int_equal(spool_confirm(sp, 4), 0);
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, 3000);
+	assert_int_equal(spool_close(sp), 0);
+
+	/* the dates survive a restart */
+	fx->seen.now += 10000;
+	sp = open_spool(fx, 0, &st);
+	assert_int_equal(st.replayed, 2);
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, 13000);
+	assert_int_equal(spool_confirm(sp, 6), 0);
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, -1);
+	assert_int_equal(spool_close(sp), 0);
+
+	/*
+	 * A segment from before time records: still replayed, and dated by
+	 * its mtime. Build one by dropping the time records.
+	 */
+	remove_tree(fx->dir);
+	assert_int_equal(mkdir(fx->dir, 0700), 0);
+	sp = open_spool(fx, 0, &st);
+	append_range(sp, 1, 5);
+	assert_int_equal(spool_close(sp), 0);
+	orig = read_file(seg_path(fx, 1), &len);
+	assert_int_equal(len, TREC + 5 * rec);
+	stripped = malloc(len);
+	assert_non_null(stripped);
+	memcpy(stripped, orig + TREC, len - TREC);
+	n = len - TREC;
+	write_file(seg_path(fx, 1), stripped, n);
+	{
+		struct timespec t[2] = {{.tv_sec = 1000}, {.tv_sec = 1000}};
+
+		assert_int_equal(utimensat(AT_FDCWD, seg_path(fx, 1), t, 0), 0);
+	}
+	fx->seen.now = 1000 * 1000 + 42000;
+	sp = open_spool(fx, 0, &st);
+	assert_int_equal(st.replayed, 5);
+	assert_int_equal(st.corrupt, 0);
+	assert_seen_range(&fx->seen, 0, 1, 5);
+	spool_status(sp, &ss);
+	assert_int_equal(ss.oldest_age_ms, 42000);
+	assert_int_equal(spool_close(sp), 0);
+	free(stripped);
+	free(orig);
+}
+
+static void check_dir_says_why(void **state)
+{
+	struct fixture *fx = *state;
+	char path[256], why[256];
+
+	assert_int_equal(spool_check_dir(fx->dir, why, sizeof(why)), 0);
+	snprintf(path, sizeof(path), "%s/new/deeper", fx->dir);
+	assert_int_equal(spool_check_dir(path, why, sizeof(why)), 0);
+	assert_int_equal(access(path, F_OK), -1); /* nothing created */
+	snprintf(path, sizeof(path), "%s/file", fx->dir);
+	write_file(path, "x", 1);
+	assert_int_equal(spool_check_dir(path, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "is not a directory"));
+	snprintf(path, sizeof(path), "%s/file/spool", fx->dir);
+	assert_int_equal(spool_check_dir(path, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "not a directory"));
+	assert_int_equal(spool_check_dir("relative-and-missing", why, sizeof(why)), 0);
 }
 
 static void failing_replay_fails_the_open(void **state)
@@ -702,13 +1028,20 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(rotates_and_deletes_segments, setup, teardown),
 	    cmocka_unit_test_setup_teardown(torn_tail_at_every_offset_keeps_earlier_records, setup,
 					    teardown),
-	    cmocka_unit_test_setup_teardown(
-		flipped_byte_in_the_middle_skips_the_rest_of_its_segment, setup, teardown),
+	    cmocka_unit_test_setup_teardown(flipped_byte_in_the_middle_costs_only_its_record, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(any_damaged_byte_costs_one_record, setup, teardown),
+	    cmocka_unit_test_setup_teardown(garbage_between_records_is_skipped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(record_inside_a_damaged_message_is_not_replayed, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(bad_header_in_an_older_segment, setup, teardown),
 	    cmocka_unit_test_setup_teardown(seqs_that_do_not_grow_are_corruption, setup, teardown),
 	    cmocka_unit_test_setup_teardown(disk_full_fails_cleanly, setup, teardown),
 	    cmocka_unit_test_setup_teardown(open_errors_and_bad_arguments, setup, teardown),
 	    cmocka_unit_test_setup_teardown(failing_replay_fails_the_open, setup, teardown),
+	    cmocka_unit_test_setup_teardown(unusable_segments_are_set_aside, setup, teardown),
+	    cmocka_unit_test_setup_teardown(oldest_message_age, setup, teardown),
+	    cmocka_unit_test_setup_teardown(check_dir_says_why, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
