@@ -167,6 +167,27 @@ static json_object *status_link(const struct wst_status *st, json_object *o)
 	return o;
 }
 
+static json_object *status_spool(const struct wst_status *st)
+{
+	const struct spool_status *sp = &st->spool;
+	json_object *o;
+
+	if (!st->spool_on)
+		return NULL;
+	o = json_object_new_object();
+	put_u(o, "bytes", sp->bytes);
+	put_u(o, "segments", sp->segments);
+	json_object_object_add(o, "oldest_age_ms", sp->oldest_age_ms < 0 ? NULL
+					: json_object_new_int64(sp->oldest_age_ms));
+	put_str(o, "holding_senders", sp->holding ? (sp->disk_full ? "disk full" : "write error")
+						  : NULL);
+	put_u(o, "skipped_records", sp->skipped_records);
+	put_u(o, "skipped_bytes", sp->skipped_bytes);
+	put_u(o, "segments_set_aside", sp->set_aside);
+	put_str(o, "last_error", sp->last_error);
+	return o;
+}
+
 /* The status document: one place, built from the daemon's snapshot. */
 static json_object *status_answer(const struct control_ops *ops)
 {
@@ -179,6 +200,7 @@ static json_object *status_answer(const struct control_ops *ops)
 	status_link(&st, o);
 	json_object_object_add(o, "queue", status_queue(&st));
 	json_object_object_add(o, "drops", status_drops(&st));
+	json_object_object_add(o, "spool", status_spool(&st));
 	put_str(o, "last_error", st.last_error);
 	x = NULL;
 	if (st.last_close_code) {

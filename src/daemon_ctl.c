@@ -16,6 +16,7 @@
 #include "link.h"
 #include "log.h"
 #include "notify.h"
+#include "spool.h"
 #include "status.h"
 #include "tls.h"
 
@@ -140,17 +141,27 @@ static void ctl_snapshot(void *ud, struct wst_status *st)
 	st->exec_pid = exec_pid(d->exec);
 	st->exec_restarts = exec_restarts(d->exec);
 	st->config_error = d->config_error;
+	st->spool_on = d->out.spool != NULL;
+	if (st->spool_on)
+		spool_status(d->out.spool, &st->spool);
 }
 
 static const char *ctl_send(void *ud, const char *text, size_t len)
 {
 	struct daemon *d = ud;
+	struct spool_status sp;
 
 	if (d->stopping)
 		return "stopping";
 	if (len > d->cfg->max_message_bytes)
 		return "message larger than link.max_message_bytes";
-	return daemon_enqueue(d, (const unsigned char *)text, len, false, SRC_ONE) ? NULL : "queue full";
+	if (daemon_enqueue(d, (const unsigned char *)text, len, false, SRC_ONE))
+		return NULL;
+	if (!d->out.failing || !d->out.spool)
+		return "queue full";
+	spool_status(d->out.spool, &sp);
+	return sp.disk_full ? "no space for the spool (queue.spool_dir)"
+			    : "the spool cannot be written (queue.spool_dir)";
 }
 
 static const char *request(struct daemon *d, enum sup_request r)

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "spool.h"
+
 /*
  * What the daemon knows about itself at one moment, filled by the daemon
  * from its owners (supervisor, link, queue, endpoints) for control.c, which
@@ -32,6 +34,8 @@ struct wst_status {
 	int exec_pid;
 	unsigned long long exec_restarts;
 	const char *config_error;
+	bool spool_on;			/* queue.spool_dir is set: spool below is valid */
+	struct spool_status spool;
 };
 
 #endif

@@ -275,8 +275,16 @@ def test_full_tmpfs_in_a_private_mount_namespace(dp):
     assert 0 < held < 200, dp.status()
     assert sum(p.stat().st_size for p in inside.glob("seg-*")) <= 64 * 1024
     time.sleep(0.3)
-    assert dp.status()["queue"]["messages"] == held, "the held-back sender was read on"
-    assert dp.status()["queue"]["dropped"] == 0
+    st = dp.status()
+    assert st["queue"]["messages"] == held, "the held-back sender was read on"
+    assert st["queue"]["dropped"] == 0
+    # status and refusals say it is the disk, not the queue
+    assert st["spool"]["holding_senders"] == "disk full", st
+    assert "No space left on device" in st["spool"]["last_error"], st
+    assert st["spool"]["segments"] >= 1 and st["spool"]["bytes"] > 0, st
+    assert st["spool"]["oldest_age_ms"] is not None and st["spool"]["oldest_age_ms"] >= 0, st
+    rc, ans, out, _ = dp.ctl("send", "while the disk is full")
+    assert rc == 1 and ans["error"] == "no space for the spool (queue.spool_dir)", (ans, out)
 
     srv.start()
     srv.wait_messages(lines, timeout=30)
