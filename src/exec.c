@@ -32,7 +32,7 @@ struct exec_handler {
 	char **argv;
 	enum framing framing;
 	size_t max_message;
-	struct exec_ops ops;
+	struct endpoint_events ops;
 
 	pid_t pid;
 	int name_pid;		/* for log lines, also after it was reaped */
@@ -45,7 +45,8 @@ struct exec_handler {
 	char errbuf[STDERR_LINE];
 	size_t errlen;
 	bool input_stopped;
-	unsigned long long restarts, undelivered;
+	unsigned long long restarts;
+	struct endpoint_drops drops;
 };
 
 static void spawn(struct exec_handler *e);
@@ -188,7 +189,7 @@ static void spawn(struct exec_handler *e)
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, dflt;
-	struct peer_ops pops = { e, peer_message, peer_closed, peer_drained };
+	struct peer_ops pops = { e, peer_message, peer_closed, peer_drained, NULL, &e->drops };
 	char name[64];
 	int rc;
 
@@ -257,7 +258,7 @@ retry:
 }
 
 struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *cfg,
-				 const struct exec_ops *ops)
+				 const struct endpoint_events *ops)
 {
 	struct exec_handler *e;
 	size_t n = 0;
@@ -291,10 +292,10 @@ struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *
 	return e;
 }
 
-void exec_destroy(struct exec_handler *e)
+static void exec_destroy(void *self)
 {
-	if (!e)
-		return;
+	struct exec_handler *e = self;
+
 	ev_timer_stop(e->loop, &e->restart);
 	if (e->pid > 0) {
 		struct timespec ts = { 0, 20 * 1000 * 1000 };
@@ -323,32 +324,40 @@ void exec_destroy(struct exec_handler *e)
 	free(e);
 }
 
-void exec_deliver(struct exec_handler *e, const unsigned char *data, size_t len, bool binary)
+static void exec_deliver(void *self, const unsigned char *data, size_t len, bool binary)
 {
+	struct exec_handler *e = self;
 	enum peer_send r = e->peer ? peer_send(e->peer, data, len, binary) : PEER_FULL;
+	unsigned long long n;
 
 	if (r == PEER_SENT)
 		return;
-	e->undelivered++;
-	if (e->undelivered == 1 || log_enabled(LOG_DEBUG))
+	if (r == PEER_UNFRAMABLE)
+		e->drops.unframable++;
+	else
+		e->drops.undelivered++;
+	n = e->drops.unframable + e->drops.undelivered;
+	if (n == 1 || log_enabled(LOG_DEBUG))
 		log_msg(LOG_WARNING, "exec handler: a message from the server was not delivered: %s "
 			"(%llu so far)",
 			r == PEER_UNFRAMABLE ? "it cannot be framed as a line"
 			: e->peer ? "the handler is not reading its stdin"
 				  : "the handler is not running",
-			e->undelivered);
+			n);
 }
 
-void exec_resume(struct exec_handler *e)
+static void exec_resume(void *self)
 {
-	if (e && e->peer)
+	struct exec_handler *e = self;
+
+	if (e->peer)
 		peer_resume(e->peer);
 }
 
-void exec_stop_input(struct exec_handler *e)
+static void exec_stop_input(void *self)
 {
-	if (!e)
-		return;
+	struct exec_handler *e = self;
+
 	e->input_stopped = true;
 	if (e->peer)
 		peer_stop_input(e->peer);
@@ -364,18 +373,36 @@ unsigned long long exec_restarts(const struct exec_handler *e)
 	return e ? e->restarts : 0;
 }
 
-size_t exec_pending(const struct exec_handler *e, double active_s)
+static size_t exec_pending(const void *self, double active_s)
 {
-	return e && e->peer && peer_stalled_for(e->peer) < active_s
+	const struct exec_handler *e = self;
+
+	return e->peer && peer_stalled_for(e->peer) < active_s
 		       ? peer_pending_output(e->peer)
 		       : 0;
 }
 
-void exec_kill_stalled(struct exec_handler *e, double stall_s)
+static void exec_kill_stalled(void *self, double stall_s)
 {
-	if (!e || !e->peer || e->pid <= 0 || peer_stalled_for(e->peer) < stall_s)
+	struct exec_handler *e = self;
+
+	if (!e->peer || e->pid <= 0 || peer_stalled_for(e->peer) < stall_s)
 		return;
 	log_msg(LOG_WARNING, "exec handler %d stopped reading its stdin (%zu bytes unread for "
 		"%.0f s): terminating it", (int)e->pid, peer_pending_output(e->peer), stall_s);
 	kill(e->pid, SIGTERM);
+}
+
+const struct endpoint_impl exec_endpoint = {
+	.deliver = exec_deliver,
+	.resume = exec_resume,
+	.stop_input = exec_stop_input,
+	.pending = exec_pending,
+	.stalled = exec_kill_stalled,
+	.destroy = exec_destroy,
+};
+
+struct endpoint_drops exec_drops(const struct exec_handler *e)
+{
+	return e ? e->drops : (struct endpoint_drops){ 0 };
 }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 #define JSON_INITIAL_CAP 256
 
 void json_init(struct json *j)
@@ -112,46 +114,6 @@ static void end_scalar(struct json *j)
 {
 	if (j->depth == 0 && !j->error)
 		j->done = true;
-}
-
-/*
- * Length of the valid UTF-8 sequence at s (1..4), or 0 with *bad set to the
- * length of its maximal invalid subpart (Unicode 15, 3.9 U+FFFD substitution).
- */
-static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad)
-{
-	unsigned char b = s[0], lo = 0x80, hi = 0xbf;
-	size_t need, i;
-
-	if (b < 0x80)
-		return 1;
-	if (b >= 0xc2 && b <= 0xdf)
-		need = 1;
-	else if (b >= 0xe0 && b <= 0xef) {
-		need = 2;
-		if (b == 0xe0)
-			lo = 0xa0; /* overlong */
-		else if (b == 0xed)
-			hi = 0x9f; /* surrogates */
-	} else if (b >= 0xf0 && b <= 0xf4) {
-		need = 3;
-		if (b == 0xf0)
-			lo = 0x90; /* overlong */
-		else if (b == 0xf4)
-			hi = 0x8f; /* beyond U+10FFFF */
-	} else {
-		*bad = 1;
-		return 0;
-	}
-	for (i = 1; i <= need; i++) {
-		if (i >= n || s[i] < lo || s[i] > hi) {
-			*bad = i;
-			return 0;
-		}
-		lo = 0x80;
-		hi = 0xbf;
-	}
-	return need + 1;
 }
 
 /* The two-character escape of c, or 0 when it has none. */
