@@ -112,22 +112,6 @@ static void remove_client(struct bridge *b, struct peer *p)
 	peer_destroy(p);
 }
 
-static bool client_message(void *ud, struct peer *p, const unsigned char *data, size_t len,
-			   bool binary)
-{
-	struct bridge *b = ud;
-
-	return b->ops.message(b->ops.ud, data, len, binary);
-}
-
-static void client_drained(void *ud, struct peer *p)
-{
-	struct bridge *b = ud;
-
-	if (b->ops.drained)
-		b->ops.drained(b->ops.ud);
-}
-
 static void client_closed(void *ud, struct peer *p, const char *why)
 {
 	struct bridge *b = ud;
@@ -141,7 +125,7 @@ static void client_closed(void *ud, struct peer *p, const char *why)
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct bridge *b = w->data;
-	struct peer_ops ops = { b, client_message, client_closed, client_drained, NULL, &b->drops };
+	struct peer_ops ops = { b->ops, b, client_closed, NULL, &b->drops };
 	char name[64];
 
 	for (;;) {
@@ -312,10 +296,6 @@ static void bridge_drop_stalled(void *self, double stall_s)
 }
 
 const struct endpoint_impl bridge_endpoint = {
-	.deliver = bridge_broadcast,
-	.resume = bridge_resume,
-	.stop_input = bridge_stop_input,
-	.pending = bridge_max_pending,
-	.stalled = bridge_drop_stalled,
-	.destroy = bridge_destroy,
+	bridge_broadcast, bridge_resume, bridge_stop_input,
+	bridge_max_pending, bridge_drop_stalled, bridge_destroy,
 };

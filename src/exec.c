@@ -51,22 +51,6 @@ struct exec_handler {
 
 static void spawn(struct exec_handler *e);
 
-static bool peer_message(void *ud, struct peer *p, const unsigned char *data, size_t len,
-			 bool binary)
-{
-	struct exec_handler *e = ud;
-
-	return e->ops.message(e->ops.ud, data, len, binary);
-}
-
-static void peer_drained(void *ud, struct peer *p)
-{
-	struct exec_handler *e = ud;
-
-	if (e->ops.drained)
-		e->ops.drained(e->ops.ud);
-}
-
 static void peer_closed(void *ud, struct peer *p, const char *why)
 {
 	struct exec_handler *e = ud;
@@ -189,7 +173,7 @@ static void spawn(struct exec_handler *e)
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, dflt;
-	struct peer_ops pops = { e, peer_message, peer_closed, peer_drained, NULL, &e->drops };
+	struct peer_ops pops = { e->ops, e, peer_closed, NULL, &e->drops };
 	char name[64];
 	int rc;
 
@@ -394,12 +378,8 @@ static void exec_kill_stalled(void *self, double stall_s)
 }
 
 const struct endpoint_impl exec_endpoint = {
-	.deliver = exec_deliver,
-	.resume = exec_resume,
-	.stop_input = exec_stop_input,
-	.pending = exec_pending,
-	.stalled = exec_kill_stalled,
-	.destroy = exec_destroy,
+	exec_deliver, exec_resume, exec_stop_input,
+	exec_pending, exec_kill_stalled, exec_destroy,
 };
 
 struct endpoint_drops exec_drops(const struct exec_handler *e)

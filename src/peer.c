@@ -69,7 +69,7 @@ static bool take_frames(struct peer *p)
 			buf_consume(&p->in, used);
 			continue;
 		}
-		if (!p->ops.message(p->ops.ud, p, f.data, f.len, f.binary)) {
+		if (!p->ops.ev.message(p->ops.ev.ud, f.data, f.len, f.binary)) {
 			ok = false;
 			break;
 		}
@@ -135,8 +135,8 @@ static void note_drained(struct peer *p)
 {
 	if (p->high && p->out.len <= ENDPOINT_LOW_WATER) {
 		p->high = false;
-		if (p->ops.drained)
-			p->ops.drained(p->ops.ud, p);
+		if (p->ops.ev.drained)
+			p->ops.ev.drained(p->ops.ev.ud);
 	}
 }
 

@@ -276,11 +276,8 @@ static size_t stdio_pending(const void *self, double active_s)
 }
 
 const struct endpoint_impl stdio_endpoint = {
-	.deliver = stdio_output,
-	.resume = stdio_resume,
-	.stop_input = stdio_stop_input,
-	.pending = stdio_pending,
-	.destroy = stdio_destroy,
+	stdio_output, stdio_resume, stdio_stop_input,
+	stdio_pending, NULL, stdio_destroy,
 };
 
 struct endpoint_drops stdio_drops(const struct stdio_bridge *s)
