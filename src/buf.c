@@ -52,14 +52,15 @@ void buf_finish(struct buf *b)
 
 ssize_t buf_read(struct buf *b, int fd, size_t chunk)
 {
-	unsigned char *dst = buf_reserve(b, chunk);
+	/* half: a partial message left at the head must not double the buffer */
+	unsigned char *dst = buf_reserve(b, chunk / 2);
 	ssize_t n;
 
 	if (!dst) {
 		errno = ENOMEM;
 		return -1;
 	}
-	n = read(fd, dst, chunk);
+	n = read(fd, dst, b->cap - b->off - b->len);
 	if (n > 0)
 		buf_commit(b, (size_t)n);
 	return n;

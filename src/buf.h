@@ -31,7 +31,8 @@ void buf_consume(struct buf *b, size_t n);
 void buf_trim(struct buf *b, size_t keep);
 void buf_finish(struct buf *b);
 
-/* One read() of up to chunk bytes onto the tail; its result (-1 with errno, ENOMEM too). */
+/* One read() into the free space after the tail, at least chunk / 2 bytes; its result
+ * (-1 with errno, ENOMEM too). */
 ssize_t buf_read(struct buf *b, int fd, size_t chunk);
 /*
  * write() from the head until empty or EAGAIN: the bytes written, or -1
