@@ -28,7 +28,7 @@
 
 struct bridge {
 	struct ev_loop *loop;
-	struct bridge_ops ops;
+	struct endpoint_events ops;
 	enum framing framing;
 	size_t max_message;
 	char path[108];
@@ -36,7 +36,8 @@ struct bridge {
 	ev_io lw;
 	struct peer *clients[MAX_CLIENTS];
 	size_t n;
-	unsigned long long seq, unframable, dropped;
+	unsigned long long seq;
+	struct endpoint_drops drops;
 	bool input_stopped;
 };
 
@@ -49,22 +50,6 @@ static void remove_client(struct bridge *b, struct peer *p)
 		}
 	}
 	peer_destroy(p);
-}
-
-static bool client_message(void *ud, struct peer *p, const unsigned char *data, size_t len,
-			   bool binary)
-{
-	struct bridge *b = ud;
-
-	return b->ops.message(b->ops.ud, data, len, binary);
-}
-
-static void client_drained(void *ud, struct peer *p)
-{
-	struct bridge *b = ud;
-
-	if (b->ops.drained)
-		b->ops.drained(b->ops.ud);
 }
 
 static void client_closed(void *ud, struct peer *p, const char *why)
@@ -80,7 +65,7 @@ static void client_closed(void *ud, struct peer *p, const char *why)
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct bridge *b = w->data;
-	struct peer_ops ops = { b, client_message, client_closed, client_drained };
+	struct peer_ops ops = { b->ops, b, client_closed, NULL, &b->drops };
 	char name[64];
 
 	for (;;) {
@@ -113,7 +98,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 struct bridge *bridge_create(struct ev_loop *loop, const struct wst_config *cfg,
-			     const struct bridge_ops *ops, char *err, size_t errlen)
+			     const struct endpoint_events *ops, char *err, size_t errlen)
 {
 	struct bridge *b = calloc(1, sizeof(*b));
 
@@ -137,10 +122,10 @@ struct bridge *bridge_create(struct ev_loop *loop, const struct wst_config *cfg,
 	return b;
 }
 
-void bridge_destroy(struct bridge *b)
+static void bridge_destroy(void *self)
 {
-	if (!b)
-		return;
+	struct bridge *b = self;
+
 	ev_io_stop(b->loop, &b->lw);
 	close(b->fd);
 	if (unlink(b->path) < 0 && errno != ENOENT)
@@ -150,25 +135,27 @@ void bridge_destroy(struct bridge *b)
 	free(b);
 }
 
-void bridge_broadcast(struct bridge *b, const unsigned char *data, size_t len, bool binary)
+static void bridge_broadcast(void *self, const unsigned char *data, size_t len, bool binary)
 {
+	struct bridge *b = self;
+
 	for (size_t i = 0; i < b->n;) {
 		struct peer *p = b->clients[i];
 
 		switch (peer_send(p, data, len, binary)) {
 		case PEER_UNFRAMABLE:
 			/* the same for every client: count it once */
-			if (!b->unframable++ || log_enabled(LOG_DEBUG))
+			if (!b->drops.unframable++ || log_enabled(LOG_DEBUG))
 				log_msg(LOG_WARNING,
 					"%s message of %zu bytes from the server cannot be framed as a "
 					"line: not delivered to bridge clients (%llu so far)",
-					binary ? "binary" : "multi-line text", len, b->unframable);
+					binary ? "binary" : "multi-line text", len, b->drops.unframable);
 			return;
 		case PEER_FULL:
 			log_msg(LOG_WARNING, "%s: dropped: it stopped reading or fell too far behind "
 				"(%zu bytes unread, none read for %.1f s)", peer_name(p),
 				peer_pending_output(p), peer_stalled_for(p));
-			b->dropped++;
+			b->drops.slow_readers++;
 			remove_client(b, p);
 			continue; /* clients[i] is now another client */
 		case PEER_SENT:
@@ -178,16 +165,20 @@ void bridge_broadcast(struct bridge *b, const unsigned char *data, size_t len, b
 	}
 }
 
-void bridge_resume(struct bridge *b)
+static void bridge_resume(void *self)
 {
+	struct bridge *b = self;
+
 	/* backwards: a client that dies here is replaced by one already done */
 	for (size_t i = b->n; i-- > 0;)
 		if (i < b->n)
 			peer_resume(b->clients[i]);
 }
 
-void bridge_stop_input(struct bridge *b)
+static void bridge_stop_input(void *self)
 {
+	struct bridge *b = self;
+
 	b->input_stopped = true;
 	for (size_t i = 0; i < b->n; i++)
 		peer_stop_input(b->clients[i]);
@@ -198,21 +189,28 @@ size_t bridge_clients(const struct bridge *b)
 	return b ? b->n : 0;
 }
 
+struct endpoint_drops bridge_drops(const struct bridge *b)
+{
+	return b ? b->drops : (struct endpoint_drops){ 0 };
+}
+
 unsigned long long bridge_unframable(const struct bridge *b)
 {
-	return b ? b->unframable : 0;
+	return bridge_drops(b).unframable;
 }
 
 unsigned long long bridge_dropped_clients(const struct bridge *b)
 {
-	return b ? b->dropped : 0;
+	return b ? b->drops.slow_readers + b->drops.bad_framing : 0;
 }
 
-size_t bridge_max_pending(const struct bridge *b, double active_s)
+/* Reading, only slower than the server sends: worth waiting for (see CLIENT_OUT_LIMIT). */
+static size_t bridge_max_pending(const void *self, double active_s)
 {
+	const struct bridge *b = self;
 	size_t m = 0;
 
-	for (size_t i = 0; b && i < b->n; i++) {
+	for (size_t i = 0; i < b->n; i++) {
 		struct peer *p = b->clients[i];
 
 		if (peer_stalled_for(p) < active_s && peer_pending_output(p) > m)
@@ -221,16 +219,23 @@ size_t bridge_max_pending(const struct bridge *b, double active_s)
 	return m;
 }
 
-void bridge_drop_stalled(struct bridge *b, double stall_s)
+static void bridge_drop_stalled(void *self, double stall_s)
 {
-	for (size_t i = b ? b->n : 0; i-- > 0;) {
+	struct bridge *b = self;
+
+	for (size_t i = b->n; i-- > 0;) {
 		struct peer *p = b->clients[i];
 
 		if (peer_stalled_for(p) >= stall_s) {
 			log_msg(LOG_WARNING, "%s: dropped: it stopped reading (%zu bytes unread for "
 				"%.0f s)", peer_name(p), peer_pending_output(p), stall_s);
-			b->dropped++;
+			b->drops.slow_readers++;
 			remove_client(b, p);
 		}
 	}
 }
+
+const struct endpoint_impl bridge_endpoint = {
+	bridge_broadcast, bridge_resume, bridge_stop_input,
+	bridge_max_pending, bridge_drop_stalled, bridge_destroy,
+};

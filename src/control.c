@@ -13,10 +13,12 @@
 #include <ev.h>
 #include <json-c/json.h>
 
+#include "buf.h"
 #include "framing.h"
 #include "log.h"
 #include "sock.h"
 #include "status.h"
+#include "utf8.h"
 
 #define MAX_CLIENTS 64
 #define OUT_LIMIT (1024 * 1024)
@@ -25,10 +27,7 @@
 struct client {
 	struct control *c;
 	ev_io rw, ww;
-	char *in;
-	size_t in_len;
-	char *out;
-	size_t out_len;
+	struct buf in, out;
 };
 
 struct control {
@@ -50,7 +49,7 @@ static json_object *jstr(const char *s, size_t len)
 
 	if (!s)
 		return NULL;
-	if (framing_utf8_valid(s, len))
+	if (utf8_valid(s, len))
 		return json_object_new_string_len(s, (int)len);
 	buf = malloc(len * 3 + 1);
 	if (!buf)
@@ -59,7 +58,7 @@ static json_object *jstr(const char *s, size_t len)
 	for (size_t i = 0; i < len;) {
 		size_t n = 1;
 
-		while (n <= 4 && i + n <= len && !framing_utf8_valid(s + i, n))
+		while (n <= 4 && i + n <= len && !utf8_valid(s + i, n))
 			n++;
 		if (n <= 4 && i + n <= len) {
 			memcpy(o, s + i, n);
@@ -145,6 +144,12 @@ static json_object *status_drops(const struct wst_status *st)
 	put_u(d, "rejected", st->rejected);
 	put_u(d, "unframable", st->unframable);
 	put_u(d, "bridge_clients_dropped", st->bridge_clients_dropped);
+	put_u(d, "undelivered", st->undelivered);
+	put_u(d, "invalid_utf8", st->invalid_utf8);
+	put_u(d, "oversized", st->oversized);
+	put_u(d, "larger_than_queue", st->too_big);
+	put_u(d, "slow_readers", st->slow_readers);
+	put_u(d, "bad_framing", st->bad_framing);
 	return d;
 }
 
@@ -248,7 +253,7 @@ static json_object *handle_close(const struct control_ops *ops, const char *args
 				    "3000-4999)", (int)strcspn(buf, " "), buf);
 	if (*end == ' ')
 		end++;
-	if (strlen(end) > 123 || !framing_utf8_valid(end, strlen(end)))
+	if (strlen(end) > 123 || !utf8_valid(end, strlen(end)))
 		return answer_error("close: REASON must be valid UTF-8 of at most 123 bytes");
 	return answer(ops->close(ops->ud, (int)code, end));
 }
@@ -269,7 +274,7 @@ static json_object *handle(const struct control_ops *ops, const char *line, size
 	if (is(line, vlen, "send")) {
 		if (!sp)
 			return answer_error("usage: send TEXT");
-		if (!framing_utf8_valid(args, alen))
+		if (!utf8_valid(args, alen))
 			return answer_error("send: TEXT is not valid UTF-8");
 		return answer(ops->send(ops->ud, args, alen));
 	}
@@ -323,60 +328,80 @@ static void client_free(struct client *cl)
 	ev_io_stop(c->loop, &cl->rw);
 	ev_io_stop(c->loop, &cl->ww);
 	close(cl->rw.fd);
-	free(cl->in);
-	free(cl->out);
+	buf_finish(&cl->in);
+	buf_finish(&cl->out);
 	free(cl);
 }
 
-static void flush(struct client *cl)
+/* false: the client was dropped */
+static bool flush(struct client *cl)
 {
-	while (cl->out_len) {
-		ssize_t n = send(cl->ww.fd, cl->out, cl->out_len, MSG_NOSIGNAL);
-
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR) {
-				ev_io_start(cl->c->loop, &cl->ww);
-				return;
-			}
-			client_free(cl);
-			return;
-		}
-		memmove(cl->out, cl->out + n, cl->out_len - (size_t)n);
-		cl->out_len -= (size_t)n;
+	if (buf_write(&cl->out, cl->ww.fd) < 0) {
+		client_free(cl);
+		return false;
 	}
-	ev_io_stop(cl->c->loop, &cl->ww);
+	if (cl->out.len)
+		ev_io_start(cl->c->loop, &cl->ww);
+	else
+		ev_io_stop(cl->c->loop, &cl->ww);
+	return true;
 }
 
 /* Queue one answer line; false when the client was dropped. */
 static bool reply(struct client *cl, const char *s, size_t len)
 {
-	char *nb;
+	unsigned char *p;
 
-	if (cl->out_len + len + 1 > OUT_LIMIT) {
+	if (cl->out.len + len + 1 > OUT_LIMIT) {
 		log_msg(LOG_WARNING, "%s: a control client stopped reading answers: dropped",
 			cl->c->path);
 		client_free(cl);
 		return false;
 	}
-	nb = realloc(cl->out, cl->out_len + len + 1);
-	if (!nb) {
+	if (!(p = buf_reserve(&cl->out, len + 1))) {
 		client_free(cl);
 		return false;
 	}
-	cl->out = nb;
-	memcpy(cl->out + cl->out_len, s, len);
-	cl->out[cl->out_len + len] = '\n';
-	cl->out_len += len + 1;
+	memcpy(p, s, len);
+	p[len] = '\n';
+	buf_commit(&cl->out, len + 1);
+	return true;
+}
+
+/* Answer every complete request line; false when the client was dropped. */
+static bool answer_lines(struct client *cl)
+{
+	struct control *c = cl->c;
+	struct frame f;
+	size_t used;
+	int r;
+
+	while ((r = framing_decode(FRAMING_LINES, buf_head(&cl->in), cl->in.len, c->max_line, &f,
+				   &used, NULL)) == 1) {
+		size_t olen = 0;
+		char *out = control_handle(&c->ops, (const char *)f.data, f.len, &olen);
+		bool ok = out ? reply(cl, out, olen) : reply(cl, OOM_ANSWER, strlen(OOM_ANSWER));
+
+		free(out);
+		if (!ok)
+			return false;
+		buf_consume(&cl->in, used);
+	}
+	if (r < 0) {
+		static const char e[] = "{\"ok\":false,\"error\":\"request line too long\"}";
+
+		/* the rest of the stream cannot be trusted to be in step: answer, then drop */
+		if (reply(cl, e, sizeof(e) - 1) && flush(cl))
+			client_free(cl);
+		return false;
+	}
 	return true;
 }
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct client *cl = w->data;
-	struct control *c = cl->c;
-	char buf[16384];
-	ssize_t n = recv(w->fd, buf, sizeof(buf), 0);
-	size_t pos = 0;
+	ssize_t n = buf_read(&cl->in, w->fd, 16384);
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -384,52 +409,8 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		client_free(cl);
 		return;
 	}
-	{
-		char *nb = realloc(cl->in, cl->in_len + (size_t)n);
-
-		if (!nb) {
-			client_free(cl);
-			return;
-		}
-		cl->in = nb;
-	}
-	memcpy(cl->in + cl->in_len, buf, (size_t)n);
-	cl->in_len += (size_t)n;
-	for (;;) {
-		char *nl = memchr(cl->in + pos, '\n', cl->in_len - pos);
-		char *out;
-		size_t olen = 0;
-		bool ok;
-
-		if (!nl)
-			break;
-		out = control_handle(&c->ops, cl->in + pos, (size_t)(nl - (cl->in + pos)), &olen);
-		pos = (size_t)(nl - cl->in) + 1;
-		if (out)
-			ok = reply(cl, out, olen);
-		else
-			ok = reply(cl, OOM_ANSWER, strlen(OOM_ANSWER));
-		free(out);
-		if (!ok)
-			return;
-	}
-	memmove(cl->in, cl->in + pos, cl->in_len - pos);
-	cl->in_len -= pos;
-	if (cl->in_len > c->max_line) {
-		const char *e = "{\"ok\":false,\"error\":\"request line too long\"}";
-
-		/* the rest of the stream cannot be trusted to be in step: answer, then drop */
-		if (reply(cl, e, strlen(e))) {
-			flush(cl);
-			for (size_t i = 0; i < c->n; i++)
-				if (c->clients[i] == cl) {
-					client_free(cl);
-					break;
-				}
-		}
-		return;
-	}
-	flush(cl);
+	if (answer_lines(cl))
+		flush(cl);
 }
 
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents)

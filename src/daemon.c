@@ -16,6 +16,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "control.h"
+#include "endpoint.h"
 #include "exec.h"
 #include "link.h"
 #include "log.h"
@@ -154,35 +155,36 @@ static bool on_stdin_line(void *ud, const char *line, size_t len)
 }
 
 /*
- * Back-pressure from local readers to the server: above FLOW_HIGH bytes
- * waiting for the exec handler, or for a bridge client that read some in
- * the last FLOW_ACTIVE_S, stop reading from the server; below FLOW_LOW, read
- * on. A client that reads nothing does not count: its backlog grows until it
- * is dropped, and one that stalls while the link waits is dropped after
- * FLOW_STALL_S.
+ * Back-pressure from local readers to the server: above ENDPOINT_HIGH_WATER
+ * bytes waiting for stdout, the exec handler, or a bridge client that read
+ * some in the last FLOW_ACTIVE_S, stop reading from the server; at
+ * ENDPOINT_LOW_WATER, read on. A client that reads nothing does not count:
+ * its backlog grows until it is dropped, and one that stalls while the link
+ * waits is dropped (a handler terminated) after FLOW_STALL_S.
  */
-#define FLOW_HIGH (1024 * 1024)
-#define FLOW_LOW (256 * 1024)
 #define FLOW_ACTIVE_S 0.2
 #define FLOW_STALL_S 5.0
 
 static void update_rx_pause(struct daemon *d)
 {
-	link_pause_rx(d->link, d->rx_pause_stdio || d->rx_pause_local);
+	link_pause_rx(d->link, d->rx_pause_local);
 }
 
 static void flow_check(struct daemon *d)
 {
-	size_t pending = bridge_max_pending(d->bridge, FLOW_ACTIVE_S);
-	size_t ep = exec_pending(d->exec, FLOW_ACTIVE_S);
+	size_t pending = 0;
 
-	if (ep > pending)
-		pending = ep;
-	if (!d->rx_pause_local && pending > FLOW_HIGH) {
+	for (size_t i = 0; i < d->n_local; i++) {
+		size_t p = d->local[i].impl->pending(d->local[i].self, FLOW_ACTIVE_S);
+
+		if (p > pending)
+			pending = p;
+	}
+	if (!d->rx_pause_local && pending > ENDPOINT_HIGH_WATER) {
 		d->rx_pause_local = true;
 		update_rx_pause(d);
 		ev_timer_again(d->loop, &d->flow_timer);
-	} else if (d->rx_pause_local && pending <= FLOW_LOW) {
+	} else if (d->rx_pause_local && pending <= ENDPOINT_LOW_WATER) {
 		d->rx_pause_local = false;
 		update_rx_pause(d);
 		ev_timer_stop(d->loop, &d->flow_timer);
@@ -201,8 +203,9 @@ static void flow_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct daemon *d = w->data;
 
-	bridge_drop_stalled(d->bridge, FLOW_STALL_S);
-	exec_kill_stalled(d->exec, FLOW_STALL_S);
+	for (size_t i = 0; i < d->n_local; i++)
+		if (d->local[i].impl->stalled)
+			d->local[i].impl->stalled(d->local[i].self, FLOW_STALL_S);
 	flow_check(d);
 }
 
@@ -212,24 +215,16 @@ static void on_message(void *ud, const unsigned char *data, size_t len, bool bin
 
 	if (ev_is_active(&d->linger_timer) && ev_now(d->loop) < d->linger_deadline)
 		ev_timer_again(d->loop, &d->linger_timer);
-	if (d->sio)
-		stdio_output(d->sio, data, len, binary);
-	if (d->bridge)
-		bridge_broadcast(d->bridge, data, len, binary);
-	if (d->exec)
-		exec_deliver(d->exec, data, len, binary);
-	if (d->bridge || d->exec)
-		flow_check(d);
+	for (size_t i = 0; i < d->n_local; i++)
+		d->local[i].impl->deliver(d->local[i].self, data, len, binary);
+	flow_check(d);
 }
 
 /* Local senders held back (full queue, read-ahead) may go on. */
 static void resume_local(struct daemon *d)
 {
-	if (d->sio)
-		stdio_resume(d->sio);
-	if (d->bridge)
-		bridge_resume(d->bridge);
-	exec_resume(d->exec);
+	for (size_t i = 0; i < d->n_local; i++)
+		d->local[i].impl->resume(d->local[i].self);
 }
 
 static void on_confirmed(void *ud)
@@ -339,11 +334,8 @@ static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void stop_local_input(struct daemon *d)
 {
-	if (d->sio)
-		stdio_stop_input(d->sio);
-	if (d->bridge)
-		bridge_stop_input(d->bridge);
-	exec_stop_input(d->exec);
+	for (size_t i = 0; i < d->n_local; i++)
+		d->local[i].impl->stop_input(d->local[i].self);
 }
 
 static void begin_stop(struct daemon *d, const char *why)
@@ -390,14 +382,6 @@ static void on_eof(void *ud)
 	maybe_finish(d);
 }
 
-static void on_rx_pause(void *ud, bool pause)
-{
-	struct daemon *d = ud;
-
-	d->rx_pause_stdio = pause;
-	update_rx_pause(d);
-}
-
 static void on_stdout_broken(void *ud)
 {
 	begin_stop(ud, "stdout closed");
@@ -405,24 +389,32 @@ static void on_stdout_broken(void *ud)
 
 /* ---- start and stop ---- */
 
+static void add_local(struct daemon *d, const struct endpoint_impl *impl, void *self)
+{
+	d->local[d->n_local++] = (struct endpoint){ impl, self };
+}
+
 static int open_local(struct daemon *d)
 {
 	const struct wst_config *cfg = d->cfg;
-	struct bridge_ops bops = { d, on_local_message, on_local_drained };
-	struct exec_ops eops = { d, on_local_message, on_local_drained };
+	struct endpoint_events lev = { d, on_local_message, on_local_drained };
 	struct control_ops cops;
-	struct stdio_events sev = { d, on_stdin_line, on_eof, on_rx_pause, on_stdout_broken };
+	struct stdio_events sev = { d, on_stdin_line, on_eof, on_local_drained, on_stdout_broken };
 	char err[512];
 
 	if (d->opts.use_stdio && !(d->sio = stdio_create(d->loop, cfg->max_message_bytes, &sev))) {
 		log_msg(LOG_ERR, "out of memory");
 		return -1;
 	}
+	if (d->sio)
+		add_local(d, &stdio_endpoint, d->sio);
 	if (*cfg->bridge_socket &&
-	    !(d->bridge = bridge_create(d->loop, cfg, &bops, err, sizeof(err)))) {
+	    !(d->bridge = bridge_create(d->loop, cfg, &lev, err, sizeof(err)))) {
 		log_msg(LOG_ERR, "bridge.socket %s", err);
 		return -1;
 	}
+	if (d->bridge)
+		add_local(d, &bridge_endpoint, d->bridge);
 	daemon_control_ops(d, &cops);
 	if (*cfg->control_socket &&
 	    !(d->control = control_create(d->loop, cfg->control_socket, 0660,
@@ -430,22 +422,27 @@ static int open_local(struct daemon *d)
 		log_msg(LOG_ERR, "control.socket %s", err);
 		return -1;
 	}
-	if (cfg->exec_command[0] && !(d->exec = exec_create(d->loop, cfg, &eops))) {
+	if (cfg->exec_command[0] && !(d->exec = exec_create(d->loop, cfg, &lev))) {
 		log_msg(LOG_ERR, "exec.command: cannot set up the handler");
 		return -1;
 	}
+	if (d->exec)
+		add_local(d, &exec_endpoint, d->exec);
 	return 0;
 }
 
 static void close_local(struct daemon *d)
 {
-	exec_destroy(d->exec);
-	control_destroy(d->control);
-	bridge_destroy(d->bridge);
-	if (d->sio) {
-		stdio_flush(d->sio);
-		stdio_destroy(d->sio);
+	/* the handler first: it may take a while to stop, and stdout is written last */
+	while (d->n_local) {
+		struct endpoint *ep = &d->local[--d->n_local];
+
+		ep->impl->destroy(ep->self);
 	}
+	d->sio = NULL;
+	d->bridge = NULL;
+	d->exec = NULL;
+	control_destroy(d->control);
 }
 
 int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)

@@ -18,6 +18,7 @@
 #include "notify.h"
 #include "spool.h"
 #include "status.h"
+#include "stdio_bridge.h"
 #include "tls.h"
 
 /* ---- reload ---- */
@@ -106,6 +107,21 @@ const char *daemon_reload(struct daemon *d)
 
 /* ---- control socket: control.c owns the protocol; these fill and act ---- */
 
+static void local_drops(const struct daemon *d, struct wst_status *st)
+{
+	struct endpoint_drops e[3] = { stdio_drops(d->sio), bridge_drops(d->bridge),
+				       exec_drops(d->exec) };
+
+	for (size_t i = 0; i < 3; i++) {
+		st->unframable += e[i].unframable;
+		st->undelivered += e[i].undelivered;
+		st->invalid_utf8 += e[i].invalid_utf8;
+		st->oversized += e[i].oversized;
+		st->slow_readers += e[i].slow_readers;
+		st->bad_framing += e[i].bad_framing;
+	}
+}
+
 static void ctl_snapshot(void *ud, struct wst_status *st)
 {
 	struct daemon *d = ud;
@@ -130,7 +146,8 @@ static void ctl_snapshot(void *ud, struct wst_status *st)
 	st->dropped = d->out.q.dropped;
 	st->dropped_bytes = d->out.q.dropped_bytes;
 	st->rejected = d->out.q.rejected;
-	st->unframable = bridge_unframable(d->bridge);
+	local_drops(d, st);
+	st->too_big = d->out.too_big;
 	st->bridge_clients_dropped = bridge_dropped_clients(d->bridge);
 	st->last_error = d->sup.last_error;
 	st->last_close_code = d->sup.last_close_code;

@@ -10,6 +10,7 @@
 #include <ev.h>
 
 #include "daemon.h"
+#include "endpoint.h"
 #include "outbox.h"
 #include "supervisor.h"
 
@@ -25,11 +26,13 @@ struct daemon {
 	struct stdio_bridge *sio;
 	struct bridge *bridge;
 	struct exec_handler *exec;
+	struct endpoint local[3];	/* stdio, bridge, exec: the ones configured */
+	size_t n_local;
 	struct control *control;
 
 	ev_signal sig_term, sig_int, sig_hup;
 	ev_timer flow_timer;
-	bool rx_pause_stdio, rx_pause_local;
+	bool rx_pause_local;
 	ev_timer retry_timer, drain_timer, linger_timer;
 	ev_tstamp linger_deadline;
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,45 +26,105 @@ extern char **environ;
 #define STDERR_LINE 1024
 /* A handler that ran this long earns a fresh restart backoff. */
 #define STABLE_S 10.0
+/* SIGTERM, then SIGKILL this much later: for every process of a handler's generation */
 #define TERM_WAIT_S 2.0
+/* The children of a killed process come to us (the subreaper): kill again, so often, so long. */
+#define KILL_ROUND_S 0.05
+#define KILL_ROUNDS 20
+#define KILL_MSG "exec handler %d: its processes ignored SIGTERM for %.0f s: killing them"
 
 struct exec_handler {
 	struct ev_loop *loop;
 	char **argv;
 	enum framing framing;
 	size_t max_message;
-	struct exec_ops ops;
+	struct endpoint_events ops;
 
-	pid_t pid;
+	pid_t pid;		/* 0 once reaped: its pid may be someone else's then */
+	pid_t pgid;		/* its process group; 0 once that is empty */
 	int name_pid;		/* for log lines, also after it was reaped */
 	struct peer *peer;
 	ev_child cw;
 	ev_io errw;
-	ev_timer restart;
+	ev_timer restart, grace;
+	int kill_rounds;
 	struct backoff bo;
 	ev_tstamp started;
 	char errbuf[STDERR_LINE];
 	size_t errlen;
 	bool input_stopped;
-	unsigned long long restarts, undelivered;
+	unsigned long long restarts;
+	struct endpoint_drops drops;
 };
 
 static void spawn(struct exec_handler *e);
 
-static bool peer_message(void *ud, struct peer *p, const unsigned char *data, size_t len,
-			 bool binary)
+/* Our children: the handler, and orphans of its descendants (we are their subreaper). */
+static int signal_children(int sig)
 {
-	struct exec_handler *e = ud;
+	char path[64], buf[4096], *p, *end;
+	ssize_t len;
+	int fd, n = 0;
 
-	return e->ops.message(e->ops.ud, data, len, binary);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[len > 0 ? len : 0] = '\0';
+	for (p = buf;; p = end) {
+		long pid = strtol(p, &end, 10);
+
+		if (end == p)
+			break;
+		if (pid > 0 && kill((pid_t)pid, sig) == 0)
+			n++;
+	}
+	return n;
 }
 
-static void peer_drained(void *ud, struct peer *p)
+/*
+ * Signal what is left of the handler's generation: its process group, and
+ * whoever left the group (setsid) and was orphaned to us. With sig 0, the
+ * count tells whether any of it is left.
+ */
+static int signal_generation(struct exec_handler *e, int sig)
 {
-	struct exec_handler *e = ud;
+	int n = signal_children(sig);
 
-	if (e->ops.drained)
-		e->ops.drained(e->ops.ud);
+	if (e->pgid > 0) {
+		if (kill(-e->pgid, sig) == 0)
+			n++;
+		else if (errno == ESRCH)
+			e->pgid = 0; /* empty: its id may be reused, never signal it again */
+	}
+	return n;
+}
+
+/* SIGTERM the generation now and SIGKILL what is left after TERM_WAIT_S; false: none left. */
+static bool terminate(struct exec_handler *e)
+{
+	if (!signal_generation(e, SIGTERM))
+		return false;
+	if (!ev_is_active(&e->grace)) {
+		e->kill_rounds = 0;
+		ev_timer_set(&e->grace, TERM_WAIT_S, 0);
+		ev_timer_start(e->loop, &e->grace);
+	}
+	return true;
+}
+
+static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct exec_handler *e = w->data;
+	int n = signal_generation(e, SIGKILL);
+
+	if (n && !e->kill_rounds)
+		log_msg(LOG_WARNING, KILL_MSG, e->name_pid, TERM_WAIT_S);
+	if (n && ++e->kill_rounds < KILL_ROUNDS) {
+		ev_timer_set(w, KILL_ROUND_S, 0);
+		ev_timer_start(loop, w);
+	}
 }
 
 static void peer_closed(void *ud, struct peer *p, const char *why)
@@ -76,7 +137,19 @@ static void peer_closed(void *ud, struct peer *p, const char *why)
 	peer_destroy(e->peer);
 	e->peer = NULL;
 	if (e->pid > 0 && strcmp(why, "closed"))
-		kill(e->pid, SIGTERM);
+		terminate(e);
+}
+
+/* It closed its stdout: it may still want the server's messages, so its stdin stays. */
+static void peer_eof(void *ud, struct peer *p)
+{
+	struct exec_handler *e = ud;
+	siginfo_t si = { 0 };
+
+	/* at its exit the child watcher speaks */
+	if (waitid(P_PID, e->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && !si.si_pid)
+		log_msg(LOG_INFO, "exec handler %d closed its stdout: it still receives the "
+			"server's messages until it exits", e->name_pid);
 }
 
 static void flush_err_line(struct exec_handler *e)
@@ -140,6 +213,9 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 		peer_destroy(e->peer);
 		e->peer = NULL;
 	}
+	if (terminate(e))
+		log_msg(LOG_NOTICE, "exec handler %d left processes behind: terminating them "
+			"before the restart", pid);
 	if (ran >= STABLE_S)
 		backoff_reset(&e->bo);
 	delay = backoff_next(&e->bo);
@@ -157,6 +233,15 @@ static void restart_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct exec_handler *e = w->data;
 
+	/* a new generation starts once the last one is gone */
+	if (ev_is_active(&e->grace) && signal_generation(e, 0)) {
+		ev_timer_set(w, KILL_ROUND_S, 0);
+		ev_timer_start(loop, w);
+		return;
+	}
+	ev_timer_stop(loop, &e->grace);
+	signal_generation(e, SIGKILL); /* what came to us since, or outlived the rounds */
+	e->pgid = 0;
 	e->restarts++;
 	spawn(e);
 }
@@ -188,7 +273,7 @@ static void spawn(struct exec_handler *e)
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, dflt;
-	struct peer_ops pops = { e, peer_message, peer_closed, peer_drained };
+	struct peer_ops pops = { e->ops, e, peer_closed, peer_eof, &e->drops };
 	char name[64];
 	int rc;
 
@@ -226,6 +311,7 @@ static void spawn(struct exec_handler *e)
 		goto retry;
 	}
 	e->started = ev_now(e->loop);
+	e->pgid = e->pid; /* POSIX_SPAWN_SETSID: a new session and process group */
 	e->name_pid = (int)e->pid;
 	snprintf(name, sizeof(name), "exec handler %d", (int)e->pid);
 	e->peer = peer_create(e->loop, out[0], in[1], e->framing, e->max_message, OUT_LIMIT, name,
@@ -257,7 +343,7 @@ retry:
 }
 
 struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *cfg,
-				 const struct exec_ops *ops)
+				 const struct endpoint_events *ops)
 {
 	struct exec_handler *e;
 	size_t n = 0;
@@ -283,38 +369,50 @@ struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *
 	e->framing = cfg->exec_framing;
 	e->max_message = cfg->max_message_bytes;
 	backoff_init(&e->bo, 500, 30000, 2.0, 0.2, (uint64_t)getpid());
+	/* orphans of the handler's descendants come to us, to be reaped and stopped */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		log_errno(LOG_WARNING, "exec handler: cannot become a subreaper: what its processes "
+			  "start outside their process group may outlive it");
 	ev_child_init(&e->cw, child_cb, 0, 0);
 	ev_io_init(&e->errw, err_cb, -1, EV_READ);
 	ev_timer_init(&e->restart, restart_cb, 0, 0);
-	e->cw.data = e->errw.data = e->restart.data = e;
+	ev_timer_init(&e->grace, grace_cb, 0, 0);
+	e->cw.data = e->errw.data = e->restart.data = e->grace.data = e;
 	spawn(e);
 	return e;
 }
 
-void exec_destroy(struct exec_handler *e)
+/* At exit, blocking: TERM_WAIT_S for the generation to go, then SIGKILL it round after round. */
+static void reap_generation(struct exec_handler *e)
 {
-	if (!e)
-		return;
-	ev_timer_stop(e->loop, &e->restart);
-	if (e->pid > 0) {
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
-		int st, waited = 0;
+	const int step_ms = 20, term_steps = (int)(TERM_WAIT_S * 1000) / step_ms;
+	struct timespec ts = { 0, step_ms * 1000 * 1000 };
+	int st;
 
-		ev_child_stop(e->loop, &e->cw);
-		if (e->peer)
-			peer_close_output(e->peer);
-		kill(e->pid, SIGTERM);
-		while (waitpid(e->pid, &st, WNOHANG) == 0) {
-			if (waited++ * 0.02 >= TERM_WAIT_S) {
-				log_msg(LOG_WARNING, "exec handler %d ignored SIGTERM: killing it",
-					(int)e->pid);
-				kill(e->pid, SIGKILL);
-				waitpid(e->pid, &st, 0);
-				break;
-			}
-			nanosleep(&ts, NULL);
-		}
+	for (int i = 0; i < term_steps + (int)(KILL_ROUNDS * KILL_ROUND_S * 1000) / step_ms; i++) {
+		while (waitpid(-1, &st, WNOHANG) > 0)
+			; /* we exit: every child of ours is the handler's */
+		if (!signal_generation(e, 0))
+			return;
+		if (i == term_steps)
+			log_msg(LOG_WARNING, KILL_MSG, e->name_pid, TERM_WAIT_S);
+		if (i >= term_steps)
+			signal_generation(e, SIGKILL);
+		nanosleep(&ts, NULL);
 	}
+}
+
+static void exec_destroy(void *self)
+{
+	struct exec_handler *e = self;
+
+	ev_timer_stop(e->loop, &e->restart);
+	ev_timer_stop(e->loop, &e->grace);
+	ev_child_stop(e->loop, &e->cw);
+	if (e->peer)
+		peer_close_output(e->peer); /* EOF on its stdin, with the SIGTERM */
+	if (signal_generation(e, SIGTERM))
+		reap_generation(e);
 	stop_stderr(e);
 	peer_destroy(e->peer);
 	for (size_t i = 0; e->argv[i]; i++)
@@ -323,32 +421,41 @@ void exec_destroy(struct exec_handler *e)
 	free(e);
 }
 
-void exec_deliver(struct exec_handler *e, const unsigned char *data, size_t len, bool binary)
+static void exec_deliver(void *self, const unsigned char *data, size_t len, bool binary)
 {
+	struct exec_handler *e = self;
 	enum peer_send r = e->peer ? peer_send(e->peer, data, len, binary) : PEER_FULL;
+	unsigned long long n;
 
 	if (r == PEER_SENT)
 		return;
-	e->undelivered++;
-	if (e->undelivered == 1 || log_enabled(LOG_DEBUG))
+	if (r == PEER_UNFRAMABLE)
+		e->drops.unframable++;
+	else
+		e->drops.undelivered++;
+	n = e->drops.unframable + e->drops.undelivered;
+	if (n == 1 || log_enabled(LOG_DEBUG))
 		log_msg(LOG_WARNING, "exec handler: a message from the server was not delivered: %s "
 			"(%llu so far)",
 			r == PEER_UNFRAMABLE ? "it cannot be framed as a line"
-			: e->peer ? "the handler is not reading its stdin"
-				  : "the handler is not running",
-			e->undelivered);
+			: e->peer	     ? "the handler is not reading its stdin"
+			: e->pid > 0	     ? "its pipes were closed and it is being terminated"
+					     : "the handler is not running (it is restarted)",
+			n);
 }
 
-void exec_resume(struct exec_handler *e)
+static void exec_resume(void *self)
 {
-	if (e && e->peer)
+	struct exec_handler *e = self;
+
+	if (e->peer)
 		peer_resume(e->peer);
 }
 
-void exec_stop_input(struct exec_handler *e)
+static void exec_stop_input(void *self)
 {
-	if (!e)
-		return;
+	struct exec_handler *e = self;
+
 	e->input_stopped = true;
 	if (e->peer)
 		peer_stop_input(e->peer);
@@ -364,18 +471,34 @@ unsigned long long exec_restarts(const struct exec_handler *e)
 	return e ? e->restarts : 0;
 }
 
-size_t exec_pending(const struct exec_handler *e, double active_s)
+static size_t exec_pending(const void *self, double active_s)
 {
-	return e && e->peer && peer_stalled_for(e->peer) < active_s
+	const struct exec_handler *e = self;
+
+	return e->peer && peer_stalled_for(e->peer) < active_s
 		       ? peer_pending_output(e->peer)
 		       : 0;
 }
 
-void exec_kill_stalled(struct exec_handler *e, double stall_s)
+static void exec_kill_stalled(void *self, double stall_s)
 {
-	if (!e || !e->peer || e->pid <= 0 || peer_stalled_for(e->peer) < stall_s)
+	struct exec_handler *e = self;
+
+	if (!e->peer || e->pid <= 0 || ev_is_active(&e->grace) ||
+	    peer_stalled_for(e->peer) < stall_s)
 		return;
+	e->drops.slow_readers++;
 	log_msg(LOG_WARNING, "exec handler %d stopped reading its stdin (%zu bytes unread for "
 		"%.0f s): terminating it", (int)e->pid, peer_pending_output(e->peer), stall_s);
-	kill(e->pid, SIGTERM);
+	terminate(e);
+}
+
+const struct endpoint_impl exec_endpoint = {
+	exec_deliver, exec_resume, exec_stop_input,
+	exec_pending, exec_kill_stalled, exec_destroy,
+};
+
+struct endpoint_drops exec_drops(const struct exec_handler *e)
+{
+	return e ? e->drops : (struct endpoint_drops){ 0 };
 }

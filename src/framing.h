@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "config.h" /* enum framing */
+#include "utf8.h"
 
 /*
  * Local framing for the bridge socket and the exec handler (see "Local
@@ -71,12 +72,5 @@ size_t framing_overhead(enum framing f);
  */
 int framing_encode_into(enum framing f, bool binary, const void *data, size_t len,
 			unsigned char *dst, size_t cap, size_t *written, const char **why);
-
-/*
- * True when s is valid UTF-8 (no overlong forms, surrogates or code points
- * beyond U+10FFFF). A WebSocket peer fails the connection (1007) on a text
- * message that is not: check text from local clients before queueing it.
- */
-bool framing_utf8_valid(const void *s, size_t len);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "framing.h"
+#include "utf8.h"
 #include "log.h"
 #include "queue.h"
 #include "rng.h"
@@ -287,7 +288,7 @@ static int write_batch(struct link *l)
 
 static void deliver(struct link *l, const unsigned char *data, size_t len, bool binary)
 {
-	if (!binary && !framing_utf8_valid(data, len)) {
+	if (!binary && !utf8_valid(data, len)) {
 		/* RFC 6455 8.1: fail the connection (1007) rather than pass it on */
 		log_msg(LOG_WARNING, "text message of %zu bytes from %s is not valid UTF-8: "
 			"closing with 1007", len, l->url_text);

@@ -47,6 +47,7 @@ bool outbox_put(struct outbox *o, const void *data, size_t len, bool binary, boo
 		/* larger than the whole queue can never fit: drop it rather than stall */
 		log_msg(LOG_WARNING, "a local message of %zu bytes exceeds queue.max_bytes: dropped",
 			len);
+		o->too_big++;
 		return true;
 	}
 	if (!queue_has_room(q, len) && (hold || q->overflow == QUEUE_REJECT)) {

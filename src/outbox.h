@@ -26,6 +26,7 @@ struct outbox {
 	uint64_t confirmed;	/* every seq below this is gone from the spool */
 	bool failing;		/* the spool refused a write: senders are held back */
 	unsigned long long drops_logged;
+	unsigned long long too_big;	/* dropped: larger than the whole queue */
 	void (*wake)(void *ud);	/* held-back senders may try again */
 	void *ud;
 };

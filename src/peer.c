@@ -9,6 +9,7 @@
 
 #include <ev.h>
 
+#include "buf.h"
 #include "framing.h"
 #include "log.h"
 
@@ -24,11 +25,7 @@ struct peer {
 	ev_io rw, ww;
 	bool paused, input_stopped, close_output, dead, high;
 
-	unsigned char *in;
-	size_t in_len, in_cap;
-
-	unsigned char *out;
-	size_t out_off, out_len, out_cap;
+	struct buf in, out;
 	ev_tstamp progress;	/* last write that took bytes, or when output became pending */
 };
 
@@ -45,14 +42,13 @@ static void die(struct peer *p, const char *why)
 /* Hand complete frames to the owner; false once the peer is dead or refused. */
 static bool take_frames(struct peer *p)
 {
-	size_t pos = 0;
 	bool ok = true;
 
-	while (pos < p->in_len) {
+	while (p->in.len) {
 		struct frame f;
 		size_t used;
 		const char *why;
-		int r = framing_decode(p->framing, p->in + pos, p->in_len - pos, p->max_message, &f,
+		int r = framing_decode(p->framing, buf_head(&p->in), p->in.len, p->max_message, &f,
 				       &used, &why);
 
 		if (r == 0)
@@ -61,25 +57,23 @@ static bool take_frames(struct peer *p)
 			char msg[160];
 
 			snprintf(msg, sizeof(msg), "framing error: %s", why);
+			p->ops.drops->bad_framing++;
 			die(p, msg);
 			return false;
 		}
-		if (!f.binary && !framing_utf8_valid(f.data, f.len)) {
+		if (!f.binary && !utf8_valid(f.data, f.len)) {
 			/* the server would fail the link with 1007, and we would resend it forever */
 			log_msg(LOG_WARNING, "%s: text message of %zu bytes is not valid UTF-8: dropped "
 				"(send it as binary)", p->name, f.len);
-			pos += used;
+			p->ops.drops->invalid_utf8++;
+			buf_consume(&p->in, used);
 			continue;
 		}
-		if (!p->ops.message(p->ops.ud, p, f.data, f.len, f.binary)) {
+		if (!p->ops.ev.message(p->ops.ev.ud, f.data, f.len, f.binary)) {
 			ok = false;
 			break;
 		}
-		pos += used;
-	}
-	if (pos) {
-		memmove(p->in, p->in + pos, p->in_len - pos);
-		p->in_len -= pos;
+		buf_consume(&p->in, used);
 	}
 	if (!ok && !p->dead) {
 		p->paused = true;
@@ -88,40 +82,39 @@ static bool take_frames(struct peer *p)
 	return ok && !p->dead;
 }
 
+/* The writer closed its end: a pipe may still take our output, a socket is gone. */
+static void input_ended(struct peer *p)
+{
+	if (p->in.len || !p->ops.eof || p->rw.fd == p->ww.fd) {
+		die(p, p->in.len ? "closed in the middle of a message" : "closed");
+		return;
+	}
+	p->input_stopped = true;
+	ev_io_stop(p->loop, &p->rw);
+	p->ops.eof(p->ops.ud, p);
+}
+
 /* One read. 1: read some and p lives on; 0: nothing to read now; -1: p is gone or paused. */
 static int read_some(struct peer *p)
 {
 	ssize_t n;
 
-	if (p->in_cap - p->in_len < READ_CHUNK) {
-		/* a frame may be up to max_message plus its header */
-		size_t ncap = p->in_len + READ_CHUNK;
-		unsigned char *nb;
-
-		if (ncap > p->max_message + READ_CHUNK + FRAMING_HEADER_MAX + 1) {
-			die(p, "input buffer overflow");
-			return -1;
-		}
-		nb = realloc(p->in, ncap);
-		if (!nb) {
-			die(p, "out of memory");
-			return -1;
-		}
-		p->in = nb;
-		p->in_cap = ncap;
+	/* a frame may be up to max_message plus its header */
+	if (p->in.len > p->max_message + FRAMING_HEADER_MAX + 1) {
+		die(p, "input buffer overflow");
+		return -1;
 	}
-	n = read(p->rw.fd, p->in + p->in_len, p->in_cap - p->in_len);
+	n = buf_read(&p->in, p->rw.fd, READ_CHUNK);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return 0;
-		die(p, strerror(errno));
+		die(p, errno == ENOMEM ? "out of memory" : strerror(errno));
 		return -1;
 	}
 	if (n == 0) {
-		die(p, p->in_len ? "closed in the middle of a message" : "closed");
+		input_ended(p);
 		return -1;
 	}
-	p->in_len += (size_t)n;
 	return take_frames(p) ? 1 : -1;
 }
 
@@ -133,52 +126,42 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 void peer_drain_input(struct peer *p)
 {
 	/* bounded: a writer that never stops must not hold the loop */
-	for (int i = 0; i < 4096; i++)
+	for (int i = 0; i < 4096 && !p->input_stopped; i++)
 		if (read_some(p) <= 0)
 			return; /* p may be gone: do not touch it */
 }
 
 static void note_drained(struct peer *p)
 {
-	if (p->high && p->out_len <= PEER_LOW_WATER) {
+	if (p->high && p->out.len <= ENDPOINT_LOW_WATER) {
 		p->high = false;
-		if (p->ops.drained)
-			p->ops.drained(p->ops.ud, p);
+		if (p->ops.ev.drained)
+			p->ops.ev.drained(p->ops.ev.ud);
 	}
 }
 
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct peer *p = w->data;
+	ssize_t n = buf_write(&p->out, w->fd);
 
-	while (p->out_len) {
-		ssize_t n = write(w->fd, p->out + p->out_off, p->out_len);
-
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR) {
-				note_drained(p);
-				return;
-			}
-			die(p, strerror(errno));
-			return;
-		}
-		p->out_off += (size_t)n;
-		p->out_len -= (size_t)n;
-		p->progress = ev_now(loop);
+	if (n < 0) {
+		die(p, strerror(errno));
+		return;
 	}
-	p->out_off = 0;
+	if (n > 0)
+		p->progress = ev_now(loop);
+	if (p->out.len) {
+		note_drained(p);
+		return;
+	}
 	ev_io_stop(loop, w);
 	note_drained(p);
 	if (p->close_output && w->fd != p->rw.fd) {
 		close(w->fd);
 		w->fd = -1;
 	}
-	/* a huge burst should not pin its buffer */
-	if (p->out_cap > 1024 * 1024) {
-		free(p->out);
-		p->out = NULL;
-		p->out_cap = 0;
-	}
+	buf_trim(&p->out, 1024 * 1024);
 }
 
 static int set_nonblock(int fd)
@@ -225,8 +208,8 @@ void peer_destroy(struct peer *p)
 		close(p->rw.fd);
 	if (p->ww.fd >= 0 && p->ww.fd != p->rw.fd)
 		close(p->ww.fd);
-	free(p->in);
-	free(p->out);
+	buf_finish(&p->in);
+	buf_finish(&p->out);
 	free(p);
 }
 
@@ -239,6 +222,7 @@ enum peer_send peer_send(struct peer *p, const unsigned char *data, size_t len, 
 {
 	struct framing_wrap w;
 	const char *why;
+	unsigned char *dst;
 	size_t need;
 
 	if (p->dead || p->ww.fd < 0 || p->close_output)
@@ -247,35 +231,17 @@ enum peer_send peer_send(struct peer *p, const unsigned char *data, size_t len, 
 		return PEER_UNFRAMABLE;
 	need = w.head_len + len + w.tail_len;
 	/* one message larger than the limit still goes to a peer that has caught up */
-	if (p->out_len && p->out_len + need > p->out_limit)
+	if (p->out.len && p->out.len + need > p->out_limit)
 		return PEER_FULL;
-	if (!p->out_len)
+	if (!p->out.len)
 		p->progress = ev_now(p->loop);
-	if (p->out_off + p->out_len + need > p->out_cap) {
-		size_t ncap = p->out_cap ? p->out_cap : 16 * 1024;
-		unsigned char *nb;
-
-		if (p->out_off) {
-			memmove(p->out, p->out + p->out_off, p->out_len);
-			p->out_off = 0;
-		}
-		while (ncap < p->out_len + need)
-			ncap *= 2;
-		if (ncap > p->out_cap) {
-			nb = realloc(p->out, ncap);
-			if (!nb)
-				return PEER_FULL;
-			p->out = nb;
-			p->out_cap = ncap;
-		}
-	}
-	unsigned char *dst = p->out + p->out_off + p->out_len;
-
+	if (!(dst = buf_reserve(&p->out, need)))
+		return PEER_FULL;
 	memcpy(dst, w.head, w.head_len);
 	memcpy(dst + w.head_len, data, len);
 	memcpy(dst + w.head_len + len, w.tail, w.tail_len);
-	p->out_len += need;
-	if (p->out_len > PEER_LOW_WATER)
+	buf_commit(&p->out, need);
+	if (p->out.len > ENDPOINT_LOW_WATER)
 		p->high = true;
 	ev_io_start(p->loop, &p->ww);
 	return PEER_SENT;
@@ -299,7 +265,7 @@ void peer_stop_input(struct peer *p)
 void peer_close_output(struct peer *p)
 {
 	p->close_output = true;
-	if (!p->out_len && p->ww.fd >= 0 && p->ww.fd != p->rw.fd) {
+	if (!p->out.len && p->ww.fd >= 0 && p->ww.fd != p->rw.fd) {
 		close(p->ww.fd);
 		p->ww.fd = -1;
 	}
@@ -307,10 +273,10 @@ void peer_close_output(struct peer *p)
 
 size_t peer_pending_output(const struct peer *p)
 {
-	return p->out_len;
+	return p->out.len;
 }
 
 double peer_stalled_for(const struct peer *p)
 {
-	return p->out_len ? ev_now(p->loop) - p->progress : 0;
+	return p->out.len ? ev_now(p->loop) - p->progress : 0;
 }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "endpoint.h"
 
 struct ev_loop;
 
@@ -17,18 +18,15 @@ struct ev_loop;
 struct peer;
 
 struct peer_ops {
+	/* Its messages (refused: it stops reading until peer_resume), its output draining. */
+	struct endpoint_events ev;
 	void *ud;
-	/* A message from the peer. Return false to refuse it for now (queue full):
-	 * the peer stops reading until peer_resume. */
-	bool (*message)(void *ud, struct peer *p, const unsigned char *data, size_t len,
-			bool binary);
 	/* The peer is gone or broke the protocol; it must be destroyed by the owner. */
 	void (*closed)(void *ud, struct peer *p, const char *why);
-	/* Optional: its output fell to PEER_LOW_WATER or below after being above. */
-	void (*drained)(void *ud, struct peer *p);
+	/* Optional, for separate pipes: the peer closed its end, but still reads ours. */
+	void (*eof)(void *ud, struct peer *p);
+	struct endpoint_drops *drops;	/* counts what the peer sent that was dropped */
 };
-
-#define PEER_LOW_WATER (256 * 1024)
 
 struct peer *peer_create(struct ev_loop *loop, int rfd, int wfd, enum framing framing,
 			 size_t max_message, size_t out_limit, const char *name,

@@ -25,6 +25,9 @@ struct wst_status {
 	unsigned long long dropped, dropped_bytes, rejected;
 	bool reject_overflow;
 	unsigned long long unframable, bridge_clients_dropped;
+	/* local endpoints together, by reason (struct endpoint_drops) */
+	unsigned long long undelivered, invalid_utf8, oversized, slow_readers, bad_framing;
+	unsigned long long too_big;	/* local messages larger than queue.max_bytes */
 	const char *last_error;
 	int last_close_code;		/* 0: none */
 	const char *last_close_reason;

@@ -9,13 +9,11 @@
 
 #include <ev.h>
 
+#include "buf.h"
 #include "framing.h"
 #include "log.h"
 
 #define READ_CHUNK (256 * 1024)
-/* stdout back-pressure: pause the server above HIGH, resume below LOW */
-#define OUT_HIGH (1024 * 1024)
-#define OUT_LOW (256 * 1024)
 
 struct stdio_bridge {
 	struct ev_loop *loop;
@@ -24,15 +22,10 @@ struct stdio_bridge {
 
 	ev_io in_w, out_w;
 	int in_flags, out_flags;	/* to restore at exit; -1 = untouched */
-	bool in_done, in_paused, in_eof, discarding, rx_paused, out_broken;
+	bool in_done, in_paused, in_eof, discarding, high, out_broken;
 
-	char *in;		/* unparsed stdin bytes */
-	size_t in_len, in_cap;
-
-	char *out;
-	size_t out_off, out_len, out_cap;
-
-	unsigned long long unframable;
+	struct buf in, out;
+	struct endpoint_drops drops;
 };
 
 /* Only pipes and sockets are ours alone; a terminal shared with the shell stays blocking. */
@@ -55,58 +48,58 @@ static void restore_flags(int fd, int fl)
 		log_errno(LOG_DEBUG, "restoring flags of fd %d", fd);
 }
 
+/* A line over max_line: drop it whole, also the part still to come. */
+static void drop_long_line(struct stdio_bridge *s)
+{
+	const unsigned char *p = buf_head(&s->in), *nl = memchr(p, '\n', s->in.len);
+
+	s->drops.oversized++;
+	if (nl) {
+		log_msg(LOG_WARNING,
+			"stdin line of %zu bytes exceeds link.max_message_bytes (%zu): dropped",
+			(size_t)(nl - p), s->max_line);
+		buf_consume(&s->in, (size_t)(nl - p) + 1);
+		return;
+	}
+	log_msg(LOG_WARNING, "stdin line longer than link.max_message_bytes (%zu): dropped",
+		s->max_line);
+	s->discarding = true;
+	buf_consume(&s->in, s->in.len);
+}
+
 /* Queue each complete line; returns false when the queue is full. */
 static bool take_lines(struct stdio_bridge *s)
 {
-	size_t pos = 0;
-	bool room = true;
+	while (s->in.len) {
+		const unsigned char *p = buf_head(&s->in), *nl;
+		struct frame f;
+		size_t used;
+		int r;
 
-	while (pos < s->in_len) {
-		char *nl = memchr(s->in + pos, '\n', s->in_len - pos);
-		size_t len;
-
-		if (!nl) {
-			if (s->in_len - pos > s->max_line) {
-				if (!s->discarding)
-					log_msg(LOG_WARNING,
-						"stdin line longer than link.max_message_bytes (%zu): "
-						"dropped",
-						s->max_line);
-				s->discarding = true;
-				pos = s->in_len;
-			}
-			break;
-		}
-		len = (size_t)(nl - (s->in + pos));
 		if (s->discarding) {
-			s->discarding = false;
-			pos += len + 1;
+			nl = memchr(p, '\n', s->in.len);
+			buf_consume(&s->in, nl ? (size_t)(nl - p) + 1 : s->in.len);
+			s->discarding = !nl;
 			continue;
 		}
-		if (len > s->max_line) {
-			log_msg(LOG_WARNING,
-				"stdin line of %zu bytes exceeds link.max_message_bytes (%zu): dropped",
-				len, s->max_line);
-			pos += len + 1;
-			continue;
-		}
-		if (!framing_utf8_valid(s->in + pos, len)) {
-			/* the server would fail the link with 1007, and we would resend it forever */
-			log_msg(LOG_WARNING, "stdin line of %zu bytes is not valid UTF-8: dropped", len);
-			pos += len + 1;
-			continue;
-		}
-		if (!s->ev.message(s->ev.ud, s->in + pos, len)) {
-			room = false;
+		r = framing_decode(FRAMING_LINES, p, s->in.len, s->max_line, &f, &used, NULL);
+		if (r == 0)
 			break;
+		if (r < 0) {
+			drop_long_line(s);
+			continue;
 		}
-		pos += len + 1;
+		if (!utf8_valid(f.data, f.len)) {
+			/* the server would fail the link with 1007, and we would resend it forever */
+			log_msg(LOG_WARNING, "stdin line of %zu bytes is not valid UTF-8: dropped",
+				f.len);
+			s->drops.invalid_utf8++;
+		} else if (!s->ev.message(s->ev.ud, (const char *)f.data, f.len)) {
+			return false;
+		}
+		buf_consume(&s->in, used);
 	}
-	if (pos) {
-		memmove(s->in, s->in + pos, s->in_len - pos);
-		s->in_len -= pos;
-	}
-	return room;
+	return true;
 }
 
 static void input_finished(struct stdio_bridge *s)
@@ -117,83 +110,68 @@ static void input_finished(struct stdio_bridge *s)
 		s->ev.eof(s->ev.ud);
 }
 
+static void pause_input(struct stdio_bridge *s)
+{
+	ev_io_stop(s->loop, &s->in_w);
+	s->in_paused = true;
+}
+
 static void in_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct stdio_bridge *s = w->data;
-	ssize_t n;
+	ssize_t n = buf_read(&s->in, w->fd, READ_CHUNK);
+	unsigned char *nl;
 
-	if (s->in_cap - s->in_len < READ_CHUNK) {
-		size_t ncap = s->in_len + READ_CHUNK;
-		char *nb = realloc(s->in, ncap);
-
-		if (!nb) {
-			log_msg(LOG_ERR, "out of memory reading stdin: pausing input");
-			ev_io_stop(loop, w);
-			s->in_paused = true;
-			return;
-		}
-		s->in = nb;
-		s->in_cap = ncap;
-	}
-	n = read(w->fd, s->in + s->in_len, s->in_cap - s->in_len);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return;
+		if (errno == ENOMEM) {
+			log_msg(LOG_ERR, "out of memory reading stdin: pausing input");
+			pause_input(s);
+			return;
+		}
 		log_errno(LOG_ERR, "reading stdin");
 		input_finished(s);
 		return;
 	}
-	if (n == 0) {
-		/* a last line without '\n' is still a line */
-		if (s->in_len && !s->discarding) {
-			if (s->in_len < s->in_cap) {
-				s->in[s->in_len++] = '\n';
-			}
-		}
-		if (!take_lines(s)) {
-			/* wait for room, then finish: a terminal's EOF does not come twice */
-			ev_io_stop(loop, w);
-			s->in_paused = true;
-			s->in_eof = true;
-			return;
-		}
-		input_finished(s);
+	if (n > 0) {
+		if (!take_lines(s))
+			pause_input(s);
 		return;
 	}
-	s->in_len += (size_t)n;
-	if (!take_lines(s)) {
-		ev_io_stop(loop, w);
-		s->in_paused = true;
+	/* a last line without '\n' is still a line */
+	if (s->in.len && !s->discarding && (nl = buf_reserve(&s->in, 1))) {
+		*nl = '\n';
+		buf_commit(&s->in, 1);
 	}
+	if (!take_lines(s)) {
+		/* wait for room, then finish: a terminal's EOF does not come twice */
+		pause_input(s);
+		s->in_eof = true;
+		return;
+	}
+	input_finished(s);
 }
 
 static void out_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct stdio_bridge *s = w->data;
 
-	while (s->out_len) {
-		ssize_t n = write(w->fd, s->out + s->out_off, s->out_len);
-
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				return;
-			log_errno(LOG_ERR, "writing stdout");
-			s->out_broken = true;
-			s->out_len = 0;
-			ev_io_stop(loop, w);
-			if (s->ev.broken)
-				s->ev.broken(s->ev.ud);
-			return;
-		}
-		s->out_off += (size_t)n;
-		s->out_len -= (size_t)n;
-		if (s->rx_paused && s->out_len < OUT_LOW && s->ev.rx_pause) {
-			s->rx_paused = false;
-			s->ev.rx_pause(s->ev.ud, false);
-		}
+	if (buf_write(&s->out, w->fd) < 0) {
+		log_errno(LOG_ERR, "writing stdout");
+		s->out_broken = true;
+		s->out.len = 0;
+		ev_io_stop(loop, w);
+		if (s->ev.broken)
+			s->ev.broken(s->ev.ud);
+		return;
 	}
-	s->out_off = 0;
-	ev_io_stop(loop, w);
+	if (!s->out.len)
+		ev_io_stop(loop, w);
+	if (s->high && s->out.len <= ENDPOINT_LOW_WATER) {
+		s->high = false;
+		s->ev.drained(s->ev.ud);
+	}
 }
 
 struct stdio_bridge *stdio_create(struct ev_loop *loop, size_t max_line,
@@ -215,21 +193,32 @@ struct stdio_bridge *stdio_create(struct ev_loop *loop, size_t max_line,
 	return s;
 }
 
-void stdio_destroy(struct stdio_bridge *s)
+/* Write what is buffered for stdout, blocking, and free it all; at exit. */
+static void stdio_destroy(void *self)
 {
-	if (!s)
-		return;
+	struct stdio_bridge *s = self;
+
 	ev_io_stop(s->loop, &s->in_w);
 	ev_io_stop(s->loop, &s->out_w);
 	restore_flags(STDIN_FILENO, s->in_flags);
 	restore_flags(STDOUT_FILENO, s->out_flags);
-	free(s->in);
-	free(s->out);
+	while (s->out.len && !s->out_broken) {
+		ssize_t n = buf_write(&s->out, STDOUT_FILENO);
+
+		if (n < 0 || (!n && errno != EINTR)) {
+			log_errno(LOG_ERR, "writing stdout");
+			break;
+		}
+	}
+	buf_finish(&s->in);
+	buf_finish(&s->out);
 	free(s);
 }
 
-void stdio_resume(struct stdio_bridge *s)
+static void stdio_resume(void *self)
 {
+	struct stdio_bridge *s = self;
+
 	if (!s->in_paused || s->in_done)
 		return;
 	if (!take_lines(s))
@@ -242,69 +231,56 @@ void stdio_resume(struct stdio_bridge *s)
 	ev_io_start(s->loop, &s->in_w);
 }
 
-void stdio_stop_input(struct stdio_bridge *s)
+static void stdio_stop_input(void *self)
 {
+	struct stdio_bridge *s = self;
+
 	ev_io_stop(s->loop, &s->in_w);
 	s->in_done = true;
 }
 
-void stdio_output(struct stdio_bridge *s, const unsigned char *data, size_t len, bool binary)
+/* One message from the server; binary or multi-line text cannot be a line. */
+static void stdio_output(void *self, const unsigned char *data, size_t len, bool binary)
 {
+	struct stdio_bridge *s = self;
+	unsigned char *dst;
+
 	if (s->out_broken)
 		return;
 	if (binary || memchr(data, '\n', len)) {
 		/* a line can carry neither: never write half a message */
-		s->unframable++;
-		log_msg(s->unframable == 1 ? LOG_WARNING : LOG_DEBUG,
+		s->drops.unframable++;
+		log_msg(s->drops.unframable == 1 ? LOG_WARNING : LOG_DEBUG,
 			"%s message of %zu bytes from the server cannot be a stdout line: skipped "
 			"(%llu so far)",
-			binary ? "binary" : "multi-line text", len, s->unframable);
+			binary ? "binary" : "multi-line text", len, s->drops.unframable);
 		return;
 	}
-	if (s->out_off + s->out_len + len + 1 > s->out_cap) {
-		size_t ncap = s->out_cap ? s->out_cap : 64 * 1024;
-		char *nb;
-
-		if (s->out_off) {
-			memmove(s->out, s->out + s->out_off, s->out_len);
-			s->out_off = 0;
-		}
-		while (ncap < s->out_len + len + 1)
-			ncap *= 2;
-		if (ncap > s->out_cap) {
-			nb = realloc(s->out, ncap);
-			if (!nb) {
-				log_msg(LOG_ERR, "out of memory buffering stdout: message lost");
-				return;
-			}
-			s->out = nb;
-			s->out_cap = ncap;
-		}
+	if (!(dst = buf_reserve(&s->out, len + 1))) {
+		log_msg(LOG_ERR, "out of memory buffering stdout: message lost");
+		s->drops.undelivered++;
+		return;
 	}
-	memcpy(s->out + s->out_off + s->out_len, data, len);
-	s->out[s->out_off + s->out_len + len] = '\n';
-	s->out_len += len + 1;
+	memcpy(dst, data, len);
+	dst[len] = '\n';
+	buf_commit(&s->out, len + 1);
 	ev_io_start(s->loop, &s->out_w);
-	if (!s->rx_paused && s->out_len > OUT_HIGH && s->ev.rx_pause) {
-		s->rx_paused = true;
-		s->ev.rx_pause(s->ev.ud, true);
-	}
+	if (s->out.len > ENDPOINT_LOW_WATER)
+		s->high = true;
 }
 
-void stdio_flush(struct stdio_bridge *s)
+/* A pipe is waited for, never dropped: all of its backlog counts. */
+static size_t stdio_pending(const void *self, double active_s)
 {
-	restore_flags(STDOUT_FILENO, s->out_flags);
-	s->out_flags = -1;
-	while (s->out_len && !s->out_broken) {
-		ssize_t n = write(STDOUT_FILENO, s->out + s->out_off, s->out_len);
+	return ((const struct stdio_bridge *)self)->out.len;
+}
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			log_errno(LOG_ERR, "writing stdout");
-			break;
-		}
-		s->out_off += (size_t)n;
-		s->out_len -= (size_t)n;
-	}
+const struct endpoint_impl stdio_endpoint = {
+	stdio_output, stdio_resume, stdio_stop_input,
+	stdio_pending, NULL, stdio_destroy,
+};
+
+struct endpoint_drops stdio_drops(const struct stdio_bridge *s)
+{
+	return s ? s->drops : (struct endpoint_drops){ 0 };
 }

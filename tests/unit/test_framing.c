@@ -278,24 +278,6 @@ static void encoder_refuses_what_lines_cannot_carry(void **state)
 	assert_int_equal(framing_encode((enum framing)42, false, "", 0, &w, &why), -1);
 }
 
-static void validates_utf8(void **state)
-{
-	assert_true(framing_utf8_valid("", 0));
-	assert_true(framing_utf8_valid(NULL, 0));
-	assert_false(framing_utf8_valid(NULL, 1));
-	assert_true(framing_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14));
-	assert_true(framing_utf8_valid("\0\x7f", 2));
-	assert_true(framing_utf8_valid("\xed\x9f\xbf\xf4\x8f\xbf\xbf", 7));
-	assert_false(framing_utf8_valid("\xff", 1));
-	assert_false(framing_utf8_valid("\xc0\xaf", 2));
-	assert_false(framing_utf8_valid("\xe0\x80\xaf", 3));
-	assert_false(framing_utf8_valid("\xed\xa0\x80", 3));
-	assert_false(framing_utf8_valid("\xf4\x90\x80\x80", 4));
-	assert_false(framing_utf8_valid("\xe2\x82", 2));
-	assert_false(framing_utf8_valid("a\x80", 2));
-	assert_false(framing_utf8_valid("\xc3\xa9\xc3", 3));
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -307,7 +289,6 @@ int main(void)
 	    cmocka_unit_test(unknown_type_is_an_error_at_once),
 	    cmocka_unit_test(binary_with_ff_bytes),
 	    cmocka_unit_test(encoder_refuses_what_lines_cannot_carry),
-	    cmocka_unit_test(validates_utf8),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
