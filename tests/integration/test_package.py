@@ -119,6 +119,14 @@ def deb_field(deb, field):
                           check=True, timeout=30).stdout.strip()
 
 
+def deb_files(deb):
+    """The paths of the files (not the directories) the .deb holds."""
+    listing = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True,
+                             check=True, timeout=30).stdout
+    return {l.split(None, 5)[5].lstrip(".") for l in listing.splitlines()
+            if not l.startswith("d")}
+
+
 # -- installing it under systemd in a namespace
 
 
@@ -149,11 +157,7 @@ def installed(deb, tmp_path_factory):
     for tool in ("unshare", "nsenter", "mount", "dpkg-deb"):
         if not shutil.which(tool):
             pytest.fail(f"{tool} not found (util-linux / systemd / dpkg packages)")
-    contents = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True,
-                              check=True, timeout=30).stdout
-    paths = [l.split(None, 5)[5].lstrip(".") for l in contents.splitlines()
-             if not l.startswith("d")]
-    paths += ["/var/lib/dpkg/info/wstether.list", "/etc/wstether"]
+    paths = sorted(deb_files(deb)) + ["/var/lib/dpkg/info/wstether.list", "/etc/wstether"]
     before = machine_state(paths)
 
     work = tmp_path_factory.mktemp("package-ns")
@@ -210,9 +214,7 @@ def test_package_metadata_and_contents(deb):
     # libwebsockets is linked in, not a dependency
     assert "libwebsockets" not in deb_field(deb, "Depends")
     assert deb_field(deb, "Built-Using").startswith("libwebsockets (= ")
-    contents = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True,
-                              check=True, timeout=30).stdout
-    files = {l.split(None, 5)[5].lstrip(".") for l in contents.splitlines()}
+    files = deb_files(deb)
     for f in ("/usr/bin/wstether", "/usr/bin/wstetherctl",
               "/lib/systemd/system/wstether.service", "/lib/systemd/system/wstether@.service",
               "/usr/share/man/man8/wstether.8.gz", "/usr/share/man/man5/wstether.conf.5.gz",
@@ -221,7 +223,7 @@ def test_package_metadata_and_contents(deb):
               "/usr/share/doc/wstether/copyright",
               "/usr/share/bash-completion/completions/wstether",
               "/usr/share/bash-completion/completions/wstetherctl"):
-        assert f in files, f"{f} not in the package:\n{contents}"
+        assert f in files, f"{f} not in the package: {sorted(files)}"
     assert not [f for f in files if f.startswith("/etc/")], "the package ships files in /etc"
 
 
