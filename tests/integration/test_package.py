@@ -18,6 +18,7 @@ Root only (unshare, mounts, dpkg); skipped otherwise.
 """
 
 import hashlib
+import itertools
 import json
 import os
 import pathlib
@@ -26,7 +27,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, WsServer, wait_until, wstether_path
+from conftest import REPO, WsServer, link_config, wait_until, wstether_path
 from peers.systemd_ns import SystemdNamespace
 
 UNIT = "wstether@demo.service"
@@ -202,6 +203,21 @@ def test_lintian_reports_no_errors(deb):
     assert not unexplained, f"lintian warnings nobody explained: {sorted(unexplained)}"
 
 
+def test_build_depends_cover_the_libraries_setup_installs():
+    """A library added to scripts/setup for the build must be a build
+    dependency too, or the package builds only where setup ran before."""
+    setup = (REPO / "scripts" / "setup").read_text()
+    pkgs = setup[setup.index("PKGS=("):].split(")", 1)[0].split()
+    # libc6-dev comes with build-essential, which a package build assumes
+    libs = {p for p in pkgs if p.startswith("lib") and p.endswith("-dev")} - {"libc6-dev"}
+    lines = (REPO / "debian" / "control").read_text().splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("Build-Depends:"))
+    field = [lines[start].split(":", 1)[1]]
+    field += [l for l in itertools.takewhile(lambda l: l[:1] in (" ", "\t"), lines[start + 1:])]
+    listed = {d.split()[0] for d in " ".join(field).split(",") if d.strip()}
+    assert libs <= listed, f"not in debian/control's Build-Depends: {sorted(libs - listed)}"
+
+
 def test_package_metadata_and_contents(deb):
     version = json.loads(subprocess.run(
         ["meson", "introspect", "--projectinfo", REPO / "meson.build"], capture_output=True,
@@ -248,7 +264,7 @@ def test_install_enables_and_starts_nothing(installed):
 def test_demo_link_comes_up(installed):
     ns, server = installed.ns, installed.server
     url = server.url("127.0.0.1")
-    ns.write_file(CONF, f'link = {{ url = "{url}"; }};\ncontrol = {{ socket = "{CTL}"; }};\n')
+    ns.write_file(CONF, link_config(url, f'control = {{ socket = "{CTL}"; }};\n'))
     r = ns.systemctl("start", UNIT, timeout=30)
     assert r.returncode == 0, f"systemctl start failed: {r.stderr}\n{installed.journal_tail()}"
     server.wait_for_event("open", timeout=15)
