@@ -35,6 +35,8 @@ def expected_files():
         f"{p}/share/man/man8/wstether.8",
         f"{p}/share/man/man5/wstether.conf.5",
         f"{p}/share/doc/wstether/examples/wstether.conf",
+        f"{p}/share/bash-completion/completions/wstether",
+        f"{p}/share/bash-completion/completions/wstetherctl",
     }
     # wstetherctl and its page, once they exist in the tree
     if (REPO / "src" / "wstetherctl.c").exists():
@@ -96,6 +98,37 @@ def test_example_config(inst):
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, f"the example config does not pass --check: {r.stderr}"
     assert r.stdout.strip() == f"{example}: ok"
+
+
+def complete(script, words, cword=None):
+    """What the installed bash completion offers for words (the last is completed)."""
+    cword = len(words) - 1 if cword is None else cword
+    func = "_" + words[0]
+    r = subprocess.run(["bash", "-c", 'source "$1"; shift; COMP_WORDS=("$@"); '
+                        f'COMP_CWORD={cword}; {func}; printf "%s\\n" "${{COMPREPLY[@]}}"',
+                        "bash", script, *words], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and not r.stderr, r
+    return r.stdout.split()
+
+
+def test_bash_completion(inst):
+    d = inst.root / "share" / "bash-completion" / "completions"
+    ctl, wst = d / "wstetherctl", d / "wstether"
+    assert complete(ctl, ["wstetherctl", "st"]) == ["status"]
+    assert complete(ctl, ["wstetherctl", "re"]) == ["reconnect", "resume", "reload"]
+    assert set(complete(ctl, ["wstetherctl", ""])) == {
+        "status", "send", "reconnect", "close", "pause", "resume", "reload", "metrics", "watch"}
+    # options come before the command, and their values are skipped
+    assert complete(ctl, ["wstetherctl", "-s", "/run/x.ctl", "me"]) == ["metrics"]
+    assert complete(ctl, ["wstetherctl", "--socket", "=", "/run/x.ctl", "wa"]) == ["watch"]
+    assert complete(ctl, ["wstetherctl", "--"]) == ["--socket", "--help"]
+    assert complete(ctl, ["wstetherctl", "reconnect", ""]) == ["--now"]
+    assert complete(ctl, ["wstetherctl", "status", ""]) == []
+    assert complete(wst, ["wstether", "--log-level", "n"]) == ["notice"]
+    assert "--check" in complete(wst, ["wstether", "--"])
+    example = inst.root / "share" / "doc" / "wstether" / "examples" / "wstether.conf"
+    assert complete(wst, ["wstether", "--config", str(example)[:-2]]) == [str(example)]
+    assert complete(wst, ["wstether", "--config", "=", str(example)[:-2]]) == [str(example)]
 
 
 def test_man_pages(inst):

@@ -4,12 +4,13 @@ See shared/systemd-in-namespace.md. The file system is shared with the
 machine, so before systemd starts, the boot script (run by `unshare` in the
 new mount namespace) covers everything systemd or the test may write:
 
-- /etc and /var: overlays whose upper layers live in the test's work dir, so
-  sysusers, tmpfiles, journald (/var/log/journal), StateDirectory=
-  (/var/lib/private) and our config in /etc/wstether change nothing on the
-  machine;
-- the install prefix: a tmpfs, filled from a DESTDIR staging copy made by
-  `meson install --destdir`;
+- /etc and /var (and /usr for a package install): overlays whose upper
+  layers live in a tmpfs of the namespace, so sysusers, tmpfiles, journald
+  (/var/log/journal), StateDirectory= (/var/lib/private), our config in
+  /etc/wstether and dpkg (/var/lib/dpkg, /usr, /etc) change nothing on the
+  machine and leave nothing behind;
+- the install prefix, when there is one: a tmpfs, filled from a DESTDIR
+  staging copy made by `meson install --destdir`;
 - /tmp, /var/tmp, /run: fresh tmpfs (systemd-tmpfiles empties /tmp at boot).
 
 Every mount must succeed (set -e, and each step is chained with &&) or the
@@ -32,22 +33,32 @@ SYSTEMD = "/lib/systemd/systemd"
 
 BOOT_SCRIPT = r"""
 set -e
-W="$1"; STAGE="$2"; PREFIX="$3"
-mount -t overlay overlay -o "lowerdir=/etc,upperdir=$W/etc.upper,workdir=$W/etc.work" /etc &&
-mount -t overlay overlay -o "lowerdir=/var,upperdir=$W/var.upper,workdir=$W/var.work" /var &&
-mount -t tmpfs -o mode=755 tmpfs "$PREFIX" &&
-cp -a "$STAGE$PREFIX/." "$PREFIX/" &&
+W="$1"; SYSTEMD="$2"; STAGE="$3"; PREFIX="$4"; shift 4
+mkdir -p "$W/layers" &&
+mount -t tmpfs -o mode=700 tmpfs "$W/layers" &&
+for d in "$@"; do
+  n=$(echo "${d#/}" | tr / _) &&
+  mkdir "$W/layers/$n.upper" "$W/layers/$n.work" &&
+  mount -t overlay overlay \
+    -o "lowerdir=$d,upperdir=$W/layers/$n.upper,workdir=$W/layers/$n.work" "$d"
+done &&
+if [ -n "$PREFIX" ]; then
+  mount -t tmpfs -o mode=755 tmpfs "$PREFIX" &&
+  cp -a "$STAGE$PREFIX/." "$PREFIX/"
+fi &&
 mount -t tmpfs -o mode=1777 tmpfs /tmp &&
 mount -t tmpfs -o mode=1777 tmpfs /var/tmp &&
 mount -t tmpfs -o mode=755 tmpfs /run &&
 echo "wstether-test: mounts in place, starting systemd" &&
-exec "$4" --system --unit=sysinit.target
+exec "$SYSTEMD" --system --unit=sysinit.target
 echo "wstether-test: a mount failed, systemd not started" >&2
 exit 1
 """
 
 # Prefixes it is safe to cover with a tmpfs for the namespace's lifetime.
 SAFE_PREFIXES = ("/usr/local", "/opt/")
+# Directories it may cover with an overlay (on a merged /usr, /lib is a link).
+OVERLAYABLE = ("/etc", "/var", "/usr", "/lib")
 
 CLEAN_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -72,17 +83,20 @@ class SystemdNamespace:
 
     # -- life
 
-    def boot(self, stage, prefix, timeout=60):
-        """Boot systemd with stage/prefix installed at prefix."""
-        if not (prefix == SAFE_PREFIXES[0] or prefix.startswith(SAFE_PREFIXES[1])) \
-                or ".." in prefix:
-            raise NamespaceError(f"refusing to cover {prefix!r} with a tmpfs")
-        if not os.path.isdir(prefix):
-            raise NamespaceError(f"{prefix} must exist on the machine to be mounted over")
+    def boot(self, stage=None, prefix=None, overlays=("/etc", "/var"), timeout=60):
+        """Boot systemd with overlays over these directories, and stage/prefix
+        (a DESTDIR install) copied to a tmpfs at prefix when given."""
+        if prefix is not None:
+            if not (prefix == SAFE_PREFIXES[0] or prefix.startswith(SAFE_PREFIXES[1])) \
+                    or ".." in prefix:
+                raise NamespaceError(f"refusing to cover {prefix!r} with a tmpfs")
+            if not os.path.isdir(prefix):
+                raise NamespaceError(f"{prefix} must exist on the machine to be mounted over")
+        for d in overlays:
+            if d not in OVERLAYABLE or os.path.islink(d):
+                raise NamespaceError(f"refusing to cover {d!r} with an overlay")
         if not os.path.exists(SYSTEMD):
             raise NamespaceError(f"{SYSTEMD} missing: install the 'systemd' package")
-        for d in ("etc.upper", "etc.work", "var.upper", "var.work"):
-            (self.workdir / d).mkdir(parents=True, exist_ok=True)
         script = self.workdir / "boot.sh"
         script.write_text(BOOT_SCRIPT)
         with open(self.log, "wb") as log:
@@ -93,7 +107,8 @@ class SystemdNamespace:
                 ["setpriv", "--pdeathsig", "KILL",
                  "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount",
                  "--propagation", "private", "--mount-proc",
-                 "sh", str(script), str(self.workdir), str(stage), prefix, SYSTEMD],
+                 "sh", str(script), str(self.workdir), SYSTEMD, str(stage or ""),
+                 prefix or "", *overlays],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=CLEAN_ENV, start_new_session=True)
         self.pid1 = self._find_pid1(timeout=15)
@@ -205,6 +220,17 @@ class SystemdNamespace:
     def write_file(self, path, text, mode="0644"):
         self.run("sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"',
                  "sh", path, mode, input=text, check=True)
+
+    def copy_in(self, src, dest, mode="0644"):
+        """Copy a file of the machine's to dest inside (the namespace has its
+        own /tmp and /run, so a path there may not be visible inside)."""
+        with open(src, "rb") as f:
+            r = subprocess.run(["nsenter", "-t", str(self.pid1), "-p", "-m", "sh", "-c",
+                                'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"',
+                                "sh", str(dest), mode],
+                               stdin=f, capture_output=True, timeout=60, env=CLEAN_ENV)
+        if r.returncode != 0:
+            raise NamespaceError(f"copying {src} to {dest} failed: {r.stderr!r}")
 
     def remove(self, path):
         self.run("rm", "-rf", path, check=True)
