@@ -124,6 +124,21 @@ def test_metrics_pass_a_real_parser_and_follow_the_link(dp):
     assert metric(m, "wstether_messages_confirmed_total") == 8
 
 
+def test_spooled_messages_keep_their_age_across_a_restart(dp):
+    srv = dp.down_server()
+    conf = dp.config(srv.url(), spool=dp.spool)
+    d = dp.start(conf)
+    dp.ctl("send", "old")
+    time.sleep(1.5)
+    d.proc.kill()
+    d.wait()
+    dp.start(conf)
+    m = parse_metrics(ctl_metrics(dp))
+    assert metric(m, "wstether_queue_messages") == 1
+    assert metric(m, "wstether_spool_bytes") > 0
+    assert metric(m, "wstether_queue_oldest_age_seconds") >= 1.5
+
+
 def test_metrics_show_the_client_certificate_expiry(dp, ws_server, pki):
     srv = ws_server(tls=(pki.server_crt, pki.server_key))
     # the server's own pair serves as a client certificate: only its dates matter here
