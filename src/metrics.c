@@ -80,8 +80,8 @@ static void queue_metrics(FILE *f, const struct wst_status *st)
 {
 	/* the spool dates messages across restarts; the queue, from when it got them */
 	int64_t oldest = st->spool_on && st->spool.oldest_age_ms > st->oldest_queued_ms
-				 ? st->spool.oldest_age_ms
-				 : st->oldest_queued_ms;
+			     ? st->spool.oldest_age_ms
+			     : st->oldest_queued_ms;
 
 	one(f, "queue_messages", "gauge", "Messages queued for the server, in flight included.",
 	    st->queue_messages);
@@ -92,8 +92,7 @@ static void queue_metrics(FILE *f, const struct wst_status *st)
 	    st->spool_on ? st->spool.bytes : 0);
 	head(f, "queue_oldest_age_seconds", "gauge",
 	     "How long the oldest queued message has waited; 0 when the queue is empty.");
-	fprintf(f, P "queue_oldest_age_seconds %.3f\n",
-		oldest > 0 ? (double)oldest / 1000.0 : 0.0);
+	fprintf(f, P "queue_oldest_age_seconds %.3f\n", oldest > 0 ? (double)oldest / 1000.0 : 0.0);
 	one(f, "bridge_clients", "gauge", "Clients connected to the bridge socket.",
 	    st->bridge_clients);
 }
