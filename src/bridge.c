@@ -39,6 +39,9 @@ struct bridge {
 	unsigned long long seq;
 	struct endpoint_drops drops;
 	bool input_stopped;
+	bool events;		/* bridge.events: event frames to every client */
+	char *last_event;	/* replayed to a client that connects */
+	size_t last_event_len;
 };
 
 static void remove_client(struct bridge *b, struct peer *p)
@@ -92,6 +95,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		if (b->input_stopped)
 			peer_stop_input(p);
+		/* where the link stands, for a client that connects between events */
+		if (b->events && b->last_event)
+			peer_send_event(p, b->last_event, b->last_event_len);
 		b->clients[b->n++] = p;
 		log_msg(LOG_DEBUG, "%s: connected", name);
 	}
@@ -114,6 +120,7 @@ struct bridge *bridge_create(struct ev_loop *loop, const struct wst_config *cfg,
 	b->loop = loop;
 	b->ops = *ops;
 	b->framing = cfg->bridge_framing;
+	b->events = cfg->bridge_events;
 	b->max_message = cfg->max_message_bytes;
 	snprintf(b->path, sizeof(b->path), "%s", cfg->bridge_socket);
 	ev_io_init(&b->lw, accept_cb, b->fd, EV_READ);
@@ -132,6 +139,7 @@ static void bridge_destroy(void *self)
 		log_errno(LOG_WARNING, "%s: unlink", b->path);
 	while (b->n)
 		peer_destroy(b->clients[--b->n]);
+	free(b->last_event);
 	free(b);
 }
 
@@ -160,6 +168,34 @@ static void bridge_broadcast(void *self, const unsigned char *data, size_t len, 
 			continue; /* clients[i] is now another client */
 		case PEER_SENT:
 			break;
+		}
+		i++;
+	}
+}
+
+/* A link event (JSON) to every client as an event frame, when bridge.events is on. */
+static void bridge_event(void *self, const char *json, size_t len)
+{
+	struct bridge *b = self;
+	char *copy;
+
+	if (!b->events)
+		return;
+	if ((copy = malloc(len))) {
+		memcpy(copy, json, len);
+		free(b->last_event);
+		b->last_event = copy;
+		b->last_event_len = len;
+	}
+	for (size_t i = 0; i < b->n;) {
+		struct peer *p = b->clients[i];
+
+		if (peer_send_event(p, json, len) == PEER_FULL) {
+			log_msg(LOG_WARNING, "%s: dropped: it stopped reading (%zu bytes unread)",
+				peer_name(p), peer_pending_output(p));
+			b->drops.slow_readers++;
+			remove_client(b, p);
+			continue; /* clients[i] is now another client */
 		}
 		i++;
 	}
@@ -237,5 +273,5 @@ static void bridge_drop_stalled(void *self, double stall_s)
 
 const struct endpoint_impl bridge_endpoint = {
 	bridge_broadcast, bridge_resume, bridge_stop_input,
-	bridge_max_pending, bridge_drop_stalled, bridge_destroy,
+	bridge_max_pending, bridge_drop_stalled, bridge_destroy, bridge_event,
 };

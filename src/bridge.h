@@ -18,7 +18,11 @@ struct bridge;
 /* Listen; NULL with err set (a live socket means another instance is running). */
 struct bridge *bridge_create(struct ev_loop *loop, const struct wst_config *cfg,
 			     const struct endpoint_events *ops, char *err, size_t errlen);
-/* Its endpoint operations: pending and stalled look at each client. */
+/*
+ * Its endpoint operations: pending and stalled look at each client; event
+ * frames go to every client when bridge.events is on, and the latest to
+ * each client that connects.
+ */
 extern const struct endpoint_impl bridge_endpoint;
 
 size_t bridge_clients(const struct bridge *b);

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "spool.h"
 #include "url.h"
+#include "utf8.h"
 
 enum kind {
 	K_STR,		/* string */
@@ -52,6 +53,8 @@ static const struct key keys[] = {
 	{ "link", "connect_timeout_s", K_UINT, F(connect_timeout_s), 1, 3600, "15", RELOAD_RECONNECT },
 	{ "link", "max_message_bytes", K_SIZE, F(max_message_bytes), 1, 256 << 20, "1048576", RELOAD_RECONNECT },
 	{ "link", "drain_timeout_s", K_UINT, F(drain_timeout_s), 0, 3600, "5", RELOAD_LIVE },
+	{ "link", "hello", K_STR, F(hello), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "hello_file", K_FILE, F(hello_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "tls", "ca_file", K_FILE, F(ca_file), 0, 0, "/etc/ssl/certs/ca-certificates.crt", RELOAD_RECONNECT },
 	{ "tls", "cert_file", K_FILE, F(cert_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "tls", "key_file", K_FILE, F(key_file), 0, 0, "", RELOAD_RECONNECT },
@@ -71,8 +74,10 @@ static const struct key keys[] = {
 	{ "bridge", "socket", K_STR, F(bridge_socket), 0, 0, "", RELOAD_RESTART },
 	{ "bridge", "mode", K_MODE, F(bridge_mode), 0, 0, "0660", RELOAD_RESTART },
 	{ "bridge", "framing", K_FRAMING, F(bridge_framing), 0, 0, "lines", RELOAD_RESTART },
+	{ "bridge", "events", K_BOOL, F(bridge_events), 0, 0, "false", RELOAD_RESTART },
 	{ "exec", "command", K_ARGV, F(exec_command), 0, 0, NULL, RELOAD_RESTART },
 	{ "exec", "framing", K_FRAMING, F(exec_framing), 0, 0, "lines", RELOAD_RESTART },
+	{ "exec", "events", K_BOOL, F(exec_events), 0, 0, "false", RELOAD_RESTART },
 	{ "control", "socket", K_STR, F(control_socket), 0, 0, "", RELOAD_RESTART },
 	{ "log", "level", K_LEVEL, F(log_level), 0, 0, "info", RELOAD_LIVE },
 };
@@ -526,6 +531,21 @@ out:
 	return rc;
 }
 
+static int validate_hello(const struct wst_config *c, const char *p, struct config_error *err)
+{
+	size_t n = strlen(c->hello);
+
+	if (n && *c->hello_file)
+		return set_error(err, 78, "%s: link.hello and link.hello_file: set one or neither", p);
+	if (n > c->max_message_bytes)
+		return set_error(err, 78,
+				 "%s: link.hello (%zu bytes) is larger than link.max_message_bytes (%zu)",
+				 p, n, c->max_message_bytes);
+	if (!utf8_valid(c->hello, n))
+		return set_error(err, 78, "%s: link.hello is not valid UTF-8 (it is sent as text)", p);
+	return 0;
+}
+
 /* Rules that tie keys together, checked once everything is read. */
 static int validate(const struct wst_config *c, struct config_error *err)
 {
@@ -546,6 +566,18 @@ static int validate(const struct wst_config *c, struct config_error *err)
 				 "%s: queue.max_bytes (%zu) is below link.max_message_bytes (%zu): "
 				 "a largest message could never be queued",
 				 p, c->queue_max_bytes, c->max_message_bytes);
+	if (validate_hello(c, p, err) < 0)
+		return -1;
+	if (c->bridge_events && c->bridge_framing != FRAMING_LENGTH_PREFIXED)
+		return set_error(err, 78,
+				 "%s: bridge.events needs bridge.framing = \"length-prefixed\" (event "
+				 "frames have no form in lines)",
+				 p);
+	if (c->exec_events && c->exec_framing != FRAMING_LENGTH_PREFIXED)
+		return set_error(err, 78,
+				 "%s: exec.events needs exec.framing = \"length-prefixed\" (event "
+				 "frames have no form in lines)",
+				 p);
 	if (*c->bridge_socket && *c->control_socket &&
 	    !strcmp(c->bridge_socket, c->control_socket))
 		return set_error(err, 78, "%s: bridge.socket and control.socket are the same path",

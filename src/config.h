@@ -41,6 +41,8 @@ struct wst_config {
 	unsigned connect_timeout_s;
 	size_t max_message_bytes;
 	unsigned drain_timeout_s;
+	char *hello;		/* "" = none: sent first on every connect */
+	char *hello_file;	/* "" = none: one message per line, read at every attempt */
 
 	char *ca_file;
 	char *server_name;	/* "" = the URL's host */
@@ -65,9 +67,11 @@ struct wst_config {
 	char *bridge_socket;	/* "" = no bridge socket */
 	unsigned bridge_mode;
 	enum framing bridge_framing;
+	bool bridge_events;	/* event frames to length-prefixed clients */
 
 	strlist exec_command;	/* empty = no handler */
 	enum framing exec_framing;
+	bool exec_events;
 
 	char *control_socket;	/* "" = no control socket */
 

@@ -15,10 +15,13 @@
 
 #include "buf.h"
 #include "framing.h"
+#include "link.h"
 #include "log.h"
+#include "metrics.h"
 #include "sock.h"
 #include "status.h"
 #include "utf8.h"
+#include "supervisor.h"
 
 #define MAX_CLIENTS 64
 #define OUT_LIMIT (1024 * 1024)
@@ -28,6 +31,7 @@ struct client {
 	struct control *c;
 	ev_io rw, ww;
 	struct buf in, out;
+	bool watching;		/* after `watch`: events out, input ignored */
 };
 
 struct control {
@@ -226,6 +230,99 @@ static json_object *status_answer(const struct control_ops *ops)
 	return o;
 }
 
+static json_object *metrics_answer(const struct control_ops *ops)
+{
+	struct wst_status st = { .next_retry_ms = -1, .oldest_queued_ms = -1, .ping_rtt_us = -1 };
+	json_object *o;
+	size_t len;
+	char *text;
+
+	ops->snapshot(ops->ud, &st);
+	text = metrics_text(&st, &len);
+	if (!text)
+		return NULL;
+	o = answer_new(true);
+	if (o)
+		json_object_object_add(o, "metrics", json_object_new_string_len(text, (int)len));
+	free(text);
+	return o;
+}
+
+/* The state a watcher starts from; events follow. */
+static json_object *watch_answer(const struct control_ops *ops)
+{
+	struct wst_status st = { .next_retry_ms = -1 };
+	json_object *o = answer_new(true);
+
+	if (!o)
+		return NULL;
+	ops->snapshot(ops->ud, &st);
+	put_str(o, "state", st.state);
+	put_str(o, "url", st.url);
+	return o;
+}
+
+static void iso_time_ms(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	char s[32];
+
+	strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", gmtime_r(&t, &tm));
+	snprintf(buf, len, "%s.%03dZ", s, (int)(ms % 1000));
+}
+
+static void put_int_or_null(json_object *o, const char *key, int v)
+{
+	json_object_object_add(o, key, v ? json_object_new_int(v) : NULL);
+}
+
+static void event_end(json_object *o, const struct sup_event *ev, int64_t wall_ms)
+{
+	char ts[40];
+
+	put_str(o, "cause", link_fail_name(ev->fail));
+	json_object_object_add(o, "by_request", json_object_new_boolean(ev->by_request));
+	put_int_or_null(o, "close_code", ev->close_code);
+	json_object_object_add(o, "close_reason",
+			       ev->close_code ? jstr(ev->close_reason ? ev->close_reason : "",
+						     ev->close_reason ? strlen(ev->close_reason) : 0)
+					      : NULL);
+	put_int_or_null(o, "http_status", ev->http_status);
+	put_str(o, "message", ev->msg);
+	json_object_object_add(o, "retry_in_ms",
+			       ev->retry_ms < 0 ? NULL : json_object_new_int64(ev->retry_ms));
+	if (ev->retry_ms >= 0)
+		iso_time_ms(wall_ms + ev->retry_ms, ts, sizeof(ts));
+	put_str(o, "next_attempt", ev->retry_ms >= 0 ? ts : NULL);
+}
+
+char *control_event_json(const struct sup_event *ev, int64_t wall_ms, size_t *len)
+{
+	static const char *const names[] = { [SUP_CHANGE_UP] = "up", [SUP_CHANGE_DOWN] = "down",
+					     [SUP_CHANGE_FAILED] = "failed" };
+	json_object *o = json_object_new_object();
+	const char *s;
+	char ts[40], *out;
+
+	if (!o || ev->change <= SUP_CHANGE_NONE || ev->change > SUP_CHANGE_FAILED) {
+		json_object_put(o);
+		return NULL;
+	}
+	iso_time_ms(wall_ms, ts, sizeof(ts));
+	put_str(o, "event", names[ev->change]);
+	put_str(o, "time", ts);
+	put_str(o, "url", ev->url);
+	put_u(o, "attempt", ev->attempt);
+	if (ev->change != SUP_CHANGE_UP)
+		event_end(o, ev, wall_ms);
+	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
+						    JSON_C_TO_STRING_NOSLASHESCAPE, len);
+	out = s ? strdup(s) : NULL;
+	json_object_put(o);
+	return out;
+}
+
 /* Codes an endpoint may send (RFC 6455 7.4): not 1004-1006 or 1015. */
 static bool valid_close_code(long code)
 {
@@ -287,6 +384,10 @@ static json_object *handle(const struct control_ops *ops, const char *line, size
 		return answer_error("'%.*s' takes no arguments", (int)(vlen > 32 ? 32 : vlen), line);
 	if (is(line, vlen, "status"))
 		return status_answer(ops);
+	if (is(line, vlen, "metrics"))
+		return metrics_answer(ops);
+	if (is(line, vlen, "watch"))
+		return watch_answer(ops);
 	if (is(line, vlen, "reconnect"))
 		return answer(ops->reconnect(ops->ud));
 	if (is(line, vlen, "pause"))
@@ -295,8 +396,8 @@ static json_object *handle(const struct control_ops *ops, const char *line, size
 		return answer(ops->resume(ops->ud));
 	if (is(line, vlen, "reload"))
 		return answer(ops->reload(ops->ud));
-	o = answer_error("unknown command (use status, send, reconnect, close, pause, resume, "
-			 "reload)");
+	o = answer_error("unknown command (use status, metrics, watch, send, reconnect, close, "
+			 "pause, resume, reload)");
 	/* the verb may be any bytes: jstr makes them valid UTF-8, json-c escapes the rest */
 	if (o)
 		json_object_object_add(o, "command", jstr(line, vlen > 64 ? 64 : vlen));
@@ -368,6 +469,13 @@ static bool reply(struct client *cl, const char *s, size_t len)
 	return true;
 }
 
+static bool is_watch(const char *line, size_t len)
+{
+	while (len && line[len - 1] == '\r')
+		len--;
+	return len == 5 && !memcmp(line, "watch", 5);
+}
+
 /* Answer every complete request line; false when the client was dropped. */
 static bool answer_lines(struct client *cl)
 {
@@ -380,12 +488,18 @@ static bool answer_lines(struct client *cl)
 				   &used, NULL)) == 1) {
 		size_t olen = 0;
 		char *out = control_handle(&c->ops, (const char *)f.data, f.len, &olen);
+		bool watch = out && is_watch((const char *)f.data, f.len);
 		bool ok = out ? reply(cl, out, olen) : reply(cl, OOM_ANSWER, strlen(OOM_ANSWER));
 
 		free(out);
 		if (!ok)
 			return false;
 		buf_consume(&cl->in, used);
+		if (watch) {
+			cl->watching = true;
+			buf_consume(&cl->in, cl->in.len);
+			return true;
+		}
 	}
 	if (r < 0) {
 		static const char e[] = "{\"ok\":false,\"error\":\"request line too long\"}";
@@ -398,6 +512,17 @@ static bool answer_lines(struct client *cl)
 	return true;
 }
 
+void control_event(struct control *c, const char *json, size_t len)
+{
+	/* backwards: a client dropped here is replaced by one already done */
+	for (size_t i = c ? c->n : 0; i-- > 0;) {
+		struct client *cl = c->clients[i];
+
+		if (cl->watching && reply(cl, json, len))
+			flush(cl); /* false: dropped, which the loop allows */
+	}
+}
+
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct client *cl = w->data;
@@ -407,6 +532,10 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	if (n <= 0) {
 		client_free(cl);
+		return;
+	}
+	if (cl->watching) {
+		buf_consume(&cl->in, cl->in.len); /* an event stream: input is ignored */
 		return;
 	}
 	if (answer_lines(cl))

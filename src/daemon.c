@@ -242,6 +242,26 @@ static void on_confirmed(void *ud)
 
 static void start_attempt(struct daemon *d, uint64_t id, const char *url);
 
+/* Tell local programs that asked (watchers, event frames); before the link starts again. */
+static void publish_event(struct daemon *d, const struct sup_event *ev)
+{
+	struct timespec ts;
+	size_t len;
+	char *json;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	json = control_event_json(ev, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, &len);
+	if (!json) {
+		log_msg(LOG_ERR, "out of memory: a link event was not published");
+		return;
+	}
+	control_event(d->control, json, len);
+	for (size_t i = 0; i < d->n_local; i++)
+		if (d->local[i].impl->event)
+			d->local[i].impl->event(d->local[i].self, json, len);
+	free(json);
+}
+
 void daemon_apply(struct daemon *d, const struct sup_verdict *v)
 {
 	for (size_t i = 0; i < v->n_lines; i++) {
@@ -256,6 +276,8 @@ void daemon_apply(struct daemon *d, const struct sup_verdict *v)
 	}
 	if (*v->status)
 		notify_status("%s", v->status);
+	if (v->event.change != SUP_CHANGE_NONE)
+		publish_event(d, &v->event);
 	if (v->act != SUP_DO_WAIT && d->sup.state != SUP_WAITING)
 		ev_timer_stop(d->loop, &d->retry_timer);
 	switch (v->act) {

@@ -122,6 +122,26 @@ static void local_drops(const struct daemon *d, struct wst_status *st)
 	}
 }
 
+/* What only metrics show. */
+static void snapshot_metrics(struct daemon *d, uint64_t now, struct wst_status *st)
+{
+	const struct link_stats *ls = link_stats(d->link);
+	const struct queue *q = &d->out.q;
+
+	st->up = d->sup.state == SUP_CONNECTED;
+	st->up_ms = st->up && now > d->sup.connected_since ? now - d->sup.connected_since : 0;
+	for (size_t i = 0; i < SUP_FAIL_KINDS && i < WST_STATUS_CAUSES; i++)
+		st->failures[i] = d->sup.failures[i];
+	st->sent_bytes = ls->sent_bytes;
+	st->received_bytes = ls->received_bytes;
+	st->confirmed = q->confirmed;
+	st->confirmed_bytes = q->confirmed_bytes;
+	st->resent_bytes = q->resent_bytes;
+	st->oldest_queued_ms = queue_oldest_age_ms(q);
+	st->ping_rtt_us = ls->ping_rtt_us;
+	st->cert_expiry = link_cert_expiry(d->link);
+}
+
 static void ctl_snapshot(void *ud, struct wst_status *st)
 {
 	struct daemon *d = ud;
@@ -138,6 +158,7 @@ static void ctl_snapshot(void *ud, struct wst_status *st)
 	st->sent = ls->sent;
 	st->received = ls->received;
 	st->resent = d->out.q.resent;
+	snapshot_metrics(d, now, st);
 	st->queue_messages = queue_len(&d->out.q);
 	st->queue_bytes = d->out.q.bytes;
 	st->queue_max_messages = d->out.q.max_messages;

@@ -21,6 +21,8 @@ struct endpoint_impl {
 	void (*stalled)(void *self, double stall_s);
 	/* flush what can be flushed and free it all (at exit) */
 	void (*destroy)(void *self);
+	/* optional: a link event, one JSON object (bridge.events, exec.events) */
+	void (*event)(void *self, const char *json, size_t len);
 };
 
 struct endpoint {

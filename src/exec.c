@@ -55,6 +55,9 @@ struct exec_handler {
 	bool input_stopped;
 	unsigned long long restarts;
 	struct endpoint_drops drops;
+	bool events;		/* exec.events: event frames on its stdin */
+	char *last_event;	/* replayed to a handler that (re)starts */
+	size_t last_event_len;
 };
 
 static void spawn(struct exec_handler *e);
@@ -319,8 +322,11 @@ static void spawn(struct exec_handler *e)
 	if (!e->peer) {
 		close(out[0]);
 		close(in[1]);
-	} else if (e->input_stopped) {
-		peer_stop_input(e->peer);
+	} else {
+		if (e->input_stopped)
+			peer_stop_input(e->peer);
+		if (e->events && e->last_event)
+			peer_send_event(e->peer, e->last_event, e->last_event_len);
 	}
 	fcntl(err[0], F_SETFL, fcntl(err[0], F_GETFL) | O_NONBLOCK);
 	ev_io_set(&e->errw, err[0], EV_READ);
@@ -367,6 +373,7 @@ struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *
 	e->loop = loop;
 	e->ops = *ops;
 	e->framing = cfg->exec_framing;
+	e->events = cfg->exec_events;
 	e->max_message = cfg->max_message_bytes;
 	backoff_init(&e->bo, 500, 30000, 2.0, 0.2, (uint64_t)getpid());
 	/* orphans of the handler's descendants come to us, to be reaped and stopped */
@@ -418,6 +425,7 @@ static void exec_destroy(void *self)
 	for (size_t i = 0; e->argv[i]; i++)
 		free(e->argv[i]);
 	free(e->argv);
+	free(e->last_event);
 	free(e);
 }
 
@@ -442,6 +450,26 @@ static void exec_deliver(void *self, const unsigned char *data, size_t len, bool
 			: e->pid > 0	     ? "its pipes were closed and it is being terminated"
 					     : "the handler is not running (it is restarted)",
 			n);
+}
+
+/* A link event (JSON) as an event frame on its stdin, when exec.events is on. */
+static void exec_event(void *self, const char *json, size_t len)
+{
+	struct exec_handler *e = self;
+	char *copy;
+
+	if (!e->events)
+		return;
+	if ((copy = malloc(len))) {
+		memcpy(copy, json, len);
+		free(e->last_event);
+		e->last_event = copy;
+		e->last_event_len = len;
+	}
+	/* one the handler does not read is lost, as a message would be */
+	if (e->peer && peer_send_event(e->peer, json, len) != PEER_SENT)
+		log_msg(LOG_WARNING, "exec handler %d: a link event was not delivered: it is not "
+			"reading its stdin", e->name_pid);
 }
 
 static void exec_resume(void *self)
@@ -495,7 +523,7 @@ static void exec_kill_stalled(void *self, double stall_s)
 
 const struct endpoint_impl exec_endpoint = {
 	exec_deliver, exec_resume, exec_stop_input,
-	exec_pending, exec_kill_stalled, exec_destroy,
+	exec_pending, exec_kill_stalled, exec_destroy, exec_event,
 };
 
 struct endpoint_drops exec_drops(const struct exec_handler *e)

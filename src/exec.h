@@ -21,7 +21,9 @@ struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *
 /*
  * Its endpoint operations. pending counts output for a handler that read
  * some within active_s; stalled terminates one that read none for stall_s
- * (it is restarted); destroy terminates it (SIGTERM, then SIGKILL after 2 s).
+ * (it is restarted); destroy terminates it (SIGTERM, then SIGKILL after 2 s);
+ * event writes an event frame when exec.events is on (the latest also to a
+ * handler that starts).
  */
 extern const struct endpoint_impl exec_endpoint;
 

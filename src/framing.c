@@ -121,6 +121,21 @@ int framing_encode(enum framing f, bool binary, const void *data, size_t len,
 	return -1;
 }
 
+int framing_encode_event(enum framing f, const void *data, size_t len, struct framing_wrap *w,
+			 const char **why)
+{
+	if (f != FRAMING_LENGTH_PREFIXED) {
+		*w = (struct framing_wrap){.tail = ""};
+		if (why)
+			*why = "event frames need length-prefixed framing";
+		return -1;
+	}
+	if (framing_encode(f, false, data, len, w, why) < 0)
+		return -1;
+	w->head[0] = FRAMING_TYPE_EVENT;
+	return 0;
+}
+
 size_t framing_overhead(enum framing f)
 {
 	return f == FRAMING_LENGTH_PREFIXED ? LP_HEADER : 1;

@@ -21,7 +21,8 @@
 
 #define FRAMING_HEADER_MAX 5
 
-enum { FRAMING_TYPE_TEXT = 0x01, FRAMING_TYPE_BINARY = 0x02 };
+/* Event frames go only from the daemon to a program that asked for them (bridge.events). */
+enum { FRAMING_TYPE_TEXT = 0x01, FRAMING_TYPE_BINARY = 0x02, FRAMING_TYPE_EVENT = 0x03 };
 
 struct frame {
 	const unsigned char *data;	/* points into the decoded buffer */
@@ -62,6 +63,10 @@ struct framing_wrap {
  */
 int framing_encode(enum framing f, bool binary, const void *data, size_t len,
 		   struct framing_wrap *w, const char **why);
+
+/* A link event (a JSON object) as an event frame: length-prefixed only, else -1. */
+int framing_encode_event(enum framing f, const void *data, size_t len, struct framing_wrap *w,
+			 const char **why);
 
 /* The number of bytes framing_encode adds around a payload. */
 size_t framing_overhead(enum framing f);

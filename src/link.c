@@ -12,12 +12,13 @@
 
 #include "config.h"
 #include "framing.h"
-#include "utf8.h"
+#include "hello.h"
 #include "log.h"
 #include "queue.h"
 #include "rng.h"
 #include "tls.h"
 #include "url.h"
+#include "utf8.h"
 #include "wsframe.h"
 
 /* How much to hand lws per WRITEABLE: enough to fill a socket buffer. */
@@ -69,10 +70,17 @@ struct link {
 	unsigned char *tx;
 	size_t tx_cap;
 
+	struct hello hello;	/* this attempt's, read at link_start */
+	bool hello_due;
+	double ping_at;		/* when the ping being timed went out (ev_time) */
+	uint64_t ping_seq;
+	bool ping_timing;
+
 	ev_timer connect_timer, ping_timer, pong_timer, close_timer, reap_timer;
 
 	struct link_stats stats;
 	char cert_not_after[32];
+	time_t cert_not_after_t;
 };
 
 /* How long we wait for the server to answer our close frame. */
@@ -118,6 +126,7 @@ static void free_scratch(struct link *l)
 	l->subprotocol = l->origin = NULL;
 	tls_client_free(&l->cert);
 	tls_ca_free(&l->ca);
+	hello_free(&l->hello);
 }
 
 /* The link is over: destroy the context from the loop, never from inside lws. */
@@ -233,11 +242,44 @@ static void send_ping(struct link *l, unsigned char *p, size_t *off)
 	for (int i = 0; i < 8; i++)
 		payload[i] = (unsigned char)(seq >> (56 - 8 * i));
 	*off += wsframe_encode(p + *off, WSF_PING, payload, sizeof(payload), next_mask(l));
+	if (!l->ping_timing) {
+		l->ping_timing = true;
+		l->ping_at = ev_time();
+		l->ping_seq = seq;
+	}
 	l->fenced_seq = seq;
 	l->fence_in_flight = true;
 	if (!ev_is_active(&l->pong_timer) && !l->rx_paused) {
 		ev_timer_set(&l->pong_timer, l->pong_timeout_s, 0);
 		ev_timer_start(l->loop, &l->pong_timer);
+	}
+}
+
+/* The next hello messages fit one write: they go before any queued message. */
+static int write_hello(struct link *l, size_t *off)
+{
+	const char *m = l->hello.data;
+
+	l->hello_due = false;
+	if (tx_reserve(l, l->hello.total + l->hello.n * WSFRAME_MAX_HEADER) < 0) {
+		set_end(l, LINK_FAIL_LOCAL, "out of memory framing the hello (link.hello)");
+		return -1;
+	}
+	for (size_t i = 0; i < l->hello.n; m += l->hello.lens[i++])
+		*off += wsframe_encode(l->tx + LWS_PRE + *off, WSF_TEXT, m, l->hello.lens[i],
+				       next_mask(l));
+	return 0;
+}
+
+/*
+ * Pings carry the queue fence; the first in flight is timed. Pongs echo in
+ * order, so the pong that carries its seq is its own.
+ */
+static void time_pong(struct link *l, uint64_t seq)
+{
+	if (l->ping_timing && seq == l->ping_seq) {
+		l->stats.ping_rtt_us = (int64_t)((ev_time() - l->ping_at) * 1e6);
+		l->ping_timing = false;
 	}
 }
 
@@ -251,6 +293,8 @@ static int write_batch(struct link *l)
 	struct qmsg *m;
 	unsigned char *p;
 
+	if (l->hello_due && write_hello(l, &off) < 0)
+		return -1;
 	while ((m = queue_peek_unsent(l->q))) {
 		size_t need = wsframe_header_len(m->len) + m->len;
 
@@ -369,6 +413,7 @@ static void on_pong(struct link *l, const unsigned char *in, size_t len)
 		seq = seq << 8 | in[i];
 	if (seq > l->fenced_seq)
 		return; /* not a pong to any ping of ours */
+	time_pong(l, seq);
 	l->fence_in_flight = false;
 	if (queue_len(l->q) && seq) {
 		size_t before = queue_len(l->q);
@@ -583,7 +628,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		}
 		if (l->ev.up)
 			l->ev.up(l->ev.ud);
-		if (l->wsi && (queue_peek_unsent(l->q) || l->close_req || l->rx_pause_want))
+		l->hello_due = l->hello.n > 0;
+		if (l->wsi && (queue_peek_unsent(l->q) || l->close_req || l->rx_pause_want ||
+			       l->hello_due))
 			lws_callback_on_writable(wsi);
 		break;
 	case LWS_CALLBACK_CLIENT_RECEIVE:
@@ -713,7 +760,8 @@ static int load_scratch(struct link *l, const struct wst_config *cfg, char *err,
 		return -1;
 	snprintf(l->cert_not_after, sizeof(l->cert_not_after), "%s",
 		 l->cert.blob ? l->cert.not_after : "");
-	return 0;
+	l->cert_not_after_t = l->cert.blob ? l->cert.not_after_t : 0;
+	return hello_load(cfg, &l->hello, err, errlen);
 oom:
 	snprintf(err, errlen, "out of memory");
 	return -1;
@@ -735,6 +783,7 @@ struct link *link_create(struct ev_loop *loop, struct queue *q, const struct lin
 	ev_timer_init(&l->reap_timer, reap_cb, 0, 0);
 	l->connect_timer.data = l->ping_timer.data = l->pong_timer.data = l;
 	l->close_timer.data = l->reap_timer.data = l;
+	l->stats.ping_rtt_us = -1;
 	if (getrandom(&l->rng, sizeof(l->rng), 0) != sizeof(l->rng) || !l->rng)
 		l->rng = (uint64_t)(uintptr_t)l ^ 0x9e3779b97f4a7c15ULL;
 	return l;
@@ -794,6 +843,7 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->up = l->close_req = l->close_sent = l->ping_due = l->rx_paused = false;
 	l->fenced_seq = 0;
 	l->fence_in_flight = false;
+	l->ping_timing = l->hello_due = false;
 	l->upgrade_sent = false;
 	l->rx_len = 0;
 
@@ -921,4 +971,9 @@ const struct link_stats *link_stats(const struct link *l)
 const char *link_cert_not_after(const struct link *l)
 {
 	return l->cert_not_after;
+}
+
+time_t link_cert_expiry(const struct link *l)
+{
+	return l->cert_not_after_t;
 }

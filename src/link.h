@@ -3,6 +3,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 struct ev_loop;
 struct queue;
@@ -63,10 +65,15 @@ const struct link_end *link_last_end(const struct link *l);
 struct link_stats {
 	unsigned long long sent, sent_bytes;		/* written, resends included */
 	unsigned long long received, received_bytes;
+	int64_t ping_rtt_us;	/* the last timed ping's round trip; -1: none yet */
 };
 const struct link_stats *link_stats(const struct link *l);
 /* notAfter of the client certificate of the last attempt, or "". */
 const char *link_cert_not_after(const struct link *l);
+/* The same as a Unix time; 0 when there is none. */
+time_t link_cert_expiry(const struct link *l);
+/* A label for a failure kind ("connect", "tls", ...); NULL for none or unknown. */
+const char *link_fail_name(int fail);
 
 /* New messages are in the queue. */
 void link_kick(struct link *l);

@@ -218,18 +218,41 @@ const char *peer_name(const struct peer *p)
 	return p->name;
 }
 
+static enum peer_send put(struct peer *p, const struct framing_wrap *wp,
+			  const unsigned char *data, size_t len);
+
 enum peer_send peer_send(struct peer *p, const unsigned char *data, size_t len, bool binary)
 {
 	struct framing_wrap w;
 	const char *why;
-	unsigned char *dst;
-	size_t need;
 
 	if (p->dead || p->ww.fd < 0 || p->close_output)
 		return PEER_FULL;
 	if (framing_encode(p->framing, binary, data, len, &w, &why) < 0)
 		return PEER_UNFRAMABLE;
-	need = w.head_len + len + w.tail_len;
+	return put(p, &w, data, len);
+}
+
+enum peer_send peer_send_event(struct peer *p, const char *json, size_t len)
+{
+	struct framing_wrap w;
+	const char *why;
+
+	if (p->dead || p->ww.fd < 0 || p->close_output)
+		return PEER_FULL;
+	if (framing_encode_event(p->framing, json, len, &w, &why) < 0)
+		return PEER_UNFRAMABLE;
+	return put(p, &w, (const unsigned char *)json, len);
+}
+
+/* Append one framed message to the output buffer. */
+static enum peer_send put(struct peer *p, const struct framing_wrap *wp,
+			  const unsigned char *data, size_t len)
+{
+	struct framing_wrap w = *wp;
+	size_t need = w.head_len + len + w.tail_len;
+	unsigned char *dst;
+
 	/* one message larger than the limit still goes to a peer that has caught up */
 	if (p->out.len && p->out.len + need > p->out_limit)
 		return PEER_FULL;

@@ -36,6 +36,8 @@ const char *peer_name(const struct peer *p);
 
 enum peer_send { PEER_SENT, PEER_UNFRAMABLE, PEER_FULL };
 enum peer_send peer_send(struct peer *p, const unsigned char *data, size_t len, bool binary);
+/* A link event frame (length-prefixed framing only; else PEER_UNFRAMABLE). */
+enum peer_send peer_send_event(struct peer *p, const char *json, size_t len);
 
 /*
  * Read what the peer left before it went away (its process exited): frames

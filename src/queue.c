@@ -2,6 +2,17 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* Coarse: a stamp per message must cost next to nothing. */
+static uint64_t coarse_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 void queue_init(struct queue *q, size_t headroom, size_t max_messages, size_t max_bytes,
 		enum queue_overflow overflow)
@@ -13,6 +24,7 @@ void queue_init(struct queue *q, size_t headroom, size_t max_messages, size_t ma
 	q->max_bytes = max_bytes;
 	q->overflow = overflow;
 	q->next_seq = 1;
+	q->clock_ms = coarse_ms;
 }
 
 static struct qmsg *at(const struct queue *q, size_t i)
@@ -120,6 +132,7 @@ static int append(struct queue *q, uint64_t seq, const void *data, size_t len, b
 	if (!m)
 		return -1;
 	m->seq = seq;
+	m->queued_ms = q->clock_ms();
 	m->len = (uint32_t)len;
 	m->binary = binary;
 	memcpy(qmsg_data(q, m), data, len);
@@ -148,17 +161,32 @@ uint64_t queue_last_sent_seq(const struct queue *q)
 
 void queue_confirm(struct queue *q, uint64_t seq)
 {
-	while (q->inflight && at(q, 0)->seq <= seq)
+	while (q->inflight && at(q, 0)->seq <= seq) {
+		q->confirmed++;
+		q->confirmed_bytes += at(q, 0)->len;
 		drop_head(q);
+	}
 }
 
 void queue_rewind(struct queue *q)
 {
 	q->resent += q->inflight;
+	for (size_t i = 0; i < q->inflight; i++)
+		q->resent_bytes += at(q, i)->len;
 	q->inflight = 0;
 }
 
 uint64_t queue_head_seq(const struct queue *q)
 {
 	return q->count ? at(q, 0)->seq : q->next_seq;
+}
+
+int64_t queue_oldest_age_ms(const struct queue *q)
+{
+	uint64_t now;
+
+	if (!q->count)
+		return -1;
+	now = q->clock_ms();
+	return now > at(q, 0)->queued_ms ? (int64_t)(now - at(q, 0)->queued_ms) : 0;
 }

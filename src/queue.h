@@ -12,6 +12,7 @@
  */
 struct qmsg {
 	uint64_t seq;
+	uint64_t queued_ms;	/* q->clock_ms() when it was queued: the oldest's age */
 	uint32_t len;
 	bool binary;
 	/* headroom bytes, then len bytes of data, then a NUL */
@@ -29,6 +30,8 @@ struct queue {
 	enum queue_overflow overflow;
 	uint64_t next_seq;
 	uint64_t dropped, dropped_bytes, resent, rejected;
+	uint64_t confirmed, confirmed_bytes, resent_bytes;
+	uint64_t (*clock_ms)(void);	/* monotonic ms; tests may set their own */
 };
 
 void queue_init(struct queue *q, size_t headroom, size_t max_messages, size_t max_bytes,
@@ -66,6 +69,9 @@ uint64_t queue_last_sent_seq(const struct queue *q);
 void queue_confirm(struct queue *q, uint64_t seq);
 /* The link died: in-flight messages will be written again. */
 void queue_rewind(struct queue *q);
+
+/* How long the oldest message has waited, in ms; -1 when empty. */
+int64_t queue_oldest_age_ms(const struct queue *q);
 
 /* Seq of the oldest message, or the next seq to be given when empty. */
 uint64_t queue_head_seq(const struct queue *q);

@@ -14,6 +14,8 @@
  * alone turns it into the status document. Strings point into their owners
  * and are valid until the loop runs again; "" or NULL means none.
  */
+#define WST_STATUS_CAUSES 16
+
 struct wst_status {
 	const char *state;		/* connected, connecting, waiting, paused, stopping */
 	const char *url;
@@ -21,6 +23,14 @@ struct wst_status {
 	uint64_t attempts, reconnects;
 	int64_t next_retry_ms;		/* -1: no attempt pending */
 	unsigned long long sent, received, resent;
+	/* for metrics */
+	bool up;
+	uint64_t up_ms;			/* how long the link has been up; 0 while down */
+	uint64_t failures[WST_STATUS_CAUSES];	/* by the link's failure kind (link_fail_name) */
+	unsigned long long sent_bytes, received_bytes, confirmed, confirmed_bytes, resent_bytes;
+	int64_t oldest_queued_ms;	/* the oldest queued message's age; -1: none */
+	int64_t ping_rtt_us;		/* the last ping's round trip; -1: none yet */
+	time_t cert_expiry;		/* the client certificate's notAfter; 0: none */
 	size_t queue_messages, queue_bytes, queue_max_messages, queue_max_bytes;
 	unsigned long long dropped, dropped_bytes, rejected;
 	bool reject_overflow;

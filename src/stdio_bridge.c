@@ -277,7 +277,7 @@ static size_t stdio_pending(const void *self, double active_s)
 
 const struct endpoint_impl stdio_endpoint = {
 	stdio_output, stdio_resume, stdio_stop_input,
-	stdio_pending, NULL, stdio_destroy,
+	stdio_pending, NULL, stdio_destroy, NULL, /* stdout carries lines: no events */
 };
 
 struct endpoint_drops stdio_drops(const struct stdio_bridge *s)

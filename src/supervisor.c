@@ -131,6 +131,8 @@ void sup_up(struct supervisor *s, uint64_t id, uint64_t now, struct sup_verdict 
 	}
 	if (s->down_since)
 		s->reconnects++;
+	v->event = (struct sup_event){ .change = SUP_CHANGE_UP, .url = url, .attempt = s->tries,
+				       .retry_ms = -1 };
 	s->state = SUP_CONNECTED;
 	s->connected_since = now;
 	/* a link that dropped at once, again and again: no notice for every return */
@@ -282,6 +284,25 @@ static bool side_link_down(struct supervisor *s, uint64_t id, const struct sup_e
 	return false;
 }
 
+/* The event for the primary's end; retry_ms is filled once the verdict knows. */
+static void end_event(struct supervisor *s, const struct sup_end *e, struct sup_verdict *v)
+{
+	v->event = (struct sup_event){
+		.change = e->was_up ? SUP_CHANGE_DOWN : SUP_CHANGE_FAILED,
+		.url = sup_url(s),
+		.attempt = s->tries,
+		.fail = e->fail,
+		.by_request = e->by_request,
+		.close_code = e->close_code,
+		.close_reason = e->close_reason,
+		.http_status = e->http_status,
+		.msg = e->msg,
+		.retry_ms = -1,
+	};
+	if (!e->by_request)
+		s->failures[e->fail >= 0 && e->fail < SUP_FAIL_KINDS ? e->fail : SUP_FAIL_KINDS - 1]++;
+}
+
 void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct sup_end *e,
 	      struct sup_verdict *v)
 {
@@ -289,6 +310,7 @@ void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct sup_
 	if (side_link_down(s, id, e, v))
 		return;
 	record_end(s, e);
+	end_event(s, e, v);
 	if (s->state == SUP_STOPPING) {
 		mark_down(s, now);
 		add_line(v, LOG_INFO, "disconnect", s->tries, sup_url(s), "%s", e->msg);
@@ -310,9 +332,11 @@ void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct sup_
 		add_line(v, LOG_NOTICE, "disconnect", s->tries, sup_url(s), "reconnecting on request")
 			->close_code = e->close_code;
 		connect_verdict(s, v);
+		v->event.retry_ms = 0;
 		return;
 	}
 	failure_verdict(s, now, e, v);
+	v->event.retry_ms = v->delay_ms;
 }
 
 static bool link_exists(const struct supervisor *s)

@@ -19,6 +19,9 @@
  * rotation): the primary, which carries traffic, and a standby that replaces
  * it once up.
  */
+/* Failure kinds counted apart; a larger kind counts in the last slot. */
+#define SUP_FAIL_KINDS 16
+
 enum sup_state { SUP_IDLE, SUP_CONNECTING, SUP_CONNECTED, SUP_WAITING, SUP_PAUSED, SUP_STOPPING };
 
 /* How an attempt or link ended, as the link reports it. */
@@ -49,6 +52,25 @@ struct sup_line {
 	char text[700];
 };
 
+/*
+ * What local programs are told (link events): the link came up, an
+ * established link went down, or an attempt failed before it came up.
+ */
+enum sup_change { SUP_CHANGE_NONE, SUP_CHANGE_UP, SUP_CHANGE_DOWN, SUP_CHANGE_FAILED };
+
+struct sup_event {
+	enum sup_change change;
+	const char *url;
+	unsigned attempt;	/* attempts since the last stable link */
+	int fail;		/* down, failed: the link's failure kind */
+	bool by_request;	/* down: we closed it (reconnect, pause, stop) */
+	int close_code;		/* the server's close code, else 0 */
+	const char *close_reason;
+	int http_status;	/* failed: of a refused upgrade, else 0 */
+	const char *msg;	/* the link's one-line explanation */
+	int64_t retry_ms;	/* the next attempt in this many ms; -1: none planned */
+};
+
 struct sup_verdict {
 	enum sup_do act;
 	uint64_t id;		/* the attempt to start or close */
@@ -60,6 +82,7 @@ struct sup_verdict {
 	struct sup_line lines[2];	/* to log, in order */
 	size_t n_lines;
 	char status[256];	/* sd_notify STATUS=, "" = unchanged */
+	struct sup_event event;	/* pointers valid until the link starts again */
 };
 
 struct sup_params {
@@ -96,6 +119,8 @@ struct supervisor {
 	uint64_t retry_at;		/* monotonic ms of the next attempt while waiting */
 	unsigned tries;			/* attempts since the last stable link */
 	uint64_t attempts, reconnects, rotations;
+	/* ends not by our request, by the link's failure kind */
+	uint64_t failures[SUP_FAIL_KINDS];
 	bool quick_retry_used;		/* a restart close got its fast retry this streak */
 
 	/* log-rate policy */

@@ -9,6 +9,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #define EX_USAGE 64
 #define EX_UNAVAILABLE 69
 #define DEFAULT_SOCKET "/run/wstether/wstether.ctl"
@@ -18,12 +20,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: wstetherctl [-s SOCKET] COMMAND [ARGS...]\n"
-		"Commands: status | send TEXT | reconnect | close CODE [REASON] |\n"
-		"          pause | resume | reload\n\n"
+		"Commands: status | metrics | watch | send TEXT | reconnect |\n"
+		"          close CODE [REASON] | pause | resume | reload\n\n"
 		"  -s, --socket PATH   control socket (default " DEFAULT_SOCKET ")\n"
 		"  -h, --help          this help\n\n"
-		"Prints the daemon's JSON answer. Exit status: 0 ok, 1 the daemon refused,\n"
-		"64 bad usage, 69 no daemon answered. See wstetherctl(1).\n");
+		"Prints the daemon's JSON answer; metrics prints the Prometheus text format,\n"
+		"watch prints link events as JSON lines until interrupted. Exit status: 0 ok,\n"
+		"1 the daemon refused, 64 bad usage, 69 no daemon answered. See wstetherctl(1).\n");
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -90,8 +93,11 @@ static int connect_to(const char *path, int *rc)
 	return fd;
 }
 
-/* One answer line, NUL-terminated without its '\n'; NULL with the reason printed. */
-static char *read_answer(int fd, const char *path)
+/*
+ * One answer line, NUL-terminated without its '\n'; NULL with the reason
+ * printed. *total: the bytes read, which may go on past the answer's NUL.
+ */
+static char *read_answer(int fd, const char *path, size_t *total)
 {
 	size_t alen = 0, acap = 0;
 	char *ans = NULL;
@@ -131,7 +137,49 @@ static char *read_answer(int fd, const char *path)
 	}
 	ans[alen] = '\0';
 	*strchr(ans, '\n') = '\0';
+	*total = alen;
 	return ans;
+}
+
+/* `metrics`: the answer carries the text format in one JSON string; print it as it is. */
+static int print_metrics(const char *ans)
+{
+	json_object *o = json_tokener_parse(ans), *m;
+	int rc = 1;
+
+	if (o && json_object_object_get_ex(o, "metrics", &m) && json_object_is_type(m, json_type_string)) {
+		fwrite(json_object_get_string(m), 1, (size_t)json_object_get_string_len(m), stdout);
+		rc = fflush(stdout) == 0 ? 0 : 1;
+	} else {
+		puts(ans);
+	}
+	json_object_put(o);
+	return rc;
+}
+
+/* `watch`: after the answer, the daemon writes one event per line; copy them until it closes. */
+static int watch(int fd, const char *path, const char *early, size_t early_len)
+{
+	char buf[16384];
+
+	if (fwrite(early, 1, early_len, stdout) != early_len || fflush(stdout) != 0)
+		return 1;
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "wstetherctl: %s: %s\n", path, strerror(errno));
+			return EX_UNAVAILABLE;
+		}
+		if (n == 0) {
+			fprintf(stderr, "wstetherctl: %s: the daemon closed the connection\n", path);
+			return EX_UNAVAILABLE;
+		}
+		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n || fflush(stdout) != 0)
+			return 1; /* stdout closed: the reader is gone */
+	}
 }
 
 int main(int argc, char **argv)
@@ -143,6 +191,7 @@ int main(int argc, char **argv)
 	};
 	const char *path = DEFAULT_SOCKET;
 	char *req, *ans;
+	size_t total = 0;
 	int c, fd, rc = 1;
 
 	while ((c = getopt_long(argc, argv, "+s:h", longopts, NULL)) != -1) {
@@ -174,14 +223,26 @@ int main(int argc, char **argv)
 		fprintf(stderr, "wstetherctl: %s: %s\n", path, strerror(errno));
 		ans = NULL;
 	} else {
-		ans = read_answer(fd, path);
+		ans = read_answer(fd, path, &total);
+	}
+	free(req);
+	if (!ans) {
+		close(fd);
+		return EX_UNAVAILABLE;
+	}
+	rc = strncmp(ans, "{\"ok\":true", 10) == 0 ? 0 : 1;
+	if (rc == 0 && !strcmp(argv[optind], "metrics") && argc - optind == 1) {
+		rc = print_metrics(ans);
+	} else {
+		puts(ans);
+		if (rc == 0 && !strcmp(argv[optind], "watch") && argc - optind == 1) {
+			size_t alen = strlen(ans) + 1;
+
+			fflush(stdout);
+			rc = watch(fd, path, ans + alen, total - alen);
+		}
 	}
 	close(fd);
-	free(req);
-	if (!ans)
-		return EX_UNAVAILABLE;
-	puts(ans);
-	rc = strncmp(ans, "{\"ok\":true", 10) == 0 ? 0 : 1;
 	free(ans);
 	return rc;
 }

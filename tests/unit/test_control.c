@@ -10,6 +10,7 @@
 
 #include "control.h"
 #include "status.h"
+#include "supervisor.h"
 
 static char last_send[256];
 static int last_code;
@@ -84,8 +85,8 @@ static void answers_commands(void **state)
 static void unknown_verbs_are_escaped_valid_json(void **state)
 {
 	expect("fr\xc3\x28/b\x01",
-	       "{\"ok\":false,\"error\":\"unknown command (use status, send, reconnect, close, "
-	       "pause, resume, reload)\",\"command\":\"fr\xef\xbf\xbd(/b\\u0001\"}");
+	       "{\"ok\":false,\"error\":\"unknown command (use status, metrics, watch, send, "
+	       "reconnect, close, pause, resume, reload)\",\"command\":\"fr\xef\xbf\xbd(/b\\u0001\"}");
 }
 
 static void status_is_built_from_the_snapshot(void **state)
@@ -107,12 +108,77 @@ static void status_is_built_from_the_snapshot(void **state)
 	free(out);
 }
 
+static void metrics_and_watch_answer_in_json(void **state)
+{
+	size_t len;
+	char *out = control_handle(&ops, "metrics", 7, &len);
+
+	assert_non_null(out);
+	/* the text format inside one JSON string: newlines escaped */
+	assert_non_null(strstr(out, "{\"ok\":true,\"metrics\":\"# HELP wstether_link_up "));
+	assert_non_null(strstr(out, "\\nwstether_connect_attempts_total 3\\n"));
+	assert_null(strchr(out, '\n'));
+	free(out);
+	expect("watch", "{\"ok\":true,\"state\":\"waiting\",\"url\":\"ws://h:1/\"}");
+	expect("watch now", "{\"ok\":false,\"error\":\"'watch' takes no arguments\"}");
+}
+
+static void expect_event(const struct sup_event *ev, const char *want)
+{
+	size_t len;
+	/* 2026-12-01T10:00:00.250Z */
+	char *out = control_event_json(ev, 1796119200250LL, &len);
+
+	assert_non_null(out);
+	assert_int_equal(len, strlen(out));
+	if (strcmp(out, want))
+		fail_msg("event:\n got  %s\n want %s", out, want);
+	free(out);
+}
+
+static void events_are_one_json_object(void **state)
+{
+	struct sup_event up = { .change = SUP_CHANGE_UP, .url = "ws://h:1/", .attempt = 2,
+				.retry_ms = -1 };
+	struct sup_event down = { .change = SUP_CHANGE_DOWN, .url = "ws://h:1/", .attempt = 0,
+				  .fail = 6, .close_code = 1012, .close_reason = "restart \xff",
+				  .msg = "server h:1 closed the link: 1012", .retry_ms = 1750 };
+	struct sup_event failed = { .change = SUP_CHANGE_FAILED, .url = "ws://h:1/", .attempt = 3,
+				    .fail = 4, .http_status = 503, .msg = "refused",
+				    .retry_ms = 2000 };
+	struct sup_event paused = { .change = SUP_CHANGE_DOWN, .url = "ws://h:1/", .fail = 6,
+				    .by_request = true, .msg = "closed", .retry_ms = -1 };
+	size_t len;
+
+	expect_event(&up, "{\"event\":\"up\",\"time\":\"2026-12-01T10:00:00.250Z\","
+			  "\"url\":\"ws://h:1/\",\"attempt\":2}");
+	expect_event(&down,
+		     "{\"event\":\"down\",\"time\":\"2026-12-01T10:00:00.250Z\",\"url\":\"ws://h:1/\","
+		     "\"attempt\":0,\"cause\":\"closed\",\"by_request\":false,\"close_code\":1012,"
+		     "\"close_reason\":\"restart \xef\xbf\xbd\",\"http_status\":null,"
+		     "\"message\":\"server h:1 closed the link: 1012\",\"retry_in_ms\":1750,"
+		     "\"next_attempt\":\"2026-12-01T10:00:02.000Z\"}");
+	expect_event(&failed,
+		     "{\"event\":\"failed\",\"time\":\"2026-12-01T10:00:00.250Z\",\"url\":\"ws://h:1/\","
+		     "\"attempt\":3,\"cause\":\"http\",\"by_request\":false,\"close_code\":null,"
+		     "\"close_reason\":null,\"http_status\":503,\"message\":\"refused\","
+		     "\"retry_in_ms\":2000,\"next_attempt\":\"2026-12-01T10:00:02.250Z\"}");
+	expect_event(&paused,
+		     "{\"event\":\"down\",\"time\":\"2026-12-01T10:00:00.250Z\",\"url\":\"ws://h:1/\","
+		     "\"attempt\":0,\"cause\":\"closed\",\"by_request\":true,\"close_code\":null,"
+		     "\"close_reason\":null,\"http_status\":null,\"message\":\"closed\","
+		     "\"retry_in_ms\":null,\"next_attempt\":null}");
+	assert_null(control_event_json(&(struct sup_event){ 0 }, 0, &len));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(answers_commands),
 		cmocka_unit_test(unknown_verbs_are_escaped_valid_json),
 		cmocka_unit_test(status_is_built_from_the_snapshot),
+		cmocka_unit_test(metrics_and_watch_answer_in_json),
+		cmocka_unit_test(events_are_one_json_object),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -278,6 +278,25 @@ static void encoder_refuses_what_lines_cannot_carry(void **state)
 	assert_int_equal(framing_encode((enum framing)42, false, "", 0, &w, &why), -1);
 }
 
+static void event_frames_are_daemon_to_program_only(void **state)
+{
+	const unsigned char in[] = { FRAMING_TYPE_EVENT, 0, 0, 0, 2, '{', '}' };
+	struct framing_wrap w;
+	struct frame f;
+	const char *why = NULL;
+	size_t used;
+
+	assert_int_equal(framing_encode_event(FRAMING_LENGTH_PREFIXED, "{}", 2, &w, &why), 0);
+	assert_int_equal(w.head_len, 5);
+	assert_memory_equal(w.head, in, 5);
+	assert_int_equal(w.tail_len, 0);
+	assert_int_equal(framing_encode_event(FRAMING_LINES, "{}", 2, &w, &why), -1);
+	assert_string_equal(why, "event frames need length-prefixed framing");
+	/* a program that sends one breaks the framing, like any unknown type */
+	assert_int_equal(framing_decode(FRAMING_LENGTH_PREFIXED, in, sizeof(in), 64, &f, &used, &why),
+			 -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -289,6 +308,7 @@ int main(void)
 	    cmocka_unit_test(unknown_type_is_an_error_at_once),
 	    cmocka_unit_test(binary_with_ff_bytes),
 	    cmocka_unit_test(encoder_refuses_what_lines_cannot_carry),
+	    cmocka_unit_test(event_frames_are_daemon_to_program_only),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

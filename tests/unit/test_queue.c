@@ -138,6 +138,42 @@ static void empty_and_binary_messages(void **state)
 	queue_finish(&q);
 }
 
+static uint64_t fake_now;
+
+static uint64_t fake_clock(void)
+{
+	return fake_now;
+}
+
+static void counts_confirmed_and_resent_bytes_and_ages_the_oldest(void **state)
+{
+	struct queue q;
+
+	queue_init(&q, 0, 10, 1000, QUEUE_DROP_OLDEST);
+	q.clock_ms = fake_clock;
+	fake_now = 1000;
+	assert_int_equal(queue_oldest_age_ms(&q), -1);
+	push_str(&q, "abc", 0);
+	fake_now = 1500;
+	push_str(&q, "de", 0);
+	fake_now = 4000;
+	assert_int_equal(queue_oldest_age_ms(&q), 3000);
+	queue_mark_sent(&q);
+	queue_mark_sent(&q);
+	queue_rewind(&q);
+	assert_int_equal(q.resent, 2);
+	assert_int_equal(q.resent_bytes, 5);
+	queue_mark_sent(&q);
+	queue_confirm(&q, queue_last_sent_seq(&q));
+	assert_int_equal(q.confirmed, 1);
+	assert_int_equal(q.confirmed_bytes, 3);
+	/* the next oldest was queued later */
+	assert_int_equal(queue_oldest_age_ms(&q), 2500);
+	fake_now = 100; /* a clock that went backwards is no negative age */
+	assert_int_equal(queue_oldest_age_ms(&q), 0);
+	queue_finish(&q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -146,6 +182,7 @@ int main(void)
 		cmocka_unit_test(drop_oldest_counts_what_it_drops),
 		cmocka_unit_test(reject_refuses_and_keeps_the_old),
 		cmocka_unit_test(empty_and_binary_messages),
+		cmocka_unit_test(counts_confirmed_and_resent_bytes_and_ages_the_oldest),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

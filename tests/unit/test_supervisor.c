@@ -401,6 +401,49 @@ static void reconfigure_changes_policy_live(void **state)
 	assert_int_equal(fail_at(&s, 300, fail_end(), &v), 150);
 }
 
+static void verdicts_carry_link_events_and_count_failures_by_kind(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_end e = closed_end(1012);
+
+	init(&s, 2);
+	fail_at(&s, 10, fail_end(), &v);
+	assert_int_equal(v.event.change, SUP_CHANGE_FAILED);
+	assert_string_equal(v.event.url, URLS[0]);
+	assert_int_equal(v.event.fail, F_CONNECT);
+	assert_int_equal(v.event.retry_ms, 500);
+	assert_int_equal(v.event.attempt, 1);
+	retry(&s, 600);
+	sup_up(&s, s.primary, 700, &v);
+	assert_int_equal(v.event.change, SUP_CHANGE_UP);
+	assert_string_equal(v.event.url, URLS[1]);
+	assert_int_equal(v.event.retry_ms, -1);
+	sup_down(&s, s.primary, 800, &e, &v);
+	assert_int_equal(v.event.change, SUP_CHANGE_DOWN);
+	assert_int_equal(v.event.close_code, 1012);
+	assert_string_equal(v.event.close_reason, "bye");
+	assert_int_equal(v.event.retry_ms, v.delay_ms);
+	assert_false(v.event.by_request);
+	assert_int_equal(s.failures[F_CONNECT], 1);
+	assert_int_equal(s.failures[F_CLOSED], 1);
+	/* a close we asked for is an event, not a failure */
+	retry(&s, 5000);
+	sup_up(&s, s.primary, 5100, &v);
+	sup_request(&s, SUP_REQ_RECONNECT, 5200, &v);
+	assert_int_equal(v.event.change, SUP_CHANGE_NONE);
+	e = closed_end(0);
+	e.by_request = true;
+	sup_down(&s, s.primary, 5300, &e, &v);
+	assert_int_equal(v.event.change, SUP_CHANGE_DOWN);
+	assert_true(v.event.by_request);
+	assert_int_equal(v.event.retry_ms, 0);
+	assert_int_equal(s.failures[F_CLOSED], 1);
+	/* a kind beyond the table counts in its last slot */
+	sup_down(&s, s.primary, 5400, &(struct sup_end){ .fail = 99, .msg = "x" }, &v);
+	assert_int_equal(s.failures[SUP_FAIL_KINDS - 1], 1);
+}
+
 static void names_states(void **state)
 {
 	assert_string_equal(sup_state_name(SUP_CONNECTED), "connected");
@@ -425,6 +468,7 @@ int main(void)
 		cmocka_unit_test(stop_ends_everything),
 		cmocka_unit_test(rotation_replaces_the_link_once_the_new_one_is_up),
 		cmocka_unit_test(reconfigure_changes_policy_live),
+		cmocka_unit_test(verdicts_carry_link_events_and_count_failures_by_kind),
 		cmocka_unit_test(names_states),
 	};
 
