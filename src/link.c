@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "framing.h"
+#include "linkerr.h"
 #include "log.h"
 #include "queue.h"
 #include "rng.h"
@@ -30,7 +31,7 @@ struct link {
 	struct link_events ev;
 
 	struct lws_context *ctx;
-	struct lws *wsi;	/* set only between ESTABLISHED and CLOSED */
+	struct lws *wsi; /* set only between ESTABLISHED and CLOSED */
 	bool up, ending, destroying;
 	struct link_end end;
 
@@ -40,11 +41,11 @@ struct link {
 	char ca_file[4096];
 	char url_text[URL_MAX_HOST + URL_MAX_PATH + 32];
 	char *subprotocol, *origin;
-	char **hdr_names, **hdr_values;	/* "Name:" and value; values never logged */
+	char **hdr_names, **hdr_values; /* "Name:" and value; values never logged */
 	size_t n_hdrs;
 	struct tls_client_cert cert;
 	struct tls_ca ca;
-	bool upgrade_sent;	/* TCP (and TLS) were up: the HTTP upgrade went out */
+	bool upgrade_sent; /* TCP (and TLS) were up: the HTTP upgrade went out */
 	char cert_file[4096];
 	bool insecure;
 	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
@@ -57,7 +58,7 @@ struct link {
 	bool ping_due;
 	bool rx_pause_want, rx_paused;
 
-	uint64_t fenced_seq;	/* newest seq covered by a ping we sent */
+	uint64_t fenced_seq; /* newest seq covered by a ping we sent */
 	bool fence_in_flight;
 	uint64_t rng;
 
@@ -78,7 +79,7 @@ struct link {
 #define CLOSE_WAIT_S 2.0
 
 static void set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
 {
@@ -289,8 +290,10 @@ static void deliver(struct link *l, const unsigned char *data, size_t len, bool 
 {
 	if (!binary && !framing_utf8_valid(data, len)) {
 		/* RFC 6455 8.1: fail the connection (1007) rather than pass it on */
-		log_msg(LOG_WARNING, "text message of %zu bytes from %s is not valid UTF-8: "
-			"closing with 1007", len, l->url_text);
+		log_msg(LOG_WARNING,
+			"text message of %zu bytes from %s is not valid UTF-8: "
+			"closing with 1007",
+			len, l->url_text);
 		link_request_close(l, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
 		return;
 	}
@@ -320,9 +323,10 @@ static void on_receive(struct link *l, struct lws *wsi, const unsigned char *in,
 	if (l->rx_skip)
 		return;
 	if (l->rx_len + len > l->max_message) {
-		log_msg(LOG_WARNING,
-			"message from %s:%u exceeds link.max_message_bytes (%zu): closing with 1009",
-			l->url.host, l->url.port, l->max_message);
+		log_msg(
+		    LOG_WARNING,
+		    "message from %s:%u exceeds link.max_message_bytes (%zu): closing with 1009",
+		    l->url.host, l->url.port, l->max_message);
 		l->rx_skip = true;
 		link_request_close(l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
 		return;
@@ -388,34 +392,35 @@ static void classify_x509(struct link *l, int code)
 	bool ip = l->url.ipv6 || strspn(l->url.host, "0123456789.") == strlen(l->url.host);
 
 	switch (code) {
-	case 62:
+	case X509_ERR_HOSTNAME_MISMATCH:
 		set_end(l, LINK_FAIL_TLS,
 			"TLS: server certificate of %s:%u does not match the name '%.*s'%s",
 			l->url.host, l->url.port, namelen, l->host_hdr,
 			ip && !strncmp(l->host_hdr, l->url.host, strlen(l->url.host))
-				? " (mbedTLS matches DNS names only: set tls.server_name)"
-				: "");
+			    ? " (mbedTLS matches DNS names only: set tls.server_name)"
+			    : "");
 		break;
-	case 10:
+	case X509_ERR_CERT_HAS_EXPIRED:
 		set_end(l, LINK_FAIL_TLS, "TLS: server certificate of %s:%u has expired",
 			l->url.host, l->url.port);
 		break;
-	case 9:
+	case X509_ERR_CERT_NOT_YET_VALID:
 		set_end(l, LINK_FAIL_TLS, "TLS: server certificate of %s:%u is not yet valid",
 			l->url.host, l->url.port);
 		break;
-	case 24:
+	case X509_ERR_INVALID_CA:
 		set_end(l, LINK_FAIL_TLS,
 			"TLS: server certificate of %s:%u is not trusted by tls.ca_file '%s' "
-			"(unknown CA) [X509_V_ERR = 24]",
-			l->url.host, l->url.port, l->ca_file);
+			"(unknown CA) [X509_V_ERR = %d]",
+			l->url.host, l->url.port, l->ca_file, code);
 		break;
-	case 67:
-	case 68:
-		set_end(l, LINK_FAIL_TLS,
-			"TLS: server certificate of %s:%u is signed with a key or hash too weak for "
-			"mbedTLS (e.g. SHA-1) [X509_V_ERR = %d]",
-			l->url.host, l->url.port, code);
+	case X509_ERR_CA_KEY_TOO_SMALL:
+	case X509_ERR_CA_MD_TOO_WEAK:
+		set_end(
+		    l, LINK_FAIL_TLS,
+		    "TLS: server certificate of %s:%u is signed with a key or hash too weak for "
+		    "mbedTLS (e.g. SHA-1) [X509_V_ERR = %d]",
+		    l->url.host, l->url.port, code);
 		break;
 	default:
 		set_end(l, LINK_FAIL_TLS,
@@ -427,94 +432,106 @@ static void classify_x509(struct link *l, int code)
 	}
 }
 
-/* Turn lws's connection error text into one line an operator can act on. */
+/* The upgrade was refused with an HTTP status: say which, and honour Retry-After. */
+static void classify_http(struct link *l, struct lws *wsi, int status)
+{
+	char ra[32] = "";
+
+	l->end.http_status = status;
+	if ((status == 429 || status == 503) && wsi &&
+	    lws_hdr_copy(wsi, ra, sizeof(ra), WSI_TOKEN_HTTP_RETRY_AFTER) > 0) {
+		char *end;
+		unsigned long v = strtoul(ra, &end, 10);
+
+		/* only the delta-seconds form; an HTTP date falls back to backoff */
+		if (end != ra && !*end)
+			l->end.retry_after_s = v > 86400 ? 86400 : (unsigned)v;
+	}
+	if (status == 401 || status == 403)
+		set_end(l, LINK_FAIL_HTTP,
+			"%s: authentication rejected: HTTP %d on the WebSocket upgrade "
+			"(check link.headers)",
+			l->url_text, status);
+	else if (l->end.retry_after_s)
+		set_end(l, LINK_FAIL_HTTP,
+			"%s refused the WebSocket upgrade: HTTP %d, Retry-After %u s", l->url_text,
+			status, l->end.retry_after_s);
+	else
+		set_end(l, LINK_FAIL_HTTP, "%s refused the WebSocket upgrade: HTTP %d", l->url_text,
+			status);
+}
+
+/* mbedTLS gives no reason; these are what it means in practice */
+static void classify_tls_handshake(struct link *l, const char *why)
+{
+	if (l->cert.blob)
+		set_end(l, LINK_FAIL_TLS,
+			"TLS handshake with %s:%u failed: the server rejected our client "
+			"certificate %s, or does not speak TLS on this port [%s]",
+			l->url.host, l->url.port, l->cert_file, why);
+	else
+		set_end(l, LINK_FAIL_TLS,
+			"TLS handshake with %s:%u failed: the server does not speak TLS on this "
+			"port, or it requires a client certificate and none is configured "
+			"(tls.cert_file, tls.key_file) [%s]",
+			l->url.host, l->url.port, why);
+}
+
+/* Turn lws's connection error into one line an operator can act on. */
 static void classify_error(struct link *l, struct lws *wsi, const char *in)
 {
-	char why[256];
-	const char *x;
-	size_t n;
-	int status;
+	struct linkerr e;
+	char proto[64] = "";
 
-	snprintf(why, sizeof(why), "%s", in ? in : "unknown error");
-	n = strlen(why);
-	while (n && (why[n - 1] == '\n' || why[n - 1] == '\r' || why[n - 1] == ' '))
-		why[--n] = '\0';
-
-	status = wsi ? (int)lws_http_client_http_response(wsi) : 0;
-	if (!status && strstr(why, "unauthorized"))
-		status = 401;
-	if (strstr(why, "not 101") || strstr(why, "unauthorized") || (status && status != 101)) {
-		char ra[32] = "";
-
-		l->end.http_status = status;
-		if ((status == 429 || status == 503) && wsi &&
-		    lws_hdr_copy(wsi, ra, sizeof(ra), WSI_TOKEN_HTTP_RETRY_AFTER) > 0) {
-			char *end;
-			unsigned long v = strtoul(ra, &end, 10);
-
-			/* only the delta-seconds form; an HTTP date falls back to backoff */
-			if (end != ra && !*end)
-				l->end.retry_after_s = v > 86400 ? 86400 : (unsigned)v;
-		}
-		if (status == 401 || status == 403)
-			set_end(l, LINK_FAIL_HTTP,
-				"%s: authentication rejected: HTTP %d on the WebSocket upgrade "
-				"(check link.headers)",
-				l->url_text, status);
-		else if (l->end.retry_after_s)
-			set_end(l, LINK_FAIL_HTTP,
-				"%s refused the WebSocket upgrade: HTTP %d, Retry-After %u s",
-				l->url_text, status, l->end.retry_after_s);
-		else
-			set_end(l, LINK_FAIL_HTTP, "%s refused the WebSocket upgrade: HTTP %d",
-				l->url_text, status);
-	} else if (strstr(why, "Accept hash wrong") || strstr(why, "ACCEPT missing")) {
+	linkerr_classify(in, wsi ? (int)lws_http_client_http_response(wsi) : 0, &e);
+	switch (e.kind) {
+	case LINKERR_HTTP:
+		classify_http(l, wsi, e.http_status);
+		break;
+	case LINKERR_ACCEPT:
 		set_end(l, LINK_FAIL_PROTOCOL,
 			"%s: bad upgrade response: wrong or missing Sec-WebSocket-Accept "
 			"(not a WebSocket server, or a proxy in the way)",
 			l->url_text);
-	} else if (strstr(why, "PROTOCOL malformed") || strstr(why, "protocol no match")) {
-		char proto[64] = "";
-
+		break;
+	case LINKERR_SUBPROTOCOL:
 		if (wsi)
 			lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL);
-		set_end(l, LINK_FAIL_PROTOCOL,
-			"%s: server chose subprotocol '%s', which we did not request (link.subprotocol "
-			"is '%s')",
-			l->url_text, proto, l->subprotocol ? l->subprotocol : "");
-	} else if ((x = strstr(why, "X509_V_ERR = "))) {
-		classify_x509(l, atoi(x + 13));
-	} else if (strstr(why, "Timed out waiting SSL")) {
-		set_end(l, LINK_FAIL_TLS, "TLS: handshake with %s:%u timed out",
-			l->url.host, l->url.port);
-	} else if (strstr(why, "Unable to connect") || strstr(why, "connect failed") ||
-		   strstr(why, "Closed before conn")) {
+		set_end(
+		    l, LINK_FAIL_PROTOCOL,
+		    "%s: server chose subprotocol '%s', which we did not request (link.subprotocol "
+		    "is '%s')",
+		    l->url_text, proto, l->subprotocol ? l->subprotocol : "");
+		break;
+	case LINKERR_X509:
+		classify_x509(l, e.x509);
+		break;
+	case LINKERR_TLS_TIMEOUT:
+		set_end(l, LINK_FAIL_TLS, "TLS: handshake with %s:%u timed out", l->url.host,
+			l->url.port);
+		break;
+	case LINKERR_CONNECT:
 		set_end(l, LINK_FAIL_CONNECT, "cannot connect to %s:%u (refused or unreachable)",
 			l->url.host, l->url.port);
-	} else if (strstr(why, "getaddrinfo") || strstr(why, "resolve") || strstr(why, "DNS")) {
+		break;
+	case LINKERR_RESOLVE:
 		set_end(l, LINK_FAIL_CONNECT, "cannot resolve host '%s'", l->url.host);
-	} else if (strstr(why, "mbedtls connect")) {
-		/* mbedTLS gives no reason; these are what it means in practice */
-		if (l->cert.blob)
-			set_end(l, LINK_FAIL_TLS,
-				"TLS handshake with %s:%u failed: the server rejected our client "
-				"certificate %s, or does not speak TLS on this port [%s]",
-				l->url.host, l->url.port, l->cert_file, why);
-		else
-			set_end(l, LINK_FAIL_TLS,
-				"TLS handshake with %s:%u failed: the server does not speak TLS on this "
-				"port, or it requires a client certificate and none is configured "
-				"(tls.cert_file, tls.key_file) [%s]",
-				l->url.host, l->url.port, why);
-	} else if (strstr(why, "mbedtls") || strstr(why, "SSL") || strstr(why, "tls")) {
+		break;
+	case LINKERR_TLS_HANDSHAKE:
+		classify_tls_handshake(l, e.why);
+		break;
+	case LINKERR_TLS:
 		set_end(l, LINK_FAIL_TLS, "TLS handshake with %s:%u failed: %s", l->url.host,
-			l->url.port, why);
-	} else if (strstr(why, "HS:")) {
+			l->url.port, e.why);
+		break;
+	case LINKERR_HANDSHAKE:
 		set_end(l, LINK_FAIL_PROTOCOL, "bad WebSocket upgrade response from %s:%u: %s",
-			l->url.host, l->url.port, why + 3 + (why[3] == ' '));
-	} else {
+			l->url.host, l->url.port, e.detail);
+		break;
+	case LINKERR_OTHER:
 		set_end(l, LINK_FAIL_CONNECT, "connection to %s:%u failed: %s", l->url.host,
-			l->url.port, why);
+			l->url.port, e.why);
+		break;
 	}
 }
 
@@ -601,9 +618,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 			if (lws_add_http_header_by_name(wsi, (unsigned char *)l->hdr_names[i],
 							(unsigned char *)l->hdr_values[i],
 							(int)strlen(l->hdr_values[i]), p, end)) {
-				set_end(l, LINK_FAIL_LOCAL,
-					"link.headers: header '%.*s' does not fit the handshake buffer",
-					(int)strlen(l->hdr_names[i]) - 1, l->hdr_names[i]);
+				set_end(
+				    l, LINK_FAIL_LOCAL,
+				    "link.headers: header '%.*s' does not fit the handshake buffer",
+				    (int)strlen(l->hdr_names[i]) - 1, l->hdr_names[i]);
 				return -1;
 			}
 		break;
@@ -622,12 +640,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 					l->url.host, l->url.port, l->end.close_code,
 					l->end.close_reason[0] ? " " : "", l->end.close_reason);
 			else if (l->end.by_request)
-				set_end(l, LINK_FAIL_CLOSED, "link to %s:%u closed",
-					l->url.host, l->url.port);
+				set_end(l, LINK_FAIL_CLOSED, "link to %s:%u closed", l->url.host,
+					l->url.port);
 			else
-				set_end(l, LINK_FAIL_CLOSED,
-					"link to %s:%u lost: connection closed without a close frame",
-					l->url.host, l->url.port);
+				set_end(
+				    l, LINK_FAIL_CLOSED,
+				    "link to %s:%u lost: connection closed without a close frame",
+				    l->url.host, l->url.port);
 			finish(l);
 		}
 		break;
@@ -638,8 +657,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 }
 
 static const struct lws_protocols protocols[] = {
-	{ "wstether", callback, 0, RX_CHUNK, 0, NULL, 0 },
-	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+    {"wstether", callback, 0, RX_CHUNK, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
 /* A header value file, re-read at every attempt so tokens can rotate. */
@@ -650,8 +669,9 @@ static char *read_value_file(const char *file, const char *name, char *err, size
 	FILE *f = fopen(file, "r");
 
 	if (!f) {
-		snprintf(err, errlen, "link.headers: cannot read value_file '%s' of header '%s': %s",
-			 file, name, strerror(errno));
+		snprintf(err, errlen,
+			 "link.headers: cannot read value_file '%s' of header '%s': %s", file, name,
+			 strerror(errno));
 		return NULL;
 	}
 	n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -667,7 +687,8 @@ static char *read_value_file(const char *file, const char *name, char *err, size
 	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
 	if (strpbrk(buf, "\r\n")) {
-		snprintf(err, errlen, "link.headers: value_file '%s' of header '%s' has more than one line",
+		snprintf(err, errlen,
+			 "link.headers: value_file '%s' of header '%s' has more than one line",
 			 file, name);
 		explicit_bzero(buf, sizeof(buf));
 		return NULL;
@@ -760,7 +781,7 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 {
 	struct lws_context_creation_info info;
 	struct lws_client_connect_info ci;
-	void *foreign[1] = { l->loop };
+	void *foreign[1] = {l->loop};
 	char err[1024];
 
 	memset(&l->end, 0, sizeof(l->end));
@@ -844,12 +865,14 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 		/* only here: mbedTLS 2.28.3 is unsafe without a hostname (CVE-2025-27809) */
 		ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_ALLOW_EXPIRED |
 				     LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK | LCCSCF_ALLOW_INSECURE;
-		log_msg(LOG_WARNING, "tls.insecure is set: the server certificate of %s is NOT "
-			"verified; anyone on the path can read and change this link", l->url_text);
+		log_msg(LOG_WARNING,
+			"tls.insecure is set: the server certificate of %s is NOT "
+			"verified; anyone on the path can read and change this link",
+			l->url_text);
 	}
 	if (l->cert.blob)
-		log_msg(LOG_INFO, "client certificate %s, subject %s, valid until %s",
-			l->cert_file, l->cert.subject, l->cert.not_after);
+		log_msg(LOG_INFO, "client certificate %s, subject %s, valid until %s", l->cert_file,
+			l->cert.subject, l->cert.not_after);
 
 	ev_timer_set(&l->connect_timer, cfg->connect_timeout_s, 0);
 	ev_timer_start(l->loop, &l->connect_timer);
