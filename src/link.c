@@ -11,6 +11,7 @@
 #include <libwebsockets.h>
 
 #include "config.h"
+#include "escape.h"
 #include "framing.h"
 #include "linkerr.h"
 #include "log.h"
@@ -19,6 +20,7 @@
 #include "tls.h"
 #include "url.h"
 #include "wsframe.h"
+#include "wsrx.h"
 
 /* How much to hand lws per WRITEABLE: enough to fill a socket buffer. */
 #define TX_BATCH (256 * 1024)
@@ -41,6 +43,7 @@ struct link {
 	char ca_file[4096];
 	char url_text[URL_MAX_HOST + URL_MAX_PATH + 32];
 	char *subprotocol, *origin;
+	const char *offered_extensions; /* comma-separated, NULL for none */
 	char **hdr_names, **hdr_values; /* "Name:" and value; values never logged */
 	size_t n_hdrs;
 	struct tls_client_cert cert;
@@ -62,9 +65,13 @@ struct link {
 	bool fence_in_flight;
 	uint64_t rng;
 
-	unsigned char *rx;
-	size_t rx_len, rx_cap;
-	bool rx_binary, rx_skip;
+	struct wsrx rx;
+	bool violated;	  /* we are failing the link for the server's protocol error */
+	bool peer_closed; /* the server's close frame came: answer it, then wait for TCP */
+	int peer_code;	  /* what to answer it with, 0 for an empty close */
+	bool pong_due;
+	unsigned char pong[125];
+	size_t pong_len;
 
 	unsigned char *tx;
 	size_t tx_cap;
@@ -251,6 +258,12 @@ static int write_batch(struct link *l)
 	struct qmsg *m;
 	unsigned char *p;
 
+	if (l->pong_due) {
+		if (tx_reserve(l, WSFRAME_MAX_HEADER + l->pong_len) < 0)
+			return -1;
+		off = wsframe_encode(l->tx + LWS_PRE, WSF_PONG, l->pong, l->pong_len, next_mask(l));
+		l->pong_due = false;
+	}
 	while ((m = queue_peek_unsent(l->q))) {
 		size_t need = wsframe_header_len(m->len) + m->len;
 
@@ -286,78 +299,113 @@ static int write_batch(struct link *l)
 	return 0;
 }
 
-static void deliver(struct link *l, const unsigned char *data, size_t len, bool binary)
+static void rx_message(void *ud, const unsigned char *data, size_t len, bool binary)
 {
-	if (!binary && !framing_utf8_valid(data, len)) {
-		/* RFC 6455 8.1: fail the connection (1007) rather than pass it on */
-		log_msg(LOG_WARNING,
-			"text message of %zu bytes from %s is not valid UTF-8: "
-			"closing with 1007",
-			len, l->url_text);
-		link_request_close(l, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
+	struct link *l = ud;
+
+	/* nothing reaches local programs once we fail the link or the server closed it */
+	if (l->violated || l->peer_closed)
 		return;
-	}
 	l->stats.received++;
 	l->stats.received_bytes += len;
 	if (l->ev.message)
 		l->ev.message(l->ev.ud, data, len, binary);
 }
 
-static void on_receive(struct link *l, struct lws *wsi, const unsigned char *in, size_t len)
+static void rx_ping(void *ud, const unsigned char *data, size_t len)
 {
-	bool first = lws_is_first_fragment(wsi);
-	bool final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+	struct link *l = ud;
 
-	/* any frame proves the peer alive */
-	ev_timer_stop(l->loop, &l->pong_timer);
+	/* RFC 6455 5.5.3: answering the latest ping is enough */
+	memcpy(l->pong, data, len);
+	l->pong_len = len;
+	l->pong_due = true;
+	if (l->wsi)
+		lws_callback_on_writable(l->wsi);
+}
 
-	if (first) {
-		l->rx_len = 0;
-		l->rx_skip = false;
-		l->rx_binary = lws_frame_is_binary(wsi);
-		if (final && len <= l->max_message) {
-			deliver(l, in, len, l->rx_binary);
-			return;
-		}
-	}
-	if (l->rx_skip)
+static void on_pong(struct link *l, const unsigned char *in, size_t len);
+
+static void rx_pong(void *ud, const unsigned char *data, size_t len)
+{
+	on_pong(ud, data, len);
+}
+
+static void rx_close(void *ud, int code, const unsigned char *reason, size_t len)
+{
+	struct link *l = ud;
+
+	l->end.close_code = code;
+	escape_text(l->end.close_reason, sizeof(l->end.close_reason), reason, len);
+	if (l->close_sent) {
+		/* the answer to our close: the handshake is done */
+		finish(l);
 		return;
-	if (l->rx_len + len > l->max_message) {
-		log_msg(
-		    LOG_WARNING,
+	}
+	if (code)
+		set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s", l->url.host,
+			l->url.port, code, l->end.close_reason[0] ? " " : "", l->end.close_reason);
+	else
+		set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link without a code",
+			l->url.host, l->url.port);
+	/* RFC 6455 5.5.1: echo the code, then let the server close the TCP */
+	l->peer_closed = true;
+	l->peer_code = code;
+	if (l->wsi)
+		lws_callback_on_writable(l->wsi);
+}
+
+static const struct wsrx_ops rx_ops = {
+    .message = rx_message, .ping = rx_ping, .pong = rx_pong, .close = rx_close};
+
+/* The server broke RFC 6455: say what it did, close with the RFC's code, reconnect. */
+static void rx_violation(struct link *l)
+{
+	const struct wsrx *rx = &l->rx;
+
+	if (rx->status == WSRX_TOO_BIG)
+		set_end(
+		    l, LINK_FAIL_VIOLATION,
 		    "message from %s:%u exceeds link.max_message_bytes (%zu): closing with 1009",
 		    l->url.host, l->url.port, l->max_message);
-		l->rx_skip = true;
-		link_request_close(l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
-		return;
-	}
-	if (l->rx_len + len > l->rx_cap) {
-		size_t ncap = l->rx_cap ? l->rx_cap : 64 * 1024;
-		unsigned char *n;
+	else if (rx->status == WSRX_NOMEM)
+		set_end(l, LINK_FAIL_VIOLATION,
+			"out of memory reassembling a message from %s:%u: closing with 1009",
+			l->url.host, l->url.port);
+	else
+		set_end(l, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d",
+			l->url.host, l->url.port, rx->err_what, rx->err_code);
+	l->end.close_code = rx->peer_code; /* as received, invalid or not */
+	l->end.sent_code = rx->err_code;
+	l->violated = true;
+	l->close_req = true;
+	l->close_code = rx->err_code;
+	snprintf(l->close_reason, sizeof(l->close_reason), "%s",
+		 rx->err_code == 1009	? "message too big"
+		 : rx->err_code == 1007 ? "invalid UTF-8"
+					: "protocol error");
+	if (l->wsi)
+		lws_callback_on_writable(l->wsi);
+}
 
-		while (ncap < l->rx_len + len)
-			ncap *= 2;
-		n = realloc(l->rx, ncap);
-		if (!n) {
-			log_msg(LOG_ERR, "out of memory reassembling a message: closing with 1009");
-			l->rx_skip = true;
-			link_request_close(l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "out of memory");
-			return;
-		}
-		l->rx = n;
-		l->rx_cap = ncap;
-	}
-	memcpy(l->rx + l->rx_len, in, len);
-	l->rx_len += len;
-	if (final) {
-		deliver(l, l->rx, l->rx_len, l->rx_binary);
-		l->rx_len = 0;
-		/* a huge message should not pin its buffer for the link's life */
-		if (l->rx_cap > 1024 * 1024) {
-			free(l->rx);
-			l->rx = NULL;
-			l->rx_cap = 0;
-		}
+static void on_raw_rx(struct link *l, const unsigned char *in, size_t len)
+{
+	/* any frame proves the peer alive */
+	ev_timer_stop(l->loop, &l->pong_timer);
+	/* after a violation frames cannot be found again; after a close none may come */
+	if (l->rx.status != WSRX_OK)
+		return;
+	switch (wsrx_feed(&l->rx, in, len, &rx_ops, l)) {
+	case WSRX_VIOLATION:
+	case WSRX_TOO_BIG:
+	case WSRX_NOMEM:
+		if (!l->close_sent)
+			rx_violation(l);
+		else
+			finish(l); /* no second close frame: drop the TCP */
+		break;
+	default:
+		break;
 	}
 }
 
@@ -481,7 +529,7 @@ static void classify_tls_handshake(struct link *l, const char *why)
 static void classify_error(struct link *l, struct lws *wsi, const char *in)
 {
 	struct linkerr e;
-	char proto[64] = "";
+	char proto[64] = "", raw[64];
 
 	linkerr_classify(in, wsi ? (int)lws_http_client_http_response(wsi) : 0, &e);
 	switch (e.kind) {
@@ -495,8 +543,8 @@ static void classify_error(struct link *l, struct lws *wsi, const char *in)
 			l->url_text);
 		break;
 	case LINKERR_SUBPROTOCOL:
-		if (wsi)
-			lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL);
+		if (wsi && lws_hdr_copy(wsi, raw, sizeof(raw), WSI_TOKEN_PROTOCOL) > 0)
+			escape_text(proto, sizeof(proto), raw, strlen(raw));
 		set_end(
 		    l, LINK_FAIL_PROTOCOL,
 		    "%s: server chose subprotocol '%s', which we did not request (link.subprotocol "
@@ -535,32 +583,62 @@ static void classify_error(struct link *l, struct lws *wsi, const char *in)
 	}
 }
 
-static void on_peer_close(struct link *l, const unsigned char *in, size_t len)
+/* Our close frame: the answer to the server's, or our own; then wait for the server. */
+static int send_close(struct link *l)
 {
-	if (len < 2)
-		return;
-	l->end.close_code = in[0] << 8 | in[1];
-	snprintf(l->end.close_reason, sizeof(l->end.close_reason), "%.*s",
-		 (int)(len - 2 > 123 ? 123 : len - 2), (const char *)in + 2);
+	unsigned char *p, payload[2 + sizeof(l->close_reason)];
+	size_t n = 0, off;
+	int code = l->peer_closed ? l->peer_code : l->close_code;
+
+	if (!l->peer_closed && !l->violated) {
+		set_end(l, LINK_FAIL_CLOSED, "closed the link to %s with %d%s%s", l->url_text,
+			l->close_code, *l->close_reason ? " " : "", l->close_reason);
+		l->end.by_request = true;
+		l->end.close_code = 0;
+	}
+	if (code) {
+		payload[n++] = (unsigned char)(code >> 8);
+		payload[n++] = (unsigned char)code;
+		if (!l->peer_closed) {
+			memcpy(payload + n, l->close_reason, strlen(l->close_reason));
+			n += strlen(l->close_reason);
+		}
+	}
+	l->close_sent = true;
+	if (tx_reserve(l, WSFRAME_MAX_HEADER + n) < 0)
+		return -1;
+	p = l->tx + LWS_PRE;
+	off = wsframe_encode(p, WSF_CLOSE, payload, n, next_mask(l));
+	if (lws_write(l->wsi, p, off, LWS_WRITE_HTTP) < 0)
+		return -1;
+	ev_timer_set(&l->close_timer, CLOSE_WAIT_S, 0);
+	ev_timer_start(l->loop, &l->close_timer);
+	return 0;
+}
+
+/* No extension is offered yet (permessage-deflate may come): a 101 may accept none. */
+static int check_extensions(struct link *l, struct lws *wsi)
+{
+	char hdr[256], name[64], esc[160];
+
+	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) <= 0)
+		return 0;
+	if (!wsrx_unoffered_extension(hdr, l->offered_extensions, name, sizeof(name)))
+		return 0;
+	escape_text(esc, sizeof(esc), name, strlen(name));
+	set_end(l, LINK_FAIL_PROTOCOL,
+		"%s: server accepted the extension '%s', which we did not offer (RFC 6455 §9.1): "
+		"failing the connection",
+		l->url_text, esc);
+	return 1;
 }
 
 static int writeable(struct link *l, struct lws *wsi)
 {
 	if (!l->up || wsi != l->wsi || l->ending || l->close_sent)
 		return 0; /* lws sends WRITEABLE unasked too; after our close, nothing more */
-	if (l->close_req) {
-		/* -1 once: a second one would make lws drop the connection unacknowledged */
-		l->close_sent = true;
-		lws_close_reason(wsi, (enum lws_close_status)l->close_code,
-				 (unsigned char *)l->close_reason, strlen(l->close_reason));
-		set_end(l, LINK_FAIL_CLOSED, "closed the link to %s with %d%s%s", l->url_text,
-			l->close_code, *l->close_reason ? " " : "", l->close_reason);
-		l->end.by_request = true;
-		l->end.close_code = 0;
-		ev_timer_set(&l->close_timer, CLOSE_WAIT_S, 0);
-		ev_timer_start(l->loop, &l->close_timer);
-		return -1;
-	}
+	if (l->peer_closed || l->close_req)
+		return send_close(l);
 	if (l->rx_pause_want != l->rx_paused) {
 		l->rx_paused = l->rx_pause_want;
 		lws_rx_flow_control(wsi, l->rx_paused ? 0 : 1);
@@ -602,14 +680,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		if (l->wsi && (queue_peek_unsent(l->q) || l->close_req || l->rx_pause_want))
 			lws_callback_on_writable(wsi);
 		break;
-	case LWS_CALLBACK_CLIENT_RECEIVE:
+	case LWS_CALLBACK_RAW_RX:
+		/* our lws patch hands us the connection's bytes: wsrx parses the frames */
 		if (wsi == l->wsi)
-			on_receive(l, wsi, in, len);
+			on_raw_rx(l, in, len);
 		break;
-	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-		if (wsi == l->wsi)
-			on_pong(l, in, len);
-		break;
+	case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
+		return check_extensions(l, wsi);
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
 		unsigned char **p = in, *end = *p + len;
 
@@ -628,18 +705,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	}
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return writeable(l, wsi);
-	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-		if (wsi == l->wsi)
-			on_peer_close(l, in, len);
-		break;
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		if (wsi == l->wsi) {
 			l->wsi = NULL;
-			if (l->end.close_code)
-				set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s",
-					l->url.host, l->url.port, l->end.close_code,
-					l->end.close_reason[0] ? " " : "", l->end.close_reason);
-			else if (l->end.by_request)
+			if (l->end.by_request)
 				set_end(l, LINK_FAIL_CLOSED, "link to %s:%u closed", l->url.host,
 					l->url.port);
 			else
@@ -772,7 +841,7 @@ void link_destroy(struct link *l)
 		l->ctx = NULL;
 	}
 	free_scratch(l);
-	free(l->rx);
+	wsrx_finish(&l->rx);
 	free(l->tx);
 	free(l);
 }
@@ -815,7 +884,8 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->fenced_seq = 0;
 	l->fence_in_flight = false;
 	l->upgrade_sent = false;
-	l->rx_len = 0;
+	wsrx_init(&l->rx, cfg->max_message_bytes, 0);
+	l->violated = l->peer_closed = l->pong_due = false;
 
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
@@ -860,7 +930,9 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	ci.origin = l->origin;
 	ci.protocol = l->subprotocol;
 	ci.local_protocol_name = protocols[0].name;
-	ci.ssl_connection = (l->url.tls ? LCCSCF_USE_SSL : 0) | LCCSCF_HTTP_NO_FOLLOW_REDIRECT;
+	/* LCCSCF_WST_RAW_WS_RX (our lws patch): we parse what the server sends, see wsrx.h */
+	ci.ssl_connection = (l->url.tls ? LCCSCF_USE_SSL : 0) | LCCSCF_HTTP_NO_FOLLOW_REDIRECT |
+			    LCCSCF_WST_RAW_WS_RX;
 	if (l->url.tls && l->insecure) {
 		/* only here: mbedTLS 2.28.3 is unsafe without a hostname (CVE-2025-27809) */
 		ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_ALLOW_EXPIRED |
