@@ -7,11 +7,18 @@
 
 /*
  * Server-to-client WebSocket frames (RFC 6455 5-8), parsed by us rather than
- * by lws, so that every client duty of the RFC is enforced in one pure,
- * fuzzed place (lws 4.1.6 delivers masked frames and drops the TCP without a
- * close frame on most other violations). Feed it the bytes as they come; it
- * calls back with whole messages and control frames. On the first violation
- * it stops, fills err_code/err_what and ignores everything after.
+ * by lws. lws 4.1.6 delivers masked frames as data and drops the TCP without
+ * a close frame on most other violations; patching its byte-at-a-time parser
+ * in eight places would leave the checks spread over C we do not fuzz. One
+ * small lws patch (0005) hands us the raw bytes instead, as we already frame
+ * our own sends (wsframe.c). Measured with callgrind, 20,000 x 64 B and
+ * 2,000 x 16 KiB echoed through --stdio: 12.5% fewer instructions in both
+ * (41.1 M -> 36.0 M, 245.7 M -> 214.9 M), since whole frames are delivered
+ * from lws's read buffer without the copy lws made.
+ *
+ * Feed it the bytes as they come; it calls back with whole messages and
+ * control frames. On the first violation it stops, fills err_code/err_what
+ * and ignores everything after.
  */
 
 struct wsrx_ops {

@@ -231,3 +231,37 @@ def test_empty_close_is_answered_with_an_empty_close(server, daemon, tmp_path):
     start_daemon(daemon, tmp_path, srv.url())
     (c1,) = srv.wait_done(1, timeout=10)
     assert c1.close_code == 1005 and c1.close_reason == b""
+
+
+# Autobahn 7.7.x: every code a server may send is echoed; 7.3.x: close payload sizes
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000,
+                                  3999, 4000, 4999])
+def test_valid_close_codes_are_echoed(server, daemon, tmp_path, code):
+    srv = server(lambda n: Plan(send=mk(0x8, close_payload(code, b"r" * 123))) if n == 1
+                 else Plan(hold=30))
+    d = start_daemon(daemon, tmp_path, srv.url())
+    (c1,) = srv.wait_done(1, timeout=10)
+    assert c1.close_code == code
+    wait_until(lambda: len(srv.conns) >= 2, 5, what="a reconnect")
+    assert any(f"closed the link: {code} {'r' * 123}" in m for _, m in log_lines(d))
+
+
+# Autobahn 1.1.x / 1.2.x: payload lengths at the 7-, 16- and 64-bit boundaries
+@pytest.mark.parametrize("n", [0, 125, 126, 127, 128, 65535, 65536, 65537])
+def test_every_length_encoding_is_read(server, daemon, tmp_path, n):
+    body = bytes(ord("a") + i % 26 for i in range(n))
+    srv = server(lambda c: Plan(send=mk(0x1, body) + mk(0x1, b"end"), hold=30))
+    d = start_daemon(daemon, tmp_path, srv.url(), "max_message_bytes = 1048576;")
+    assert d.read_lines(2, timeout=10) == [body, b"end"]
+
+
+# Autobahn 5.x: a message in 1-byte fragments, pings between them, fed in one read
+def test_one_byte_fragments_with_pings_between(server, daemon, tmp_path):
+    text = b"fragmented"
+    frames = b"".join(mk(0x1 if i == 0 else 0x0, text[i:i + 1], fin=i == len(text) - 1)
+                      + mk(0x9, b"%d" % i) for i in range(len(text)))
+    srv = server(lambda c: Plan(send=frames, with_101=True, hold=30))
+    d = start_daemon(daemon, tmp_path, srv.url())
+    assert d.read_lines(1, timeout=10) == [text]
+    wait_until(lambda: srv.conns[0].pongs(), 5, what="a pong")
+    assert srv.conns[0].pongs()[-1] == b"9"
