@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "escape.h"
+
 static int starts(const char *s, const char *prefix)
 {
 	return !strncmp(s, prefix, strlen(prefix));
@@ -22,11 +24,14 @@ void linkerr_classify(const char *in, int http_status, struct linkerr *e)
 	const char *why;
 
 	memset(e, 0, sizeof(*e));
-	snprintf(e->why, sizeof(e->why), "%s", in ? in : "unknown error");
-	n = strlen(e->why);
+	if (!in)
+		in = "unknown error";
+	n = strlen(in);
 	/* lws ends some of its texts with a newline */
-	while (n && (e->why[n - 1] == '\n' || e->why[n - 1] == '\r' || e->why[n - 1] == ' '))
-		e->why[--n] = '\0';
+	while (n && (in[n - 1] == '\n' || in[n - 1] == '\r' || in[n - 1] == ' '))
+		n--;
+	/* lws's own words, but they end up in a log line: no control bytes */
+	escape_text(e->why, sizeof(e->why), in, n);
 	why = e->why;
 	e->detail = why;
 

@@ -137,6 +137,8 @@ static void classifies_each_text(void **state)
 	linkerr_classify("HS: UPGRADE missing", 101, &e);
 	assert_int_equal(e.kind, LINKERR_HANDSHAKE);
 	assert_string_equal(e.detail, "UPGRADE missing");
+	linkerr_classify("HS: odd\x1b[2J\n", 101, &e);
+	assert_string_equal(e.detail, "odd\\x1b[2J");
 	linkerr_classify(NULL, 0, &e);
 	assert_int_equal(e.kind, LINKERR_OTHER);
 	assert_string_equal(e.why, "unknown error");
