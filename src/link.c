@@ -11,15 +11,17 @@
 #include <libwebsockets.h>
 
 #include "config.h"
+#include "escape.h"
 #include "framing.h"
 #include "hello.h"
+#include "linkerr.h"
 #include "log.h"
 #include "queue.h"
 #include "rng.h"
 #include "tls.h"
 #include "url.h"
-#include "utf8.h"
 #include "wsframe.h"
+#include "wsrx.h"
 
 /* How much to hand lws per WRITEABLE: enough to fill a socket buffer. */
 #define TX_BATCH (256 * 1024)
@@ -32,7 +34,7 @@ struct link {
 	struct link_events ev;
 
 	struct lws_context *ctx;
-	struct lws *wsi;	/* set only between ESTABLISHED and CLOSED */
+	struct lws *wsi; /* set only between ESTABLISHED and CLOSED */
 	bool up, ending, destroying;
 	struct link_end end;
 
@@ -42,11 +44,12 @@ struct link {
 	char ca_file[4096];
 	char url_text[URL_MAX_HOST + URL_MAX_PATH + 32];
 	char *subprotocol, *origin;
-	char **hdr_names, **hdr_values;	/* "Name:" and value; values never logged */
+	const char *offered_extensions; /* comma-separated, NULL for none */
+	char **hdr_names, **hdr_values; /* "Name:" and value; values never logged */
 	size_t n_hdrs;
 	struct tls_client_cert cert;
 	struct tls_ca ca;
-	bool upgrade_sent;	/* TCP (and TLS) were up: the HTTP upgrade went out */
+	bool upgrade_sent; /* TCP (and TLS) were up: the HTTP upgrade went out */
 	char cert_file[4096];
 	bool insecure;
 	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
@@ -59,13 +62,17 @@ struct link {
 	bool ping_due;
 	bool rx_pause_want, rx_paused;
 
-	uint64_t fenced_seq;	/* newest seq covered by a ping we sent */
+	uint64_t fenced_seq; /* newest seq covered by a ping we sent */
 	bool fence_in_flight;
 	uint64_t rng;
 
-	unsigned char *rx;
-	size_t rx_len, rx_cap;
-	bool rx_binary, rx_skip;
+	struct wsrx rx;
+	bool violated;	  /* we are failing the link for the server's protocol error */
+	bool peer_closed; /* the server's close frame came: answer it, then wait for TCP */
+	int peer_code;	  /* what to answer it with, 0 for an empty close */
+	bool pong_due;
+	unsigned char pong[125];
+	size_t pong_len;
 
 	unsigned char *tx;
 	size_t tx_cap;
@@ -87,7 +94,7 @@ struct link {
 #define CLOSE_WAIT_S 2.0
 
 static void set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
 {
@@ -293,6 +300,12 @@ static int write_batch(struct link *l)
 	struct qmsg *m;
 	unsigned char *p;
 
+	if (l->pong_due) {
+		if (tx_reserve(l, WSFRAME_MAX_HEADER + l->pong_len) < 0)
+			return -1;
+		off = wsframe_encode(l->tx + LWS_PRE, WSF_PONG, l->pong, l->pong_len, next_mask(l));
+		l->pong_due = false;
+	}
 	if (l->hello_due && write_hello(l, &off) < 0)
 		return -1;
 	while ((m = queue_peek_unsent(l->q))) {
@@ -330,75 +343,113 @@ static int write_batch(struct link *l)
 	return 0;
 }
 
-static void deliver(struct link *l, const unsigned char *data, size_t len, bool binary)
+static void rx_message(void *ud, const unsigned char *data, size_t len, bool binary)
 {
-	if (!binary && !utf8_valid(data, len)) {
-		/* RFC 6455 8.1: fail the connection (1007) rather than pass it on */
-		log_msg(LOG_WARNING, "text message of %zu bytes from %s is not valid UTF-8: "
-			"closing with 1007", len, l->url_text);
-		link_request_close(l, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
+	struct link *l = ud;
+
+	/* nothing reaches local programs once we fail the link or the server closed it */
+	if (l->violated || l->peer_closed)
 		return;
-	}
 	l->stats.received++;
 	l->stats.received_bytes += len;
 	if (l->ev.message)
 		l->ev.message(l->ev.ud, data, len, binary);
 }
 
-static void on_receive(struct link *l, struct lws *wsi, const unsigned char *in, size_t len)
+static void rx_ping(void *ud, const unsigned char *data, size_t len)
 {
-	bool first = lws_is_first_fragment(wsi);
-	bool final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+	struct link *l = ud;
 
+	/* RFC 6455 5.5.3: answering the latest ping is enough */
+	memcpy(l->pong, data, len);
+	l->pong_len = len;
+	l->pong_due = true;
+	if (l->wsi)
+		lws_callback_on_writable(l->wsi);
+}
+
+static void on_pong(struct link *l, const unsigned char *in, size_t len);
+
+static void rx_pong(void *ud, const unsigned char *data, size_t len)
+{
+	on_pong(ud, data, len);
+}
+
+static void rx_close(void *ud, int code, const unsigned char *reason, size_t len)
+{
+	struct link *l = ud;
+
+	l->end.close_code = code;
+	escape_text(l->end.close_reason, sizeof(l->end.close_reason), reason, len);
+	if (l->close_sent) {
+		/* the answer to our close: the handshake is done */
+		finish(l);
+		return;
+	}
+	if (code)
+		set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s", l->url.host,
+			l->url.port, code, l->end.close_reason[0] ? " " : "", l->end.close_reason);
+	else
+		set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link without a code",
+			l->url.host, l->url.port);
+	/* RFC 6455 5.5.1: echo the code, then let the server close the TCP */
+	l->peer_closed = true;
+	l->peer_code = code;
+	if (l->wsi)
+		lws_callback_on_writable(l->wsi);
+}
+
+static const struct wsrx_ops rx_ops = {
+    .message = rx_message, .ping = rx_ping, .pong = rx_pong, .close = rx_close};
+
+/* The server broke RFC 6455: say what it did, close with the RFC's code, reconnect. */
+static void rx_violation(struct link *l)
+{
+	const struct wsrx *rx = &l->rx;
+
+	if (rx->status == WSRX_TOO_BIG)
+		set_end(
+		    l, LINK_FAIL_VIOLATION,
+		    "message from %s:%u exceeds link.max_message_bytes (%zu): closing with 1009",
+		    l->url.host, l->url.port, l->max_message);
+	else if (rx->status == WSRX_NOMEM)
+		set_end(l, LINK_FAIL_VIOLATION,
+			"out of memory reassembling a message from %s:%u: closing with 1009",
+			l->url.host, l->url.port);
+	else
+		set_end(l, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d",
+			l->url.host, l->url.port, rx->err_what, rx->err_code);
+	l->end.close_code = rx->peer_code; /* as received, invalid or not */
+	l->end.sent_code = rx->err_code;
+	l->violated = true;
+	l->close_req = true;
+	l->close_code = rx->err_code;
+	snprintf(l->close_reason, sizeof(l->close_reason), "%s",
+		 rx->err_code == 1009	? "message too big"
+		 : rx->err_code == 1007 ? "invalid UTF-8"
+					: "protocol error");
+	if (l->wsi)
+		lws_callback_on_writable(l->wsi);
+}
+
+static void on_raw_rx(struct link *l, const unsigned char *in, size_t len)
+{
 	/* any frame proves the peer alive */
 	ev_timer_stop(l->loop, &l->pong_timer);
-
-	if (first) {
-		l->rx_len = 0;
-		l->rx_skip = false;
-		l->rx_binary = lws_frame_is_binary(wsi);
-		if (final && len <= l->max_message) {
-			deliver(l, in, len, l->rx_binary);
-			return;
-		}
-	}
-	if (l->rx_skip)
+	/* after a violation frames cannot be found again; after a close none may come */
+	if (l->rx.status != WSRX_OK)
 		return;
-	if (l->rx_len + len > l->max_message) {
-		log_msg(LOG_WARNING,
-			"message from %s:%u exceeds link.max_message_bytes (%zu): closing with 1009",
-			l->url.host, l->url.port, l->max_message);
-		l->rx_skip = true;
-		link_request_close(l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
-		return;
-	}
-	if (l->rx_len + len > l->rx_cap) {
-		size_t ncap = l->rx_cap ? l->rx_cap : 64 * 1024;
-		unsigned char *n;
-
-		while (ncap < l->rx_len + len)
-			ncap *= 2;
-		n = realloc(l->rx, ncap);
-		if (!n) {
-			log_msg(LOG_ERR, "out of memory reassembling a message: closing with 1009");
-			l->rx_skip = true;
-			link_request_close(l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "out of memory");
-			return;
-		}
-		l->rx = n;
-		l->rx_cap = ncap;
-	}
-	memcpy(l->rx + l->rx_len, in, len);
-	l->rx_len += len;
-	if (final) {
-		deliver(l, l->rx, l->rx_len, l->rx_binary);
-		l->rx_len = 0;
-		/* a huge message should not pin its buffer for the link's life */
-		if (l->rx_cap > 1024 * 1024) {
-			free(l->rx);
-			l->rx = NULL;
-			l->rx_cap = 0;
-		}
+	switch (wsrx_feed(&l->rx, in, len, &rx_ops, l)) {
+	case WSRX_VIOLATION:
+	case WSRX_TOO_BIG:
+	case WSRX_NOMEM:
+		if (!l->close_sent)
+			rx_violation(l);
+		else
+			finish(l); /* no second close frame: drop the TCP */
+		break;
+	default:
+		break;
 	}
 }
 
@@ -434,34 +485,35 @@ static void classify_x509(struct link *l, int code)
 	bool ip = l->url.ipv6 || strspn(l->url.host, "0123456789.") == strlen(l->url.host);
 
 	switch (code) {
-	case 62:
+	case X509_ERR_HOSTNAME_MISMATCH:
 		set_end(l, LINK_FAIL_TLS,
 			"TLS: server certificate of %s:%u does not match the name '%.*s'%s",
 			l->url.host, l->url.port, namelen, l->host_hdr,
 			ip && !strncmp(l->host_hdr, l->url.host, strlen(l->url.host))
-				? " (mbedTLS matches DNS names only: set tls.server_name)"
-				: "");
+			    ? " (mbedTLS matches DNS names only: set tls.server_name)"
+			    : "");
 		break;
-	case 10:
+	case X509_ERR_CERT_HAS_EXPIRED:
 		set_end(l, LINK_FAIL_TLS, "TLS: server certificate of %s:%u has expired",
 			l->url.host, l->url.port);
 		break;
-	case 9:
+	case X509_ERR_CERT_NOT_YET_VALID:
 		set_end(l, LINK_FAIL_TLS, "TLS: server certificate of %s:%u is not yet valid",
 			l->url.host, l->url.port);
 		break;
-	case 24:
+	case X509_ERR_INVALID_CA:
 		set_end(l, LINK_FAIL_TLS,
 			"TLS: server certificate of %s:%u is not trusted by tls.ca_file '%s' "
-			"(unknown CA) [X509_V_ERR = 24]",
-			l->url.host, l->url.port, l->ca_file);
+			"(unknown CA) [X509_V_ERR = %d]",
+			l->url.host, l->url.port, l->ca_file, code);
 		break;
-	case 67:
-	case 68:
-		set_end(l, LINK_FAIL_TLS,
-			"TLS: server certificate of %s:%u is signed with a key or hash too weak for "
-			"mbedTLS (e.g. SHA-1) [X509_V_ERR = %d]",
-			l->url.host, l->url.port, code);
+	case X509_ERR_CA_KEY_TOO_SMALL:
+	case X509_ERR_CA_MD_TOO_WEAK:
+		set_end(
+		    l, LINK_FAIL_TLS,
+		    "TLS: server certificate of %s:%u is signed with a key or hash too weak for "
+		    "mbedTLS (e.g. SHA-1) [X509_V_ERR = %d]",
+		    l->url.host, l->url.port, code);
 		break;
 	default:
 		set_end(l, LINK_FAIL_TLS,
@@ -473,123 +525,165 @@ static void classify_x509(struct link *l, int code)
 	}
 }
 
-/* Turn lws's connection error text into one line an operator can act on. */
+/* The upgrade was refused with an HTTP status: say which, and honour Retry-After. */
+static void classify_http(struct link *l, struct lws *wsi, int status)
+{
+	char ra[32] = "";
+
+	l->end.http_status = status;
+	if ((status == 429 || status == 503) && wsi &&
+	    lws_hdr_copy(wsi, ra, sizeof(ra), WSI_TOKEN_HTTP_RETRY_AFTER) > 0) {
+		char *end;
+		unsigned long v = strtoul(ra, &end, 10);
+
+		/* only the delta-seconds form; an HTTP date falls back to backoff */
+		if (end != ra && !*end)
+			l->end.retry_after_s = v > 86400 ? 86400 : (unsigned)v;
+	}
+	if (status == 401 || status == 403)
+		set_end(l, LINK_FAIL_HTTP,
+			"%s: authentication rejected: HTTP %d on the WebSocket upgrade "
+			"(check link.headers)",
+			l->url_text, status);
+	else if (l->end.retry_after_s)
+		set_end(l, LINK_FAIL_HTTP,
+			"%s refused the WebSocket upgrade: HTTP %d, Retry-After %u s", l->url_text,
+			status, l->end.retry_after_s);
+	else
+		set_end(l, LINK_FAIL_HTTP, "%s refused the WebSocket upgrade: HTTP %d", l->url_text,
+			status);
+}
+
+/* mbedTLS gives no reason; these are what it means in practice */
+static void classify_tls_handshake(struct link *l, const char *why)
+{
+	if (l->cert.blob)
+		set_end(l, LINK_FAIL_TLS,
+			"TLS handshake with %s:%u failed: the server rejected our client "
+			"certificate %s, or does not speak TLS on this port [%s]",
+			l->url.host, l->url.port, l->cert_file, why);
+	else
+		set_end(l, LINK_FAIL_TLS,
+			"TLS handshake with %s:%u failed: the server does not speak TLS on this "
+			"port, or it requires a client certificate and none is configured "
+			"(tls.cert_file, tls.key_file) [%s]",
+			l->url.host, l->url.port, why);
+}
+
+/* Turn lws's connection error into one line an operator can act on. */
 static void classify_error(struct link *l, struct lws *wsi, const char *in)
 {
-	char why[256];
-	const char *x;
-	size_t n;
-	int status;
+	struct linkerr e;
+	char proto[64] = "", raw[64];
 
-	snprintf(why, sizeof(why), "%s", in ? in : "unknown error");
-	n = strlen(why);
-	while (n && (why[n - 1] == '\n' || why[n - 1] == '\r' || why[n - 1] == ' '))
-		why[--n] = '\0';
-
-	status = wsi ? (int)lws_http_client_http_response(wsi) : 0;
-	if (!status && strstr(why, "unauthorized"))
-		status = 401;
-	if (strstr(why, "not 101") || strstr(why, "unauthorized") || (status && status != 101)) {
-		char ra[32] = "";
-
-		l->end.http_status = status;
-		if ((status == 429 || status == 503) && wsi &&
-		    lws_hdr_copy(wsi, ra, sizeof(ra), WSI_TOKEN_HTTP_RETRY_AFTER) > 0) {
-			char *end;
-			unsigned long v = strtoul(ra, &end, 10);
-
-			/* only the delta-seconds form; an HTTP date falls back to backoff */
-			if (end != ra && !*end)
-				l->end.retry_after_s = v > 86400 ? 86400 : (unsigned)v;
-		}
-		if (status == 401 || status == 403)
-			set_end(l, LINK_FAIL_HTTP,
-				"%s: authentication rejected: HTTP %d on the WebSocket upgrade "
-				"(check link.headers)",
-				l->url_text, status);
-		else if (l->end.retry_after_s)
-			set_end(l, LINK_FAIL_HTTP,
-				"%s refused the WebSocket upgrade: HTTP %d, Retry-After %u s",
-				l->url_text, status, l->end.retry_after_s);
-		else
-			set_end(l, LINK_FAIL_HTTP, "%s refused the WebSocket upgrade: HTTP %d",
-				l->url_text, status);
-	} else if (strstr(why, "Accept hash wrong") || strstr(why, "ACCEPT missing")) {
+	linkerr_classify(in, wsi ? (int)lws_http_client_http_response(wsi) : 0, &e);
+	switch (e.kind) {
+	case LINKERR_HTTP:
+		classify_http(l, wsi, e.http_status);
+		break;
+	case LINKERR_ACCEPT:
 		set_end(l, LINK_FAIL_PROTOCOL,
 			"%s: bad upgrade response: wrong or missing Sec-WebSocket-Accept "
 			"(not a WebSocket server, or a proxy in the way)",
 			l->url_text);
-	} else if (strstr(why, "PROTOCOL malformed") || strstr(why, "protocol no match")) {
-		char proto[64] = "";
-
-		if (wsi)
-			lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL);
-		set_end(l, LINK_FAIL_PROTOCOL,
-			"%s: server chose subprotocol '%s', which we did not request (link.subprotocol "
-			"is '%s')",
-			l->url_text, proto, l->subprotocol ? l->subprotocol : "");
-	} else if ((x = strstr(why, "X509_V_ERR = "))) {
-		classify_x509(l, atoi(x + 13));
-	} else if (strstr(why, "Timed out waiting SSL")) {
-		set_end(l, LINK_FAIL_TLS, "TLS: handshake with %s:%u timed out",
-			l->url.host, l->url.port);
-	} else if (strstr(why, "Unable to connect") || strstr(why, "connect failed") ||
-		   strstr(why, "Closed before conn")) {
+		break;
+	case LINKERR_SUBPROTOCOL:
+		if (wsi && lws_hdr_copy(wsi, raw, sizeof(raw), WSI_TOKEN_PROTOCOL) > 0)
+			escape_text(proto, sizeof(proto), raw, strlen(raw));
+		set_end(
+		    l, LINK_FAIL_PROTOCOL,
+		    "%s: server chose subprotocol '%s', which we did not request (link.subprotocol "
+		    "is '%s')",
+		    l->url_text, proto, l->subprotocol ? l->subprotocol : "");
+		break;
+	case LINKERR_X509:
+		classify_x509(l, e.x509);
+		break;
+	case LINKERR_TLS_TIMEOUT:
+		set_end(l, LINK_FAIL_TLS, "TLS: handshake with %s:%u timed out", l->url.host,
+			l->url.port);
+		break;
+	case LINKERR_CONNECT:
 		set_end(l, LINK_FAIL_CONNECT, "cannot connect to %s:%u (refused or unreachable)",
 			l->url.host, l->url.port);
-	} else if (strstr(why, "getaddrinfo") || strstr(why, "resolve") || strstr(why, "DNS")) {
+		break;
+	case LINKERR_RESOLVE:
 		set_end(l, LINK_FAIL_CONNECT, "cannot resolve host '%s'", l->url.host);
-	} else if (strstr(why, "mbedtls connect")) {
-		/* mbedTLS gives no reason; these are what it means in practice */
-		if (l->cert.blob)
-			set_end(l, LINK_FAIL_TLS,
-				"TLS handshake with %s:%u failed: the server rejected our client "
-				"certificate %s, or does not speak TLS on this port [%s]",
-				l->url.host, l->url.port, l->cert_file, why);
-		else
-			set_end(l, LINK_FAIL_TLS,
-				"TLS handshake with %s:%u failed: the server does not speak TLS on this "
-				"port, or it requires a client certificate and none is configured "
-				"(tls.cert_file, tls.key_file) [%s]",
-				l->url.host, l->url.port, why);
-	} else if (strstr(why, "mbedtls") || strstr(why, "SSL") || strstr(why, "tls")) {
+		break;
+	case LINKERR_TLS_HANDSHAKE:
+		classify_tls_handshake(l, e.why);
+		break;
+	case LINKERR_TLS:
 		set_end(l, LINK_FAIL_TLS, "TLS handshake with %s:%u failed: %s", l->url.host,
-			l->url.port, why);
-	} else if (strstr(why, "HS:")) {
+			l->url.port, e.why);
+		break;
+	case LINKERR_HANDSHAKE:
 		set_end(l, LINK_FAIL_PROTOCOL, "bad WebSocket upgrade response from %s:%u: %s",
-			l->url.host, l->url.port, why + 3 + (why[3] == ' '));
-	} else {
+			l->url.host, l->url.port, e.detail);
+		break;
+	case LINKERR_OTHER:
 		set_end(l, LINK_FAIL_CONNECT, "connection to %s:%u failed: %s", l->url.host,
-			l->url.port, why);
+			l->url.port, e.why);
+		break;
 	}
 }
 
-static void on_peer_close(struct link *l, const unsigned char *in, size_t len)
+/* Our close frame: the answer to the server's, or our own; then wait for the server. */
+static int send_close(struct link *l)
 {
-	if (len < 2)
-		return;
-	l->end.close_code = in[0] << 8 | in[1];
-	snprintf(l->end.close_reason, sizeof(l->end.close_reason), "%.*s",
-		 (int)(len - 2 > 123 ? 123 : len - 2), (const char *)in + 2);
+	unsigned char *p, payload[2 + sizeof(l->close_reason)];
+	size_t n = 0, off;
+	int code = l->peer_closed ? l->peer_code : l->close_code;
+
+	if (!l->peer_closed && !l->violated) {
+		set_end(l, LINK_FAIL_CLOSED, "closed the link to %s with %d%s%s", l->url_text,
+			l->close_code, *l->close_reason ? " " : "", l->close_reason);
+		l->end.by_request = true;
+		l->end.close_code = 0;
+	}
+	if (code) {
+		payload[n++] = (unsigned char)(code >> 8);
+		payload[n++] = (unsigned char)code;
+		if (!l->peer_closed) {
+			memcpy(payload + n, l->close_reason, strlen(l->close_reason));
+			n += strlen(l->close_reason);
+		}
+	}
+	l->close_sent = true;
+	if (tx_reserve(l, WSFRAME_MAX_HEADER + n) < 0)
+		return -1;
+	p = l->tx + LWS_PRE;
+	off = wsframe_encode(p, WSF_CLOSE, payload, n, next_mask(l));
+	if (lws_write(l->wsi, p, off, LWS_WRITE_HTTP) < 0)
+		return -1;
+	ev_timer_set(&l->close_timer, CLOSE_WAIT_S, 0);
+	ev_timer_start(l->loop, &l->close_timer);
+	return 0;
+}
+
+/* No extension is offered yet (permessage-deflate may come): a 101 may accept none. */
+static int check_extensions(struct link *l, struct lws *wsi)
+{
+	char hdr[256], name[64], esc[160];
+
+	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) <= 0)
+		return 0;
+	if (!wsrx_unoffered_extension(hdr, l->offered_extensions, name, sizeof(name)))
+		return 0;
+	escape_text(esc, sizeof(esc), name, strlen(name));
+	set_end(l, LINK_FAIL_PROTOCOL,
+		"%s: server accepted the extension '%s', which we did not offer (RFC 6455 §9.1): "
+		"failing the connection",
+		l->url_text, esc);
+	return 1;
 }
 
 static int writeable(struct link *l, struct lws *wsi)
 {
 	if (!l->up || wsi != l->wsi || l->ending || l->close_sent)
 		return 0; /* lws sends WRITEABLE unasked too; after our close, nothing more */
-	if (l->close_req) {
-		/* -1 once: a second one would make lws drop the connection unacknowledged */
-		l->close_sent = true;
-		lws_close_reason(wsi, (enum lws_close_status)l->close_code,
-				 (unsigned char *)l->close_reason, strlen(l->close_reason));
-		set_end(l, LINK_FAIL_CLOSED, "closed the link to %s with %d%s%s", l->url_text,
-			l->close_code, *l->close_reason ? " " : "", l->close_reason);
-		l->end.by_request = true;
-		l->end.close_code = 0;
-		ev_timer_set(&l->close_timer, CLOSE_WAIT_S, 0);
-		ev_timer_start(l->loop, &l->close_timer);
-		return -1;
-	}
+	if (l->peer_closed || l->close_req)
+		return send_close(l);
 	if (l->rx_pause_want != l->rx_paused) {
 		l->rx_paused = l->rx_pause_want;
 		lws_rx_flow_control(wsi, l->rx_paused ? 0 : 1);
@@ -633,14 +727,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 			       l->hello_due))
 			lws_callback_on_writable(wsi);
 		break;
-	case LWS_CALLBACK_CLIENT_RECEIVE:
+	case LWS_CALLBACK_RAW_RX:
+		/* our lws patch hands us the connection's bytes: wsrx parses the frames */
 		if (wsi == l->wsi)
-			on_receive(l, wsi, in, len);
+			on_raw_rx(l, in, len);
 		break;
-	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-		if (wsi == l->wsi)
-			on_pong(l, in, len);
-		break;
+	case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
+		return check_extensions(l, wsi);
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
 		unsigned char **p = in, *end = *p + len;
 
@@ -649,33 +742,27 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 			if (lws_add_http_header_by_name(wsi, (unsigned char *)l->hdr_names[i],
 							(unsigned char *)l->hdr_values[i],
 							(int)strlen(l->hdr_values[i]), p, end)) {
-				set_end(l, LINK_FAIL_LOCAL,
-					"link.headers: header '%.*s' does not fit the handshake buffer",
-					(int)strlen(l->hdr_names[i]) - 1, l->hdr_names[i]);
+				set_end(
+				    l, LINK_FAIL_LOCAL,
+				    "link.headers: header '%.*s' does not fit the handshake buffer",
+				    (int)strlen(l->hdr_names[i]) - 1, l->hdr_names[i]);
 				return -1;
 			}
 		break;
 	}
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return writeable(l, wsi);
-	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-		if (wsi == l->wsi)
-			on_peer_close(l, in, len);
-		break;
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		if (wsi == l->wsi) {
 			l->wsi = NULL;
-			if (l->end.close_code)
-				set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s",
-					l->url.host, l->url.port, l->end.close_code,
-					l->end.close_reason[0] ? " " : "", l->end.close_reason);
-			else if (l->end.by_request)
-				set_end(l, LINK_FAIL_CLOSED, "link to %s:%u closed",
-					l->url.host, l->url.port);
+			if (l->end.by_request)
+				set_end(l, LINK_FAIL_CLOSED, "link to %s:%u closed", l->url.host,
+					l->url.port);
 			else
-				set_end(l, LINK_FAIL_CLOSED,
-					"link to %s:%u lost: connection closed without a close frame",
-					l->url.host, l->url.port);
+				set_end(
+				    l, LINK_FAIL_CLOSED,
+				    "link to %s:%u lost: connection closed without a close frame",
+				    l->url.host, l->url.port);
 			finish(l);
 		}
 		break;
@@ -686,8 +773,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 }
 
 static const struct lws_protocols protocols[] = {
-	{ "wstether", callback, 0, RX_CHUNK, 0, NULL, 0 },
-	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+    {"wstether", callback, 0, RX_CHUNK, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
 /* A header value file, re-read at every attempt so tokens can rotate. */
@@ -698,8 +785,9 @@ static char *read_value_file(const char *file, const char *name, char *err, size
 	FILE *f = fopen(file, "r");
 
 	if (!f) {
-		snprintf(err, errlen, "link.headers: cannot read value_file '%s' of header '%s': %s",
-			 file, name, strerror(errno));
+		snprintf(err, errlen,
+			 "link.headers: cannot read value_file '%s' of header '%s': %s", file, name,
+			 strerror(errno));
 		return NULL;
 	}
 	n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -715,7 +803,8 @@ static char *read_value_file(const char *file, const char *name, char *err, size
 	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
 	if (strpbrk(buf, "\r\n")) {
-		snprintf(err, errlen, "link.headers: value_file '%s' of header '%s' has more than one line",
+		snprintf(err, errlen,
+			 "link.headers: value_file '%s' of header '%s' has more than one line",
 			 file, name);
 		explicit_bzero(buf, sizeof(buf));
 		return NULL;
@@ -801,7 +890,7 @@ void link_destroy(struct link *l)
 		l->ctx = NULL;
 	}
 	free_scratch(l);
-	free(l->rx);
+	wsrx_finish(&l->rx);
 	free(l->tx);
 	free(l);
 }
@@ -810,7 +899,7 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 {
 	struct lws_context_creation_info info;
 	struct lws_client_connect_info ci;
-	void *foreign[1] = { l->loop };
+	void *foreign[1] = {l->loop};
 	char err[1024];
 
 	memset(&l->end, 0, sizeof(l->end));
@@ -845,7 +934,8 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->fence_in_flight = false;
 	l->ping_timing = l->hello_due = false;
 	l->upgrade_sent = false;
-	l->rx_len = 0;
+	wsrx_init(&l->rx, cfg->max_message_bytes, 0);
+	l->violated = l->peer_closed = l->pong_due = false;
 
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
@@ -890,17 +980,21 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	ci.origin = l->origin;
 	ci.protocol = l->subprotocol;
 	ci.local_protocol_name = protocols[0].name;
-	ci.ssl_connection = (l->url.tls ? LCCSCF_USE_SSL : 0) | LCCSCF_HTTP_NO_FOLLOW_REDIRECT;
+	/* LCCSCF_WST_RAW_WS_RX (our lws patch): we parse what the server sends, see wsrx.h */
+	ci.ssl_connection = (l->url.tls ? LCCSCF_USE_SSL : 0) | LCCSCF_HTTP_NO_FOLLOW_REDIRECT |
+			    LCCSCF_WST_RAW_WS_RX;
 	if (l->url.tls && l->insecure) {
 		/* only here: mbedTLS 2.28.3 is unsafe without a hostname (CVE-2025-27809) */
 		ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_ALLOW_EXPIRED |
 				     LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK | LCCSCF_ALLOW_INSECURE;
-		log_msg(LOG_WARNING, "tls.insecure is set: the server certificate of %s is NOT "
-			"verified; anyone on the path can read and change this link", l->url_text);
+		log_msg(LOG_WARNING,
+			"tls.insecure is set: the server certificate of %s is NOT "
+			"verified; anyone on the path can read and change this link",
+			l->url_text);
 	}
 	if (l->cert.blob)
-		log_msg(LOG_INFO, "client certificate %s, subject %s, valid until %s",
-			l->cert_file, l->cert.subject, l->cert.not_after);
+		log_msg(LOG_INFO, "client certificate %s, subject %s, valid until %s", l->cert_file,
+			l->cert.subject, l->cert.not_after);
 
 	ev_timer_set(&l->connect_timer, cfg->connect_timeout_s, 0);
 	ev_timer_start(l->loop, &l->connect_timer);

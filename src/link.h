@@ -27,6 +27,7 @@ enum link_fail {
 	LINK_FAIL_CLOSED,	/* an established link ended */
 	LINK_FAIL_DEAD,		/* no pong within pong_timeout_s */
 	LINK_FAIL_LOCAL,	/* we could not set up the attempt */
+	LINK_FAIL_VIOLATION,	/* the server broke RFC 6455 on an open link: we closed it */
 };
 
 struct link_end {
@@ -35,8 +36,9 @@ struct link_end {
 	bool by_request;	/* we asked for the close */
 	int http_status;
 	unsigned retry_after_s;
-	int close_code;		/* from the server's close frame, 0 if none */
-	char close_reason[124];
+	int close_code;		/* from the server's close frame as received, 0 if none */
+	int sent_code;		/* LINK_FAIL_VIOLATION: the close code we answered with */
+	char close_reason[124];	/* escaped (escape_text) */
 	char msg[512];		/* one line that explains it */
 };
 

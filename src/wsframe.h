@@ -9,7 +9,7 @@
  * queued messages go out in one write instead of one lws_write (and one
  * /dev/urandom read for the mask) each.
  */
-enum { WSF_TEXT = 0x1, WSF_BINARY = 0x2, WSF_CLOSE = 0x8, WSF_PING = 0x9 };
+enum { WSF_TEXT = 0x1, WSF_BINARY = 0x2, WSF_CLOSE = 0x8, WSF_PING = 0x9, WSF_PONG = 0xa };
 
 #define WSFRAME_MAX_HEADER 14
 

@@ -1,0 +1,63 @@
+#ifndef WST_LINKERR_H
+#define WST_LINKERR_H
+
+/*
+ * What went wrong with a connection attempt, from what lws 4.1.6 tells us:
+ * the HTTP status of the upgrade response (a code) and, where lws gives
+ * nothing else, the `in` text of LWS_CALLBACK_CLIENT_CONNECTION_ERROR.
+ * test_linkerr checks each text below against the bundled lws source, so an
+ * lws upgrade that rewords one breaks a test instead of the logs.
+ */
+
+/* lws's CLIENT_CONNECTION_ERROR texts (lib/roles/ws/client-ws.c and others) */
+#define LWS_CCE_NOT_101 "HS: ws upgrade response not 101"
+#define LWS_CCE_UNAUTHORIZED "HS: ws upgrade unauthorized"
+#define LWS_CCE_ACCEPT_WRONG "HS: Accept hash wrong"
+#define LWS_CCE_ACCEPT_MISSING "HS: ACCEPT missing"
+#define LWS_CCE_PROTOCOL_MALFORMED "HS: PROTOCOL malformed"
+#define LWS_CCE_PROTOCOL_NO_MATCH "ws protocol no match"
+#define LWS_CCE_HS_PREFIX "HS: "
+#define LWS_CCE_X509 "X509_V_ERR = " /* followed by the verify result, then ": " */
+#define LWS_CCE_TLS_TIMEOUT "Timed out waiting SSL"
+#define LWS_CCE_UNABLE_TO_CONNECT "Unable to connect"
+#define LWS_CCE_CLOSED_BEFORE_CONN "Closed before conn"
+#define LWS_CCE_DNS "ipv6 lws_getaddrinfo46 failed"
+#define LWS_CCE_MBEDTLS_CONNECT "mbedtls connect " /* then SSL_connect's result, errors */
+
+/* Verify results of lws's OpenSSL-compatible mbedTLS wrapper (internal/x509_vfy.h) */
+enum {
+	X509_ERR_UNSPECIFIED = 1,
+	X509_ERR_CERT_NOT_YET_VALID = 9,
+	X509_ERR_CERT_HAS_EXPIRED = 10,
+	X509_ERR_INVALID_CA = 24,
+	X509_ERR_HOSTNAME_MISMATCH = 62,
+	X509_ERR_CA_KEY_TOO_SMALL = 67,
+	X509_ERR_CA_MD_TOO_WEAK = 68,
+};
+
+enum linkerr_kind {
+	LINKERR_HTTP,	     /* the upgrade was answered with another status than 101 */
+	LINKERR_ACCEPT,	     /* Sec-WebSocket-Accept wrong or missing */
+	LINKERR_SUBPROTOCOL, /* the server chose a subprotocol we did not offer */
+	LINKERR_X509,	     /* certificate rejected; .x509 says why */
+	LINKERR_TLS_TIMEOUT,
+	LINKERR_CONNECT,       /* refused or unreachable */
+	LINKERR_RESOLVE,       /* the name did not resolve */
+	LINKERR_TLS_HANDSHAKE, /* mbedTLS failed the handshake without a reason */
+	LINKERR_TLS,	       /* another TLS error */
+	LINKERR_HANDSHAKE,     /* another bad upgrade response; .detail is lws's text */
+	LINKERR_OTHER,
+};
+
+struct linkerr {
+	enum linkerr_kind kind;
+	int http_status;    /* of the upgrade response, 0 if none */
+	int x509;	    /* X509_ERR_*, for LINKERR_X509 */
+	char why[256];	    /* lws's text without trailing newline or spaces */
+	const char *detail; /* into why: lws's text without the "HS: " prefix */
+};
+
+/* in: lws's text (may be NULL); http_status: lws_http_client_http_response(), or 0. */
+void linkerr_classify(const char *in, int http_status, struct linkerr *e);
+
+#endif

@@ -1,0 +1,104 @@
+/*
+ * libFuzzer target for the receive-side WebSocket frame parser (wsrx). The
+ * first byte picks the message limit and the read size; the rest is what a
+ * server sent. Parsing it whole and read by read must give the same
+ * callbacks and the same verdict; every message must fit the limit, text
+ * must be valid UTF-8, control payloads at most 125 bytes, and nothing may
+ * be delivered after the parser stopped.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "framing.h"
+#include "wsrx.h"
+
+struct got {
+	uint32_t h; /* a running hash of every callback and its bytes */
+	size_t max;
+	bool stopped;
+};
+
+static void mix(struct got *g, int kind, const unsigned char *p, size_t n)
+{
+	if (g->stopped)
+		abort(); /* a callback after close or violation */
+	g->h = (g->h ^ (uint32_t)kind) * 16777619u;
+	for (size_t i = 0; i < n; i++)
+		g->h = (g->h ^ p[i]) * 16777619u;
+	g->h = (g->h ^ (uint32_t)n) * 16777619u;
+}
+
+static void on_message(void *ud, const unsigned char *d, size_t n, bool binary)
+{
+	struct got *g = ud;
+
+	if (n > g->max || (!binary && !framing_utf8_valid(d, n)))
+		abort();
+	mix(g, binary ? 'B' : 'T', d, n);
+}
+
+static void on_ping(void *ud, const unsigned char *d, size_t n)
+{
+	if (n > 125)
+		abort();
+	mix(ud, 'P', d, n);
+}
+
+static void on_pong(void *ud, const unsigned char *d, size_t n)
+{
+	if (n > 125)
+		abort();
+	mix(ud, 'O', d, n);
+}
+
+static void on_close(void *ud, int code, const unsigned char *d, size_t n)
+{
+	if ((code && !wsrx_close_code_valid(code)) || n > 123 || !framing_utf8_valid(d, n))
+		abort();
+	mix(ud, code, d, n);
+	((struct got *)ud)->stopped = true;
+}
+
+static const struct wsrx_ops ops = {on_message, on_ping, on_pong, on_close};
+
+static enum wsrx_status run(const uint8_t *p, size_t len, size_t max, size_t step, struct got *g,
+			    struct wsrx *rx)
+{
+	enum wsrx_status st = WSRX_OK;
+
+	memset(g, 0, sizeof(*g));
+	g->h = 2166136261u;
+	g->max = max;
+	wsrx_init(rx, max, 0);
+	for (size_t i = 0; i < len; i += step) {
+		st = wsrx_feed(rx, p + i, len - i < step ? len - i : step, &ops, g);
+		if (st != WSRX_OK)
+			break;
+	}
+	if (st == WSRX_VIOLATION || st == WSRX_TOO_BIG)
+		g->stopped = true;
+	wsrx_finish(rx);
+	return st;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct wsrx rx1 = {0}, rx2 = {0};
+	struct got g1, g2;
+	size_t max, step;
+	enum wsrx_status s1, s2;
+
+	if (size < 1)
+		return 0;
+	max = (size_t)1 << (data[0] & 0x0f);
+	step = 1 + (data[0] >> 4);
+	s1 = run(data + 1, size - 1, max, size, &g1, &rx1);
+	s2 = run(data + 1, size - 1, max, step, &g2, &rx2);
+	if (s1 != s2 || g1.h != g2.h || rx1.err_code != rx2.err_code ||
+	    strcmp(rx1.err_what, rx2.err_what))
+		abort();
+	return 0;
+}

@@ -1,0 +1,156 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "linkerr.h"
+
+/* The bundled lws source tree (LWS_SRC, set by meson): the texts must be in it verbatim. */
+static char *read_lws(const char *rel)
+{
+	const char *root = getenv("LWS_SRC");
+	char path[4096];
+	FILE *f;
+	char *buf;
+	long n;
+
+	assert_non_null(root);
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	f = fopen(path, "r");
+	if (!f)
+		fail_msg("cannot read %s: the lws source is needed to pin its texts", path);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	assert_true(n > 0);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static void in_lws(const char *rel, const char *needle)
+{
+	char *src = read_lws(rel);
+
+	if (!strstr(src, needle))
+		fail_msg("%s no longer contains %s: update linkerr.h and its log lines", rel,
+			 needle);
+	free(src);
+}
+
+static void texts_are_lws_4_1_6s(void **state)
+{
+	const char *ws = "lib/roles/ws/client-ws.c";
+
+	in_lws(ws, "\"" LWS_CCE_NOT_101 "\"");
+	in_lws(ws, "\"" LWS_CCE_UNAUTHORIZED "\"");
+	in_lws(ws, "\"" LWS_CCE_ACCEPT_WRONG "\"");
+	in_lws(ws, "\"" LWS_CCE_ACCEPT_MISSING "\"");
+	in_lws(ws, "\"" LWS_CCE_PROTOCOL_MALFORMED "\"");
+	in_lws(ws, "\"" LWS_CCE_PROTOCOL_NO_MATCH "\"");
+	in_lws("lib/core-net/wsi-timeout.c", "\"" LWS_CCE_TLS_TIMEOUT "\"");
+	in_lws("lib/roles/http/client/client-handshake.c", "\"" LWS_CCE_UNABLE_TO_CONNECT "\"");
+	in_lws("lib/roles/http/client/client-handshake.c", "\"" LWS_CCE_DNS "\"");
+	in_lws("lib/core-net/close.c", "\"" LWS_CCE_CLOSED_BEFORE_CONN "\"");
+	in_lws("lib/tls/mbedtls/mbedtls-client.c", "\"" LWS_CCE_MBEDTLS_CONNECT "%d %d %d\"");
+	in_lws("lib/tls/mbedtls/mbedtls-client.c", LWS_CCE_X509 "%d: %s\\n\"");
+}
+
+static void x509_numbers_are_the_wrappers(void **state)
+{
+	static const struct {
+		const char *name;
+		int value;
+	} codes[] = {
+	    {"X509_V_ERR_UNSPECIFIED", X509_ERR_UNSPECIFIED},
+	    {"X509_V_ERR_CERT_NOT_YET_VALID", X509_ERR_CERT_NOT_YET_VALID},
+	    {"X509_V_ERR_CERT_HAS_EXPIRED", X509_ERR_CERT_HAS_EXPIRED},
+	    {"X509_V_ERR_INVALID_CA", X509_ERR_INVALID_CA},
+	    {"X509_V_ERR_HOSTNAME_MISMATCH", X509_ERR_HOSTNAME_MISMATCH},
+	    {"X509_V_ERR_CA_KEY_TOO_SMALL", X509_ERR_CA_KEY_TOO_SMALL},
+	    {"X509_V_ERR_CA_MD_TOO_WEAK", X509_ERR_CA_MD_TOO_WEAK},
+	};
+	char *src = read_lws("lib/tls/mbedtls/wrapper/include/internal/x509_vfy.h");
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		char *p = strstr(src, codes[i].name);
+		size_t n = strlen(codes[i].name);
+
+		/* the name as a whole word, followed by its value */
+		while (p && (p[n] != ' ' && p[n] != '\t'))
+			p = strstr(p + 1, codes[i].name);
+		if (!p)
+			fail_msg("%s is not defined in lws's x509_vfy.h", codes[i].name);
+		assert_int_equal(atoi(p + n + strspn(p + n, " \t")), codes[i].value);
+	}
+	free(src);
+}
+
+static void classifies_each_text(void **state)
+{
+	struct linkerr e;
+
+	linkerr_classify(LWS_CCE_UNAUTHORIZED, 0, &e);
+	assert_int_equal(e.kind, LINKERR_HTTP);
+	assert_int_equal(e.http_status, 401);
+	linkerr_classify(LWS_CCE_NOT_101, 503, &e);
+	assert_int_equal(e.kind, LINKERR_HTTP);
+	assert_int_equal(e.http_status, 503);
+	/* the status is the code that counts, whatever the text */
+	linkerr_classify("read failed", 302, &e);
+	assert_int_equal(e.kind, LINKERR_HTTP);
+	linkerr_classify(LWS_CCE_ACCEPT_WRONG, 101, &e);
+	assert_int_equal(e.kind, LINKERR_ACCEPT);
+	linkerr_classify(LWS_CCE_ACCEPT_MISSING, 0, &e);
+	assert_int_equal(e.kind, LINKERR_ACCEPT);
+	linkerr_classify(LWS_CCE_PROTOCOL_MALFORMED, 101, &e);
+	assert_int_equal(e.kind, LINKERR_SUBPROTOCOL);
+	linkerr_classify(LWS_CCE_PROTOCOL_NO_MATCH, 101, &e);
+	assert_int_equal(e.kind, LINKERR_SUBPROTOCOL);
+	linkerr_classify("server's cert didn't look good, (use_ssl 0x1) X509_V_ERR = 62: "
+			 "Hostname mismatch\n",
+			 0, &e);
+	assert_int_equal(e.kind, LINKERR_X509);
+	assert_int_equal(e.x509, X509_ERR_HOSTNAME_MISMATCH);
+	assert_string_equal(e.why, "server's cert didn't look good, (use_ssl 0x1) X509_V_ERR = "
+				   "62: Hostname mismatch");
+	linkerr_classify(LWS_CCE_TLS_TIMEOUT, 0, &e);
+	assert_int_equal(e.kind, LINKERR_TLS_TIMEOUT);
+	linkerr_classify(LWS_CCE_UNABLE_TO_CONNECT, 0, &e);
+	assert_int_equal(e.kind, LINKERR_CONNECT);
+	linkerr_classify(LWS_CCE_CLOSED_BEFORE_CONN, 0, &e);
+	assert_int_equal(e.kind, LINKERR_CONNECT);
+	linkerr_classify(LWS_CCE_DNS, 0, &e);
+	assert_int_equal(e.kind, LINKERR_RESOLVE);
+	linkerr_classify("mbedtls connect -1 5 32", 0, &e);
+	assert_int_equal(e.kind, LINKERR_TLS_HANDSHAKE);
+	linkerr_classify("tls restriction limit", 0, &e);
+	assert_int_equal(e.kind, LINKERR_TLS);
+	linkerr_classify("HS: UPGRADE missing", 101, &e);
+	assert_int_equal(e.kind, LINKERR_HANDSHAKE);
+	assert_string_equal(e.detail, "UPGRADE missing");
+	linkerr_classify("HS: odd\x1b[2J\n", 101, &e);
+	assert_string_equal(e.detail, "odd\\x1b[2J");
+	linkerr_classify(NULL, 0, &e);
+	assert_int_equal(e.kind, LINKERR_OTHER);
+	assert_string_equal(e.why, "unknown error");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(texts_are_lws_4_1_6s),
+	    cmocka_unit_test(x509_numbers_are_the_wrappers),
+	    cmocka_unit_test(classifies_each_text),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
