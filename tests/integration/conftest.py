@@ -17,17 +17,24 @@ This file and peers/ hold the shared helpers; add to them rather than copy:
   daemon I/O echo_roundtrip, read_until_seen, stop_with_eof, wait_until
   checks     first_occurrences, assert_all_delivered_in_order
   config     link_config, fast_backoff; free_port for a URL nothing answers
+  data plane the dp fixture (a Dp: DpServer, BridgeClient, wstether -c,
+             wstetherctl, status waits) and short_dir; wstetherctl_path,
+             newest_segment, SEG_HEADER and REC_* (the spool's record layout)
 """
 
+import base64
 import itertools
 import json
 import os
 import pathlib
 import queue
 import select
+import shutil
 import signal
 import socket
+import struct
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +45,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PYTHON = "/usr/bin/python3"  # Debian's interpreter: it has python3-websockets
 WS_SERVER = HERE / "peers" / "ws_server.py"
+DP_SERVER = HERE / "peers" / "dp_server.py"
 TEST_TIMEOUT_S = 60
 
 
@@ -646,3 +654,359 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+# --------------------------------------------------------------------------
+# The data plane's world: wstether -c (no --stdio) with bridge, control socket
+# and spool, peers/dp_server.py, bridge clients and wstetherctl (taken from the
+# directory of $WSTETHER). Unix socket paths live in a short directory under
+# /tmp (sun_path holds 107 bytes).
+
+SEG_HEADER = 24  # spool record header (src/spool.h SPOOL_RECORD_HEADER)
+REC_MESSAGE, REC_CONFIRM, REC_TIME = 1, 2, 3  # record types (src/spool_int.h)
+
+
+def wstetherctl_path():
+    return wstether_path().parent / "wstetherctl"
+
+
+def newest_segment(spool):
+    segs = sorted(pathlib.Path(spool).glob("seg-*.wsq"))
+    assert segs, f"no segment in {spool}: {os.listdir(spool)}"
+    return segs[-1]
+
+
+# --------------------------------------------------------------------------
+# The data plane's server
+
+
+class DpServer(PeerProcess):
+    """peers/dp_server.py as a subprocess; commands go to its stdin."""
+
+    def __init__(self, workdir, name, port=0):
+        self.workdir = pathlib.Path(workdir)
+        self.name = name
+        self.port = port
+        self.proc = None
+        self.stderr_path = self.workdir / f"{name}.stderr"
+        self.logs = []          # one log per start, in order
+        self.start(port)
+
+    def start(self, port=None):
+        assert self.proc is None or self.proc.poll() is not None, "server already running"
+        port = self.port if port is None else port
+        log = self.workdir / f"{self.name}.{len(self.logs)}.log"
+        self.logs.append(log)
+        cmd = [PYTHON, str(DP_SERVER), "--port", str(port), "--log", str(log)]
+        self.proc, self.port = spawn_peer(cmd, self.stderr_path, stdin=subprocess.PIPE)
+        return self
+
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}/dp"
+
+    def cmd(self, **command):
+        self.proc.stdin.write((json.dumps(command) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def events(self, kind=None, gen=None):
+        """Events of every start (or of start number gen), each with "gen"."""
+        out = []
+        for g, log in enumerate(self.logs):
+            if gen is None or g == gen:
+                out += [dict(ev, gen=g) for ev in read_events(log, kind)]
+        return out
+
+    def messages(self, gen=None):
+        """Messages received, in order: str for text, bytes for binary."""
+        return [base64.b64decode(e["data"]) if e.get("binary") else e["data"]
+                for e in self.events("message", gen)]
+
+    def wait_messages(self, expected, timeout=20, gen=None):
+        want = set(expected)
+        try:
+            wait_until(lambda: want.issubset(self.messages(gen)), timeout)
+        except AssertionError:
+            missing = [m for m in expected if m not in set(self.messages(gen))]
+            raise AssertionError(
+                f"{len(missing)} of {len(expected)} messages did not reach the server within "
+                f"{timeout} s; first missing: {[str(m)[:40] for m in missing[:5]]}") from None
+        return self.messages(gen)
+
+
+# --------------------------------------------------------------------------
+# Bridge clients
+
+
+class BridgeClient:
+    def __init__(self, path, framing="lines", rcvbuf=None):
+        self.framing = framing
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect(str(path))
+        self.buf = b""
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send_line(self, text):
+        self.sock.sendall(text.encode() + b"\n")
+
+    def send_lines(self, lines):
+        self.sock.sendall(b"".join(l.encode() + b"\n" for l in lines))
+
+    def send_frame(self, msg):
+        """str: a text message (type 1); bytes: a binary one (type 2)."""
+        if isinstance(msg, str):
+            payload, kind = msg.encode(), 1
+        else:
+            payload, kind = msg, 2
+        self.sock.sendall(struct.pack(">BI", kind, len(payload)) + payload)
+
+    def _take(self):
+        """One message from self.buf, or None."""
+        if self.framing == "lines":
+            i = self.buf.find(b"\n")
+            if i < 0:
+                return None
+            msg, self.buf = self.buf[:i].decode(), self.buf[i + 1:]
+            return msg
+        if len(self.buf) < 5:
+            return None
+        kind, n = struct.unpack(">BI", self.buf[:5])
+        if len(self.buf) < 5 + n:
+            return None
+        payload, self.buf = self.buf[5:5 + n], self.buf[5 + n:]
+        assert kind in (1, 2), f"bad type byte {kind} from the bridge"
+        return payload.decode() if kind == 1 else payload
+
+    def recv_messages(self, n, timeout=10):
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            msg = self._take()
+            if msg is not None:
+                out.append(msg)
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"bridge client got {len(out)} of {n} messages: {out}")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except socket.timeout:
+                continue
+            if not chunk:
+                raise AssertionError(f"bridge closed after {len(out)} of {n} messages: {out}")
+            self.buf += chunk
+        return out
+
+    def nothing_more(self, wait=0.3):
+        """True when nothing arrives within wait seconds."""
+        if self.buf:
+            return False
+        r, _, _ = select.select([self.sock], [], [], wait)
+        return not r
+
+    def wait_closed_by_daemon(self, timeout=10):
+        """Read (and discard) until EOF or a reset: the daemon dropped us."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("the daemon did not close this bridge client")
+            self.sock.settimeout(left)
+            try:
+                if not self.sock.recv(1 << 16):
+                    return
+            except (ConnectionResetError, BrokenPipeError):
+                return
+            except socket.timeout:
+                continue
+
+    def close(self):
+        self.sock.close()
+
+
+# --------------------------------------------------------------------------
+# Fixtures of the data plane's world
+
+
+FAST_BACKOFF = ("backoff = { initial_ms = 100; max_ms = 300; multiplier = 2.0; jitter = 0.0; "
+                "reset_after_s = 1; };\n")
+
+
+class Dp:
+    """One test's world: a short socket directory, servers, daemons, wstetherctl."""
+
+    def __init__(self, tmp_path, wstether, daemon_factory, short):
+        self.tmp = tmp_path
+        self.wstether = wstether
+        self.daemon_factory = daemon_factory
+        self.dir = short
+        self.bridge = short / "b.sock"
+        self.ctl_sock = short / "c.sock"
+        self.spool = short / "spool"
+        self.servers = []
+        self.daemons = []
+        self.clients = []
+
+    # -- servers
+
+    def server(self, port=0):
+        s = DpServer(self.tmp, f"server{len(self.servers)}", port=port)
+        self.servers.append(s)
+        return s
+
+    def down_server(self):
+        """A server started and killed: its port is known, nobody listens."""
+        s = self.server()
+        s.kill()
+        return s
+
+    # -- config and daemons
+
+    def config(self, url, *, bridge=True, framing="lines", control=True, spool=None,
+               max_messages=None, max_bytes=None, overflow=None, max_message_bytes=None,
+               exec_cmd=None, exec_framing="lines", backoff=FAST_BACKOFF, name="dp.conf",
+               bridge_path=None, control_path=None):
+        link = [f'url = "{url}";', "connect_timeout_s = 5;", "drain_timeout_s = 1;"]
+        if max_message_bytes is not None:
+            link.append(f"max_message_bytes = {max_message_bytes};")
+        text = "link = { " + " ".join(link) + " };\n" + backoff
+        q = []
+        if max_messages is not None:
+            q.append(f"max_messages = {max_messages};")
+        if max_bytes is not None:
+            q.append(f"max_bytes = {max_bytes};")
+        if overflow is not None:
+            q.append(f'overflow = "{overflow}";')
+        if spool is not None:
+            q.append(f'spool_dir = "{spool}";')
+        if q:
+            text += "queue = { " + " ".join(q) + " };\n"
+        if bridge:
+            text += (f'bridge = {{ socket = "{bridge_path or self.bridge}"; '
+                     f'framing = "{framing}"; }};\n')
+        if control:
+            text += f'control = {{ socket = "{control_path or self.ctl_sock}"; }};\n'
+        if exec_cmd:
+            cmd = ", ".join(json.dumps(str(a)) for a in exec_cmd)
+            text += f'exec = {{ command = [ {cmd} ]; framing = "{exec_framing}"; }};\n'
+        path = self.tmp / name
+        path.write_text(text)
+        return path
+
+    def start(self, conf, wait_ready=True, prefix=None):
+        """wstether -c conf (no --stdio); waits until the control socket answers."""
+        if prefix:
+            d = Daemon(prefix[0], [*prefix[1:], self.wstether, "-c", conf], self.tmp)
+        else:
+            d = self.daemon_factory("-c", conf, stdio=False)
+        self.daemons.append(d)
+        if wait_ready:
+            wait_until(lambda: self.try_status() is not None or not d.running(), 10,
+                       what="the control socket")
+            assert d.running(), f"wstether exited: {d.proc.returncode}\n{d.stderr_tail()}"
+        return d
+
+    def kill_daemons(self):
+        for d in self.daemons:
+            d.cleanup()
+
+    # -- wstetherctl
+
+    def ctl(self, *args, sock=None, timeout=15):
+        """Run wstetherctl; returns (exit code, parsed answer or None, stdout, stderr)."""
+        p = subprocess.run([str(wstetherctl_path()), "-s", str(sock or self.ctl_sock),
+                            *map(str, args)], capture_output=True, timeout=timeout)
+        out = p.stdout.decode("utf-8", "replace")
+        ans = None
+        if out.strip():
+            ans = json.loads(out)
+        return p.returncode, ans, out, p.stderr.decode("utf-8", "replace")
+
+    def try_status(self):
+        if not self.ctl_sock.exists():
+            return None
+        rc, ans, _, _ = self.ctl("status")
+        return ans if rc == 0 else None
+
+    def status(self):
+        rc, ans, out, err = self.ctl("status")
+        assert rc == 0 and ans and ans["ok"], f"status failed: rc={rc} {out!r} {err!r}"
+        return ans
+
+    def wait_status(self, pred, timeout=15, what="status"):
+        last = [None]
+
+        def check():
+            last[0] = self.status()
+            return last[0] if pred(last[0]) else None
+        try:
+            return wait_until(check, timeout, interval=0.05, what=what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; last status: {last[0]}") from None
+
+    def wait_connected(self, timeout=15):
+        return self.wait_status(lambda s: s["state"] == "connected", timeout,
+                                what="state connected")
+
+    def wait_queue(self, n, timeout=15):
+        return self.wait_status(lambda s: s["queue"]["messages"] == n, timeout,
+                                what=f"queue.messages == {n}")
+
+    def wait_clients(self, n, timeout=10):
+        return self.wait_status(lambda s: s["bridge_clients"] == n, timeout,
+                                what=f"bridge_clients == {n}")
+
+    # -- bridge
+
+    def client(self, framing="lines", rcvbuf=None, path=None):
+        c = BridgeClient(path or self.bridge, framing, rcvbuf)
+        self.clients.append(c)
+        return c
+
+    def sanitizer_reports(self):
+        """ASan / UBSan reports in the daemons' logs (an ASan build in CI)."""
+        out = []
+        for d in self.daemons:
+            try:
+                text = d.stderr_path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            for needle in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                i = text.find(needle)
+                if i >= 0:
+                    out.append(text[max(i - 200, 0):i + 1500])
+        return out
+
+    def cleanup(self):
+        for c in self.clients:
+            try:
+                c.close()
+            except OSError:
+                pass
+        self.kill_daemons()
+        for s in self.servers:
+            s.stop()
+
+
+@pytest.fixture
+def short_dir():
+    d = pathlib.Path(tempfile.mkdtemp(prefix="wst-dp-", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def dp(tmp_path, wstether, daemon, short_dir, monkeypatch):
+    for var in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"):
+        monkeypatch.delenv(var, raising=False)
+    assert wstetherctl_path().is_file(), f"wstetherctl not found at {wstetherctl_path()}"
+    world = Dp(tmp_path, wstether, daemon, short_dir)
+    yield world
+    world.cleanup()
+    reports = world.sanitizer_reports()
+    assert not reports, "sanitizer report in the daemon's log:\n" + "\n".join(reports)

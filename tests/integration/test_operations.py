@@ -18,8 +18,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import wait_until
-from test_dataplane import dp, short_dir, wstetherctl_path  # noqa: F401 (dp's fixtures)
+from conftest import wait_until, wstetherctl_path
 
 EVENT_FRAME = 3
 

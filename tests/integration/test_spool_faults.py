@@ -9,7 +9,7 @@
 - an unusable queue.spool_dir is a configuration error: exit 78, with
   FILE:LINE from --check and at start.
 
-The world (daemon, dp_server, bridge client, wstetherctl) is test_dataplane's.
+The world (daemon, dp_server, bridge client, wstetherctl) is conftest.py's dp.
 Segments are written here byte by byte where the test needs a given layout
 (the format is in src/spool.h).
 """
@@ -24,9 +24,8 @@ import time
 
 import pytest
 
-from test_dataplane import SEG_HEADER, dp, newest_segment, short_dir  # noqa: F401 (fixtures)
+from conftest import REC_MESSAGE, REC_TIME, newest_segment
 
-REC_MESSAGE, REC_CONFIRM, REC_TIME = 1, 2, 3
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 
