@@ -6,7 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "framing.h"
+#include "utf8.h"
 
 enum {
 	OP_CONT = 0x0,
@@ -179,7 +179,7 @@ static enum wsrx_status on_close(struct wsrx *rx, const struct wsrx_ops *ops, vo
 		return fail(rx, WSRX_VIOLATION, 1002, "invalid close code %d (RFC 6455 §7.4)",
 			    code);
 	}
-	if (rx->ctl_len > 2 && !framing_utf8_valid(rx->ctl + 2, rx->ctl_len - 2)) {
+	if (rx->ctl_len > 2 && !utf8_valid(rx->ctl + 2, rx->ctl_len - 2)) {
 		rx->peer_code = code;
 		return fail(rx, WSRX_VIOLATION, 1007,
 			    "a close reason that is not valid UTF-8 (RFC 6455 §5.5.1)");
@@ -194,7 +194,7 @@ static enum wsrx_status on_close(struct wsrx *rx, const struct wsrx_ops *ops, vo
 static enum wsrx_status deliver(struct wsrx *rx, const unsigned char *data, size_t len,
 				const struct wsrx_ops *ops, void *ud)
 {
-	if (!rx->msg_binary && !framing_utf8_valid(data, len))
+	if (!rx->msg_binary && !utf8_valid(data, len))
 		return fail(rx, WSRX_VIOLATION, 1007,
 			    "a text message of %zu bytes that is not valid UTF-8 (RFC 6455 §8.1)",
 			    len);

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "escape.h"
-#include "framing.h"
+#include "utf8.h"
 
 static int hexval(char c)
 {
@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	room = 4 + data[0] * 4;
 	n = escape_text(out, room, data + 1, size - 1);
-	if (n >= room || strlen(out) != n || !framing_utf8_valid(out, n))
+	if (n >= room || strlen(out) != n || !utf8_valid(out, n))
 		abort();
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)out[i];

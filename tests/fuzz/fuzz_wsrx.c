@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "framing.h"
+#include "utf8.h"
 #include "wsrx.h"
 
 struct got {
@@ -33,7 +34,7 @@ static void on_message(void *ud, const unsigned char *d, size_t n, bool binary)
 {
 	struct got *g = ud;
 
-	if (n > g->max || (!binary && !framing_utf8_valid(d, n)))
+	if (n > g->max || (!binary && !utf8_valid(d, n)))
 		abort();
 	mix(g, binary ? 'B' : 'T', d, n);
 }
@@ -54,7 +55,7 @@ static void on_pong(void *ud, const unsigned char *d, size_t n)
 
 static void on_close(void *ud, int code, const unsigned char *d, size_t n)
 {
-	if ((code && !wsrx_close_code_valid(code)) || n > 123 || !framing_utf8_valid(d, n))
+	if ((code && !wsrx_close_code_valid(code)) || n > 123 || !utf8_valid(d, n))
 		abort();
 	mix(ud, code, d, n);
 	((struct got *)ud)->stopped = true;
