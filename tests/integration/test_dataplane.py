@@ -478,7 +478,11 @@ def test_stuck_bridge_client_does_not_slow_the_others(dp, capsys):
     assert dp.status()["state"] == "connected"
     assert not problems, "\n".join(problems)
     # the stuck client may cost a little, never a stall
-    assert results["with a stuck client"]["rate"] > 0.3 * results["alone"]["rate"], results
+    # A stuck client that held the link back would stall the reader until the
+    # 5 s stall limit dropped it: 50 MB must arrive well before that. (A ratio
+    # of the two rates swung from 0.2 to 1.0 on a loaded 2-core machine.)
+    stuck = results["with a stuck client"]
+    assert stuck["bytes"] / (stuck["rate"] * 1e6) < 4.0, results
 
 
 @pytest.mark.parametrize("kind", ["long-line", "lp-header", "lp-unknown-type"])
