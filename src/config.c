@@ -7,10 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <sys/socket.h>
+
 #include <libconfig.h>
 
 #include "log.h"
 #include "spool.h"
+#include "proxy.h"
 #include "url.h"
 #include "utf8.h"
 
@@ -30,6 +35,10 @@ enum kind {
 	K_OVERFLOW,
 	K_HEADERS,	/* list of { name; value | value_file } */
 	K_DIR,		/* string; "" or a directory we can create or write */
+	K_PROXY,	/* string; "", "direct" or a proxy URL */
+	K_FAMILY,	/* "any", "ipv4", "ipv6" */
+	K_ADDR,		/* string; "" or an IP address */
+	K_IFACE,	/* string; "" or a network interface name */
 };
 
 struct key {
@@ -55,6 +64,11 @@ static const struct key keys[] = {
 	{ "link", "drain_timeout_s", K_UINT, F(drain_timeout_s), 0, 3600, "5", RELOAD_LIVE },
 	{ "link", "hello", K_STR, F(hello), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "hello_file", K_FILE, F(hello_file), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "proxy", K_PROXY, F(proxy), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "proxy_auth_file", K_FILE, F(proxy_auth_file), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "address_family", K_FAMILY, F(address_family), 0, 0, "any", RELOAD_RECONNECT },
+	{ "link", "bind_address", K_ADDR, F(bind_address), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "interface", K_IFACE, F(interface), 0, 0, "", RELOAD_RECONNECT },
 	{ "tls", "ca_file", K_FILE, F(ca_file), 0, 0, "/etc/ssl/certs/ca-certificates.crt", RELOAD_RECONNECT },
 	{ "tls", "cert_file", K_FILE, F(cert_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "tls", "key_file", K_FILE, F(key_file), 0, 0, "", RELOAD_RECONNECT },
@@ -110,6 +124,20 @@ static int check_url(const char *url, char *why, size_t whylen)
 	return url_parse(url, &u, why, whylen);
 }
 
+static int check_net(enum kind kind, const char *s, char *why, size_t whylen)
+{
+	unsigned char a[16];
+
+	if (kind == K_IFACE) {
+		if (strlen(s) >= IF_NAMESIZE || strpbrk(s, "/ \t"))
+			return snprintf(why, whylen, "not an interface name"), -1;
+		return 0;
+	}
+	if (*s && inet_pton(AF_INET, s, a) != 1 && inet_pton(AF_INET6, s, a) != 1)
+		return snprintf(why, whylen, "not an IPv4 or IPv6 address"), -1;
+	return 0;
+}
+
 static int parse_enum(enum kind kind, const char *s)
 {
 	if (kind == K_FRAMING)
@@ -122,6 +150,9 @@ static int parse_enum(enum kind kind, const char *s)
 					      : -1;
 	if (kind == K_LEVEL)
 		return log_level_parse(s);
+	if (kind == K_FAMILY)
+		return !strcmp(s, "any") ? AF_UNSPEC : !strcmp(s, "ipv4") ? AF_INET
+					: !strcmp(s, "ipv6") ? AF_INET6 : -1;
 	return -1;
 }
 
@@ -142,6 +173,7 @@ static const char *enum_hint(enum kind kind)
 	case K_FRAMING: return "use \"lines\" or \"length-prefixed\"";
 	case K_OVERFLOW: return "use \"drop-oldest\" or \"reject\"";
 	case K_LEVEL: return "use error, warning, notice, info or debug";
+	case K_FAMILY: return "use \"any\", \"ipv4\" or \"ipv6\"";
 	default: return "";
 	}
 }
@@ -194,6 +226,9 @@ static int set_default(struct wst_config *c, const struct key *k)
 	case K_FILE:
 	case K_URL:
 	case K_DIR:
+	case K_PROXY:
+	case K_ADDR:
+	case K_IFACE:
 		return (*(char **)f = strdup(k->dflt)) ? 0 : -1;
 	case K_UINT:
 		*(unsigned *)f = (unsigned)strtoul(k->dflt, NULL, 10);
@@ -213,6 +248,7 @@ static int set_default(struct wst_config *c, const struct key *k)
 	case K_LEVEL:
 	case K_FRAMING:
 	case K_OVERFLOW:
+	case K_FAMILY:
 		*(int *)f = parse_enum(k->kind, k->dflt);
 		return 0;
 	default:
@@ -378,7 +414,8 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 	switch (k->kind) {
 	case K_LEVEL:
 	case K_FRAMING:
-	case K_OVERFLOW: {
+	case K_OVERFLOW:
+	case K_FAMILY: {
 		int e = parse_enum(k->kind, str);
 
 		if (e < 0)
@@ -404,6 +441,17 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 	case K_DIR:
 		if (*str && spool_check_dir(str, why, sizeof(why)) < 0)
 			return set_error(x->err, 78, "%s:%d: %s '%s': %s", x->path, line, name, str,
+					 why);
+		break;
+	case K_PROXY:
+		/* a proxy URL may hold a password: never echo it */
+		if (proxy_check_setting(str, why, sizeof(why)) < 0)
+			return set_error(x->err, 78, "%s:%d: %s: %s", x->path, line, name, why);
+		break;
+	case K_ADDR:
+	case K_IFACE:
+		if (check_net(k->kind, str, why, sizeof(why)) < 0)
+			return set_error(x->err, 78, "%s:%d: %s: '%s': %s", x->path, line, name, str,
 					 why);
 		break;
 	default:
@@ -578,6 +626,10 @@ static int validate(const struct wst_config *c, struct config_error *err)
 				 "%s: exec.events needs exec.framing = \"length-prefixed\" (event "
 				 "frames have no form in lines)",
 				 p);
+	if (*c->bind_address && c->address_family != AF_UNSPEC &&
+	    (strchr(c->bind_address, ':') ? AF_INET6 : AF_INET) != c->address_family)
+		return set_error(err, 78, "%s: link.bind_address '%s' is not of link.address_family",
+				 p, c->bind_address);
 	if (*c->bridge_socket && *c->control_socket &&
 	    !strcmp(c->bridge_socket, c->control_socket))
 		return set_error(err, 78, "%s: bridge.socket and control.socket are the same path",
@@ -637,6 +689,9 @@ void config_free(const struct wst_config *cfg)
 		case K_FILE:
 		case K_URL:
 		case K_DIR:
+		case K_PROXY:
+		case K_ADDR:
+		case K_IFACE:
 			free(*(char **)f);
 			break;
 		case K_URLS:
@@ -693,6 +748,9 @@ static bool key_equal(const struct key *k, const struct wst_config *a, const str
 	case K_FILE:
 	case K_URL:
 	case K_DIR:
+	case K_PROXY:
+	case K_ADDR:
+	case K_IFACE:
 		return str_equal(*(char *const *)fa, *(char *const *)fb);
 	case K_URLS:
 	case K_ARGV:

@@ -43,6 +43,11 @@ struct wst_config {
 	unsigned drain_timeout_s;
 	char *hello;		/* "" = none: sent first on every connect */
 	char *hello_file;	/* "" = none: one message per line, read at every attempt */
+	char *proxy;		/* "" = from the environment, "direct", or a proxy URL */
+	char *proxy_auth_file;	/* "" = none; user:password, re-read every attempt */
+	int address_family;	/* AF_UNSPEC, AF_INET or AF_INET6 */
+	char *bind_address;	/* "" = any */
+	char *interface;	/* "" = any */
 
 	char *ca_file;
 	char *server_name;	/* "" = the URL's host */

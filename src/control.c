@@ -226,6 +226,11 @@ static json_object *status_answer(const struct control_ops *ops)
 	put_u(o, "bridge_clients", st.bridge_clients);
 	json_object_object_add(o, "exec_pid", json_object_new_int(st.exec_pid));
 	put_u(o, "exec_restarts", st.exec_restarts);
+	x = json_object_new_object();
+	put_str(x, "proxy", st.proxy && *st.proxy ? st.proxy : NULL);
+	put_u(x, "probes", st.net_probes);
+	put_u(x, "fast_retries", st.net_retries);
+	json_object_object_add(o, "network", x);
 	put_str(o, "config_error", st.config_error);
 	return o;
 }

@@ -20,6 +20,7 @@
 #include "exec.h"
 #include "link.h"
 #include "log.h"
+#include "netwatch.h"
 #include "notify.h"
 #include "outbox.h"
 #include "queue.h"
@@ -303,8 +304,44 @@ static void on_up(void *ud)
 	struct sup_verdict v;
 
 	sup_up(&d->sup, d->link_id, daemon_now_ms(), &v);
+	/* the supervisor names the URL; the link knows which proxy carries it */
+	for (size_t i = 0; i < v.n_lines && *link_via(d->link); i++) {
+		size_t n = strlen(v.lines[i].text);
+
+		snprintf(v.lines[i].text + n, sizeof(v.lines[i].text) - n, " via proxy %s",
+			 link_via(d->link));
+	}
 	daemon_apply(d, &v);
 	maybe_finish(d);
+}
+
+/* Probes get a short deadline: the keepalive would take ping_interval_s + pong_timeout_s. */
+#define NET_PROBE_S 3
+
+static void on_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr)
+{
+	struct daemon *d = ud;
+	const char *why = what == NET_ADDR_GONE ? "the link's local address went away"
+						: "a route went away";
+
+	if (what == NET_DEFAULT_ROUTE) {
+		if (d->sup.state != SUP_WAITING || !ev_is_active(&d->retry_timer))
+			return;
+		d->net_retries++;
+		log_msg(LOG_NOTICE, "network change: a default route appeared: connecting now, "
+			"not in %.1f s", ev_timer_remaining(d->loop, &d->retry_timer));
+		ev_timer_stop(d->loop, &d->retry_timer);
+		ev_timer_set(&d->retry_timer, 0, 0);
+		ev_timer_start(d->loop, &d->retry_timer);
+		return;
+	}
+	if (what == NET_ADDR_GONE && !link_uses_address(d->link, addr))
+		return;
+	if (!link_probe(d->link, NET_PROBE_S))
+		return;
+	d->net_probes++;
+	log_msg(LOG_NOTICE, "network change: %s: pinging the link, answer due within %d s", why,
+		NET_PROBE_S);
 }
 
 static void on_down(void *ud)
@@ -519,6 +556,10 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	    open_local(&d) < 0)
 		goto out;
 
+	d.net = netwatch_create(d.loop, on_net_change, &d);
+	if (!d.net)
+		log_errno(LOG_WARNING, "cannot watch network changes (rtnetlink); a lost route is "
+			  "noticed by the keepalive only");
 	notify_init(d.loop);
 	notify_ready();
 	sup_start(&d.sup, &v);
@@ -526,6 +567,7 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	ev_run(d.loop, 0);
 	rc = d.exit_code;
 out:
+	netwatch_destroy(d.net);
 	link_destroy(d.link);
 	close_local(&d);
 	outbox_finish(&d.out);

@@ -182,6 +182,9 @@ static void ctl_snapshot(void *ud, struct wst_status *st)
 	st->spool_on = d->out.spool != NULL;
 	if (st->spool_on)
 		spool_status(d->out.spool, &st->spool);
+	st->proxy = link_via(d->link);
+	st->net_probes = d->net_probes;
+	st->net_retries = d->net_retries;
 }
 
 static const char *ctl_send(void *ud, const char *text, size_t len)

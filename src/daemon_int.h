@@ -29,6 +29,8 @@ struct daemon {
 	struct endpoint local[3];	/* stdio, bridge, exec: the ones configured */
 	size_t n_local;
 	struct control *control;
+	struct netwatch *net;	/* rtnetlink; NULL when it cannot be opened */
+	unsigned long long net_probes, net_retries;
 
 	ev_signal sig_term, sig_int, sig_hup;
 	ev_timer flow_timer;

@@ -5,13 +5,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <ev.h>
 #include <libwebsockets.h>
 
 #include "config.h"
 #include "escape.h"
+#include "dial.h"
 #include "framing.h"
 #include "hello.h"
 #include "linkerr.h"
@@ -19,6 +23,7 @@
 #include "queue.h"
 #include "rng.h"
 #include "tls.h"
+#include "tunnel.h"
 #include "url.h"
 #include "wsframe.h"
 #include "wsrx.h"
@@ -34,7 +39,14 @@ struct link {
 	struct link_events ev;
 
 	struct lws_context *ctx;
-	struct lws *wsi; /* set only between ESTABLISHED and CLOSED */
+	struct dial *dial;	/* before lws: resolve, connect, proxy */
+	int fd;			/* the dialled socket; lws holds a dup of it */
+	struct proxy proxy;	/* this attempt's; credentials wiped once dialled */
+	char via[PROXY_MAX_HOST + 64];	/* "" or the proxy that carries the link */
+	struct sockaddr_storage local;	/* our end of the dialled socket */
+	bool probing;			/* a ping after a network change is out */
+	unsigned probe_s;
+	struct lws *wsi;	/* set only between ESTABLISHED and CLOSED */
 	bool up, ending, destroying;
 	struct link_end end;
 
@@ -51,6 +63,7 @@ struct link {
 	struct tls_ca ca;
 	bool upgrade_sent; /* TCP (and TLS) were up: the HTTP upgrade went out */
 	char cert_file[4096];
+	char server_name[URL_MAX_HOST + 1];	/* tls.server_name of this attempt */
 	bool insecure;
 	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
 	size_t max_message;
@@ -136,6 +149,16 @@ static void free_scratch(struct link *l)
 	hello_free(&l->hello);
 }
 
+static void release_dial(struct link *l)
+{
+	dial_free(l->dial);
+	l->dial = NULL;
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+	explicit_bzero(&l->proxy, sizeof(l->proxy));
+}
+
 /* The link is over: destroy the context from the loop, never from inside lws. */
 static void finish(struct link *l)
 {
@@ -156,6 +179,7 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		lws_context_destroy(l->ctx); /* runs CLOSED / CONNECTION_ERROR synchronously */
 	l->ctx = NULL;
 	l->wsi = NULL;
+	release_dial(l);
 	free_scratch(l);
 	l->destroying = false;
 	l->ending = false;
@@ -171,8 +195,14 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct link *l = w->data;
+	char wait[640];
 
-	if (l->upgrade_sent)
+	if (l->dial) {
+		dial_describe_wait(l->dial, wait, sizeof(wait));
+		set_end(l, LINK_FAIL_TIMEOUT,
+			"connection to %s timed out after %u s: %s (link.connect_timeout_s)",
+			l->url_text, l->connect_timeout_s, wait);
+	} else if (l->upgrade_sent)
 		set_end(l, LINK_FAIL_TIMEOUT,
 			"connection to %s timed out after %u s: the server accepted it but did not "
 			"answer the WebSocket upgrade (link.connect_timeout_s)",
@@ -199,8 +229,14 @@ static void pong_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct link *l = w->data;
 
-	set_end(l, LINK_FAIL_DEAD, "link to %s:%u is dead: no pong or frame within %u s",
-		l->url.host, l->url.port, l->pong_timeout_s);
+	if (l->probing)
+		set_end(l, LINK_FAIL_DEAD,
+			"link to %s:%u is dead: no answer within %u s to a ping after a network "
+			"change",
+			l->url.host, l->url.port, l->probe_s);
+	else
+		set_end(l, LINK_FAIL_DEAD, "link to %s:%u is dead: no pong or frame within %u s",
+			l->url.host, l->url.port, l->pong_timeout_s);
 	finish(l);
 }
 
@@ -436,6 +472,7 @@ static void on_raw_rx(struct link *l, const unsigned char *in, size_t len)
 {
 	/* any frame proves the peer alive */
 	ev_timer_stop(l->loop, &l->pong_timer);
+	l->probing = false;
 	/* after a violation frames cannot be found again; after a close none may come */
 	if (l->rx.status != WSRX_OK)
 		return;
@@ -458,6 +495,7 @@ static void on_pong(struct link *l, const unsigned char *in, size_t len)
 	uint64_t seq = 0;
 
 	ev_timer_stop(l->loop, &l->pong_timer);
+	l->probing = false;
 	if (len != 8)
 		return;
 	for (size_t i = 0; i < 8; i++)
@@ -486,12 +524,16 @@ static void classify_x509(struct link *l, int code)
 
 	switch (code) {
 	case X509_ERR_HOSTNAME_MISMATCH:
-		set_end(l, LINK_FAIL_TLS,
-			"TLS: server certificate of %s:%u does not match the name '%.*s'%s",
-			l->url.host, l->url.port, namelen, l->host_hdr,
-			ip && !strncmp(l->host_hdr, l->url.host, strlen(l->url.host))
-			    ? " (mbedTLS matches DNS names only: set tls.server_name)"
-			    : "");
+		if (ip && !*l->server_name)
+			/* patch 0007: an IP literal matches iPAddress SANs only */
+			set_end(l, LINK_FAIL_TLS,
+				"TLS: server certificate of %s:%u does not match the address '%s': it "
+				"has no iPAddress subjectAltName for it (or set tls.server_name)",
+				l->url.host, l->url.port, l->url.host);
+		else
+			set_end(l, LINK_FAIL_TLS,
+				"TLS: server certificate of %s:%u does not match the name '%.*s'",
+				l->url.host, l->url.port, namelen, l->host_hdr);
 		break;
 	case X509_ERR_CERT_HAS_EXPIRED:
 		set_end(l, LINK_FAIL_TLS, "TLS: server certificate of %s:%u has expired",
@@ -821,6 +863,7 @@ static char *read_value_file(const char *file, const char *name, char *err, size
 static int load_scratch(struct link *l, const struct wst_config *cfg, char *err, size_t errlen)
 {
 	l->insecure = cfg->insecure;
+	snprintf(l->server_name, sizeof(l->server_name), "%s", cfg->server_name);
 	snprintf(l->cert_file, sizeof(l->cert_file), "%s", cfg->cert_file);
 	if (*cfg->subprotocol && !(l->subprotocol = strdup(cfg->subprotocol)))
 		goto oom;
@@ -871,6 +914,7 @@ struct link *link_create(struct ev_loop *loop, struct queue *q, const struct lin
 	ev_timer_init(&l->close_timer, close_wait_cb, CLOSE_WAIT_S, 0);
 	ev_timer_init(&l->reap_timer, reap_cb, 0, 0);
 	l->connect_timer.data = l->ping_timer.data = l->pong_timer.data = l;
+	l->fd = -1;
 	l->close_timer.data = l->reap_timer.data = l;
 	l->stats.ping_rtt_us = -1;
 	if (getrandom(&l->rng, sizeof(l->rng), 0) != sizeof(l->rng) || !l->rng)
@@ -889,53 +933,19 @@ void link_destroy(struct link *l)
 		lws_context_destroy(l->ctx);
 		l->ctx = NULL;
 	}
+	release_dial(l);
 	free_scratch(l);
 	wsrx_finish(&l->rx);
 	free(l->tx);
 	free(l);
 }
 
-int link_start(struct link *l, const struct wst_config *cfg, const char *url_text)
+/* The dialled socket goes to lws, which does TLS and the WebSocket upgrade. */
+static void start_lws(struct link *l)
 {
 	struct lws_context_creation_info info;
 	struct lws_client_connect_info ci;
-	void *foreign[1] = {l->loop};
-	char err[1024];
-
-	memset(&l->end, 0, sizeof(l->end));
-	if (l->ctx || l->ending) {
-		set_end(l, LINK_FAIL_LOCAL, "internal: attempt started while one is active");
-		return -1;
-	}
-	/* lws writes into what it parses: give it a scratch copy, never the config */
-	if (url_parse(url_text, &l->url, err, sizeof(err)) < 0) {
-		set_end(l, LINK_FAIL_LOCAL, "invalid URL '%s': %s", url_text, err);
-		return -1;
-	}
-	/* files on disk may have changed since the last attempt: read them again */
-	if (l->url.tls && tls_load_ca(cfg, &l->ca, err, sizeof(err)) < 0) {
-		set_end(l, LINK_FAIL_TLS, "%s", err);
-		return -1;
-	}
-	snprintf(l->url_text, sizeof(l->url_text), "%s", url_text);
-	url_host_header(&l->url, cfg->server_name, l->host_hdr, sizeof(l->host_hdr));
-	if (load_scratch(l, cfg, err, sizeof(err)) < 0) {
-		set_end(l, LINK_FAIL_LOCAL, "%s", err);
-		free_scratch(l);
-		return -1;
-	}
-	snprintf(l->ca_file, sizeof(l->ca_file), "%s", cfg->ca_file);
-	l->connect_timeout_s = cfg->connect_timeout_s;
-	l->ping_interval_s = cfg->ping_interval_s;
-	l->pong_timeout_s = cfg->pong_timeout_s;
-	l->max_message = cfg->max_message_bytes;
-	l->up = l->close_req = l->close_sent = l->ping_due = l->rx_paused = false;
-	l->fenced_seq = 0;
-	l->fence_in_flight = false;
-	l->ping_timing = l->hello_due = false;
-	l->upgrade_sent = false;
-	wsrx_init(&l->rx, cfg->max_message_bytes, 0);
-	l->violated = l->peer_closed = l->pong_due = false;
+	void *foreign[1] = { l->loop };
 
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
@@ -949,8 +959,8 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	/* below the ulimit, lws uses a small table instead of one slot per possible fd */
 	info.fd_limit_per_thread = 16;
 	info.pt_serv_buf_size = RX_CHUNK;
-	info.timeout_secs = cfg->connect_timeout_s;
-	info.connect_timeout_secs = cfg->connect_timeout_s;
+	info.timeout_secs = l->connect_timeout_s;
+	info.connect_timeout_secs = l->connect_timeout_s;
 	if (l->url.tls) {
 		/* always a CA: without one lws loads no client certificate either */
 		info.client_ssl_ca_mem = l->ca.pem;
@@ -966,16 +976,17 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 		set_end(l, LINK_FAIL_LOCAL,
 			"cannot create the connection context%s%s (check tls.ca_file)",
 			l->url.tls ? " with CA file " : "", l->url.tls ? l->ca_file : "");
-		free_scratch(l);
-		tls_ca_free(&l->ca);
-		return -1;
+		finish(l);
+		return;
 	}
 
 	memset(&ci, 0, sizeof(ci));
 	ci.context = l->ctx;
 	ci.address = l->url.host;
+	ci.adopt_fd = l->fd; /* patch 0006: no DNS, no proxy, no connect of its own */
 	ci.port = l->url.port;
 	ci.path = l->url.path;
+	/* an IP literal here makes lws send no SNI and check the iPAddress SANs */
 	ci.host = l->host_hdr;
 	ci.origin = l->origin;
 	ci.protocol = l->subprotocol;
@@ -996,20 +1007,117 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 		log_msg(LOG_INFO, "client certificate %s, subject %s, valid until %s", l->cert_file,
 			l->cert.subject, l->cert.not_after);
 
-	ev_timer_set(&l->connect_timer, cfg->connect_timeout_s, 0);
-	ev_timer_start(l->loop, &l->connect_timer);
-
 	if (!lws_client_connect_via_info(&ci)) {
 		/* CONNECTION_ERROR may already have said why and scheduled the reap */
 		set_end(l, LINK_FAIL_CONNECT, "cannot connect to %s:%u", l->url.host, l->url.port);
 		finish(l);
 	}
+}
+
+static void dialled(void *ud, int fd, const char *err)
+{
+	struct link *l = ud;
+	socklen_t sl = sizeof(l->local);
+
+	dial_free(l->dial);
+	l->dial = NULL;
+	explicit_bzero(l->proxy.user, sizeof(l->proxy.user));
+	explicit_bzero(l->proxy.pass, sizeof(l->proxy.pass));
+	if (fd < 0) {
+		set_end(l, LINK_FAIL_CONNECT, "%s", err);
+		finish(l);
+		return;
+	}
+	l->fd = fd;
+	if (getsockname(fd, (struct sockaddr *)&l->local, &sl) < 0)
+		memset(&l->local, 0, sizeof(l->local));
+	if (l->proxy.kind != PROXY_NONE) {
+		snprintf(l->via, sizeof(l->via), "%s (from %s)", l->proxy.text, l->proxy.source);
+		log_msg(LOG_INFO, "proxy %s connected us to %s:%u", l->via, l->url.host,
+			l->url.port);
+	}
+	start_lws(l);
+}
+
+/* The proxy for this attempt: environment and auth file are read afresh. */
+static int choose_proxy(struct link *l, const struct wst_config *cfg, char *err, size_t errlen)
+{
+	if (proxy_select(cfg->proxy, l->url.tls, l->url.host, (const char *(*)(const char *))getenv,
+			 &l->proxy, err, errlen) < 0)
+		return -1;
+	if (l->proxy.kind != PROXY_NONE && *cfg->proxy_auth_file)
+		return tunnel_read_auth_file(cfg->proxy_auth_file, &l->proxy, err, errlen);
+	return 0;
+}
+
+int link_start(struct link *l, const struct wst_config *cfg, const char *url_text)
+{
+	struct dial_req req;
+	char err[1024];
+
+	memset(&l->end, 0, sizeof(l->end));
+	if (l->ctx || l->dial || l->ending) {
+		set_end(l, LINK_FAIL_LOCAL, "internal: attempt started while one is active");
+		return -1;
+	}
+	/* lws writes into what it parses: give it a scratch copy, never the config */
+	if (url_parse(url_text, &l->url, err, sizeof(err)) < 0) {
+		set_end(l, LINK_FAIL_LOCAL, "invalid URL '%s': %s", url_text, err);
+		return -1;
+	}
+	/* files on disk may have changed since the last attempt: read them again */
+	if (l->url.tls && tls_load_ca(cfg, &l->ca, err, sizeof(err)) < 0) {
+		set_end(l, LINK_FAIL_TLS, "%s", err);
+		return -1;
+	}
+	snprintf(l->url_text, sizeof(l->url_text), "%s", url_text);
+	url_host_header(&l->url, cfg->server_name, l->host_hdr, sizeof(l->host_hdr));
+	if (load_scratch(l, cfg, err, sizeof(err)) < 0 ||
+	    choose_proxy(l, cfg, err, sizeof(err)) < 0) {
+		set_end(l, LINK_FAIL_LOCAL, "%s", err);
+		free_scratch(l);
+		release_dial(l);
+		return -1;
+	}
+	snprintf(l->ca_file, sizeof(l->ca_file), "%s", cfg->ca_file);
+	l->connect_timeout_s = cfg->connect_timeout_s;
+	l->ping_interval_s = cfg->ping_interval_s;
+	l->pong_timeout_s = cfg->pong_timeout_s;
+	l->max_message = cfg->max_message_bytes;
+	l->up = l->close_req = l->close_sent = l->ping_due = l->rx_paused = false;
+	l->fenced_seq = 0;
+	l->fence_in_flight = false;
+	l->ping_timing = l->hello_due = false;
+	l->upgrade_sent = false;
+	wsrx_init(&l->rx, cfg->max_message_bytes, 0);
+	l->violated = l->peer_closed = l->pong_due = false;
+	l->via[0] = '\0';
+	l->probing = false;
+	memset(&l->local, 0, sizeof(l->local));
+
+	memset(&req, 0, sizeof(req));
+	req.host = l->url.host;
+	req.port = l->url.port;
+	req.proxy = &l->proxy;
+	req.family = cfg->address_family;
+	req.bind_address = cfg->bind_address;
+	req.iface = cfg->interface;
+	l->dial = dial_start(l->loop, &req, dialled, l, err, sizeof(err));
+	if (!l->dial) {
+		set_end(l, LINK_FAIL_CONNECT, "%s", err);
+		free_scratch(l);
+		release_dial(l);
+		return -1;
+	}
+	/* connect_timeout_s covers it all: lookup, connect, proxy, TLS and the upgrade */
+	ev_timer_set(&l->connect_timer, cfg->connect_timeout_s, 0);
+	ev_timer_start(l->loop, &l->connect_timer);
 	return 0;
 }
 
 void link_abort(struct link *l, const char *why)
 {
-	if (!l->ctx)
+	if (!l->ctx && !l->dial)
 		return;
 	set_end(l, LINK_FAIL_LOCAL, "%s", why);
 	l->end.by_request = true;
@@ -1018,7 +1126,7 @@ void link_abort(struct link *l, const char *why)
 
 bool link_active(const struct link *l)
 {
-	return l->ctx != NULL;
+	return l->ctx || l->dial;
 }
 
 bool link_up(const struct link *l)
@@ -1044,7 +1152,7 @@ void link_request_close(struct link *l, int code, const char *reason)
 		l->close_code = code;
 		snprintf(l->close_reason, sizeof(l->close_reason), "%s", reason ? reason : "");
 		lws_callback_on_writable(l->wsi);
-	} else if (l->ctx && !l->ending) {
+	} else if ((l->ctx || l->dial) && !l->ending) {
 		/* not up yet: there is no close handshake to do, just give up the attempt */
 		link_abort(l, "attempt abandoned on request");
 	}
@@ -1070,4 +1178,36 @@ const char *link_cert_not_after(const struct link *l)
 time_t link_cert_expiry(const struct link *l)
 {
 	return l->cert_not_after_t;
+}
+
+const char *link_via(const struct link *l)
+{
+	return l->via;
+}
+
+bool link_probe(struct link *l, unsigned deadline_s)
+{
+	/* with reading paused, no pong could prove anything */
+	if (!link_up(l) || l->probing || l->rx_paused || l->close_req)
+		return false;
+	l->probing = true;
+	l->probe_s = deadline_s;
+	l->ping_due = true;
+	ev_timer_stop(l->loop, &l->pong_timer);
+	ev_timer_set(&l->pong_timer, deadline_s, 0);
+	ev_timer_start(l->loop, &l->pong_timer);
+	lws_callback_on_writable(l->wsi);
+	return true;
+}
+
+bool link_uses_address(const struct link *l, const struct sockaddr_storage *a)
+{
+	if (!link_active(l) || a->ss_family != l->local.ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return !memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+			       &((const struct sockaddr_in *)&l->local)->sin_addr, 4);
+	return a->ss_family == AF_INET6 &&
+	       !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		       &((const struct sockaddr_in6 *)&l->local)->sin6_addr, 16);
 }

@@ -76,6 +76,13 @@ const char *link_cert_not_after(const struct link *l);
 time_t link_cert_expiry(const struct link *l);
 /* A label for a failure kind ("connect", "tls", ...); NULL for none or unknown. */
 const char *link_fail_name(int fail);
+/* The proxy that carries the link, "http://host:port (from https_proxy)", or "" when direct. */
+const char *link_via(const struct link *l);
+/* After a network change: ping now, and call the link dead without an answer in deadline_s. */
+bool link_probe(struct link *l, unsigned deadline_s);
+struct sockaddr_storage;
+/* The link's socket has this local address. */
+bool link_uses_address(const struct link *l, const struct sockaddr_storage *a);
 
 /* New messages are in the queue. */
 void link_kick(struct link *l);

@@ -49,6 +49,8 @@ struct wst_status {
 	const char *config_error;
 	bool spool_on;			/* queue.spool_dir is set: spool below is valid */
 	struct spool_status spool;
+	const char *proxy;		/* "" when direct */
+	unsigned long long net_probes, net_retries;
 };
 
 #endif

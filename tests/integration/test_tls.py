@@ -167,6 +167,11 @@ def tpki(tmp_path_factory):
                               serial=0x103, start="20200101000000Z", end="20200201000000Z")
     k.future_server = f.leaf("future-server", "ca", "localhost", san="DNS:localhost",
                              serial=0x104, start="20400101000000Z", end="20400201000000Z")
+    # issued for the server's addresses (iPAddress SANs), as devices on a LAN often are
+    k.ip_server = f.leaf("ip-server", "ca", "ip server", san="IP:127.0.0.1,IP:::1",
+                         serial=0x107)
+    # a DNS name that looks like the address is not an iPAddress SAN (RFC 6125)
+    k.ip_as_dns = f.leaf("ip-as-dns", "ca", "127.0.0.1", san="DNS:127.0.0.1", serial=0x108)
     # from the trusted CA, but not for a TLS server: extendedKeyUsage clientAuth only
     k.client_eku_server = f.leaf("client-eku-server", "ca", "localhost", san="DNS:localhost",
                                  client=True, serial=0x105)
@@ -486,6 +491,34 @@ def test_server_name_mismatch(peers, tpki, tls_config, daemon, host):
     assert f"'{host}'" in line, line
     assert_nothing_delivered(srv, d)
     assert_keeps_retrying_then_sigterm(d, srv, "does not match")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_ip_literal_url_is_verified_against_ip_address_sans_without_sni(peers, tpki,
+                                                                         tls_config, daemon,
+                                                                         host):
+    """mbedTLS 2.28 matches DNS names only; patch 0006 checks iPAddress SANs, and an
+    IP literal is never sent as SNI (RFC 6066 3)."""
+    srv = peers.tls(tpki.ip_server, "--host", host)
+    url_host = f"[{host}]" if ":" in host else host
+    d = daemon("--config", tls_config(srv.url(url_host)))
+    echo(d, [f"verified as {host}"])
+    stop_with_eof(d)
+    [tls] = srv.tls_events(ok=True)
+    assert tls["sni"] is None, f"an IP literal must not be sent as SNI: {tls}"
+
+
+@pytest.mark.parametrize("host,cert", [("127.0.0.1", "ip_as_dns"), ("::1", "server")])
+def test_ip_literal_url_rejects_a_certificate_without_that_ip_address_san(peers, tpki,
+                                                                           tls_config, daemon,
+                                                                           host, cert):
+    srv = peers.tls(getattr(tpki, cert), "--host", host)
+    url_host = f"[{host}]" if ":" in host else host
+    d = daemon("--config", tls_config(srv.url(url_host)))
+    d.send_lines(["must not leave"])
+    line = first_failure_line(d, "does not match", f"IP SAN mismatch ({host})")
+    assert "iPAddress" in line, line
+    assert_nothing_delivered(srv, d)
 
 
 def test_server_name_set_while_connecting_to_127_0_0_1(peers, tpki, tls_config, daemon,

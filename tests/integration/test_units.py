@@ -156,7 +156,7 @@ def test_unit_contract(units, name):
         assert one("Service", key).startswith("wstether"), key
     assert one("Service", "DynamicUser") == "yes"
     assert one("Service", "RestrictAddressFamilies").split() == ["AF_UNIX", "AF_INET",
-                                                                  "AF_INET6"]
+                                                                  "AF_INET6", "AF_NETLINK"]
     assert one("Service", "CapabilityBoundingSet") == ""
     assert one("Service", "ProtectSystem") == "strict"
     assert "@system-service" in keys[("Service", "SystemCallFilter")]

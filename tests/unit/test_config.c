@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -31,6 +32,8 @@ static int teardown(void **state)
 	return 0;
 }
 
+static char last_err[1024];
+
 /* Loading must fail with this status and a message containing want (after "PATH"). */
 static void expect_error(const char *text, int status, const char *want)
 {
@@ -39,6 +42,7 @@ static void expect_error(const char *text, int status, const char *want)
 
 	write_conf(text);
 	assert_null(config_load(path, NULL, &err));
+	snprintf(last_err, sizeof(last_err), "%s", err.msg);
 	assert_int_equal(err.status, status);
 	snprintf(full, sizeof(full), "%s%s", path, want);
 	if (!strstr(err.msg, full))
@@ -212,6 +216,35 @@ static void reports_bad_lists_headers_and_pairs(void **state)
 		     78, ": queue.max_bytes (1000) is below link.max_message_bytes (2000)");
 }
 
+static void checks_the_network_keys(void **state)
+{
+	const struct wst_config *c;
+	struct config_error err;
+
+	write_conf("link = { url = \"ws://x/\"; proxy = \"http://u:p@proxy:3128\";\n"
+		   " address_family = \"ipv6\"; bind_address = \"2001:db8::1\";\n"
+		   " interface = \"wwan0\"; proxy_auth_file = \"/x/p\"; };\n");
+	c = config_load(path, NULL, &err);
+	assert_non_null(c);
+	assert_string_equal(c->proxy, "http://u:p@proxy:3128");
+	assert_int_equal(c->address_family, AF_INET6);
+	assert_string_equal(c->bind_address, "2001:db8::1");
+	assert_string_equal(c->interface, "wwan0");
+	config_free(c);
+	expect_error("link = { url = \"ws://x/\"; proxy = \"ftp://u:hunter2@p:1\"; };\n", 78,
+		     ":1: link.proxy: unsupported proxy scheme");
+	assert_null(strstr(last_err, "hunter2"));
+	expect_error("link = { url = \"ws://x/\"; address_family = \"ip4\"; };\n", 78,
+		     ":1: link.address_family: unknown value 'ip4' (use \"any\", \"ipv4\" or \"ipv6\")");
+	expect_error("link = { url = \"ws://x/\"; bind_address = \"eth0\"; };\n", 78,
+		     ":1: link.bind_address: 'eth0': not an IPv4 or IPv6 address");
+	expect_error("link = { url = \"ws://x/\"; interface = \"a-very-long-name0\"; };\n", 78,
+		     ":1: link.interface: 'a-very-long-name0': not an interface name");
+	expect_error("link = { url = \"ws://x/\"; address_family = \"ipv4\";\n"
+		     " bind_address = \"::1\"; };\n",
+		     78, ": link.bind_address '::1' is not of link.address_family");
+}
+
 static void reports_a_missing_file(void **state)
 {
 	struct config_error err;
@@ -247,6 +280,11 @@ static const struct {
     {"link.drain_timeout_s", "9"},
     {"link.hello", "\"subscribe\""},
     {"link.hello_file", "\"/x/hello\""},
+    {"link.proxy", "\"socks5h://p:1080\""},
+    {"link.proxy_auth_file", "\"/x/proxy.auth\""},
+    {"link.address_family", "\"ipv6\""},
+    {"link.bind_address", "\"192.0.2.1\""},
+    {"link.interface", "\"wwan0\""},
     {"tls.ca_file", "\"/x/ca.crt\""},
     {"tls.cert_file", "\"/x/c.crt\"; key_file = \"/x/c.key\""},
     {"tls.key_file", "\"/x/c.key\"; cert_file = \"/x/c.crt\""},
@@ -340,6 +378,7 @@ int main(void)
 		cmocka_unit_test_teardown(reports_bad_urls_in_file_and_on_command_line, teardown),
 		cmocka_unit_test_teardown(loads_lists_headers_and_enums, teardown),
 		cmocka_unit_test_teardown(reports_bad_lists_headers_and_pairs, teardown),
+		cmocka_unit_test(checks_the_network_keys),
 		cmocka_unit_test(reports_a_missing_file),
 		cmocka_unit_test(every_key_has_a_reload_class),
 		cmocka_unit_test_teardown(reload_classes_follow_the_key_table, teardown),

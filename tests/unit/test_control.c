@@ -27,6 +27,9 @@ static void snapshot(void *ud, struct wst_status *st)
 	st->last_close_code = 1011;
 	st->last_close_reason = "bad \xc3";
 	st->exec_pid = -1;
+	st->proxy = "http://p:3128 (from https_proxy)";
+	st->net_probes = 2;
+	st->net_retries = 1;
 }
 
 static const char *send_cb(void *ud, const char *text, size_t len)
@@ -104,6 +107,8 @@ static void status_is_built_from_the_snapshot(void **state)
 				    "\xef\xbf\xbd\\\"x\\\"\\n\""));
 	assert_non_null(strstr(out, "\"last_close\":{\"code\":1011,\"reason\":\"bad \xef\xbf\xbd\"}"));
 	assert_non_null(strstr(out, "\"exec_pid\":-1,"));
+	assert_non_null(strstr(out, "\"network\":{\"proxy\":\"http://p:3128 (from https_proxy)\","
+				    "\"probes\":2,\"fast_retries\":1},"));
 	assert_non_null(strstr(out, "\"config_error\":null}"));
 	free(out);
 }

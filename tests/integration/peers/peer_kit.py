@@ -94,11 +94,11 @@ def announce_port(server):
     sys.stdout.flush()
 
 
-async def serve_tcp_until_stopped(handler, port):
-    """asyncio.start_server(handler) on 127.0.0.1:port; announce the port, serve until
+async def serve_tcp_until_stopped(handler, port, host="127.0.0.1"):
+    """asyncio.start_server(handler) on host:port; announce the port, serve until
     SIGTERM or SIGINT."""
     stop = stop_on_signals()
-    server = await asyncio.start_server(handler, "127.0.0.1", port, reuse_address=True)
+    server = await asyncio.start_server(handler, host, port, reuse_address=True)
     async with server:
         announce_port(server)
         await stop

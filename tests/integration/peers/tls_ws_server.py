@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A TLS WebSocket peer for wstether's TLS tests, which logs what TLS saw.
 
-Listens on 127.0.0.1 (port 0: the kernel picks one) and prints the chosen port
+Listens on 127.0.0.1 or --host (port 0: the kernel picks one) and prints the chosen port
 as the first line on stdout, so the caller knows when it is ready.
 
 The TLS layer is terminated here with the public asyncio API
@@ -40,6 +40,7 @@ import peer_kit
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (e.g. ::1)")
     p.add_argument("--cert", required=True, help="server certificate (PEM, may hold a chain)")
     p.add_argument("--key", required=True)
     p.add_argument("--client-ca", metavar="CA",
@@ -148,7 +149,7 @@ async def main():
 
     async with websockets.serve(peer.on_ws, "127.0.0.1", 0, max_size=None) as ws_server:
         peer.ws_port = ws_server.sockets[0].getsockname()[1]
-        await peer_kit.serve_tcp_until_stopped(peer.on_tcp, args.port)
+        await peer_kit.serve_tcp_until_stopped(peer.on_tcp, args.port, args.host)
 
 
 if __name__ == "__main__":
