@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import Daemon, wait_until, wstether_path
+from conftest import Daemon, echo_roundtrip, wait_until, wstether_path
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers"))
 from fake_dns import FakeDns  # noqa: E402
@@ -147,11 +147,6 @@ def world(tmp_path, ws_server):
     w.close()
 
 
-def echo(d, lines, timeout=15):
-    d.send_lines(lines)
-    assert d.read_text_lines(len(lines), timeout=timeout) == list(lines)
-
-
 def stderr_line(d, needle):
     return next(l for l in d.stderr().splitlines() if needle.lower() in l.lower())
 
@@ -173,7 +168,7 @@ def test_resolves_with_the_search_list_and_reads_resolv_conf_afresh(world):
     assert "127.0.0.99" in line and "'backend'" in line, line
     # rewritten in place: the bind mount shows the new content
     resolv.write_text("nameserver 127.0.0.53\nsearch corp.test\noptions timeout:1 attempts:1\n")
-    echo(d, ["found through the search list"])
+    echo_roundtrip(d, ["found through the search list"])
     assert "backend.corp.test" in dns.names_asked()
     assert {"A", "AAAA"} <= {t for n, t in dns.queries if n == "backend.corp.test"}
 
@@ -185,7 +180,7 @@ def test_honours_etc_hosts(world):
     srv = world.server(ns)
     resolv, hosts = world.files(hosts="127.0.0.1 localhost\n127.0.0.1 only-in-hosts.test\n")
     d = world.daemon(ns, world.config(f"ws://only-in-hosts.test:{srv.port}/"), resolv, hosts)
-    echo(d, ["from /etc/hosts"])
+    echo_roundtrip(d, ["from /etc/hosts"])
     assert "only-in-hosts.test" not in dns.names_asked()
 
 
@@ -271,7 +266,7 @@ def test_http_connect_proxy_with_auth_file_carries_the_link(world, ws_server):
     auth.write_text("agent:s3cret:pw\n")
     d = world.daemon(None, proxy_conf(world, srv.url(), px.url("http"), auth, control=True),
                      env={})
-    echo(d, ["through the CONNECT proxy"])
+    echo_roundtrip(d, ["through the CONNECT proxy"])
     st = world.ctl("status")[0]
     assert st["network"]["proxy"] == f"http://127.0.0.1:{px.port} (from link.proxy)", st
     assert px.requests[0]["target"] == f"localhost:{srv.port}"
@@ -284,7 +279,7 @@ def test_http_connect_proxy_with_auth_file_carries_the_link(world, ws_server):
     srv.start()
     d.wait_stderr("rejected our credentials: HTTP 407", timeout=15)
     auth.write_text("agent:s3cret:pw")
-    echo(d, ["after the credentials were fixed"], timeout=20)
+    echo_roundtrip(d, ["after the credentials were fixed"], timeout=20)
     assert "wrong" not in d.stderr() and "s3cret" not in d.stderr()
 
 
@@ -295,7 +290,7 @@ def test_wss_through_https_proxy_env_verifies_the_backend_end_to_end(world, ws_s
     env = {"https_proxy": px.url("http"), "http_proxy": "http://127.0.0.1:9"}
     d = world.daemon(None, proxy_conf(world, srv.url(), extra=f'tls = {{ ca_file = '
                                       f'"{pki.ca_crt}"; }};\n'), env=env)
-    echo(d, ["wss over https_proxy"])
+    echo_roundtrip(d, ["wss over https_proxy"])
     assert px.requests[0]["target"] == f"localhost:{srv.port}"
     d.wait_stderr(f"via proxy http://127.0.0.1:{px.port} (from https_proxy)")
     # the proxy cannot stand in for the server: a wrong name fails through it too
@@ -312,11 +307,11 @@ def test_no_proxy_and_scheme_select_like_curl(world, ws_server):
     # ws:// ignores https_proxy; no_proxy skips all_proxy for localhost
     d = world.daemon(None, proxy_conf(world, srv.url()),
                      env={"https_proxy": dead, "all_proxy": dead, "no_proxy": "example.com,localhost"})
-    echo(d, ["direct, as no_proxy says"])
+    echo_roundtrip(d, ["direct, as no_proxy says"])
     assert "via proxy" not in d.stderr()
     # "direct" ignores the environment altogether
     d2 = world.daemon(None, proxy_conf(world, srv.url(), "direct"), env={"http_proxy": dead})
-    echo(d2, ["direct, as link.proxy says"])
+    echo_roundtrip(d2, ["direct, as link.proxy says"])
     # and the environment's proxy is used and named when it is down
     d3 = world.daemon(None, proxy_conf(world, srv.url()), env={"http_proxy": dead})
     d3.wait_stderr("cannot connect to proxy http://127.0.0.1:9 (from http_proxy): "
@@ -348,7 +343,7 @@ def test_socks5h_proxy_resolves_the_name_and_authenticates(world, ws_server):
     world.closers.append(px.close)
     d = world.daemon(None, proxy_conf(world, srv.url(), px.url("socks5h", ("u", "p%20w"))),
                      env={})
-    echo(d, ["through SOCKS5"])
+    echo_roundtrip(d, ["through SOCKS5"])
     assert px.requests[0] == {"target": f"localhost:{srv.port}", "auth": "u:p w", "atyp": 3}
     d.wait_stderr(f"via proxy socks5h://127.0.0.1:{px.port} (from link.proxy)")
     assert "p w" not in d.stderr() and "p%20w" not in d.stderr()
@@ -435,14 +430,14 @@ def reachable(ns, addr, port):
 def test_ipv4_only_network(world):
     cli, _, srv, _ = two_hosts(world, ["192.0.2.1/24"], ["192.0.2.10/24", "2001:db8::10/64"])
     d = dial_daemon(world, cli)
-    echo(d, ["over IPv4"])
+    echo_roundtrip(d, ["over IPv4"])
     assert srv.events("open")[0]["peer"] == "192.0.2.1"
 
 
 def test_ipv6_only_network(world):
     cli, _, srv, _ = two_hosts(world, ["2001:db8::1/64"], ["2001:db8::10/64"])
     d = dial_daemon(world, cli)
-    echo(d, ["over IPv6"])
+    echo_roundtrip(d, ["over IPv6"])
     assert srv.events("open")[0]["peer"] == "2001:db8::1"
 
 
@@ -472,10 +467,10 @@ def test_happy_eyeballs_falls_back_to_ipv4_when_ipv6_is_blackholed(world):
 def test_bind_address_and_interface(world):
     cli, _, srv, dev = two_hosts(world, ["192.0.2.1/24", "192.0.2.2/24"], ["192.0.2.10/24"])
     d = dial_daemon(world, cli, 'bind_address = "192.0.2.2";')
-    echo(d, ["from the second address"])
+    echo_roundtrip(d, ["from the second address"])
     assert srv.events("open")[0]["peer"] == "192.0.2.2"
     d2 = dial_daemon(world, cli, f'interface = "{dev}";')
-    echo(d2, ["bound to the interface"])
+    echo_roundtrip(d2, ["bound to the interface"])
     # a missing interface is a clear failure, and retried (it may come up later)
     d3 = dial_daemon(world, cli, 'interface = "wwan9";', timeout=2)
     d3.wait_stderr("link.interface 'wwan9' does not exist", count=2, timeout=10)
@@ -510,7 +505,7 @@ def test_network_changes_probe_the_link_and_cut_the_backoff_short(world):
     took = time.monotonic() - t0
     record("default route added -> link up", f"{took * 1000:.0f} ms (backoff was ~8 s)")
     d.wait_stderr("network change: a default route appeared: connecting now")
-    echo(d, ["after the route came"])
+    echo_roundtrip(d, ["after the route came"])
     st = world.ctl("status")[0]
     assert st["network"]["fast_retries"] == 1 and st["network"]["probes"] == 0, st
 
@@ -527,4 +522,4 @@ def test_network_changes_probe_the_link_and_cut_the_backoff_short(world):
     cli.ip("addr", "add", "192.0.2.1/24", "dev", dev)
     cli.ip("route", "add", "default", "via", "192.0.2.10")
     srv.wait_for_event("open", count=2, timeout=10)
-    echo(d, ["after the address came back"])
+    echo_roundtrip(d, ["after the address came back"])

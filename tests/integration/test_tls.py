@@ -502,7 +502,7 @@ def test_ip_literal_url_is_verified_against_ip_address_sans_without_sni(peers, t
     srv = peers.tls(tpki.ip_server, "--host", host)
     url_host = f"[{host}]" if ":" in host else host
     d = daemon("--config", tls_config(srv.url(url_host)))
-    echo(d, [f"verified as {host}"])
+    echo_roundtrip(d, [f"verified as {host}"])
     stop_with_eof(d)
     [tls] = srv.tls_events(ok=True)
     assert tls["sni"] is None, f"an IP literal must not be sent as SNI: {tls}"
