@@ -314,10 +314,10 @@ static void deflate_bomb_stops_at_the_cap(void **state)
 	struct pmd *b = pmd_create(&p, cap);
 	struct pmd_report r;
 	size_t blen, off = 0;
-	unsigned char *bomb = zeros_deflated((size_t)256 << 20, &blen); /* 256 MiB inflated */
+	unsigned char *bomb = zeros_deflated((size_t)64 << 20, &blen); /* 64 MiB inflated */
 	enum pmd_status st = PMD_OK;
 
-	print_message("bomb: %zu bytes inflate to 256 MiB\n", blen);
+	print_message("bomb: %zu bytes inflate to 64 MiB\n", blen);
 	while (off < blen && st == PMD_OK) {
 		size_t k = blen - off < 1000 ? blen - off : 1000;
 
