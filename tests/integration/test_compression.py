@@ -50,6 +50,7 @@ def start_daemon(daemon, tmp_path, url, extra="", backoff_ms=100):
 
 
 def status(tmp_path):
+    wait_until((tmp_path / "ctl").exists, 10, what="the control socket")
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(5)
         s.connect(str(tmp_path / "ctl"))
