@@ -9,34 +9,23 @@ handshake answers that break RFC 7692 section 7.
 
 import json
 import pathlib
-import socket
-import struct
 import sys
 import zlib
 
 import pytest
 
-from conftest import wait_until
+from conftest import control_request, free_port, wait_until
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers"))
-from raw_ws_server import Plan, RawWsServer, close_payload, mk  # noqa: E402
+from raw_ws_server import Plan, close_payload, mk  # noqa: E402
 
 LEAK = b"LEAK-must-not-reach-stdout"
 PMD = "Sec-WebSocket-Extensions: permessage-deflate"
 
 
 @pytest.fixture
-def server():
-    servers = []
-
-    def start(script):
-        s = RawWsServer(script)
-        servers.append(s)
-        return s
-
-    yield start
-    for s in servers:
-        s.stop()
+def server(raw_ws_server):
+    return raw_ws_server
 
 
 def start_daemon(daemon, tmp_path, url, extra="", backoff_ms=100):
@@ -51,16 +40,7 @@ def start_daemon(daemon, tmp_path, url, extra="", backoff_ms=100):
 
 def status(tmp_path):
     wait_until((tmp_path / "ctl").exists, 10, what="the control socket")
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(5)
-        s.connect(str(tmp_path / "ctl"))
-        s.sendall(b"status\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            assert chunk, "control socket closed"
-            buf += chunk
-    return json.loads(buf)
+    return control_request(tmp_path / "ctl", "status")
 
 
 def deflate(data, wbits=15, final=False):
@@ -115,7 +95,6 @@ def test_compresses_both_ways_with_python_websockets(ws_server, daemon, tmp_path
 
 
 def test_spool_keeps_messages_uncompressed(ws_server, daemon, tmp_path):
-    from conftest import free_port
     port = free_port()
     spool = tmp_path / "spool"
     d = start_daemon(daemon, tmp_path, f"ws://127.0.0.1:{port}/",
