@@ -19,6 +19,13 @@
  * can time a client from its first message, without its start-up, connect
  * and handshake.
  *
+ * --deflate (only in a -DWITH_DEFLATE build, linked with wstether's
+ * src/pmdeflate.c and zlib: bench/deflate builds it) accepts a client's
+ * permessage-deflate offer as "permessage-deflate" (15-bit windows, context
+ * takeover), inflates what comes with RSV1 and compresses every echo of 32
+ * bytes or more. With --stamps it also prints "closed FD up U down D" when a
+ * connection ends: the bytes it carried each way after the handshake.
+ *
  * With --cert/--key (only in a -DWITH_TLS build, OpenSSL) every connection is
  * TLS (wss); --client-ca FILE also demands a client certificate signed by
  * that CA (mTLS) and refuses the handshake without one. --log-tls prints the
@@ -75,6 +82,9 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#endif
+#ifdef WITH_DEFLATE
+#include "pmdeflate.h"
 #endif
 
 #define READ_CHUNK   (256u * 1024u)
@@ -272,9 +282,15 @@ struct conn {
     size_t need;     /* bytes of input needed for the next frame */
     time_t deadline; /* ST_DRAIN: give up waiting for peer EOF after this */
     int stamped;     /* --stamps: the first message was reported */
+    unsigned long long wire_in, wire_out, hs_out; /* wire_out - hs_out: after the 101 */
+    int msg_rsv1; /* the message being assembled came with RSV1 */
+#ifdef WITH_DEFLATE
+    struct pmd *pmd; /* permessage-deflate accepted */
+#endif
 };
 
 static int ep;
+static int deflate_on;
 static int quiet;
 static int stamps;
 static int raw;
@@ -302,6 +318,12 @@ static void conn_free(struct conn *c)
 {
     if (c->st == ST_DRAIN)
         n_draining--;
+    if (stamps && c->stamped)
+        fprintf(stderr, "closed %d up %llu down %llu\n", c->fd, c->wire_in,
+                c->wire_out - c->hs_out);
+#ifdef WITH_DEFLATE
+    pmd_destroy(c->pmd);
+#endif
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 #ifdef WITH_TLS
     if (c->ssl)
@@ -427,6 +449,40 @@ static void unmask(unsigned char *p, size_t n, const unsigned char k[4])
         p[i] ^= k[i & 3];
 }
 
+/* One whole message back, compressed when permessage-deflate is on. */
+static void echo_message(struct conn *c, int op, int rsv1, const unsigned char *p, size_t n)
+{
+#ifdef WITH_DEFLATE
+    if (c->pmd) {
+        const unsigned char *z;
+        size_t zn;
+        if (rsv1) {
+            if (pmd_inflate(c->pmd, p, n, 1) != PMD_OK) {
+                fail(c, 1007);
+                return;
+            }
+            p = pmd_message(c->pmd, &n);
+        }
+        int rc = pmd_compress(c->pmd, p, n, &z, &zn);
+        if (rc < 0) {
+            fail(c, 1011);
+            return;
+        }
+        n_msgs++;
+        n_bytes_out += n;
+        if (rc > 0)
+            emit_frame(c, op | 0x40, z, zn);
+        else
+            emit_frame(c, op, p, n);
+        return;
+    }
+#endif
+    (void)rsv1;
+    emit_frame(c, op, p, n);
+    n_msgs++;
+    n_bytes_out += n;
+}
+
 /* Handshake. Returns bytes consumed, 0 if incomplete, -1 on error. */
 static long do_handshake(struct conn *c)
 {
@@ -441,6 +497,7 @@ static long do_handshake(struct conn *c)
     /* walk header lines looking for Sec-WebSocket-Key */
     const char *key = NULL;
     size_t keylen = 0;
+    int offered = 0; /* permessage-deflate */
     unsigned char *line = (unsigned char *)memmem(s, reqlen, "\r\n", 2) + 2;
     while (line < end) {
         unsigned char *eol = memmem(line, (size_t)(end + 2 - line), "\r\n", 2);
@@ -455,6 +512,10 @@ static long do_handshake(struct conn *c)
             key = (const char *)v;
             keylen = (size_t)(ve - v);
         }
+        static const char ext[] = "sec-websocket-extensions:";
+        if (ll > sizeof ext - 1 && strncasecmp((char *)line, ext, sizeof ext - 1) == 0 &&
+            memmem(line, ll, "permessage-deflate", 18))
+            offered = 1;
         line = eol + 2;
     }
     if (!key || keylen == 0 || keylen > 64) {
@@ -473,12 +534,26 @@ static long do_handshake(struct conn *c)
     sha1_update(&sh, guid, sizeof guid - 1);
     sha1_final(&sh, dg);
     base64(dg, 20, acc);
+    const char *ext_hdr = "";
+#ifdef WITH_DEFLATE
+    if (deflate_on && offered) {
+        struct pmd_params pp = {15, 15, 0, 0};
+        c->pmd = pmd_create(&pp, MAX_MSG);
+        if (!c->pmd)
+            die("pmd_create");
+        ext_hdr = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+    }
+#else
+    (void)offered;
+#endif
     int rl = snprintf(resp, sizeof resp,
                       "HTTP/1.1 101 Switching Protocols\r\n"
                       "Upgrade: websocket\r\n"
-                      "Connection: Upgrade\r\n"
-                      "Sec-WebSocket-Accept: %s\r\n\r\n", acc);
+                      "Connection: Upgrade\r\n%s"
+                      "Sec-WebSocket-Accept: %s\r\n\r\n", ext_hdr, acc);
     buf_append(&c->out, resp, (size_t)rl);
+    c->hs_out = (size_t)rl;
+    c->wire_in -= reqlen;
     c->st = ST_OPEN;
     return (long)reqlen;
 }
@@ -530,7 +605,11 @@ static void process(struct conn *c)
                 len = len << 8 | p[2 + i];
             hl = 10;
         }
-        if (rsv || !masked) {
+        int rsv_ok = 0; /* RSV1 on a message's first frame, with permessage-deflate */
+#ifdef WITH_DEFLATE
+        rsv_ok = c->pmd && rsv == 0x40 && (op == 0x1 || op == 0x2);
+#endif
+        if ((rsv && !rsv_ok) || !masked) {
             fail(c, 1002);
             return;
         }
@@ -565,9 +644,8 @@ static void process(struct conn *c)
             }
             buf_append(&c->msg, pl, n);
             if (fin) {
-                emit_frame(c, c->msg_op, c->msg.p + c->msg.off, buf_used(&c->msg));
-                n_msgs++;
-                n_bytes_out += buf_used(&c->msg);
+                echo_message(c, c->msg_op, c->msg_rsv1, c->msg.p + c->msg.off,
+                             buf_used(&c->msg));
                 c->msg.off = c->msg.len = 0;
                 buf_shrink(&c->msg);
                 c->msg_op = 0;
@@ -580,11 +658,10 @@ static void process(struct conn *c)
                 return;
             }
             if (fin) {
-                emit_frame(c, op, pl, n);
-                n_msgs++;
-                n_bytes_out += n;
+                echo_message(c, op, rsv, pl, n);
             } else {
                 c->msg_op = op;
+                c->msg_rsv1 = rsv;
                 buf_append(&c->msg, pl, n);
             }
             break;
@@ -630,6 +707,7 @@ static int flush(struct conn *c)
             return -1;
         }
         buf_consume(&c->out, (size_t)w);
+        c->wire_out += (size_t)w;
     }
     size_t pending = buf_used(&c->out);
     if (pending == 0) {
@@ -742,6 +820,7 @@ static int on_readable(struct conn *c)
             return -1;
         }
         dst->len += (size_t)r;
+        c->wire_in += (size_t)r;
         if (raw)
             n_bytes_in += (size_t)r, n_bytes_out += (size_t)r;
 #ifdef WITH_TLS
@@ -836,6 +915,8 @@ int main(int argc, char **argv)
             raw = 1;
         else if (strcmp(argv[i], "--stamps") == 0)
             stamps = 1;
+        else if (strcmp(argv[i], "--deflate") == 0)
+            deflate_on = 1;
         else if (strcmp(argv[i], "--ciphers") == 0 && i + 1 < argc)
             ciphers = argv[++i];
         else if (strcmp(argv[i], "--log-tls") == 0)
@@ -854,6 +935,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "echo-server: --cert and --key go together (--client-ca needs both)\n");
         return 64;
     }
+#ifndef WITH_DEFLATE
+    if (deflate_on) {
+        fprintf(stderr, "echo-server: built without permessage-deflate (see bench/deflate)\n");
+        return 64;
+    }
+#endif
 #ifdef WITH_TLS
     log_tls = want_log_tls;
     if (cert) {

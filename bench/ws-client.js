@@ -2,7 +2,7 @@
 // The Node anchor for bench/run and bench/stdio-throughput: does the same
 // job as `wstether --stdio --url URL` with the npm `ws` client.
 //
-//   node bench/ws-client.js --url ws://127.0.0.1:PORT/ [--cork]
+//   node bench/ws-client.js --url ws://127.0.0.1:PORT/ [--cork] [--deflate]
 //   node bench/ws-client.js --url wss://localhost:PORT/ --ca CA.crt \
 //        [--cert CLIENT.crt --key CLIENT.key] [--cork]
 //
@@ -33,7 +33,7 @@ try {
 
 function usage(msg) {
   if (msg) process.stderr.write(`ws-client: ${msg}\n`);
-  process.stderr.write('usage: node ws-client.js --url ws[s]://HOST:PORT/ [--cork] ' +
+  process.stderr.write('usage: node ws-client.js --url ws[s]://HOST:PORT/ [--cork] [--deflate] ' +
     '[--ca FILE] [--cert FILE --key FILE]\n');
   process.exit(64);
 }
@@ -42,6 +42,7 @@ const fs = require('fs');
 
 let url = null;
 let cork = false;
+let deflate = false;
 let ca = null;
 let cert = null;
 let key = null;
@@ -51,6 +52,7 @@ for (let i = 0; i < argv.length; i++) {
   if (a === '--url') url = argv[++i];
   else if (a.startsWith('--url=')) url = a.slice(6);
   else if (a === '--cork') cork = true;
+  else if (a === '--deflate') deflate = true;
   else if (a === '--ca') ca = fs.readFileSync(argv[++i]);
   else if (a === '--cert') cert = fs.readFileSync(argv[++i]);
   else if (a === '--key') key = fs.readFileSync(argv[++i]);
@@ -86,7 +88,9 @@ function flushOut() {
 const NL = Buffer.from('\n');
 
 // ---- the link
-const wsOptions = { perMessageDeflate: false, maxPayload: 0 };
+// --deflate: offer permessage-deflate and compress messages of 32 bytes or
+// more, as wstether with link.compression = "deflate" (ws's default is 1024)
+const wsOptions = { perMessageDeflate: deflate ? { threshold: 32 } : false, maxPayload: 0 };
 if (ca) wsOptions.ca = ca;
 if (cert) {
   wsOptions.cert = cert;
@@ -158,8 +162,16 @@ function onStdin(chunk) {
   if (s) s.uncork();
   if (ws.bufferedAmount > SEND_HIGH && ws._socket) {
     process.stdin.pause();
-    ws._socket.once('drain', () => process.stdin.resume());
+    // messages waiting for zlib count in bufferedAmount but not in the
+    // socket's buffer, which may never need a 'drain': poll instead
+    if (deflate) waitDeflated();
+    else ws._socket.once('drain', () => process.stdin.resume());
   }
+}
+
+function waitDeflated() {
+  if (ws.bufferedAmount <= SEND_HIGH / 2) process.stdin.resume();
+  else setTimeout(waitDeflated, 1);
 }
 
 function onStdinEnd() {

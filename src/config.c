@@ -33,6 +33,7 @@ enum kind {
 	K_MODE,		/* octal permission string, "0660" */
 	K_FRAMING,
 	K_OVERFLOW,
+	K_COMPRESSION,	/* "off" or "deflate" */
 	K_HEADERS,	/* list of { name; value | value_file } */
 	K_DIR,		/* string; "" or a directory we can create or write */
 	K_PROXY,	/* string; "", "direct" or a proxy URL */
@@ -69,6 +70,7 @@ static const struct key keys[] = {
 	{ "link", "address_family", K_FAMILY, F(address_family), 0, 0, "any", RELOAD_RECONNECT },
 	{ "link", "bind_address", K_ADDR, F(bind_address), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "interface", K_IFACE, F(interface), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "compression", K_COMPRESSION, F(compression), 0, 0, "off", RELOAD_RECONNECT },
 	{ "tls", "ca_file", K_FILE, F(ca_file), 0, 0, "/etc/ssl/certs/ca-certificates.crt", RELOAD_RECONNECT },
 	{ "tls", "cert_file", K_FILE, F(cert_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "tls", "key_file", K_FILE, F(key_file), 0, 0, "", RELOAD_RECONNECT },
@@ -148,6 +150,10 @@ static int parse_enum(enum kind kind, const char *s)
 		return !strcmp(s, "drop-oldest") ? OVERFLOW_DROP_OLDEST
 		       : !strcmp(s, "reject") ? OVERFLOW_REJECT
 					      : -1;
+	if (kind == K_COMPRESSION)
+		return !strcmp(s, "off") ? COMPRESSION_OFF
+		       : !strcmp(s, "deflate") ? COMPRESSION_DEFLATE
+					       : -1;
 	if (kind == K_LEVEL)
 		return log_level_parse(s);
 	if (kind == K_FAMILY)
@@ -172,6 +178,7 @@ static const char *enum_hint(enum kind kind)
 	switch (kind) {
 	case K_FRAMING: return "use \"lines\" or \"length-prefixed\"";
 	case K_OVERFLOW: return "use \"drop-oldest\" or \"reject\"";
+	case K_COMPRESSION: return "use \"off\" or \"deflate\"";
 	case K_LEVEL: return "use error, warning, notice, info or debug";
 	case K_FAMILY: return "use \"any\", \"ipv4\" or \"ipv6\"";
 	default: return "";
@@ -249,6 +256,7 @@ static int set_default(struct wst_config *c, const struct key *k)
 	case K_FRAMING:
 	case K_OVERFLOW:
 	case K_FAMILY:
+	case K_COMPRESSION:
 		*(int *)f = parse_enum(k->kind, k->dflt);
 		return 0;
 	default:
@@ -415,7 +423,8 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 	case K_LEVEL:
 	case K_FRAMING:
 	case K_OVERFLOW:
-	case K_FAMILY: {
+	case K_FAMILY:
+	case K_COMPRESSION: {
 		int e = parse_enum(k->kind, str);
 
 		if (e < 0)

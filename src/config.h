@@ -17,6 +17,7 @@ enum config_reload {
 
 enum framing { FRAMING_LINES, FRAMING_LENGTH_PREFIXED };
 enum overflow { OVERFLOW_DROP_OLDEST, OVERFLOW_REJECT };
+enum compression { COMPRESSION_OFF, COMPRESSION_DEFLATE };
 
 struct wst_header {
 	char *name;
@@ -48,6 +49,7 @@ struct wst_config {
 	int address_family;	/* AF_UNSPEC, AF_INET or AF_INET6 */
 	char *bind_address;	/* "" = any */
 	char *interface;	/* "" = any */
+	enum compression compression;
 
 	char *ca_file;
 	char *server_name;	/* "" = the URL's host */

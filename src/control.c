@@ -197,6 +197,24 @@ static json_object *status_spool(const struct wst_status *st)
 	return o;
 }
 
+/* null when link.compression is off; "negotiated" null while no link uses it */
+static json_object *status_compression(const struct wst_status *st)
+{
+	json_object *c;
+
+	if (!st->compression)
+		return NULL;
+	c = json_object_new_object();
+	put_str(c, "negotiated", st->compression_params);
+	put_u(c, "zlib_bytes", st->zlib_bytes);
+	put_u(c, "buffer_bytes", st->compression_buffer_bytes);
+	put_u(c, "sent_bytes", st->compressed_plain);
+	put_u(c, "sent_wire_bytes", st->compressed_wire);
+	put_u(c, "received_wire_bytes", st->inflated_wire);
+	put_u(c, "received_bytes", st->inflated_plain);
+	return c;
+}
+
 /* The status document: one place, built from the daemon's snapshot. */
 static json_object *status_answer(const struct control_ops *ops)
 {
@@ -232,6 +250,7 @@ static json_object *status_answer(const struct control_ops *ops)
 	put_u(x, "fast_retries", st.net_retries);
 	json_object_object_add(o, "network", x);
 	put_str(o, "config_error", st.config_error);
+	json_object_object_add(o, "compression", status_compression(&st));
 	return o;
 }
 

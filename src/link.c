@@ -20,11 +20,13 @@
 #include "hello.h"
 #include "linkerr.h"
 #include "log.h"
+#include "pmdeflate.h"
 #include "queue.h"
 #include "rng.h"
 #include "tls.h"
 #include "tunnel.h"
 #include "url.h"
+#include "utf8.h"
 #include "wsframe.h"
 #include "wsrx.h"
 
@@ -57,6 +59,10 @@ struct link {
 	char url_text[URL_MAX_HOST + URL_MAX_PATH + 32];
 	char *subprotocol, *origin;
 	const char *offered_extensions; /* comma-separated, NULL for none */
+	bool deflate;			/* link.compression = "deflate": offer it */
+	char deflate_offer[96];
+	struct pmd *pmd;		/* permessage-deflate, once the server accepted it */
+	char deflate_params[128];	/* what it accepted, for the log and status */
 	char **hdr_names, **hdr_values; /* "Name:" and value; values never logged */
 	size_t n_hdrs;
 	struct tls_client_cert cert;
@@ -147,6 +153,9 @@ static void free_scratch(struct link *l)
 	tls_client_free(&l->cert);
 	tls_ca_free(&l->ca);
 	hello_free(&l->hello);
+	pmd_destroy(l->pmd);
+	l->pmd = NULL;
+	l->deflate_params[0] = '\0';
 }
 
 static void release_dial(struct link *l)
@@ -326,6 +335,22 @@ static void time_pong(struct link *l, uint64_t seq)
 	}
 }
 
+/* RFC 7692 7.2.1: the queue and spool keep the message as it is; only the frame is compressed. */
+static int compress_message(struct link *l, const unsigned char **data, size_t *len, int *op)
+{
+	int rc = pmd_compress(l->pmd, *data, *len, data, len);
+
+	if (rc < 0) {
+		/* the server's inflater can no longer follow ours: only a new link helps */
+		set_end(l, LINK_FAIL_LOCAL, "out of memory compressing a %zu-byte message for %s",
+			*len, l->url_text);
+		return -1;
+	}
+	if (rc > 0)
+		*op |= WSF_RSV1;
+	return 0;
+}
+
 /*
  * Frame as many queued messages as fit one batch, then a ping whose pong
  * confirms them all (TCP keeps order), and hand lws the lot in one write.
@@ -345,7 +370,11 @@ static int write_batch(struct link *l)
 	if (l->hello_due && write_hello(l, &off) < 0)
 		return -1;
 	while ((m = queue_peek_unsent(l->q))) {
-		size_t need = wsframe_header_len(m->len) + m->len;
+		/* room for the message as compression could make it, at worst */
+		size_t wire = l->pmd ? pmd_compress_bound(m->len) : m->len;
+		size_t need = wsframe_header_len(wire) + wire, len = m->len;
+		const unsigned char *data = qmsg_data(l->q, m);
+		int op = m->binary ? WSF_BINARY : WSF_TEXT;
 
 		if (off && off + need > TX_BATCH)
 			break;
@@ -353,9 +382,10 @@ static int write_batch(struct link *l)
 			log_msg(LOG_ERR, "out of memory framing a %u-byte message", m->len);
 			return -1;
 		}
+		if (l->pmd && compress_message(l, &data, &len, &op) < 0)
+			return -1;
 		p = l->tx + LWS_PRE;
-		off += wsframe_encode(p + off, m->binary ? WSF_BINARY : WSF_TEXT,
-				      qmsg_data(l->q, m), m->len, next_mask(l));
+		off += wsframe_encode(p + off, op, data, len, next_mask(l));
 		queue_mark_sent(l->q);
 		l->stats.sent++;
 		l->stats.sent_bytes += m->len;
@@ -379,12 +409,51 @@ static int write_batch(struct link *l)
 	return 0;
 }
 
+/*
+ * RFC 7692 6.2: inflate a message that came with RSV1, at most
+ * link.max_message_bytes of it. What fails fails the link as a violation.
+ */
+static int inflate_message(struct link *l, const unsigned char **data, size_t *len, bool binary)
+{
+	char what[96], esc[48];
+	const char *zerr;
+
+	switch (pmd_inflate(l->pmd, *data, *len, true)) {
+	case PMD_OK:
+		break;
+	case PMD_TOO_BIG:
+		wsrx_reject(&l->rx, WSRX_TOO_BIG, 1009, "a message that inflates too far");
+		return -1;
+	case PMD_CORRUPT:
+		zerr = pmd_error(l->pmd);
+		escape_text(esc, sizeof(esc), zerr, strlen(zerr));
+		snprintf(what, sizeof(what), "a compressed message that does not inflate (%s)", esc);
+		wsrx_reject(&l->rx, WSRX_VIOLATION, 1007, what);
+		return -1;
+	default:
+		wsrx_reject(&l->rx, WSRX_NOMEM, 1009, "a message too big for the memory left");
+		return -1;
+	}
+	*data = pmd_message(l->pmd, len);
+	if (!binary && !utf8_valid(*data, *len)) {
+		snprintf(what, sizeof(what),
+			 "a compressed text message of %zu bytes, not UTF-8 inflated (RFC 6455 §8.1)",
+			 *len);
+		wsrx_reject(&l->rx, WSRX_VIOLATION, 1007, what);
+		return -1;
+	}
+	return 0;
+}
+
 static void rx_message(void *ud, const unsigned char *data, size_t len, bool binary)
 {
 	struct link *l = ud;
 
 	/* nothing reaches local programs once we fail the link or the server closed it */
 	if (l->violated || l->peer_closed)
+		return;
+	/* RSV1 is allowed, and msg_compressed can be set, only once pmd exists */
+	if (l->rx.msg_compressed && inflate_message(l, &data, &len, binary) < 0)
 		return;
 	l->stats.received++;
 	l->stats.received_bytes += len;
@@ -462,7 +531,7 @@ static void rx_violation(struct link *l)
 	l->close_code = rx->err_code;
 	snprintf(l->close_reason, sizeof(l->close_reason), "%s",
 		 rx->err_code == 1009	? "message too big"
-		 : rx->err_code == 1007 ? "invalid UTF-8"
+		 : rx->err_code == 1007 ? "invalid payload data"
 					: "protocol error");
 	if (l->wsi)
 		lws_callback_on_writable(l->wsi);
@@ -703,11 +772,58 @@ static int send_close(struct link *l)
 	return 0;
 }
 
-/* No extension is offered yet (permessage-deflate may come): a 101 may accept none. */
+/* The server's answer to our permessage-deflate offer: RFC 7692 7 or fail the handshake. */
+static int negotiate_deflate(struct link *l, struct lws *wsi)
+{
+	char hdr[512] = "", why[160], esc[256];
+	int n = lws_hdr_total_length(wsi, WSI_TOKEN_EXTENSIONS), rc;
+	struct pmd_params p;
+
+	if (n >= (int)sizeof(hdr)) {
+		set_end(l, LINK_FAIL_PROTOCOL,
+			"%s: server answered with a Sec-WebSocket-Extensions of %d bytes, more than "
+			"any valid answer to our offer: failing the connection",
+			l->url_text, n);
+		return 1;
+	}
+	if (n > 0 && lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) < 0)
+		hdr[0] = '\0';
+	rc = pmd_negotiate(&pmd_default_offer, hdr, &p, why, sizeof(why));
+	if (rc < 0) {
+		escape_text(esc, sizeof(esc), hdr, strlen(hdr));
+		set_end(l, LINK_FAIL_PROTOCOL,
+			"%s: server answered 'Sec-WebSocket-Extensions: %s': %s (RFC 7692 §7): "
+			"failing the connection",
+			l->url_text, esc, why);
+		return 1;
+	}
+	if (rc == 0) {
+		log_msg(LOG_INFO, "%s: the server declined permessage-deflate: messages go "
+			"uncompressed", l->url_text);
+		return 0;
+	}
+	l->pmd = pmd_create(&p, l->max_message);
+	if (!l->pmd) {
+		set_end(l, LINK_FAIL_LOCAL, "out of memory setting up permessage-deflate");
+		return 1;
+	}
+	snprintf(l->deflate_params, sizeof(l->deflate_params),
+		 "permessage-deflate; client_max_window_bits=%d; server_max_window_bits=%d%s%s",
+		 p.client_max_window_bits, p.server_max_window_bits,
+		 p.client_no_context_takeover ? "; client_no_context_takeover" : "",
+		 p.server_no_context_takeover ? "; server_no_context_takeover" : "");
+	l->rx.rsv_allowed = 0x40; /* RSV1: compressed (RFC 7692 6) */
+	log_msg(LOG_INFO, "%s: negotiated %s", l->url_text, l->deflate_params);
+	return 0;
+}
+
+/* Without link.compression nothing is offered: a 101 may accept no extension. */
 static int check_extensions(struct link *l, struct lws *wsi)
 {
 	char hdr[256], name[64], esc[160];
 
+	if (l->deflate)
+		return negotiate_deflate(l, wsi);
 	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) <= 0)
 		return 0;
 	if (!wsrx_unoffered_extension(hdr, l->offered_extensions, name, sizeof(name)))
@@ -790,6 +906,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 				    (int)strlen(l->hdr_names[i]) - 1, l->hdr_names[i]);
 				return -1;
 			}
+		if (l->deflate && lws_add_http_header_by_name(
+				      wsi, (unsigned char *)"Sec-WebSocket-Extensions:",
+				      (unsigned char *)l->deflate_offer,
+				      (int)strlen(l->deflate_offer), p, end)) {
+			set_end(l, LINK_FAIL_LOCAL,
+				"the permessage-deflate offer does not fit the handshake buffer");
+			return -1;
+		}
 		break;
 	}
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
@@ -1090,6 +1214,8 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->ping_timing = l->hello_due = false;
 	l->upgrade_sent = false;
 	wsrx_init(&l->rx, cfg->max_message_bytes, 0);
+	l->deflate = cfg->compression == COMPRESSION_DEFLATE &&
+		     pmd_offer_header(&pmd_default_offer, l->deflate_offer, sizeof(l->deflate_offer));
 	l->violated = l->peer_closed = l->pong_due = false;
 	l->via[0] = '\0';
 	l->probing = false;
@@ -1163,6 +1289,16 @@ void link_pause_rx(struct link *l, bool pause)
 	l->rx_pause_want = pause;
 	if (link_up(l) && l->rx_pause_want != l->rx_paused)
 		lws_callback_on_writable(l->wsi);
+}
+
+const char *link_compression(const struct link *l, struct pmd_report *r)
+{
+	if (!l->pmd) {
+		memset(r, 0, sizeof(*r));
+		return NULL;
+	}
+	pmd_report(l->pmd, r);
+	return l->deflate_params;
 }
 
 const struct link_stats *link_stats(const struct link *l)

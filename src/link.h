@@ -70,6 +70,9 @@ struct link_stats {
 	int64_t ping_rtt_us;	/* the last timed ping's round trip; -1: none yet */
 };
 const struct link_stats *link_stats(const struct link *l);
+struct pmd_report;
+/* permessage-deflate on the link now: its parameters and figures, or NULL (r zeroed). */
+const char *link_compression(const struct link *l, struct pmd_report *r);
 /* notAfter of the client certificate of the last attempt, or "". */
 const char *link_cert_not_after(const struct link *l);
 /* The same as a Unix time; 0 when there is none. */

@@ -51,6 +51,11 @@ struct wst_status {
 	struct spool_status spool;
 	const char *proxy;		/* "" when direct */
 	unsigned long long net_probes, net_retries;
+	/* link.compression: off, or the parameters the link negotiated (NULL: none) */
+	bool compression;
+	const char *compression_params;
+	size_t zlib_bytes, compression_buffer_bytes;
+	unsigned long long compressed_plain, compressed_wire, inflated_wire, inflated_plain;
 };
 
 #endif

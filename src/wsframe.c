@@ -14,7 +14,7 @@ size_t wsframe_encode(unsigned char *dst, int opcode, const void *payload, size_
 	const unsigned char *src = payload;
 	size_t i = 0;
 
-	*p++ = (unsigned char)(0x80 | (opcode & 0x0f));
+	*p++ = (unsigned char)(0x80 | (opcode & (WSF_RSV1 | 0x0f)));
 	if (len < 126) {
 		*p++ = (unsigned char)(0x80 | len);
 	} else if (len <= 0xffff) {

@@ -10,6 +10,8 @@
  * /dev/urandom read for the mask) each.
  */
 enum { WSF_TEXT = 0x1, WSF_BINARY = 0x2, WSF_CLOSE = 0x8, WSF_PING = 0x9, WSF_PONG = 0xa };
+/* or'ed into a data opcode: the payload is compressed (RFC 7692 6) */
+#define WSF_RSV1 0x40
 
 #define WSFRAME_MAX_HEADER 14
 

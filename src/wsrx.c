@@ -93,6 +93,11 @@ static enum wsrx_status fail(struct wsrx *rx, enum wsrx_status st, int code, con
 	return st;
 }
 
+void wsrx_reject(struct wsrx *rx, enum wsrx_status st, int code, const char *what)
+{
+	fail(rx, st, code, "%s", what);
+}
+
 static size_t header_need(const unsigned char *h, size_t have)
 {
 	size_t n = 2;
@@ -121,6 +126,10 @@ static enum wsrx_status check_header(struct wsrx *rx)
 	control = rx->opcode & 0x8;
 	if (h[1] & 0x80)
 		return fail(rx, WSRX_VIOLATION, 1002, "a masked frame (RFC 6455 §5.1)");
+	/* RFC 7692 6.1: the compressed bit belongs to a message's first frame only */
+	if ((h[0] & 0x40) && (rx->rsv_allowed & 0x40) && (control || rx->opcode == OP_CONT))
+		return fail(rx, WSRX_VIOLATION, 1002, "RSV1 on a %s frame (RFC 7692 §6.1)",
+			    control ? "control" : "continuation");
 	if (rsv)
 		return fail(rx, WSRX_VIOLATION, 1002,
 			    "a frame with RSV%d set and no extension negotiated (RFC 6455 §5.2)",
@@ -157,6 +166,7 @@ static enum wsrx_status check_header(struct wsrx *rx)
 		return fail(rx, WSRX_TOO_BIG, 1009, "a message over link.max_message_bytes");
 	if (rx->opcode == OP_TEXT || rx->opcode == OP_BINARY) {
 		rx->msg_binary = rx->opcode == OP_BINARY;
+		rx->msg_compressed = h[0] & 0x40;
 		rx->msg_len = 0;
 		rx->in_message = !rx->fin;
 	}
@@ -194,7 +204,8 @@ static enum wsrx_status on_close(struct wsrx *rx, const struct wsrx_ops *ops, vo
 static enum wsrx_status deliver(struct wsrx *rx, const unsigned char *data, size_t len,
 				const struct wsrx_ops *ops, void *ud)
 {
-	if (!rx->msg_binary && !utf8_valid(data, len))
+	/* a compressed text message is checked once inflated, by the consumer */
+	if (!rx->msg_binary && !rx->msg_compressed && !utf8_valid(data, len))
 		return fail(rx, WSRX_VIOLATION, 1007,
 			    "a text message of %zu bytes that is not valid UTF-8 (RFC 6455 §8.1)",
 			    len);

@@ -53,12 +53,18 @@ struct wsrx {
 
 	/* a message split over frames or reads */
 	bool in_message, msg_binary;
+	bool msg_compressed; /* RSV1 on its first frame (RFC 7692 6): not yet inflated */
 	unsigned char *msg;
 	size_t msg_len, msg_cap;
 };
 
 void wsrx_init(struct wsrx *rx, size_t max_message, unsigned rsv_allowed);
 void wsrx_finish(struct wsrx *rx);
+/*
+ * From inside ops->message: the message is bad after all (it did not
+ * inflate), so stop as for a violation, with this status, code and text.
+ */
+void wsrx_reject(struct wsrx *rx, enum wsrx_status st, int code, const char *what);
 /* Returns rx->status; anything but WSRX_OK means stop feeding. */
 enum wsrx_status wsrx_feed(struct wsrx *rx, const unsigned char *buf, size_t len,
 			   const struct wsrx_ops *ops, void *ud);

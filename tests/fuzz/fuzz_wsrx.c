@@ -1,9 +1,9 @@
 /*
  * libFuzzer target for the receive-side WebSocket frame parser (wsrx). The
- * first byte picks the message limit and the read size; the rest is what a
- * server sent. Parsing it whole and read by read must give the same
+ * first byte picks the message limit and the read size; the input's length
+ * whether permessage-deflate allows RSV1; the rest is what a server sent. Parsing it whole and read by read must give the same
  * callbacks and the same verdict; every message must fit the limit, text
- * must be valid UTF-8, control payloads at most 125 bytes, and nothing may
+ * must be valid UTF-8 unless it came compressed (RSV1, checked once inflated), control payloads at most 125 bytes, and nothing may
  * be delivered after the parser stopped.
  */
 #include <stdint.h>
@@ -18,6 +18,7 @@ struct got {
 	uint32_t h; /* a running hash of every callback and its bytes */
 	size_t max;
 	bool stopped;
+	const struct wsrx *rx;
 };
 
 static void mix(struct got *g, int kind, const unsigned char *p, size_t n)
@@ -34,7 +35,9 @@ static void on_message(void *ud, const unsigned char *d, size_t n, bool binary)
 {
 	struct got *g = ud;
 
-	if (n > g->max || (!binary && !utf8_valid(d, n)))
+	if (n > g->max || (!binary && !g->rx->msg_compressed && !utf8_valid(d, n)))
+		abort();
+	if (g->rx->msg_compressed && !(g->rx->rsv_allowed & 0x40))
 		abort();
 	mix(g, binary ? 'B' : 'T', d, n);
 }
@@ -71,7 +74,8 @@ static enum wsrx_status run(const uint8_t *p, size_t len, size_t max, size_t ste
 	memset(g, 0, sizeof(*g));
 	g->h = 2166136261u;
 	g->max = max;
-	wsrx_init(rx, max, 0);
+	g->rx = rx;
+	wsrx_init(rx, max, len & 1 ? 0x40 : 0);
 	for (size_t i = 0; i < len; i += step) {
 		st = wsrx_feed(rx, p + i, len - i < step ? len - i : step, &ops, g);
 		if (st != WSRX_OK)

@@ -10,11 +10,12 @@ by SIGALRM after TEST_TIMEOUT_S, so a hung daemon fails a test instead of
 hanging the suite.
 
 This file and peers/ hold the shared helpers; add to them rather than copy:
-  fixtures   wstether, run_wstether, daemon, ws_server, write_config, pki,
+  fixtures   wstether, run_wstether, daemon, ws_server, raw_ws_server, write_config, pki,
              stop_at_teardown
   peers      spawn_peer, kill_peer, read_events, PeerProcess, WsServer;
              peers/peer_kit.py for the peer scripts' own side
-  daemon I/O echo_roundtrip, read_until_seen, stop_with_eof, wait_until
+  daemon I/O echo_roundtrip, read_until_seen, stop_with_eof, wait_until;
+             control_request for one control-socket request
   checks     first_occurrences, assert_all_delivered_in_order
   config     link_config, fast_backoff; free_port for a URL nothing answers
   data plane the dp fixture (a Dp: DpServer, BridgeClient, wstether -c,
@@ -34,6 +35,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -408,6 +410,30 @@ def ws_server(tmp_path, stop_at_teardown):
         return stop_at_teardown(WsServer(tmp_path / f"{name}.log", args, port=port, tls=tls))
 
     return start
+
+
+@pytest.fixture
+def raw_ws_server(stop_at_teardown):
+    """Factory: raw_ws_server(script) -> peers/raw_ws_server.py's RawWsServer, in this process."""
+    if str(HERE / "peers") not in sys.path:
+        sys.path.insert(0, str(HERE / "peers"))
+    from raw_ws_server import RawWsServer
+
+    return lambda script: stop_at_teardown(RawWsServer(script))
+
+
+def control_request(sock_path, line, timeout=10):
+    """One request line to a control socket; its JSON answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock_path))
+        s.sendall(line.encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            assert chunk, "the control socket closed without an answer"
+            buf += chunk
+    return json.loads(buf)
 
 
 # --------------------------------------------------------------------------

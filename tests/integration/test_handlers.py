@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from conftest import HERE, PYTHON, wait_until
+from conftest import HERE, PYTHON, control_request, wait_until
 
 BAD_HANDLER = HERE / "peers" / "bad_handler.py"
 BACKOFF = ("backoff = { initial_ms = 100; max_ms = 300; multiplier = 2.0; jitter = 0.0; "
@@ -55,16 +55,7 @@ class World:
         return srv, d
 
     def ctl(self, line):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(10)
-            s.connect(str(self.ctl_sock))
-            s.sendall(line.encode() + b"\n")
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(65536)
-                assert chunk, "the control socket closed without an answer"
-                buf += chunk
-        return json.loads(buf)
+        return control_request(self.ctl_sock, line)
 
     def handler_ready(self, d, count=1):
         """The pid of the handler that said "ready" as the count-th."""

@@ -16,24 +16,15 @@ import pytest
 from conftest import wait_until
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers"))
-from raw_ws_server import Plan, RawWsServer, close_payload, mk  # noqa: E402
+from raw_ws_server import Plan, close_payload, mk  # noqa: E402
 
 LINE_RE = re.compile(r"^wstether: (error|warning|notice|info|debug): (.*)$")
 LEAK = b"LEAK-must-not-reach-stdout"
 
 
 @pytest.fixture
-def server():
-    servers = []
-
-    def start(script):
-        s = RawWsServer(script)
-        servers.append(s)
-        return s
-
-    yield start
-    for s in servers:
-        s.stop()
+def server(raw_ws_server):
+    return raw_ws_server
 
 
 def start_daemon(daemon, tmp_path, url, extra=""):

@@ -60,6 +60,7 @@ static void loads_defaults_with_url_alone(void **state)
 	assert_string_equal(c->server_name, "");
 	assert_int_equal(c->connect_timeout_s, 15);
 	assert_int_equal(c->max_message_bytes, 1048576);
+	assert_int_equal(c->compression, COMPRESSION_OFF);
 	assert_int_equal(c->ping_interval_s, 20);
 	assert_int_equal(c->pong_timeout_s, 10);
 	assert_int_equal(c->backoff_initial_ms, 500);
@@ -160,6 +161,7 @@ static void loads_lists_headers_and_enums(void **state)
 		   "  url = \"wss://a.example/\";\n"
 		   "  fallback_urls = [ \"wss://b.example/\", \"ws://c.example:81/\" ];\n"
 		   "  subprotocol = \"agent.v1\";\n"
+		   "  compression = \"deflate\";\n"
 		   "  headers = ( { name = \"Authorization\"; value_file = \"${CREDENTIALS_DIRECTORY}/token\"; },\n"
 		   "              { name = \"X-Site\"; value = \"north\"; } );\n"
 		   "};\n"
@@ -174,6 +176,7 @@ static void loads_lists_headers_and_enums(void **state)
 	assert_string_equal(config_url(c, 0), "wss://a.example/");
 	assert_string_equal(config_url(c, 2), "ws://c.example:81/");
 	assert_string_equal(c->subprotocol, "agent.v1");
+	assert_int_equal(c->compression, COMPRESSION_DEFLATE);
 	assert_int_equal(c->n_headers, 2);
 	assert_string_equal(c->headers[0].name, "Authorization");
 	assert_null(c->headers[0].value);
@@ -194,6 +197,8 @@ static void loads_lists_headers_and_enums(void **state)
 static void reports_bad_lists_headers_and_pairs(void **state)
 {
 	unsetenv("CREDENTIALS_DIRECTORY");
+	expect_error("link = { url = \"ws://x/\";\n compression = \"gzip\"; };\n", 78,
+		     ":2: link.compression: unknown value 'gzip' (use \"off\" or \"deflate\")");
 	expect_error("link = { url = \"ws://x/\";\n fallback_urls = [ \"ftp://y/\" ]; };\n", 78,
 		     ":2: link.fallback_urls: invalid URL 'ftp://y/'");
 	expect_error("link = { url = \"ws://x/\";\n headers = ( { name = \"A\"; } ); };\n", 78,
@@ -285,6 +290,7 @@ static const struct {
     {"link.address_family", "\"ipv6\""},
     {"link.bind_address", "\"192.0.2.1\""},
     {"link.interface", "\"wwan0\""},
+    {"link.compression", "\"deflate\""},
     {"tls.ca_file", "\"/x/ca.crt\""},
     {"tls.cert_file", "\"/x/c.crt\"; key_file = \"/x/c.key\""},
     {"tls.key_file", "\"/x/c.key\"; cert_file = \"/x/c.crt\""},

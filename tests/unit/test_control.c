@@ -30,6 +30,11 @@ static void snapshot(void *ud, struct wst_status *st)
 	st->proxy = "http://p:3128 (from https_proxy)";
 	st->net_probes = 2;
 	st->net_retries = 1;
+	st->compression = true;
+	st->compression_params = "permessage-deflate; client_max_window_bits=15";
+	st->zlib_bytes = 268096;
+	st->compressed_plain = 1000;
+	st->compressed_wire = 250;
 }
 
 static const char *send_cb(void *ud, const char *text, size_t len)
@@ -109,7 +114,11 @@ static void status_is_built_from_the_snapshot(void **state)
 	assert_non_null(strstr(out, "\"exec_pid\":-1,"));
 	assert_non_null(strstr(out, "\"network\":{\"proxy\":\"http://p:3128 (from https_proxy)\","
 				    "\"probes\":2,\"fast_retries\":1},"));
-	assert_non_null(strstr(out, "\"config_error\":null}"));
+	assert_non_null(strstr(out, "\"config_error\":null,"));
+	assert_non_null(strstr(out, "\"compression\":{\"negotiated\":\"permessage-deflate; "
+				    "client_max_window_bits=15\",\"zlib_bytes\":268096,\"buffer_bytes\":0,"
+				    "\"sent_bytes\":1000,\"sent_wire_bytes\":250,"
+				    "\"received_wire_bytes\":0,\"received_bytes\":0}}"));
 	free(out);
 }
 

@@ -76,6 +76,11 @@ static void header_has_the_rfc_layout(void **state)
 	assert_int_equal(f[5], 4);
 	assert_int_equal(f[6], 'H' ^ 1);
 	assert_int_equal(f[7], 'i' ^ 2);
+	/* permessage-deflate: RSV1 beside FIN; other high bits of the argument ignored */
+	wsframe_encode(f, WSF_BINARY | WSF_RSV1, "Hi", 2, 0);
+	assert_int_equal(f[0], 0xc2);
+	wsframe_encode(f, WSF_TEXT | 0x30, "Hi", 2, 0);
+	assert_int_equal(f[0], 0x81);
 	assert_int_equal(wsframe_header_len(125), 6);
 	assert_int_equal(wsframe_header_len(126), 8);
 	assert_int_equal(wsframe_header_len(65536), 14);

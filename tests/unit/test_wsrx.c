@@ -191,6 +191,85 @@ static void checks_close_frames(void **state)
 	}
 }
 
+static void rsv1_marks_compressed_messages_when_negotiated(void **state)
+{
+	struct wsrx rx = {0};
+	bool compressed[2];
+
+	wsrx_init(&rx, 16, 0x40);
+	/* not valid UTF-8 as sent: it is checked once inflated */
+	assert_int_equal(FEED(&rx, "\xc1\x02\xff\xfe", 0), WSRX_OK);
+	assert_string_equal(got, "T:\xff\xfe|");
+	compressed[0] = rx.msg_compressed;
+	assert_int_equal(FEED(&rx, "\x81\x01x", 0), WSRX_OK);
+	compressed[1] = rx.msg_compressed;
+	assert_true(compressed[0] && !compressed[1]);
+	assert_int_equal(FEED(&rx,
+			      "\x42\x01"
+			      "a\x89\x00\x80\x01"
+			      "b",
+			      1),
+			 WSRX_OK);
+	assert_string_equal(got, "P:|B:ab|");
+	assert_true(rx.msg_compressed);
+	wsrx_finish(&rx);
+}
+
+static void fails_rsv1_outside_a_first_frame(void **state)
+{
+	const struct {
+		const char *in;
+		size_t len;
+		const char *what;
+	} cases[] = {
+	    {"\x41\x01"
+	     "a\xc0\x01"
+	     "b",
+	     6, "RSV1 on a continuation frame (RFC 7692 §6.1)"},
+	    {"\xc9\x00", 2, "RSV1 on a control frame"},
+	    {"\xca\x00", 2, "RSV1 on a control frame"},
+	    {"\xc8\x02\x03\xe8", 4, "RSV1 on a control frame"},
+	    {"\xe1\x01x", 3, "RSV2 set"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct wsrx rx = {0};
+
+		wsrx_init(&rx, 16, 0x40);
+		assert_int_equal(feed(&rx, cases[i].in, cases[i].len, 1), WSRX_VIOLATION);
+		assert_int_equal(rx.err_code, 1002);
+		if (!strstr(rx.err_what, cases[i].what))
+			fail_msg("'%s' does not say '%s'", rx.err_what, cases[i].what);
+		assert_string_equal(got, "");
+		wsrx_finish(&rx);
+	}
+}
+
+static void on_message_reject(void *ud, const unsigned char *d, size_t len, bool binary)
+{
+	add("R", d, len);
+	wsrx_reject(ud, WSRX_TOO_BIG, 1009, "a message that inflates too far");
+}
+
+static void a_consumer_can_reject_a_message(void **state)
+{
+	static const struct wsrx_ops rej = {on_message_reject, on_ping, on_pong, on_close};
+	struct wsrx rx = {0};
+
+	wsrx_init(&rx, 16, 0x40);
+	got[0] = '\0';
+	assert_int_equal(wsrx_feed(&rx,
+				   (const unsigned char *)"\xc1\x01"
+							  "a\x81\x01"
+							  "b",
+				   6, &rej, &rx),
+			 WSRX_TOO_BIG);
+	assert_string_equal(got, "R:a|");
+	assert_int_equal(rx.err_code, 1009);
+	assert_string_equal(rx.err_what, "a message that inflates too far");
+	wsrx_finish(&rx);
+}
+
 static void finds_unoffered_extensions(void **state)
 {
 	char name[32];
@@ -216,6 +295,9 @@ int main(void)
 	    cmocka_unit_test(fails_bad_payloads),
 	    cmocka_unit_test(checks_close_frames),
 	    cmocka_unit_test(finds_unoffered_extensions),
+	    cmocka_unit_test(rsv1_marks_compressed_messages_when_negotiated),
+	    cmocka_unit_test(fails_rsv1_outside_a_first_frame),
+	    cmocka_unit_test(a_consumer_can_reject_a_message),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,8 @@ chosen port as the first line on stdout, so the caller knows when it is ready.
 By default it echoes every message back. With --log it appends one JSON line
 per event, flushed at once, so a test can see exactly what the server saw:
 
-    {"event": "open", "conn": 1, "path": "/", "peer": "127.0.0.1"}
+    {"event": "open", "conn": 1, "path": "/", "peer": "127.0.0.1", "extensions": null}
+                                       (extensions: what the 101 accepted)
     {"event": "message", "conn": 1, "data": "text"}            (text message)
     {"event": "message", "conn": 1, "binary": true, "data": "<base64>"}
     {"event": "close", "conn": 1, "code": 1000, "reason": "", "initiator": "client"}
@@ -58,7 +59,8 @@ class Server:
         closes_this = args.close_after > 0 and (
             args.close_connections == 0 or conn <= args.close_connections
         )
-        self.log(event="open", conn=conn, path=path, peer=ws.remote_address[0])
+        self.log(event="open", conn=conn, path=path, peer=ws.remote_address[0],
+                 extensions=ws.response_headers.get("Sec-WebSocket-Extensions"))
         await peer_kit.echo_connection(ws, self.log, conn, echo=not args.no_echo,
                                        close_after=args.close_after if closes_this else 0,
                                        close_code=args.close_code,
