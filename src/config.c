@@ -63,6 +63,7 @@ static const struct key keys[] = {
 	{ "link", "connect_timeout_s", K_UINT, F(connect_timeout_s), 1, 3600, "15", RELOAD_RECONNECT },
 	{ "link", "max_message_bytes", K_SIZE, F(max_message_bytes), 1, 256 << 20, "1048576", RELOAD_RECONNECT },
 	{ "link", "drain_timeout_s", K_UINT, F(drain_timeout_s), 0, 3600, "5", RELOAD_LIVE },
+	{ "link", "max_age_s", K_UINT, F(max_age_s), 0, 315360000, "0", RELOAD_LIVE },
 	{ "link", "hello", K_STR, F(hello), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "hello_file", K_FILE, F(hello_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "proxy", K_PROXY, F(proxy), 0, 0, "", RELOAD_RECONNECT },

@@ -42,6 +42,7 @@ struct wst_config {
 	unsigned connect_timeout_s;
 	size_t max_message_bytes;
 	unsigned drain_timeout_s;
+	unsigned max_age_s;	/* 0 = never rotate for age */
 	char *hello;		/* "" = none: sent first on every connect */
 	char *hello_file;	/* "" = none: one message per line, read at every attempt */
 	char *proxy;		/* "" = from the environment, "direct", or a proxy URL */

@@ -168,6 +168,7 @@ static json_object *status_link(const struct wst_status *st, json_object *o)
 	put_str(o, "connected_since", st->connected_since ? ts : NULL);
 	put_u(o, "attempts", st->attempts);
 	put_u(o, "reconnects", st->reconnects);
+	put_u(o, "rotations", st->rotations);
 	json_object_object_add(o, "next_retry_ms", st->next_retry_ms < 0 ? NULL
 					: json_object_new_uint64((uint64_t)st->next_retry_ms));
 	put_u(o, "sent", st->sent);
@@ -404,6 +405,8 @@ static json_object *handle(const struct control_ops *ops, const char *line, size
 			return answer_error("usage: close CODE [REASON] (REASON at most 123 bytes)");
 		return handle_close(ops, args, alen);
 	}
+	if (is(line, vlen, "reconnect") && sp && alen == 5 && !memcmp(args, "--now", 5))
+		return answer(ops->reconnect(ops->ud, true));
 	if (sp && alen)
 		return answer_error("'%.*s' takes no arguments", (int)(vlen > 32 ? 32 : vlen), line);
 	if (is(line, vlen, "status"))
@@ -413,7 +416,7 @@ static json_object *handle(const struct control_ops *ops, const char *line, size
 	if (is(line, vlen, "watch"))
 		return watch_answer(ops);
 	if (is(line, vlen, "reconnect"))
-		return answer(ops->reconnect(ops->ud));
+		return answer(ops->reconnect(ops->ud, false));
 	if (is(line, vlen, "pause"))
 		return answer(ops->pause(ops->ud));
 	if (is(line, vlen, "resume"))

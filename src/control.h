@@ -1,6 +1,7 @@
 #ifndef WST_CONTROL_H
 #define WST_CONTROL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,7 +23,8 @@ struct control_ops {
 	void (*snapshot)(void *ud, struct wst_status *st);
 	/* Each returns NULL on success, or the error text for the client. */
 	const char *(*send)(void *ud, const char *text, size_t len);
-	const char *(*reconnect)(void *ud);
+	/* now: close, then connect; else make the new link before closing the old one */
+	const char *(*reconnect)(void *ud, bool now);
 	const char *(*close)(void *ud, int code, const char *reason);
 	const char *(*pause)(void *ud);
 	const char *(*resume)(void *ud);

@@ -26,6 +26,7 @@
 #include "queue.h"
 #include "status.h"
 #include "stdio_bridge.h"
+#include "rng.h"
 #include "supervisor.h"
 #include "tls.h"
 
@@ -61,6 +62,11 @@ static void quit(struct daemon *d)
 	ev_break(d->loop, EVBREAK_ALL);
 }
 
+static bool links_active(const struct daemon *d)
+{
+	return link_active(d->slots[0].link) || link_active(d->slots[1].link);
+}
+
 /* The end of the run: once everything we owe the server is delivered. */
 static void maybe_finish(struct daemon *d)
 {
@@ -86,6 +92,10 @@ static void maybe_finish(struct daemon *d)
 			return;
 		}
 	}
+	/* a rotation's other link owes nothing: the primary has all that is unconfirmed */
+	for (size_t i = 0; i < 2; i++)
+		if (d->slots[i].link != d->link && link_active(d->slots[i].link))
+			link_abort(d->slots[i].link, "shutting down");
 	if (link_up(d->link)) {
 		if (!d->closing) {
 			d->closing = true;
@@ -93,7 +103,7 @@ static void maybe_finish(struct daemon *d)
 		}
 	} else if (link_active(d->link)) {
 		link_abort(d->link, "shutting down");
-	} else {
+	} else if (!links_active(d)) {
 		quit(d);
 	}
 }
@@ -212,7 +222,7 @@ static void flow_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void on_message(void *ud, const unsigned char *data, size_t len, bool binary)
 {
-	struct daemon *d = ud;
+	struct daemon *d = ((struct slot *)ud)->d;
 
 	if (ev_is_active(&d->linger_timer) && ev_now(d->loop) < d->linger_deadline)
 		ev_timer_again(d->loop, &d->linger_timer);
@@ -230,7 +240,7 @@ static void resume_local(struct daemon *d)
 
 static void on_confirmed(void *ud)
 {
-	struct daemon *d = ud;
+	struct daemon *d = ((struct slot *)ud)->d;
 
 	outbox_confirmed(&d->out);
 	resume_local(d);
@@ -263,6 +273,57 @@ static void publish_event(struct daemon *d, const struct sup_event *ev)
 	free(json);
 }
 
+static struct slot *slot_of(struct daemon *d, uint64_t id)
+{
+	for (size_t i = 0; id && i < 2; i++)
+		if (d->slots[i].id == id)
+			return &d->slots[i];
+	return NULL;
+}
+
+/* The primary's link carries traffic; after a hand-over it may be the other slot. */
+static void sync_primary(struct daemon *d)
+{
+	struct slot *p = slot_of(d, d->sup.primary);
+
+	if (!p || p->link == d->link)
+		return;
+	d->link = p->link;
+	link_set_carrier(d->link, true);
+	link_pause_rx(d->link, d->rx_pause_local);
+}
+
+static void arm_age(struct daemon *d)
+{
+	double s = d->cfg->max_age_s;
+
+	ev_timer_stop(d->loop, &d->age_timer);
+	if (!s || d->sup.state != SUP_CONNECTED)
+		return;
+	/* +-10%: a fleet started together does not rotate together */
+	s *= 0.9 + 0.2 * (double)(rng_next(&d->rng) >> 11) / (double)(1ULL << 53);
+	ev_timer_set(&d->age_timer, s, 0);
+	ev_timer_start(d->loop, &d->age_timer);
+}
+
+/*
+ * Make before break: the new link writes from the oldest unconfirmed message
+ * on (what the old one had in flight may arrive twice: at least once), the
+ * old one writes nothing more and closes once its last fence is answered.
+ */
+static void promote(struct daemon *d, struct slot *new, struct slot *old)
+{
+	if (!new)
+		return;
+	queue_rewind(&d->out.q);
+	d->link = new->link;
+	link_set_carrier(new->link, true);
+	link_pause_rx(new->link, d->rx_pause_local);
+	if (old)
+		link_retire(old->link);
+	arm_age(d);
+}
+
 void daemon_apply(struct daemon *d, const struct sup_verdict *v)
 {
 	for (size_t i = 0; i < v->n_lines; i++) {
@@ -291,28 +352,64 @@ void daemon_apply(struct daemon *d, const struct sup_verdict *v)
 		ev_timer_start(d->loop, &d->retry_timer);
 		break;
 	case SUP_DO_CLOSE:
-		link_request_close(d->link, v->close_code, v->close_reason);
+		if (slot_of(d, v->id))
+			link_request_close(slot_of(d, v->id)->link, v->close_code, v->close_reason);
+		break;
+	case SUP_DO_PROMOTE:
+		promote(d, slot_of(d, v->id), slot_of(d, v->old));
 		break;
 	case SUP_DO_NOTHING:
 		break;
 	}
+	sync_primary(d);
 }
 
 static void on_up(void *ud)
 {
-	struct daemon *d = ud;
+	struct slot *sl = ud;
+	struct daemon *d = sl->d;
 	struct sup_verdict v;
 
-	sup_up(&d->sup, d->link_id, daemon_now_ms(), &v);
+	sup_up(&d->sup, sl->id, daemon_now_ms(), &v);
 	/* the supervisor names the URL; the link knows which proxy carries it */
-	for (size_t i = 0; i < v.n_lines && *link_via(d->link); i++) {
+	for (size_t i = 0; i < v.n_lines && *link_via(sl->link); i++) {
 		size_t n = strlen(v.lines[i].text);
 
 		snprintf(v.lines[i].text + n, sizeof(v.lines[i].text) - n, " via proxy %s",
-			 link_via(d->link));
+			 link_via(sl->link));
 	}
 	daemon_apply(d, &v);
+	if (sl->id == d->sup.primary)
+		arm_age(d);
 	maybe_finish(d);
+}
+
+/* The server announced 1001/1012: open the replacement while the old link closes. */
+static void on_restarting(void *ud)
+{
+	struct slot *sl = ud;
+	struct daemon *d = sl->d;
+	struct sup_verdict v;
+
+	if (sl->id != d->sup.primary || d->stopping || d->eof)
+		return;
+	sup_request(&d->sup, SUP_REQ_SERVER_RESTART, daemon_now_ms(), &v);
+	if (!v.refused)
+		daemon_apply(d, &v);
+}
+
+static void age_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+	struct sup_verdict v;
+
+	if (d->stopping || d->eof)
+		return;
+	log_msg(LOG_NOTICE, "the link to %s reached link.max_age_s (%u s): rotating it",
+		daemon_url(d), d->cfg->max_age_s);
+	sup_request(&d->sup, SUP_REQ_ROTATE, daemon_now_ms(), &v);
+	if (!v.refused)
+		daemon_apply(d, &v);
 }
 
 /* Probes get a short deadline: the keepalive would take ping_interval_s + pong_timeout_s. */
@@ -346,31 +443,50 @@ static void on_net_change(void *ud, enum net_change what, const struct sockaddr_
 
 static void on_down(void *ud)
 {
-	struct daemon *d = ud;
-	const struct link_end *e = link_last_end(d->link);
+	struct slot *sl = ud;
+	struct daemon *d = sl->d;
+	const struct link_end *e = link_last_end(sl->link);
 	struct sup_end se = { e->fail, e->was_up, e->by_request, e->http_status, e->retry_after_s,
 			      e->close_code, e->close_reason, e->msg };
+	bool primary = sl->id == d->sup.primary;
+	uint64_t id = sl->id;
 	struct sup_verdict v;
 
-	/* the read-ahead limit applies only while the link is up */
-	resume_local(d);
+	sl->id = 0;
+	if (primary) {
+		ev_timer_stop(d->loop, &d->age_timer);
+		/* the read-ahead limit applies only while the link is up */
+		resume_local(d);
+	}
 	/* the end of the run: nothing more is owed to the server */
-	if ((d->stopping || d->eof) && (d->closing || d->stopping || !queue_len(&d->out.q)))
+	if (primary && (d->stopping || d->eof) &&
+	    (d->closing || d->stopping || !queue_len(&d->out.q)))
 		sup_request(&d->sup, SUP_REQ_STOP, daemon_now_ms(), &v);
-	sup_down(&d->sup, d->link_id, daemon_now_ms(), &se, &v);
+	sup_down(&d->sup, id, daemon_now_ms(), &se, &v);
 	daemon_apply(d, &v);
-	if (d->sup.state == SUP_STOPPING)
+	if (d->sup.state == SUP_STOPPING && !links_active(d))
 		quit(d);
 }
 
 static void start_attempt(struct daemon *d, uint64_t id, const char *url)
 {
-	d->closing = false;
-	d->link_id = id;
-	if (link_start(d->link, d->cfg, url) < 0) {
-		/* nothing to destroy: take the down path straight away */
-		on_down(d);
+	struct slot *sl = !link_active(d->slots[0].link) ? &d->slots[0]
+			  : !link_active(d->slots[1].link) ? &d->slots[1]
+							   : NULL;
+
+	if (!sl) {
+		log_msg(LOG_ERR, "internal: no free link for attempt %llu", (unsigned long long)id);
+		return;
 	}
+	d->closing = false;
+	sl->id = id;
+	if (link_start(sl->link, d->cfg, url) < 0) {
+		/* nothing to destroy: take the down path straight away */
+		on_down(sl);
+		return;
+	}
+	/* a rotation's new link carries nothing until it is up and promoted */
+	link_set_carrier(sl->link, id == d->sup.primary);
 }
 
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -507,7 +623,7 @@ static void close_local(struct daemon *d)
 int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 {
 	struct daemon d = { .cfg = cfg, .opts = *opts };
-	struct link_events lev = { &d, on_up, on_message, on_confirmed, on_down };
+	struct link_events lev = { NULL, on_up, on_message, on_confirmed, on_down, on_restarting };
 	struct sup_params sp;
 	struct sup_verdict v;
 	uint64_t seed = (uint64_t)getpid() << 32 ^ daemon_now_ms();
@@ -536,6 +652,9 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	ev_signal_init(&d.sig_int, sig_cb, SIGINT);
 	ev_signal_init(&d.sig_hup, hup_cb, SIGHUP);
 	ev_timer_init(&d.retry_timer, retry_cb, 0, 0);
+	ev_timer_init(&d.age_timer, age_cb, 0, 0);
+	d.age_timer.data = &d;
+	d.rng = seed ^ 0x9e3779b97f4a7c15ULL;
 	ev_timer_init(&d.drain_timer, drain_cb, 0, 0);
 	ev_timer_init(&d.linger_timer, linger_cb, 0, EOF_QUIET_S);
 	ev_timer_init(&d.flow_timer, flow_cb, 0, 0.1);
@@ -545,11 +664,15 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	ev_signal_start(d.loop, &d.sig_int);
 	ev_signal_start(d.loop, &d.sig_hup);
 
-	d.link = link_create(d.loop, &d.out.q, &lev);
-	if (!d.link) {
-		log_msg(LOG_ERR, "out of memory");
-		goto out;
+	for (size_t i = 0; i < 2; i++) {
+		d.slots[i].d = &d;
+		lev.ud = &d.slots[i];
+		if (!(d.slots[i].link = link_create(d.loop, &d.out.q, &lev))) {
+			log_msg(LOG_ERR, "out of memory");
+			goto out;
+		}
 	}
+	d.link = d.slots[0].link;
 	if (outbox_init(&d.out, d.loop, LWS_PRE, cfg->queue_max_messages, cfg->queue_max_bytes,
 			cfg->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT : QUEUE_DROP_OLDEST,
 			cfg->spool_dir, wake_senders, &d) < 0 ||
@@ -568,7 +691,9 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	rc = d.exit_code;
 out:
 	netwatch_destroy(d.net);
-	link_destroy(d.link);
+	ev_timer_stop(d.loop, &d.age_timer);
+	link_destroy(d.slots[0].link);
+	link_destroy(d.slots[1].link);
 	close_local(&d);
 	outbox_finish(&d.out);
 	notify_finish();

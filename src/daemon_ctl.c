@@ -123,10 +123,29 @@ static void local_drops(const struct daemon *d, struct wst_status *st)
 	}
 }
 
+/* Both link objects' counters: a rotation's messages count wherever they went. */
+static struct link_stats link_totals(const struct daemon *d)
+{
+	struct link_stats t = *link_stats(d->link);
+
+	for (size_t i = 0; i < 2; i++) {
+		const struct link_stats *o = link_stats(d->slots[i].link);
+
+		if (d->slots[i].link == d->link)
+			continue;
+		t.sent += o->sent;
+		t.sent_bytes += o->sent_bytes;
+		t.received += o->received;
+		t.received_bytes += o->received_bytes;
+	}
+	return t;
+}
+
 /* What only metrics show. */
 static void snapshot_metrics(struct daemon *d, uint64_t now, struct wst_status *st)
 {
-	const struct link_stats *ls = link_stats(d->link);
+	struct link_stats tot = link_totals(d);
+	const struct link_stats *ls = &tot;
 	const struct queue *q = &d->out.q;
 
 	st->up = d->sup.state == SUP_CONNECTED;
@@ -146,7 +165,8 @@ static void snapshot_metrics(struct daemon *d, uint64_t now, struct wst_status *
 static void ctl_snapshot(void *ud, struct wst_status *st)
 {
 	struct daemon *d = ud;
-	const struct link_stats *ls = link_stats(d->link);
+	struct link_stats tot = link_totals(d);
+	const struct link_stats *ls = &tot;
 	uint64_t now = daemon_now_ms();
 	struct pmd_report pr;
 
@@ -156,6 +176,7 @@ static void ctl_snapshot(void *ud, struct wst_status *st)
 		st->connected_since = time(NULL) - (time_t)((now - d->sup.connected_since) / 1000);
 	st->attempts = d->sup.attempts;
 	st->reconnects = d->sup.reconnects;
+	st->rotations = d->sup.rotations;
 	st->next_retry_ms = sup_next_retry_ms(&d->sup, now);
 	st->sent = ls->sent;
 	st->received = ls->received;
@@ -226,9 +247,9 @@ static const char *request(struct daemon *d, enum sup_request r)
 	return NULL;
 }
 
-static const char *ctl_reconnect(void *ud)
+static const char *ctl_reconnect(void *ud, bool now)
 {
-	return request(ud, SUP_REQ_RECONNECT);
+	return request(ud, now ? SUP_REQ_RECONNECT : SUP_REQ_ROTATE);
 }
 
 static const char *ctl_close(void *ud, int code, const char *reason)

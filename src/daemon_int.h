@@ -15,13 +15,21 @@
 #include "supervisor.h"
 
 struct control_ops;
+struct daemon;
+
+/* A link object and the supervisor's id of the attempt it carries (0: none). */
+struct slot {
+	struct daemon *d;
+	struct link *link;
+	uint64_t id;
+};
 
 struct daemon {
 	struct ev_loop *loop;
 	const struct wst_config *cfg;
 	struct daemon_opts opts;
 	struct outbox out;	/* the queue and its spool */
-	struct link *link;
+	struct link *link;	/* the primary slot's: carries traffic, answers status */
 	struct supervisor sup;
 	struct stdio_bridge *sio;
 	struct bridge *bridge;
@@ -45,7 +53,9 @@ struct daemon {
 	int exit_code;
 
 	const char **urls;	/* link.url then link.fallback_urls, for the supervisor */
-	uint64_t link_id;	/* the supervisor's id of the attempt the link carries */
+	struct slot slots[2];	/* two links at once during a rotation */
+	ev_timer age_timer;	/* link.max_age_s */
+	uint64_t rng;		/* its jitter */
 	char config_error[1024];
 };
 

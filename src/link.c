@@ -83,6 +83,12 @@ struct link {
 
 	uint64_t fenced_seq; /* newest seq covered by a ping we sent */
 	bool fence_in_flight;
+	/*
+	 * Only the carrier writes queued messages and fences them; during a
+	 * rotation the other link's pings fence nothing of the queue, and a
+	 * retiring one closes once its last fence is answered.
+	 */
+	bool carrier, retiring;
 	uint64_t rng;
 
 	struct wsrx rx;
@@ -194,7 +200,9 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	l->ending = false;
 	l->up = false;
 	l->close_req = l->close_sent = false;
-	queue_rewind(l->q);
+	/* what it wrote and nobody confirmed goes out again, unless another link carries it */
+	if (l->carrier)
+		queue_rewind(l->q);
 	if (l->end.fail == LINK_FAIL_NONE)
 		set_end(l, LINK_FAIL_CLOSED, "link closed");
 	if (l->ev.down)
@@ -286,7 +294,7 @@ static int tx_reserve(struct link *l, size_t need)
 
 static void send_ping(struct link *l, unsigned char *p, size_t *off)
 {
-	uint64_t seq = queue_last_sent_seq(l->q);
+	uint64_t seq = l->carrier ? queue_last_sent_seq(l->q) : l->fenced_seq;
 	unsigned char payload[8];
 
 	if (seq < l->fenced_seq)
@@ -369,7 +377,7 @@ static int write_batch(struct link *l)
 	}
 	if (l->hello_due && write_hello(l, &off) < 0)
 		return -1;
-	while ((m = queue_peek_unsent(l->q))) {
+	while (l->carrier && (m = queue_peek_unsent(l->q))) {
 		/* room for the message as compression could make it, at worst */
 		size_t wire = l->pmd ? pmd_compress_bound(m->len) : m->len;
 		size_t need = wsframe_header_len(wire) + wire, len = m->len;
@@ -393,7 +401,8 @@ static int write_batch(struct link *l)
 	if (tx_reserve(l, off + WSFRAME_MAX_HEADER + 8) < 0)
 		return -1;
 	p = l->tx + LWS_PRE;
-	if (l->ping_due || (queue_last_sent_seq(l->q) > l->fenced_seq && !l->fence_in_flight)) {
+	if (l->ping_due || (l->carrier && queue_last_sent_seq(l->q) > l->fenced_seq &&
+			    !l->fence_in_flight)) {
 		l->ping_due = false;
 		send_ping(l, p, &off);
 	}
@@ -500,6 +509,8 @@ static void rx_close(void *ud, int code, const unsigned char *reason, size_t len
 	/* RFC 6455 5.5.1: echo the code, then let the server close the TCP */
 	l->peer_closed = true;
 	l->peer_code = code;
+	if ((code == 1001 || code == 1012) && l->ev.restarting)
+		l->ev.restarting(l->ev.ud);
 	if (l->wsi)
 		lws_callback_on_writable(l->wsi);
 }
@@ -580,8 +591,12 @@ static void on_pong(struct link *l, const unsigned char *in, size_t len)
 		if (queue_len(l->q) != before && l->ev.confirmed)
 			l->ev.confirmed(l->ev.ud);
 	}
+	if (l->retiring && !l->fence_in_flight) {
+		link_request_close(l, 1000, "rotated");
+		return;
+	}
 	/* more went out since that ping: fence it */
-	if (l->wsi && queue_last_sent_seq(l->q) > l->fenced_seq)
+	if (l->wsi && l->carrier && queue_last_sent_seq(l->q) > l->fenced_seq)
 		lws_callback_on_writable(l->wsi);
 }
 
@@ -1211,6 +1226,8 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->up = l->close_req = l->close_sent = l->ping_due = l->rx_paused = false;
 	l->fenced_seq = 0;
 	l->fence_in_flight = false;
+	l->carrier = true;
+	l->retiring = false;
 	l->ping_timing = l->hello_due = false;
 	l->upgrade_sent = false;
 	wsrx_init(&l->rx, cfg->max_message_bytes, 0);
@@ -1267,8 +1284,23 @@ const struct link_end *link_last_end(const struct link *l)
 
 void link_kick(struct link *l)
 {
-	if (link_up(l))
+	if (link_up(l) && l->carrier)
 		lws_callback_on_writable(l->wsi);
+}
+
+void link_set_carrier(struct link *l, bool carrier)
+{
+	l->carrier = carrier;
+	link_kick(l);
+}
+
+void link_retire(struct link *l)
+{
+	l->carrier = false;
+	l->retiring = true;
+	/* its last fence answered (or none out): nothing of its own is left to confirm */
+	if (!l->fence_in_flight)
+		link_request_close(l, 1000, "rotated");
 }
 
 void link_request_close(struct link *l, int code, const char *reason)

@@ -50,6 +50,8 @@ struct link_events {
 	void (*confirmed)(void *ud);
 	/* the attempt is over and its context destroyed; link_last_end() says why */
 	void (*down)(void *ud);
+	/* the server closes with 1001 or 1012: it is going away or restarting (may be NULL) */
+	void (*restarting)(void *ud);
 };
 
 struct link *link_create(struct ev_loop *loop, struct queue *q, const struct link_events *ev);
@@ -91,6 +93,14 @@ bool link_uses_address(const struct link *l, const struct sockaddr_storage *a);
 void link_kick(struct link *l);
 /* Close with code and reason; before the link is up this abandons the attempt. */
 void link_request_close(struct link *l, int code, const char *reason);
+/*
+ * Whether this link writes queued messages (the default for a new attempt).
+ * A rotation's new link starts without and takes over once up.
+ */
+void link_set_carrier(struct link *l, bool carrier);
+/* Replaced by a newer link: write nothing more, close with 1000 once its last fence is answered. */
+void link_retire(struct link *l);
+
 /* Stop (true) or resume reading from the server, for local back-pressure. */
 void link_pause_rx(struct link *l, bool pause);
 

@@ -20,7 +20,7 @@ struct wst_status {
 	const char *state;		/* connected, connecting, waiting, paused, stopping */
 	const char *url;
 	time_t connected_since;		/* 0: not connected */
-	uint64_t attempts, reconnects;
+	uint64_t attempts, reconnects, rotations;
 	int64_t next_retry_ms;		/* -1: no attempt pending */
 	unsigned long long sent, received, resent;
 	/* for metrics */

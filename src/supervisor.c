@@ -111,12 +111,13 @@ static void up_standby(struct supervisor *s, uint64_t now, struct sup_verdict *v
 	s->standby = 0;
 	s->connected_since = now;
 	s->rotations++;
-	v->act = SUP_DO_CLOSE;
-	v->id = s->retiring;
-	v->close_code = 1000;
-	v->close_reason = "rotated";
-	add_line(v, LOG_NOTICE, "connect", 0, sup_url(s), "rotated to a new link to %s",
+	v->act = SUP_DO_PROMOTE;
+	v->id = s->primary;
+	v->old = s->retiring;
+	add_line(v, LOG_NOTICE, "connect", 0, sup_url(s),
+		 "rotated to a new link to %s; the old one closes once its messages are confirmed",
 		 sup_url(s));
+	snprintf(v->status, sizeof(v->status), "connected to %s", sup_url(s));
 }
 
 void sup_up(struct supervisor *s, uint64_t id, uint64_t now, struct sup_verdict *v)
@@ -126,7 +127,16 @@ void sup_up(struct supervisor *s, uint64_t id, uint64_t now, struct sup_verdict 
 
 	verdict_init(v);
 	if (id && id == s->standby) {
-		up_standby(s, now, v);
+		if (s->state == SUP_CONNECTED) {
+			up_standby(s, now, v);
+		} else {
+			/* paused or stopping meanwhile: the rotation is moot */
+			s->standby = 0;
+			v->act = SUP_DO_CLOSE;
+			v->id = id;
+			v->close_code = 1000;
+			v->close_reason = "not needed";
+		}
 		return;
 	}
 	if (s->down_since)
@@ -267,21 +277,63 @@ static void failure_verdict(struct supervisor *s, uint64_t now, const struct sup
 	v->delay_ms = delay;
 }
 
+static void close_primary(struct supervisor *s, const char *reason, struct sup_verdict *v);
+
 static bool side_link_down(struct supervisor *s, uint64_t id, const struct sup_end *e,
 			   struct sup_verdict *v)
 {
+	if (id && id != s->primary && id != s->standby && id != s->retiring) {
+		/* an abandoned rotation's link: nothing depends on it */
+		add_line(v, LOG_DEBUG, "disconnect", 0, sup_url(s), "unused link: %s", e->msg);
+		return true;
+	}
 	if (id && id == s->retiring) {
 		s->retiring = 0;
-		add_line(v, LOG_DEBUG, "disconnect", 0, sup_url(s), "old link: %s", e->msg);
+		/* a server that closed it itself should still be heard */
+		if (e->by_request)
+			add_line(v, LOG_DEBUG, "disconnect", 0, sup_url(s), "old link: %s", e->msg);
+		else
+			add_line(v, LOG_NOTICE, "disconnect", 0, sup_url(s),
+				 "%s; the link that replaces it was already up", e->msg)
+				->close_code = e->close_code;
 		return true;
 	}
 	if (id && id == s->standby) {
+		/* a server may refuse a second connection: rotate the old way then */
 		s->standby = 0;
 		add_line(v, LOG_WARNING, "disconnect", 0, sup_url(s),
-			 "rotation failed, keeping the current link: %s", e->msg);
+			 "could not open a second link to rotate to (%s): closing the current "
+			 "link and reconnecting instead",
+			 e->msg);
+		if (s->state == SUP_CONNECTED && !s->reconnect_pending && !s->pause_pending) {
+			s->reconnect_pending = true;
+			close_primary(s, "reconnect", v);
+		}
 		return true;
 	}
 	return false;
+}
+
+/*
+ * The primary ended while its replacement is being opened (the server said
+ * 1001/1012, or it dropped during a rotation): that attempt is the next one.
+ */
+static bool take_over(struct supervisor *s, uint64_t now, const struct sup_end *e,
+		      struct sup_verdict *v)
+{
+	if (!s->standby || s->state == SUP_STOPPING || s->pause_pending || s->reconnect_pending)
+		return false;
+	mark_down(s, now);
+	s->primary = s->standby;
+	s->standby = 0;
+	s->tries++;
+	s->state = SUP_CONNECTING;
+	add_line(v, e->by_request ? LOG_INFO : LOG_NOTICE, "disconnect", s->tries, sup_url(s),
+		 "%s; its replacement is already connecting", e->msg)
+		->close_code = e->close_code;
+	snprintf(v->status, sizeof(v->status), "connecting to %s (attempt %u)", sup_url(s),
+		 s->tries);
+	return true;
 }
 
 /* The event for the primary's end; retry_ms is filled once the verdict knows. */
@@ -311,6 +363,8 @@ void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct sup_
 		return;
 	record_end(s, e);
 	end_event(s, e, v);
+	if (take_over(s, now, e, v))
+		return;
 	if (s->state == SUP_STOPPING) {
 		mark_down(s, now);
 		add_line(v, LOG_INFO, "disconnect", s->tries, sup_url(s), "%s", e->msg);
@@ -404,6 +458,45 @@ static void req_resume(struct supervisor *s, struct sup_verdict *v)
 		connect_verdict(s, v);
 }
 
+/* Make before break: open a standby; without a link to replace, this is a reconnect. */
+static void req_rotate(struct supervisor *s, struct sup_verdict *v)
+{
+	if (s->standby || s->retiring || s->reconnect_pending) {
+		v->refused = "a rotation is under way";
+		return;
+	}
+	if (s->state != SUP_CONNECTED) {
+		req_reconnect(s, v);
+		return;
+	}
+	s->standby = ++s->next_id;
+	s->attempts++;
+	v->act = SUP_DO_CONNECT;
+	v->id = s->standby;
+	v->url = sup_url(s);
+	add_line(v, LOG_INFO, "connecting", 0, v->url,
+		 "opening a new link to %s to replace the current one", v->url);
+}
+
+/*
+ * The server is going away or restarting: open the replacement now instead
+ * of retrying after initial_ms. It uses up the streak's one fast retry, so a
+ * server that says so at every connect still gets backoff, not a storm.
+ */
+static void req_server_restart(struct supervisor *s, uint64_t now, struct sup_verdict *v)
+{
+	bool stable = s->state == SUP_CONNECTED &&
+		      now - s->connected_since >= (uint64_t)s->p.reset_after_s * 1000;
+
+	if (s->state != SUP_CONNECTED || s->pause_pending || (s->quick_retry_used && !stable)) {
+		v->refused = "no fast replacement now";
+		return;
+	}
+	req_rotate(s, v);
+	if (!v->refused)
+		s->quick_retry_used = true;
+}
+
 void sup_request(struct supervisor *s, enum sup_request r, uint64_t now, struct sup_verdict *v)
 {
 	verdict_init(v);
@@ -419,15 +512,10 @@ void sup_request(struct supervisor *s, enum sup_request r, uint64_t now, struct 
 		req_reconfigure(s, v);
 		break;
 	case SUP_REQ_ROTATE:
-		if (s->state != SUP_CONNECTED || s->standby) {
-			v->refused = s->standby ? "a rotation is under way" : "not connected";
-			break;
-		}
-		s->standby = ++s->next_id;
-		s->attempts++;
-		v->act = SUP_DO_CONNECT;
-		v->id = s->standby;
-		v->url = sup_url(s);
+		req_rotate(s, v);
+		break;
+	case SUP_REQ_SERVER_RESTART:
+		req_server_restart(s, now, v);
 		break;
 	case SUP_REQ_PAUSE:
 		req_pause(s, v);

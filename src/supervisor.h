@@ -41,6 +41,7 @@ enum sup_do {
 	SUP_DO_CONNECT,		/* start attempt `id` to `url` now */
 	SUP_DO_WAIT,		/* connect when sup_timer() says so, after delay_ms */
 	SUP_DO_CLOSE,		/* close link `id` with close_code and close_reason */
+	SUP_DO_PROMOTE,		/* link `id` carries traffic now; link `old` finishes and closes */
 };
 
 struct sup_line {
@@ -73,7 +74,8 @@ struct sup_event {
 
 struct sup_verdict {
 	enum sup_do act;
-	uint64_t id;		/* the attempt to start or close */
+	uint64_t id;		/* the attempt to start, close or promote */
+	uint64_t old;		/* SUP_DO_PROMOTE: the link it replaces */
 	const char *url;
 	unsigned delay_ms;
 	int close_code;
@@ -95,6 +97,7 @@ enum sup_request {
 	SUP_REQ_RECONNECT,	/* `wstetherctl reconnect`: close, connect at once, backoff reset */
 	SUP_REQ_RECONFIGURE,	/* a reload changed link settings: use them at once */
 	SUP_REQ_ROTATE,		/* open a standby link; it replaces the primary once up */
+	SUP_REQ_SERVER_RESTART,	/* the server closes with 1001/1012: rotate, once per streak */
 	SUP_REQ_PAUSE,
 	SUP_REQ_RESUME,
 	SUP_REQ_STOP,

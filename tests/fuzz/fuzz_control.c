@@ -4,6 +4,7 @@
  * JSON object back, and the ops may only be called with what the line
  * said: a send with the bytes after "send ", a close with a valid code.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,10 +45,16 @@ static const char *st_plain(void *ud)
 	return NULL;
 }
 
+static const char *st_reconnect(void *ud, bool now)
+{
+	calls++;
+	return now ? "paused: use resume" : NULL;
+}
+
 static const struct control_ops ops = {
     .snapshot = st_snapshot,
     .send = st_send,
-    .reconnect = st_plain,
+    .reconnect = st_reconnect,
     .close = st_close,
     .pause = st_plain,
     .resume = st_plain,

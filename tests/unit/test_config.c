@@ -283,6 +283,7 @@ static const struct {
     {"link.connect_timeout_s", "7"},
     {"link.max_message_bytes", "4096"},
     {"link.drain_timeout_s", "9"},
+    {"link.max_age_s", "3600"},
     {"link.hello", "\"subscribe\""},
     {"link.hello_file", "\"/x/hello\""},
     {"link.proxy", "\"socks5h://p:1080\""},

@@ -48,8 +48,11 @@ static const char *nothing(void *ud)
 	return NULL;
 }
 
-static const char *refuse(void *ud)
+static bool last_now;
+
+static const char *refuse(void *ud, bool now)
 {
+	last_now = now;
 	return "paused: use resume";
 }
 
@@ -82,6 +85,10 @@ static void answers_commands(void **state)
 	expect("send", "{\"ok\":false,\"error\":\"usage: send TEXT\"}");
 	expect("send \xff", "{\"ok\":false,\"error\":\"send: TEXT is not valid UTF-8\"}");
 	expect("reconnect", "{\"ok\":false,\"error\":\"paused: use resume\"}");
+	assert_false(last_now);
+	expect("reconnect --now", "{\"ok\":false,\"error\":\"paused: use resume\"}");
+	assert_true(last_now);
+	expect("reconnect later", "{\"ok\":false,\"error\":\"'reconnect' takes no arguments\"}");
 	expect("pause\r\n", "{\"ok\":true}");
 	expect("pause now", "{\"ok\":false,\"error\":\"'pause' takes no arguments\"}");
 	expect("close 4000 bye", "{\"ok\":true}");
@@ -104,7 +111,7 @@ static void status_is_built_from_the_snapshot(void **state)
 
 	assert_non_null(out);
 	assert_non_null(strstr(out, "{\"ok\":true,\"state\":\"waiting\",\"url\":\"ws://h:1/\","
-				    "\"connected_since\":null,\"attempts\":3,\"reconnects\":0,"
+				    "\"connected_since\":null,\"attempts\":3,\"reconnects\":0,\"rotations\":0,"
 				    "\"next_retry_ms\":250,"));
 	assert_non_null(strstr(out, "\"queue\":{\"messages\":2,\"bytes\":0,"));
 	/* server text: invalid UTF-8 replaced, quotes and newlines escaped */

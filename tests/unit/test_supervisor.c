@@ -354,36 +354,114 @@ static void rotation_replaces_the_link_once_the_new_one_is_up(void **state)
 {
 	struct supervisor s;
 	struct sup_verdict v;
-	uint64_t old;
+	uint64_t old, reconnects;
 
 	init(&s, 1);
+	/* nothing to replace yet: a rotation is a reconnect */
 	sup_request(&s, SUP_REQ_ROTATE, 5, &v);
-	assert_string_equal(v.refused, "not connected");
+	assert_int_equal(v.act, SUP_DO_CLOSE);
+	assert_string_equal(v.close_reason, "reconnect");
+	sup_down(&s, s.primary, 6, &(struct sup_end){ .fail = F_CLOSED, .by_request = true, .msg = "x" },
+		 &v);
+	assert_int_equal(v.act, SUP_DO_CONNECT);
 	sup_up(&s, s.primary, 10, &v);
 	old = s.primary;
+	reconnects = s.reconnects;
 	sup_request(&s, SUP_REQ_ROTATE, 20, &v);
 	assert_int_equal(v.act, SUP_DO_CONNECT);
 	assert_int_not_equal(v.id, old);
+	assert_string_equal(v.lines[0].text, "opening a new link to ws://a/ to replace the current one");
 	sup_request(&s, SUP_REQ_ROTATE, 21, &v);
 	assert_string_equal(v.refused, "a rotation is under way");
-	/* the new link fails: the old one keeps serving */
-	sup_down(&s, s.standby, 30, &(struct sup_end){ .fail = F_CONNECT, .msg = "refused" }, &v);
-	assert_int_equal(v.act, SUP_DO_NOTHING);
-	assert_int_equal(v.lines[0].level, LOG_WARNING);
-	assert_int_equal(s.state, SUP_CONNECTED);
-	assert_int_equal(s.primary, old);
-	/* the new link comes up: the old one is closed with 1000 */
-	sup_request(&s, SUP_REQ_ROTATE, 40, &v);
-	sup_up(&s, v.id, 50, &v);
-	assert_int_equal(v.act, SUP_DO_CLOSE);
-	assert_int_equal(v.id, old);
-	assert_int_equal(v.close_code, 1000);
+	/* the new link comes up: it carries traffic, the old one finishes and closes */
+	sup_up(&s, s.standby, 50, &v);
+	assert_int_equal(v.act, SUP_DO_PROMOTE);
+	assert_int_equal(v.old, old);
+	assert_int_equal(v.id, s.primary);
 	assert_int_equal(s.rotations, 1);
+	assert_int_equal(s.reconnects, reconnects);
 	/* the old link's end is no failure */
 	sup_down(&s, old, 60, &(struct sup_end){ .fail = F_CLOSED, .by_request = true, .msg = "x" },
 		 &v);
 	assert_int_equal(v.act, SUP_DO_NOTHING);
+	assert_int_equal(v.lines[0].level, LOG_DEBUG);
 	assert_int_equal(s.state, SUP_CONNECTED);
+	assert_int_equal(s.retiring, 0);
+}
+
+/* A server that refuses a second connection still gets its rotation, the old way. */
+static void failed_rotation_falls_back_to_a_reconnect(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	uint64_t old;
+
+	init(&s, 1);
+	sup_up(&s, s.primary, 10, &v);
+	old = s.primary;
+	sup_request(&s, SUP_REQ_ROTATE, 20, &v);
+	sup_down(&s, v.id, 30, &(struct sup_end){ .fail = 4, .http_status = 409, .msg = "refused" },
+		 &v);
+	assert_int_equal(v.act, SUP_DO_CLOSE);
+	assert_int_equal(v.id, old);
+	assert_int_equal(v.lines[0].level, LOG_WARNING);
+	assert_int_equal(s.state, SUP_CONNECTED);
+	sup_down(&s, old, 40, &(struct sup_end){ .fail = F_CLOSED, .by_request = true, .msg = "x" },
+		 &v);
+	assert_int_equal(v.act, SUP_DO_CONNECT);
+}
+
+/* 1001/1012 arrive while the replacement connects: it becomes the next attempt, no wait. */
+static void primary_ending_during_rotation_hands_over_to_the_new_attempt(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	uint64_t next;
+
+	init(&s, 1);
+	sup_up(&s, s.primary, 10, &v);
+	sup_request(&s, SUP_REQ_ROTATE, 20, &v);
+	next = v.id;
+	sup_down(&s, s.primary, 30, &(struct sup_end){ .fail = F_CLOSED, .was_up = true,
+							.close_code = 1012, .msg = "server closed" },
+		 &v);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	assert_int_equal(s.state, SUP_CONNECTING);
+	assert_int_equal(s.primary, next);
+	assert_int_equal(s.standby, 0);
+	sup_up(&s, next, 40, &v);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	assert_int_equal(s.state, SUP_CONNECTED);
+	assert_string_equal(v.lines[0].text, "connected to ws://a/ after 0.0 s down");
+}
+
+/* A restart close opens the replacement at once, once per streak of short links. */
+static void server_restart_rotates_once_per_streak(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_end e = closed_end(1012);
+
+	init(&s, 1);
+	sup_up(&s, s.primary, 10, &v);
+	sup_request(&s, SUP_REQ_SERVER_RESTART, 20, &v);
+	assert_int_equal(v.act, SUP_DO_CONNECT);
+	sup_down(&s, s.primary, 30, &e, &v);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	assert_int_equal(v.lines[0].level, LOG_NOTICE);
+	sup_up(&s, s.primary, 40, &v);
+	/* the new link says the same at once: no second fast replacement, backoff */
+	sup_request(&s, SUP_REQ_SERVER_RESTART, 50, &v);
+	assert_non_null(v.refused);
+	assert_int_equal(fail_at(&s, 60, e, &v), 500);
+	retry(&s, 600);
+	sup_up(&s, s.primary, 610, &v);
+	assert_int_equal(fail_at(&s, 620, e, &v), 1000);
+	retry(&s, 1700);
+	/* a link that stayed up earns it again */
+	sup_up(&s, s.primary, 1700, &v);
+	sup_request(&s, SUP_REQ_SERVER_RESTART, 40000, &v);
+	assert_int_equal(v.act, SUP_DO_CONNECT);
 }
 
 static void reconfigure_changes_policy_live(void **state)
@@ -467,6 +545,9 @@ int main(void)
 		cmocka_unit_test(pause_and_resume),
 		cmocka_unit_test(stop_ends_everything),
 		cmocka_unit_test(rotation_replaces_the_link_once_the_new_one_is_up),
+		cmocka_unit_test(failed_rotation_falls_back_to_a_reconnect),
+		cmocka_unit_test(primary_ending_during_rotation_hands_over_to_the_new_attempt),
+		cmocka_unit_test(server_restart_rotates_once_per_streak),
 		cmocka_unit_test(reconfigure_changes_policy_live),
 		cmocka_unit_test(verdicts_carry_link_events_and_count_failures_by_kind),
 		cmocka_unit_test(names_states),
