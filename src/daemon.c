@@ -53,7 +53,7 @@ uint64_t daemon_now_ms(void)
 }
 
 
-static void quit(struct daemon *d)
+void daemon_quit(struct daemon *d)
 {
 	ev_timer_stop(d->loop, &d->retry_timer);
 	ev_timer_stop(d->loop, &d->drain_timer);
@@ -62,13 +62,8 @@ static void quit(struct daemon *d)
 	ev_break(d->loop, EVBREAK_ALL);
 }
 
-static bool links_active(const struct daemon *d)
-{
-	return link_active(d->slots[0].link) || link_active(d->slots[1].link);
-}
-
 /* The end of the run: once everything we owe the server is delivered. */
-static void maybe_finish(struct daemon *d)
+void daemon_maybe_finish(struct daemon *d)
 {
 	int code;
 	const char *reason;
@@ -103,8 +98,8 @@ static void maybe_finish(struct daemon *d)
 		}
 	} else if (link_active(d->link)) {
 		link_abort(d->link, "shutting down");
-	} else if (!links_active(d)) {
-		quit(d);
+	} else if (!daemon_links_active(d)) {
+		daemon_quit(d);
 	}
 }
 
@@ -114,7 +109,7 @@ static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	ev_timer_stop(loop, w);
 	d->lingered = true;
-	maybe_finish(d);
+	daemon_maybe_finish(d);
 }
 
 /* ---- messages in and out ---- */
@@ -147,11 +142,10 @@ bool daemon_enqueue(struct daemon *d, const unsigned char *data, size_t len, boo
 	return true;
 }
 
-static void resume_local(struct daemon *d);
 
 static void wake_senders(void *ud)
 {
-	resume_local(ud);
+	daemon_resume_local(ud);
 }
 
 static bool on_local_message(void *ud, const unsigned char *data, size_t len, bool binary)
@@ -220,10 +214,8 @@ static void flow_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	flow_check(d);
 }
 
-static void on_message(void *ud, const unsigned char *data, size_t len, bool binary)
+void daemon_deliver(struct daemon *d, const unsigned char *data, size_t len, bool binary)
 {
-	struct daemon *d = ((struct slot *)ud)->d;
-
 	if (ev_is_active(&d->linger_timer) && ev_now(d->loop) < d->linger_deadline)
 		ev_timer_again(d->loop, &d->linger_timer);
 	for (size_t i = 0; i < d->n_local; i++)
@@ -232,270 +224,19 @@ static void on_message(void *ud, const unsigned char *data, size_t len, bool bin
 }
 
 /* Local senders held back (full queue, read-ahead) may go on. */
-static void resume_local(struct daemon *d)
+void daemon_resume_local(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_local; i++)
 		d->local[i].impl->resume(d->local[i].self);
 }
 
-static void on_confirmed(void *ud)
+void daemon_confirmed(struct daemon *d)
 {
-	struct daemon *d = ((struct slot *)ud)->d;
-
 	outbox_confirmed(&d->out);
-	resume_local(d);
+	daemon_resume_local(d);
 	if (d->stopping && !queue_len(&d->out.q))
 		ev_timer_stop(d->loop, &d->drain_timer);
-	maybe_finish(d);
-}
-
-/* ---- the link's life: the supervisor decides, the daemon carries it out ---- */
-
-static void start_attempt(struct daemon *d, uint64_t id, const char *url);
-
-/* Tell local programs that asked (watchers, event frames); before the link starts again. */
-static void publish_event(struct daemon *d, const struct sup_event *ev)
-{
-	struct timespec ts;
-	size_t len;
-	char *json;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	json = control_event_json(ev, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, &len);
-	if (!json) {
-		log_msg(LOG_ERR, "out of memory: a link event was not published");
-		return;
-	}
-	control_event(d->control, json, len);
-	for (size_t i = 0; i < d->n_local; i++)
-		if (d->local[i].impl->event)
-			d->local[i].impl->event(d->local[i].self, json, len);
-	free(json);
-}
-
-static struct slot *slot_of(struct daemon *d, uint64_t id)
-{
-	for (size_t i = 0; id && i < 2; i++)
-		if (d->slots[i].id == id)
-			return &d->slots[i];
-	return NULL;
-}
-
-/* The primary's link carries traffic; after a hand-over it may be the other slot. */
-static void sync_primary(struct daemon *d)
-{
-	struct slot *p = slot_of(d, d->sup.primary);
-
-	if (!p || p->link == d->link)
-		return;
-	d->link = p->link;
-	link_set_carrier(d->link, true);
-	link_pause_rx(d->link, d->rx_pause_local);
-}
-
-static void arm_age(struct daemon *d)
-{
-	double s = d->cfg->max_age_s;
-
-	ev_timer_stop(d->loop, &d->age_timer);
-	if (!s || d->sup.state != SUP_CONNECTED)
-		return;
-	/* +-10%: a fleet started together does not rotate together */
-	s *= 0.9 + 0.2 * (double)(rng_next(&d->rng) >> 11) / (double)(1ULL << 53);
-	ev_timer_set(&d->age_timer, s, 0);
-	ev_timer_start(d->loop, &d->age_timer);
-}
-
-/*
- * Make before break: the new link writes from the oldest unconfirmed message
- * on (what the old one had in flight may arrive twice: at least once), the
- * old one writes nothing more and closes once its last fence is answered.
- */
-static void promote(struct daemon *d, struct slot *new, struct slot *old)
-{
-	if (!new)
-		return;
-	queue_rewind(&d->out.q);
-	d->link = new->link;
-	link_set_carrier(new->link, true);
-	link_pause_rx(new->link, d->rx_pause_local);
-	if (old)
-		link_retire(old->link);
-	arm_age(d);
-}
-
-void daemon_apply(struct daemon *d, const struct sup_verdict *v)
-{
-	for (size_t i = 0; i < v->n_lines; i++) {
-		const struct sup_line *l = &v->lines[i];
-		struct log_ctx lc = { .url = l->url, .event = l->event, .attempt = l->attempt,
-				      .close_code = l->close_code };
-
-		if (l->event)
-			log_event(l->level, &lc, "%s", l->text);
-		else
-			log_msg(l->level, "%s", l->text);
-	}
-	if (*v->status)
-		notify_status("%s", v->status);
-	if (v->event.change != SUP_CHANGE_NONE)
-		publish_event(d, &v->event);
-	if (v->act != SUP_DO_WAIT && d->sup.state != SUP_WAITING)
-		ev_timer_stop(d->loop, &d->retry_timer);
-	switch (v->act) {
-	case SUP_DO_CONNECT:
-		start_attempt(d, v->id, v->url);
-		break;
-	case SUP_DO_WAIT:
-		ev_timer_stop(d->loop, &d->retry_timer);
-		ev_timer_set(&d->retry_timer, v->delay_ms / 1000.0, 0);
-		ev_timer_start(d->loop, &d->retry_timer);
-		break;
-	case SUP_DO_CLOSE:
-		if (slot_of(d, v->id))
-			link_request_close(slot_of(d, v->id)->link, v->close_code, v->close_reason);
-		break;
-	case SUP_DO_PROMOTE:
-		promote(d, slot_of(d, v->id), slot_of(d, v->old));
-		break;
-	case SUP_DO_NOTHING:
-		break;
-	}
-	sync_primary(d);
-}
-
-static void on_up(void *ud)
-{
-	struct slot *sl = ud;
-	struct daemon *d = sl->d;
-	struct sup_verdict v;
-
-	sup_up(&d->sup, sl->id, daemon_now_ms(), &v);
-	/* the supervisor names the URL; the link knows which proxy carries it */
-	for (size_t i = 0; i < v.n_lines && *link_via(sl->link); i++) {
-		size_t n = strlen(v.lines[i].text);
-
-		snprintf(v.lines[i].text + n, sizeof(v.lines[i].text) - n, " via proxy %s",
-			 link_via(sl->link));
-	}
-	daemon_apply(d, &v);
-	if (sl->id == d->sup.primary)
-		arm_age(d);
-	maybe_finish(d);
-}
-
-/* The server announced 1001/1012: open the replacement while the old link closes. */
-static void on_restarting(void *ud)
-{
-	struct slot *sl = ud;
-	struct daemon *d = sl->d;
-	struct sup_verdict v;
-
-	if (sl->id != d->sup.primary || d->stopping || d->eof)
-		return;
-	sup_request(&d->sup, SUP_REQ_SERVER_RESTART, daemon_now_ms(), &v);
-	if (!v.refused)
-		daemon_apply(d, &v);
-}
-
-static void age_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct daemon *d = w->data;
-	struct sup_verdict v;
-
-	if (d->stopping || d->eof)
-		return;
-	log_msg(LOG_NOTICE, "the link to %s reached link.max_age_s (%u s): rotating it",
-		daemon_url(d), d->cfg->max_age_s);
-	sup_request(&d->sup, SUP_REQ_ROTATE, daemon_now_ms(), &v);
-	if (!v.refused)
-		daemon_apply(d, &v);
-}
-
-/* Probes get a short deadline: the keepalive would take ping_interval_s + pong_timeout_s. */
-#define NET_PROBE_S 3
-
-static void on_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr)
-{
-	struct daemon *d = ud;
-	const char *why = what == NET_ADDR_GONE ? "the link's local address went away"
-						: "a route went away";
-
-	if (what == NET_DEFAULT_ROUTE) {
-		if (d->sup.state != SUP_WAITING || !ev_is_active(&d->retry_timer))
-			return;
-		d->net_retries++;
-		log_msg(LOG_NOTICE, "network change: a default route appeared: connecting now, "
-			"not in %.1f s", ev_timer_remaining(d->loop, &d->retry_timer));
-		ev_timer_stop(d->loop, &d->retry_timer);
-		ev_timer_set(&d->retry_timer, 0, 0);
-		ev_timer_start(d->loop, &d->retry_timer);
-		return;
-	}
-	if (what == NET_ADDR_GONE && !link_uses_address(d->link, addr))
-		return;
-	if (!link_probe(d->link, NET_PROBE_S))
-		return;
-	d->net_probes++;
-	log_msg(LOG_NOTICE, "network change: %s: pinging the link, answer due within %d s", why,
-		NET_PROBE_S);
-}
-
-static void on_down(void *ud)
-{
-	struct slot *sl = ud;
-	struct daemon *d = sl->d;
-	const struct link_end *e = link_last_end(sl->link);
-	struct sup_end se = { e->fail, e->was_up, e->by_request, e->http_status, e->retry_after_s,
-			      e->close_code, e->close_reason, e->msg };
-	bool primary = sl->id == d->sup.primary;
-	uint64_t id = sl->id;
-	struct sup_verdict v;
-
-	sl->id = 0;
-	if (primary) {
-		ev_timer_stop(d->loop, &d->age_timer);
-		/* the read-ahead limit applies only while the link is up */
-		resume_local(d);
-	}
-	/* the end of the run: nothing more is owed to the server */
-	if (primary && (d->stopping || d->eof) &&
-	    (d->closing || d->stopping || !queue_len(&d->out.q)))
-		sup_request(&d->sup, SUP_REQ_STOP, daemon_now_ms(), &v);
-	sup_down(&d->sup, id, daemon_now_ms(), &se, &v);
-	daemon_apply(d, &v);
-	if (d->sup.state == SUP_STOPPING && !links_active(d))
-		quit(d);
-}
-
-static void start_attempt(struct daemon *d, uint64_t id, const char *url)
-{
-	struct slot *sl = !link_active(d->slots[0].link) ? &d->slots[0]
-			  : !link_active(d->slots[1].link) ? &d->slots[1]
-							   : NULL;
-
-	if (!sl) {
-		log_msg(LOG_ERR, "internal: no free link for attempt %llu", (unsigned long long)id);
-		return;
-	}
-	d->closing = false;
-	sl->id = id;
-	if (link_start(sl->link, d->cfg, url) < 0) {
-		/* nothing to destroy: take the down path straight away */
-		on_down(sl);
-		return;
-	}
-	/* a rotation's new link carries nothing until it is up and promoted */
-	link_set_carrier(sl->link, id == d->sup.primary);
-}
-
-static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct daemon *d = w->data;
-	struct sup_verdict v;
-
-	sup_timer(&d->sup, daemon_now_ms(), &v);
-	daemon_apply(d, &v);
+	daemon_maybe_finish(d);
 }
 
 static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -504,7 +245,7 @@ static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	log_msg(LOG_WARNING, "drain timeout: %zu message(s) not delivered before shutdown",
 		queue_len(&d->out.q));
-	maybe_finish(d);
+	daemon_maybe_finish(d);
 }
 
 static void stop_local_input(struct daemon *d)
@@ -517,7 +258,7 @@ static void begin_stop(struct daemon *d, const char *why)
 {
 	if (d->stopping) {
 		log_msg(LOG_NOTICE, "%s again: exiting now", why);
-		quit(d);
+		daemon_quit(d);
 		return;
 	}
 	d->stopping = true;
@@ -530,7 +271,7 @@ static void begin_stop(struct daemon *d, const char *why)
 		ev_timer_set(&d->drain_timer, d->cfg->drain_timeout_s, 0);
 		ev_timer_start(d->loop, &d->drain_timer);
 	}
-	maybe_finish(d);
+	daemon_maybe_finish(d);
 }
 
 static void sig_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -554,7 +295,7 @@ static void on_eof(void *ud)
 
 	log_msg(LOG_DEBUG, "stdin closed: %zu message(s) left to deliver", queue_len(&d->out.q));
 	d->eof = true;
-	maybe_finish(d);
+	daemon_maybe_finish(d);
 }
 
 static void on_stdout_broken(void *ud)
@@ -620,10 +361,26 @@ static void close_local(struct daemon *d)
 	control_destroy(d->control);
 }
 
+/* The daemon's own signals and timers, on its loop for its whole life. */
+static void init_watchers(struct daemon *d, uint64_t seed)
+{
+	ev_signal_init(&d->sig_term, sig_cb, SIGTERM);
+	ev_signal_init(&d->sig_int, sig_cb, SIGINT);
+	ev_signal_init(&d->sig_hup, hup_cb, SIGHUP);
+	d->rng = seed ^ 0x9e3779b97f4a7c15ULL;
+	ev_timer_init(&d->drain_timer, drain_cb, 0, 0);
+	ev_timer_init(&d->linger_timer, linger_cb, 0, EOF_QUIET_S);
+	ev_timer_init(&d->flow_timer, flow_cb, 0, 0.1);
+	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+	d->drain_timer.data = d->linger_timer.data = d->flow_timer.data = d;
+	ev_signal_start(d->loop, &d->sig_term);
+	ev_signal_start(d->loop, &d->sig_int);
+	ev_signal_start(d->loop, &d->sig_hup);
+}
+
 int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 {
 	struct daemon d = { .cfg = cfg, .opts = *opts };
-	struct link_events lev = { NULL, on_up, on_message, on_confirmed, on_down, on_restarting };
 	struct sup_params sp;
 	struct sup_verdict v;
 	uint64_t seed = (uint64_t)getpid() << 32 ^ daemon_now_ms();
@@ -648,38 +405,18 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 		ev_loop_destroy(d.loop);
 		return 1;
 	}
-	ev_signal_init(&d.sig_term, sig_cb, SIGTERM);
-	ev_signal_init(&d.sig_int, sig_cb, SIGINT);
-	ev_signal_init(&d.sig_hup, hup_cb, SIGHUP);
-	ev_timer_init(&d.retry_timer, retry_cb, 0, 0);
-	ev_timer_init(&d.age_timer, age_cb, 0, 0);
-	d.age_timer.data = &d;
-	d.rng = seed ^ 0x9e3779b97f4a7c15ULL;
-	ev_timer_init(&d.drain_timer, drain_cb, 0, 0);
-	ev_timer_init(&d.linger_timer, linger_cb, 0, EOF_QUIET_S);
-	ev_timer_init(&d.flow_timer, flow_cb, 0, 0.1);
-	d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
-	d.retry_timer.data = d.drain_timer.data = d.linger_timer.data = d.flow_timer.data = &d;
-	ev_signal_start(d.loop, &d.sig_term);
-	ev_signal_start(d.loop, &d.sig_int);
-	ev_signal_start(d.loop, &d.sig_hup);
-
-	for (size_t i = 0; i < 2; i++) {
-		d.slots[i].d = &d;
-		lev.ud = &d.slots[i];
-		if (!(d.slots[i].link = link_create(d.loop, &d.out.q, &lev))) {
-			log_msg(LOG_ERR, "out of memory");
-			goto out;
-		}
+	init_watchers(&d, seed);
+	if (daemon_links_init(&d) < 0) {
+		log_msg(LOG_ERR, "out of memory");
+		goto out;
 	}
-	d.link = d.slots[0].link;
 	if (outbox_init(&d.out, d.loop, LWS_PRE, cfg->queue_max_messages, cfg->queue_max_bytes,
 			cfg->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT : QUEUE_DROP_OLDEST,
 			cfg->spool_dir, wake_senders, &d) < 0 ||
 	    open_local(&d) < 0)
 		goto out;
 
-	d.net = netwatch_create(d.loop, on_net_change, &d);
+	d.net = netwatch_create(d.loop, daemon_net_change, &d);
 	if (!d.net)
 		log_errno(LOG_WARNING, "cannot watch network changes (rtnetlink); a lost route is "
 			  "noticed by the keepalive only");
@@ -691,9 +428,7 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	rc = d.exit_code;
 out:
 	netwatch_destroy(d.net);
-	ev_timer_stop(d.loop, &d.age_timer);
-	link_destroy(d.slots[0].link);
-	link_destroy(d.slots[1].link);
+	daemon_links_finish(&d);
 	close_local(&d);
 	outbox_finish(&d.out);
 	notify_finish();

@@ -11,6 +11,7 @@
 
 #include "daemon.h"
 #include "endpoint.h"
+#include "netwatch.h"
 #include "outbox.h"
 #include "supervisor.h"
 
@@ -72,6 +73,22 @@ void daemon_apply(struct daemon *d, const struct sup_verdict *v);
 /* A message from a local program; false: the sender is held back for now. */
 bool daemon_enqueue(struct daemon *d, const unsigned char *data, size_t len, bool binary,
 		    enum source src);
+
+void daemon_quit(struct daemon *d);
+/* The end of the run, once everything owed to the server is delivered. */
+void daemon_maybe_finish(struct daemon *d);
+/* Local senders held back (full queue, read-ahead) may go on. */
+void daemon_resume_local(struct daemon *d);
+/* A message from the server, for every local endpoint. */
+void daemon_deliver(struct daemon *d, const unsigned char *data, size_t len, bool binary);
+/* Messages were confirmed and left the queue. */
+void daemon_confirmed(struct daemon *d);
+
+/* daemon_link.c */
+int daemon_links_init(struct daemon *d);
+void daemon_links_finish(struct daemon *d);
+bool daemon_links_active(const struct daemon *d);
+void daemon_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr);
 
 /* daemon_ctl.c */
 void daemon_control_ops(struct daemon *d, struct control_ops *ops);

@@ -1,0 +1,142 @@
+#ifndef WST_LINK_INT_H
+#define WST_LINK_INT_H
+
+/*
+ * The link's insides, shared by its files only: link.c (the lws callback,
+ * writing, timers and the public calls), link_attempt.c (setting up an
+ * attempt: files, dial, lws context), link_rx.c (what the server sends) and
+ * link_classify.c (why an attempt failed, in one line).
+ */
+#include "link.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <libwebsockets.h>
+
+#include "config.h"
+#include "escape.h"
+#include "dial.h"
+#include "framing.h"
+#include "hello.h"
+#include "linkerr.h"
+#include "log.h"
+#include "pmdeflate.h"
+#include "queue.h"
+#include "rng.h"
+#include "tls.h"
+#include "tunnel.h"
+#include "url.h"
+#include "utf8.h"
+#include "wsframe.h"
+#include "wsrx.h"
+
+/* How much to hand lws per WRITEABLE: enough to fill a socket buffer. */
+#define TX_BATCH (256 * 1024)
+/* lws reads into its per-thread buffer; the default 4 KiB costs a loop turn per 4 KiB. */
+#define RX_CHUNK (64 * 1024)
+
+struct link {
+	struct ev_loop *loop;
+	struct queue *q;
+	struct link_events ev;
+
+	struct lws_context *ctx;
+	struct dial *dial;	/* before lws: resolve, connect, proxy */
+	int fd;			/* the dialled socket; lws holds a dup of it */
+	struct proxy proxy;	/* this attempt's; credentials wiped once dialled */
+	char via[PROXY_MAX_HOST + 64];	/* "" or the proxy that carries the link */
+	struct sockaddr_storage local;	/* our end of the dialled socket */
+	bool probing;			/* a ping after a network change is out */
+	unsigned probe_s;
+	struct lws *wsi;	/* set only between ESTABLISHED and CLOSED */
+	bool up, ending, destroying;
+	struct link_end end;
+
+	/* per-attempt scratch; lws may point into it until the context is gone */
+	struct wst_url url;
+	char host_hdr[URL_MAX_HOST + 16];
+	char ca_file[4096];
+	char url_text[URL_MAX_HOST + URL_MAX_PATH + 32];
+	char *subprotocol, *origin;
+	const char *offered_extensions; /* comma-separated, NULL for none */
+	bool deflate;			/* link.compression = "deflate": offer it */
+	char deflate_offer[96];
+	struct pmd *pmd;		/* permessage-deflate, once the server accepted it */
+	char deflate_params[128];	/* what it accepted, for the log and status */
+	char **hdr_names, **hdr_values; /* "Name:" and value; values never logged */
+	size_t n_hdrs;
+	struct tls_client_cert cert;
+	struct tls_ca ca;
+	bool upgrade_sent; /* TCP (and TLS) were up: the HTTP upgrade went out */
+	char cert_file[4096];
+	char server_name[URL_MAX_HOST + 1];	/* tls.server_name of this attempt */
+	bool insecure;
+	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
+	size_t max_message;
+
+	/* requests carried out in our own WRITEABLE callback */
+	bool close_req, close_sent;
+	int close_code;
+	char close_reason[124];
+	bool ping_due;
+	bool rx_pause_want, rx_paused;
+
+	uint64_t fenced_seq; /* newest seq covered by a ping we sent */
+	bool fence_in_flight;
+	/*
+	 * Only the carrier writes queued messages and fences them; during a
+	 * rotation the other link's pings fence nothing of the queue, and a
+	 * retiring one closes once its last fence is answered.
+	 */
+	bool carrier, retiring;
+	uint64_t rng;
+
+	struct wsrx rx;
+	bool violated;	  /* we are failing the link for the server's protocol error */
+	bool peer_closed; /* the server's close frame came: answer it, then wait for TCP */
+	int peer_code;	  /* what to answer it with, 0 for an empty close */
+	bool pong_due;
+	unsigned char pong[125];
+	size_t pong_len;
+
+	unsigned char *tx;
+	size_t tx_cap;
+
+	struct hello hello;	/* this attempt's, read at link_start */
+	bool hello_due;
+	double ping_at;		/* when the ping being timed went out (ev_time) */
+	uint64_t ping_seq;
+	bool ping_timing;
+
+	ev_timer connect_timer, ping_timer, pong_timer, close_timer, reap_timer;
+
+	struct link_stats stats;
+	char cert_not_after[32];
+	time_t cert_not_after_t;
+};
+
+/* What the first cause of the end was; later ones are consequences and ignored. */
+void link_set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The link is over: its context is destroyed from the loop, never from inside lws. */
+void link_finish(struct link *l);
+void link_free_scratch(struct link *l);
+void link_release_dial(struct link *l);
+void link_time_pong(struct link *l, uint64_t seq);
+extern const struct lws_protocols link_protocols[];
+
+/* link_rx.c: bytes from the server, handed over raw by our lws patch */
+void link_on_raw_rx(struct link *l, const unsigned char *in, size_t len);
+/* link_classify.c: lws's CONNECTION_ERROR text, and the HTTP status of a refused upgrade */
+void link_classify_error(struct link *l, struct lws *wsi, const char *in);
+
+#endif

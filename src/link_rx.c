@@ -1,0 +1,184 @@
+/* What the server sends: frames parsed by wsrx, answered as RFC 6455 says. */
+#include "link_int.h"
+
+static void on_pong(struct link *l, const unsigned char *in, size_t len);
+
+/*
+ * RFC 7692 6.2: inflate a message that came with RSV1, at most
+ * link.max_message_bytes of it. What fails fails the link as a violation.
+ */
+static int inflate_message(struct link *l, const unsigned char **data, size_t *len, bool binary)
+{
+	char what[96], esc[48];
+	const char *zerr;
+
+	switch (pmd_inflate(l->pmd, *data, *len, true)) {
+	case PMD_OK:
+		break;
+	case PMD_TOO_BIG:
+		wsrx_reject(&l->rx, WSRX_TOO_BIG, 1009, "a message that inflates too far");
+		return -1;
+	case PMD_CORRUPT:
+		zerr = pmd_error(l->pmd);
+		escape_text(esc, sizeof(esc), zerr, strlen(zerr));
+		snprintf(what, sizeof(what), "a compressed message that does not inflate (%s)", esc);
+		wsrx_reject(&l->rx, WSRX_VIOLATION, 1007, what);
+		return -1;
+	default:
+		wsrx_reject(&l->rx, WSRX_NOMEM, 1009, "a message too big for the memory left");
+		return -1;
+	}
+	*data = pmd_message(l->pmd, len);
+	if (!binary && !utf8_valid(*data, *len)) {
+		snprintf(what, sizeof(what),
+			 "a compressed text message of %zu bytes, not UTF-8 inflated (RFC 6455 §8.1)",
+			 *len);
+		wsrx_reject(&l->rx, WSRX_VIOLATION, 1007, what);
+		return -1;
+	}
+	return 0;
+}
+
+static void rx_message(void *ud, const unsigned char *data, size_t len, bool binary)
+{
+	struct link *l = ud;
+
+	/* nothing reaches local programs once we fail the link or the server closed it */
+	if (l->violated || l->peer_closed)
+		return;
+	/* RSV1 is allowed, and msg_compressed can be set, only once pmd exists */
+	if (l->rx.msg_compressed && inflate_message(l, &data, &len, binary) < 0)
+		return;
+	l->stats.received++;
+	l->stats.received_bytes += len;
+	if (l->ev.message)
+		l->ev.message(l->ev.ud, data, len, binary);
+}
+
+static void rx_ping(void *ud, const unsigned char *data, size_t len)
+{
+	struct link *l = ud;
+
+	/* RFC 6455 5.5.3: answering the latest ping is enough */
+	memcpy(l->pong, data, len);
+	l->pong_len = len;
+	l->pong_due = true;
+	if (l->wsi)
+		lws_callback_on_writable(l->wsi);
+}
+
+static void rx_pong(void *ud, const unsigned char *data, size_t len)
+{
+	on_pong(ud, data, len);
+}
+
+static void rx_close(void *ud, int code, const unsigned char *reason, size_t len)
+{
+	struct link *l = ud;
+
+	l->end.close_code = code;
+	escape_text(l->end.close_reason, sizeof(l->end.close_reason), reason, len);
+	if (l->close_sent) {
+		/* the answer to our close: the handshake is done */
+		link_finish(l);
+		return;
+	}
+	if (code)
+		link_set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s", l->url.host,
+			l->url.port, code, l->end.close_reason[0] ? " " : "", l->end.close_reason);
+	else
+		link_set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link without a code",
+			l->url.host, l->url.port);
+	/* RFC 6455 5.5.1: echo the code, then let the server close the TCP */
+	l->peer_closed = true;
+	l->peer_code = code;
+	if ((code == 1001 || code == 1012) && l->ev.restarting)
+		l->ev.restarting(l->ev.ud);
+	if (l->wsi)
+		lws_callback_on_writable(l->wsi);
+}
+
+static const struct wsrx_ops rx_ops = {
+    .message = rx_message, .ping = rx_ping, .pong = rx_pong, .close = rx_close};
+
+/* The server broke RFC 6455: say what it did, close with the RFC's code, reconnect. */
+static void rx_violation(struct link *l)
+{
+	const struct wsrx *rx = &l->rx;
+
+	if (rx->status == WSRX_TOO_BIG)
+		link_set_end(
+		    l, LINK_FAIL_VIOLATION,
+		    "message from %s:%u exceeds link.max_message_bytes (%zu): closing with 1009",
+		    l->url.host, l->url.port, l->max_message);
+	else if (rx->status == WSRX_NOMEM)
+		link_set_end(l, LINK_FAIL_VIOLATION,
+			"out of memory reassembling a message from %s:%u: closing with 1009",
+			l->url.host, l->url.port);
+	else
+		link_set_end(l, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d",
+			l->url.host, l->url.port, rx->err_what, rx->err_code);
+	l->end.close_code = rx->peer_code; /* as received, invalid or not */
+	l->end.sent_code = rx->err_code;
+	l->violated = true;
+	l->close_req = true;
+	l->close_code = rx->err_code;
+	snprintf(l->close_reason, sizeof(l->close_reason), "%s",
+		 rx->err_code == 1009	? "message too big"
+		 : rx->err_code == 1007 ? "invalid payload data"
+					: "protocol error");
+	if (l->wsi)
+		lws_callback_on_writable(l->wsi);
+}
+
+void link_on_raw_rx(struct link *l, const unsigned char *in, size_t len)
+{
+	/* any frame proves the peer alive */
+	ev_timer_stop(l->loop, &l->pong_timer);
+	l->probing = false;
+	/* after a violation frames cannot be found again; after a close none may come */
+	if (l->rx.status != WSRX_OK)
+		return;
+	switch (wsrx_feed(&l->rx, in, len, &rx_ops, l)) {
+	case WSRX_VIOLATION:
+	case WSRX_TOO_BIG:
+	case WSRX_NOMEM:
+		if (!l->close_sent)
+			rx_violation(l);
+		else
+			link_finish(l); /* no second close frame: drop the TCP */
+		break;
+	default:
+		break;
+	}
+}
+
+static void on_pong(struct link *l, const unsigned char *in, size_t len)
+{
+	uint64_t seq = 0;
+
+	ev_timer_stop(l->loop, &l->pong_timer);
+	l->probing = false;
+	if (len != 8)
+		return;
+	for (size_t i = 0; i < 8; i++)
+		seq = seq << 8 | in[i];
+	if (seq > l->fenced_seq)
+		return; /* not a pong to any ping of ours */
+	link_time_pong(l, seq);
+	l->fence_in_flight = false;
+	if (queue_len(l->q) && seq) {
+		size_t before = queue_len(l->q);
+
+		queue_confirm(l->q, seq);
+		if (queue_len(l->q) != before && l->ev.confirmed)
+			l->ev.confirmed(l->ev.ud);
+	}
+	if (l->retiring && !l->fence_in_flight) {
+		link_request_close(l, 1000, "rotated");
+		return;
+	}
+	/* more went out since that ping: fence it */
+	if (l->wsi && l->carrier && queue_last_sent_seq(l->q) > l->fenced_seq)
+		lws_callback_on_writable(l->wsi);
+}
