@@ -42,6 +42,13 @@ enum kind {
 	K_IFACE,	/* string; "" or a network interface name */
 };
 
+/* Kinds stored as one malloc'd string. */
+static bool string_kind(enum kind k)
+{
+	return k == K_STR || k == K_FILE || k == K_URL || k == K_DIR || k == K_PROXY ||
+	       k == K_ADDR || k == K_IFACE;
+}
+
 struct key {
 	const char *group;
 	const char *name;
@@ -229,15 +236,9 @@ static int set_default(struct wst_config *c, const struct key *k)
 	}
 	if (!k->dflt)
 		return 0;
-	switch (k->kind) {
-	case K_STR:
-	case K_FILE:
-	case K_URL:
-	case K_DIR:
-	case K_PROXY:
-	case K_ADDR:
-	case K_IFACE:
+	if (string_kind(k->kind))
 		return (*(char **)f = strdup(k->dflt)) ? 0 : -1;
+	switch (k->kind) {
 	case K_UINT:
 		*(unsigned *)f = (unsigned)strtoul(k->dflt, NULL, 10);
 		return 0;
@@ -694,23 +695,10 @@ void config_free(const struct wst_config *cfg)
 	for (size_t i = 0; i < NKEYS; i++) {
 		void *f = field(c, &keys[i]);
 
-		switch (keys[i].kind) {
-		case K_STR:
-		case K_FILE:
-		case K_URL:
-		case K_DIR:
-		case K_PROXY:
-		case K_ADDR:
-		case K_IFACE:
+		if (string_kind(keys[i].kind))
 			free(*(char **)f);
-			break;
-		case K_URLS:
-		case K_ARGV:
+		else if (keys[i].kind == K_URLS || keys[i].kind == K_ARGV)
 			free_strlist(*(strlist *)f);
-			break;
-		default:
-			break;
-		}
 	}
 	for (size_t i = 0; i < c->n_headers; i++) {
 		free(c->headers[i].name);
@@ -753,15 +741,9 @@ static bool key_equal(const struct key *k, const struct wst_config *a, const str
 {
 	const void *fa = field((struct wst_config *)a, k), *fb = field((struct wst_config *)b, k);
 
-	switch (k->kind) {
-	case K_STR:
-	case K_FILE:
-	case K_URL:
-	case K_DIR:
-	case K_PROXY:
-	case K_ADDR:
-	case K_IFACE:
+	if (string_kind(k->kind))
 		return str_equal(*(char *const *)fa, *(char *const *)fb);
+	switch (k->kind) {
 	case K_URLS:
 	case K_ARGV:
 		return strlist_equal(*(const strlist *)fa, *(const strlist *)fb);
