@@ -230,11 +230,6 @@ struct endpoint_drops bridge_drops(const struct bridge *b)
 	return b ? b->drops : (struct endpoint_drops){ 0 };
 }
 
-unsigned long long bridge_unframable(const struct bridge *b)
-{
-	return bridge_drops(b).unframable;
-}
-
 unsigned long long bridge_dropped_clients(const struct bridge *b)
 {
 	return b ? b->drops.slow_readers + b->drops.bad_framing : 0;

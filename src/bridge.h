@@ -27,7 +27,6 @@ extern const struct endpoint_impl bridge_endpoint;
 
 size_t bridge_clients(const struct bridge *b);
 struct endpoint_drops bridge_drops(const struct bridge *b);
-unsigned long long bridge_unframable(const struct bridge *b);
 /* Clients dropped: not reading, or a framing error (an oversized line...). */
 unsigned long long bridge_dropped_clients(const struct bridge *b);
 

@@ -77,6 +77,5 @@ int64_t queue_oldest_age_ms(const struct queue *q);
 uint64_t queue_head_seq(const struct queue *q);
 
 static inline size_t queue_len(const struct queue *q) { return q->count; }
-static inline size_t queue_unsent(const struct queue *q) { return q->count - q->inflight; }
 
 #endif
