@@ -572,6 +572,8 @@ def test_server_restart_close_codes_replace_the_link_at_once(raw_server, daemon,
     assert 0.25 <= g[0] <= 0.55 and 0.85 <= g[1] <= 1.2, f"backoff did not grow: {fmt(g)}"
     assert g[2] < 0.25, f"after {code}: replaced after {g[2]:.2f} s; gaps {fmt(g)}"
     assert conns[2].close_code == code, [c.close_code for c in conns]
+    # the old link's end is logged when it is reaped, which may come after the server saw it close
+    wait_log(d, f"{code} {reason}")
     (lv, msg), = lines_with(d, f"{code} {reason}")
     assert lv == "notice" and "closed the link" in msg, (lv, msg)
     # the replacement is still connecting, or already up, when the old link ends
