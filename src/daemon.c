@@ -425,7 +425,7 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	sup_start(&d.sup, &v);
 	daemon_apply(&d, &v);
 	ev_run(d.loop, 0);
-	rc = d.exit_code;
+	rc = 0;
 out:
 	netwatch_destroy(d.net);
 	daemon_links_finish(&d);
