@@ -149,3 +149,13 @@ void log_route_lws(void)
 
 	lws_set_log_level(mask, lws_emit);
 }
+
+int errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}

@@ -10,6 +10,8 @@
 
 #include <ev.h>
 
+#include "log.h"
+
 enum step { T_HTTP_REPLY, T_SOCKS_METHOD, T_SOCKS_AUTH, T_SOCKS_REPLY };
 
 struct tunnel {
@@ -260,11 +262,9 @@ int tunnel_read_auth_file(const char *file, struct proxy *p, char *err, size_t e
 	FILE *f = fopen(file, "r");
 	int rc = -1;
 
-	if (!f) {
-		snprintf(err, errlen, "link.proxy_auth_file '%s': cannot read it: %s", file,
-			 strerror(errno));
-		return -1;
-	}
+	if (!f)
+		return errf(err, errlen, "link.proxy_auth_file '%s': cannot read it: %s", file,
+			    strerror(errno));
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	if (ferror(f) || !feof(f)) {
 		snprintf(err, errlen, "link.proxy_auth_file '%s': %s", file,
