@@ -98,9 +98,7 @@ static json_object *answer_new(bool ok)
 	return o;
 }
 
-static json_object *answer_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static json_object *answer_error(const char *fmt, ...)
+static __attribute__((format(printf, 1, 2))) json_object *answer_error(const char *fmt, ...)
 {
 	json_object *o = answer_new(false);
 	char msg[256];

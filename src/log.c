@@ -76,10 +76,8 @@ static void emit(int level, const struct log_ctx *ctx, const char *msg)
 	fprintf(stderr, "wstether: %s: %s\n", log_level_name(level), msg);
 }
 
-static void vlog(int level, const struct log_ctx *ctx, int err, const char *fmt, va_list ap)
-	__attribute__((format(printf, 4, 0)));
-
-static void vlog(int level, const struct log_ctx *ctx, int err, const char *fmt, va_list ap)
+static __attribute__((format(printf, 4, 0))) void vlog(int level, const struct log_ctx *ctx,
+						       int err, const char *fmt, va_list ap)
 {
 	char buf[2048];
 	int n;

@@ -92,9 +92,7 @@ static int chain_pem(const mbedtls_x509_crt *crt, unsigned char **out, size_t *o
  * A warning about a file is worth saying once an hour, not at every attempt
  * (and not twice at start: once for the check, once for the first attempt).
  */
-static void warn_once(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void warn_once(const char *fmt, ...)
+static __attribute__((format(printf, 1, 2))) void warn_once(const char *fmt, ...)
 {
 	static char last[512];
 	static time_t when;

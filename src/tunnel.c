@@ -30,10 +30,8 @@ struct tunnel {
 	void *ud;
 };
 
-static int finish(struct tunnel *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* A failure, as one line that names the proxy. The last thing any path does: done() may free t. */
-static int finish(struct tunnel *t, const char *fmt, ...)
+static __attribute__((format(printf, 2, 3))) int finish(struct tunnel *t, const char *fmt, ...)
 {
 	char err[640], line[1024];
 	va_list ap;
