@@ -108,10 +108,8 @@ static const struct key keys[] = {
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static int set_error(struct config_error *err, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int set_error(struct config_error *err, int status, const char *fmt, ...)
+static __attribute__((format(printf, 3, 4))) int set_error(struct config_error *err, int status,
+							   const char *fmt, ...)
 {
 	va_list ap;
 

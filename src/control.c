@@ -98,9 +98,7 @@ static json_object *answer_new(bool ok)
 	return o;
 }
 
-static json_object *answer_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static json_object *answer_error(const char *fmt, ...)
+static __attribute__((format(printf, 1, 2))) json_object *answer_error(const char *fmt, ...)
 {
 	json_object *o = answer_new(false);
 	char msg[256];
@@ -207,12 +205,12 @@ static json_object *status_compression(const struct wst_status *st)
 		return NULL;
 	c = json_object_new_object();
 	put_str(c, "negotiated", st->compression_params);
-	put_u(c, "zlib_bytes", st->zlib_bytes);
-	put_u(c, "buffer_bytes", st->compression_buffer_bytes);
-	put_u(c, "sent_bytes", st->compressed_plain);
-	put_u(c, "sent_wire_bytes", st->compressed_wire);
-	put_u(c, "received_wire_bytes", st->inflated_wire);
-	put_u(c, "received_bytes", st->inflated_plain);
+	put_u(c, "zlib_bytes", st->deflate.zlib_bytes);
+	put_u(c, "buffer_bytes", st->deflate.buffer_bytes);
+	put_u(c, "sent_bytes", st->deflate.tx_plain);
+	put_u(c, "sent_wire_bytes", st->deflate.tx_wire);
+	put_u(c, "received_wire_bytes", st->deflate.rx_wire);
+	put_u(c, "received_bytes", st->deflate.rx_plain);
 	return c;
 }
 

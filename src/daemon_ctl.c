@@ -17,7 +17,6 @@
 #include "log.h"
 #include "notify.h"
 #include "spool.h"
-#include "pmdeflate.h"
 #include "status.h"
 #include "stdio_bridge.h"
 #include "tls.h"
@@ -168,7 +167,6 @@ static void ctl_snapshot(void *ud, struct wst_status *st)
 	struct link_stats tot = link_totals(d);
 	const struct link_stats *ls = &tot;
 	uint64_t now = daemon_now_ms();
-	struct pmd_report pr;
 
 	st->state = d->sup.state == SUP_IDLE ? "waiting" : sup_state_name(d->sup.state);
 	st->url = daemon_url(d);
@@ -209,13 +207,7 @@ static void ctl_snapshot(void *ud, struct wst_status *st)
 	st->net_probes = d->net_probes;
 	st->net_retries = d->net_retries;
 	st->compression = d->cfg->compression != COMPRESSION_OFF;
-	st->compression_params = link_compression(d->link, &pr);
-	st->zlib_bytes = pr.zlib_bytes;
-	st->compression_buffer_bytes = pr.buffer_bytes;
-	st->compressed_plain = pr.tx_plain;
-	st->compressed_wire = pr.tx_wire;
-	st->inflated_wire = pr.rx_wire;
-	st->inflated_plain = pr.rx_plain;
+	st->compression_params = link_compression(d->link, &st->deflate);
 }
 
 static const char *ctl_send(void *ud, const char *text, size_t len)

@@ -51,7 +51,6 @@ struct daemon {
 	bool eof;		/* stdin ended: deliver, close with 1000, exit */
 	bool closing;		/* the final close was requested */
 	bool lingered;		/* after stdin EOF, the server had its quiet moment */
-	int exit_code;
 
 	const char **urls;	/* link.url then link.fallback_urls, for the supervisor */
 	struct slot slots[2];	/* two links at once during a rotation */

@@ -39,7 +39,6 @@ static void on_confirmed(void *ud)
 	daemon_confirmed(((struct slot *)ud)->d);
 }
 
-
 static void start_attempt(struct daemon *d, uint64_t id, const char *url);
 
 /* Tell local programs that asked (watchers, event frames); before the link starts again. */

@@ -111,9 +111,7 @@ static void succeed(struct dial *d)
 	d->done(d->ud, fd, NULL);
 }
 
-static void fail(struct dial *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void fail(struct dial *d, const char *fmt, ...)
+static __attribute__((format(printf, 2, 3))) void fail(struct dial *d, const char *fmt, ...)
 {
 	char err[768];
 	va_list ap;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "log.h"
 #include "utf8.h"
 
 void hello_free(struct hello *h)
@@ -72,10 +73,8 @@ static int load_file(const char *path, size_t max, struct hello *h, char *err, s
 	size_t n = 0;
 	int rc = -1;
 
-	if (!buf) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
+	if (!buf)
+		return errf(err, errlen, "out of memory");
 	if (!f) {
 		snprintf(err, errlen, "link.hello_file '%s': cannot read it: %s", path,
 			 strerror(errno));
@@ -110,8 +109,7 @@ int hello_load(const struct wst_config *cfg, struct hello *h, char *err, size_t 
 	/* one message, as written: config_load checked its size and UTF-8 */
 	if (!(h->data = malloc(n)) || add(h, cfg->hello, n) < 0) {
 		hello_free(h);
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		return errf(err, errlen, "out of memory");
 	}
 	return 0;
 }

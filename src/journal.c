@@ -13,10 +13,8 @@
 #include <systemd/sd-journal.h>
 #endif
 
-static int add(struct iovec *iov, int *n, char **p, char *end, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-
-static int add(struct iovec *iov, int *n, char **p, char *end, const char *fmt, ...)
+static __attribute__((format(printf, 5, 6))) int add(struct iovec *iov, int *n, char **p, char *end,
+						     const char *fmt, ...)
 {
 	va_list ap;
 	int len;

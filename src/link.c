@@ -387,7 +387,7 @@ static int check_extensions(struct link *l, struct lws *wsi)
 		return negotiate_deflate(l, wsi);
 	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) <= 0)
 		return 0;
-	if (!wsrx_unoffered_extension(hdr, l->offered_extensions, name, sizeof(name)))
+	if (!wsrx_unoffered_extension(hdr, NULL, name, sizeof(name)))
 		return 0;
 	escape_text(esc, sizeof(esc), name, strlen(name));
 	link_set_end(l, LINK_FAIL_PROTOCOL,

@@ -37,7 +37,6 @@ struct link_end {
 	int http_status;
 	unsigned retry_after_s;
 	int close_code;		/* from the server's close frame as received, 0 if none */
-	int sent_code;		/* LINK_FAIL_VIOLATION: the close code we answered with */
 	char close_reason[124];	/* escaped (escape_text) */
 	char msg[512];		/* one line that explains it */
 };

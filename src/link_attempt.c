@@ -77,8 +77,7 @@ static int load_scratch(struct link *l, const struct wst_config *cfg, char *err,
 	l->cert_not_after_t = l->cert.blob ? l->cert.not_after_t : 0;
 	return hello_load(cfg, &l->hello, err, errlen);
 oom:
-	snprintf(err, errlen, "out of memory");
-	return -1;
+	return errf(err, errlen, "out of memory");
 }
 
 /* The dialled socket goes to lws, which does TLS and the WebSocket upgrade. */

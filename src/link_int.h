@@ -67,7 +67,6 @@ struct link {
 	char ca_file[4096];
 	char url_text[URL_MAX_HOST + URL_MAX_PATH + 32];
 	char *subprotocol, *origin;
-	const char *offered_extensions; /* comma-separated, NULL for none */
 	bool deflate;			/* link.compression = "deflate": offer it */
 	char deflate_offer[96];
 	struct pmd *pmd;		/* permessage-deflate, once the server accepted it */

@@ -119,7 +119,6 @@ static void rx_violation(struct link *l)
 		link_set_end(l, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d",
 			l->url.host, l->url.port, rx->err_what, rx->err_code);
 	l->end.close_code = rx->peer_code; /* as received, invalid or not */
-	l->end.sent_code = rx->err_code;
 	l->violated = true;
 	l->close_req = true;
 	l->close_code = rx->err_code;

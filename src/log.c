@@ -76,10 +76,8 @@ static void emit(int level, const struct log_ctx *ctx, const char *msg)
 	fprintf(stderr, "wstether: %s: %s\n", log_level_name(level), msg);
 }
 
-static void vlog(int level, const struct log_ctx *ctx, int err, const char *fmt, va_list ap)
-	__attribute__((format(printf, 4, 0)));
-
-static void vlog(int level, const struct log_ctx *ctx, int err, const char *fmt, va_list ap)
+static __attribute__((format(printf, 4, 0))) void vlog(int level, const struct log_ctx *ctx,
+						       int err, const char *fmt, va_list ap)
 {
 	char buf[2048];
 	int n;
@@ -148,4 +146,14 @@ void log_route_lws(void)
 	int mask = log_enabled(LOG_DEBUG) ? (LLL_ERR | LLL_WARN) : 0;
 
 	lws_set_log_level(mask, lws_emit);
+}
+
+int errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
 }

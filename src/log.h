@@ -1,6 +1,7 @@
 #ifndef WST_LOG_H
 #define WST_LOG_H
 
+#include <stddef.h>
 #include <syslog.h>
 
 /* Levels are syslog priorities, so journald gets them unchanged. */
@@ -24,6 +25,9 @@ void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 void log_errno(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_event(int level, const struct log_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* An error for the caller to report, written into err; returns -1 for `return errf(...)`. */
+int errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Route libwebsockets' own log through ours. */
 void log_route_lws(void);

@@ -1,6 +1,5 @@
 #include "pmdeflate.h"
 
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -8,6 +7,8 @@
 #include <string.h>
 
 #include <zlib.h>
+
+#include "log.h"
 
 /*
  * zlib's own defaults, as Node's ws uses them: the compressor holds
@@ -83,19 +84,6 @@ static int value(struct lex *x, char *out)
 	return n ? 0 : -1;
 }
 
-static int fail(char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *why, size_t why_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, why_len, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* RFC 7692 7.1.2: a decimal integer 8..15 without leading zeroes. */
 static int window_bits(const char *v)
 {
@@ -123,10 +111,10 @@ static int param(const struct pmd_offer *o, struct pmd_params *p, struct seen *s
 
 		dup = server ? &s->snct : &s->cnct;
 		if (*dup)
-			return fail(why, wl, "%s appears twice", name);
+			return errf(why, wl, "%s appears twice", name);
 		*dup = true;
 		if (has_val)
-			return fail(why, wl, "%s must not have a value (got '%s')", name, val);
+			return errf(why, wl, "%s must not have a value (got '%s')", name, val);
 		if (server)
 			p->server_no_context_takeover = true;
 		else
@@ -134,23 +122,23 @@ static int param(const struct pmd_offer *o, struct pmd_params *p, struct seen *s
 		return 0;
 	}
 	if (strcmp(name, "server_max_window_bits") && strcmp(name, "client_max_window_bits"))
-		return fail(why, wl, "unknown parameter %s", name);
+		return errf(why, wl, "unknown parameter %s", name);
 	dup = name[0] == 's' ? &s->smwb : &s->cmwb;
 	if (*dup)
-		return fail(why, wl, "%s appears twice", name);
+		return errf(why, wl, "%s appears twice", name);
 	*dup = true;
 	if (!has_val)
-		return fail(why, wl, "%s needs a value 8..15 in a response", name);
+		return errf(why, wl, "%s needs a value 8..15 in a response", name);
 	bits = window_bits(val);
 	if (bits < 0)
-		return fail(why, wl, "%s=%s is not a number 8..15", name, val);
+		return errf(why, wl, "%s=%s is not a number 8..15", name, val);
 	if (name[0] == 'c') {
 		if (!o->client_max_window_bits)
-			return fail(why, wl, "client_max_window_bits was not offered");
+			return errf(why, wl, "client_max_window_bits was not offered");
 		p->client_max_window_bits = bits;
 	} else {
 		if (o->server_max_window_bits && bits > o->server_max_window_bits)
-			return fail(why, wl, "server_max_window_bits=%d exceeds the %d offered",
+			return errf(why, wl, "server_max_window_bits=%d exceeds the %d offered",
 				    bits, o->server_max_window_bits);
 		p->server_max_window_bits = bits;
 	}
@@ -173,14 +161,14 @@ static int params(struct lex *x, const struct pmd_offer *o, struct pmd_params *p
 		x->i++;
 		ows(x);
 		if (token(x, name) <= 0)
-			return fail(why, wl, "a parameter name is not a token");
+			return errf(why, wl, "a parameter name is not a token");
 		ows(x);
 		val[0] = '\0';
 		if (x->s[x->i] == '=') {
 			x->i++;
 			ows(x);
 			if (value(x, val) < 0)
-				return fail(why, wl, "the value of %s is not a token", name);
+				return errf(why, wl, "the value of %s is not a token", name);
 			has_val = true;
 		}
 		if (param(o, p, &s, name, val, has_val, why, wl) < 0)
@@ -188,10 +176,10 @@ static int params(struct lex *x, const struct pmd_offer *o, struct pmd_params *p
 	}
 	/* RFC 7692 7.1.2.1 and 7.1.1.1: a server that accepts these must say so */
 	if (o->server_max_window_bits && !s.smwb)
-		return fail(why, wl, "server_max_window_bits=%d was offered but not answered",
+		return errf(why, wl, "server_max_window_bits=%d was offered but not answered",
 			    o->server_max_window_bits);
 	if (o->server_no_context_takeover && !s.snct)
-		return fail(why, wl, "server_no_context_takeover was offered but not answered");
+		return errf(why, wl, "server_no_context_takeover was offered but not answered");
 	if (o->client_no_context_takeover)
 		p->client_no_context_takeover = true;
 	return 0;
@@ -215,17 +203,17 @@ int pmd_negotiate(const struct pmd_offer *o, const char *header, struct pmd_para
 		if (!x.s[x.i])
 			break;
 		if (token(&x, name) <= 0)
-			return fail(why, wl, "Sec-WebSocket-Extensions is not a list of tokens");
+			return errf(why, wl, "Sec-WebSocket-Extensions is not a list of tokens");
 		if (!o || strcmp(name, PMD_EXTENSION))
-			return fail(why, wl, "the server answered with extension %s, not offered",
+			return errf(why, wl, "the server answered with extension %s, not offered",
 				    name);
 		if (accepted++)
-			return fail(why, wl, "the server accepted %s twice", PMD_EXTENSION);
+			return errf(why, wl, "the server accepted %s twice", PMD_EXTENSION);
 		if (params(&x, o, p, why, wl) < 0)
 			return -1;
 		ows(&x);
 		if (x.s[x.i] && x.s[x.i] != ',')
-			return fail(why, wl, "Sec-WebSocket-Extensions is malformed after %s",
+			return errf(why, wl, "Sec-WebSocket-Extensions is malformed after %s",
 				    PMD_EXTENSION);
 	}
 	return accepted;

@@ -9,14 +9,10 @@
 
 #include <mbedtls/base64.h>
 
+#include "log.h"
+
 /* curl's default when a proxy URL has no port */
 #define PROXY_DEFAULT_PORT 1080
-
-static int fail(char *err, size_t errlen, const char *msg)
-{
-	snprintf(err, errlen, "%s", msg);
-	return -1;
-}
 
 static int hexval(int c)
 {
@@ -74,10 +70,10 @@ static int parse_userinfo(const char *s, size_t n, struct proxy *p, char *err, s
 	size_t ul = colon ? (size_t)(colon - s) : n;
 
 	if (pct_decode(s, ul, p->user, sizeof(p->user)) < 0 || !*p->user)
-		return fail(err, errlen,
+		return errf(err, errlen,
 			    "bad user name in the proxy URL (percent-encode ':', '@')");
 	if (colon && pct_decode(colon + 1, n - ul - 1, p->pass, sizeof(p->pass)) < 0)
-		return fail(err, errlen, "bad password in the proxy URL (percent-encode ':', '@')");
+		return errf(err, errlen, "bad password in the proxy URL (percent-encode ':', '@')");
 	return 0;
 }
 
@@ -90,7 +86,7 @@ static int parse_hostport(const char *s, struct proxy *p, char *err, size_t errl
 	if (*s == '[') {
 		e = strchr(s, ']');
 		if (!e)
-			return fail(err, errlen, "unclosed '[' in the proxy address");
+			return errf(err, errlen, "unclosed '[' in the proxy address");
 		h = s + 1;
 		hl = (size_t)(e - h);
 		rest = e + 1;
@@ -99,23 +95,23 @@ static int parse_hostport(const char *s, struct proxy *p, char *err, size_t errl
 		rest = s + hl;
 	}
 	if (!hl || hl > PROXY_MAX_HOST)
-		return fail(err, errlen, "the proxy URL has no host");
+		return errf(err, errlen, "the proxy URL has no host");
 	memcpy(p->host, h, hl);
 	p->host[hl] = '\0';
 	for (const char *c = p->host; *c; c++)
 		if (!isalnum((unsigned char)*c) && !strchr(".-_:", *c))
-			return fail(err, errlen,
+			return errf(err, errlen,
 				    "the proxy host has characters a host name cannot");
 	p->port = PROXY_DEFAULT_PORT;
 	if (*rest == ':') {
 		size_t pl = strcspn(rest + 1, "/");
 
 		if (parse_port(rest + 1, pl, &p->port) < 0)
-			return fail(err, errlen, "the proxy port must be a number from 1 to 65535");
+			return errf(err, errlen, "the proxy port must be a number from 1 to 65535");
 		rest += 1 + pl;
 	}
 	if (*rest && strcmp(rest, "/"))
-		return fail(err, errlen, "a proxy URL has no path: use scheme://host:port");
+		return errf(err, errlen, "a proxy URL has no path: use scheme://host:port");
 	return 0;
 }
 
@@ -132,14 +128,14 @@ int proxy_parse(const char *s, bool scheme_optional, struct proxy *p, char *err,
 		p->kind = PROXY_SOCKS5H;
 		auth = s + 10;
 	} else if (strstr(s, "://")) {
-		return fail(err, errlen,
+		return errf(err, errlen,
 			    "unsupported proxy scheme: use http:// (HTTP CONNECT) or socks5h:// "
 			    "(SOCKS5, names resolved by the proxy)");
 	} else if (scheme_optional) {
 		p->kind = PROXY_HTTP;
 		auth = s;
 	} else {
-		return fail(err, errlen,
+		return errf(err, errlen,
 			    "a proxy needs its scheme: http://host:port or "
 			    "socks5h://host:port");
 	}
@@ -309,8 +305,7 @@ int proxy_select(const char *setting, bool tls, const char *host,
 		char why[256];
 
 		snprintf(why, sizeof(why), "%s", err);
-		snprintf(err, errlen, "environment variable %s: %s", name, why);
-		return -1;
+		return errf(err, errlen, "environment variable %s: %s", name, why);
 	}
 	p->source = name;
 	return 0;

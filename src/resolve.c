@@ -14,6 +14,8 @@
 #include <ares.h>
 #include <ev.h>
 
+#include "log.h"
+
 /* UDP per name server plus TCP for truncated answers: more is a broken resolv.conf */
 #define MAX_SOCKS 16
 
@@ -329,9 +331,8 @@ static int apply_opts(struct resolve *r, const struct resolve_opts *o, char *err
 		} else if (inet_pton(AF_INET6, o->bind_address, r->bind6) == 1) {
 			r->has_bind6 = true;
 		} else {
-			snprintf(err, errlen, "link.bind_address '%s' is not an IP address",
-				 o->bind_address);
-			return -1;
+			return errf(err, errlen, "link.bind_address '%s' is not an IP address",
+				    o->bind_address);
 		}
 	}
 	ares_set_socket_functions(r->ch, &sock_funcs, r);

@@ -16,17 +16,13 @@ int unix_listen(const char *path, unsigned mode, char *err, size_t errlen)
 	struct stat st;
 	int fd;
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "%s: socket path too long (max %zu bytes)", path,
-			 sizeof(sa.sun_path) - 1);
-		return -1;
-	}
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return errf(err, errlen, "%s: socket path too long (max %zu bytes)", path,
+			    sizeof(sa.sun_path) - 1);
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: socket: %s", path, strerror(errno));
-		return -1;
-	}
+	if (fd < 0)
+		return errf(err, errlen, "%s: socket: %s", path, strerror(errno));
 	if (lstat(path, &st) == 0) {
 		int probe;
 

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "spool_int.h"
 
 /* Reflected Castagnoli polynomial 0x82f63b78. */
@@ -711,8 +712,7 @@ static int dir_unusable(char *why, size_t whylen, const char *what, const char *
 		todo = "a part of the path is not a directory: choose another directory";
 	else if (err == EPERM)
 		todo = "check its attributes (lsattr; chattr -i), or choose another directory";
-	snprintf(why, whylen, "%s%s (%s): %s", what, path, strerror(err), todo);
-	return -1;
+	return errf(why, whylen, "%s%s (%s): %s", what, path, strerror(err), todo);
 }
 
 int spool_check_dir(const char *dir, char *why, size_t whylen)
@@ -722,12 +722,10 @@ int spool_check_dir(const char *dir, char *why, size_t whylen)
 	int rc = 0;
 
 	if (stat(dir, &s) == 0) {
-		if (!S_ISDIR(s.st_mode)) {
-			snprintf(why, whylen,
-				 "exists and is not a directory: remove it, or choose "
-				 "another directory");
-			return -1;
-		}
+		if (!S_ISDIR(s.st_mode))
+			return errf(why, whylen,
+				    "exists and is not a directory: remove it, or choose "
+				    "another directory");
 		if (faccessat(AT_FDCWD, dir, R_OK | W_OK | X_OK, AT_EACCESS) < 0)
 			return dir_unusable(why, whylen, "cannot be written", "", errno);
 		return 0;
@@ -736,10 +734,8 @@ int spool_check_dir(const char *dir, char *why, size_t whylen)
 		return dir_unusable(why, whylen, "cannot be reached", "", errno);
 	/* missing: spool_open creates it, in the nearest directory that exists */
 	up = strdup(dir);
-	if (!up) {
-		snprintf(why, whylen, "out of memory");
-		return -1;
-	}
+	if (!up)
+		return errf(why, whylen, "out of memory");
 	for (;;) {
 		slash = strrchr(up, '/');
 		if (!slash)

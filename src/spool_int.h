@@ -28,7 +28,6 @@ struct segment {
 	uint64_t valid;	  /* recovery: where a torn tail starts (size when none) */
 	int64_t mtime_ms; /* recovery: dates messages before its first time record */
 	bool marked;	  /* active: a time record was written to it since the open */
-	bool readonly;	  /* recovery: cannot be appended to */
 };
 
 /* Messages from seq on were appended at ms (until the next mark). */

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "pmdeflate.h"
 #include "spool.h"
 
 /*
@@ -54,8 +55,7 @@ struct wst_status {
 	/* link.compression: off, or the parameters the link negotiated (NULL: none) */
 	bool compression;
 	const char *compression_params;
-	size_t zlib_bytes, compression_buffer_bytes;
-	unsigned long long compressed_plain, compressed_wire, inflated_wire, inflated_plain;
+	struct pmd_report deflate;
 };
 
 #endif

@@ -18,12 +18,9 @@ static void verdict_init(struct sup_verdict *v)
 	memset(v, 0, sizeof(*v));
 }
 
-static struct sup_line *add_line(struct sup_verdict *v, int level, const char *event,
-				 unsigned attempt, const char *url, const char *fmt, ...)
-	__attribute__((format(printf, 6, 7)));
-
-static struct sup_line *add_line(struct sup_verdict *v, int level, const char *event,
-				 unsigned attempt, const char *url, const char *fmt, ...)
+static __attribute__((format(printf, 6, 7))) struct sup_line *
+add_line(struct sup_verdict *v, int level, const char *event, unsigned attempt, const char *url,
+	 const char *fmt, ...)
 {
 	struct sup_line *l = &v->lines[v->n_lines < 2 ? v->n_lines++ : 1];
 	va_list ap;

@@ -40,18 +40,6 @@ static const char *origin(const struct wst_config *cfg)
 	return cfg->path ? cfg->path : "the command line";
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* The whole file, NUL-terminated (mbedTLS wants PEM so). */
 static unsigned char *slurp(const char *file, size_t *len, const char *key,
 			    const struct wst_config *cfg, char *err, size_t errlen)
@@ -61,23 +49,23 @@ static unsigned char *slurp(const char *file, size_t *len, const char *key,
 	long n;
 
 	if (!f) {
-		fail(err, errlen, "%s: cannot read: %s (%s in %s)", file, strerror(errno), key,
+		errf(err, errlen, "%s: cannot read: %s (%s in %s)", file, strerror(errno), key,
 		     origin(cfg));
 		return NULL;
 	}
 	if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
-		fail(err, errlen, "%s: cannot read: %s (%s in %s)", file, strerror(errno), key,
+		errf(err, errlen, "%s: cannot read: %s (%s in %s)", file, strerror(errno), key,
 		     origin(cfg));
 		goto out;
 	}
 	if (n > 16 * 1024 * 1024) {
-		fail(err, errlen, "%s: too large for a certificate or key file (%s in %s)", file,
+		errf(err, errlen, "%s: too large for a certificate or key file (%s in %s)", file,
 		     key, origin(cfg));
 		goto out;
 	}
 	buf = malloc((size_t)n + 1);
 	if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		fail(err, errlen, "%s: cannot read: %s (%s in %s)", file,
+		errf(err, errlen, "%s: cannot read: %s (%s in %s)", file,
 		     buf ? "short read" : "out of memory", key, origin(cfg));
 		free(buf);
 		buf = NULL;
@@ -104,9 +92,7 @@ static int chain_pem(const mbedtls_x509_crt *crt, unsigned char **out, size_t *o
  * A warning about a file is worth saying once an hour, not at every attempt
  * (and not twice at start: once for the check, once for the first attempt).
  */
-static void warn_once(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void warn_once(const char *fmt, ...)
+static __attribute__((format(printf, 1, 2))) void warn_once(const char *fmt, ...)
 {
 	static char last[512];
 	static time_t when;
@@ -148,7 +134,7 @@ int tls_load_ca(const struct wst_config *cfg, struct tls_ca *out, char *err, siz
 		mbedtls_x509_crt_free(&chain);
 		if (rc < 0)
 			mbedtls_strerror(rc, why, sizeof(why));
-		return fail(err, errlen,
+		return errf(err, errlen,
 			    "%s: not a usable CA certificate file: %s (tls.ca_file in %s; expected "
 			    "PEM or DER certificates)",
 			    cfg->ca_file, why, origin(cfg));
@@ -158,7 +144,7 @@ int tls_load_ca(const struct wst_config *cfg, struct tls_ca *out, char *err, siz
 			  "%d are used", cfg->ca_file, rc, n);
 	if (chain_pem(&chain, &pem, &pemlen) < 0) {
 		mbedtls_x509_crt_free(&chain);
-		return fail(err, errlen, "%s: out of memory", cfg->ca_file);
+		return errf(err, errlen, "%s: out of memory", cfg->ca_file);
 	}
 	mbedtls_x509_crt_free(&chain);
 	out->pem = (char *)pem;
@@ -251,7 +237,7 @@ static int check_dates(const struct wst_config *cfg, mbedtls_x509_crt *crt,
 	strftime(out->not_after, sizeof(out->not_after), "%Y-%m-%d %H:%M:%S UTC",
 		 gmtime(&out->not_after_t));
 	if (out->not_after_t < now) {
-		fail(err, errlen, "%s: client certificate expired on %s (tls.cert_file in %s)",
+		errf(err, errlen, "%s: client certificate expired on %s (tls.cert_file in %s)",
 		     cfg->cert_file, out->not_after, origin(cfg));
 		return -1;
 	}
@@ -260,7 +246,8 @@ static int check_dates(const struct wst_config *cfg, mbedtls_x509_crt *crt,
 		char when[32];
 
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&from));
-		fail(err, errlen, "%s: client certificate is not valid until %s (tls.cert_file in %s)",
+		errf(err, errlen,
+		     "%s: client certificate is not valid until %s (tls.cert_file in %s)",
 		     cfg->cert_file, when, origin(cfg));
 		return -1;
 	}
@@ -284,7 +271,7 @@ static int parse_key(const struct wst_config *cfg, mbedtls_x509_crt *crt, mbedtl
 	r = mbedtls_pk_parse_key(pk, kbuf, klen + 1, NULL, 0);
 	if (r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ||
 	    strstr((const char *)kbuf, "ENCRYPTED") || (r && der_is_encrypted_key(kbuf, klen))) {
-		fail(err, errlen,
+		errf(err, errlen,
 		     "%s: encrypted private keys are unsupported: store it unencrypted with mode "
 		     "0600, or use systemd's LoadCredentialEncrypted= (tls.key_file in %s)",
 		     cfg->key_file, origin(cfg));
@@ -292,12 +279,13 @@ static int parse_key(const struct wst_config *cfg, mbedtls_x509_crt *crt, mbedtl
 	}
 	if (r != 0) {
 		mbedtls_strerror(r, why, sizeof(why));
-		fail(err, errlen, "%s: not a usable private key: %s (tls.key_file in %s)",
+		errf(err, errlen, "%s: not a usable private key: %s (tls.key_file in %s)",
 		     cfg->key_file, why, origin(cfg));
 		return -1;
 	}
 	if (mbedtls_pk_check_pair(&crt->pk, pk) != 0) {
-		fail(err, errlen, "%s: private key does not match the certificate %s (tls.key_file in %s)",
+		errf(err, errlen,
+		     "%s: private key does not match the certificate %s (tls.key_file in %s)",
 		     cfg->key_file, cfg->cert_file, origin(cfg));
 		return -1;
 	}
@@ -325,7 +313,7 @@ int tls_load_client(const struct wst_config *cfg, struct tls_client_cert *out, c
 	r = mbedtls_x509_crt_parse(&crt, cbuf, clen + 1);
 	if (r != 0 || !crt.raw.len) {
 		mbedtls_strerror(r, why, sizeof(why));
-		fail(err, errlen, "%s: not a usable certificate: %s (tls.cert_file in %s)",
+		errf(err, errlen, "%s: not a usable certificate: %s (tls.cert_file in %s)",
 		     cfg->cert_file, r ? why : "no certificate found", origin(cfg));
 		goto out;
 	}
@@ -340,7 +328,7 @@ int tls_load_client(const struct wst_config *cfg, struct tls_client_cert *out, c
 	/* lws (mbedTLS) reads the key from the certificate buffer: one PEM blob */
 	if (chain_pem(&crt, &cpem, &cpemlen) < 0 ||
 	    mbedtls_pk_write_key_pem(&pk, kpem, sizeof(kpem)) != 0) {
-		fail(err, errlen, "%s: cannot re-encode certificate and key (out of memory?)",
+		errf(err, errlen, "%s: cannot re-encode certificate and key (out of memory?)",
 		     cfg->cert_file);
 		goto out;
 	}
@@ -348,7 +336,7 @@ int tls_load_client(const struct wst_config *cfg, struct tls_client_cert *out, c
 	out->len = cpemlen + kpemlen + 1;
 	out->blob = malloc(out->len);
 	if (!out->blob) {
-		fail(err, errlen, "out of memory");
+		errf(err, errlen, "out of memory");
 		goto out;
 	}
 	memcpy(out->blob, cpem, cpemlen);

@@ -10,6 +10,8 @@
 
 #include <ev.h>
 
+#include "log.h"
+
 enum step { T_HTTP_REPLY, T_SOCKS_METHOD, T_SOCKS_AUTH, T_SOCKS_REPLY };
 
 struct tunnel {
@@ -28,10 +30,8 @@ struct tunnel {
 	void *ud;
 };
 
-static int finish(struct tunnel *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* A failure, as one line that names the proxy. The last thing any path does: done() may free t. */
-static int finish(struct tunnel *t, const char *fmt, ...)
+static __attribute__((format(printf, 2, 3))) int finish(struct tunnel *t, const char *fmt, ...)
 {
 	char err[640], line[1024];
 	va_list ap;
@@ -260,11 +260,9 @@ int tunnel_read_auth_file(const char *file, struct proxy *p, char *err, size_t e
 	FILE *f = fopen(file, "r");
 	int rc = -1;
 
-	if (!f) {
-		snprintf(err, errlen, "link.proxy_auth_file '%s': cannot read it: %s", file,
-			 strerror(errno));
-		return -1;
-	}
+	if (!f)
+		return errf(err, errlen, "link.proxy_auth_file '%s': cannot read it: %s", file,
+			    strerror(errno));
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	if (ferror(f) || !feof(f)) {
 		snprintf(err, errlen, "link.proxy_auth_file '%s': %s", file,

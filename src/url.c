@@ -5,11 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-static int fail(char *err, size_t errlen, const char *msg)
-{
-	snprintf(err, errlen, "%s", msg);
-	return -1;
-}
+#include "log.h"
 
 static int valid_host_char(unsigned char c)
 {
@@ -23,16 +19,16 @@ static int parse_port(const char *port_s, const char *rest, uint16_t *out, char 
 	unsigned long port = 0;
 
 	if (port_s == rest)
-		return fail(err, errlen, "empty port after ':'");
+		return errf(err, errlen, "empty port after ':'");
 	for (const char *c = port_s; c < rest; c++) {
 		if (!isdigit((unsigned char)*c))
-			return fail(err, errlen, "port is not a number");
+			return errf(err, errlen, "port is not a number");
 		port = port * 10 + (unsigned long)(*c - '0');
 		if (port > 65535)
-			return fail(err, errlen, "port out of range (1-65535)");
+			return errf(err, errlen, "port out of range (1-65535)");
 	}
 	if (port == 0)
-		return fail(err, errlen, "port out of range (1-65535)");
+		return errf(err, errlen, "port out of range (1-65535)");
 	*out = (uint16_t)port;
 	return 0;
 }
@@ -41,12 +37,12 @@ static int parse_port(const char *port_s, const char *rest, uint16_t *out, char 
 static int parse_path(const char *rest, struct wst_url *u, char *err, size_t errlen)
 {
 	if (strchr(rest, '#'))
-		return fail(err, errlen, "fragment ('#') is not allowed in a WebSocket URL");
+		return errf(err, errlen, "fragment ('#') is not allowed in a WebSocket URL");
 	for (const char *c = rest; *c; c++)
 		if ((unsigned char)*c <= 0x20 || (unsigned char)*c == 0x7f)
-			return fail(err, errlen, "space or control character in URL path");
+			return errf(err, errlen, "space or control character in URL path");
 	if (strlen(rest) + 1 > URL_MAX_PATH)
-		return fail(err, errlen, "URL path too long");
+		return errf(err, errlen, "URL path too long");
 	if (*rest != '/')
 		u->path[0] = '/';
 	strcat(u->path, rest);
@@ -60,10 +56,11 @@ int url_parse(const char *s, struct wst_url *u, char *err, size_t errlen)
 
 	memset(u, 0, sizeof(*u));
 	if (!s || !*s)
-		return fail(err, errlen, "empty URL");
+		return errf(err, errlen, "empty URL");
 	p = strstr(s, "://");
 	if (!p)
-		return fail(err, errlen, "missing scheme: expected ws://HOST/PATH or wss://HOST/PATH");
+		return errf(err, errlen,
+			    "missing scheme: expected ws://HOST/PATH or wss://HOST/PATH");
 	if ((size_t)(p - s) == 2 && !strncasecmp(s, "ws", 2)) {
 		u->tls = false;
 		u->port = 80;
@@ -71,30 +68,29 @@ int url_parse(const char *s, struct wst_url *u, char *err, size_t errlen)
 		u->tls = true;
 		u->port = 443;
 	} else {
-		snprintf(err, errlen, "unsupported scheme '%.*s': use ws:// or wss://",
-			 (int)(p - s) > 16 ? 16 : (int)(p - s), s);
-		return -1;
+		return errf(err, errlen, "unsupported scheme '%.*s': use ws:// or wss://",
+			    (int)(p - s) > 16 ? 16 : (int)(p - s), s);
 	}
 	host = p + 3;
 	rest = host + strcspn(host, "/?#");
 	if (memchr(host, '@', (size_t)(rest - host)))
-		return fail(err, errlen, "user info (user@host) is not supported in the URL");
+		return errf(err, errlen, "user info (user@host) is not supported in the URL");
 
 	if (*host == '[') {
 		host_end = memchr(host, ']', (size_t)(rest - host));
 		if (!host_end)
-			return fail(err, errlen, "unterminated IPv6 address: missing ']'");
+			return errf(err, errlen, "unterminated IPv6 address: missing ']'");
 		host++;
 		u->ipv6 = true;
 		if (host_end == host)
-			return fail(err, errlen, "missing host");
+			return errf(err, errlen, "missing host");
 		for (const char *c = host; c < host_end; c++)
 			if (!isxdigit((unsigned char)*c) && *c != ':' && *c != '.')
-				return fail(err, errlen, "invalid character in IPv6 address");
+				return errf(err, errlen, "invalid character in IPv6 address");
 		if (host_end[1] == ':')
 			port_s = host_end + 2;
 		else if (host_end + 1 != rest)
-			return fail(err, errlen, "unexpected text after IPv6 address");
+			return errf(err, errlen, "unexpected text after IPv6 address");
 	} else {
 		const char *colon = memchr(host, ':', (size_t)(rest - host));
 
@@ -102,14 +98,14 @@ int url_parse(const char *s, struct wst_url *u, char *err, size_t errlen)
 		if (colon)
 			port_s = colon + 1;
 		if (host_end == host)
-			return fail(err, errlen, "missing host");
+			return errf(err, errlen, "missing host");
 		for (const char *c = host; c < host_end; c++)
 			if (!valid_host_char((unsigned char)*c))
-				return fail(err, errlen, "invalid character in host name");
+				return errf(err, errlen, "invalid character in host name");
 	}
 	n = (size_t)(host_end - host);
 	if (n > URL_MAX_HOST)
-		return fail(err, errlen, "host name too long");
+		return errf(err, errlen, "host name too long");
 	memcpy(u->host, host, n);
 	u->host[n] = '\0';
 

@@ -78,10 +78,8 @@ bool wsrx_close_code_valid(int code)
 	return code >= 3000 && code <= 4999;
 }
 
-static enum wsrx_status fail(struct wsrx *rx, enum wsrx_status st, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static enum wsrx_status fail(struct wsrx *rx, enum wsrx_status st, int code, const char *fmt, ...)
+static __attribute__((format(printf, 4, 5))) enum wsrx_status
+fail(struct wsrx *rx, enum wsrx_status st, int code, const char *fmt, ...)
 {
 	va_list ap;
 

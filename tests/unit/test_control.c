@@ -32,9 +32,9 @@ static void snapshot(void *ud, struct wst_status *st)
 	st->net_retries = 1;
 	st->compression = true;
 	st->compression_params = "permessage-deflate; client_max_window_bits=15";
-	st->zlib_bytes = 268096;
-	st->compressed_plain = 1000;
-	st->compressed_wire = 250;
+	st->deflate.zlib_bytes = 268096;
+	st->deflate.tx_plain = 1000;
+	st->deflate.tx_wire = 250;
 }
 
 static const char *send_cb(void *ud, const char *text, size_t len)
