@@ -1,4 +1,5 @@
 #include "exec.h"
+#include "sock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -328,9 +329,14 @@ static void spawn(struct exec_handler *e)
 		if (e->events && e->last_event)
 			peer_send_event(e->peer, e->last_event, e->last_event_len);
 	}
-	fcntl(err[0], F_SETFL, fcntl(err[0], F_GETFL) | O_NONBLOCK);
-	ev_io_set(&e->errw, err[0], EV_READ);
-	ev_io_start(e->loop, &e->errw);
+	if (fd_nonblock(err[0]) < 0) {
+		/* a blocking read would stall the loop: do without the handler's stderr */
+		log_errno(LOG_WARNING, "exec handler %d: its stderr cannot be read", (int)e->pid);
+		close(err[0]);
+	} else {
+		ev_io_set(&e->errw, err[0], EV_READ);
+		ev_io_start(e->loop, &e->errw);
+	}
 	ev_child_set(&e->cw, e->pid, 0);
 	ev_child_start(e->loop, &e->cw);
 	log_msg(LOG_INFO, "exec handler %d started: %s", (int)e->pid, e->argv[0]);

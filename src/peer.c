@@ -1,4 +1,5 @@
 #include "peer.h"
+#include "sock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -164,13 +165,6 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 	buf_trim(&p->out, 1024 * 1024);
 }
 
-static int set_nonblock(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -1 : 0;
-}
-
 struct peer *peer_create(struct ev_loop *loop, int rfd, int wfd, enum framing framing,
 			 size_t max_message, size_t out_limit, const char *name,
 			 const struct peer_ops *ops)
@@ -179,7 +173,7 @@ struct peer *peer_create(struct ev_loop *loop, int rfd, int wfd, enum framing fr
 
 	if (!p)
 		return NULL;
-	if ((rfd >= 0 && set_nonblock(rfd) < 0) || (wfd >= 0 && set_nonblock(wfd) < 0)) {
+	if ((rfd >= 0 && fd_nonblock(rfd) < 0) || (wfd >= 0 && fd_nonblock(wfd) < 0)) {
 		log_errno(LOG_ERR, "%s: cannot make its descriptors non-blocking", name);
 		free(p);
 		return NULL;

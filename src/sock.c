@@ -1,6 +1,7 @@
 #include "sock.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -65,4 +66,13 @@ int unix_listen(const char *path, unsigned mode, char *err, size_t errlen)
 fail:
 	close(fd);
 	return -1;
+}
+
+int fd_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -1;
+	return fl;
 }

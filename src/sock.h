@@ -10,4 +10,7 @@
  */
 int unix_listen(const char *path, unsigned mode, char *err, size_t errlen);
 
+/* Make fd non-blocking; returns its previous flags, or -1 with errno. */
+int fd_nonblock(int fd);
+
 #endif

@@ -1,4 +1,5 @@
 #include "stdio_bridge.h"
+#include "sock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,14 +33,10 @@ struct stdio_bridge {
 static int make_nonblocking(int fd)
 {
 	struct stat st;
-	int fl;
 
 	if (fstat(fd, &st) < 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
 		return -1;
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return -1;
-	return fl;
+	return fd_nonblock(fd);
 }
 
 static void restore_flags(int fd, int fl)
