@@ -20,7 +20,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: wstetherctl [-s SOCKET] COMMAND [ARGS...]\n"
-		"Commands: status | metrics | watch | send TEXT | reconnect |\n"
+		"Commands: status | metrics | watch | send TEXT | reconnect [--now] |\n"
 		"          close CODE [REASON] | pause | resume | reload\n\n"
 		"  -s, --socket PATH   control socket (default " DEFAULT_SOCKET ")\n"
 		"  -h, --help          this help\n\n"
