@@ -192,7 +192,9 @@ def test_server_closing_with_1012_mid_stream_loses_nothing(world, report):
     err = w.d.stderr()
     assert "its replacement is already connecting" in err or \
         "the link that replaces it was already up" in err, w.d.stderr_tail()
-    assert w.status()["reconnects"] == 1
+    # a hand-over if the old link ended first, a rotation if the new one was up first
+    st = w.status()
+    assert st["reconnects"] + st["rotations"] == 1, st
 
 
 def test_a_server_that_refuses_a_second_link_is_rotated_the_old_way(world):
