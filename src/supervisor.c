@@ -295,6 +295,13 @@ static bool side_link_down(struct supervisor *s, uint64_t id, const struct sup_e
 				->close_code = e->close_code;
 		return true;
 	}
+	if (id && id == s->standby && s->standby_for_restart) {
+		/* the server is closing the old link anyway: its end takes the usual path */
+		s->standby = 0;
+		add_line(v, LOG_INFO, "disconnect", 0, sup_url(s),
+			 "the link to replace the one the server is closing failed: %s", e->msg);
+		return true;
+	}
 	if (id && id == s->standby) {
 		/* a server may refuse a second connection: rotate the old way then */
 		s->standby = 0;
@@ -467,6 +474,7 @@ static void req_rotate(struct supervisor *s, struct sup_verdict *v)
 		return;
 	}
 	s->standby = ++s->next_id;
+	s->standby_for_restart = false;
 	s->attempts++;
 	v->act = SUP_DO_CONNECT;
 	v->id = s->standby;
@@ -490,8 +498,10 @@ static void req_server_restart(struct supervisor *s, uint64_t now, struct sup_ve
 		return;
 	}
 	req_rotate(s, v);
-	if (!v->refused)
+	if (!v->refused) {
 		s->quick_retry_used = true;
+		s->standby_for_restart = true;
+	}
 }
 
 void sup_request(struct supervisor *s, enum sup_request r, uint64_t now, struct sup_verdict *v)

@@ -116,6 +116,7 @@ struct supervisor {
 	uint64_t retiring;	/* an old link closing after a rotation; 0 = none */
 	bool reconnect_pending;	/* connect at once when the primary ends */
 	bool pause_pending;
+	bool standby_for_restart;	/* the standby replaces a link the server is closing */
 
 	uint64_t connected_since;	/* monotonic ms, valid while connected */
 	uint64_t down_since;		/* when the last link ended; 0 = never up */

@@ -462,6 +462,14 @@ static void server_restart_rotates_once_per_streak(void **state)
 	sup_up(&s, s.primary, 1700, &v);
 	sup_request(&s, SUP_REQ_SERVER_RESTART, 40000, &v);
 	assert_int_equal(v.act, SUP_DO_CONNECT);
+	/* the server is going away: its replacement fails, the old link is not closed for it */
+	sup_down(&s, v.id, 40010, &(struct sup_end){ .fail = F_CONNECT, .msg = "refused" }, &v);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	assert_int_equal(v.lines[0].level, LOG_INFO);
+	assert_int_equal(s.state, SUP_CONNECTED);
+	assert_false(s.reconnect_pending);
+	/* and its end takes the usual path: backoff, the fast retry is used up */
+	assert_int_equal(fail_at(&s, 40020, e, &v), 500);
 }
 
 static void reconfigure_changes_policy_live(void **state)
