@@ -271,14 +271,45 @@ static char **child_env(void)
 	return env;
 }
 
+/* The handler runs: its pipes become a peer and a stderr reader, and it is watched. */
+static void attach(struct exec_handler *e, int out0, int in1, int err0)
+{
+	struct peer_ops pops = { e->ops, e, peer_closed, peer_eof, &e->drops };
+	char name[64];
+
+	e->started = ev_now(e->loop);
+	e->pgid = e->pid; /* POSIX_SPAWN_SETSID: a new session and process group */
+	e->name_pid = (int)e->pid;
+	snprintf(name, sizeof(name), "exec handler %d", (int)e->pid);
+	e->peer = peer_create(e->loop, out0, in1, e->framing, e->max_message, OUT_LIMIT, name,
+			      &pops);
+	if (!e->peer) {
+		close(out0);
+		close(in1);
+	} else {
+		if (e->input_stopped)
+			peer_stop_input(e->peer);
+		if (e->events && e->last_event)
+			peer_send_event(e->peer, e->last_event, e->last_event_len);
+	}
+	if (fd_nonblock(err0) < 0) {
+		/* a blocking read would stall the loop: do without the handler's stderr */
+		log_errno(LOG_WARNING, "exec handler %d: its stderr cannot be read", (int)e->pid);
+		close(err0);
+	} else {
+		ev_io_set(&e->errw, err0, EV_READ);
+		ev_io_start(e->loop, &e->errw);
+	}
+	ev_child_set(&e->cw, e->pid, 0);
+	ev_child_start(e->loop, &e->cw);
+}
+
 static void spawn(struct exec_handler *e)
 {
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, dflt;
-	struct peer_ops pops = { e->ops, e, peer_closed, peer_eof, &e->drops };
-	char name[64];
 	int rc;
 
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
@@ -314,31 +345,7 @@ static void spawn(struct exec_handler *e)
 		e->pid = 0;
 		goto retry;
 	}
-	e->started = ev_now(e->loop);
-	e->pgid = e->pid; /* POSIX_SPAWN_SETSID: a new session and process group */
-	e->name_pid = (int)e->pid;
-	snprintf(name, sizeof(name), "exec handler %d", (int)e->pid);
-	e->peer = peer_create(e->loop, out[0], in[1], e->framing, e->max_message, OUT_LIMIT, name,
-			      &pops);
-	if (!e->peer) {
-		close(out[0]);
-		close(in[1]);
-	} else {
-		if (e->input_stopped)
-			peer_stop_input(e->peer);
-		if (e->events && e->last_event)
-			peer_send_event(e->peer, e->last_event, e->last_event_len);
-	}
-	if (fd_nonblock(err[0]) < 0) {
-		/* a blocking read would stall the loop: do without the handler's stderr */
-		log_errno(LOG_WARNING, "exec handler %d: its stderr cannot be read", (int)e->pid);
-		close(err[0]);
-	} else {
-		ev_io_set(&e->errw, err[0], EV_READ);
-		ev_io_start(e->loop, &e->errw);
-	}
-	ev_child_set(&e->cw, e->pid, 0);
-	ev_child_start(e->loop, &e->cw);
+	attach(e, out[0], in[1], err[0]);
 	log_msg(LOG_INFO, "exec handler %d started: %s", (int)e->pid, e->argv[0]);
 	return;
 retry:
