@@ -14,6 +14,7 @@ This file and peers/ hold the shared helpers; add to them rather than copy:
              stop_at_teardown
   peers      spawn_peer, kill_peer, read_events, PeerProcess, WsServer;
              peers/peer_kit.py for the peer scripts' own side
+  output     report (measured figures to the terminal)
   daemon I/O echo_roundtrip, read_until_seen, stop_with_eof, wait_until;
              control_request for one control-socket request
   checks     first_occurrences, assert_all_delivered_in_order
@@ -77,6 +78,20 @@ def _test_watchdog():
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture
+def report(capsys, request):
+    """report(text): print a measured figure to the terminal even when pytest captures
+    output, tagged with the test module ("[resilience] ...")."""
+    tag = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+
+    def out(text):
+        with capsys.disabled():
+            sys.stdout.write(f"\n[{tag}] {text}\n")
+            sys.stdout.flush()
+
+    return out
 
 
 def wait_until(predicate, timeout, interval=0.05, what="condition"):
@@ -781,6 +796,21 @@ class BridgeClient:
 
     def send_lines(self, lines):
         self.sock.sendall(b"".join(l.encode() + b"\n" for l in lines))
+
+    def send_lines_in_background(self, lines, timeout=60):
+        """send_lines from a thread, for a daemon expected to stop reading us: returns
+        (thread, errors), errors filled with the OSError if the write failed."""
+        errors = []
+
+        def write():
+            try:
+                self.sock.settimeout(timeout)
+                self.send_lines(lines)
+            except OSError as e:
+                errors.append(e)
+        t = threading.Thread(target=write, daemon=True)
+        t.start()
+        return t, errors
 
     def send_frame(self, msg):
         """str: a text message (type 1); bytes: a binary one (type 2)."""

@@ -338,16 +338,7 @@ def test_spool_on_full_filesystem(dp, small_fs):
     # 200 KiB for a 64 KiB filesystem, written by a thread: the daemon is
     # expected to stop reading us, so the write may block
     lines = [f"full-{i:03d}-" + "d" * 1000 for i in range(200)]
-    writer_error = []
-
-    def write():
-        try:
-            c.sock.settimeout(60)
-            c.send_lines(lines)
-        except OSError as e:
-            writer_error.append(e)
-    t = threading.Thread(target=write, daemon=True)
-    t.start()
+    t, writer_error = c.send_lines_in_background(lines)
 
     d.wait_stderr("cannot write a message", timeout=10)
     time.sleep(0.5)

@@ -37,18 +37,6 @@ LINE_RE = re.compile(r"^wstether: (error|warning|notice|info|debug): (.*)$")
 
 
 @pytest.fixture
-def report(capsys):
-    """report(text): print to the terminal even when pytest captures output."""
-
-    def out(text):
-        with capsys.disabled():
-            sys.stdout.write(f"\n[resilience] {text}\n")
-            sys.stdout.flush()
-
-    return out
-
-
-@pytest.fixture
 def raw_server(pki, stop_at_teardown):
     """Factory: raw_server(port=0, tls=False, **attrs) -> RawWsServer; stopped at teardown."""
 

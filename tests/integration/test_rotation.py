@@ -7,7 +7,6 @@ queued is lost; what the old link had in flight may arrive twice."""
 import json
 import pathlib
 import subprocess
-import sys
 import threading
 import time
 
@@ -17,15 +16,6 @@ from conftest import (HERE, PYTHON, BridgeClient, kill_peer, spawn_peer, wait_un
                       wstetherctl_path)
 
 SERVER = HERE / "peers" / "rotation_server.py"
-
-
-@pytest.fixture
-def report(capsys):
-    def out(text):
-        with capsys.disabled():
-            sys.stdout.write(f"\n[rotation] {text}\n")
-            sys.stdout.flush()
-    return out
 
 
 class Recorder:

@@ -19,7 +19,6 @@ import pathlib
 import shutil
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
@@ -257,16 +256,7 @@ def test_full_tmpfs_in_a_private_mount_namespace(dp):
     c = dp.client()
     dp.wait_clients(1)
     lines = [f"full-{i:03d}-" + "d" * 1000 for i in range(200)]
-    errors = []
-
-    def write():
-        try:
-            c.sock.settimeout(60)
-            c.send_lines(lines)
-        except OSError as e:
-            errors.append(e)
-    t = threading.Thread(target=write, daemon=True)
-    t.start()
+    t, errors = c.send_lines_in_background(lines)
     d.wait_stderr("cannot write a message", timeout=10)
     assert "No space left on device" in d.stderr(), d.stderr_tail()
     time.sleep(0.5)
