@@ -108,6 +108,8 @@ static void start_lws(struct link *l)
 		if (l->cert.blob) {
 			info.client_ssl_cert_mem = l->cert.blob;
 			info.client_ssl_cert_mem_len = (unsigned int)l->cert.len;
+			info.client_ssl_key_mem = l->cert.key;
+			info.client_ssl_key_mem_len = (unsigned int)l->cert.key_len;
 		}
 	}
 
@@ -135,7 +137,7 @@ static void start_lws(struct link *l)
 	ci.ssl_connection = (l->url.tls ? LCCSCF_USE_SSL : 0) | LCCSCF_HTTP_NO_FOLLOW_REDIRECT |
 			    LCCSCF_WST_RAW_WS_RX;
 	if (l->url.tls && l->insecure) {
-		/* only here: mbedTLS 2.28.3 is unsafe without a hostname (CVE-2025-27809) */
+		/* only here: no name to check (lws patch 0008 tells mbedTLS so, CVE-2025-27809) */
 		ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_ALLOW_EXPIRED |
 				     LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK | LCCSCF_ALLOW_INSECURE;
 		log_msg(LOG_WARNING,

@@ -55,7 +55,8 @@ void linkerr_classify(const char *in, int http_status, struct linkerr *e)
 		e->kind = LINKERR_CONNECT;
 	} else if (!strcmp(why, LWS_CCE_DNS)) {
 		e->kind = LINKERR_RESOLVE;
-	} else if (starts(why, LWS_CCE_MBEDTLS_CONNECT)) {
+	} else if (starts(why, LWS_CCE_MBEDTLS_CONNECT) || starts(why, LWS_CCE_MBEDTLS_READ) ||
+		   starts(why, LWS_CCE_MBEDTLS_WRITE)) {
 		e->kind = LINKERR_TLS_HANDSHAKE;
 	} else if (strstr(why, "mbedtls") || strstr(why, "SSL") || strstr(why, "tls")) {
 		/* the rest of lws's TLS layer: its text is all there is to say */

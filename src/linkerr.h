@@ -2,7 +2,7 @@
 #define WST_LINKERR_H
 
 /*
- * What went wrong with a connection attempt, from what lws 4.1.6 tells us:
+ * What went wrong with a connection attempt, from what lws 4.3.5 tells us:
  * the HTTP status of the upgrade response (a code) and, where lws gives
  * nothing else, the `in` text of LWS_CALLBACK_CLIENT_CONNECTION_ERROR.
  * test_linkerr checks each text below against the bundled lws source, so an
@@ -21,8 +21,15 @@
 #define LWS_CCE_TLS_TIMEOUT "Timed out waiting SSL"
 #define LWS_CCE_UNABLE_TO_CONNECT "Unable to connect"
 #define LWS_CCE_CLOSED_BEFORE_CONN "Closed before conn"
-#define LWS_CCE_DNS "ipv6 lws_getaddrinfo46 failed"
+#define LWS_CCE_DNS "DNS NXDOMAIN"
 #define LWS_CCE_MBEDTLS_CONNECT "mbedtls connect " /* then SSL_connect's result, errors */
+/*
+ * lws patch 0009: TLS failed at the first read or write after the handshake,
+ * e.g. a TLS 1.3 server's alert about our certificate; then the mbedTLS
+ * error in hex, " alert ", and the alert (-1: none)
+ */
+#define LWS_CCE_MBEDTLS_READ "mbedtls read -0x"
+#define LWS_CCE_MBEDTLS_WRITE "mbedtls write -0x"
 
 /* Verify results of lws's OpenSSL-compatible mbedTLS wrapper (internal/x509_vfy.h) */
 enum {

@@ -102,6 +102,11 @@ int main(int argc, char **argv)
 	if (parse_args(argc, argv, &opts, &check, &level, &rc) < 0)
 		return rc;
 	log_init(level);
+	/* once, before any key check or handshake (TLS 1.3 needs it) */
+	if (tls_global_init(err.msg, sizeof(err.msg)) < 0) {
+		fprintf(stderr, "wstether: %s\n", err.msg);
+		return 1;
+	}
 	cfg = config_load(opts.config_path, opts.url_override, &err);
 	if (!cfg) {
 		fprintf(stderr, "%s\n", err.msg);

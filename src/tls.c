@@ -14,6 +14,8 @@
 #include <mbedtls/pem.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/platform_util.h>
+#include <mbedtls/psa_util.h>
+#include <psa/crypto.h>
 #include <mbedtls/x509_crt.h>
 
 #include "config.h"
@@ -268,7 +270,8 @@ static int parse_key(const struct wst_config *cfg, mbedtls_x509_crt *crt, mbedtl
 	if (stat(cfg->key_file, &st) == 0 && (st.st_mode & 077))
 		warn_once("%s: private key is readable by group or others (mode %04o): chmod 600 it",
 			  cfg->key_file, (unsigned)(st.st_mode & 0777));
-	r = mbedtls_pk_parse_key(pk, kbuf, klen + 1, NULL, 0);
+	r = mbedtls_pk_parse_key(pk, kbuf, klen + 1, NULL, 0, mbedtls_psa_get_random,
+				 MBEDTLS_PSA_RANDOM_STATE);
 	if (r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ||
 	    strstr((const char *)kbuf, "ENCRYPTED") || (r && der_is_encrypted_key(kbuf, klen))) {
 		errf(err, errlen,
@@ -283,7 +286,8 @@ static int parse_key(const struct wst_config *cfg, mbedtls_x509_crt *crt, mbedtl
 		     cfg->key_file, why, origin(cfg));
 		return -1;
 	}
-	if (mbedtls_pk_check_pair(&crt->pk, pk) != 0) {
+	r = mbedtls_pk_check_pair(&crt->pk, pk, mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
+	if (r != 0) {
 		errf(err, errlen,
 		     "%s: private key does not match the certificate %s (tls.key_file in %s)",
 		     cfg->key_file, cfg->cert_file, origin(cfg));
@@ -292,11 +296,21 @@ static int parse_key(const struct wst_config *cfg, mbedtls_x509_crt *crt, mbedtl
 	return 0;
 }
 
+int tls_global_init(char *err, size_t errlen)
+{
+	psa_status_t st = psa_crypto_init(); /* a no-op once it has succeeded */
+
+	if (st != PSA_SUCCESS)
+		return errf(err, errlen, "mbedTLS: cannot initialise PSA crypto (error %d)",
+			    (int)st);
+	return 0;
+}
+
 int tls_load_client(const struct wst_config *cfg, struct tls_client_cert *out, char *err,
 		    size_t errlen)
 {
-	unsigned char *cbuf = NULL, *kbuf = NULL, *cpem = NULL, kpem[16384];
-	size_t clen = 0, klen = 0, cpemlen = 0, kpemlen;
+	unsigned char *cbuf = NULL, *kbuf = NULL, *cpem = NULL, kder[16384];
+	size_t clen = 0, klen = 0, cpemlen = 0;
 	mbedtls_x509_crt crt;
 	mbedtls_pk_context pk;
 	char why[128];
@@ -305,6 +319,9 @@ int tls_load_client(const struct wst_config *cfg, struct tls_client_cert *out, c
 	memset(out, 0, sizeof(*out));
 	if (!*cfg->cert_file)
 		return 0;
+	/* the key checks draw random numbers (RSA blinding) from PSA */
+	if (tls_global_init(err, errlen) < 0)
+		return -1;
 	mbedtls_x509_crt_init(&crt);
 	mbedtls_pk_init(&pk);
 
@@ -325,25 +342,32 @@ int tls_load_client(const struct wst_config *cfg, struct tls_client_cert *out, c
 	if (parse_key(cfg, &crt, &pk, kbuf, klen, err, errlen) < 0)
 		goto out;
 
-	/* lws (mbedTLS) reads the key from the certificate buffer: one PEM blob */
+	/*
+	 * lws 4.3 takes the chain as PEM and the key apart. Its mbedTLS glue
+	 * parses a key from memory without the NUL that PEM needs (mbedTLS
+	 * >= 3.5), so the key goes as DER, followed by the NUL lws expects and
+	 * strips from the length.
+	 */
 	if (chain_pem(&crt, &cpem, &cpemlen) < 0 ||
-	    mbedtls_pk_write_key_pem(&pk, kpem, sizeof(kpem)) != 0) {
+	    (r = mbedtls_pk_write_key_der(&pk, kder, sizeof(kder))) <= 0) {
 		errf(err, errlen, "%s: cannot re-encode certificate and key (out of memory?)",
 		     cfg->cert_file);
 		goto out;
 	}
-	kpemlen = strlen((char *)kpem);
-	out->len = cpemlen + kpemlen + 1;
-	out->blob = malloc(out->len);
-	if (!out->blob) {
+	out->len = cpemlen + 1;
+	out->blob = (char *)cpem;
+	cpem = NULL;
+	out->key_len = (size_t)r + 1;
+	out->key = malloc(out->key_len);
+	if (!out->key) {
 		errf(err, errlen, "out of memory");
 		goto out;
 	}
-	memcpy(out->blob, cpem, cpemlen);
-	memcpy(out->blob + cpemlen, kpem, kpemlen + 1);
+	memcpy(out->key, kder + sizeof(kder) - r, (size_t)r);
+	out->key[r] = '\0';
 	rc = 1;
 out:
-	mbedtls_platform_zeroize(kpem, sizeof(kpem));
+	mbedtls_platform_zeroize(kder, sizeof(kder));
 	wipe_free(kbuf, klen);
 	free(cbuf);
 	free(cpem);
@@ -356,10 +380,12 @@ out:
 
 void tls_client_free(struct tls_client_cert *c)
 {
-	if (c->blob)
-		wipe_free((unsigned char *)c->blob, c->len);
+	free(c->blob);
+	wipe_free(c->key, c->key_len);
 	c->blob = NULL;
 	c->len = 0;
+	c->key = NULL;
+	c->key_len = 0;
 }
 
 int tls_check(const struct wst_config *cfg, char *err, size_t errlen)

@@ -26,13 +26,22 @@ struct tls_ca {
 int tls_load_ca(const struct wst_config *cfg, struct tls_ca *out, char *err, size_t errlen);
 void tls_ca_free(struct tls_ca *ca);
 
+/*
+ * mbedTLS 3.6 needs PSA crypto initialised before a TLS 1.3 handshake and
+ * before the key checks. Once at start-up; later calls are no-ops. 0 or -1
+ * with err set.
+ */
+int tls_global_init(char *err, size_t errlen);
+
 /* Whether the URL needs TLS. */
 int tls_needed(const char *url);
 
 /* The client certificate and key as lws takes them with mbedTLS. */
 struct tls_client_cert {
-	char *blob;		/* PEM certificate(s), then the PEM key, NUL-terminated */
+	char *blob;		/* PEM certificate(s), NUL-terminated */
 	size_t len;		/* including the NUL */
+	unsigned char *key;	/* DER private key, then a NUL (lws strips one byte) */
+	size_t key_len;		/* including the NUL */
 	char subject[256];
 	char not_after[32];	/* "2027-01-31 12:00:00 UTC" */
 	time_t not_after_t;

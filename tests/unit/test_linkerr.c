@@ -46,7 +46,7 @@ static void in_lws(const char *rel, const char *needle)
 	free(src);
 }
 
-static void texts_are_lws_4_1_6s(void **state)
+static void texts_are_lws_4_3_5s(void **state)
 {
 	const char *ws = "lib/roles/ws/client-ws.c";
 
@@ -57,11 +57,13 @@ static void texts_are_lws_4_1_6s(void **state)
 	in_lws(ws, "\"" LWS_CCE_PROTOCOL_MALFORMED "\"");
 	in_lws(ws, "\"" LWS_CCE_PROTOCOL_NO_MATCH "\"");
 	in_lws("lib/core-net/wsi-timeout.c", "\"" LWS_CCE_TLS_TIMEOUT "\"");
-	in_lws("lib/roles/http/client/client-handshake.c", "\"" LWS_CCE_UNABLE_TO_CONNECT "\"");
-	in_lws("lib/roles/http/client/client-handshake.c", "\"" LWS_CCE_DNS "\"");
+	in_lws("lib/core-net/client/connect3.c", "\"" LWS_CCE_UNABLE_TO_CONNECT "\"");
+	in_lws("lib/core-net/client/connect2.c", "\"" LWS_CCE_DNS "\"");
 	in_lws("lib/core-net/close.c", "\"" LWS_CCE_CLOSED_BEFORE_CONN "\"");
 	in_lws("lib/tls/mbedtls/mbedtls-client.c", "\"" LWS_CCE_MBEDTLS_CONNECT "%d %d %d\"");
 	in_lws("lib/tls/mbedtls/mbedtls-client.c", LWS_CCE_X509 "%d: %s\\n\"");
+	in_lws("lib/roles/http/client/client-http.c", "\"" LWS_CCE_MBEDTLS_READ "%x alert %d\"");
+	in_lws("lib/roles/http/client/client-http.c", "\"" LWS_CCE_MBEDTLS_WRITE "%x alert %d\"");
 }
 
 static void x509_numbers_are_the_wrappers(void **state)
@@ -132,6 +134,10 @@ static void classifies_each_text(void **state)
 	assert_int_equal(e.kind, LINKERR_RESOLVE);
 	linkerr_classify("mbedtls connect -1 5 32", 0, &e);
 	assert_int_equal(e.kind, LINKERR_TLS_HANDSHAKE);
+	linkerr_classify("mbedtls read -0x7780 alert 116", 0, &e);
+	assert_int_equal(e.kind, LINKERR_TLS_HANDSHAKE);
+	linkerr_classify("mbedtls write -0x4e80 alert -1", 0, &e);
+	assert_int_equal(e.kind, LINKERR_TLS_HANDSHAKE);
 	linkerr_classify("tls restriction limit", 0, &e);
 	assert_int_equal(e.kind, LINKERR_TLS);
 	linkerr_classify("HS: UPGRADE missing", 101, &e);
@@ -147,7 +153,7 @@ static void classifies_each_text(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(texts_are_lws_4_1_6s),
+	    cmocka_unit_test(texts_are_lws_4_3_5s),
 	    cmocka_unit_test(x509_numbers_are_the_wrappers),
 	    cmocka_unit_test(classifies_each_text),
 	};
