@@ -12,7 +12,8 @@ appends one JSON line per event, flushed at once:
 
     {"event": "accept", "conn": 1}
     {"event": "tls", "conn": 1, "ok": true, "sni": "localhost",
-     "version": "TLSv1.2", "client_serial": "4660", "client_subject": "CN=..."}
+     "version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384",
+     "client_serial": "4660", "client_subject": "CN=..."}
     {"event": "tls", "conn": 2, "ok": false, "sni": "localhost",
      "error": "[SSL: PEER_DID_NOT_RETURN_A_CERTIFICATE] ..."}
     {"event": "open", "conn": 1, "path": "/", "client_serial": "4660"}
@@ -24,6 +25,8 @@ was presented (and verified), or null. --client-ca CA makes the server
 require a client certificate that chains to CA (without it none is asked
 for). --close-after N closes every connection (code 1000) after N messages,
 so a test can make the client reconnect. Messages are echoed back.
+--min-version/--max-version (1.1, 1.2, 1.3) bound the TLS versions served;
+--ciphers sets OpenSSL's TLS 1.2 cipher list (TLS 1.3 suites stay OpenSSL's).
 
 Written against Debian 12's python3 3.11 and python3-websockets 10.4.
 """
@@ -35,6 +38,10 @@ import ssl
 import websockets
 
 import peer_kit
+
+
+VERSIONS = {"1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,
+            "1.3": ssl.TLSVersion.TLSv1_3}
 
 
 def parse_args():
@@ -50,6 +57,9 @@ def parse_args():
     p.add_argument("--handshake-timeout", type=float, default=10.0)
     p.add_argument("--seclevel0", action="store_true",
                    help="OpenSSL security level 0, to serve e.g. a SHA-1 signed certificate")
+    p.add_argument("--min-version", choices=sorted(VERSIONS))
+    p.add_argument("--max-version", choices=sorted(VERSIONS))
+    p.add_argument("--ciphers", help="OpenSSL cipher list for TLS 1.2 and below")
     return p.parse_args()
 
 
@@ -69,8 +79,12 @@ class Peer:
         self.ws_port = None
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        if args.seclevel0:
-            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        if args.seclevel0 or args.ciphers:
+            ctx.set_ciphers((args.ciphers or "DEFAULT") + (":@SECLEVEL=0" if args.seclevel0 else ""))
+        if args.min_version:
+            ctx.minimum_version = VERSIONS[args.min_version]
+        if args.max_version:
+            ctx.maximum_version = VERSIONS[args.max_version]
         ctx.load_cert_chain(args.cert, args.key)
         if args.client_ca:
             ctx.verify_mode = ssl.CERT_REQUIRED
@@ -102,7 +116,8 @@ class Peer:
         cert = sslobj.getpeercert() if sslobj else None
         serial = str(int(cert["serialNumber"], 16)) if cert else None
         self.log(event="tls", conn=conn, ok=True, sni=self.sni.pop(id(sslobj), None),
-                 version=sslobj.version() if sslobj else None, client_serial=serial,
+                 version=sslobj.version() if sslobj else None,
+                 cipher=sslobj.cipher()[0] if sslobj else None, client_serial=serial,
                  client_subject=dn(cert.get("subject")) if cert else None)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.ws_port)
