@@ -34,6 +34,7 @@ enum kind {
 	K_FRAMING,
 	K_OVERFLOW,
 	K_COMPRESSION,	/* "off" or "deflate" */
+	K_TLS_VERSION,	/* "1.2" or "1.3" */
 	K_HEADERS,	/* list of { name; value | value_file } */
 	K_DIR,		/* string; "" or a directory we can create or write */
 	K_PROXY,	/* string; "", "direct" or a proxy URL */
@@ -84,6 +85,7 @@ static const struct key keys[] = {
 	{ "tls", "key_file", K_FILE, F(key_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "tls", "server_name", K_STR, F(server_name), 0, 0, "", RELOAD_RECONNECT },
 	{ "tls", "insecure", K_BOOL, F(insecure), 0, 0, "false", RELOAD_RECONNECT },
+	{ "tls", "min_version", K_TLS_VERSION, F(tls_min_version), 0, 0, "1.2", RELOAD_RECONNECT },
 	{ "keepalive", "ping_interval_s", K_UINT, F(ping_interval_s), 0, 86400, "20", RELOAD_RECONNECT },
 	{ "keepalive", "pong_timeout_s", K_UINT, F(pong_timeout_s), 1, 3600, "10", RELOAD_RECONNECT },
 	{ "backoff", "initial_ms", K_UINT, F(backoff_initial_ms), 1, 3600000, "500", RELOAD_LIVE },
@@ -160,6 +162,8 @@ static int parse_enum(enum kind kind, const char *s)
 		return !strcmp(s, "off") ? COMPRESSION_OFF
 		       : !strcmp(s, "deflate") ? COMPRESSION_DEFLATE
 					       : -1;
+	if (kind == K_TLS_VERSION)
+		return !strcmp(s, "1.2") ? TLS_MIN_1_2 : !strcmp(s, "1.3") ? TLS_MIN_1_3 : -1;
 	if (kind == K_LEVEL)
 		return log_level_parse(s);
 	if (kind == K_FAMILY)
@@ -185,6 +189,7 @@ static const char *enum_hint(enum kind kind)
 	case K_FRAMING: return "use \"lines\" or \"length-prefixed\"";
 	case K_OVERFLOW: return "use \"drop-oldest\" or \"reject\"";
 	case K_COMPRESSION: return "use \"off\" or \"deflate\"";
+	case K_TLS_VERSION: return "use \"1.2\" or \"1.3\"";
 	case K_LEVEL: return "use error, warning, notice, info or debug";
 	case K_FAMILY: return "use \"any\", \"ipv4\" or \"ipv6\"";
 	default: return "";
@@ -257,6 +262,7 @@ static int set_default(struct wst_config *c, const struct key *k)
 	case K_OVERFLOW:
 	case K_FAMILY:
 	case K_COMPRESSION:
+	case K_TLS_VERSION:
 		*(int *)f = parse_enum(k->kind, k->dflt);
 		return 0;
 	default:
@@ -424,7 +430,8 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 	case K_FRAMING:
 	case K_OVERFLOW:
 	case K_FAMILY:
-	case K_COMPRESSION: {
+	case K_COMPRESSION:
+	case K_TLS_VERSION: {
 		int e = parse_enum(k->kind, str);
 
 		if (e < 0)

@@ -18,6 +18,8 @@ enum config_reload {
 enum framing { FRAMING_LINES, FRAMING_LENGTH_PREFIXED };
 enum overflow { OVERFLOW_DROP_OLDEST, OVERFLOW_REJECT };
 enum compression { COMPRESSION_OFF, COMPRESSION_DEFLATE };
+/* tls.min_version: TLS 1.3 is always offered; 1.2 too unless the minimum is 1.3 */
+enum tls_min_version { TLS_MIN_1_2, TLS_MIN_1_3 };
 
 struct wst_header {
 	char *name;
@@ -57,6 +59,7 @@ struct wst_config {
 	char *cert_file;	/* "" = no client certificate */
 	char *key_file;
 	bool insecure;
+	enum tls_min_version tls_min_version;
 
 	unsigned ping_interval_s;
 	unsigned pong_timeout_s;

@@ -157,14 +157,24 @@ static void on_up(void *ud)
 	struct slot *sl = ud;
 	struct daemon *d = sl->d;
 	struct sup_verdict v;
+	const char *tv, *tc;
+	bool tls = link_tls(sl->link, &tv, &tc);
 
 	sup_up(&d->sup, sl->id, daemon_now_ms(), &v);
-	/* the supervisor names the URL; the link knows which proxy carries it */
-	for (size_t i = 0; i < v.n_lines && *link_via(sl->link); i++) {
+	/* the supervisor names the URL; the link knows the proxy and what TLS negotiated */
+	for (size_t i = 0; i < v.n_lines; i++) {
 		size_t n = strlen(v.lines[i].text);
 
-		snprintf(v.lines[i].text + n, sizeof(v.lines[i].text) - n, " via proxy %s",
-			 link_via(sl->link));
+		if (*link_via(sl->link))
+			n += (size_t)snprintf(v.lines[i].text + n, sizeof(v.lines[i].text) - n,
+					      " via proxy %s", link_via(sl->link));
+		if (tls && n < sizeof(v.lines[i].text))
+			snprintf(v.lines[i].text + n, sizeof(v.lines[i].text) - n, " (%s, %s)", tv,
+				 tc);
+	}
+	if (tls && v.event.change == SUP_CHANGE_UP) {
+		v.event.tls_version = tv;
+		v.event.tls_cipher = tc;
 	}
 	daemon_apply(d, &v);
 	if (sl->id == d->sup.primary)

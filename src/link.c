@@ -44,6 +44,7 @@ void link_free_scratch(struct link *l)
 	pmd_destroy(l->pmd);
 	l->pmd = NULL;
 	l->deflate_params[0] = '\0';
+	l->tls_version[0] = l->tls_cipher[0] = '\0';
 }
 
 void link_release_dial(struct link *l)
@@ -418,6 +419,7 @@ static int established(struct link *l, struct lws *wsi)
 {
 	if (l->ending || l->destroying)
 		return -1;
+	link_note_tls(l, wsi);
 	l->wsi = wsi;
 	l->up = true;
 	l->end.was_up = true;
@@ -634,6 +636,13 @@ const char *link_compression(const struct link *l, struct pmd_report *r)
 const struct link_stats *link_stats(const struct link *l)
 {
 	return &l->stats;
+}
+
+bool link_tls(const struct link *l, const char **version, const char **cipher)
+{
+	*version = l->tls_version;
+	*cipher = l->tls_cipher;
+	return *l->tls_version != '\0';
 }
 
 const char *link_cert_not_after(const struct link *l)

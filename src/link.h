@@ -75,6 +75,8 @@ struct pmd_report;
 /* permessage-deflate on the link now: its parameters and figures, or NULL (r zeroed). */
 const char *link_compression(const struct link *l, struct pmd_report *r);
 /* notAfter of the client certificate of the last attempt, or "". */
+/* The TLS version ("TLSv1.3") and IANA cipher suite name of a link that is up; false: none. */
+bool link_tls(const struct link *l, const char **version, const char **cipher);
 const char *link_cert_not_after(const struct link *l);
 /* The same as a Unix time; 0 when there is none. */
 time_t link_cert_expiry(const struct link *l);

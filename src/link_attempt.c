@@ -45,6 +45,7 @@ static char *read_value_file(const char *file, const char *name, char *err, size
 static int load_scratch(struct link *l, const struct wst_config *cfg, char *err, size_t errlen)
 {
 	l->insecure = cfg->insecure;
+	l->tls13_only = cfg->tls_min_version == TLS_MIN_1_3;
 	snprintf(l->server_name, sizeof(l->server_name), "%s", cfg->server_name);
 	snprintf(l->cert_file, sizeof(l->cert_file), "%s", cfg->cert_file);
 	if (*cfg->subprotocol && !(l->subprotocol = strdup(cfg->subprotocol)))
@@ -80,6 +81,25 @@ oom:
 	return errf(err, errlen, "out of memory");
 }
 
+/* The negotiated version and suite; mbedTLS spells IANA's names with dashes. */
+void link_note_tls(struct link *l, struct lws *wsi)
+{
+	const char *v, *c;
+	size_t i;
+
+	if (!l->url.tls || lws_wst_tls_negotiated(wsi, &v, &c) < 0)
+		return;
+	snprintf(l->tls_version, sizeof(l->tls_version), "%s", v);
+	if (!strncmp(c, "TLS1-3-", 7))
+		c += 7;
+	else if (!strncmp(c, "TLS-", 4))
+		c += 4;
+	snprintf(l->tls_cipher, sizeof(l->tls_cipher), "TLS_%s", c);
+	for (i = 0; l->tls_cipher[i]; i++)
+		if (l->tls_cipher[i] == '-')
+			l->tls_cipher[i] = '_';
+}
+
 /* The dialled socket goes to lws, which does TLS and the WebSocket upgrade. */
 static void start_lws(struct link *l)
 {
@@ -105,6 +125,9 @@ static void start_lws(struct link *l)
 		/* always a CA: without one lws loads no client certificate either */
 		info.client_ssl_ca_mem = l->ca.pem;
 		info.client_ssl_ca_mem_len = (unsigned int)l->ca.len;
+		/* TLS 1.3 is offered (and preferred) always; 1.2 unless tls.min_version = "1.3" */
+		if (l->tls13_only)
+			info.ssl_client_options_set = LWS_WST_SSL_OP_NO_TLSv1_2;
 		if (l->cert.blob) {
 			info.client_ssl_cert_mem = l->cert.blob;
 			info.client_ssl_cert_mem_len = (unsigned int)l->cert.len;

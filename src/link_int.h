@@ -79,6 +79,10 @@ struct link {
 	char cert_file[4096];
 	char server_name[URL_MAX_HOST + 1];	/* tls.server_name of this attempt */
 	bool insecure;
+	bool tls13_only; /* tls.min_version = "1.3" */
+	/* what the handshake negotiated, once up ("" before) */
+	char tls_version[16]; /* "TLSv1.3" */
+	char tls_cipher[64];  /* IANA's name: "TLS_AES_256_GCM_SHA384" */
 	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
 	size_t max_message;
 
@@ -131,6 +135,8 @@ void link_finish(struct link *l);
 void link_free_scratch(struct link *l);
 void link_release_dial(struct link *l);
 void link_time_pong(struct link *l, uint64_t seq);
+/* link_attempt.c: what the TLS handshake of an established link negotiated */
+void link_note_tls(struct link *l, struct lws *wsi);
 extern const struct lws_protocols link_protocols[];
 
 /* link_rx.c: bytes from the server, handed over raw by our lws patch */

@@ -46,6 +46,11 @@ static void link_metrics(FILE *f, const struct wst_status *st)
 	if (st->cert_expiry)
 		fprintf(f, P "client_cert_expiry_timestamp_seconds %lld\n",
 			(long long)st->cert_expiry);
+	head(f, "tls_info", "gauge",
+	     "1, labelled with the TLS version and cipher suite of the link.");
+	if (st->up && st->tls_version && st->tls_cipher)
+		fprintf(f, P "tls_info{version=\"%s\",cipher=\"%s\"} 1\n", st->tls_version,
+			st->tls_cipher);
 }
 
 static void message_metrics(FILE *f, const struct wst_status *st)

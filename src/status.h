@@ -43,6 +43,7 @@ struct wst_status {
 	int last_close_code;		/* 0: none */
 	const char *last_close_reason;
 	const char *cert_not_after;
+	const char *tls_version, *tls_cipher; /* of the link that is up; NULL: none */
 	bool insecure;
 	size_t bridge_clients;
 	int exec_pid;

@@ -70,6 +70,7 @@ struct sup_event {
 	int http_status;	/* failed: of a refused upgrade, else 0 */
 	const char *msg;	/* the link's one-line explanation */
 	int64_t retry_ms;	/* the next attempt in this many ms; -1: none planned */
+	const char *tls_version, *tls_cipher; /* up over TLS: what it negotiated, else NULL */
 };
 
 struct sup_verdict {

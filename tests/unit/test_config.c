@@ -61,6 +61,7 @@ static void loads_defaults_with_url_alone(void **state)
 	assert_int_equal(c->connect_timeout_s, 15);
 	assert_int_equal(c->max_message_bytes, 1048576);
 	assert_int_equal(c->compression, COMPRESSION_OFF);
+	assert_int_equal(c->tls_min_version, TLS_MIN_1_2);
 	assert_int_equal(c->ping_interval_s, 20);
 	assert_int_equal(c->pong_timeout_s, 10);
 	assert_int_equal(c->backoff_initial_ms, 500);
@@ -199,6 +200,8 @@ static void reports_bad_lists_headers_and_pairs(void **state)
 	unsetenv("CREDENTIALS_DIRECTORY");
 	expect_error("link = { url = \"ws://x/\";\n compression = \"gzip\"; };\n", 78,
 		     ":2: link.compression: unknown value 'gzip' (use \"off\" or \"deflate\")");
+	expect_error("link = { url = \"wss://x/\"; };\ntls = { min_version = \"1.1\"; };\n", 78,
+		     ":2: tls.min_version: unknown value '1.1' (use \"1.2\" or \"1.3\")");
 	expect_error("link = { url = \"ws://x/\";\n fallback_urls = [ \"ftp://y/\" ]; };\n", 78,
 		     ":2: link.fallback_urls: invalid URL 'ftp://y/'");
 	expect_error("link = { url = \"ws://x/\";\n headers = ( { name = \"A\"; } ); };\n", 78,
@@ -297,6 +300,7 @@ static const struct {
     {"tls.key_file", "\"/x/c.key\"; cert_file = \"/x/c.crt\""},
     {"tls.server_name", "\"name\""},
     {"tls.insecure", "true"},
+    {"tls.min_version", "\"1.3\""},
     {"keepalive.ping_interval_s", "3"},
     {"keepalive.pong_timeout_s", "3"},
     {"backoff.initial_ms", "7"},

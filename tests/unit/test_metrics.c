@@ -70,7 +70,9 @@ static void renders_every_family_with_help_and_type(void **state)
 				.spool_on = true,
 				.oldest_queued_ms = 2500,
 				.ping_rtt_us = 1234,
-				.cert_expiry = 1800000000};
+				.cert_expiry = 1800000000,
+				.tls_version = "TLSv1.3",
+				.tls_cipher = "TLS_AES_256_GCM_SHA384"};
 	char *t;
 
 	st.spool.bytes = 4096;
@@ -102,6 +104,8 @@ static void renders_every_family_with_help_and_type(void **state)
 	assert_non_null(strstr(t, "\nwstether_queue_oldest_age_seconds 2.500\n"));
 	assert_non_null(strstr(t, "\nwstether_ping_rtt_seconds 0.001234\n"));
 	assert_non_null(strstr(t, "\nwstether_client_cert_expiry_timestamp_seconds 1800000000\n"));
+	assert_non_null(strstr(t, "# TYPE wstether_tls_info gauge\nwstether_tls_info{"
+				  "version=\"TLSv1.3\",cipher=\"TLS_AES_256_GCM_SHA384\"} 1\n"));
 	free(t);
 }
 
@@ -116,6 +120,7 @@ static void unknown_values_have_no_sample(void **state)
 	assert_non_null(strstr(t, "\nwstether_queue_oldest_age_seconds 0.000\n"));
 	assert_null(strstr(t, "\nwstether_ping_rtt_seconds "));
 	assert_null(strstr(t, "\nwstether_client_cert_expiry_timestamp_seconds "));
+	assert_null(strstr(t, "\nwstether_tls_info"));
 	assert_null(strstr(t, "cause=\"other\""));
 	free(t);
 	/* a spool read back at start knows older messages than the queue does */
