@@ -17,7 +17,7 @@ import re
 
 import pytest
 
-from conftest import HERE, control_request, echo_roundtrip, stop_with_eof
+from conftest import HERE, control_request, echo_roundtrip, stop_with_eof, wait_until
 from test_tls import (EXIT_CONFIG, EXIT_OK, SERIAL_A, Peer, _no_sanitizer_reports,  # noqa: F401
                       assert_nothing_delivered, check_fails, copy_pair, first_failure_line,
                       peers, stderr_lines, tls_config, tpki)
@@ -263,3 +263,29 @@ def test_not_tls_at_all(peers, tls_config, daemon):
     assert "not a TLS record" in line, line
     d.terminate()
     assert d.wait(15) == EXIT_OK
+
+
+# --------------------------------------------------------------------------
+# A real server: Debian's nginx, Mozilla "modern" (TLS 1.3 only), mTLS
+
+
+def test_nginx_modern_profile_with_a_client_certificate(ws_server, tpki, tls_config, daemon,
+                                                        tmp_path, stop_at_teardown):
+    from peers.nginx_peer import Nginx
+    backend = ws_server()
+    ng = stop_at_teardown(Nginx(tmp_path / "nginx", tpki.server[0], tpki.server[1],
+                                backend.port, client_ca=tpki.client_ca).start())
+    crt, key = copy_pair(tpki.client_a, tmp_path)
+    d = daemon("--config", tls_config(f"wss://localhost:{ng.port}/", cert_file=crt,
+                                      key_file=key))
+    echo_roundtrip(d, ["through nginx", "and back"])
+    assert re.search(r"\(TLSv1\.3, TLS_[A-Z0-9_]+\)$", connected_line(d))
+    stop_with_eof(d)
+    # nginx logs the request when the WebSocket connection ends
+    wait_until(ng.requests, 10, what=f"nginx's access log; {ng.stderr_text()}")
+    [req] = ng.requests()
+    assert req["status"] == "101", req
+    assert req["ssl_protocol"] == "TLSv1.3", req
+    assert req["ssl_client_verify"] == "SUCCESS", req
+    assert int(req["ssl_client_serial"], 16) == SERIAL_A, req
+    assert backend.messages() == ["through nginx", "and back"]
