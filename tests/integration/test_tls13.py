@@ -256,6 +256,15 @@ def test_no_common_cipher_suite(alert_server, tls_config, daemon):
     assert "NO_SHARED_CIPHER" in srv.tls_events(ok=False)[0]["error"]
 
 
+def test_no_post_handshake_authentication_is_offered(alert_server, tls_config, daemon):
+    """mbedTLS does not send post_handshake_auth (RFC 8446 4.6.2), so a TLS 1.3
+    server cannot ask for a certificate after the handshake: it must ask in it."""
+    srv = alert_server("--min-version", "1.3", "--post-handshake-auth")
+    daemon("--config", tls_config(srv.url()))
+    [pha] = srv.wait_for_event("pha")[:1]
+    assert not pha["ok"] and "EXTENSION_NOT_RECEIVED" in pha["error"].upper(), pha
+
+
 def test_not_tls_at_all(peers, tls_config, daemon):
     srv = peers.plain("http")
     d = daemon("--config", tls_config(srv.url()))

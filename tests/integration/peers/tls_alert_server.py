@@ -16,7 +16,9 @@ the first stdout line. With --log it appends one JSON line per handshake:
     {"event": "tls", "conn": 2, "ok": true, "version": "TLSv1.3",
      "cipher": "TLS_AES_256_GCM_SHA384", "client_serial": "4660"}
 
-A handshake that succeeds is closed at once: this peer is for failures.
+A handshake that succeeds is closed at once: this peer is for failures. With
+--post-handshake-auth it first asks for a client certificate after the
+handshake (TLS 1.3) and logs {"event": "pha", "ok": false, "error": ...}.
 
 Written against Debian 12's python3 3.11.
 """
@@ -42,6 +44,8 @@ def parse_args():
     p.add_argument("--max-version", choices=sorted(VERSIONS))
     p.add_argument("--ciphers", help="OpenSSL cipher list for TLS 1.2 and below")
     p.add_argument("--seclevel0", action="store_true")
+    p.add_argument("--post-handshake-auth", action="store_true",
+                   help="after a TLS 1.3 handshake, ask for a client certificate")
     p.add_argument("--log", metavar="FILE")
     return p.parse_args()
 
@@ -61,7 +65,7 @@ def context(args):
     return ctx
 
 
-def serve(ctx, conn, n, log):
+def serve(ctx, conn, n, log, pha):
     conn.settimeout(10)
     tls = ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
     try:
@@ -83,6 +87,12 @@ def serve(ctx, conn, n, log):
     cert = tls.getpeercert()
     log(event="tls", conn=n, ok=True, version=tls.version(), cipher=tls.cipher()[0],
         client_serial=str(int(cert["serialNumber"], 16)) if cert else None)
+    if pha:
+        try:
+            tls.verify_client_post_handshake()
+            log(event="pha", conn=n, ok=True)
+        except ssl.SSLError as e:
+            log(event="pha", conn=n, ok=False, error=str(e))
     tls.close()
 
 
@@ -102,7 +112,8 @@ def main():
             with lock:
                 log(**event)
 
-        threading.Thread(target=serve, args=(ctx, conn, n, locked_log), daemon=True).start()
+        threading.Thread(target=serve, args=(ctx, conn, n, locked_log, args.post_handshake_auth),
+                         daemon=True).start()
 
 
 if __name__ == "__main__":
