@@ -18,9 +18,9 @@ import re
 import pytest
 
 from conftest import HERE, control_request, echo_roundtrip, stop_with_eof, wait_until
-from test_tls import (EXIT_CONFIG, EXIT_OK, SERIAL_A, Peer, _no_sanitizer_reports,  # noqa: F401
-                      assert_nothing_delivered, check_fails, copy_pair, first_failure_line,
-                      peers, stderr_lines, tls_config, tpki)
+from test_tls import (EXIT_CONFIG, EXIT_OK, SERIAL_A, CertFactory, Peer,  # noqa: F401
+                      _no_sanitizer_reports, assert_nothing_delivered, check_fails, copy_pair,
+                      first_failure_line, peers, stderr_lines, tls_config, tpki)
 
 TLS_ALERT_SERVER = HERE / "peers" / "tls_alert_server.py"
 SERIAL_RSA = 0x1C003
@@ -44,6 +44,19 @@ def alert_server(tmp_path, stop_at_teardown, tpki):
         return stop_at_teardown(Peer(TLS_ALERT_SERVER, tmp_path / f"alert{n[0]}.log", extra))
 
     return start
+
+
+@pytest.fixture(scope="module")
+def expired_chain(tpki):
+    """(cert_file, key_file): a valid leaf, then the expired intermediate that issued it."""
+    f = CertFactory(tpki.dir)
+    f.ca("expired-inter", "expired intermediate", parent="client-ca", serial=0x500,
+         start="20200101000000Z", end="20200201000000Z")
+    crt, key = f.leaf("under-expired", "expired-inter", "client E", client=True,
+                      serial=0x1E005)
+    chain = tpki.dir / "under-expired-chain.crt"
+    chain.write_text(crt.read_text() + (tpki.dir / "expired-inter.crt").read_text())
+    return chain, key
 
 
 def with_min_version(conf, version):
@@ -229,6 +242,19 @@ def test_server_rejects_our_client_certificate_unknown_ca(alert_server, tpki, tl
                    f"client certificate rejected (TLS {version}, {key})")
     assert str(crt) in line and "[alert unknown_ca]" in line, line
     assert "does not trust the CA" in line, line
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_server_rejects_our_chain_as_expired(alert_server, tpki, tls_config, daemon, tmp_path,
+                                            expired_chain, version):
+    """The leaf is valid (the pre-checks pass); the server finds the intermediate expired."""
+    srv = alert_server("--min-version", version, "--max-version", version,
+                       client_ca=tpki.client_ca)
+    crt, key = copy_pair(expired_chain, tmp_path)
+    d = daemon("--config", tls_config(srv.url(), cert_file=crt, key_file=key))
+    line = failure(d, srv, "rejected our client certificate",
+                   f"client certificate rejected as expired (TLS {version})")
+    assert "[alert certificate_expired]" in line and "check both clocks" in line, line
 
 
 def test_no_common_version_names_what_we_offered(alert_server, tls_config, daemon):
