@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "utf8.h"
+
 /*
  * Server-to-client WebSocket frames (RFC 6455 5-8), parsed by us rather than
  * by lws. lws 4.1.6 delivers masked frames as data and drops the TCP without
@@ -56,6 +58,8 @@ struct wsrx {
 	bool msg_compressed; /* RSV1 on its first frame (RFC 7692 6): not yet inflated */
 	unsigned char *msg;
 	size_t msg_len, msg_cap;
+	/* an uncompressed text message is checked as its bytes arrive, not once whole */
+	struct utf8_stream utf8;
 };
 
 void wsrx_init(struct wsrx *rx, size_t max_message, unsigned rsv_allowed);

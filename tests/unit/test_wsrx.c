@@ -142,7 +142,8 @@ static void fails_each_framing_violation(void **state)
 
 static void fails_bad_payloads(void **state)
 {
-	FAILS("\x81\x02\xc3\x28", WSRX_VIOLATION, 1007, "not valid UTF-8 (RFC 6455 §8.1)", "");
+	FAILS("\x81\x02\xc3\x28", WSRX_VIOLATION, 1007, "not valid UTF-8 at byte 1 (RFC 6455 §8.1)",
+	      "");
 	FAILS("\x01\x01\xce\x80\x01\xff", WSRX_VIOLATION, 1007, "not valid UTF-8", "");
 	FAILS("\x82\x11"
 	      "12345678901234567",
@@ -163,6 +164,66 @@ static void fails_bad_payloads(void **state)
 				      0),
 				 WSRX_OK);
 		assert_string_equal(got, "B:1234567890123456|");
+		wsrx_finish(&rx);
+	}
+}
+
+/*
+ * Autobahn 6.4.x: a text message fails at its first byte that cannot be
+ * UTF-8, with the rest of its frame and its later fragments still to come.
+ */
+static void fails_invalid_text_before_the_message_ends(void **state)
+{
+	struct wsrx rx = {0};
+
+	wsrx_init(&rx, 1024, 0);
+	/* 10 bytes announced, 3 arrived, the third hopeless */
+	assert_int_equal(FEED(&rx,
+			      "\x81\x0a"
+			      "ab\xff",
+			      0),
+			 WSRX_VIOLATION);
+	assert_int_equal(rx.err_code, 1007);
+	assert_string_equal(rx.err_what,
+			    "a text message that is not valid UTF-8 at byte 2 (RFC 6455 §8.1)");
+	assert_string_equal(got, "");
+	/* a first fragment already invalid: no continuation is waited for */
+	wsrx_init(&rx, 1024, 0);
+	assert_int_equal(FEED(&rx,
+			      "\x01\x03"
+			      "ab\xc0",
+			      1),
+			 WSRX_VIOLATION);
+	assert_int_equal(rx.err_code, 1007);
+	/* a surrogate whose lead byte ended the first fragment: byte 2 of the message */
+	wsrx_init(&rx, 1024, 0);
+	assert_int_equal(FEED(&rx,
+			      "\x01\x02"
+			      "a\xed\x80\x02\xa0\x80",
+			      0),
+			 WSRX_VIOLATION);
+	assert_non_null(strstr(rx.err_what, "at byte 2 "));
+	wsrx_finish(&rx);
+	/* a message that ends inside a sequence fails when it ends */
+	FAILS("\x81\x02"
+	      "a\xe2",
+	      WSRX_VIOLATION, 1007, "ends inside a UTF-8 sequence", "");
+	FAILS("\x01\x01\xe2\x80\x01\x82", WSRX_VIOLATION, 1007, "ends inside a UTF-8 sequence", "");
+}
+
+/* A code point split over fragments, with a ping between its bytes, is whole again. */
+static void joins_code_points_split_over_fragments(void **state)
+{
+	for (size_t step = 0; step < 4; step++) {
+		struct wsrx rx = {0};
+
+		wsrx_init(&rx, 1024, 0);
+		assert_int_equal(FEED(&rx,
+				      "\x01\x02"
+				      "a\xe2\x89\x00\x00\x01\x82\x80\x01\xac",
+				      step),
+				 WSRX_OK);
+		assert_string_equal(got, "P:|T:a\xe2\x82\xac|");
 		wsrx_finish(&rx);
 	}
 }
@@ -293,6 +354,8 @@ int main(void)
 	    cmocka_unit_test(delivers_messages_in_any_split),
 	    cmocka_unit_test(fails_each_framing_violation),
 	    cmocka_unit_test(fails_bad_payloads),
+	    cmocka_unit_test(fails_invalid_text_before_the_message_ends),
+	    cmocka_unit_test(joins_code_points_split_over_fragments),
 	    cmocka_unit_test(checks_close_frames),
 	    cmocka_unit_test(finds_unoffered_extensions),
 	    cmocka_unit_test(rsv1_marks_compressed_messages_when_negotiated),
