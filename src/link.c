@@ -203,7 +203,8 @@ static int write_hello(struct link *l, size_t *off)
 	const char *m = l->hello.data;
 
 	l->hello_due = false;
-	if (tx_reserve(l, l->hello.total + l->hello.n * WSFRAME_MAX_HEADER) < 0) {
+	/* after the pongs already framed at *off */
+	if (tx_reserve(l, *off + l->hello.total + l->hello.n * WSFRAME_MAX_HEADER) < 0) {
 		link_set_end(l, LINK_FAIL_LOCAL, "out of memory framing the hello (link.hello)");
 		return -1;
 	}
@@ -247,16 +248,17 @@ static int compress_message(struct link *l, const unsigned char **data, size_t *
  */
 static int write_batch(struct link *l)
 {
-	size_t off = 0;
+	size_t off = 0, plen;
 	struct qmsg *m;
 	unsigned char *p;
 
-	if (l->pong_due) {
-		if (tx_reserve(l, WSFRAME_MAX_HEADER + l->pong_len) < 0)
-			return -1;
-		off = wsframe_encode(l->tx + LWS_PRE, WSF_PONG, l->pong, l->pong_len, next_mask(l));
-		l->pong_due = false;
-	}
+	if (pongq_len(&l->pongs) &&
+	    tx_reserve(l, pongq_len(&l->pongs) * (WSFRAME_MAX_HEADER + PONGQ_PAYLOAD)) < 0)
+		return -1;
+	/* RFC 6455 5.5.3: a pong for each ping, in their order, before anything else */
+	for (const unsigned char *pong; (pong = pongq_peek(&l->pongs, &plen));
+	     pongq_pop(&l->pongs))
+		off += wsframe_encode(l->tx + LWS_PRE + off, WSF_PONG, pong, plen, next_mask(l));
 	if (l->hello_due && write_hello(l, &off) < 0)
 		return -1;
 	while (l->carrier && (m = queue_peek_unsent(l->q))) {

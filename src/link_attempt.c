@@ -234,7 +234,8 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	wsrx_init(&l->rx, cfg->max_message_bytes, 0);
 	l->deflate = cfg->compression == COMPRESSION_DEFLATE &&
 		     pmd_offer_header(&pmd_default_offer, l->deflate_offer, sizeof(l->deflate_offer));
-	l->violated = l->peer_closed = l->pong_due = false;
+	l->violated = l->peer_closed = l->pong_flood_said = false;
+	pongq_init(&l->pongs);
 	l->via[0] = '\0';
 	l->probing = false;
 	memset(&l->local, 0, sizeof(l->local));

@@ -37,6 +37,7 @@
 #include "url.h"
 #include "utf8.h"
 #include "wsframe.h"
+#include "pongq.h"
 #include "wsrx.h"
 
 /* How much to hand lws per WRITEABLE: enough to fill a socket buffer. */
@@ -103,9 +104,8 @@ struct link {
 	bool violated;	  /* we are failing the link for the server's protocol error */
 	bool peer_closed; /* the server's close frame came: answer it, then wait for TCP */
 	int peer_code;	  /* what to answer it with, 0 for an empty close */
-	bool pong_due;
-	unsigned char pong[125];
-	size_t pong_len;
+	struct pongq pongs;   /* owed to the server's pings, written first in each batch */
+	bool pong_flood_said; /* the one line about pings we could not all answer */
 
 	unsigned char *tx;
 	size_t tx_cap;
