@@ -235,7 +235,7 @@ static void on_down(void *ud)
 	struct daemon *d = sl->d;
 	const struct link_end *e = link_last_end(sl->link);
 	struct sup_end se = { e->fail, e->was_up, e->by_request, e->http_status, e->retry_after_s,
-			      e->close_code, e->close_reason, e->msg };
+			      e->close_code, e->close_reason, e->msg, e->clean_close };
 	bool primary = sl->id == d->sup.primary;
 	uint64_t id = sl->id;
 	struct sup_verdict v;

@@ -21,8 +21,7 @@ static int inflate_message(struct link *l, const unsigned char **data, size_t *l
 	case PMD_CORRUPT:
 		zerr = pmd_error(l->pmd);
 		escape_text(esc, sizeof(esc), zerr, strlen(zerr));
-		snprintf(what, sizeof(what), "a compressed message that does not inflate (%s)",
-			 esc);
+		snprintf(what, sizeof(what), "a compressed message that does not inflate (%s)", esc);
 		wsrx_reject(&l->rx, WSRX_VIOLATION, 1007, what);
 		return -1;
 	default:
@@ -31,10 +30,9 @@ static int inflate_message(struct link *l, const unsigned char **data, size_t *l
 	}
 	*data = pmd_message(l->pmd, len);
 	if (!binary && !utf8_valid(*data, *len)) {
-		snprintf(
-		    what, sizeof(what),
-		    "a compressed text message of %zu bytes, not UTF-8 inflated (RFC 6455 §8.1)",
-		    *len);
+		snprintf(what, sizeof(what),
+			 "a compressed text message of %zu bytes, not UTF-8 inflated (RFC 6455 §8.1)",
+			 *len);
 		wsrx_reject(&l->rx, WSRX_VIOLATION, 1007, what);
 		return -1;
 	}
@@ -91,13 +89,15 @@ static void rx_close(void *ud, int code, const unsigned char *reason, size_t len
 		link_finish(l);
 		return;
 	}
+	/* the first cause stands: a close after something else went wrong is no clean end */
+	if (l->end.fail == LINK_FAIL_NONE)
+		l->end.clean_close = code == 1000 || code == 0;
 	if (code)
-		link_set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s",
-			     l->url.host, l->url.port, code, l->end.close_reason[0] ? " " : "",
-			     l->end.close_reason);
+		link_set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s", l->url.host,
+			l->url.port, code, l->end.close_reason[0] ? " " : "", l->end.close_reason);
 	else
 		link_set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link without a code",
-			     l->url.host, l->url.port);
+			l->url.host, l->url.port);
 	/* RFC 6455 5.5.1: echo the code, then let the server close the TCP */
 	l->peer_closed = true;
 	l->peer_code = code;
@@ -122,11 +122,11 @@ static void rx_violation(struct link *l)
 		    l->url.host, l->url.port, l->max_message);
 	else if (rx->status == WSRX_NOMEM)
 		link_set_end(l, LINK_FAIL_VIOLATION,
-			     "out of memory reassembling a message from %s:%u: closing with 1009",
-			     l->url.host, l->url.port);
+			"out of memory reassembling a message from %s:%u: closing with 1009",
+			l->url.host, l->url.port);
 	else
 		link_set_end(l, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d",
-			     l->url.host, l->url.port, rx->err_what, rx->err_code);
+			l->url.host, l->url.port, rx->err_what, rx->err_code);
 	l->end.close_code = rx->peer_code; /* as received, invalid or not */
 	l->violated = true;
 	l->close_req = true;

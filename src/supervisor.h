@@ -34,6 +34,7 @@ struct sup_end {
 	int close_code;		/* from the server's close frame, else 0 */
 	const char *close_reason;
 	const char *msg;	/* the link's one-line explanation */
+	bool clean_close;	/* the server closed normally (1000 or no code): a notice */
 };
 
 enum sup_do {

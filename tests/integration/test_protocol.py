@@ -217,14 +217,34 @@ def test_valid_close_is_echoed_and_the_daemon_reconnects(server, daemon, tmp_pat
     assert d.read_lines(1) == [b"before"]
     wait_until(lambda: len(srv.conns) >= 2, 5, what="a reconnect")
     assert stdout_now(d) == []
-    assert any("closed the link: 1000 done" in m for _, m in log_lines(d)), log_lines(d)
+    # a server's normal close is no fault of anyone's: a notice, not a warning
+    assert ("notice", f"server 127.0.0.1:{srv.port} closed the link: 1000 done") \
+        in log_lines(d), log_lines(d)
 
 
 def test_empty_close_is_answered_with_an_empty_close(server, daemon, tmp_path):
     srv = server(lambda n: Plan(send=mk(0x8)) if n == 1 else Plan(hold=30))
-    start_daemon(daemon, tmp_path, srv.url())
+    d = start_daemon(daemon, tmp_path, srv.url())
     (c1,) = srv.wait_done(1, timeout=10)
     assert c1.close_code == 1005 and c1.close_reason == b""
+    want = ("notice", f"server 127.0.0.1:{srv.port} closed the link without a code")
+    wait_until(lambda: want in log_lines(d), 10, what="the close logged at notice")
+
+
+def test_exit_calls_written_messages_unconfirmed_not_undelivered(server, daemon, tmp_path):
+    """The server reads both messages but never answers a ping: at exit they
+    are "unconfirmed" (it may well have them), not "undelivered"."""
+    srv = server(lambda n: Plan(hold=30))
+    d = start_daemon(daemon, tmp_path, srv.url(), "drain_timeout_s = 0;")
+    wait_until(lambda: srv.conns and srv.conns[0].sent_at, 10, what="the upgrade")
+    d.send_lines([b"one", b"two"])
+    wait_until(lambda: srv.conns[0].texts() == [b"one", b"two"], 10, what="both messages")
+    d.terminate()
+    assert d.wait() == 0, d.stderr_tail()
+    want = ("warning", "exiting with 2 unconfirmed message(s): written, but no pong "
+            "confirmed them")
+    assert want in log_lines(d), log_lines(d)
+    assert "undelivered" not in d.stderr()
 
 
 # Autobahn 7.7.x: every code a server may send is echoed; 7.3.x: close payload sizes
