@@ -87,20 +87,7 @@
 #include <openssl/x509.h>
 #endif
 #ifdef WITH_DEFLATE
-#include <stdarg.h>
-
-#include "pmdeflate.h"
-
-/* pmdeflate.c's one need from the daemon's core (log.c would bring lws along) */
-int errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+#include "pmdeflate.h" /* linked with src/pmdeflate.c and bench/errf.c */
 #endif
 
 #define READ_CHUNK   (256u * 1024u)

@@ -1,31 +1,19 @@
 /*
  * pmd_compress alone, per client window size (issue 17 item 10): how long
  * wstether's compressor takes for N messages of one size, and the ratio it
- * reaches. Build and run :
- *   cc -O2 -Isrc bench/pmd-window.c src/pmdeflate.c -lz -o pmd-window
+ * reaches. Build and run:
+ *   cc -O2 -Isrc bench/pmd-window.c bench/errf.c src/pmdeflate.c -lz -o pmd-window
  *   pmd-window BITS SIZE COUNT [nct] [text|star|random]
  * "nct" sets client_no_context_takeover (Autobahn 13.5/13.7). "star" is
- * Autobahn's payload (one byte repeated); "text" is JSON-like telemetry.
+ * one byte repeated (the most compressible); "text" JSON-like telemetry;
+ * "random" nothing deflate can shrink.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <stdarg.h>
-
 #include "pmdeflate.h"
-
-/* pmdeflate.c's one outside need (log.c would bring lws along) */
-int errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 static void fill(unsigned char *p, size_t n, const char *kind, unsigned seed)
 {
