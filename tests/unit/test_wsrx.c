@@ -228,6 +228,27 @@ static void joins_code_points_split_over_fragments(void **state)
 	}
 }
 
+/* Autobahn 2.10/2.11: ten pings in a row, whole or an octet at a time, each handed over in order. */
+static void hands_over_every_ping_in_order(void **state)
+{
+	unsigned char in[10 * 8];
+	char want[128] = "";
+	size_t len = 0;
+
+	for (int i = 0; i < 10; i++) {
+		len += (size_t)snprintf((char *)in + len, sizeof(in) - len, "\x89\x05ping%d", i);
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "P:ping%d|", i);
+	}
+	for (size_t step = 0; step < 3; step++) {
+		struct wsrx rx = {0};
+
+		wsrx_init(&rx, 16, 0);
+		assert_int_equal(feed(&rx, in, len, step), WSRX_OK);
+		assert_string_equal(got, want);
+		wsrx_finish(&rx);
+	}
+}
+
 static void checks_close_frames(void **state)
 {
 	struct wsrx rx = {0};
@@ -356,6 +377,7 @@ int main(void)
 	    cmocka_unit_test(fails_bad_payloads),
 	    cmocka_unit_test(fails_invalid_text_before_the_message_ends),
 	    cmocka_unit_test(joins_code_points_split_over_fragments),
+	    cmocka_unit_test(hands_over_every_ping_in_order),
 	    cmocka_unit_test(checks_close_frames),
 	    cmocka_unit_test(finds_unoffered_extensions),
 	    cmocka_unit_test(rsv1_marks_compressed_messages_when_negotiated),
