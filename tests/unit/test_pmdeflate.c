@@ -465,8 +465,8 @@ static void every_client_window_round_trips_with_a_hash_to_match(void **state)
 			send_many(a, b, 100, 4096);
 			pmd_report(a, &r);
 			/* zlib's 2^(w+2) + 2^(m+9), and its state of under 8 KiB */
-			assert_true(r.zlib_bytes <= ((size_t)1 << (bits + 2)) +
-							((size_t)1 << (level + 9)) + 8192);
+			assert_true(r.zlib_bytes <=
+				    ((size_t)1 << (bits + 2)) + ((size_t)1 << (level + 9)) + 8192);
 			if (bits == 9)
 				assert_true(r.zlib_bytes < 32 * 1024);
 			pmd_destroy(a);

@@ -228,7 +228,7 @@ static void joins_code_points_split_over_fragments(void **state)
 	}
 }
 
-/* Autobahn 2.10/2.11: ten pings in a row, whole or an octet at a time, each handed over in order. */
+/* Autobahn 2.10/2.11: ten pings in a row, whole or octet by octet, each handed over in order. */
 static void hands_over_every_ping_in_order(void **state)
 {
 	unsigned char in[10 * 8];
