@@ -366,6 +366,7 @@ static int negotiate_deflate(struct link *l, struct lws *wsi)
 		return 0;
 	}
 	l->pmd = pmd_create(&p, l->max_message);
+	l->inflating = false;
 	if (!l->pmd) {
 		link_set_end(l, LINK_FAIL_LOCAL, "out of memory setting up permessage-deflate");
 		return 1;

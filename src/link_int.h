@@ -71,6 +71,10 @@ struct link {
 	bool deflate;			/* link.compression = "deflate": offer it */
 	char deflate_offer[96];
 	struct pmd *pmd;		/* permessage-deflate, once the server accepted it */
+	/* the compressed message being inflated: how much of it was checked UTF-8 */
+	bool inflating;
+	size_t inflated_checked;
+	struct utf8_stream inflated_utf8;
 	char deflate_params[128];	/* what it accepted, for the log and status */
 	char **hdr_names, **hdr_values; /* "Name:" and value; values never logged */
 	size_t n_hdrs;

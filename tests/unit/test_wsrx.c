@@ -24,6 +24,12 @@ static void on_message(void *ud, const unsigned char *d, size_t len, bool binary
 	add(binary ? "B" : "T", d, len);
 }
 
+/* a compressed message's pieces: "ZT:" or "ZB:" with the bytes, "Z$:" at its end */
+static void on_compressed(void *ud, const unsigned char *d, size_t len, bool fin, bool binary)
+{
+	add(fin ? "Z$" : binary ? "ZB" : "ZT", d, len);
+}
+
 static void on_ping(void *ud, const unsigned char *d, size_t len)
 {
 	add("P", d, len);
@@ -42,7 +48,11 @@ static void on_close(void *ud, int code, const unsigned char *d, size_t len)
 	add(k, d, len);
 }
 
-static const struct wsrx_ops ops = {on_message, on_ping, on_pong, on_close};
+static const struct wsrx_ops ops = {.message = on_message,
+				    .compressed = on_compressed,
+				    .ping = on_ping,
+				    .pong = on_pong,
+				    .close = on_close};
 
 /* Feed the bytes in pieces of `step` (0: all at once); returns the final status. */
 static enum wsrx_status feed(struct wsrx *rx, const void *buf, size_t len, size_t step)
@@ -279,9 +289,9 @@ static void rsv1_marks_compressed_messages_when_negotiated(void **state)
 	bool compressed[2];
 
 	wsrx_init(&rx, 16, 0x40);
-	/* not valid UTF-8 as sent: it is checked once inflated */
+	/* not valid UTF-8 as sent: the consumer checks it as it inflates */
 	assert_int_equal(FEED(&rx, "\xc1\x02\xff\xfe", 0), WSRX_OK);
-	assert_string_equal(got, "T:\xff\xfe|");
+	assert_string_equal(got, "ZT:\xff\xfe|Z$:|");
 	compressed[0] = rx.msg_compressed;
 	assert_int_equal(FEED(&rx, "\x81\x01x", 0), WSRX_OK);
 	compressed[1] = rx.msg_compressed;
@@ -292,8 +302,15 @@ static void rsv1_marks_compressed_messages_when_negotiated(void **state)
 			      "b",
 			      1),
 			 WSRX_OK);
-	assert_string_equal(got, "P:|B:ab|");
+	/* handed over as it comes, not gathered: fragments, pieces of reads */
+	assert_string_equal(got, "ZB:a|P:|ZB:b|Z$:|");
 	assert_true(rx.msg_compressed);
+	assert_int_equal(FEED(&rx,
+			      "\xc1\x03"
+			      "abc",
+			      2),
+			 WSRX_OK);
+	assert_string_equal(got, "ZT:ab|ZT:c|Z$:|");
 	wsrx_finish(&rx);
 }
 
@@ -302,16 +319,17 @@ static void fails_rsv1_outside_a_first_frame(void **state)
 	const struct {
 		const char *in;
 		size_t len;
-		const char *what;
+		const char *what, *delivered;
 	} cases[] = {
+	    /* the first piece went to the inflater; the consumer delivers nothing unfinished */
 	    {"\x41\x01"
 	     "a\xc0\x01"
 	     "b",
-	     6, "RSV1 on a continuation frame (RFC 7692 §6.1)"},
-	    {"\xc9\x00", 2, "RSV1 on a control frame"},
-	    {"\xca\x00", 2, "RSV1 on a control frame"},
-	    {"\xc8\x02\x03\xe8", 4, "RSV1 on a control frame"},
-	    {"\xe1\x01x", 3, "RSV2 set"},
+	     6, "RSV1 on a continuation frame (RFC 7692 §6.1)", "ZT:a|"},
+	    {"\xc9\x00", 2, "RSV1 on a control frame", ""},
+	    {"\xca\x00", 2, "RSV1 on a control frame", ""},
+	    {"\xc8\x02\x03\xe8", 4, "RSV1 on a control frame", ""},
+	    {"\xe1\x01x", 3, "RSV2 set", ""},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -322,12 +340,13 @@ static void fails_rsv1_outside_a_first_frame(void **state)
 		assert_int_equal(rx.err_code, 1002);
 		if (!strstr(rx.err_what, cases[i].what))
 			fail_msg("'%s' does not say '%s'", rx.err_what, cases[i].what);
-		assert_string_equal(got, "");
+		assert_string_equal(got, cases[i].delivered);
 		wsrx_finish(&rx);
 	}
 }
 
-static void on_message_reject(void *ud, const unsigned char *d, size_t len, bool binary)
+static void on_compressed_reject(void *ud, const unsigned char *d, size_t len, bool fin,
+				 bool binary)
 {
 	add("R", d, len);
 	wsrx_reject(ud, WSRX_TOO_BIG, 1009, "a message that inflates too far");
@@ -335,7 +354,11 @@ static void on_message_reject(void *ud, const unsigned char *d, size_t len, bool
 
 static void a_consumer_can_reject_a_message(void **state)
 {
-	static const struct wsrx_ops rej = {on_message_reject, on_ping, on_pong, on_close};
+	static const struct wsrx_ops rej = {.message = on_message,
+					    .compressed = on_compressed_reject,
+					    .ping = on_ping,
+					    .pong = on_pong,
+					    .close = on_close};
 	struct wsrx rx = {0};
 
 	wsrx_init(&rx, 16, 0x40);
