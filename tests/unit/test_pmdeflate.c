@@ -194,6 +194,10 @@ static size_t send_many(struct pmd *a, struct pmd *b, unsigned n, size_t chunk)
 			assert_int_equal(pmd_inflate(b, c + off, k, off + k >= clen), PMD_OK);
 			if (off + k >= clen)
 				break;
+			/* what inflated so far, for text checked as it comes: a prefix */
+			back = pmd_message(b, &got);
+			assert_true(got <= len);
+			assert_memory_equal(back, msg, got);
 		}
 		back = pmd_message(b, &got);
 		assert_int_equal(got, len);
