@@ -153,6 +153,7 @@ static void bridge_broadcast(void *self, const unsigned char *data, size_t len, 
 		switch (peer_send(p, data, len, binary)) {
 		case PEER_UNFRAMABLE:
 			/* the same for every client: count it once */
+			b->drops.unframable_bytes += len;
 			if (!b->drops.unframable++ || log_enabled(LOG_DEBUG))
 				log_msg(LOG_WARNING,
 					"%s message of %zu bytes from the server cannot be framed as a "

@@ -18,6 +18,7 @@
 #include "control.h"
 #include "endpoint.h"
 #include "exec.h"
+#include "instance.h"
 #include "link.h"
 #include "log.h"
 #include "netwatch.h"
@@ -402,6 +403,8 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 		return 1;
 	}
 	init_watchers(&d, seed);
+	instance_name(opts->config_path, d.instance, sizeof(d.instance));
+	d.last_reload_ok = time(NULL);
 	if (daemon_links_init(&d) < 0) {
 		log_msg(LOG_ERR, "out of memory");
 		goto out;

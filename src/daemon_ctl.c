@@ -74,6 +74,7 @@ const char *daemon_reload(struct daemon *d)
 		log_event(LOG_ERR, &lc, "reload failed, keeping the running configuration: %s",
 			  err.msg);
 		snprintf(d->config_error, sizeof(d->config_error), "%s", err.msg);
+		d->reloads_failed++;
 		notify_ready();
 		return d->config_error;
 	}
@@ -88,6 +89,7 @@ const char *daemon_reload(struct daemon *d)
 			 n->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT : QUEUE_DROP_OLDEST);
 	if (daemon_use_config(d, n) < 0) {
 		log_msg(LOG_ERR, "reload: out of memory, keeping the running configuration");
+		d->reloads_failed++;
 		config_free(n);
 		notify_ready();
 		return "out of memory";
@@ -98,6 +100,8 @@ const char *daemon_reload(struct daemon *d)
 		sup_request(&d->sup, SUP_REQ_RECONFIGURE, daemon_now_ms(), &v);
 		daemon_apply(d, &v);
 	}
+	d->reloads_ok++;
+	d->last_reload_ok = time(NULL);
 	lc.url = daemon_url(d);
 	log_event(LOG_NOTICE, &lc, "configuration reloaded from %s",
 		  n->path ? n->path : "the command line");
@@ -119,6 +123,10 @@ static void local_drops(const struct daemon *d, struct wst_status *st)
 		st->oversized += e[i].oversized;
 		st->slow_readers += e[i].slow_readers;
 		st->bad_framing += e[i].bad_framing;
+		st->unframable_bytes += e[i].unframable_bytes;
+		st->undelivered_bytes += e[i].undelivered_bytes;
+		st->invalid_utf8_bytes += e[i].invalid_utf8_bytes;
+		st->oversized_bytes += e[i].oversized_bytes;
 	}
 }
 
@@ -159,6 +167,12 @@ static void snapshot_metrics(struct daemon *d, uint64_t now, struct wst_status *
 	st->oldest_queued_ms = queue_oldest_age_ms(q);
 	st->ping_rtt_us = ls->ping_rtt_us;
 	st->cert_expiry = link_cert_expiry(d->link);
+	st->instance = d->instance;
+	st->rejected_bytes = q->rejected_bytes;
+	st->too_big_bytes = d->out.too_big_bytes;
+	st->reloads_ok = d->reloads_ok;
+	st->reloads_failed = d->reloads_failed;
+	st->last_reload_ok = d->last_reload_ok;
 }
 
 static void ctl_snapshot(void *ud, struct wst_status *st)

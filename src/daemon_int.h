@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <ev.h>
 
@@ -57,6 +58,9 @@ struct daemon {
 	ev_timer age_timer;	/* link.max_age_s */
 	uint64_t rng;		/* its jitter */
 	char config_error[1024];
+	char instance[128];	/* instance_name() of the config path */
+	unsigned long long reloads_ok, reloads_failed;
+	time_t last_reload_ok;
 };
 
 enum source {

@@ -450,10 +450,13 @@ static void exec_deliver(void *self, const unsigned char *data, size_t len, bool
 
 	if (r == PEER_SENT)
 		return;
-	if (r == PEER_UNFRAMABLE)
+	if (r == PEER_UNFRAMABLE) {
 		e->drops.unframable++;
-	else
+		e->drops.unframable_bytes += len;
+	} else {
 		e->drops.undelivered++;
+		e->drops.undelivered_bytes += len;
+	}
 	n = e->drops.unframable + e->drops.undelivered;
 	if (n == 1 || log_enabled(LOG_DEBUG))
 		log_msg(LOG_WARNING, "exec handler: a message from the server was not delivered: %s "

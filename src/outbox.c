@@ -48,11 +48,14 @@ bool outbox_put(struct outbox *o, const void *data, size_t len, bool binary, boo
 		log_msg(LOG_WARNING, "a local message of %zu bytes exceeds queue.max_bytes: dropped",
 			len);
 		o->too_big++;
+		o->too_big_bytes += len;
 		return true;
 	}
 	if (!queue_has_room(q, len) && (hold || q->overflow == QUEUE_REJECT)) {
-		if (!hold)
+		if (!hold) {
 			q->rejected++;
+			q->rejected_bytes += len;
+		}
 		return false;
 	}
 	if (o->spool && !spool_put(o, data, len, binary))

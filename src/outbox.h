@@ -27,6 +27,7 @@ struct outbox {
 	bool failing;		/* the spool refused a write: senders are held back */
 	unsigned long long drops_logged;
 	unsigned long long too_big;	/* dropped: larger than the whole queue */
+	unsigned long long too_big_bytes;
 	void (*wake)(void *ud);	/* held-back senders may try again */
 	void *ud;
 };

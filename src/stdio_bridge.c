@@ -55,12 +55,14 @@ static void drop_long_line(struct stdio_bridge *s)
 		log_msg(LOG_WARNING,
 			"stdin line of %zu bytes exceeds link.max_message_bytes (%zu): dropped",
 			(size_t)(nl - p), s->max_line);
+		s->drops.oversized_bytes += (size_t)(nl - p);
 		buf_consume(&s->in, (size_t)(nl - p) + 1);
 		return;
 	}
 	log_msg(LOG_WARNING, "stdin line longer than link.max_message_bytes (%zu): dropped",
 		s->max_line);
 	s->discarding = true;
+	s->drops.oversized_bytes += s->in.len;
 	buf_consume(&s->in, s->in.len);
 }
 
@@ -75,6 +77,7 @@ static bool take_lines(struct stdio_bridge *s)
 
 		if (s->discarding) {
 			nl = memchr(p, '\n', s->in.len);
+			s->drops.oversized_bytes += nl ? (size_t)(nl - p) : s->in.len;
 			buf_consume(&s->in, nl ? (size_t)(nl - p) + 1 : s->in.len);
 			s->discarding = !nl;
 			continue;
@@ -91,6 +94,7 @@ static bool take_lines(struct stdio_bridge *s)
 			log_msg(LOG_WARNING, "stdin line of %zu bytes is not valid UTF-8: dropped",
 				f.len);
 			s->drops.invalid_utf8++;
+			s->drops.invalid_utf8_bytes += f.len;
 		} else if (!s->ev.message(s->ev.ud, (const char *)f.data, f.len)) {
 			return false;
 		}
@@ -247,6 +251,7 @@ static void stdio_output(void *self, const unsigned char *data, size_t len, bool
 	if (binary || memchr(data, '\n', len)) {
 		/* a line can carry neither: never write half a message */
 		s->drops.unframable++;
+		s->drops.unframable_bytes += len;
 		log_msg(s->drops.unframable == 1 ? LOG_WARNING : LOG_DEBUG,
 			"%s message of %zu bytes from the server cannot be a stdout line: skipped "
 			"(%llu so far)",
@@ -256,6 +261,7 @@ static void stdio_output(void *self, const unsigned char *data, size_t len, bool
 	if (!(dst = buf_reserve(&s->out, len + 1))) {
 		log_msg(LOG_ERR, "out of memory buffering stdout: message lost");
 		s->drops.undelivered++;
+		s->drops.undelivered_bytes += len;
 		return;
 	}
 	memcpy(dst, data, len);

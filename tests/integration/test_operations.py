@@ -30,8 +30,9 @@ def ctl_metrics(dp):
     return p.stdout.decode()
 
 
-def parse_metrics(text):
-    """{(name, labels tuple): value} from the real parser; every family has HELP and TYPE."""
+def parse_metrics(text, instance="dp"):
+    """{(name, labels tuple): value} from the real parser; every family has HELP and TYPE,
+    every sample the instance label (the config file's base name), left out of the keys."""
     out = {}
     families = list(text_string_to_metric_families(text))
     assert families, text
@@ -40,7 +41,9 @@ def parse_metrics(text):
         assert fam.type in ("counter", "gauge"), f"{fam.name}: TYPE {fam.type}"
         assert fam.name.startswith("wstether_"), fam.name
         for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+            labels = dict(s.labels)
+            assert labels.pop("instance", None) == instance, s
+            out[(s.name, tuple(sorted(labels.items())))] = s.value
     # the parser is lenient: also check every line is a HELP, a TYPE or a sample
     for line in text.splitlines():
         assert line.startswith(("# HELP wstether_", "# TYPE wstether_", "wstether_")), line
