@@ -171,7 +171,7 @@ def test_metrics_answer_is_one_json_line_on_the_socket(dp):
     assert buf.count(b"\n") == 1
     ans = json.loads(buf)
     assert ans["ok"] is True
-    assert "# TYPE wstether_link_up gauge\nwstether_link_up 0\n" in ans["metrics"]
+    assert '# TYPE wstether_link_up gauge\nwstether_link_up{instance="dp"} 0\n' in ans["metrics"]
 
 
 # --------------------------------------------------------------------------
