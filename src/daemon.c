@@ -261,7 +261,8 @@ static void begin_stop(struct daemon *d, const char *why)
 	d->stopping = true;
 	sup_request(&d->sup, SUP_REQ_STOP, daemon_now_ms(), &(struct sup_verdict){ 0 });
 	notify_stopping();
-	log_msg(LOG_NOTICE, "%s: stopping", why);
+	log_event(LOG_NOTICE, &(struct log_ctx){ .event = "stop", .url = daemon_url(d) },
+		  "%s: stopping", why);
 	stop_local_input(d);
 	ev_timer_stop(d->loop, &d->retry_timer);
 	if (link_up(d->link) && queue_len(&d->out.q) && d->cfg->drain_timeout_s) {

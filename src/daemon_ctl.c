@@ -71,6 +71,7 @@ const char *daemon_reload(struct daemon *d)
 		n = NULL;
 	}
 	if (!n) {
+		lc.result = "failed";
 		log_event(LOG_ERR, &lc, "reload failed, keeping the running configuration: %s",
 			  err.msg);
 		snprintf(d->config_error, sizeof(d->config_error), "%s", err.msg);
@@ -83,8 +84,8 @@ const char *daemon_reload(struct daemon *d)
 		log_set_level(n->log_level);
 	config_diff(d->cfg, n, &ch);
 	if (*ch.restart_keys)
-		log_msg(LOG_WARNING, "reload: %s take effect only at the next restart",
-			ch.restart_keys);
+		log_event(LOG_WARNING, &lc, "reload: %s take effect only at the next restart",
+			  ch.restart_keys);
 	queue_set_limits(&d->out.q, n->queue_max_messages, n->queue_max_bytes,
 			 n->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT : QUEUE_DROP_OLDEST);
 	if (daemon_use_config(d, n) < 0) {
@@ -103,6 +104,7 @@ const char *daemon_reload(struct daemon *d)
 	d->reloads_ok++;
 	d->last_reload_ok = time(NULL);
 	lc.url = daemon_url(d);
+	lc.result = "ok";
 	log_event(LOG_NOTICE, &lc, "configuration reloaded from %s",
 		  n->path ? n->path : "the command line");
 	notify_ready();

@@ -116,8 +116,14 @@ void daemon_apply(struct daemon *d, const struct sup_verdict *v)
 {
 	for (size_t i = 0; i < v->n_lines; i++) {
 		const struct sup_line *l = &v->lines[i];
+		static const char *const change[] = { [SUP_CHANGE_UP] = "up",
+						      [SUP_CHANGE_DOWN] = "down",
+						      [SUP_CHANGE_FAILED] = "failed" };
 		struct log_ctx lc = { .url = l->url, .event = l->event, .attempt = l->attempt,
-				      .close_code = l->close_code };
+				      .close_code = l->close_code, .close_ours = l->close_ours,
+				      .link = change[l->change], .http_status = l->http_status,
+				      .cause = l->change > SUP_CHANGE_UP ? link_fail_name(l->fail)
+									 : NULL };
 
 		if (l->event)
 			log_event(l->level, &lc, "%s", l->text);
@@ -193,8 +199,9 @@ static void age_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (d->stopping || d->eof)
 		return;
-	log_msg(LOG_NOTICE, "the link to %s reached link.max_age_s (%u s): rotating it",
-		daemon_url(d), d->cfg->max_age_s);
+	log_event(LOG_NOTICE, &(struct log_ctx){ .event = "rotate", .url = daemon_url(d) },
+		  "the link to %s reached link.max_age_s (%u s): rotating it", daemon_url(d),
+		  d->cfg->max_age_s);
 	sup_request(&d->sup, SUP_REQ_ROTATE, daemon_now_ms(), &v);
 	if (!v.refused)
 		daemon_apply(d, &v);
@@ -235,7 +242,7 @@ static void on_down(void *ud)
 	struct daemon *d = sl->d;
 	const struct link_end *e = link_last_end(sl->link);
 	struct sup_end se = { e->fail, e->was_up, e->by_request, e->http_status, e->retry_after_s,
-			      e->close_code, e->close_reason, e->msg };
+			      e->close_code, e->close_reason, e->msg, e->sent_close_code };
 	bool primary = sl->id == d->sup.primary;
 	uint64_t id = sl->id;
 	struct sup_verdict v;

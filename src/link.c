@@ -312,6 +312,7 @@ static int send_close(struct link *l)
 			l->close_code, *l->close_reason ? " " : "", l->close_reason);
 		l->end.by_request = true;
 		l->end.close_code = 0;
+		l->end.sent_close_code = l->close_code;
 	}
 	if (code) {
 		payload[n++] = (unsigned char)(code >> 8);

@@ -111,7 +111,7 @@ static void up_standby(struct supervisor *s, uint64_t now, struct sup_verdict *v
 	v->act = SUP_DO_PROMOTE;
 	v->id = s->primary;
 	v->old = s->retiring;
-	add_line(v, LOG_NOTICE, "connect", 0, sup_url(s),
+	add_line(v, LOG_NOTICE, "rotate", 0, sup_url(s),
 		 "rotated to a new link to %s; the old one closes once its messages are confirmed",
 		 sup_url(s));
 	snprintf(v->status, sizeof(v->status), "connected to %s", sup_url(s));
@@ -152,6 +152,7 @@ void sup_up(struct supervisor *s, uint64_t id, uint64_t now, struct sup_verdict 
 			 (double)down / 1000.0);
 	else
 		add_line(v, LOG_NOTICE, "connect", 0, url, "connected to %s", url);
+	v->lines[v->n_lines - 1].change = SUP_CHANGE_UP;
 	snprintf(v->status, sizeof(v->status), "connected to %s", url);
 }
 
@@ -359,12 +360,40 @@ static void end_event(struct supervisor *s, const struct sup_end *e, struct sup_
 		s->failures[e->fail >= 0 && e->fail < SUP_FAIL_KINDS ? e->fail : SUP_FAIL_KINDS - 1]++;
 }
 
+/* The lines that tell of the primary's end carry its change, cause and close code. */
+static void tag_end_lines(struct sup_verdict *v, const struct sup_end *e)
+{
+	for (size_t i = 0; i < v->n_lines && v->event.change != SUP_CHANGE_NONE; i++) {
+		struct sup_line *l = &v->lines[i];
+
+		if (!l->event || strcmp(l->event, "disconnect"))
+			continue;
+		l->change = v->event.change;
+		l->fail = e->fail;
+		l->http_status = e->http_status;
+		if (!l->close_code && e->by_request && e->sent_close_code) {
+			l->close_code = e->sent_close_code;
+			l->close_ours = true;
+		}
+	}
+}
+
+static void primary_down(struct supervisor *s, uint64_t now, const struct sup_end *e,
+			 struct sup_verdict *v);
+
 void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct sup_end *e,
 	      struct sup_verdict *v)
 {
 	verdict_init(v);
 	if (side_link_down(s, id, e, v))
 		return;
+	primary_down(s, now, e, v);
+	tag_end_lines(v, e);
+}
+
+static void primary_down(struct supervisor *s, uint64_t now, const struct sup_end *e,
+			 struct sup_verdict *v)
+{
 	record_end(s, e);
 	end_event(s, e, v);
 	if (take_over(s, now, e, v))
@@ -443,7 +472,7 @@ static void req_pause(struct supervisor *s, struct sup_verdict *v)
 	if (s->pause_pending || s->state == SUP_PAUSED)
 		return;
 	s->pause_pending = true;
-	add_line(v, LOG_NOTICE, NULL, 0, NULL, "pausing the link on request");
+	add_line(v, LOG_NOTICE, "pause", 0, NULL, "pausing the link on request");
 	if (link_exists(s)) {
 		close_primary(s, "paused", v);
 	} else {
@@ -457,7 +486,7 @@ static void req_resume(struct supervisor *s, struct sup_verdict *v)
 	if (!s->pause_pending && s->state != SUP_PAUSED)
 		return;
 	s->pause_pending = false;
-	add_line(v, LOG_NOTICE, NULL, 0, NULL, "resuming the link on request");
+	add_line(v, LOG_NOTICE, "resume", 0, NULL, "resuming the link on request");
 	if (!link_exists(s))
 		connect_verdict(s, v);
 }
@@ -479,7 +508,7 @@ static void req_rotate(struct supervisor *s, struct sup_verdict *v)
 	v->act = SUP_DO_CONNECT;
 	v->id = s->standby;
 	v->url = sup_url(s);
-	add_line(v, LOG_INFO, "connecting", 0, v->url,
+	add_line(v, LOG_INFO, "rotate", 0, v->url,
 		 "opening a new link to %s to replace the current one", v->url);
 }
 

@@ -34,6 +34,7 @@ struct sup_end {
 	int close_code;		/* from the server's close frame, else 0 */
 	const char *close_reason;
 	const char *msg;	/* the link's one-line explanation */
+	int sent_close_code;	/* by_request: the code of our own close frame, else 0 */
 };
 
 enum sup_do {
@@ -44,20 +45,25 @@ enum sup_do {
 	SUP_DO_PROMOTE,		/* link `id` carries traffic now; link `old` finishes and closes */
 };
 
-struct sup_line {
-	int level;		/* LOG_* */
-	const char *event;	/* WSTETHER_EVENT: connect, disconnect, retry, ... */
-	unsigned attempt;	/* 0: none */
-	int close_code;
-	const char *url;
-	char text[700];
-};
-
 /*
  * What local programs are told (link events): the link came up, an
  * established link went down, or an attempt failed before it came up.
  */
 enum sup_change { SUP_CHANGE_NONE, SUP_CHANGE_UP, SUP_CHANGE_DOWN, SUP_CHANGE_FAILED };
+
+struct sup_line {
+	int level;		/* LOG_* */
+	const char *event;	/* WSTETHER_EVENT: connect, disconnect, retry, ... */
+	unsigned attempt;	/* 0: none */
+	int close_code;
+	bool close_ours;	/* close_code is our own close frame's */
+	const char *url;
+	/* the primary's change this line tells of, with its cause (link_fail_name) */
+	enum sup_change change;
+	int fail;
+	int http_status;
+	char text[700];
+};
 
 struct sup_event {
 	enum sup_change change;

@@ -32,6 +32,7 @@ def expected_files():
         f"{p}/bin/wstether",
         f"{p}/lib/systemd/system/wstether.service",
         f"{p}/lib/systemd/system/wstether@.service",
+        f"{p}/lib/systemd/catalog/wstether.catalog",
         f"{p}/share/man/man8/wstether.8",
         f"{p}/share/man/man5/wstether.conf.5",
         f"{p}/share/doc/wstether/examples/wstether.conf",

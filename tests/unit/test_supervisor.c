@@ -350,6 +350,40 @@ static void stop_ends_everything(void **state)
 	assert_int_equal(v.lines[0].level, LOG_INFO);
 }
 
+/* The lines about the primary's end say which change it was, why, and whose close code. */
+static void end_lines_tell_failed_from_down_and_carry_our_close_code(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_end refused = fail_end();
+
+	init(&s, 1);
+	refused.http_status = 503;
+	fail_at(&s, 10, refused, &v);
+	assert_string_equal(v.lines[0].event, "disconnect");
+	assert_int_equal(v.lines[0].change, SUP_CHANGE_FAILED);
+	assert_int_equal(v.lines[0].fail, F_CONNECT);
+	assert_int_equal(v.lines[0].http_status, 503);
+	assert_int_equal(v.lines[1].change, SUP_CHANGE_NONE); /* the retry line */
+	retry(&s, 600);
+	sup_up(&s, s.primary, 700, &v);
+	assert_int_equal(v.lines[0].change, SUP_CHANGE_UP);
+	fail_at(&s, 800, closed_end(4001), &v);
+	assert_int_equal(v.lines[0].change, SUP_CHANGE_DOWN);
+	assert_int_equal(v.lines[0].close_code, 4001);
+	assert_false(v.lines[0].close_ours);
+	retry(&s, 5000);
+	sup_up(&s, s.primary, 5100, &v);
+	sup_request(&s, SUP_REQ_STOP, 5200, &v);
+	sup_down(&s, s.primary, 5300,
+		 &(struct sup_end){ .fail = F_CLOSED, .was_up = true, .by_request = true,
+				    .msg = "closed", .sent_close_code = 1001 },
+		 &v);
+	assert_int_equal(v.lines[0].change, SUP_CHANGE_DOWN);
+	assert_int_equal(v.lines[0].close_code, 1001);
+	assert_true(v.lines[0].close_ours);
+}
+
 static void rotation_replaces_the_link_once_the_new_one_is_up(void **state)
 {
 	struct supervisor s;
@@ -552,6 +586,7 @@ int main(void)
 		cmocka_unit_test(reconfigure_request),
 		cmocka_unit_test(pause_and_resume),
 		cmocka_unit_test(stop_ends_everything),
+		cmocka_unit_test(end_lines_tell_failed_from_down_and_carry_our_close_code),
 		cmocka_unit_test(rotation_replaces_the_link_once_the_new_one_is_up),
 		cmocka_unit_test(failed_rotation_falls_back_to_a_reconnect),
 		cmocka_unit_test(primary_ending_during_rotation_hands_over_to_the_new_attempt),
