@@ -237,6 +237,12 @@ def test_journal_fields(unit):
                   "SYSLOG_IDENTIFIER=wstether", "PRIORITY="):
         assert field in verbose, f"{field} not in journalctl -o verbose:\n{verbose}"
     (unit.workdir / "journal-sample.txt").write_text(verbose)
+    # what an alert selects on: the server's restart is a "down" with its MESSAGE_ID
+    down = unit.ns.journal("-u", UNIT, "-o", "verbose", f"_SYSTEMD_INVOCATION_ID={inv}",
+                           "MESSAGE_ID=5c82dc0be7e24f5296f15fdb74a57722")
+    for field in ("WSTETHER_EVENT=disconnect", "WSTETHER_LINK=down", "WSTETHER_CAUSE=closed",
+                  "WSTETHER_CLOSE_CODE=1001", "WSTETHER_CLOSE_BY=server"):
+        assert field in down, f"{field} not in the entry by MESSAGE_ID:\n{down}"
 
 
 def test_reload_broken_then_fixed(unit):
