@@ -40,13 +40,14 @@ enum kind {
 	K_FAMILY,	/* "any", "ipv4", "ipv6" */
 	K_ADDR,		/* string; "" or an IP address */
 	K_IFACE,	/* string; "" or a network interface name */
+	K_HDRVAL,	/* string; an HTTP header value: no line break */
 };
 
 /* Kinds stored as one malloc'd string. */
 static bool string_kind(enum kind k)
 {
 	return k == K_STR || k == K_FILE || k == K_URL || k == K_DIR || k == K_PROXY ||
-	       k == K_ADDR || k == K_IFACE;
+	       k == K_ADDR || k == K_IFACE || k == K_HDRVAL;
 }
 
 struct key {
@@ -67,6 +68,7 @@ static const struct key keys[] = {
 	{ "link", "subprotocol", K_STR, F(subprotocol), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "origin", K_STR, F(origin), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "headers", K_HEADERS, F(headers), 0, 0, NULL, RELOAD_RECONNECT },
+	{ "link", "user_agent", K_HDRVAL, F(user_agent), 0, 0, "wstether/" WST_VERSION, RELOAD_RECONNECT },
 	{ "link", "connect_timeout_s", K_UINT, F(connect_timeout_s), 1, 3600, "15", RELOAD_RECONNECT },
 	{ "link", "max_message_bytes", K_SIZE, F(max_message_bytes), 1, 256 << 20, "1048576", RELOAD_RECONNECT },
 	{ "link", "drain_timeout_s", K_UINT, F(drain_timeout_s), 0, 3600, "5", RELOAD_LIVE },
@@ -456,6 +458,11 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 		/* a proxy URL may hold a password: never echo it */
 		if (proxy_check_setting(str, why, sizeof(why)) < 0)
 			return set_error(x->err, 78, "%s:%d: %s: %s", x->path, line, name, why);
+		break;
+	case K_HDRVAL:
+		if (strpbrk(str, "\r\n"))
+			return set_error(x->err, 78, "%s:%d: %s: contains a line break", x->path, line,
+					 name);
 		break;
 	case K_ADDR:
 	case K_IFACE:

@@ -39,6 +39,7 @@ struct wst_config {
 	char *origin;		/* "" = none */
 	struct wst_header *headers;
 	size_t n_headers;
+	char *user_agent;	/* "" = none; a User-Agent in headers wins */
 	unsigned connect_timeout_s;
 	size_t max_message_bytes;
 	unsigned drain_timeout_s;

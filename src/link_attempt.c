@@ -41,6 +41,39 @@ static char *read_value_file(const char *file, const char *name, char *err, size
 	return v;
 }
 
+/*
+ * link.user_agent, in the slot load_scratch keeps for it, unless link.headers
+ * names a User-Agent: that one is sent instead, and an empty one sends none.
+ */
+static int add_user_agent(struct link *l, const struct wst_config *cfg)
+{
+	for (size_t i = 0; i < l->n_hdrs; i++) {
+		if (strcasecmp(l->hdr_names[i], "User-Agent:"))
+			continue;
+		if (!*l->hdr_values[i]) {
+			free(l->hdr_names[i]);
+			free(l->hdr_values[i]);
+			l->n_hdrs--;
+			l->hdr_names[i] = l->hdr_names[l->n_hdrs];
+			l->hdr_values[i] = l->hdr_values[l->n_hdrs];
+			l->hdr_names[l->n_hdrs] = l->hdr_values[l->n_hdrs] = NULL;
+		}
+		return 0;
+	}
+	if (!*cfg->user_agent)
+		return 0;
+	l->hdr_names[l->n_hdrs] = strdup("User-Agent:");
+	l->hdr_values[l->n_hdrs] = strdup(cfg->user_agent);
+	if (!l->hdr_names[l->n_hdrs] || !l->hdr_values[l->n_hdrs]) {
+		free(l->hdr_names[l->n_hdrs]);
+		free(l->hdr_values[l->n_hdrs]);
+		l->hdr_names[l->n_hdrs] = l->hdr_values[l->n_hdrs] = NULL;
+		return -1;
+	}
+	l->n_hdrs++;
+	return 0;
+}
+
 /* Everything this attempt needs that may change on disk between attempts. */
 static int load_scratch(struct link *l, const struct wst_config *cfg, char *err, size_t errlen)
 {
@@ -70,6 +103,8 @@ static int load_scratch(struct link *l, const struct wst_config *cfg, char *err,
 		if (!l->hdr_values[i])
 			return h->value ? (snprintf(err, errlen, "out of memory"), -1) : -1;
 	}
+	if (add_user_agent(l, cfg) < 0)
+		goto oom;
 	if (l->url.tls && tls_load_client(cfg, &l->cert, err, errlen) < 0)
 		return -1;
 	snprintf(l->cert_not_after, sizeof(l->cert_not_after), "%s",
