@@ -131,13 +131,13 @@ static void drops(struct out *o, const struct wst_status *st)
 		const char *reason;
 		unsigned long long n, bytes;
 	} r[] = {
-	    {"queue_overflow", st->dropped, st->dropped_bytes},
-	    {"rejected", st->rejected, st->rejected_bytes},
-	    {"unframable", st->unframable, st->unframable_bytes},
-	    {"undelivered", st->undelivered, st->undelivered_bytes},
-	    {"invalid_utf8", st->invalid_utf8, st->invalid_utf8_bytes},
-	    {"oversized", st->oversized, st->oversized_bytes},
-	    {"larger_than_queue", st->too_big, st->too_big_bytes},
+		{ "queue_overflow", st->dropped, st->dropped_bytes },
+		{ "rejected", st->rejected, st->rejected_bytes },
+		{ "unframable", st->unframable, st->unframable_bytes },
+		{ "undelivered", st->undelivered, st->undelivered_bytes },
+		{ "invalid_utf8", st->invalid_utf8, st->invalid_utf8_bytes },
+		{ "oversized", st->oversized, st->oversized_bytes },
+		{ "larger_than_queue", st->too_big, st->too_big_bytes },
 	};
 	size_t n = sizeof(r) / sizeof(r[0]);
 	char l[64];
@@ -158,6 +158,9 @@ static void drops(struct out *o, const struct wst_status *st)
 	sample(o, "local_clients_dropped_total", "reason=\"slow_reader\"", "%llu",
 	       st->slow_readers);
 	sample(o, "local_clients_dropped_total", "reason=\"bad_framing\"", "%llu", st->bad_framing);
+	one(o, "bridge_clients_dropped_total", "counter",
+	    "Bridge clients dropped (the bridge's share of local_clients_dropped_total).",
+	    st->bridge_clients_dropped);
 }
 
 static void message_metrics(struct out *o, const struct wst_status *st)
@@ -228,7 +231,7 @@ static void queue_metrics(struct out *o, const struct wst_status *st)
 char *metrics_text(const struct wst_status *st, size_t *len)
 {
 	char *buf = NULL;
-	struct out o = {.f = open_memstream(&buf, len)};
+	struct out o = { .f = open_memstream(&buf, len) };
 
 	if (!o.f)
 		return NULL;

@@ -155,6 +155,7 @@ static void fleet_families_and_escaped_instance(void **state)
 				.too_big = 1,
 				.too_big_bytes = 99,
 				.slow_readers = 5,
+				.bridge_clients_dropped = 4,
 				.spool_on = true};
 	char *t;
 
@@ -183,6 +184,7 @@ static void fleet_families_and_escaped_instance(void **state)
 	assert_non_null(strstr(
 	    t, "local_clients_dropped_total{instance=\"a\\\"b\\\\c\",reason=\"slow_reader\"} 5\n"));
 	assert_non_null(strstr(t, "spool_skipped_records_total{instance=\"a\\\"b\\\\c\"} 6\n"));
+	assert_non_null(strstr(t, "bridge_clients_dropped_total{instance=\"a\\\"b\\\\c\"} 4\n"));
 	assert_non_null(strstr(t, "spool_segments_set_aside_total{instance=\"a\\\"b\\\\c\"} 1\n"));
 	assert_non_null(strstr(t, "spool_holding_senders{instance=\"a\\\"b\\\\c\"} 1\n"));
 	free(t);
