@@ -279,6 +279,7 @@ static const struct {
     {"link.fallback_urls", "[ \"ws://b:1/\" ]"},
     {"link.subprotocol", "\"v2\""},
     {"link.origin", "\"https://o\""},
+    {"link.user_agent", "\"probe/1\""},
     {"link.headers", "( { name = \"X-A\"; value = \"1\"; } )"},
     {"link.connect_timeout_s", "7"},
     {"link.max_message_bytes", "4096"},
