@@ -124,7 +124,8 @@ def test_bash_completion(inst):
     assert complete(ctl, ["wstetherctl", "--socket", "=", "/run/x.ctl", "wa"]) == ["watch"]
     assert complete(ctl, ["wstetherctl", "--"]) == ["--socket", "--help"]
     assert complete(ctl, ["wstetherctl", "reconnect", ""]) == ["--now"]
-    assert complete(ctl, ["wstetherctl", "status", ""]) == []
+    assert complete(ctl, ["wstetherctl", "status", ""]) == ["--human", "--json"]
+    assert complete(ctl, ["wstetherctl", "metrics", ""]) == []
     assert complete(wst, ["wstether", "--log-level", "n"]) == ["notice"]
     assert "--check" in complete(wst, ["wstether", "--"])
     example = inst.root / "share" / "doc" / "wstether" / "examples" / "wstether.conf"
