@@ -117,3 +117,23 @@ def test_two_instances_lint_clean_and_scrape_through_node_exporter(dp, tmp_path)
         assert ("wstether_build_info", name) in {
             (k[0], dict(k[1]).get("instance")) for k in m}
     assert "was collected before" not in err, err
+
+
+def test_drops_count_their_messages_and_bytes_by_reason(dp):
+    """Text that is not UTF-8 from a bridge client, and a send the full queue refuses
+    (queue.overflow = reject, server down): both reasons count messages and payload bytes,
+    as status's drops do."""
+    conf = dp.config(dp.down_server().url(), max_messages=1, overflow="reject")
+    dp.start(conf)
+    c = dp.client()
+    c.send_raw(b"\xff\xfe not utf-8\n")                 # 12 bytes without the newline
+    dp.wait_status(lambda s: s["drops"]["invalid_utf8"] == 1, what="the invalid line dropped")
+    assert dp.ctl("send", "first")[0] == 0               # fills the queue
+    rc, ans, _, _ = dp.ctl("send", "second!")            # 7 bytes, refused
+    assert rc == 1 and ans["error"] == "queue full", ans
+    m = samples(metrics_text(dp, dp.ctl_sock))
+    drops = dp.status()["drops"]
+    for reason, n, nbytes in (("invalid_utf8", 1, 12), ("rejected", 1, 7)):
+        assert drops[reason] == n, drops
+        assert value(m, "wstether_messages_dropped_total", instance="dp", reason=reason) == n
+        assert value(m, "wstether_dropped_bytes_total", instance="dp", reason=reason) == nbytes
