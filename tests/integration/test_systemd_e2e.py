@@ -205,6 +205,17 @@ def test_status_follows_server_restart(unit):
     assert unit.show("ActiveState")["ActiveState"] == "active"
 
 
+def test_metrics_instance_label_is_the_template_instance(unit):
+    """Under wstether@demo the instance label is demo, what the unit's %i is."""
+    ctl = "/run/wstether/demo/c.ctl"
+    unit.start(unit.a, f'control = {{ socket = "{ctl}"; }};\n')
+    unit.wait_connected(unit.a)
+    r = unit.ns.run(f"{PREFIX}/bin/wstetherctl", "-s", ctl, "metrics", check=True)
+    samples = [l for l in r.stdout.splitlines() if l and not l.startswith("#")]
+    assert samples and all('{instance="demo"' in l for l in samples), r.stdout
+    assert 'wstether_link_up{instance="demo"} 1' in samples, r.stdout
+
+
 def test_journal_fields(unit):
     a = unit.a
     unit.start(a)
