@@ -110,7 +110,7 @@ static int read_into(struct conf_text *t, const char *path, int depth, char *err
 
 	if (readfile_regular(path, room, &buf, &n, why, sizeof(why)) < 0)
 		return errf(err, errlen, "%s: cannot open config file: %s%s", path, why,
-			    strstr(why, "more than") ? " (the limit for a config file and "
+			    strstr(why, "larger than") ? " (the limit for a config file and "
 						       "everything it includes)"
 						     : "");
 	if (!(nf = realloc(t->files, (t->n_files + 1) * sizeof(*nf))) ||

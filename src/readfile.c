@@ -39,7 +39,8 @@ int readfile_regular(const char *path, size_t max, char **out, size_t *len, char
 		goto fail;
 	}
 	if ((unsigned long long)st.st_size > max) {
-		errf(why, whylen, "is %lld bytes, more than %zu", (long long)st.st_size, max);
+		errf(why, whylen, "is %lld bytes, larger than %zu bytes", (long long)st.st_size,
+		     max);
 		goto fail;
 	}
 	/* the size may change while we read (or be 0, in /proc): the bound holds anyway */

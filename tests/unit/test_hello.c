@@ -105,7 +105,7 @@ static void loads_the_string_or_the_file_at_each_call(void **state)
 		fputs("1234567\n", f);
 	fclose(f);
 	assert_int_equal(hello_load(c, &h, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "more than 1048576"));
+	assert_non_null(strstr(err, "larger than 1048576 bytes"));
 	assert_non_null(strstr(err, file));
 	unlink(file);
 	assert_int_equal(hello_load(c, &h, err, sizeof(err)), -1);
