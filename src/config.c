@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 
 #include <libconfig.h>
@@ -450,9 +451,13 @@ static int check_path(const struct ctx *x, const struct key *k, const char *name
 		      const char *path)
 {
 	char why[512];
+	struct stat st;
+	/* a FIFO named by any file key would block the loop where it is read */
 	int rc = k->kind == K_SOCKET ? sock_check_path(path, why, sizeof(why))
 		 : k->kind == K_TEXT ? readfile_check(path, why, sizeof(why))
-				     : 0;
+		 : k->kind == K_FILE && stat(path, &st) == 0 && !S_ISREG(st.st_mode)
+			 ? readfile_check(path, why, sizeof(why))
+			 : 0;
 
 	if (rc > 0) {
 		int fl;

@@ -186,3 +186,18 @@ def test_include_loop_and_fifo_include(check):
     os.mkfifo(check.dir / "fifo.conf")
     main.write_text(URL + '};\n@include "fifo.conf"\n')
     expect_78(check(main), f"{main}:4: @include \"fifo.conf\": ", "FIFO")
+
+
+@pytest.mark.parametrize("key", ["tls.ca_file", "link.proxy_auth_file", "link.hello_file"])
+def test_fifo_named_by_a_file_key_is_refused_without_blocking(check, key):
+    """Each is read on the loop (TLS check, every attempt): a FIFO would block it.
+    check() fails the test if wstether does not exit within 15 s."""
+    fifo = check.dir / "fifo"
+    os.mkfifo(fifo)
+    group, name = key.split(".")
+    if group == "link":
+        text = URL + f'  {name} = "{fifo}";\n}};\n'
+    else:
+        text = URL + f'}};\n{group} = {{\n  {name} = "{fifo}";\n}};\n'
+    line = 3 if group == "link" else 5
+    expect_78(check(text), f"{check.dir}/w.conf:{line}: {key} '{fifo}': ", "FIFO")
