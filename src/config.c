@@ -217,8 +217,9 @@ static char *expand_var(const char *s, const char *name, const char *setter, con
 		return strdup(s);
 	dir = getenv(name);
 	if (!dir || !*dir) {
-		snprintf(msg, sizeof(msg), "uses %s, which is not set or empty (it is set by "
-			 "systemd's %s)", var, setter);
+		snprintf(msg, sizeof(msg),
+			 "uses %s, which is not set or empty (it is set by systemd's %s)", var,
+			 setter);
 		*why = msg;
 		return NULL;
 	}
@@ -452,12 +453,15 @@ static int check_path(const struct ctx *x, const struct key *k, const char *name
 {
 	char why[512];
 	struct stat st;
+	int rc = 0;
+
+	if (k->kind == K_SOCKET)
+		rc = sock_check_path(path, why, sizeof(why));
+	else if (k->kind == K_TEXT)
+		rc = readfile_check(path, why, sizeof(why));
 	/* a FIFO named by any file key would block the loop where it is read */
-	int rc = k->kind == K_SOCKET ? sock_check_path(path, why, sizeof(why))
-		 : k->kind == K_TEXT ? readfile_check(path, why, sizeof(why))
-		 : k->kind == K_FILE && stat(path, &st) == 0 && !S_ISREG(st.st_mode)
-			 ? readfile_check(path, why, sizeof(why))
-			 : 0;
+	else if (k->kind == K_FILE && stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+		rc = readfile_check(path, why, sizeof(why));
 
 	if (rc > 0) {
 		int fl;
@@ -524,9 +528,12 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 		break;
 	}
 	free(*(char **)f);
-	*(char **)f = k->kind == K_FILE || k->kind == K_TEXT ? expand_file(str, &ewhy)
-		      : k->kind == K_SOCKET		 ? expand_socket(str, &ewhy)
-							 : strdup(str);
+	if (k->kind == K_FILE || k->kind == K_TEXT)
+		*(char **)f = expand_file(str, &ewhy);
+	else if (k->kind == K_SOCKET)
+		*(char **)f = expand_socket(str, &ewhy);
+	else
+		*(char **)f = strdup(str);
 	if (!*(char **)f)
 		return ewhy ? set_error(x->err, 78, "%s:%d: %s: '%s' %s", x->path, line, name, str,
 					ewhy)
