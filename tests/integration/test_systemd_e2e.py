@@ -440,9 +440,21 @@ def test_stop_closes_with_1001(unit):
     assert props["ExecMainStatus"] == "0", props
 
 
-def test_bad_config_at_start_fails_without_restarts(unit):
+BAD_AT_START = {
+    "unknown-key": ('link = {\n  url = "ws://127.0.0.1:1/";\n  bogus = 1;\n};\n', "bogus"),
+    # /run/wstether is read-only in the sandbox: once a bind error and a restart loop
+    "socket-outside-runtime-dir": ('link = { url = "ws://127.0.0.1:1/"; };\ncontrol = {\n'
+                                   '  socket = "/run/wstether/demo.ctl";\n};\n',
+                                   "control.socket '/run/wstether/demo.ctl': cannot create a "
+                                   "socket in /run/wstether"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_AT_START))
+def test_bad_config_at_start_fails_without_restarts(unit, case):
     """Exit 78 (bad config) fails the start and is not restarted."""
-    unit.write_conf('link = {\n  url = "ws://127.0.0.1:1/";\n  bogus = 1;\n};\n')
+    text, words = BAD_AT_START[case]
+    unit.write_conf(text)
     r = unit.ns.systemctl("start", UNIT, timeout=30)
     assert r.returncode != 0, "start succeeded with a broken config"
     time.sleep(3)   # longer than RestartSec=2s
@@ -450,4 +462,4 @@ def test_bad_config_at_start_fails_without_restarts(unit):
     assert props["ActiveState"] == "failed" and props["Result"] == "exit-code", props
     assert props["ExecMainStatus"] == "78" and props["NRestarts"] == "0", props
     journal = unit.ns.journal("-u", UNIT, "-n", "20")
-    assert f"{CONF}:3: " in journal, journal
+    assert f"{CONF}:3: " in journal and words in journal, journal
