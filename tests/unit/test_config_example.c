@@ -152,8 +152,8 @@ static void check_all(const struct seen *s, const char *where)
 	for (size_t i = 0; i < config_key_count(); i++) {
 		config_key_info(i, key, sizeof(key));
 		if (!has(s, key))
-			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s",
-				 key);
+			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing),
+				 " %s", key);
 	}
 	if (*missing)
 		fail_msg("%s lacks:%s", where, missing);
@@ -161,7 +161,7 @@ static void check_all(const struct seen *s, const char *where)
 
 static void example_config_lists_every_key(void **state)
 {
-	struct seen s = { .n = 0 };
+	struct seen s = {.n = 0};
 
 	example_keys(&s);
 	check_all(&s, "conf/wstether.conf");
@@ -169,7 +169,7 @@ static void example_config_lists_every_key(void **state)
 
 static void manual_documents_every_key(void **state)
 {
-	struct seen s = { .n = 0 };
+	struct seen s = {.n = 0};
 
 	manual_keys(&s);
 	check_all(&s, "man/wstether.conf.5.scd");
@@ -178,7 +178,7 @@ static void manual_documents_every_key(void **state)
 /* The checks can fail: a key the table does not have is not found. */
 static void a_missing_key_is_seen(void **state)
 {
-	struct seen s = { .n = 0 };
+	struct seen s = {.n = 0};
 
 	example_keys(&s);
 	assert_true(has(&s, "link.url") && has(&s, "control.socket"));
@@ -189,9 +189,9 @@ static void a_missing_key_is_seen(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(example_config_lists_every_key),
-		cmocka_unit_test(manual_documents_every_key),
-		cmocka_unit_test(a_missing_key_is_seen),
+	    cmocka_unit_test(example_config_lists_every_key),
+	    cmocka_unit_test(manual_documents_every_key),
+	    cmocka_unit_test(a_missing_key_is_seen),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
