@@ -370,12 +370,32 @@ def test_completion_offers_instance_names(unit):
                    '_wstetherctl; printf "%s\\n" "${COMPREPLY[@]}"', "bash", script, "",
                    check=True)
         names = set(r.stdout.split())
-        assert {"alpha", "beta", "demo"} <= names, names
+        assert {"alpha", "beta"} <= names, names
         assert "dir" not in names and not [n for n in names if "/" in n or ".conf" in n], names
         r = ns.run("bash", "-c", 'source "$1"; COMP_WORDS=(wstetherctl --instance "$2"); '
                    'COMP_CWORD=2; _wstetherctl; printf "%s\\n" "${COMPREPLY[@]}"', "bash",
                    script, "al", check=True)
         assert r.stdout.split() == ["alpha"], r.stdout
+        # and in a terminal, as an operator presses Tab
+        tmux = ["tmux", "-L", "wstether-test"]
+        ns.run(*tmux, "new-session", "-d", "-x", "160", "-y", "20", "bash --norc --noprofile",
+               check=True)
+        try:
+            ns.run(*tmux, "send-keys", f"source {script}; PS1='$ '", "Enter", check=True)
+            ns.run(*tmux, "send-keys", "wstetherctl -i al", "Tab", check=True)
+
+            pane = [""]
+
+            def completed():
+                pane[0] = ns.run(*tmux, "capture-pane", "-p", check=True).stdout
+                # capture-pane drops the trailing space the completion adds
+                return "$ wstetherctl -i alpha" in pane[0].splitlines()
+            try:
+                wait_until(completed, 10, what="Tab completing 'alpha' in tmux")
+            except AssertionError as e:
+                raise AssertionError(f"{e}; the pane:\n{pane[0]}") from None
+        finally:
+            ns.run(*tmux, "kill-server")
     finally:
         ns.run("rm", "-rf", "/etc/wstether/alpha.conf", "/etc/wstether/beta.conf",
                "/etc/wstether/dir.conf")
