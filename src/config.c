@@ -46,13 +46,15 @@ enum kind {
 	K_IFACE,	/* string; "" or a network interface name */
 	K_SOCKET,	/* string; "" or a socket path; ${RUNTIME_DIRECTORY} expanded */
 	K_TEXT,		/* K_FILE that must be a readable regular file at load */
+	K_SECRET,	/* K_FILE read at every attempt: one missing at load is a warning */
 };
 
 /* Kinds stored as one malloc'd string. */
 static bool string_kind(enum kind k)
 {
 	return k == K_STR || k == K_FILE || k == K_URL || k == K_DIR || k == K_PROXY ||
-	       k == K_ADDR || k == K_IFACE || k == K_SOCKET || k == K_TEXT;
+	       k == K_ADDR || k == K_IFACE || k == K_SOCKET || k == K_TEXT ||
+	       k == K_SECRET;
 }
 
 struct key {
@@ -83,7 +85,7 @@ static const struct key keys[] = {
 	{ "link", "hello", K_STR, F(hello), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "hello_file", K_TEXT, F(hello_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "proxy", K_PROXY, F(proxy), 0, 0, "", RELOAD_RECONNECT },
-	{ "link", "proxy_auth_file", K_FILE, F(proxy_auth_file), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "proxy_auth_file", K_SECRET, F(proxy_auth_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "address_family", K_FAMILY, F(address_family), 0, 0, "any", RELOAD_RECONNECT },
 	{ "link", "bind_address", K_ADDR, F(bind_address), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "interface", K_IFACE, F(interface), 0, 0, "", RELOAD_RECONNECT },
@@ -383,6 +385,43 @@ static int valid_header_name(const char *s)
 	return 1;
 }
 
+/* What start would find about a path: an error, or a warning where only start can know. */
+static int check_path(const struct ctx *x, const struct key *k, const char *name, int line,
+		      const char *path)
+{
+	char why[512];
+	struct stat st;
+	int rc = 0;
+
+	if (k->kind == K_SOCKET)
+		rc = sock_check_path(path, why, sizeof(why));
+	else if (k->kind == K_TEXT)
+		rc = readfile_check(path, why, sizeof(why));
+	/* a FIFO named by any file key would block the loop where it is read */
+	else if ((k->kind == K_FILE || k->kind == K_SECRET) && stat(path, &st) == 0 &&
+		 !S_ISREG(st.st_mode))
+		rc = readfile_check(path, why, sizeof(why));
+	/* a token may be written after we start (by a refresher): say so, do not refuse */
+	else if (k->kind == K_SECRET && readfile_check(path, why, sizeof(why)) < 0) {
+		snprintf(why + strlen(why), sizeof(why) - strlen(why),
+			 "; it is read at every attempt, and each fails until it can be");
+		rc = 1;
+	}
+
+	if (rc > 0) {
+		int fl;
+		const char *file = conf_text_where(x->text, line, &fl);
+
+		log_msg(LOG_WARNING, "%s:%d: %s '%s': %s", file, fl, name, path, why);
+	}
+	if (rc < 0)
+		return set_error(x->err, 78, "%s:%d: %s '%s': %s", x->path, line, name, path, why);
+	return 0;
+}
+
+static const struct key value_file_key = { "link", "headers", K_SECRET, 0, 0, 0, NULL,
+					   RELOAD_RECONNECT };
+
 static int set_headers(const struct ctx *x, struct wst_config *c, const config_setting_t *s)
 {
 	int n = config_setting_length(s), t = config_setting_type(s);
@@ -440,37 +479,13 @@ static int set_headers(const struct ctx *x, struct wst_config *c, const config_s
 		else if (!(h->value_file = expand_file(vfile, &why)) && why)
 			return set_error(x->err, 78, "%s:%d: link.headers: value_file '%s' %s",
 					 x->path, line, vfile, why);
+		else if (h->value_file && check_path(x, &value_file_key, "link.headers value_file",
+						     line, h->value_file) < 0)
+			return -1;
 		c->n_headers++;
 		if (!h->name || (!h->value && !h->value_file))
 			return set_error(x->err, 1, "out of memory");
 	}
-	return 0;
-}
-
-/* What start would find about a path: an error, or a warning where only start can know. */
-static int check_path(const struct ctx *x, const struct key *k, const char *name, int line,
-		      const char *path)
-{
-	char why[512];
-	struct stat st;
-	int rc = 0;
-
-	if (k->kind == K_SOCKET)
-		rc = sock_check_path(path, why, sizeof(why));
-	else if (k->kind == K_TEXT)
-		rc = readfile_check(path, why, sizeof(why));
-	/* a FIFO named by any file key would block the loop where it is read */
-	else if (k->kind == K_FILE && stat(path, &st) == 0 && !S_ISREG(st.st_mode))
-		rc = readfile_check(path, why, sizeof(why));
-
-	if (rc > 0) {
-		int fl;
-		const char *file = conf_text_where(x->text, line, &fl);
-
-		log_msg(LOG_WARNING, "%s:%d: %s '%s': %s", file, fl, name, path, why);
-	}
-	if (rc < 0)
-		return set_error(x->err, 78, "%s:%d: %s '%s': %s", x->path, line, name, path, why);
 	return 0;
 }
 
@@ -528,7 +543,7 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 		break;
 	}
 	free(*(char **)f);
-	if (k->kind == K_FILE || k->kind == K_TEXT)
+	if (k->kind == K_FILE || k->kind == K_TEXT || k->kind == K_SECRET)
 		*(char **)f = expand_file(str, &ewhy);
 	else if (k->kind == K_SOCKET)
 		*(char **)f = expand_socket(str, &ewhy);

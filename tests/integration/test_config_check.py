@@ -201,3 +201,18 @@ def test_fifo_named_by_a_file_key_is_refused_without_blocking(check, key):
         text = URL + f'}};\n{group} = {{\n  {name} = "{fifo}";\n}};\n'
     line = 3 if group == "link" else 5
     expect_78(check(text), f"{check.dir}/w.conf:{line}: {key} '{fifo}': ", "FIFO")
+
+
+def test_missing_token_files_are_warnings(check):
+    """A token may be written after the start (by a refresher); each attempt reads it."""
+    r = check(URL + '  proxy_auth_file = "/nonexistent/auth";\n'
+              '  headers = ( { name = "X-Token"; value_file = "/nonexistent/token"; } );\n};\n',
+              start=False)[0]
+    assert r.returncode == 0, r.stderr
+    w = f"{check.dir}/w.conf"
+    for line in (f"warning: {w}:3: link.proxy_auth_file '/nonexistent/auth': No such file",
+                 f"warning: {w}:4: link.headers value_file '/nonexistent/token': No such file"):
+        assert line in r.stderr and "read at every attempt" in r.stderr, r.stderr
+    # a directory there is an error: it can never be read
+    r = check(URL + f'  headers = ( {{ name = "X-Token"; value_file = "{check.dir}"; }} );\n}};\n')
+    expect_78(r, f"{w}:3: link.headers value_file '{check.dir}': ", "is a directory")
