@@ -1,5 +1,6 @@
 #include "config_file.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,10 +11,8 @@
 static int add_span(struct conf_text *t, int file, int file_line)
 {
 	struct conf_span *s;
-	int first = 1;
+	int first = t->lines + 1;
 
-	for (size_t i = 0; i < t->len; i++)
-		first += t->text[i] == '\n';
 	if (t->n_spans && t->spans[t->n_spans - 1].first == first)
 		t->n_spans--; /* the last span is empty: this one replaces it */
 	s = realloc(t->spans, (t->n_spans + 1) * sizeof(*s));
@@ -26,11 +25,17 @@ static int add_span(struct conf_text *t, int file, int file_line)
 
 static int append(struct conf_text *t, const char *p, size_t n)
 {
-	char *nt = realloc(t->text, t->len + n + 1);
+	if (t->len + n + 1 > t->cap) {
+		size_t cap = (t->len + n + 1) * 2;
+		char *nt = realloc(t->text, cap);
 
-	if (!nt)
-		return -1;
-	t->text = nt;
+		if (!nt)
+			return -1;
+		t->text = nt;
+		t->cap = cap;
+	}
+	for (size_t i = 0; i < n; i++)
+		t->lines += p[i] == '\n';
 	memcpy(t->text + t->len, p, n);
 	t->len += n;
 	t->text[t->len] = '\0';
@@ -69,6 +74,14 @@ static const char *include_name(const char *line, const char *end, size_t *nlen)
 	return p + 1;
 }
 
+/* After the name only a comment may follow, as libconfig would read the rest. */
+static bool rest_is_blank(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+		p++;
+	return p == end || *p == '#' || (end - p >= 2 && p[0] == '/' && p[1] == '/');
+}
+
 static int read_into(struct conf_text *t, const char *path, int depth, char *err, size_t errlen);
 
 static int include(struct conf_text *t, int from, int line, const char *name, size_t nlen,
@@ -101,18 +114,36 @@ static int include(struct conf_text *t, int from, int line, const char *name, si
 	return rc;
 }
 
+/* One @include line: the file in its place, then the includer goes on at line + 1. */
+static int include_line(struct conf_text *t, int me, int line, const char *p, const char *end,
+			int depth, char *err, size_t errlen)
+{
+	size_t nlen;
+	const char *name = include_name(p, end, &nlen);
+
+	if (!rest_is_blank(name + nlen + 1, end))
+		return errf(err, errlen, "%s:%d: @include \"FILE\" must be alone on its line",
+			    t->files[me], line);
+	if (include(t, me, line, name, nlen, depth, err, errlen) < 0)
+		return -1;
+	if ((t->len && t->text[t->len - 1] != '\n' && append(t, "\n", 1) < 0) ||
+	    add_span(t, me, line + 1) < 0)
+		return errf(err, errlen, "out of memory");
+	return 0;
+}
+
 static int read_into(struct conf_text *t, const char *path, int depth, char *err, size_t errlen)
 {
 	char *buf, **nf, why[256];
-	size_t n, room = CONF_TEXT_MAX - (t->len < CONF_TEXT_MAX ? t->len : CONF_TEXT_MAX);
+	size_t n, nlen, room = CONF_TEXT_MAX - (t->len < CONF_TEXT_MAX ? t->len : CONF_TEXT_MAX);
 	int me = (int)t->n_files, line = 1, rc = -1;
 	const char *p, *end;
 
 	if (readfile_regular(path, room, &buf, &n, why, sizeof(why)) < 0)
 		return errf(err, errlen, "%s: cannot open config file: %s%s", path, why,
 			    strstr(why, "larger than") ? " (the limit for a config file and "
-						       "everything it includes)"
-						     : "");
+							 "everything it includes)"
+						       : "");
 	if (!(nf = realloc(t->files, (t->n_files + 1) * sizeof(*nf))) ||
 	    !(t->files = nf, nf[t->n_files] = strdup(path))) {
 		free(buf);
@@ -126,16 +157,12 @@ static int read_into(struct conf_text *t, const char *path, int depth, char *err
 	if (add_span(t, me, 1) < 0)
 		goto oom;
 	for (p = buf, end = buf + n; p < end; line++) {
-		const char *eol = memchr(p, '\n', (size_t)(end - p)), *name;
-		size_t len = eol ? (size_t)(eol - p) + 1 : (size_t)(end - p), nlen;
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		size_t len = eol ? (size_t)(eol - p) + 1 : (size_t)(end - p);
 
-		if ((name = include_name(p, p + len, &nlen))) {
-			if (include(t, me, line, name, nlen, depth, err, errlen) < 0)
+		if (include_name(p, p + len, &nlen)) {
+			if (include_line(t, me, line, p, p + len, depth, err, errlen) < 0)
 				goto out;
-			if (t->len && t->text[t->len - 1] != '\n' && append(t, "\n", 1) < 0)
-				goto oom;
-			if (add_span(t, me, line + 1) < 0)
-				goto oom;
 		} else if (append(t, p, len) < 0) {
 			goto oom;
 		}

@@ -17,7 +17,8 @@ struct conf_span {
 
 struct conf_text {
 	char *text;
-	size_t len;
+	size_t len, cap;
+	int lines; /* '\n' in text */
 	struct conf_span *spans;
 	size_t n_spans;
 	char **files;

@@ -96,6 +96,11 @@ static void errors_name_the_file_and_the_include(void **state)
 	conf_text_free(&t);
 	assert_non_null(strstr(err, "nested more than 10 deep"));
 
+	put("main.conf", "@include \"sub/x.conf\" a = 1;\n");
+	assert_int_equal(conf_text_read(&t, path, err, sizeof(err)), -1);
+	conf_text_free(&t);
+	assert_non_null(strstr(err, ":1: @include \"FILE\" must be alone on its line"));
+
 	put("main.conf", "a = 1;\n@include \"sub\"\n");
 	assert_int_equal(conf_text_read(&t, path, err, sizeof(err)), -1);
 	conf_text_free(&t);
