@@ -473,6 +473,7 @@ static int set_headers(const struct ctx *x, struct wst_config *c, const config_s
 					 "%s:%d: link.headers: value of '%s' contains a line break",
 					 x->path, line, name);
 		h->line = line;
+		c->n_headers++; /* counted now: config_free frees it whatever fails below */
 		h->name = strdup(name);
 		if (value)
 			h->value = strdup(value);
@@ -482,7 +483,6 @@ static int set_headers(const struct ctx *x, struct wst_config *c, const config_s
 		else if (h->value_file && check_path(x, &value_file_key, "link.headers value_file",
 						     line, h->value_file) < 0)
 			return -1;
-		c->n_headers++;
 		if (!h->name || (!h->value && !h->value_file))
 			return set_error(x->err, 1, "out of memory");
 	}
