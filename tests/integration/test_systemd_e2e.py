@@ -359,7 +359,7 @@ def test_metrics_timer_example_works_when_copied(unit):
         def written():
             return ns.run("cat", prom).stdout
         text = wait_until(written, 20, what=f"{prom} written by the timer")
-        assert "wstether_link_up 1" in text, text
+        assert 'wstether_link_up{instance="demo"} 1' in text, text
         assert ns.run("test", "-e", tmp).returncode != 0, "a .tmp was left behind"
 
         # the daemon gone: the service fails, the old file stays, no .tmp
