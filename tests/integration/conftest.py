@@ -17,7 +17,8 @@ This file and peers/ hold the shared helpers; add to them rather than copy:
   output     report (measured figures to the terminal)
   daemon I/O echo_roundtrip, read_until_seen, stop_with_eof, wait_until;
              control_request for one control-socket request
-  checks     first_occurrences, assert_all_delivered_in_order
+  checks     first_occurrences, assert_all_delivered_in_order; lp_frame decodes
+             length-prefixed framing
   config     link_config, fast_backoff; free_port for a URL nothing answers
   data plane the dp fixture (a Dp: DpServer, BridgeClient, wstether -c,
              wstetherctl, status waits) and short_dir; wstetherctl_path,
@@ -778,6 +779,17 @@ class DpServer(PeerProcess):
 # Bridge clients
 
 
+def lp_frame(buf):
+    """The first complete frame of length-prefixed framing (a type byte, a 32-bit
+    big-endian length, the payload) in buf: (type, payload, rest of buf), or None."""
+    if len(buf) < 5:
+        return None
+    kind, n = struct.unpack_from(">BI", buf)
+    if len(buf) < 5 + n:
+        return None
+    return kind, bytes(buf[5:5 + n]), buf[5 + n:]
+
+
 class BridgeClient:
     def __init__(self, path, framing="lines", rcvbuf=None):
         self.framing = framing
@@ -828,12 +840,10 @@ class BridgeClient:
                 return None
             msg, self.buf = self.buf[:i].decode(), self.buf[i + 1:]
             return msg
-        if len(self.buf) < 5:
+        frame = lp_frame(self.buf)
+        if frame is None:
             return None
-        kind, n = struct.unpack(">BI", self.buf[:5])
-        if len(self.buf) < 5 + n:
-            return None
-        payload, self.buf = self.buf[5:5 + n], self.buf[5 + n:]
+        kind, payload, self.buf = frame
         assert kind in (1, 2), f"bad type byte {kind} from the bridge"
         return payload.decode() if kind == 1 else payload
 

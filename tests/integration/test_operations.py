@@ -18,7 +18,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import wait_until, wstetherctl_path
+from conftest import lp_frame, wait_until, wstetherctl_path
 
 EVENT_FRAME = 3
 
@@ -241,16 +241,14 @@ def test_watch_prints_down_and_up_around_a_server_restart(dp):
 def read_frame(sock, buf, timeout=15):
     """(type, payload) of the next length-prefixed frame; buf is a bytearray kept across calls."""
     deadline = time.monotonic() + timeout
-    while len(buf) < 5 or len(buf) < 5 + struct.unpack(">I", buf[1:5])[0]:
+    while (frame := lp_frame(buf)) is None:
         left = deadline - time.monotonic()
         assert left > 0, f"no complete frame within {timeout} s; have {bytes(buf)!r}"
         sock.settimeout(left)
         chunk = sock.recv(65536)
         assert chunk, "the bridge closed"
         buf += chunk
-    kind, n = struct.unpack(">BI", buf[:5])
-    payload = bytes(buf[5:5 + n])
-    del buf[:5 + n]
+    kind, payload, buf[:] = frame
     return kind, payload
 
 
@@ -386,11 +384,10 @@ def test_exec_handler_with_events_reads_event_frames_on_its_stdin(dp):
                    what="the link back")
 
     def frames():
-        buf, got = bytearray(out.read_bytes()), []
-        while len(buf) >= 5 and len(buf) >= 5 + struct.unpack(">I", buf[1:5])[0]:
-            kind, n = struct.unpack(">BI", buf[:5])
-            got.append((kind, json.loads(bytes(buf[5:5 + n]))["event"]))
-            del buf[:5 + n]
+        buf, got = out.read_bytes(), []
+        while frame := lp_frame(buf):
+            kind, payload, buf = frame
+            got.append((kind, json.loads(payload)["event"]))
         return got if got and got[-1] == (EVENT_FRAME, "up") and len(got) >= 3 else None
     got = wait_until(frames, 10, what=f"up, down, up on the handler's stdin: {out.read_bytes()!r}")
     assert got[0] == (EVENT_FRAME, "up") and got[1] == (EVENT_FRAME, "down"), got
