@@ -200,6 +200,11 @@ def test_dns_failures_each_have_their_own_line(world, rule, needle):
     d.wait_stderr(needle, count=2, timeout=20)  # and it keeps retrying
     record(f"DNS {rule}", stderr_line(d, needle))
     assert "cannot connect to gone.test" not in d.stderr()
+    # the resolver was asked again at each attempt, and status names the same failure
+    assert sum(n == "gone.test" for n, _ in dns.queries) >= 2, dns.queries
+    st, _ = world.ctl("status")
+    assert st["state"] != "connected" and st["attempts"] >= 2, st
+    assert needle.removeprefix("DNS: ") in st["last_error"], st
 
 
 def test_hanging_dns_never_blocks_the_loop(world):

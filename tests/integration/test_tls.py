@@ -682,11 +682,19 @@ def test_key_readable_by_others_warns_but_runs(peers, tpki, tls_config, daemon, 
     stop_with_eof(d)
 
 
-def test_key_mode_0600_gives_no_warning(run_wstether, tpki, tls_config, tmp_path):
+def test_key_mode_0600_gives_no_warning(peers, tpki, tls_config, daemon, run_wstether,
+                                        tmp_path):
+    srv = peers.tls(tpki.server, client_ca=tpki.client_ca)
     crt, key = copy_pair(tpki.client_a, tmp_path, mode=0o600)
-    r = run_wstether("--check", "--config", tls_config("wss://localhost:9/", cert_file=crt,
-                                                        key_file=key))
+    conf = tls_config(srv.url(), cert_file=crt, key_file=key)
+    r = run_wstether("--check", "--config", conf)
     assert r.returncode == EXIT_OK and "warning" not in r.stderr, r.stderr
+    # and the daemon presents that pair, still without a warning
+    d = daemon("--config", conf)
+    echo_roundtrip(d, ["key mode 0600"])
+    assert [e["client_serial"] for e in srv.events("open")] == [str(SERIAL_A)]
+    assert "warning" not in d.stderr(), d.stderr()
+    stop_with_eof(d)
 
 
 @pytest.mark.parametrize("which", ["cert_file", "key_file"])
@@ -776,6 +784,9 @@ def test_insecure_false_is_the_default_and_verifies(peers, tpki, tls_config, dae
     d.wait_stderr("not trusted", timeout=10)
     assert_nothing_delivered(srv, d)
     assert not stderr_lines(d, "tls.insecure")
+    # the daemon retries (the server sees it again) and stops cleanly
+    assert_keeps_retrying_then_sigterm(d, srv, "not trusted")
+    assert_nothing_delivered(srv, d)
 
 
 # --------------------------------------------------------------------------
