@@ -21,7 +21,7 @@ This file and peers/ hold the shared helpers; add to them rather than copy:
              length-prefixed framing
   config     link_config, fast_backoff; free_port for a URL nothing answers
   data plane the dp fixture (a Dp: DpServer, BridgeClient, wstether -c,
-             wstetherctl, status waits) and short_dir; wstetherctl_path,
+             wstetherctl, status waits, flush) and short_dir; wstetherctl_path,
              newest_segment, SEG_HEADER and REC_* (the spool's record layout)
 """
 
@@ -1026,6 +1026,14 @@ class Dp:
     def wait_clients(self, n, timeout=10):
         return self.wait_status(lambda s: s["bridge_clients"] == n, timeout,
                                 what=f"bridge_clients == {n}")
+
+    def flush(self, srv, text="flush"):
+        """Send text with wstetherctl and wait until srv has it. The queue is in
+        order, so whatever the daemon would send before it (replays, repeats) is
+        there by then: a test of "nothing more came" ends with this, not a sleep."""
+        rc, _, out, err = self.ctl("send", text)
+        assert rc == 0, (out, err)
+        srv.wait_messages([text])
 
     # -- bridge
 
