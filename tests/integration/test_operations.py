@@ -68,7 +68,6 @@ def with_link_keys(path, keys):
 def restart(srv):
     """Stop the server (it closes with 1001) and start it again on the same port."""
     srv.stop()
-    time.sleep(0.3)
     srv.start()
 
 
@@ -105,8 +104,9 @@ def test_metrics_pass_a_real_parser_and_follow_the_link(dp):
     dp.wait_status(lambda s: s["state"] != "connected", what="the link down")
     for i in range(3):
         dp.ctl("send", f"late{i}")
-    time.sleep(1.2)
-    m = parse_metrics(ctl_metrics(dp))
+    m = wait_metrics(dp, lambda m: metric(m, "wstether_queue_oldest_age_seconds") >= 1.0
+                     and metric(m, "wstether_link_failures_total", cause="connect") >= 1,
+                     "a refused attempt and a queue 1 s old")
     assert metric(m, "wstether_link_up") == 0
     assert metric(m, "wstether_link_up_seconds") == 0
     assert metric(m, "wstether_link_failures_total", cause="closed") == 1
@@ -128,7 +128,8 @@ def test_spooled_messages_keep_their_age_across_a_restart(dp):
     conf = dp.config(srv.url(), spool=dp.spool)
     d = dp.start(conf)
     dp.ctl("send", "old")
-    time.sleep(1.5)
+    wait_metrics(dp, lambda m: metric(m, "wstether_queue_oldest_age_seconds") >= 1.5,
+                 "a message 1.5 s old")
     d.proc.kill()
     d.wait()
     dp.start(conf)
