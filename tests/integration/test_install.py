@@ -144,9 +144,9 @@ def test_man_pages(inst):
         assert text.startswith(".") or text.startswith("'\\\""), f"{path}: not roff"
         assert re.search(r"^\.TH \"?" + re.escape(name.upper()) + r"\b", text, re.M | re.I), \
             f"{path}: no .TH header for {name}"
-    if shutil.which("man"):
-        for section, page in (("8", "wstether"), ("5", "wstether.conf")):
-            r = subprocess.run(["man", "--where", f"{page}({section})"],
-                               env=dict(os.environ, MANPATH=str(man)),
-                               capture_output=True, text=True, timeout=20)
-            assert r.returncode == 0 and r.stdout.startswith(str(man)), (page, r)
+    assert shutil.which("man"), "man is missing (scripts/setup installs man-db)"
+    for section, page in (("8", "wstether"), ("5", "wstether.conf")):
+        r = subprocess.run(["man", "--where", f"{page}({section})"],
+                           env=dict(os.environ, MANPATH=str(man)),
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0 and r.stdout.startswith(str(man)), (page, r)

@@ -21,6 +21,7 @@ import time
 import pytest
 
 from conftest import fast_backoff, link_config, wait_until
+from peers.notify_listener import NotifyListener
 from peers.systemd_fake_journal import FakeJournal, run_under_journal
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers"))
@@ -41,9 +42,32 @@ def _plain_env(monkeypatch):
 
 
 @pytest.fixture
-def start(daemon):
-    """Factory: start(*args) -> Daemon running `wstether *args` (no --stdio added)."""
-    return lambda *args: daemon(*args, stdio=False)
+def start(daemon, monkeypatch):
+    """Factory: start(*args) -> Daemon running `wstether *args` (no --stdio added).
+
+    The daemon's d.notify is a NOTIFY_SOCKET listener: its STATUS= follows the
+    link at every log level, so a test can wait on the link whatever it logs.
+    """
+    with NotifyListener() as nl:
+        monkeypatch.setenv("NOTIFY_SOCKET", nl.address)
+
+        def run(*args):
+            d = daemon(*args, stdio=False)
+            d.notify = nl
+            return d
+        yield run
+
+
+def wait_status(d, prefix, count=1, since=0.0):
+    """Wait for count STATUS= notifications starting with prefix ("connected to",
+    "reconnecting in")."""
+    d.notify.wait_for(lambda m: m.fields.get("STATUS", "").startswith(prefix), timeout=10,
+                      count=count, since=since, pid=d.proc.pid, what=f"STATUS={prefix}...")
+
+
+def wait_reloaded(d, count):
+    """Wait until the daemon has finished count reloads (READY=1 after each, and at start)."""
+    d.notify.wait_field("READY", "1", timeout=10, count=count + 1, pid=d.proc.pid)
 
 
 def conf_text(url, extra=""):
@@ -61,18 +85,18 @@ def run_scenario(d, srv, conf):
     """Produce one event at each level: connect (notice), link lost (warning),
     retry (info), connecting (debug), failed reload (error); then SIGTERM."""
     srv.wait_for_event("open", timeout=10)
-    time.sleep(0.2)
+    wait_status(d, "connected to")
+    t_kill = time.monotonic()
     srv.kill()
-    time.sleep(0.5)   # a few refused attempts at 100-300 ms
+    wait_status(d, "reconnecting in", count=2, since=t_kill)   # two refused attempts
     srv.start()
     srv.wait_for_event("open", count=2, timeout=10)
-    time.sleep(0.2)
+    wait_status(d, "connected to", count=2)
     text = conf.read_text()
     conf.write_text(text + "bogus_group = 1;\n")
     d.terminate(signal.SIGHUP)
-    wait_until(lambda: "reload failed" in d.stderr() or not d.running(), 5,
-               what="the failed reload")
-    time.sleep(0.2)
+    wait_reloaded(d, 1)
+    assert "reload failed" in d.stderr(), d.stderr()
     d.terminate(signal.SIGTERM)
     assert d.wait(timeout=10) == 0
     return parse_lines(d.stderr())
@@ -133,10 +157,11 @@ def test_reload_keeps_command_line_level(start, ws_server, write_config):
     srv.wait_for_event("open", timeout=10)
     conf.write_text(conf_text(srv.url("127.0.0.1"), 'log = { level = "debug"; };\n'))
     d.terminate(signal.SIGHUP)
-    time.sleep(0.5)
+    wait_reloaded(d, 1)
+    t_kill = time.monotonic()
     srv.kill()
     wait_until(lambda: "wstether: warning: " in d.stderr(), 10, what="the link-lost warning")
-    time.sleep(0.6)
+    wait_status(d, "reconnecting in", count=2, since=t_kill)   # retries, logged at info
     lines = parse_lines(d.stderr())
     assert {lvl for lvl, _ in lines} <= {"error", "warning"}, lines
 
@@ -239,6 +264,8 @@ def test_journal_respects_log_level(journal, wstether, ws_server, write_config, 
         srv.kill()
         journal.wait_for(lambda e: e.get("WSTETHER_EVENT") == "disconnect", timeout=10,
                          what="the link-lost warning")
+        # retries come every 100-300 ms (FAST_BACKOFF): 0.5 s holds two, whose
+        # info and debug entries must not reach the journal
         time.sleep(0.5)
         os.kill(pid, signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

@@ -281,7 +281,9 @@ def test_reload_broken_then_fixed(unit):
     assert "syntax error" in err["MESSAGE"], err
     # the daemon was never signalled: nothing for it to refuse
     assert not [e for e in unit.entries(inv) if "reload failed" in e.get("MESSAGE", "")]
-    time.sleep(0.5)   # long enough for a SIGHUP'd reload to move the link, were one sent
+    # a reload applied anyway would move the link in the turn that logged it: 0.5 s
+    # lets A and B log such a close and open
+    time.sleep(0.5)
     props = unit.show("ActiveState", "SubState", "MainPID", "StatusText")
     assert (props["ActiveState"], props["SubState"]) == ("active", "running"), props
     assert props["MainPID"] == pid
@@ -444,7 +446,8 @@ def test_watchdog_stall_restarts(unit):
     props = unit.show("MainPID", "NRestarts", "WatchdogUSec")
     assert props["WatchdogUSec"] == "2s", props
     pid, restarts = props["MainPID"], int(props["NRestarts"])
-    # the pings keep it alive past the watchdog timeout
+    # the pings keep it alive past the watchdog timeout: without them systemd would
+    # kill it 2 s after the start, so 3 s would show the restart
     time.sleep(3)
     assert unit.show("MainPID")["MainPID"] == pid, unit.journal_tail()
 
