@@ -124,6 +124,9 @@ void daemon_apply(struct daemon *d, const struct sup_verdict *v)
 		else
 			log_msg(l->level, "%s", l->text);
 	}
+	if (v->lines_lost)
+		log_msg(LOG_ERR, "bug: %u more supervisor line(s) lost, the last: %s",
+			v->lines_lost, v->spill.text);
 	if (*v->status)
 		notify_status("%s", v->status);
 	if (v->event.change != SUP_CHANGE_NONE)

@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "framing.h"
 #include "log.h"
+#include "ratelimit.h"
 
 #define READ_CHUNK (256 * 1024)
 
@@ -27,6 +28,7 @@ struct stdio_bridge {
 
 	struct buf in, out;
 	struct endpoint_drops drops;
+	struct ratelimit unframable_log;
 };
 
 /* Only pipes and sockets are ours alone; a terminal shared with the shell stays blocking. */
@@ -179,6 +181,7 @@ struct stdio_bridge *stdio_create(struct ev_loop *loop, size_t max_line,
 	if (!s)
 		return NULL;
 	s->loop = loop;
+	s->unframable_log = (struct ratelimit)RATELIMIT_FIRST;
 	s->ev = *ev;
 	s->max_line = max_line;
 	s->in_flags = make_nonblocking(STDIN_FILENO);
@@ -247,7 +250,7 @@ static void stdio_output(void *self, const unsigned char *data, size_t len, bool
 	if (binary || memchr(data, '\n', len)) {
 		/* a line can carry neither: never write half a message */
 		s->drops.unframable++;
-		log_msg(s->drops.unframable == 1 ? LOG_WARNING : LOG_DEBUG,
+		log_msg(ratelimit_allow(&s->unframable_log, 0) ? LOG_WARNING : LOG_DEBUG,
 			"%s message of %zu bytes from the server cannot be a stdout line: skipped "
 			"(%llu so far)",
 			binary ? "binary" : "multi-line text", len, s->drops.unframable);
