@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "spool.h"
+#include "spool_format.h"
 
 #define MAX_SEGS 4
 #define MAX_SEEN 65536
