@@ -1,7 +1,7 @@
 #ifndef WST_DAEMON_INT_H
 #define WST_DAEMON_INT_H
 
-/* The daemon's runtime state, shared by daemon.c and daemon_ctl.c only. */
+/* The daemon's runtime state, shared by daemon.c, daemon_link.c and daemon_ctl.c only. */
 
 #include <stdbool.h>
 #include <stddef.h>

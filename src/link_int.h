@@ -3,9 +3,10 @@
 
 /*
  * The link's insides, shared by its files only: link.c (the lws callback,
- * writing, timers and the public calls), link_attempt.c (setting up an
- * attempt: files, dial, lws context), link_rx.c (what the server sends) and
- * link_classify.c (why an attempt failed, in one line).
+ * the upgrade's headers and extensions, writing, pings, timers and the
+ * public calls), link_attempt.c (starting an attempt: header files, proxy,
+ * dial, lws context), link_rx.c (what the server sends) and link_classify.c
+ * (why an attempt failed, in one line).
  */
 #include "link.h"
 
