@@ -29,32 +29,57 @@ void daemon_sup_params(const struct wst_config *c, struct sup_params *p)
 				  c->backoff_jitter, c->backoff_reset_after_s };
 }
 
-/*
- * Make c the running config: the supervisor gets its policy and URLs. The
- * link, bridge and exec copied what they need, so the old config can go.
- */
-int daemon_use_config(struct daemon *d, const struct wst_config *c)
+/* The supervisor's URL list for c: the one allocation a reload needs, made before it applies. */
+static const char **config_urls(const struct wst_config *c, size_t *n)
 {
-	size_t n = config_url_count(c);
-	const char **urls = calloc(n, sizeof(*urls));
+	const char **urls = calloc((*n = config_url_count(c)), sizeof(*urls));
+
+	for (size_t i = 0; urls && i < *n; i++)
+		urls[i] = config_url(c, i);
+	return urls;
+}
+
+/*
+ * Make c the running config: the supervisor gets its policy (APPLY_SUPERVISOR)
+ * and URLs. The link, bridge and exec copied what they need, so the old
+ * config can go.
+ */
+static void use_config(struct daemon *d, const struct wst_config *c, const char **urls, size_t n,
+		       bool reset_url)
+{
 	const struct wst_config *old = d->cfg;
-	struct config_change ch = { 0 };
 	struct sup_params p;
 
-	if (!urls)
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		urls[i] = config_url(c, i);
 	daemon_sup_params(c, &p);
-	if (old && old != c)
-		config_diff(old, c, &ch);
-	sup_reconfigure(&d->sup, &p, urls, n, ch.reconnect);
+	sup_reconfigure(&d->sup, &p, urls, n, reset_url);
 	free(d->urls);
 	d->urls = urls;
 	d->cfg = c;
 	if (old && old != c)
 		config_free(old);
+}
+
+int daemon_use_config(struct daemon *d, const struct wst_config *c)
+{
+	size_t n;
+	const char **urls = config_urls(c, &n);
+
+	if (!urls)
+		return -1;
+	use_config(d, c, urls, n, false);
 	return 0;
+}
+
+/* The appliers of the live keys that changed (config.h's enum config_apply). */
+static void apply_live(struct daemon *d, const struct wst_config *n, unsigned apply)
+{
+	if ((apply & APPLY_LOG) && !d->opts.log_level_forced)
+		log_set_level(n->log_level);
+	if (apply & APPLY_QUEUE)
+		queue_set_limits(&d->out.q, n->queue_max_messages, n->queue_max_bytes,
+				 n->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT
+								      : QUEUE_DROP_OLDEST);
+	/* APPLY_SUPERVISOR: use_config; APPLY_AT_USE: read from d->cfg when used */
 }
 
 const char *daemon_reload(struct daemon *d)
@@ -63,12 +88,21 @@ const char *daemon_reload(struct daemon *d)
 	const struct wst_config *n;
 	struct log_ctx lc = { .url = daemon_url(d), .event = "reload" };
 	struct config_change ch;
+	const char **urls = NULL;
+	size_t nurls;
 
 	notify_reloading();
 	n = config_load(d->opts.config_path, d->opts.url_override, &err);
 	if (n && tls_check(n, err.msg, sizeof(err.msg)) < 0) {
 		config_free(n);
 		n = NULL;
+	}
+	/* everything allocated first: a reload is applied whole or not at all */
+	if (n && !(urls = config_urls(n, &nurls))) {
+		log_msg(LOG_ERR, "reload: out of memory, keeping the running configuration");
+		config_free(n);
+		notify_ready();
+		return "out of memory";
 	}
 	if (!n) {
 		log_event(LOG_ERR, &lc, "reload failed, keeping the running configuration: %s",
@@ -78,20 +112,12 @@ const char *daemon_reload(struct daemon *d)
 		return d->config_error;
 	}
 	d->config_error[0] = '\0';
-	if (!d->opts.log_level_forced)
-		log_set_level(n->log_level);
 	config_diff(d->cfg, n, &ch);
+	apply_live(d, n, ch.apply);
 	if (*ch.restart_keys)
 		log_msg(LOG_WARNING, "reload: %s take effect only at the next restart",
 			ch.restart_keys);
-	queue_set_limits(&d->out.q, n->queue_max_messages, n->queue_max_bytes,
-			 n->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT : QUEUE_DROP_OLDEST);
-	if (daemon_use_config(d, n) < 0) {
-		log_msg(LOG_ERR, "reload: out of memory, keeping the running configuration");
-		config_free(n);
-		notify_ready();
-		return "out of memory";
-	}
+	use_config(d, n, urls, nurls, ch.reconnect);
 	if (ch.reconnect) {
 		struct sup_verdict v;
 

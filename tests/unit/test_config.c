@@ -271,6 +271,23 @@ static void every_key_has_a_reload_class(void **state)
 				 name);
 }
 
+/* A live key says who applies it (config.h's enum config_apply); no other key does. */
+static void every_live_key_names_its_applier(void **state)
+{
+	char name[64];
+
+	for (size_t i = 0; i < config_key_count(); i++) {
+		bool live = config_key_info(i, name, sizeof(name)) == RELOAD_LIVE;
+
+		if (live && config_key_apply(i) == APPLY_NONE)
+			fail_msg("live config key %s names no applier: say who applies a change "
+				 "to it at reload (enum config_apply)",
+				 name);
+		if (!live && config_key_apply(i) != APPLY_NONE)
+			fail_msg("config key %s is not live but names an applier", name);
+	}
+}
+
 /* A value other than the default for each key, so a change to it can be seen. */
 static const struct {
 	const char *key, *value;
@@ -363,10 +380,12 @@ static void reload_classes_follow_the_key_table(void **state)
 			fail_msg("no changed value for config key %s in this test", name);
 		config_diff(base, c, &ch);
 		assert_int_equal(ch.reconnect, r == RELOAD_RECONNECT);
+		assert_int_equal(ch.apply, r == RELOAD_LIVE ? config_key_apply(i) : APPLY_NONE);
 		if ((r == RELOAD_RESTART) != (strstr(ch.restart_keys, name) != NULL))
 			fail_msg("%s: restart keys '%s'", name, ch.restart_keys);
 		config_diff(c, c, &ch);
 		assert_false(ch.reconnect);
+		assert_int_equal(ch.apply, APPLY_NONE);
 		assert_string_equal(ch.restart_keys, "");
 		config_free(c);
 	}
@@ -388,6 +407,7 @@ int main(void)
 		cmocka_unit_test(checks_the_network_keys),
 		cmocka_unit_test(reports_a_missing_file),
 		cmocka_unit_test(every_key_has_a_reload_class),
+		cmocka_unit_test(every_live_key_names_its_applier),
 		cmocka_unit_test_teardown(reload_classes_follow_the_key_table, teardown),
 	};
 
