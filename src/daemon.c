@@ -395,7 +395,7 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	daemon_sup_params(cfg, &sp);
 	sup_init(&d.sup, &sp, NULL, 0, seed);
 	d.cfg = NULL;
-	if (daemon_use_config(&d, cfg) < 0) {
+	if (daemon_use_config(&d, cfg, false) < 0) {
 		log_msg(LOG_ERR, "out of memory");
 		config_free(cfg);
 		ev_loop_destroy(d.loop);

@@ -29,27 +29,23 @@ void daemon_sup_params(const struct wst_config *c, struct sup_params *p)
 				  c->backoff_jitter, c->backoff_reset_after_s };
 }
 
-/* The supervisor's URL list for c: the one allocation a reload needs, made before it applies. */
-static const char **config_urls(const struct wst_config *c, size_t *n)
-{
-	const char **urls = calloc((*n = config_url_count(c)), sizeof(*urls));
-
-	for (size_t i = 0; urls && i < *n; i++)
-		urls[i] = config_url(c, i);
-	return urls;
-}
-
 /*
  * Make c the running config: the supervisor gets its policy (APPLY_SUPERVISOR)
- * and URLs. The link, bridge and exec copied what they need, so the old
- * config can go.
+ * and URLs; reset_url starts at link.url. Its one allocation comes first, so
+ * -1 (out of memory) changes nothing. The link, bridge and exec copied what
+ * they need, so the old config can go.
  */
-static void use_config(struct daemon *d, const struct wst_config *c, const char **urls, size_t n,
-		       bool reset_url)
+int daemon_use_config(struct daemon *d, const struct wst_config *c, bool reset_url)
 {
+	size_t n = config_url_count(c);
+	const char **urls = calloc(n, sizeof(*urls));
 	const struct wst_config *old = d->cfg;
 	struct sup_params p;
 
+	if (!urls)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		urls[i] = config_url(c, i);
 	daemon_sup_params(c, &p);
 	sup_reconfigure(&d->sup, &p, urls, n, reset_url);
 	free(d->urls);
@@ -57,16 +53,6 @@ static void use_config(struct daemon *d, const struct wst_config *c, const char 
 	d->cfg = c;
 	if (old && old != c)
 		config_free(old);
-}
-
-int daemon_use_config(struct daemon *d, const struct wst_config *c)
-{
-	size_t n;
-	const char **urls = config_urls(c, &n);
-
-	if (!urls)
-		return -1;
-	use_config(d, c, urls, n, false);
 	return 0;
 }
 
@@ -79,7 +65,7 @@ static void apply_live(struct daemon *d, const struct wst_config *n, unsigned ap
 		queue_set_limits(&d->out.q, n->queue_max_messages, n->queue_max_bytes,
 				 n->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT
 								      : QUEUE_DROP_OLDEST);
-	/* APPLY_SUPERVISOR: use_config; APPLY_AT_USE: read from d->cfg when used */
+	/* APPLY_SUPERVISOR: daemon_use_config; APPLY_AT_USE: read from d->cfg when used */
 }
 
 const char *daemon_reload(struct daemon *d)
@@ -88,21 +74,12 @@ const char *daemon_reload(struct daemon *d)
 	const struct wst_config *n;
 	struct log_ctx lc = { .url = daemon_url(d), .event = "reload" };
 	struct config_change ch;
-	const char **urls = NULL;
-	size_t nurls;
 
 	notify_reloading();
 	n = config_load(d->opts.config_path, d->opts.url_override, &err);
 	if (n && tls_check(n, err.msg, sizeof(err.msg)) < 0) {
 		config_free(n);
 		n = NULL;
-	}
-	/* everything allocated first: a reload is applied whole or not at all */
-	if (n && !(urls = config_urls(n, &nurls))) {
-		log_msg(LOG_ERR, "reload: out of memory, keeping the running configuration");
-		config_free(n);
-		notify_ready();
-		return "out of memory";
 	}
 	if (!n) {
 		log_event(LOG_ERR, &lc, "reload failed, keeping the running configuration: %s",
@@ -111,13 +88,19 @@ const char *daemon_reload(struct daemon *d)
 		notify_ready();
 		return d->config_error;
 	}
-	d->config_error[0] = '\0';
 	config_diff(d->cfg, n, &ch);
+	/* first what can fail: a reload is applied whole or not at all */
+	if (daemon_use_config(d, n, ch.reconnect) < 0) {
+		log_msg(LOG_ERR, "reload: out of memory, keeping the running configuration");
+		config_free(n);
+		notify_ready();
+		return "out of memory";
+	}
+	d->config_error[0] = '\0';
 	apply_live(d, n, ch.apply);
 	if (*ch.restart_keys)
 		log_msg(LOG_WARNING, "reload: %s take effect only at the next restart",
 			ch.restart_keys);
-	use_config(d, n, urls, nurls, ch.reconnect);
 	if (ch.reconnect) {
 		struct sup_verdict v;
 

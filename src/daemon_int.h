@@ -93,7 +93,7 @@ void daemon_net_change(void *ud, enum net_change what, const struct sockaddr_sto
 void daemon_control_ops(struct daemon *d, struct control_ops *ops);
 void daemon_sup_params(const struct wst_config *c, struct sup_params *p);
 /* Make c the running config (the old one is freed). -1: out of memory, nothing changed. */
-int daemon_use_config(struct daemon *d, const struct wst_config *c);
+int daemon_use_config(struct daemon *d, const struct wst_config *c, bool reset_url);
 /* Reload from the files; NULL, or why the running config was kept. */
 const char *daemon_reload(struct daemon *d);
 
