@@ -120,7 +120,6 @@ struct bridge *bridge_create(struct ev_loop *loop, const struct wst_config *cfg,
 		return NULL;
 	}
 	b->loop = loop;
-	b->unframable_log = (struct ratelimit)RATELIMIT_FIRST;
 	b->ops = *ops;
 	b->framing = cfg->bridge_framing;
 	b->events = cfg->bridge_events;

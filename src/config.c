@@ -788,15 +788,11 @@ size_t config_key_count(void)
 	return NKEYS;
 }
 
-enum config_reload config_key_info(size_t i, char *buf, size_t len)
+enum config_reload config_key_info(size_t i, char *buf, size_t len, enum config_apply *apply)
 {
 	snprintf(buf, len, "%s.%s", keys[i].group, keys[i].name);
+	*apply = (enum config_apply)(keys[i].reload >> 8);
 	return (enum config_reload)(keys[i].reload & 0xff);
-}
-
-enum config_apply config_key_apply(size_t i)
-{
-	return (enum config_apply)(keys[i].reload >> 8);
 }
 
 size_t config_url_count(const struct wst_config *cfg)

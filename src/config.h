@@ -117,10 +117,9 @@ struct config_change {
 };
 void config_diff(const struct wst_config *a, const struct wst_config *b, struct config_change *out);
 
-/* The key table, for tests: "group.name" into buf, and its reload class. */
+/* The key table, for tests: "group.name" into buf, its reload class and applier. */
 size_t config_key_count(void);
-enum config_reload config_key_info(size_t i, char *buf, size_t len);
-enum config_apply config_key_apply(size_t i);
+enum config_reload config_key_info(size_t i, char *buf, size_t len, enum config_apply *apply);
 
 /* Number of URLs to rotate through: link.url then link.fallback_urls. */
 size_t config_url_count(const struct wst_config *cfg);

@@ -374,7 +374,6 @@ struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
-	e->drop_log = (struct ratelimit)RATELIMIT_FIRST;
 	while (cfg->exec_command[n])
 		n++;
 	e->argv = calloc(n + 1, sizeof(char *));

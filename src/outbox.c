@@ -137,7 +137,7 @@ int outbox_init(struct outbox *o, struct ev_loop *loop, size_t headroom, size_t 
 {
 	memset(o, 0, sizeof(*o));
 	queue_init(&o->q, headroom, max_messages, max_bytes, overflow);
-	o->drop_log = (struct ratelimit)RATELIMIT(1, 0, 1000);
+	o->drop_log = (struct ratelimit)RATELIMIT(0, 0, 1000);
 	o->loop = loop;
 	o->wake = wake;
 	o->ud = ud;

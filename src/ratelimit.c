@@ -8,9 +8,10 @@ bool ratelimit_allow(struct ratelimit *r, uint64_t now_ms)
 		r->tokens = r->burst;
 	r->refill_at = now_ms;
 	r->since++;
-	if (r->tokens >= 1.0 || (r->every && r->since >= r->every)) {
+	if (!r->started || r->tokens >= 1.0 || (r->every && r->since >= r->every)) {
 		if (r->tokens >= 1.0)
 			r->tokens -= 1.0;
+		r->started = true;
 		r->since = 0;
 		return true;
 	}
@@ -23,5 +24,6 @@ void ratelimit_reset(struct ratelimit *r, uint64_t now_ms)
 	r->tokens = r->burst;
 	r->refill_at = now_ms;
 	r->since = 0;
+	r->started = false;
 	r->suppressed = 0;
 }

@@ -47,7 +47,7 @@
  * Writes beyond RLIMIT_FSIZE raise SIGXFSZ: the daemon ignores it, so that
  * append fails with EFBIG like ENOSPC or EDQUOT.
  *
- * Pure file I/O: no event loop, no logging, no global state.
+ * Pure file I/O: no event loop, no logging.
  */
 
 #define SPOOL_DEFAULT_SEGMENT_BYTES (1u << 20)

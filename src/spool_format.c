@@ -126,21 +126,11 @@ void spool_seg_name(char buf[SEG_NAME_SIZE], uint64_t name)
 
 bool spool_seg_parse_name(const char *s, uint64_t *name)
 {
-	uint64_t v = 0;
-
-	if (strlen(s) != 24 || strncmp(s, "seg-", 4) != 0 || strcmp(s + 20, ".wsq") != 0)
+	/* lower case only: one name per seq */
+	if (strlen(s) != 24 || strncmp(s, "seg-", 4) != 0 || strcmp(s + 20, ".wsq") != 0 ||
+	    strspn(s + 4, "0123456789abcdef") != 16)
 		return false;
-	for (int i = 4; i < 20; i++) {
-		char c = s[i];
-
-		if (c >= '0' && c <= '9')
-			v = v << 4 | (uint64_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v = v << 4 | (uint64_t)(c - 'a' + 10);
-		else
-			return false; /* lower case only: one name per seq */
-	}
-	*name = v;
+	*name = strtoull(s + 4, NULL, 16);
 	return true;
 }
 

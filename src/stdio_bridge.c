@@ -181,7 +181,6 @@ struct stdio_bridge *stdio_create(struct ev_loop *loop, size_t max_line,
 	if (!s)
 		return NULL;
 	s->loop = loop;
-	s->unframable_log = (struct ratelimit)RATELIMIT_FIRST;
 	s->ev = *ev;
 	s->max_line = max_line;
 	s->in_flags = make_nonblocking(STDIN_FILENO);

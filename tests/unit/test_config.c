@@ -263,9 +263,10 @@ static void reports_a_missing_file(void **state)
 static void every_key_has_a_reload_class(void **state)
 {
 	char name[64];
+	enum config_apply apply;
 
 	for (size_t i = 0; i < config_key_count(); i++)
-		if (config_key_info(i, name, sizeof(name)) == RELOAD_UNSET)
+		if (config_key_info(i, name, sizeof(name), &apply) == RELOAD_UNSET)
 			fail_msg("config key %s has no reload class: say whether a change to it "
 				 "is live, needs a reconnect or a restart",
 				 name);
@@ -275,15 +276,16 @@ static void every_key_has_a_reload_class(void **state)
 static void every_live_key_names_its_applier(void **state)
 {
 	char name[64];
+	enum config_apply apply;
 
 	for (size_t i = 0; i < config_key_count(); i++) {
-		bool live = config_key_info(i, name, sizeof(name)) == RELOAD_LIVE;
+		bool live = config_key_info(i, name, sizeof(name), &apply) == RELOAD_LIVE;
 
-		if (live && config_key_apply(i) == APPLY_NONE)
+		if (live && apply == APPLY_NONE)
 			fail_msg("live config key %s names no applier: say who applies a change "
 				 "to it at reload (enum config_apply)",
 				 name);
-		if (!live && config_key_apply(i) != APPLY_NONE)
+		if (!live && apply != APPLY_NONE)
 			fail_msg("config key %s is not live but names an applier", name);
 	}
 }
@@ -369,7 +371,8 @@ static void reload_classes_follow_the_key_table(void **state)
 	base = config_load(path, NULL, &(struct config_error){0});
 	assert_non_null(base);
 	for (size_t i = 0; i < config_key_count(); i++) {
-		enum config_reload r = config_key_info(i, name, sizeof(name));
+		enum config_apply apply;
+		enum config_reload r = config_key_info(i, name, sizeof(name), &apply);
 		const struct wst_config *c = NULL;
 		struct config_change ch;
 
@@ -380,7 +383,7 @@ static void reload_classes_follow_the_key_table(void **state)
 			fail_msg("no changed value for config key %s in this test", name);
 		config_diff(base, c, &ch);
 		assert_int_equal(ch.reconnect, r == RELOAD_RECONNECT);
-		assert_int_equal(ch.apply, r == RELOAD_LIVE ? config_key_apply(i) : APPLY_NONE);
+		assert_int_equal(ch.apply, r == RELOAD_LIVE ? apply : APPLY_NONE);
 		if ((r == RELOAD_RESTART) != (strstr(ch.restart_keys, name) != NULL))
 			fail_msg("%s: restart keys '%s'", name, ch.restart_keys);
 		config_diff(c, c, &ch);

@@ -46,7 +46,7 @@ static void once_per_period(void **state)
 
 static void first_only_without_a_clock(void **state)
 {
-	struct ratelimit r = RATELIMIT_FIRST;
+	struct ratelimit r = { 0 };
 
 	assert_true(ratelimit_allow(&r, 0));
 	for (int i = 0; i < 10000; i++)
@@ -57,7 +57,7 @@ static void first_only_without_a_clock(void **state)
 /* The 1st, 1001st, 2001st ... of a run. */
 static void every_nth_event(void **state)
 {
-	struct ratelimit r = RATELIMIT(1, 0, 1000);
+	struct ratelimit r = RATELIMIT(0, 0, 1000);
 
 	for (int i = 0; i < 3000; i++)
 		assert_int_equal(ratelimit_allow(&r, 0), i % 1000 == 0);
