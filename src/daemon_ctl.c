@@ -228,7 +228,7 @@ static const char *ctl_send(void *ud, const char *text, size_t len)
 		return "stopping";
 	if (len > d->cfg->max_message_bytes)
 		return "message larger than link.max_message_bytes";
-	if (daemon_enqueue(d, (const unsigned char *)text, len, false, SRC_ONE))
+	if (d->up.enqueue(d, (const unsigned char *)text, len, false, SRC_ONE))
 		return NULL;
 	if (!d->out.failing || !d->out.spool)
 		return "queue full";
