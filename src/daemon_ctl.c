@@ -31,15 +31,16 @@ void daemon_sup_params(const struct wst_config *c, struct sup_params *p)
 }
 
 /*
- * Make c the running config: the supervisor gets its policy and URLs. The
- * link, bridge and exec copied what they need, so the old config can go.
+ * Make c the running config: the supervisor gets its policy (APPLY_SUPERVISOR)
+ * and URLs; reset_url starts at link.url. Its one allocation comes first, so
+ * -1 (out of memory) changes nothing. The link, bridge and exec copied what
+ * they need, so the old config can go.
  */
-int daemon_use_config(struct daemon *d, const struct wst_config *c)
+int daemon_use_config(struct daemon *d, const struct wst_config *c, bool reset_url)
 {
 	size_t n = config_url_count(c);
 	const char **urls = calloc(n, sizeof(*urls));
 	const struct wst_config *old = d->cfg;
-	struct config_change ch = { 0 };
 	struct sup_params p;
 
 	if (!urls)
@@ -47,15 +48,25 @@ int daemon_use_config(struct daemon *d, const struct wst_config *c)
 	for (size_t i = 0; i < n; i++)
 		urls[i] = config_url(c, i);
 	daemon_sup_params(c, &p);
-	if (old && old != c)
-		config_diff(old, c, &ch);
-	sup_reconfigure(&d->sup, &p, urls, n, ch.reconnect);
+	sup_reconfigure(&d->sup, &p, urls, n, reset_url);
 	free(d->urls);
 	d->urls = urls;
 	d->cfg = c;
 	if (old && old != c)
 		config_free(old);
 	return 0;
+}
+
+/* The appliers of the live keys that changed (config.h's enum config_apply). */
+static void apply_live(struct daemon *d, const struct wst_config *n, unsigned apply)
+{
+	if ((apply & APPLY_LOG) && !d->opts.log_level_forced)
+		log_set_level(n->log_level);
+	if (apply & APPLY_QUEUE)
+		queue_set_limits(&d->out.q, n->queue_max_messages, n->queue_max_bytes,
+				 n->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT
+								      : QUEUE_DROP_OLDEST);
+	/* APPLY_SUPERVISOR: daemon_use_config; APPLY_AT_USE: read from d->cfg when used */
 }
 
 const char *daemon_reload(struct daemon *d)
@@ -81,22 +92,20 @@ const char *daemon_reload(struct daemon *d)
 		notify_ready();
 		return d->config_error;
 	}
-	d->config_error[0] = '\0';
-	if (!d->opts.log_level_forced)
-		log_set_level(n->log_level);
 	config_diff(d->cfg, n, &ch);
-	if (*ch.restart_keys)
-		log_event(LOG_WARNING, &lc, "reload: %s take effect only at the next restart",
-			  ch.restart_keys);
-	queue_set_limits(&d->out.q, n->queue_max_messages, n->queue_max_bytes,
-			 n->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT : QUEUE_DROP_OLDEST);
-	if (daemon_use_config(d, n) < 0) {
+	/* first what can fail: a reload is applied whole or not at all */
+	if (daemon_use_config(d, n, ch.reconnect) < 0) {
 		log_msg(LOG_ERR, "reload: out of memory, keeping the running configuration");
 		d->reloads_failed++;
 		config_free(n);
 		notify_ready();
 		return "out of memory";
 	}
+	d->config_error[0] = '\0';
+	apply_live(d, n, ch.apply);
+	if (*ch.restart_keys)
+		log_event(LOG_WARNING, &lc, "reload: %s take effect only at the next restart",
+			  ch.restart_keys);
 	if (ch.reconnect) {
 		struct sup_verdict v;
 
@@ -237,7 +246,7 @@ static const char *ctl_send(void *ud, const char *text, size_t len)
 		return "stopping";
 	if (len > d->cfg->max_message_bytes)
 		return "message larger than link.max_message_bytes";
-	if (daemon_enqueue(d, (const unsigned char *)text, len, false, SRC_ONE))
+	if (d->up.enqueue(d, (const unsigned char *)text, len, false, SRC_ONE))
 		return NULL;
 	if (!d->out.failing || !d->out.spool)
 		return "queue full";

@@ -24,6 +24,19 @@
 #include "rng.h"
 #include "supervisor.h"
 
+const char *daemon_url(const struct daemon *d)
+{
+	return sup_url(&d->sup);
+}
+
+uint64_t daemon_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 bool daemon_links_active(const struct daemon *d)
 {
 	return link_active(d->slots[0].link) || link_active(d->slots[1].link);
@@ -31,12 +44,16 @@ bool daemon_links_active(const struct daemon *d)
 
 static void on_message(void *ud, const unsigned char *data, size_t len, bool binary)
 {
-	daemon_deliver(((struct slot *)ud)->d, data, len, binary);
+	struct daemon *d = ((struct slot *)ud)->d;
+
+	d->up.deliver(d, data, len, binary);
 }
 
 static void on_confirmed(void *ud)
 {
-	daemon_confirmed(((struct slot *)ud)->d);
+	struct daemon *d = ((struct slot *)ud)->d;
+
+	d->up.confirmed(d);
 }
 
 static void start_attempt(struct daemon *d, uint64_t id, const char *url);
@@ -130,6 +147,9 @@ void daemon_apply(struct daemon *d, const struct sup_verdict *v)
 		else
 			log_msg(l->level, "%s", l->text);
 	}
+	if (v->lines_lost)
+		log_msg(LOG_ERR, "bug: %u more supervisor line(s) lost, the last: %s",
+			v->lines_lost, v->spill.text);
 	if (*v->status)
 		notify_status("%s", v->status);
 	if (v->event.change != SUP_CHANGE_NONE)
@@ -175,7 +195,7 @@ static void on_up(void *ud)
 	daemon_apply(d, &v);
 	if (sl->id == d->sup.primary)
 		arm_age(d);
-	daemon_maybe_finish(d);
+	d->up.maybe_finish(d);
 }
 
 /* The server announced 1001/1012: open the replacement while the old link closes. */
@@ -251,7 +271,7 @@ static void on_down(void *ud)
 	if (primary) {
 		ev_timer_stop(d->loop, &d->age_timer);
 		/* the read-ahead limit applies only while the link is up */
-		daemon_resume_local(d);
+		d->up.resume_local(d);
 	}
 	/* the end of the run: nothing more is owed to the server */
 	if (primary && (d->stopping || d->eof) &&
@@ -260,7 +280,7 @@ static void on_down(void *ud)
 	sup_down(&d->sup, id, daemon_now_ms(), &se, &v);
 	daemon_apply(d, &v);
 	if (d->sup.state == SUP_STOPPING && !daemon_links_active(d))
-		daemon_quit(d);
+		d->up.quit(d);
 }
 
 static void start_attempt(struct daemon *d, uint64_t id, const char *url)

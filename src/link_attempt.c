@@ -192,7 +192,7 @@ static void start_lws(struct link *l)
 static void dialled(void *ud, int fd, const char *err)
 {
 	struct link *l = ud;
-	socklen_t sl = sizeof(l->local);
+	socklen_t sl = sizeof(l->at.local);
 
 	dial_free(l->dial);
 	l->dial = NULL;
@@ -204,11 +204,11 @@ static void dialled(void *ud, int fd, const char *err)
 		return;
 	}
 	l->fd = fd;
-	if (getsockname(fd, (struct sockaddr *)&l->local, &sl) < 0)
-		memset(&l->local, 0, sizeof(l->local));
+	if (getsockname(fd, (struct sockaddr *)&l->at.local, &sl) < 0)
+		memset(&l->at.local, 0, sizeof(l->at.local));
 	if (l->proxy.kind != PROXY_NONE) {
-		snprintf(l->via, sizeof(l->via), "%s (from %s)", l->proxy.text, l->proxy.source);
-		log_msg(LOG_INFO, "proxy %s connected us to %s:%u", l->via, l->url.host,
+		snprintf(l->at.via, sizeof(l->at.via), "%s (from %s)", l->proxy.text, l->proxy.source);
+		log_msg(LOG_INFO, "proxy %s connected us to %s:%u", l->at.via, l->url.host,
 			l->url.port);
 	}
 	start_lws(l);
@@ -235,6 +235,7 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 		link_set_end(l, LINK_FAIL_LOCAL, "internal: attempt started while one is active");
 		return -1;
 	}
+	memset(&l->at, 0, sizeof(l->at));
 	/* lws writes into what it parses: give it a scratch copy, never the config */
 	if (url_parse(url_text, &l->url, err, sizeof(err)) < 0) {
 		link_set_end(l, LINK_FAIL_LOCAL, "invalid URL '%s': %s", url_text, err);
@@ -259,20 +260,10 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->ping_interval_s = cfg->ping_interval_s;
 	l->pong_timeout_s = cfg->pong_timeout_s;
 	l->max_message = cfg->max_message_bytes;
-	l->up = l->close_req = l->close_sent = l->ping_due = l->rx_paused = false;
-	l->fenced_seq = 0;
-	l->fence_in_flight = false;
 	l->carrier = true;
-	l->retiring = false;
-	l->ping_timing = l->hello_due = false;
-	l->upgrade_sent = false;
-	wsrx_init(&l->rx, cfg->max_message_bytes, 0);
-	l->deflate = cfg->compression == COMPRESSION_DEFLATE &&
-		     pmd_offer_header(&pmd_default_offer, l->deflate_offer, sizeof(l->deflate_offer));
-	l->violated = l->peer_closed = l->pong_due = false;
-	l->via[0] = '\0';
-	l->probing = false;
-	memset(&l->local, 0, sizeof(l->local));
+	wsrx_init(&l->at.rx, cfg->max_message_bytes, 0);
+	l->at.deflate = cfg->compression == COMPRESSION_DEFLATE &&
+			pmd_offer_header(&pmd_default_offer, l->deflate_offer, sizeof(l->deflate_offer));
 
 	memset(&req, 0, sizeof(req));
 	req.host = l->url.host;

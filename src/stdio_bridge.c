@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "framing.h"
 #include "log.h"
+#include "ratelimit.h"
 
 #define READ_CHUNK (256 * 1024)
 
@@ -27,6 +28,7 @@ struct stdio_bridge {
 
 	struct buf in, out;
 	struct endpoint_drops drops;
+	struct ratelimit unframable_log;
 };
 
 /* Only pipes and sockets are ours alone; a terminal shared with the shell stays blocking. */
@@ -252,7 +254,7 @@ static void stdio_output(void *self, const unsigned char *data, size_t len, bool
 		/* a line can carry neither: never write half a message */
 		s->drops.unframable++;
 		s->drops.unframable_bytes += len;
-		log_msg(s->drops.unframable == 1 ? LOG_WARNING : LOG_DEBUG,
+		log_msg(ratelimit_allow(&s->unframable_log, 0) ? LOG_WARNING : LOG_DEBUG,
 			"%s message of %zu bytes from the server cannot be a stdout line: skipped "
 			"(%llu so far)",
 			binary ? "binary" : "multi-line text", len, s->drops.unframable);

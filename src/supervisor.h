@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "backoff.h"
+#include "ratelimit.h"
 
 /*
  * The link's life and every policy decision about it, as pure logic: which
@@ -78,6 +79,9 @@ struct sup_event {
 	int64_t retry_ms;	/* the next attempt in this many ms; -1: none planned */
 };
 
+/* A verdict says what happened and what comes next: at most two lines. */
+#define SUP_MAX_LINES 2
+
 struct sup_verdict {
 	enum sup_do act;
 	uint64_t id;		/* the attempt to start, close or promote */
@@ -87,8 +91,10 @@ struct sup_verdict {
 	int close_code;
 	const char *close_reason;
 	const char *refused;	/* an operator request refused: the reason */
-	struct sup_line lines[2];	/* to log, in order */
+	struct sup_line lines[SUP_MAX_LINES]; /* to log, in order */
 	size_t n_lines;
+	unsigned lines_lost; /* lines past SUP_MAX_LINES, the last in spill: a bug */
+	struct sup_line spill;
 	char status[256];	/* sd_notify STATUS=, "" = unchanged */
 	struct sup_event event;	/* pointers valid until the link starts again */
 };
@@ -137,9 +143,7 @@ struct supervisor {
 	int last_fail, last_sig;
 	unsigned streak;		/* the same failure in a row */
 	bool flapping;			/* the last link dropped before it was stable */
-	double tokens;
-	uint64_t refill_at;
-	unsigned suppressed;
+	struct ratelimit repeat;	/* repeats of one failure */
 
 	int last_close_code;
 	char last_close_reason[124];

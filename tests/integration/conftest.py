@@ -705,7 +705,7 @@ def write_config(tmp_path):
 # /tmp (sun_path holds 107 bytes).
 
 SEG_HEADER = 24  # spool record header (src/spool.h SPOOL_RECORD_HEADER)
-REC_MESSAGE, REC_CONFIRM, REC_TIME = 1, 2, 3  # record types (src/spool_int.h)
+REC_MESSAGE, REC_CONFIRM, REC_TIME = 1, 2, 3  # record types (src/spool_format.h)
 
 
 def wstetherctl_path():

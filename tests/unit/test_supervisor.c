@@ -571,6 +571,43 @@ static void names_states(void **state)
 	assert_string_equal(sup_state_name((enum sup_state)99), "unknown");
 }
 
+/* Every verdict of a long random run fits its lines: none is ever lost. */
+static void no_verdict_loses_a_line(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	uint64_t rng = 42, t = 0;
+
+	sup_init(&s, &P, URLS, 3, 1);
+	sup_start(&s, &v);
+	for (int i = 0; i < 200000; i++) {
+		struct sup_end e =
+		    (rng >> 40) & 1 ? fail_end() : closed_end(1001 + (int)(rng >> 50) % 12);
+		uint64_t ids[] = {s.primary, s.standby, s.retiring, s.next_id + 1};
+		uint64_t id = ids[(rng >> 20) % 4];
+
+		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+		t += (rng >> 33) % 40000;
+		e.by_request = (rng >> 30) % 5 == 0;
+		switch ((rng >> 33) % 5) {
+		case 0:
+			sup_timer(&s, t, &v);
+			break;
+		case 1:
+			sup_up(&s, id, t, &v);
+			break;
+		case 2:
+			sup_down(&s, id, t, &e, &v);
+			break;
+		default:
+			sup_request(&s, (enum sup_request)((rng >> 45) % SUP_REQ_STOP), t, &v);
+			break;
+		}
+		assert_int_equal(v.lines_lost, 0);
+		assert_true(v.n_lines <= SUP_MAX_LINES);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -594,6 +631,7 @@ int main(void)
 		cmocka_unit_test(reconfigure_changes_policy_live),
 		cmocka_unit_test(verdicts_carry_link_events_and_count_failures_by_kind),
 		cmocka_unit_test(names_states),
+		cmocka_unit_test(no_verdict_loses_a_line),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
