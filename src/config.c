@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,8 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <libconfig.h>
 
@@ -40,13 +43,14 @@ enum kind {
 	K_FAMILY,	/* "any", "ipv4", "ipv6" */
 	K_ADDR,		/* string; "" or an IP address */
 	K_IFACE,	/* string; "" or a network interface name */
+	K_SECRET,	/* a K_FILE of credentials: must exist; readable by others warns */
 };
 
 /* Kinds stored as one malloc'd string. */
 static bool string_kind(enum kind k)
 {
 	return k == K_STR || k == K_FILE || k == K_URL || k == K_DIR || k == K_PROXY ||
-	       k == K_ADDR || k == K_IFACE;
+	       k == K_ADDR || k == K_IFACE || k == K_SECRET;
 }
 
 struct key {
@@ -74,7 +78,7 @@ static const struct key keys[] = {
 	{ "link", "hello", K_STR, F(hello), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "hello_file", K_FILE, F(hello_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "proxy", K_PROXY, F(proxy), 0, 0, "", RELOAD_RECONNECT },
-	{ "link", "proxy_auth_file", K_FILE, F(proxy_auth_file), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "proxy_auth_file", K_SECRET, F(proxy_auth_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "address_family", K_FAMILY, F(address_family), 0, 0, "any", RELOAD_RECONNECT },
 	{ "link", "bind_address", K_ADDR, F(bind_address), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "interface", K_IFACE, F(interface), 0, 0, "", RELOAD_RECONNECT },
@@ -413,6 +417,28 @@ static int set_headers(const struct ctx *x, struct wst_config *c, const config_s
 	return 0;
 }
 
+/* A credentials file must be there to read; like tls.key_file, others should not read it. */
+static int check_secret(const char *path, char *why, size_t len)
+{
+	struct stat st;
+	int fd;
+
+	if (!*path)
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		snprintf(why, len, "cannot read it: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	if (st.st_mode & 077)
+		log_msg(LOG_WARNING, "%s: proxy credentials are readable by group or others (mode "
+			"%04o): chmod 600 it", path, (unsigned)(st.st_mode & 0777));
+	return 0;
+}
+
 static int set_string(const struct ctx *x, const struct key *k, void *f, const char *name,
 		      int line, const char *str)
 {
@@ -467,11 +493,13 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 		break;
 	}
 	free(*(char **)f);
-	*(char **)f = k->kind == K_FILE ? expand_file(str, &ewhy) : strdup(str);
+	*(char **)f = k->kind == K_FILE || k->kind == K_SECRET ? expand_file(str, &ewhy) : strdup(str);
 	if (!*(char **)f)
 		return ewhy ? set_error(x->err, 78, "%s:%d: %s: '%s' %s", x->path, line, name, str,
 					ewhy)
 			    : set_error(x->err, 1, "out of memory");
+	if (k->kind == K_SECRET && check_secret(*(char **)f, why, sizeof(why)) < 0)
+		return set_error(x->err, 78, "%s:%d: %s: '%s': %s", x->path, line, name, str, why);
 	return 0;
 }
 

@@ -28,6 +28,7 @@ enum link_fail {
 	LINK_FAIL_DEAD,		/* no pong within pong_timeout_s */
 	LINK_FAIL_LOCAL,	/* we could not set up the attempt */
 	LINK_FAIL_VIOLATION,	/* the server broke RFC 6455 on an open link: we closed it */
+	LINK_FAIL_PROXY,	/* the proxy refused or broke its handshake */
 };
 
 struct link_end {

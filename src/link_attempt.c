@@ -154,7 +154,7 @@ static void start_lws(struct link *l)
 	}
 }
 
-static void dialled(void *ud, int fd, const char *err)
+static void dialled(void *ud, int fd, enum dial_fail why, const char *err)
 {
 	struct link *l = ud;
 	socklen_t sl = sizeof(l->local);
@@ -164,7 +164,8 @@ static void dialled(void *ud, int fd, const char *err)
 	explicit_bzero(l->proxy.user, sizeof(l->proxy.user));
 	explicit_bzero(l->proxy.pass, sizeof(l->proxy.pass));
 	if (fd < 0) {
-		link_set_end(l, LINK_FAIL_CONNECT, "%s", err);
+		link_set_end(l, why == DIAL_FAIL_PROXY ? LINK_FAIL_PROXY : LINK_FAIL_CONNECT, "%s",
+			     err);
 		link_finish(l);
 		return;
 	}

@@ -371,6 +371,19 @@ long proxy_http_response(const char *buf, size_t len, int *status)
 	return end - buf;
 }
 
+enum proxy_reply proxy_http_verdict(const char *buf, size_t len, size_t cap, int *status)
+{
+	long n = proxy_http_response(buf, len, status);
+
+	if (n < 0)
+		return PROXY_REPLY_NOT_HTTP;
+	if (n == 0)
+		return len < cap ? PROXY_REPLY_MORE : PROXY_REPLY_TOO_BIG;
+	if (*status < 200 || *status > 299)
+		return PROXY_REPLY_REFUSED;
+	return (size_t)n == len ? PROXY_REPLY_OPEN : PROXY_REPLY_EXTRA;
+}
+
 size_t socks5_greeting(unsigned char *buf, bool with_auth)
 {
 	buf[0] = 5;
