@@ -109,26 +109,47 @@ static void selects_from_the_environment_like_curl(void **state)
 	fake_env = NULL;
 }
 
-static void matches_no_proxy_entries(void **state)
+/* Each case as curl 7.88.1 decided it in a namespace (tests/integration/test_real_proxies.py) */
+static void matches_no_proxy_entries_as_curl_7_88(void **state)
 {
 	assert_true(proxy_bypass("*", "anything"));
 	assert_true(proxy_bypass("example.com", "example.com"));
 	assert_true(proxy_bypass("example.com", "api.EXAMPLE.com"));
 	assert_true(proxy_bypass(".example.com", "example.com"));
-	assert_true(proxy_bypass("*.example.com", "a.b.example.com"));
+	assert_true(proxy_bypass("example.com.", "api.example.com"));
+	assert_true(proxy_bypass("example.com", "api.example.com."));
+	assert_true(proxy_bypass(".test", "x.test"));
+	assert_true(proxy_bypass("test", "x.test"));
 	assert_false(proxy_bypass("example.com", "badexample.com"));
 	assert_false(proxy_bypass("example.com", "example.com.evil"));
+	/* "*." is no wildcard, and "*" only alone */
+	assert_false(proxy_bypass("*.test", "x.test"));
+	assert_false(proxy_bypass("*.test", "a.b.test"));
+	assert_false(proxy_bypass("*.x.test", "x.test"));
+	assert_false(proxy_bypass("x.test,*", "a.b.test"));
+	assert_false(proxy_bypass(" *", "a.b.test"));
+	/* IPv4: addresses and CIDR ranges; /0 or no bits is the address itself */
 	assert_true(proxy_bypass("a, b ,192.0.2.10", "192.0.2.10"));
+	assert_true(proxy_bypass("a\t192.0.2.10", "192.0.2.10"));
 	assert_false(proxy_bypass("192.0.2.10", "192.0.2.11"));
 	assert_true(proxy_bypass("192.0.2.0/24", "192.0.2.200"));
+	assert_true(proxy_bypass("127.0.0.0/8", "127.0.0.1"));
+	assert_true(proxy_bypass("127.0.0.1/0", "127.0.0.1"));
+	assert_false(proxy_bypass("127.0.0.0/0", "127.0.0.1"));
 	assert_false(proxy_bypass("192.0.2.0/25", "192.0.2.200"));
-	assert_true(proxy_bypass("2001:db8::/32", "2001:db8:1::5"));
-	assert_true(proxy_bypass("[2001:db8::5]", "2001:db8::5"));
-	assert_false(proxy_bypass("2001:db8::/32", "192.0.2.1"));
+	assert_false(proxy_bypass("10.0.0.0/33", "10.0.0.1"));
+	assert_false(proxy_bypass("localhost", "127.0.0.1"));
 	assert_false(proxy_bypass("192.0.2.0/24", "host.example"));
+	/* IPv6 hosts are compared as names: only the same text matches */
+	assert_true(proxy_bypass("::1", "::1"));
+	assert_false(proxy_bypass("::1/128", "::1"));
+	assert_false(proxy_bypass("[::1]", "::1"));
+	assert_false(proxy_bypass("0:0::1", "::1"));
+	assert_false(proxy_bypass("::/0", "::1"));
+	assert_false(proxy_bypass("2001:db8::/32", "2001:db8:1::5"));
+	assert_false(proxy_bypass("2001:db8::/32", "192.0.2.1"));
 	assert_false(proxy_bypass("", "x"));
 	assert_false(proxy_bypass(NULL, "x"));
-	assert_false(proxy_bypass("10.0.0.0/33", "10.0.0.1"));
 }
 
 static void builds_connect_requests(void **state)
@@ -219,7 +240,7 @@ int main(void)
 	    cmocka_unit_test(parses_http_and_socks5h_urls),
 	    cmocka_unit_test(rejects_bad_proxy_urls),
 	    cmocka_unit_test(selects_from_the_environment_like_curl),
-	    cmocka_unit_test(matches_no_proxy_entries),
+	    cmocka_unit_test(matches_no_proxy_entries_as_curl_7_88),
 	    cmocka_unit_test(builds_connect_requests),
 	    cmocka_unit_test(parses_connect_responses),
 	    cmocka_unit_test(builds_and_parses_socks5_messages),
