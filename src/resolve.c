@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -242,39 +243,102 @@ static void deliver_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	r->done(r->ud, r->addrs.n ? &r->addrs : NULL, r->addrs.n ? NULL : r->err);
 }
 
+static bool same_addr(const struct sockaddr *a, const struct sockaddr_storage *b)
+{
+	if (a->sa_family != b->ss_family)
+		return false;
+	if (a->sa_family == AF_INET)
+		return !memcmp(&((const struct sockaddr_in *)(const void *)a)->sin_addr,
+			       &((const struct sockaddr_in *)(const void *)b)->sin_addr, 4);
+	return !memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
+		       &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr, 16);
+}
+
+bool resolve_server_unbound(const struct sockaddr *server, unsigned iface_index,
+			    const struct sockaddr_storage *own, size_t n)
+{
+	if (server->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)server;
+
+		if ((ntohl(s4->sin_addr.s_addr) >> 24) == 127)
+			return true;
+	} else if (server->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)server;
+		const unsigned char *b = s6->sin6_addr.s6_addr;
+
+		if (IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr) ||
+		    (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && b[12] == 127))
+			return true;
+		if (IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr) && s6->sin6_scope_id &&
+		    s6->sin6_scope_id != iface_index)
+			return true;
+	} else {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (same_addr(server, &own[i]))
+			return true;
+	return false;
+}
+
+/* This host's own addresses, for resolve_server_unbound. */
+static size_t own_addresses(struct sockaddr_storage *own, size_t max)
+{
+	struct ifaddrs *list, *a;
+	size_t n = 0;
+
+	if (getifaddrs(&list) < 0)
+		return 0;
+	for (a = list; a && n < max; a = a->ifa_next) {
+		if (!a->ifa_addr ||
+		    (a->ifa_addr->sa_family != AF_INET && a->ifa_addr->sa_family != AF_INET6))
+			continue;
+		memset(&own[n], 0, sizeof(own[n]));
+		memcpy(&own[n++], a->ifa_addr,
+		       a->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+							  : sizeof(struct sockaddr_in6));
+	}
+	freeifaddrs(list);
+	return n;
+}
+
+/* link.interface and link.bind_address, as the link itself is bound. */
+static int bind_query(struct resolve *r, int fd, int af)
+{
+	if (*r->iface &&
+	    setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, r->iface, (socklen_t)strlen(r->iface)) < 0)
+		return -1;
+	if (af == AF_INET && r->has_bind4) {
+		struct sockaddr_in a = {.sin_family = AF_INET};
+
+		memcpy(&a.sin_addr, r->bind4, 4);
+		return bind(fd, (struct sockaddr *)&a, sizeof(a));
+	}
+	if (af == AF_INET6 && r->has_bind6) {
+		struct sockaddr_in6 a = {.sin6_family = AF_INET6};
+
+		memcpy(&a.sin6_addr, r->bind6, 16);
+		return bind(fd, (struct sockaddr *)&a, sizeof(a));
+	}
+	return 0;
+}
+
 /*
  * Our own socket calls for c-ares: they see what came back (c-ares reports a
  * REFUSED answer and an unreachable server alike), and they bind the queries
- * to link.interface and link.bind_address as the link itself is bound.
+ * as the link is bound, once the resolver's address shows that binding can
+ * reach it (resolve_server_unbound).
  */
 static ares_socket_t s_socket(int af, int type, int proto, void *ud)
 {
 	struct resolve *r = ud;
 	int fd = socket(af, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
 
-	if (fd < 0)
+	if (fd < 0) {
+		r->last_errno = errno;
 		return ARES_SOCKET_BAD;
-	if (*r->iface &&
-	    setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, r->iface, (socklen_t)strlen(r->iface)) < 0)
-		goto fail;
-	if (af == AF_INET && r->has_bind4) {
-		struct sockaddr_in a = {.sin_family = AF_INET};
-
-		memcpy(&a.sin_addr, r->bind4, 4);
-		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-			goto fail;
-	} else if (af == AF_INET6 && r->has_bind6) {
-		struct sockaddr_in6 a = {.sin6_family = AF_INET6};
-
-		memcpy(&a.sin6_addr, r->bind6, 16);
-		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-			goto fail;
 	}
 	return fd;
-fail:
-	r->last_errno = errno;
-	close(fd);
-	return ARES_SOCKET_BAD;
 }
 
 static int s_close(ares_socket_t fd, void *ud)
@@ -285,7 +349,19 @@ static int s_close(ares_socket_t fd, void *ud)
 static int s_connect(ares_socket_t fd, const struct sockaddr *sa, ares_socklen_t len, void *ud)
 {
 	struct resolve *r = ud;
-	int rc = connect(fd, sa, len);
+	struct sockaddr_storage own[64];
+	int rc;
+
+	if (*r->iface || r->has_bind4 || r->has_bind6) {
+		unsigned idx = *r->iface ? if_nametoindex(r->iface) : 0;
+
+		if (!resolve_server_unbound(sa, idx, own, own_addresses(own, 64)) &&
+		    bind_query(r, fd, sa->sa_family) < 0) {
+			r->last_errno = errno;
+			return -1;
+		}
+	}
+	rc = connect(fd, sa, len);
 
 	if (rc < 0 && errno != EINPROGRESS)
 		r->last_errno = errno;

@@ -1,6 +1,7 @@
 #ifndef WST_RESOLVE_H
 #define WST_RESOLVE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -36,6 +37,15 @@ struct resolve *resolve_start(struct ev_loop *loop, const char *host, uint16_t p
 			      char *err, size_t errlen);
 /* Stop (no done() after this) and free; NULL is fine. */
 void resolve_free(struct resolve *r);
+/*
+ * Whether queries to this resolver go out unbound, without link.interface
+ * and link.bind_address: a resolver on loopback or on one of this host's own
+ * addresses (own[0..n)) is reached through lo only, and an IPv6 link-local
+ * one scoped to another interface than iface_index only through that one.
+ */
+bool resolve_server_unbound(const struct sockaddr *server, unsigned iface_index,
+			    const struct sockaddr_storage *own, size_t n);
+
 /* For a timeout message: "resolver 10.0.0.53 did not answer for 'host'". */
 void resolve_describe_wait(const struct resolve *r, char *buf, size_t len);
 
