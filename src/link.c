@@ -1,4 +1,5 @@
 #include "link_int.h"
+#include "netwatch.h"
 
 /* " via proxy P (from SOURCE)" for a link a proxy carries: a drop may be the proxy's */
 #define VIA(l) (*(l)->via ? " via proxy " : ""), (l)->via
@@ -680,4 +681,9 @@ bool link_uses_address(const struct link *l, const struct sockaddr_storage *a)
 	return a->ss_family == AF_INET6 &&
 	       !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
 		       &((const struct sockaddr_in6 *)&l->local)->sin6_addr, 16);
+}
+
+bool link_uses_route(const struct link *l, const struct sockaddr_storage *dst, unsigned prefix)
+{
+	return link_active(l) && netwatch_route_covers(dst, prefix, &l->peer);
 }

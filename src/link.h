@@ -88,6 +88,8 @@ bool link_probe(struct link *l, unsigned deadline_s);
 struct sockaddr_storage;
 /* The link's socket has this local address. */
 bool link_uses_address(const struct link *l, const struct sockaddr_storage *a);
+/* Whether a route to dst/prefix that went away may have carried the link (dst NULL: unknown). */
+bool link_uses_route(const struct link *l, const struct sockaddr_storage *dst, unsigned prefix);
 
 /* New messages are in the queue. */
 void link_kick(struct link *l);

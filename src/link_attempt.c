@@ -172,6 +172,9 @@ static void dialled(void *ud, int fd, enum dial_fail why, const char *err)
 	l->fd = fd;
 	if (getsockname(fd, (struct sockaddr *)&l->local, &sl) < 0)
 		memset(&l->local, 0, sizeof(l->local));
+	sl = sizeof(l->peer);
+	if (getpeername(fd, (struct sockaddr *)&l->peer, &sl) < 0)
+		memset(&l->peer, 0, sizeof(l->peer));
 	if (l->proxy.kind != PROXY_NONE) {
 		snprintf(l->via, sizeof(l->via), "%s (from %s)", l->proxy.text, l->proxy.source);
 		log_msg(LOG_INFO, "proxy %s connected us to %s:%u", l->via, l->url.host,
@@ -239,6 +242,7 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->via[0] = '\0';
 	l->probing = false;
 	memset(&l->local, 0, sizeof(l->local));
+	memset(&l->peer, 0, sizeof(l->peer));
 
 	memset(&req, 0, sizeof(req));
 	req.host = l->url.host;

@@ -55,6 +55,7 @@ struct link {
 	struct proxy proxy;	/* this attempt's; credentials wiped once dialled */
 	char via[PROXY_MAX_HOST + 64];	/* "" or the proxy that carries the link */
 	struct sockaddr_storage local;	/* our end of the dialled socket */
+	struct sockaddr_storage peer;	/* the far end of the TCP connection: server or proxy */
 	bool probing;			/* a ping after a network change is out */
 	unsigned probe_s;
 	struct lws *wsi;	/* set only between ESTABLISHED and CLOSED */
