@@ -211,7 +211,7 @@ static bool v4_entry_match(const char *e, size_t n, const struct in_addr *host)
 	return !((ntohl(host->s_addr) ^ ntohl(net.s_addr)) & (0xffffffffu << (32 - bits)));
 }
 
-/* A name against a domain entry: itself or a subdomain; one leading and one trailing '.' dropped. */
+/* A name against a domain entry: itself or a subdomain; one leading, one trailing '.' dropped */
 static bool name_entry_match(const char *e, size_t n, const char *host, size_t hl)
 {
 	if (n && e[n - 1] == '.')

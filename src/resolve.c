@@ -258,7 +258,7 @@ static size_t own_addresses(struct sockaddr_storage *own, size_t max)
 		memset(&own[n], 0, sizeof(own[n]));
 		memcpy(&own[n++], a->ifa_addr,
 		       a->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
-							  : sizeof(struct sockaddr_in6));
+							 : sizeof(struct sockaddr_in6));
 	}
 	freeifaddrs(list);
 	return n;

@@ -20,8 +20,7 @@ struct seen {
 	unsigned prefix[8];
 };
 
-static void note(void *ud, enum net_change what, const struct sockaddr_storage *a,
-		 unsigned prefix)
+static void note(void *ud, enum net_change what, const struct sockaddr_storage *a, unsigned prefix)
 {
 	struct seen *s = ud;
 
@@ -101,10 +100,12 @@ static struct sockaddr_storage sa(const char *text)
 	memset(&ss, 0, sizeof(ss));
 	if (strchr(text, ':')) {
 		ss.ss_family = AF_INET6;
-		assert_int_equal(inet_pton(AF_INET6, text, &((struct sockaddr_in6 *)&ss)->sin6_addr), 1);
+		assert_int_equal(
+		    inet_pton(AF_INET6, text, &((struct sockaddr_in6 *)&ss)->sin6_addr), 1);
 	} else {
 		ss.ss_family = AF_INET;
-		assert_int_equal(inet_pton(AF_INET, text, &((struct sockaddr_in *)&ss)->sin_addr), 1);
+		assert_int_equal(inet_pton(AF_INET, text, &((struct sockaddr_in *)&ss)->sin_addr),
+				 1);
 	}
 	return ss;
 }
@@ -119,7 +120,7 @@ static bool covers(const char *dst, unsigned prefix, const char *peer)
 /* A route that went away matters to the link only if it covers the link's peer. */
 static void a_route_matters_only_when_it_covers_the_peer(void **state)
 {
-	assert_true(covers("0.0.0.0", 0, "198.51.100.10"));	   /* the default route */
+	assert_true(covers("0.0.0.0", 0, "198.51.100.10"));	  /* the default route */
 	assert_true(covers("198.51.100.0", 24, "198.51.100.10")); /* its network */
 	assert_true(covers("198.51.100.10", 32, "198.51.100.10"));
 	assert_true(covers("::", 0, "2001:db8::10"));
