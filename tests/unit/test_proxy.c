@@ -185,6 +185,34 @@ static void parses_connect_responses(void **state)
 	assert_int_equal(proxy_http_response("HTT", 3, &status), 0);
 }
 
+/* squid and tinyproxy send their error page in the same write as the status line */
+static void judges_a_refusal_by_its_status_whatever_follows(void **state)
+{
+	const char *page =
+	    "HTTP/1.1 403 Forbidden\r\nServer: squid/5.7\r\nContent-Length: 20\r\n\r\n"
+	    "<html>denied</html>\n";
+	const char *ok_extra = "HTTP/1.1 200 Connection established\r\n\r\n\x16\x03\x01";
+	const char *ok = "HTTP/1.0 200 Connection established\r\n\r\n";
+	const char *tiny = "HTTP/1.0 500 Unable to connect\r\n\r\n<html>";
+	int status = 0;
+
+	assert_int_equal(proxy_http_verdict(page, strlen(page), 4096, &status),
+			 PROXY_REPLY_REFUSED);
+	assert_int_equal(status, 403);
+	assert_int_equal(proxy_http_verdict(tiny, strlen(tiny), 4096, &status),
+			 PROXY_REPLY_REFUSED);
+	assert_int_equal(status, 500);
+	assert_int_equal(proxy_http_verdict(ok, strlen(ok), 4096, &status), PROXY_REPLY_OPEN);
+	assert_int_equal(status, 200);
+	assert_int_equal(proxy_http_verdict(ok_extra, strlen(ok_extra), 4096, &status),
+			 PROXY_REPLY_EXTRA);
+	/* the head is still coming: wait, unless the buffer is full */
+	assert_int_equal(proxy_http_verdict(page, 30, 4096, &status), PROXY_REPLY_MORE);
+	assert_int_equal(proxy_http_verdict(page, 30, 30, &status), PROXY_REPLY_TOO_BIG);
+	assert_int_equal(proxy_http_verdict("SSH-2.0-x\r\n\r\n", 13, 4096, &status),
+			 PROXY_REPLY_NOT_HTTP);
+}
+
 static void builds_and_parses_socks5_messages(void **state)
 {
 	unsigned char b[600];
@@ -243,6 +271,7 @@ int main(void)
 	    cmocka_unit_test(matches_no_proxy_entries_as_curl_7_88),
 	    cmocka_unit_test(builds_connect_requests),
 	    cmocka_unit_test(parses_connect_responses),
+	    cmocka_unit_test(judges_a_refusal_by_its_status_whatever_follows),
 	    cmocka_unit_test(builds_and_parses_socks5_messages),
 	};
 
