@@ -243,8 +243,25 @@ static void deliver_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	r->done(r->ud, r->addrs.n ? &r->addrs : NULL, r->addrs.n ? NULL : r->err);
 }
 
-/* This host's own addresses, for resolve_server_unbound. */
-static size_t own_addresses(struct sockaddr_storage *own, size_t max)
+static unsigned mask_bits(const struct sockaddr *mask)
+{
+	const unsigned char *b;
+	size_t n;
+	unsigned bits = 0;
+
+	if (!mask)
+		return 0;
+	b = mask->sa_family == AF_INET
+		? (const unsigned char *)&((const struct sockaddr_in *)(const void *)mask)->sin_addr
+		: ((const struct sockaddr_in6 *)(const void *)mask)->sin6_addr.s6_addr;
+	n = mask->sa_family == AF_INET ? 4 : 16;
+	for (size_t i = 0; i < n; i++)
+		bits += (unsigned)__builtin_popcount(b[i]);
+	return bits;
+}
+
+/* This host's addresses with their networks, for resolve_server_unbound. */
+static size_t own_addresses(struct resolve_local *own, size_t max)
 {
 	struct ifaddrs *list, *a;
 	size_t n = 0;
@@ -252,13 +269,17 @@ static size_t own_addresses(struct sockaddr_storage *own, size_t max)
 	if (getifaddrs(&list) < 0)
 		return 0;
 	for (a = list; a && n < max; a = a->ifa_next) {
-		if (!a->ifa_addr ||
-		    (a->ifa_addr->sa_family != AF_INET && a->ifa_addr->sa_family != AF_INET6))
+		int fam = a->ifa_addr ? a->ifa_addr->sa_family : AF_UNSPEC;
+
+		if (fam != AF_INET && fam != AF_INET6)
 			continue;
 		memset(&own[n], 0, sizeof(own[n]));
-		memcpy(&own[n++], a->ifa_addr,
-		       a->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
-							 : sizeof(struct sockaddr_in6));
+		memcpy(&own[n].addr, a->ifa_addr,
+		       fam == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+		own[n].prefix = a->ifa_netmask && a->ifa_netmask->sa_family == fam
+				    ? mask_bits(a->ifa_netmask)
+				    : 0;
+		own[n++].ifindex = if_nametoindex(a->ifa_name);
 	}
 	freeifaddrs(list);
 	return n;
@@ -311,7 +332,7 @@ static int s_close(ares_socket_t fd, void *ud)
 static int s_connect(ares_socket_t fd, const struct sockaddr *sa, ares_socklen_t len, void *ud)
 {
 	struct resolve *r = ud;
-	struct sockaddr_storage own[64];
+	struct resolve_local own[64];
 	int rc;
 
 	if (*r->iface || r->has_bind4 || r->has_bind6) {

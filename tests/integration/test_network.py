@@ -439,25 +439,33 @@ def test_connect_timeout_names_the_addresses_tried(world):
             f"[2001:db8::10]:{SRV_PORT}, 192.0.2.10:{SRV_PORT}") in line, line
 
 
-def test_interface_binding_leaves_a_resolver_on_loopback_reachable(world):
-    """dnsmasq at 127.0.0.53, as systemd-resolved's stub or a local dnsmasq
-    would be, and link.interface set: the lookup must still reach it, as
-    curl --interface does in the same namespace."""
+@pytest.mark.parametrize("where", ["loopback", "another interface's network"])
+def test_interface_binding_leaves_resolvers_it_cannot_reach_reachable(world, where):
+    """link.interface set, and the resolver where that interface cannot reach
+    it: dnsmasq at 127.0.0.53 (as systemd-resolved's stub or a local dnsmasq
+    would be), or on the LAN of another interface. The lookup must still reach
+    it, as curl --interface does in the same namespace; the link itself goes
+    through the interface."""
     cli, _, srv, dev = two_hosts(world, ["192.0.2.1/24"], ["192.0.2.10/24"])
-    dns = Dnsmasq(cli, "127.0.0.53", {"he.test": "192.0.2.10"})
+    if where == "loopback":
+        dns_ns, dns_addr = cli, "127.0.0.53"
+    else:
+        dns_ns, dns_addr = world.ns("lan"), "198.51.100.53"
+        link(cli, ["198.51.100.1/24"], dns_ns, [f"{dns_addr}/24"])
+    dns = Dnsmasq(dns_ns, dns_addr, {"he.test": "192.0.2.10"})
     world.closers.append(dns.stop)
-    resolv, hosts = world.files(resolv="nameserver 127.0.0.53\noptions timeout:1 attempts:2\n")
+    resolv, hosts = world.files(resolv=f"nameserver {dns_addr}\noptions timeout:1 attempts:2\n")
     curl = subprocess.run(cli.wrap(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                                     "-m", "10", "--interface", dev,
                                     f"http://he.test:{SRV_PORT}/"],
                                    resolv_conf=resolv, hosts=hosts),
                           capture_output=True, text=True, timeout=30)
     assert curl.returncode == 0, curl
-    record("curl --interface through dnsmasq on 127.0.0.53", f"HTTP {curl.stdout}")
+    record(f"curl --interface, dnsmasq on {where}", f"HTTP {curl.stdout}")
     conf = world.config(f"ws://he.test:{SRV_PORT}/", f'connect_timeout_s = 10; interface = "{dev}";',
                         control=False)
     d = world.daemon(cli, conf, resolv, hosts)
-    echo_roundtrip(d, ["resolved by dnsmasq on loopback, connected through the interface"])
+    echo_roundtrip(d, [f"resolved by dnsmasq on {where}, connected through the interface"])
     assert srv.events("open")[-1]["peer"] == "192.0.2.1"
     assert "he.test" in dns.queries(), dns.stderr()
     assert "resolver timeout" not in d.stderr()
