@@ -208,7 +208,8 @@ void daemon_net_change(void *ud, enum net_change what, const struct sockaddr_sto
 {
 	struct daemon *d = ud;
 	const char *why = what == NET_ADDR_GONE ? "the link's local address went away"
-						: "a route to the link's peer went away";
+			  : addr		? "a route to the link's peer went away"
+						: "rtnetlink messages were lost, a route may be gone";
 
 	if (what == NET_DEFAULT_ROUTE) {
 		if (d->sup.state != SUP_WAITING || !ev_is_active(&d->retry_timer))
