@@ -1,7 +1,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,13 +9,15 @@
 
 #include <arpa/inet.h>
 #include <net/if.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <unistd.h>
+#include <sys/socket.h>
 
 #include <libconfig.h>
 
+#include "config_file.h"
 #include "log.h"
+#include "readfile.h"
+#include "sock.h"
 #include "spool.h"
 #include "proxy.h"
 #include "url.h"
@@ -43,14 +44,17 @@ enum kind {
 	K_FAMILY,	/* "any", "ipv4", "ipv6" */
 	K_ADDR,		/* string; "" or an IP address */
 	K_IFACE,	/* string; "" or a network interface name */
-	K_SECRET,	/* a K_FILE of credentials: must exist; readable by others warns */
+	K_SOCKET,	/* string; "" or a socket path; ${RUNTIME_DIRECTORY} expanded */
+	K_TEXT,		/* K_FILE that must be a readable regular file at load */
+	K_SECRET,	/* K_FILE read at every attempt: one missing at load is a warning */
 };
 
 /* Kinds stored as one malloc'd string. */
 static bool string_kind(enum kind k)
 {
 	return k == K_STR || k == K_FILE || k == K_URL || k == K_DIR || k == K_PROXY ||
-	       k == K_ADDR || k == K_IFACE || k == K_SECRET;
+	       k == K_ADDR || k == K_IFACE || k == K_SOCKET || k == K_TEXT ||
+	       k == K_SECRET;
 }
 
 struct key {
@@ -65,6 +69,9 @@ struct key {
 
 #define F(field) offsetof(struct wst_config, field)
 
+/* In the unit's RuntimeDirectory; none without one (see set_default). */
+#define RUNTIME_SOCKET "${RUNTIME_DIRECTORY}/wstether.ctl"
+
 static const struct key keys[] = {
 	{ "link", "url", K_URL, F(url), 0, 0, NULL, RELOAD_RECONNECT },
 	{ "link", "fallback_urls", K_URLS, F(fallback_urls), 0, 0, NULL, RELOAD_RECONNECT },
@@ -76,7 +83,7 @@ static const struct key keys[] = {
 	{ "link", "drain_timeout_s", K_UINT, F(drain_timeout_s), 0, 3600, "5", RELOAD_LIVE },
 	{ "link", "max_age_s", K_UINT, F(max_age_s), 0, 315360000, "0", RELOAD_LIVE },
 	{ "link", "hello", K_STR, F(hello), 0, 0, "", RELOAD_RECONNECT },
-	{ "link", "hello_file", K_FILE, F(hello_file), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "hello_file", K_TEXT, F(hello_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "proxy", K_PROXY, F(proxy), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "proxy_auth_file", K_SECRET, F(proxy_auth_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "address_family", K_FAMILY, F(address_family), 0, 0, "any", RELOAD_RECONNECT },
@@ -99,14 +106,14 @@ static const struct key keys[] = {
 	{ "queue", "max_bytes", K_SIZE, F(queue_max_bytes), 1, (double)(4ULL << 30), "16777216", RELOAD_LIVE },
 	{ "queue", "overflow", K_OVERFLOW, F(queue_overflow), 0, 0, "drop-oldest", RELOAD_LIVE },
 	{ "queue", "spool_dir", K_DIR, F(spool_dir), 0, 0, "", RELOAD_RESTART },
-	{ "bridge", "socket", K_STR, F(bridge_socket), 0, 0, "", RELOAD_RESTART },
+	{ "bridge", "socket", K_SOCKET, F(bridge_socket), 0, 0, "", RELOAD_RESTART },
 	{ "bridge", "mode", K_MODE, F(bridge_mode), 0, 0, "0660", RELOAD_RESTART },
 	{ "bridge", "framing", K_FRAMING, F(bridge_framing), 0, 0, "lines", RELOAD_RESTART },
 	{ "bridge", "events", K_BOOL, F(bridge_events), 0, 0, "false", RELOAD_RESTART },
 	{ "exec", "command", K_ARGV, F(exec_command), 0, 0, NULL, RELOAD_RESTART },
 	{ "exec", "framing", K_FRAMING, F(exec_framing), 0, 0, "lines", RELOAD_RESTART },
 	{ "exec", "events", K_BOOL, F(exec_events), 0, 0, "false", RELOAD_RESTART },
-	{ "control", "socket", K_STR, F(control_socket), 0, 0, "", RELOAD_RESTART },
+	{ "control", "socket", K_SOCKET, F(control_socket), 0, 0, RUNTIME_SOCKET, RELOAD_RESTART },
 	{ "log", "level", K_LEVEL, F(log_level), 0, 0, "info", RELOAD_LIVE },
 };
 
@@ -196,30 +203,47 @@ static const char *enum_hint(enum kind kind)
 }
 
 /*
- * "${CREDENTIALS_DIRECTORY}/key" for systemd's LoadCredential=. Unset, the
- * file cannot be found, and saying so beats reading "/key".
+ * "${CREDENTIALS_DIRECTORY}/key" for systemd's LoadCredential=, and
+ * "${RUNTIME_DIRECTORY}/x.sock" for its RuntimeDirectory=. Unset, the file
+ * cannot be found, and saying so beats reading "/key".
  */
-static char *expand_file(const char *s, const char **why)
+static char *expand_var(const char *s, const char *name, const char *setter, const char **why)
 {
-	static const char var[] = "${CREDENTIALS_DIRECTORY}";
-	const char *p = strstr(s, var), *dir;
+	static char msg[160];
+	char var[40];
+	const char *p, *dir;
 	char *out;
 
-	if (!p)
+	snprintf(var, sizeof(var), "${%s}", name);
+	if (!(p = strstr(s, var)))
 		return strdup(s);
-	dir = getenv("CREDENTIALS_DIRECTORY");
+	dir = getenv(name);
 	if (!dir || !*dir) {
-		*why = "uses ${CREDENTIALS_DIRECTORY}, which is not set or empty (it is set by "
-		       "systemd's LoadCredential=)";
+		snprintf(msg, sizeof(msg),
+			 "uses %s, which is not set or empty (it is set by systemd's %s)", var,
+			 setter);
+		*why = msg;
 		return NULL;
 	}
+	/* RuntimeDirectory=a b gives "/run/a:/run/b": the first is ours */
 	out = malloc(strlen(s) - strlen(var) + strlen(dir) + 1);
 	if (!out)
 		return NULL;
 	memcpy(out, s, (size_t)(p - s));
-	strcpy(out + (p - s), dir);
+	out[p - s] = '\0';
+	strncat(out, dir, strcspn(dir, ":"));
 	strcat(out, p + strlen(var));
 	return out;
+}
+
+static char *expand_file(const char *s, const char **why)
+{
+	return expand_var(s, "CREDENTIALS_DIRECTORY", "LoadCredential=", why);
+}
+
+static char *expand_socket(const char *s, const char **why)
+{
+	return expand_var(s, "RUNTIME_DIRECTORY", "RuntimeDirectory=", why);
 }
 
 /* Store a default given as text; these are trusted. */
@@ -238,6 +262,13 @@ static int set_default(struct wst_config *c, const struct key *k)
 	}
 	if (!k->dflt)
 		return 0;
+	if (k->kind == K_SOCKET) {
+		const char *why = NULL;
+
+		/* outside a unit with a RuntimeDirectory=, the default is no socket */
+		*(char **)f = expand_socket(k->dflt, &why);
+		return *(char **)f || (why && (*(char **)f = strdup(""))) ? 0 : -1;
+	}
 	if (string_kind(k->kind))
 		return (*(char **)f = strdup(k->dflt)) ? 0 : -1;
 	switch (k->kind) {
@@ -286,6 +317,7 @@ static const char *type_name(int t)
 struct ctx {
 	const char *path;
 	struct config_error *err;
+	const struct conf_text *text; /* to name the file of a line, includes expanded */
 };
 
 static int type_error(const struct ctx *x, const config_setting_t *s, const char *name,
@@ -353,6 +385,43 @@ static int valid_header_name(const char *s)
 	return 1;
 }
 
+/* What start would find about a path: an error, or a warning where only start can know. */
+static int check_path(const struct ctx *x, const struct key *k, const char *name, int line,
+		      const char *path)
+{
+	char why[512];
+	struct stat st;
+	int rc = 0;
+
+	if (k->kind == K_SOCKET)
+		rc = sock_check_path(path, why, sizeof(why));
+	else if (k->kind == K_TEXT)
+		rc = readfile_check(path, why, sizeof(why));
+	/* a FIFO named by any file key would block the loop where it is read */
+	else if ((k->kind == K_FILE || k->kind == K_SECRET) && stat(path, &st) == 0 &&
+		 !S_ISREG(st.st_mode))
+		rc = readfile_check(path, why, sizeof(why));
+	/* a token may be written after we start (by a refresher): say so, do not refuse */
+	else if (k->kind == K_SECRET && readfile_check(path, why, sizeof(why)) < 0) {
+		snprintf(why + strlen(why), sizeof(why) - strlen(why),
+			 "; it is read at every attempt, and each fails until it can be");
+		rc = 1;
+	}
+
+	if (rc > 0) {
+		int fl;
+		const char *file = conf_text_where(x->text, line, &fl);
+
+		log_msg(LOG_WARNING, "%s:%d: %s '%s': %s", file, fl, name, path, why);
+	}
+	if (rc < 0)
+		return set_error(x->err, 78, "%s:%d: %s '%s': %s", x->path, line, name, path, why);
+	return 0;
+}
+
+static const struct key value_file_key = { "link", "headers", K_SECRET, 0, 0, 0, NULL,
+					   RELOAD_RECONNECT };
+
 static int set_headers(const struct ctx *x, struct wst_config *c, const config_setting_t *s)
 {
 	int n = config_setting_length(s), t = config_setting_type(s);
@@ -404,38 +473,19 @@ static int set_headers(const struct ctx *x, struct wst_config *c, const config_s
 					 "%s:%d: link.headers: value of '%s' contains a line break",
 					 x->path, line, name);
 		h->line = line;
+		c->n_headers++; /* counted now: config_free frees it whatever fails below */
 		h->name = strdup(name);
 		if (value)
 			h->value = strdup(value);
 		else if (!(h->value_file = expand_file(vfile, &why)) && why)
 			return set_error(x->err, 78, "%s:%d: link.headers: value_file '%s' %s",
 					 x->path, line, vfile, why);
-		c->n_headers++;
+		else if (h->value_file && check_path(x, &value_file_key, "link.headers value_file",
+						     line, h->value_file) < 0)
+			return -1;
 		if (!h->name || (!h->value && !h->value_file))
 			return set_error(x->err, 1, "out of memory");
 	}
-	return 0;
-}
-
-/* A credentials file must be there to read; like tls.key_file, others should not read it. */
-static int check_secret(const char *path, char *why, size_t len)
-{
-	struct stat st;
-	int fd;
-
-	if (!*path)
-		return 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		snprintf(why, len, "cannot read it: %s", strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
-	if (st.st_mode & 077)
-		log_msg(LOG_WARNING, "%s: proxy credentials are readable by group or others (mode "
-			"%04o): chmod 600 it", path, (unsigned)(st.st_mode & 0777));
 	return 0;
 }
 
@@ -493,14 +543,17 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 		break;
 	}
 	free(*(char **)f);
-	*(char **)f = k->kind == K_FILE || k->kind == K_SECRET ? expand_file(str, &ewhy) : strdup(str);
+	if (k->kind == K_FILE || k->kind == K_TEXT || k->kind == K_SECRET)
+		*(char **)f = expand_file(str, &ewhy);
+	else if (k->kind == K_SOCKET)
+		*(char **)f = expand_socket(str, &ewhy);
+	else
+		*(char **)f = strdup(str);
 	if (!*(char **)f)
 		return ewhy ? set_error(x->err, 78, "%s:%d: %s: '%s' %s", x->path, line, name, str,
 					ewhy)
 			    : set_error(x->err, 1, "out of memory");
-	if (k->kind == K_SECRET && check_secret(*(char **)f, why, sizeof(why)) < 0)
-		return set_error(x->err, 78, "%s:%d: %s: '%s': %s", x->path, line, name, str, why);
-	return 0;
+	return **(char **)f ? check_path(x, k, name, line, *(char **)f) : 0;
 }
 
 static int set_from(const struct ctx *x, struct wst_config *c, const struct key *k,
@@ -563,56 +616,84 @@ static const struct key *find_key(const char *group, const char *name)
 	return NULL;
 }
 
-static int read_file(struct wst_config *c, const char *path, struct config_error *err)
+/*
+ * Messages name "PATH:LINE" of the text libconfig read, includes expanded:
+ * put the file and line that text came from in their place.
+ */
+static void relocate(const struct conf_text *t, const char *path, struct config_error *err)
 {
-	struct ctx x = { path, err };
-	config_setting_t *root;
-	config_t cf;
-	FILE *fp;
-	int rc = -1;
+	size_t plen = strlen(path), rlen;
+	char *end, head[PATH_MAX + 16];
+	const char *file;
+	long line;
+	int fl, hlen;
 
-	fp = fopen(path, "r");
-	if (!fp)
-		return set_error(err, 78, "%s: cannot open config file: %s", path, strerror(errno));
-	config_init(&cf);
-	if (config_read(&cf, fp) != CONFIG_TRUE) {
-		set_error(err, 78, "%s:%d: %s", path, config_error_line(&cf),
-			  config_error_text(&cf));
-		goto out;
-	}
-	root = config_root_setting(&cf);
+	if (strncmp(err->msg, path, plen) || err->msg[plen] != ':')
+		return;
+	line = strtol(err->msg + plen + 1, &end, 10);
+	if (end == err->msg + plen + 1 || *end != ':' || line < 1 || line > INT_MAX)
+		return;
+	file = conf_text_where(t, (int)line, &fl);
+	hlen = snprintf(head, sizeof(head), "%s:%d", file, fl);
+	rlen = strlen(end);
+	if (hlen < 0 || (size_t)hlen >= sizeof(head) || (size_t)hlen + rlen >= sizeof(err->msg))
+		return;
+	memmove(err->msg + hlen, end, rlen + 1);
+	memcpy(err->msg, head, (size_t)hlen);
+}
+
+static int read_groups(const struct ctx *x, struct wst_config *c, config_setting_t *root)
+{
+	struct config_error *err = x->err;
+	const char *path = x->path;
+
 	for (int i = 0; i < config_setting_length(root); i++) {
 		config_setting_t *g = config_setting_get_elem(root, (unsigned)i);
 		const char *gname = config_setting_name(g);
 		int line = (int)config_setting_source_line(g);
 
-		if (!find_key(gname, NULL)) {
-			set_error(err, 78, "%s:%d: unknown group '%s'", path, line, gname);
-			goto out;
-		}
-		if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
-			set_error(err, 78, "%s:%d: '%s' must be a group: %s = { ... };", path, line,
-				  gname, gname);
-			goto out;
-		}
+		if (!find_key(gname, NULL))
+			return set_error(err, 78, "%s:%d: unknown group '%s'", path, line, gname);
+		if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+			return set_error(err, 78, "%s:%d: '%s' must be a group: %s = { ... };", path,
+					 line, gname, gname);
 		for (int j = 0; j < config_setting_length(g); j++) {
 			config_setting_t *s = config_setting_get_elem(g, (unsigned)j);
 			const struct key *k = find_key(gname, config_setting_name(s));
 
-			if (!k) {
-				set_error(err, 78, "%s:%d: unknown key '%s.%s'", path,
-					  (int)config_setting_source_line(s), gname,
-					  config_setting_name(s));
-				goto out;
-			}
-			if (set_from(&x, c, k, s) < 0)
-				goto out;
+			if (!k)
+				return set_error(err, 78, "%s:%d: unknown key '%s.%s'", path,
+						 (int)config_setting_source_line(s), gname,
+						 config_setting_name(s));
+			if (set_from(x, c, k, s) < 0)
+				return -1;
 		}
 	}
-	rc = 0;
-out:
+	return 0;
+}
+
+static int read_file(struct wst_config *c, const char *path, struct config_error *err)
+{
+	struct conf_text t;
+	struct ctx x = { path, err, &t };
+	config_t cf;
+	int rc = -1;
+
+	if (conf_text_read(&t, path, err->msg, sizeof(err->msg)) < 0) {
+		err->status = strcmp(err->msg, "out of memory") ? 78 : 1;
+		conf_text_free(&t);
+		return -1;
+	}
+	config_init(&cf);
+	if (config_read_string(&cf, t.text) != CONFIG_TRUE)
+		set_error(err, 78, "%s:%d: %s", path, config_error_line(&cf),
+			  config_error_text(&cf));
+	else
+		rc = read_groups(&x, c, config_root_setting(&cf));
+	if (rc < 0)
+		relocate(&t, path, err);
 	config_destroy(&cf);
-	fclose(fp);
+	conf_text_free(&t);
 	return rc;
 }
 

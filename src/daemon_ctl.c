@@ -13,6 +13,7 @@
 #include "config.h"
 #include "control.h"
 #include "exec.h"
+#include "hello.h"
 #include "link.h"
 #include "log.h"
 #include "notify.h"
@@ -66,7 +67,8 @@ const char *daemon_reload(struct daemon *d)
 
 	notify_reloading();
 	n = config_load(d->opts.config_path, d->opts.url_override, &err);
-	if (n && tls_check(n, err.msg, sizeof(err.msg)) < 0) {
+	if (n && (tls_check(n, err.msg, sizeof(err.msg)) < 0 ||
+		  hello_check(n, err.msg, sizeof(err.msg)) < 0)) {
 		config_free(n);
 		n = NULL;
 	}

@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "hello.h"
 #include "log.h"
 #include "tls.h"
 
@@ -107,7 +108,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err.msg);
 		return err.status;
 	}
-	if (tls_check(cfg, err.msg, sizeof(err.msg)) < 0) {
+	if (tls_check(cfg, err.msg, sizeof(err.msg)) < 0 ||
+	    hello_check(cfg, err.msg, sizeof(err.msg)) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		config_free(cfg);
 		return 78;

@@ -710,9 +710,34 @@ static int dir_unusable(char *why, size_t whylen, const char *what, const char *
 		todo = "choose a directory on a writable file system";
 	else if (err == ENOTDIR)
 		todo = "a part of the path is not a directory: choose another directory";
+	else if (err == ENOENT)
+		todo = "nothing can be created there (a virtual file system such as /proc?): "
+		       "choose another directory";
 	else if (err == EPERM)
 		todo = "check its attributes (lsattr; chattr -i), or choose another directory";
 	return errf(why, whylen, "%s%s (%s): %s", what, path, strerror(err), todo);
+}
+
+/*
+ * Permissions do not tell everything (/proc, a read-only or full file
+ * system): create the first missing directory below up, as spool_open
+ * would, and remove it again.
+ */
+static int probe_mkdir(const char *dir, const char *up, char *why, size_t whylen)
+{
+	size_t skip = !strcmp(up, ".") ? 0 : strlen(up) + (strcmp(up, "/") != 0);
+	size_t n = skip + strcspn(dir + skip, "/");
+	char *first = strndup(dir, n);
+	int rc = 0;
+
+	if (!first)
+		return errf(why, whylen, "out of memory");
+	if (mkdir(first, 0700) < 0)
+		rc = dir_unusable(why, whylen, "cannot be created: mkdir ", first, errno);
+	else if (rmdir(first) < 0)
+		rc = dir_unusable(why, whylen, "cannot be checked: rmdir ", first, errno);
+	free(first);
+	return rc;
 }
 
 int spool_check_dir(const char *dir, char *why, size_t whylen)
@@ -760,6 +785,8 @@ int spool_check_dir(const char *dir, char *why, size_t whylen)
 		rc = -1;
 	} else if (faccessat(AT_FDCWD, up, W_OK | X_OK, AT_EACCESS) < 0) {
 		rc = dir_unusable(why, whylen, "cannot be created in ", up, errno);
+	} else {
+		rc = probe_mkdir(dir, up, why, whylen);
 	}
 out:
 	free(up);

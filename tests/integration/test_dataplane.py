@@ -816,12 +816,32 @@ def test_wstetherctl_exit_codes(dp):
     dp.start(dp.config(srv.url()))
     rc, ans, _, _ = dp.ctl("status")
     assert rc == 0 and ans["ok"] is True
-    rc, ans, out, _ = dp.ctl("frobnicate")
-    assert rc == 1 and ans["ok"] is False, out
+    # an unknown command is a usage error, with or without a daemon
+    for sock in (None, dp.dir / "nobody.ctl"):
+        rc, ans, out, err = dp.ctl("stauts", sock=sock)
+        assert rc == 64 and ans is None, (rc, out, err)
+        assert "unknown command 'stauts'" in err and "--help" in err, err
+    # what reconnect takes
+    rc, ans, out, _ = dp.ctl("reconnect", "--bogus")
+    assert rc == 1 and ans == {"ok": False, "error": "usage: reconnect [--now]"}, out
     rc, ans, out, _ = dp.ctl("close", "1005")
     assert rc == 1 and ans["ok"] is False, out
     rc, ans, out, err = dp.ctl("status", sock=dp.dir / "nobody.ctl")
     assert rc == 69 and ans is None and err, (out, err)
+    assert "No such file or directory (is wstether running?" in err, err
+    # a socket we may not open says so, not "is wstether running"
+    mode = dp.ctl_sock.stat().st_mode & 0o777
+    os.chmod(dp.ctl_sock, 0)
+    try:
+        wrap = (["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+                if os.geteuid() == 0 else [])
+        p = subprocess.run([*wrap, str(wstetherctl_path()), "-s", str(dp.ctl_sock), "status"],
+                           capture_output=True, text=True, timeout=10)
+    finally:
+        os.chmod(dp.ctl_sock, mode)
+    assert p.returncode == 69, p
+    assert "Permission denied (run as root, or as a member of the socket's group)" in p.stderr
+    assert "is wstether running" not in p.stderr, p.stderr
     stale = dp.dir / "stale.ctl"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(str(stale))

@@ -354,9 +354,13 @@ def test_hello_string_goes_first_even_with_nothing_queued(dp):
 
 
 def test_unreadable_hello_file_fails_the_attempt_with_a_clear_line(dp):
-    hello = dp.dir / "missing-hello"
+    hello = dp.dir / "hello"
+    hello.write_text("first\n")    # it must exist at start (test_config_check)
     srv = dp.server()
+    srv.kill()
     d = dp.start(with_link_keys(dp.config(srv.url()), f'hello_file = "{hello}";'))
+    hello.unlink()                  # gone later: each attempt fails on it
+    srv.start()
     d.wait_stderr(f"link.hello_file '{hello}': cannot read it: No such file or directory")
     st = dp.status()
     assert st["state"] != "connected" and "link.hello_file" in st["last_error"], st

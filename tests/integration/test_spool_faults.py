@@ -327,6 +327,13 @@ def _nobody_cannot_create(base):
         "writable by the daemon's user"
 
 
+def _in_proc(base):
+    # root may write /proc by its mode bits; only creating the directory tells
+    p = pathlib.Path("/proc/wstether-spool-test")
+    return p, base / "nothing-to-clean", "cannot be created: mkdir /proc/wstether-spool-test " \
+        "(No such file or directory): nothing can be created there"
+
+
 def _ro_mount(spool):
     """A read-only tmpfs on the spool's parent, in the daemon's own mount namespace."""
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -339,6 +346,7 @@ CASES = {
     "read-only-file-system": (_read_only_fs, _ro_mount),
     "read-only-for-nobody": (_nobody_cannot_write, lambda spool: AS_NOBODY),
     "cannot-create-as-nobody": (_nobody_cannot_create, lambda spool: AS_NOBODY),
+    "in-proc": (_in_proc, lambda spool: []),
 }
 if attrs_work("/tmp"):
     CASES["immutable"] = (_immutable_dir, lambda spool: [])

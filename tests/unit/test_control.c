@@ -88,7 +88,7 @@ static void answers_commands(void **state)
 	assert_false(last_now);
 	expect("reconnect --now", "{\"ok\":false,\"error\":\"paused: use resume\"}");
 	assert_true(last_now);
-	expect("reconnect later", "{\"ok\":false,\"error\":\"'reconnect' takes no arguments\"}");
+	expect("reconnect later", "{\"ok\":false,\"error\":\"usage: reconnect [--now]\"}");
 	expect("pause\r\n", "{\"ok\":true}");
 	expect("pause now", "{\"ok\":false,\"error\":\"'pause' takes no arguments\"}");
 	expect("close 4000 bye", "{\"ok\":true}");
