@@ -47,6 +47,7 @@ enum kind {
 	K_SOCKET,	/* string; "" or a socket path; ${RUNTIME_DIRECTORY} expanded */
 	K_TEXT,		/* K_FILE that must be a readable regular file at load */
 	K_SECRET,	/* K_FILE read at every attempt: one missing at load is a warning */
+	K_HDRVAL,	/* string; an HTTP header value: no line break */
 };
 
 /* Kinds stored as one malloc'd string. */
@@ -54,7 +55,7 @@ static bool string_kind(enum kind k)
 {
 	return k == K_STR || k == K_FILE || k == K_URL || k == K_DIR || k == K_PROXY ||
 	       k == K_ADDR || k == K_IFACE || k == K_SOCKET || k == K_TEXT ||
-	       k == K_SECRET;
+	       k == K_SECRET || k == K_HDRVAL;
 }
 
 struct key {
@@ -64,8 +65,11 @@ struct key {
 	size_t off;
 	double min, max;	/* numeric range, inclusive */
 	const char *dflt;	/* the default, as text: the man page documents this table */
-	enum config_reload reload;	/* what a change to it needs on SIGHUP */
+	unsigned reload;	/* enum config_reload: what a change to it needs on SIGHUP */
 };
+
+/* A live key names who applies a change to it (enum config_apply). */
+#define LIVE(apply) (RELOAD_LIVE | (apply) << 8)
 
 #define F(field) offsetof(struct wst_config, field)
 
@@ -78,10 +82,11 @@ static const struct key keys[] = {
 	{ "link", "subprotocol", K_STR, F(subprotocol), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "origin", K_STR, F(origin), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "headers", K_HEADERS, F(headers), 0, 0, NULL, RELOAD_RECONNECT },
+	{ "link", "user_agent", K_HDRVAL, F(user_agent), 0, 0, "wstether/" WST_VERSION, RELOAD_RECONNECT },
 	{ "link", "connect_timeout_s", K_UINT, F(connect_timeout_s), 1, 3600, "15", RELOAD_RECONNECT },
 	{ "link", "max_message_bytes", K_SIZE, F(max_message_bytes), 1, 256 << 20, "1048576", RELOAD_RECONNECT },
-	{ "link", "drain_timeout_s", K_UINT, F(drain_timeout_s), 0, 3600, "5", RELOAD_LIVE },
-	{ "link", "max_age_s", K_UINT, F(max_age_s), 0, 315360000, "0", RELOAD_LIVE },
+	{ "link", "drain_timeout_s", K_UINT, F(drain_timeout_s), 0, 3600, "5", LIVE(APPLY_AT_USE) },
+	{ "link", "max_age_s", K_UINT, F(max_age_s), 0, 315360000, "0", LIVE(APPLY_AT_USE) },
 	{ "link", "hello", K_STR, F(hello), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "hello_file", K_TEXT, F(hello_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "proxy", K_PROXY, F(proxy), 0, 0, "", RELOAD_RECONNECT },
@@ -97,14 +102,14 @@ static const struct key keys[] = {
 	{ "tls", "insecure", K_BOOL, F(insecure), 0, 0, "false", RELOAD_RECONNECT },
 	{ "keepalive", "ping_interval_s", K_UINT, F(ping_interval_s), 0, 86400, "20", RELOAD_RECONNECT },
 	{ "keepalive", "pong_timeout_s", K_UINT, F(pong_timeout_s), 1, 3600, "10", RELOAD_RECONNECT },
-	{ "backoff", "initial_ms", K_UINT, F(backoff_initial_ms), 1, 3600000, "500", RELOAD_LIVE },
-	{ "backoff", "max_ms", K_UINT, F(backoff_max_ms), 1, 86400000, "60000", RELOAD_LIVE },
-	{ "backoff", "multiplier", K_DOUBLE, F(backoff_multiplier), 1.0, 100.0, "2.0", RELOAD_LIVE },
-	{ "backoff", "jitter", K_DOUBLE, F(backoff_jitter), 0.0, 1.0, "0.5", RELOAD_LIVE },
-	{ "backoff", "reset_after_s", K_UINT, F(backoff_reset_after_s), 0, 86400, "30", RELOAD_LIVE },
-	{ "queue", "max_messages", K_SIZE, F(queue_max_messages), 1, 100000000, "10000", RELOAD_LIVE },
-	{ "queue", "max_bytes", K_SIZE, F(queue_max_bytes), 1, (double)(4ULL << 30), "16777216", RELOAD_LIVE },
-	{ "queue", "overflow", K_OVERFLOW, F(queue_overflow), 0, 0, "drop-oldest", RELOAD_LIVE },
+	{ "backoff", "initial_ms", K_UINT, F(backoff_initial_ms), 1, 3600000, "500", LIVE(APPLY_SUPERVISOR) },
+	{ "backoff", "max_ms", K_UINT, F(backoff_max_ms), 1, 86400000, "60000", LIVE(APPLY_SUPERVISOR) },
+	{ "backoff", "multiplier", K_DOUBLE, F(backoff_multiplier), 1.0, 100.0, "2.0", LIVE(APPLY_SUPERVISOR) },
+	{ "backoff", "jitter", K_DOUBLE, F(backoff_jitter), 0.0, 1.0, "0.5", LIVE(APPLY_SUPERVISOR) },
+	{ "backoff", "reset_after_s", K_UINT, F(backoff_reset_after_s), 0, 86400, "30", LIVE(APPLY_SUPERVISOR) },
+	{ "queue", "max_messages", K_SIZE, F(queue_max_messages), 1, 100000000, "10000", LIVE(APPLY_QUEUE) },
+	{ "queue", "max_bytes", K_SIZE, F(queue_max_bytes), 1, (double)(4ULL << 30), "16777216", LIVE(APPLY_QUEUE) },
+	{ "queue", "overflow", K_OVERFLOW, F(queue_overflow), 0, 0, "drop-oldest", LIVE(APPLY_QUEUE) },
 	{ "queue", "spool_dir", K_DIR, F(spool_dir), 0, 0, "", RELOAD_RESTART },
 	{ "bridge", "socket", K_SOCKET, F(bridge_socket), 0, 0, "", RELOAD_RESTART },
 	{ "bridge", "mode", K_MODE, F(bridge_mode), 0, 0, "0660", RELOAD_RESTART },
@@ -114,7 +119,7 @@ static const struct key keys[] = {
 	{ "exec", "framing", K_FRAMING, F(exec_framing), 0, 0, "lines", RELOAD_RESTART },
 	{ "exec", "events", K_BOOL, F(exec_events), 0, 0, "false", RELOAD_RESTART },
 	{ "control", "socket", K_SOCKET, F(control_socket), 0, 0, RUNTIME_SOCKET, RELOAD_RESTART },
-	{ "log", "level", K_LEVEL, F(log_level), 0, 0, "info", RELOAD_LIVE },
+	{ "log", "level", K_LEVEL, F(log_level), 0, 0, "info", LIVE(APPLY_LOG) },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -533,6 +538,11 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 		if (proxy_check_setting(str, why, sizeof(why)) < 0)
 			return set_error(x->err, 78, "%s:%d: %s: %s", x->path, line, name, why);
 		break;
+	case K_HDRVAL:
+		if (strpbrk(str, "\r\n"))
+			return set_error(x->err, 78, "%s:%d: %s: contains a line break", x->path, line,
+					 name);
+		break;
 	case K_ADDR:
 	case K_IFACE:
 		if (check_net(k->kind, str, why, sizeof(why)) < 0)
@@ -882,6 +892,7 @@ void config_diff(const struct wst_config *a, const struct wst_config *b, struct 
 			continue;
 		if (k->reload == RELOAD_RECONNECT)
 			out->reconnect = true;
+		out->apply |= k->reload >> 8;
 		if (k->reload == RELOAD_RESTART && n < sizeof(out->restart_keys))
 			n += (size_t)snprintf(out->restart_keys + n, sizeof(out->restart_keys) - n,
 					      "%s%s.%s", n ? ", " : "", k->group, k->name);
@@ -893,10 +904,12 @@ size_t config_key_count(void)
 	return NKEYS;
 }
 
-enum config_reload config_key_info(size_t i, char *buf, size_t len)
+enum config_reload config_key_info(size_t i, char *buf, size_t len, enum config_apply *apply)
 {
 	snprintf(buf, len, "%s.%s", keys[i].group, keys[i].name);
-	return keys[i].reload;
+	if (apply)
+		*apply = (enum config_apply)(keys[i].reload >> 8);
+	return (enum config_reload)(keys[i].reload & 0xff);
 }
 
 size_t config_url_count(const struct wst_config *cfg)

@@ -8,9 +8,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
+
+#include "ctl_status.h"
 
 #define EX_USAGE 64
 #define EX_UNAVAILABLE 69
@@ -24,12 +27,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: wstetherctl [-i NAME | -s SOCKET] COMMAND [ARGS...]\n"
-		"Commands: status | metrics | watch | send TEXT | reconnect [--now] |\n"
-		"          close CODE [REASON] | pause | resume | reload\n\n"
+		"Commands: status [--json|--human] | metrics | watch | send TEXT |\n"
+		"          reconnect [--now] | close CODE [REASON] | pause | resume | reload\n\n"
 		"  -i, --instance NAME the daemon of wstether@NAME (" RUN_DIR "/NAME/" SOCKET_NAME ")\n"
 		"  -s, --socket PATH   control socket (default " DEFAULT_SOCKET ")\n"
 		"  -h, --help          this help\n\n"
-		"Prints the daemon's JSON answer; metrics prints the Prometheus text format,\n"
+		"Prints the daemon's JSON answer; status on a terminal is shown for people\n"
+		"(--json: the JSON line anyway); metrics prints the Prometheus text format,\n"
 		"watch prints link events as JSON lines until interrupted. Exit status: 0 ok,\n"
 		"1 the daemon refused, 64 bad usage, 69 no daemon answered. See wstetherctl(1).\n");
 }
@@ -156,6 +160,24 @@ static char *read_answer(int fd, const char *path, size_t *total)
 	return ans;
 }
 
+/*
+ * `status [--json|--human]`: the JSON line is the contract scripts parse, so
+ * it stays the answer unless a person reads it: on a terminal, or --human.
+ * Returns 1 for the human view, 0 for JSON; the flag is taken off argv.
+ */
+static int status_view(int *argc, char **argv)
+{
+	bool human = isatty(STDOUT_FILENO);
+
+	if (*argc != 2 || strcmp(argv[0], "status"))
+		return *argc == 1 && !strcmp(argv[0], "status") && human;
+	if (strcmp(argv[1], "--json") && strcmp(argv[1], "--human"))
+		return 0; /* the daemon answers what is wrong with it */
+	human = !strcmp(argv[1], "--human");
+	*argc = 1;
+	return human;
+}
+
 /* `metrics`: the answer carries the text format in one JSON string; print it as it is. */
 static int print_metrics(const char *ans)
 {
@@ -237,7 +259,7 @@ int main(int argc, char **argv)
 	const char *path = NULL, *instance = NULL;
 	char *req, *ans;
 	size_t total = 0;
-	int c, fd, rc = 1;
+	int c, fd, rc = 1, human, nargs;
 
 	while ((c = getopt_long(argc, argv, "+i:s:h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -272,7 +294,9 @@ int main(int argc, char **argv)
 		return EX_USAGE;
 	if (!path)
 		path = DEFAULT_SOCKET;
-	req = build_request(argc - optind, argv + optind);
+	nargs = argc - optind;
+	human = status_view(&nargs, argv + optind);
+	req = build_request(nargs, argv + optind);
 	if (!req)
 		return EX_USAGE;
 	fd = connect_to(path, instance, &rc);
@@ -294,6 +318,8 @@ int main(int argc, char **argv)
 	rc = strncmp(ans, "{\"ok\":true", 10) == 0 ? 0 : 1;
 	if (rc == 0 && !strcmp(argv[optind], "metrics") && argc - optind == 1) {
 		rc = print_metrics(ans);
+	} else if (rc == 0 && human && ctl_status_render(ans, path, time(NULL), stdout) == 0) {
+		rc = fflush(stdout) == 0 ? 0 : 1;
 	} else {
 		puts(ans);
 		if (rc == 0 && !strcmp(argv[optind], "watch") && argc - optind == 1) {

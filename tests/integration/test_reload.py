@@ -25,6 +25,12 @@ def hup(d, times=1):
         d.terminate(signal.SIGHUP)
 
 
+def reloads(d):
+    """Reloads done so far, taken or refused."""
+    err = d.stderr()
+    return err.count("configuration reloaded") + err.count("reload failed")
+
+
 @pytest.fixture
 def linked(daemon, ws_server, write_config, monkeypatch):
     """A daemon --stdio on server A (echo), with a second server B ready."""
@@ -164,6 +170,8 @@ def test_new_url_moves_the_link(linked):
                what="'configuration reloaded' on stderr")
     echo_roundtrip(d, ["via b"])
     assert "via b" in b.messages() and "via b" not in a.messages()
+    # a reconnect the reload set off comes at once, a retry within backoff.max_ms
+    # (400 ms): 0.5 s would show either
     time.sleep(0.5)
     assert len(a.events("open")) == 1 and len(b.events("open")) == 1
     assert d.running()
@@ -177,6 +185,8 @@ def test_unchanged_link_settings_do_not_reconnect(linked):
     wait_until(lambda: "configuration reloaded" in d.stderr(), 5,
                what="'configuration reloaded' on stderr")
     echo_roundtrip(d, ["same link"])
+    # a reconnect the reload set off comes at once, a retry within backoff.max_ms
+    # (400 ms): 0.5 s would show either
     time.sleep(0.5)
     assert len(a.events("open")) == 1 and not a.events("close"), a.events()
 
@@ -197,6 +207,8 @@ def test_ten_sighups_in_a_row(linked):
     wait_until(lambda: "configuration reloaded" in d.stderr(), 5,
                what="'configuration reloaded' on stderr")
     echo_roundtrip(d, ["after ten"])
+    # a reconnect the reload set off comes at once, a retry within backoff.max_ms
+    # (400 ms): 0.5 s would show either
     time.sleep(0.5)
     assert d.running()
     assert len(a.events("open")) == 1 and not a.events("close"), a.events()
@@ -215,6 +227,8 @@ def test_ten_sighups_in_a_row(linked):
     hup(d, 10)
     b.wait_for_event("open", timeout=10)
     echo_roundtrip(d, ["after ten moves"])
+    # a second move would come at once, a retry within backoff.max_ms (400 ms):
+    # 0.8 s would show either
     time.sleep(0.8)
     assert len(b.events("open")) == 1, b.events()
     assert d.running()
@@ -232,7 +246,7 @@ def test_queue_survives_reload(linked, change):
             if stop.is_set():
                 return
             d.send_lines(lines[i:i + 20])
-            time.sleep(0.01)
+            time.sleep(0.01)   # the load's pace, spread over the reloads; not a wait
 
     if change == "move":
         conf.write_text(link_config(b.url("127.0.0.1")))
@@ -241,9 +255,9 @@ def test_queue_survives_reload(linked, change):
     t = threading.Thread(target=writer, daemon=True)
     t.start()
     try:
-        for _ in range(5):
-            time.sleep(0.05)
+        for i in range(5):
             hup(d)
+            wait_until(lambda: reloads(d) > i, 10, what=f"reload {i + 1} done")
     finally:
         t.join(timeout=20)
         stop.set()

@@ -209,6 +209,17 @@ def test_status_follows_server_restart(unit):
     assert unit.show("ActiveState")["ActiveState"] == "active"
 
 
+def test_metrics_instance_label_is_the_template_instance(unit):
+    """Under wstether@demo the instance label is demo, what the unit's %i is."""
+    ctl = "/run/wstether/demo/c.ctl"
+    unit.start(unit.a, f'control = {{ socket = "{ctl}"; }};\n')
+    unit.wait_connected(unit.a)
+    r = unit.ns.run(f"{PREFIX}/bin/wstetherctl", "-s", ctl, "metrics", check=True)
+    samples = [l for l in r.stdout.splitlines() if l and not l.startswith("#")]
+    assert samples and all('{instance="demo"' in l for l in samples), r.stdout
+    assert 'wstether_link_up{instance="demo"} 1' in samples, r.stdout
+
+
 def test_journal_fields(unit):
     a = unit.a
     unit.start(a)
@@ -241,6 +252,12 @@ def test_journal_fields(unit):
                   "SYSLOG_IDENTIFIER=wstether", "PRIORITY="):
         assert field in verbose, f"{field} not in journalctl -o verbose:\n{verbose}"
     (unit.workdir / "journal-sample.txt").write_text(verbose)
+    # what an alert selects on: the server's restart is a "down" with its MESSAGE_ID
+    down = unit.ns.journal("-u", UNIT, "-o", "verbose", f"_SYSTEMD_INVOCATION_ID={inv}",
+                           "MESSAGE_ID=5c82dc0be7e24f5296f15fdb74a57722")
+    for field in ("WSTETHER_EVENT=disconnect", "WSTETHER_LINK=down", "WSTETHER_CAUSE=closed",
+                  "WSTETHER_CLOSE_CODE=1001", "WSTETHER_CLOSE_BY=server"):
+        assert field in down, f"{field} not in the entry by MESSAGE_ID:\n{down}"
 
 
 def test_reload_broken_then_fixed(unit):
@@ -264,7 +281,9 @@ def test_reload_broken_then_fixed(unit):
     assert "syntax error" in err["MESSAGE"], err
     # the daemon was never signalled: nothing for it to refuse
     assert not [e for e in unit.entries(inv) if "reload failed" in e.get("MESSAGE", "")]
-    time.sleep(0.5)   # long enough for a SIGHUP'd reload to move the link, were one sent
+    # a reload applied anyway would move the link in the turn that logged it: 0.5 s
+    # lets A and B log such a close and open
+    time.sleep(0.5)
     props = unit.show("ActiveState", "SubState", "MainPID", "StatusText")
     assert (props["ActiveState"], props["SubState"]) == ("active", "running"), props
     assert props["MainPID"] == pid
@@ -342,7 +361,7 @@ def test_metrics_timer_example_works_when_copied(unit):
         def written():
             return ns.run("cat", prom).stdout
         text = wait_until(written, 20, what=f"{prom} written by the timer")
-        assert "wstether_link_up 1" in text, text
+        assert 'wstether_link_up{instance="demo"} 1' in text, text
         assert ns.run("test", "-e", tmp).returncode != 0, "a .tmp was left behind"
 
         # the daemon gone: the service fails, the old file stays, no .tmp
@@ -427,7 +446,8 @@ def test_watchdog_stall_restarts(unit):
     props = unit.show("MainPID", "NRestarts", "WatchdogUSec")
     assert props["WatchdogUSec"] == "2s", props
     pid, restarts = props["MainPID"], int(props["NRestarts"])
-    # the pings keep it alive past the watchdog timeout
+    # the pings keep it alive past the watchdog timeout: without them systemd would
+    # kill it 2 s after the start, so 3 s would show the restart
     time.sleep(3)
     assert unit.show("MainPID")["MainPID"] == pid, unit.journal_tail()
 

@@ -150,7 +150,7 @@ static void check_all(const struct seen *s, const char *where)
 	char key[64], missing[2048] = "";
 
 	for (size_t i = 0; i < config_key_count(); i++) {
-		config_key_info(i, key, sizeof(key));
+		config_key_info(i, key, sizeof(key), NULL);
 		if (!has(s, key))
 			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing),
 				 " %s", key);

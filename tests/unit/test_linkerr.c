@@ -58,7 +58,6 @@ static void texts_are_lws_4_1_6s(void **state)
 	in_lws(ws, "\"" LWS_CCE_PROTOCOL_NO_MATCH "\"");
 	in_lws("lib/core-net/wsi-timeout.c", "\"" LWS_CCE_TLS_TIMEOUT "\"");
 	in_lws("lib/roles/http/client/client-handshake.c", "\"" LWS_CCE_UNABLE_TO_CONNECT "\"");
-	in_lws("lib/roles/http/client/client-handshake.c", "\"" LWS_CCE_DNS "\"");
 	in_lws("lib/core-net/close.c", "\"" LWS_CCE_CLOSED_BEFORE_CONN "\"");
 	in_lws("lib/tls/mbedtls/mbedtls-client.c", "\"" LWS_CCE_MBEDTLS_CONNECT "%d %d %d\"");
 	in_lws("lib/tls/mbedtls/mbedtls-client.c", LWS_CCE_X509 "%d: %s\\n\"");
@@ -128,8 +127,6 @@ static void classifies_each_text(void **state)
 	assert_int_equal(e.kind, LINKERR_CONNECT);
 	linkerr_classify(LWS_CCE_CLOSED_BEFORE_CONN, 0, &e);
 	assert_int_equal(e.kind, LINKERR_CONNECT);
-	linkerr_classify(LWS_CCE_DNS, 0, &e);
-	assert_int_equal(e.kind, LINKERR_RESOLVE);
 	linkerr_classify("mbedtls connect -1 5 32", 0, &e);
 	assert_int_equal(e.kind, LINKERR_TLS_HANDSHAKE);
 	linkerr_classify("tls restriction limit", 0, &e);
