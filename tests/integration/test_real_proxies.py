@@ -224,22 +224,29 @@ def test_a_link_our_proxy_drops_names_the_proxy(world, ws_server):
 
 
 # --------------------------------------------------------------------------
-# link.proxy_auth_file in --check
+# link.proxy_auth_file: missing at the start, written later (as a refresher
+# would), it is picked up by the next attempt; --check's words for it are in
+# test_config_check.py
 
 
-@pytest.mark.parametrize("mode,warns", [(0o644, True), (0o640, True), (0o600, False)])
-def test_check_warns_when_others_can_read_the_auth_file(world, run_wstether, mode, warns):
-    auth = world.tmp / "p.auth"
-    auth.write_text("agent:s3cret\n")
-    auth.chmod(mode)
-    path = world.tmp / "check.conf"
-    path.write_text(f'link = {{ url = "ws://localhost:1/"; proxy_auth_file = "{auth}"; }};\n')
-    r = run_wstether("--check", "-c", path)
-    assert r.returncode == 0, r
-    warning = (f"{path}:1: link.proxy_auth_file '{auth}': readable by group or others "
-               f"(mode {mode:04o}): chmod 600 it")
-    assert (warning in r.stderr) == warns, r.stderr
-    assert "s3cret" not in r.stderr + r.stdout
+def test_squid_takes_an_auth_file_written_after_the_start(world, lab):
+    srv = world.server(lab.ns, "--port", str(WS_PORT), host="127.0.0.1")
+    auth = world.tmp / "later.auth"
+    d = world.daemon(lab.ns, conf(world, f"ws://127.0.0.1:{WS_PORT}/", "http://127.0.0.1:3129",
+                                  auth))
+    d.wait_stderr(f"link.proxy_auth_file '{auth}': No such file or directory; it is read at "
+                  "every attempt")
+    # each attempt fails on the file, naming it, before squid is asked anything
+    failed = f"link.proxy_auth_file '{auth}': cannot read it: No such file or directory"
+    d.wait_stderr(failed, count=2, timeout=20)
+    record("auth file missing", stderr_line(d, failed))
+    assert "HTTP 407" not in d.stderr()
+    auth.write_text(f"{USER[0]}:{USER[1]}\n")
+    auth.chmod(0o600)
+    echo_roundtrip(d, ["through squid, with credentials written after the start"], timeout=30)
+    assert USER[1] not in d.stderr()
+    assert "readable by group or others" not in d.stderr()
+    srv.kill()
 
 
 # --------------------------------------------------------------------------
