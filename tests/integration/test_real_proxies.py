@@ -80,8 +80,11 @@ def auth_file(world, text):
 def failures(world, cause):
     p = subprocess.run([wstetherctl(), "-s", str(world.ctl_sock), "metrics"],
                        capture_output=True, text=True, timeout=15)
-    m = re.search(rf'^wstether_link_failures_total{{cause="{cause}"}} (\d+)$', p.stdout, re.M)
-    return int(m.group(1)) if m else None
+    # the labels carry the instance too; only the cause matters here
+    m = re.search(rf'^wstether_link_failures_total{{[^}}]*\bcause="{cause}"[^}}]*}} (\d+)$',
+                  p.stdout, re.M)
+    assert m, f"no failure count for cause {cause!r} in:\n{p.stdout}"
+    return int(m.group(1))
 
 
 def assert_refusal(world, d, proxy_text, needle):
