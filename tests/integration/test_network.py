@@ -446,6 +446,42 @@ def test_connect_timeout_names_the_addresses_tried(world):
             f"[2001:db8::10]:{SRV_PORT}, 192.0.2.10:{SRV_PORT}") in line, line
 
 
+def test_connect_timeout_says_which_addresses_failed_and_which_were_not_tried(world):
+    """IPv6 refused at once and IPv4 blackholed: the refused one is named with
+    its reason, the silent one as no answer. Then six addresses, the first
+    refused and the rest blackholed, and a 1 s timeout: after the lookup and
+    the refusal, attempts start 250 ms apart (RFC 8305), so at most five have
+    begun when the timeout (counted from before the lookup) fires, and the
+    line lists the others as not tried yet; every address is named once."""
+    v4 = [f"192.0.2.1{i}" for i in range(3)]
+    v6 = [f"2001:db8::1{i}" for i in range(3)]
+    cli, srv_ns, srv, _ = two_hosts(world, ["192.0.2.1/24", "2001:db8::1/64"],
+                                    [f"{a}/24" for a in v4] + [f"{a}/64" for a in v6])
+    srv_ns.nft("table inet blackhole {\n chain input {\n type filter hook input priority 0;\n"
+               f" ip6 daddr {v6[0]} tcp dport {SRV_PORT} reject with tcp reset\n"
+               f" tcp dport {SRV_PORT} drop\n }}\n}}\n")
+    d = dial_daemon(world, cli, timeout=2)
+    d.wait_stderr("timed out after 2 s", timeout=10)
+    line = stderr_line(d, "timed out after 2 s")
+    record("connect timeout, IPv6 refused, IPv4 blackholed", line)
+    assert (f"the TCP connect to backend.test:{SRV_PORT} never completed: no answer from "
+            f"{v4[0]}:{SRV_PORT}; failed: [{v6[0]}]:{SRV_PORT} refused") in line, line
+    d.cleanup()
+
+    hosts = "".join(f"{a} backend.test\n" for pair in zip(v6, v4) for a in pair)
+    resolv, hosts = world.files(resolv="nameserver 127.0.0.53\n", hosts=hosts)
+    d = world.daemon(cli, world.config(f"ws://backend.test:{SRV_PORT}/", "connect_timeout_s = 1;",
+                                       control=False), resolv, hosts)
+    d.wait_stderr("timed out after 1 s", timeout=10)
+    line = stderr_line(d, "timed out after 1 s")
+    record("connect timeout, six addresses blackholed", line)
+    # the refused one still fails at once and starts the next without the delay
+    assert f"never completed: no answer from {v4[0]}:{SRV_PORT}, " in line, line
+    assert f"; failed: [{v6[0]}]:{SRV_PORT} refused; not tried yet: " in line, line
+    for a in [f"[{x}]" for x in v6] + v4:
+        assert line.count(f"{a}:{SRV_PORT}") == 1, (a, line)
+
+
 @pytest.mark.parametrize("where", ["loopback", "another interface's network"])
 def test_interface_binding_leaves_resolvers_it_cannot_reach_reachable(world, where):
     """link.interface set, and the resolver where that interface cannot reach
