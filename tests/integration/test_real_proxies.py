@@ -281,9 +281,12 @@ def test_no_proxy_is_read_as_curl_7_88_reads_it(world, no_proxy, host, expect):
     def curl_choice():
         seen = len(px.requests)
         run_env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        subprocess.run(ns.wrap(["curl", "-s", "-o", "/dev/null", "-m", "5",
-                                f"http://{host}:{WS_PORT}/"], resolv_conf=resolv, hosts=hosts),
-                       env={**run_env, **env}, capture_output=True, timeout=30)
+        p = subprocess.run(ns.wrap(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                    "-m", "5", f"http://{host}:{WS_PORT}/"],
+                                   resolv_conf=resolv, hosts=hosts),
+                           env={**run_env, **env}, capture_output=True, text=True, timeout=30)
+        # curl answered (a missing curl would read as "direct"): it got an HTTP status
+        assert re.fullmatch(r"[1-5]\d\d", p.stdout), p
         return "proxy" if len(px.requests) > seen else "direct"
 
     by_curl = curl_choice()
