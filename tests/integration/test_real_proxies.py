@@ -191,14 +191,16 @@ def test_dante_carries_the_link_and_a_drop_names_it(world, lab):
     ("403", "refused to CONNECT to localhost:PORT: HTTP 403 Denied By Policy"),
     ("503", "refused to CONNECT to localhost:PORT: HTTP 503 Denied By Policy (the proxy could "
             "not reach it"),
+    # a page far past what is read of it (64 KiB): the status decides, nothing waits for the rest
+    ("403 with a 1 MiB page", "refused to CONNECT to localhost:PORT: HTTP 403 Denied By Policy"),
 ])
 def test_refusal_with_its_page_in_one_write(world, ws_server, case, needle):
     srv = ws_server()
     px = HttpConnectProxy(auth=("a", "b") if case == "407" else None)
     world.closers.append(px.close)
-    px.error_page = PAGE
+    px.error_page = PAGE * (1024 * 1024 // len(PAGE)) if "MiB" in case else PAGE
     px.mode = "ok" if case == "407" else "deny"
-    px.deny_status = int(case)
+    px.deny_status = int(case[:3])
     d = world.daemon(None, conf(world, srv.url(), px.url("http")), env={})
     assert_refusal(world, d, f"http://127.0.0.1:{px.port}", needle.replace("PORT", str(srv.port)))
 
