@@ -141,6 +141,30 @@ def test_squid_with_credentials_carries_the_link_and_a_drop_names_it(world, lab)
                what="last_error naming the proxy")
 
 
+def test_a_link_through_squid_found_dead_names_the_proxy(world, lab):
+    """squid stops getting anything through to the server (nft drops what it
+    forwards): no pong comes back, and the dead line and last_error say through
+    whom, as the lost line does."""
+    srv = world.server(lab.ns, "--port", str(WS_PORT), host="127.0.0.1")
+    d = world.daemon(lab.ns, world.config(
+        # the next attempt stalls in squid until connect_timeout_s: last_error stays ours till then
+        f"ws://127.0.0.1:{WS_PORT}/", 'connect_timeout_s = 30; proxy = "http://127.0.0.1:3128";',
+        extra="keepalive = { ping_interval_s = 1; pong_timeout_s = 2; };\n"))
+    echo_roundtrip(d, ["through squid, before it goes silent"])
+    lab.ns.nft("table inet wst_silent {\n chain output {\n type filter hook output priority 0;\n"
+               f" tcp dport {WS_PORT} drop\n }}\n}}\n")
+    try:
+        dead = (f"link to 127.0.0.1:{WS_PORT} via proxy http://127.0.0.1:3128 (from link.proxy) "
+                "is dead: no pong or frame within 2 s")
+        d.wait_stderr(dead, timeout=20)
+        record("squid silent", stderr_line(d, dead))
+        wait_until(lambda: dead in (world.ctl("status")[0]["last_error"] or ""), 10,
+                   what="last_error naming the proxy")
+    finally:
+        lab.ns.nft("delete table inet wst_silent\n")
+    srv.kill()
+
+
 # --------------------------------------------------------------------------
 # tinyproxy 1.11: it closes right after its error page, so the page and the
 # close may come with the status line or after it; every attempt must agree
