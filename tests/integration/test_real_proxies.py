@@ -278,6 +278,19 @@ def test_squid_takes_an_auth_file_written_after_the_start(world, lab):
     srv.kill()
 
 
+def test_a_group_readable_auth_file_warns_at_start_and_still_serves(world, lab):
+    srv = world.server(lab.ns, "--port", str(WS_PORT), host="127.0.0.1")
+    auth = auth_file(world, f"{USER[0]}:{USER[1]}\n")
+    auth.chmod(0o640)
+    d = world.daemon(lab.ns, conf(world, f"ws://127.0.0.1:{WS_PORT}/", "http://127.0.0.1:3129",
+                                  auth))
+    d.wait_stderr(f"link.proxy_auth_file '{auth}': readable by group or others (mode 0640): "
+                  "chmod 600 it")
+    echo_roundtrip(d, ["through squid, with a warning about the file's mode"])
+    assert USER[1] not in d.stderr()
+    srv.kill()
+
+
 # --------------------------------------------------------------------------
 # no_proxy: curl 7.88 decides, and wstether must decide the same
 
