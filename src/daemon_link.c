@@ -230,11 +230,13 @@ static void age_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* Probes get a short deadline: the keepalive would take ping_interval_s + pong_timeout_s. */
 #define NET_PROBE_S 3
 
-void daemon_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr)
+void daemon_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr,
+		       unsigned prefix)
 {
 	struct daemon *d = ud;
 	const char *why = what == NET_ADDR_GONE ? "the link's local address went away"
-						: "a route went away";
+			  : addr		? "a route to the link's peer went away"
+						: "rtnetlink messages were lost, a route may be gone";
 
 	if (what == NET_DEFAULT_ROUTE) {
 		if (d->sup.state != SUP_WAITING || !ev_is_active(&d->retry_timer))
@@ -248,6 +250,9 @@ void daemon_net_change(void *ud, enum net_change what, const struct sockaddr_sto
 		return;
 	}
 	if (what == NET_ADDR_GONE && !link_uses_address(d->link, addr))
+		return;
+	/* only a route that may have carried the link: not one of an unrelated network */
+	if (what == NET_ROUTE_GONE && !link_uses_route(d->link, addr, prefix))
 		return;
 	if (!link_probe(d->link, NET_PROBE_S))
 		return;

@@ -1,4 +1,8 @@
 #include "link_int.h"
+#include "netwatch.h"
+
+/* " via proxy P (from SOURCE)" for a link a proxy carries: a drop may be the proxy's */
+#define VIA(l) (*(l)->at.via ? " via proxy " : ""), (l)->at.via
 
 /* How long we wait for the server to answer our close frame. */
 #define CLOSE_WAIT_S 2.0
@@ -130,12 +134,13 @@ static void pong_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (l->at.probing)
 		link_set_end(l, LINK_FAIL_DEAD,
-			"link to %s:%u is dead: no answer within %u s to a ping after a network "
-			"change",
-			l->url.host, l->url.port, l->at.probe_s);
+			"link to %s:%u%s%s is dead: no answer within %u s to a ping after a "
+			"network change",
+			l->url.host, l->url.port, VIA(l), l->at.probe_s);
 	else
-		link_set_end(l, LINK_FAIL_DEAD, "link to %s:%u is dead: no pong or frame within %u s",
-			l->url.host, l->url.port, l->pong_timeout_s);
+		link_set_end(l, LINK_FAIL_DEAD,
+			"link to %s:%u%s%s is dead: no pong or frame within %u s", l->url.host,
+			l->url.port, VIA(l), l->pong_timeout_s);
 	link_finish(l);
 }
 
@@ -502,8 +507,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 			else
 				link_set_end(
 				    l, LINK_FAIL_CLOSED,
-				    "link to %s:%u lost: connection closed without a close frame",
-				    l->url.host, l->url.port);
+				    "link to %s:%u%s%s lost: connection closed without a close frame",
+				    l->url.host, l->url.port, VIA(l));
 			link_finish(l);
 		}
 		break;
@@ -679,4 +684,9 @@ bool link_uses_address(const struct link *l, const struct sockaddr_storage *a)
 	return a->ss_family == AF_INET6 &&
 	       !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
 		       &((const struct sockaddr_in6 *)&l->at.local)->sin6_addr, 16);
+}
+
+bool link_uses_route(const struct link *l, const struct sockaddr_storage *dst, unsigned prefix)
+{
+	return link_active(l) && netwatch_route_covers(dst, prefix, &l->at.peer);
 }

@@ -52,6 +52,7 @@ struct attempt {
 	bool upgrade_sent;		/* TCP (and TLS) were up: the HTTP upgrade went out */
 	char via[PROXY_MAX_HOST + 64];	/* "" or the proxy that carries the link */
 	struct sockaddr_storage local;	/* our end of the dialled socket */
+	struct sockaddr_storage peer;	/* the far end of the TCP connection: server or proxy */
 	bool probing;			/* a ping after a network change is out */
 	unsigned probe_s;
 	bool deflate;			/* link.compression = "deflate": offer it */
