@@ -299,8 +299,8 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 		*(char **)f = config_expand_file(str, &ewhy);
 	else if (k->kind == K_SOCKET)
 		*(char **)f = config_expand_socket(str, &ewhy);
-	else
-		*(char **)f = strdup(str);
+	else /* not a path: nothing to check (a K_DIR had spool_check_dir above) */
+		return (*(char **)f = strdup(str)) ? 0 : set_error(x->err, 1, "out of memory");
 	if (!*(char **)f)
 		return ewhy ? set_error(x->err, 78, "%s:%d: %s: '%s' %s", x->path, line, name, str,
 					ewhy)
