@@ -3,9 +3,10 @@
 
 /*
  * The link's insides, shared by its files only: link.c (the lws callback,
- * writing, timers and the public calls), link_attempt.c (setting up an
- * attempt: files, dial, lws context), link_rx.c (what the server sends) and
- * link_classify.c (why an attempt failed, in one line).
+ * the upgrade's headers and extensions, writing, pings, timers and the
+ * public calls), link_attempt.c (starting an attempt: header files, proxy,
+ * dial, lws context), link_rx.c (what the server sends) and link_classify.c
+ * (why an attempt failed, in one line).
  */
 #include "link.h"
 
@@ -37,12 +38,52 @@
 #include "url.h"
 #include "utf8.h"
 #include "wsframe.h"
+#include "pongq.h"
 #include "wsrx.h"
 
 /* How much to hand lws per WRITEABLE: enough to fill a socket buffer. */
 #define TX_BATCH (256 * 1024)
 /* lws reads into its per-thread buffer; the default 4 KiB costs a loop turn per 4 KiB. */
 #define RX_CHUNK (64 * 1024)
+
+/* One attempt's state, cleared with one memset when it starts: nothing drifts across attempts. */
+struct attempt {
+	bool up;
+	bool upgrade_sent;		/* TCP (and TLS) were up: the HTTP upgrade went out */
+	char via[PROXY_MAX_HOST + 64];	/* "" or the proxy that carries the link */
+	struct sockaddr_storage local;	/* our end of the dialled socket */
+	struct sockaddr_storage peer;	/* the far end of the TCP connection: server or proxy */
+	bool probing;			/* a ping after a network change is out */
+	unsigned probe_s;
+	bool deflate;			/* link.compression = "deflate": offer it */
+
+	/* requests carried out in our own WRITEABLE callback */
+	bool close_req, close_sent;
+	int close_code;
+	char close_reason[124];
+	bool ping_due;
+	bool rx_paused;
+
+	uint64_t fenced_seq;	/* newest seq covered by a ping we sent */
+	bool fence_in_flight;
+	bool retiring;		/* closes once its last fence is answered */
+
+	struct wsrx rx;
+	bool violated;	  /* we are failing the link for the server's protocol error */
+	bool peer_closed; /* the server's close frame came: answer it, then wait for TCP */
+	int peer_code;	  /* what to answer it with, 0 for an empty close */
+	struct pongq pongs;   /* owed to the server's pings, written first in each batch */
+	bool pong_flood_said; /* the one line about pings we could not all answer */
+	/* the compressed message being inflated: how much of it was checked UTF-8 */
+	bool inflating;
+	size_t inflated_checked;
+	struct utf8_stream inflated_utf8;
+
+	bool hello_due;
+	double ping_at;		/* when the ping being timed went out (ev_time) */
+	uint64_t ping_seq;
+	bool ping_timing;
+};
 
 struct link {
 	struct ev_loop *loop;
@@ -53,13 +94,10 @@ struct link {
 	struct dial *dial;	/* before lws: resolve, connect, proxy */
 	int fd;			/* the dialled socket; lws holds a dup of it */
 	struct proxy proxy;	/* this attempt's; credentials wiped once dialled */
-	char via[PROXY_MAX_HOST + 64];	/* "" or the proxy that carries the link */
-	struct sockaddr_storage local;	/* our end of the dialled socket */
-	bool probing;			/* a ping after a network change is out */
-	unsigned probe_s;
 	struct lws *wsi;	/* set only between ESTABLISHED and CLOSED */
-	bool up, ending, destroying;
+	bool ending, destroying;
 	struct link_end end;
+	struct attempt at;
 
 	/* per-attempt scratch; lws may point into it until the context is gone */
 	struct wst_url url;
@@ -67,7 +105,6 @@ struct link {
 	char ca_file[4096];
 	char url_text[URL_MAX_HOST + URL_MAX_PATH + 32];
 	char *subprotocol, *origin;
-	bool deflate;			/* link.compression = "deflate": offer it */
 	char deflate_offer[96];
 	struct pmd *pmd;		/* permessage-deflate, once the server accepted it */
 	char deflate_params[128];	/* what it accepted, for the log and status */
@@ -75,7 +112,6 @@ struct link {
 	size_t n_hdrs;
 	struct tls_client_cert cert;
 	struct tls_ca ca;
-	bool upgrade_sent; /* TCP (and TLS) were up: the HTTP upgrade went out */
 	char cert_file[4096];
 	char server_name[URL_MAX_HOST + 1];	/* tls.server_name of this attempt */
 	bool insecure;
@@ -86,39 +122,18 @@ struct link {
 	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
 	size_t max_message;
 
-	/* requests carried out in our own WRITEABLE callback */
-	bool close_req, close_sent;
-	int close_code;
-	char close_reason[124];
-	bool ping_due;
-	bool rx_pause_want, rx_paused;
-
-	uint64_t fenced_seq; /* newest seq covered by a ping we sent */
-	bool fence_in_flight;
+	bool rx_pause_want;
 	/*
 	 * Only the carrier writes queued messages and fences them; during a
-	 * rotation the other link's pings fence nothing of the queue, and a
-	 * retiring one closes once its last fence is answered.
+	 * rotation the other link's pings fence nothing of the queue.
 	 */
-	bool carrier, retiring;
+	bool carrier;
 	uint64_t rng;
-
-	struct wsrx rx;
-	bool violated;	  /* we are failing the link for the server's protocol error */
-	bool peer_closed; /* the server's close frame came: answer it, then wait for TCP */
-	int peer_code;	  /* what to answer it with, 0 for an empty close */
-	bool pong_due;
-	unsigned char pong[125];
-	size_t pong_len;
 
 	unsigned char *tx;
 	size_t tx_cap;
 
 	struct hello hello;	/* this attempt's, read at link_start */
-	bool hello_due;
-	double ping_at;		/* when the ping being timed went out (ev_time) */
-	uint64_t ping_seq;
-	bool ping_timing;
 
 	ev_timer connect_timer, ping_timer, pong_timer, close_timer, reap_timer;
 

@@ -48,11 +48,14 @@ bool outbox_put(struct outbox *o, const void *data, size_t len, bool binary, boo
 		log_msg(LOG_WARNING, "a local message of %zu bytes exceeds queue.max_bytes: dropped",
 			len);
 		o->too_big++;
+		o->too_big_bytes += len;
 		return true;
 	}
 	if (!queue_has_room(q, len) && (hold || q->overflow == QUEUE_REJECT)) {
-		if (!hold)
+		if (!hold) {
 			q->rejected++;
+			q->rejected_bytes += len;
+		}
 		return false;
 	}
 	if (o->spool && !spool_put(o, data, len, binary))
@@ -64,7 +67,7 @@ bool outbox_put(struct outbox *o, const void *data, size_t len, bool binary, boo
 		return false;
 	}
 	if (q->dropped != dropped) {
-		if ((o->drops_logged++ % 1000) == 0)
+		if (ratelimit_allow(&o->drop_log, 0))
 			log_msg(LOG_WARNING, "queue full (queue.max_messages %zu, max_bytes %zu): "
 				"dropped the oldest message(s), %llu so far", q->max_messages,
 				q->max_bytes, (unsigned long long)q->dropped);
@@ -137,6 +140,7 @@ int outbox_init(struct outbox *o, struct ev_loop *loop, size_t headroom, size_t 
 {
 	memset(o, 0, sizeof(*o));
 	queue_init(&o->q, headroom, max_messages, max_bytes, overflow);
+	o->drop_log = (struct ratelimit)RATELIMIT(0, 0, 1000);
 	o->loop = loop;
 	o->wake = wake;
 	o->ud = ud;
@@ -152,6 +156,31 @@ int outbox_init(struct outbox *o, struct ev_loop *loop, size_t headroom, size_t 
 	return open_spool(o);
 }
 
+/*
+ * What is left at exit. A written message may well have reached the server
+ * (it closed before the pong to our last ping, say), so it is "unconfirmed",
+ * not "undelivered". Kept in the spool, nothing is lost: a notice.
+ */
+static void say_unconfirmed(struct outbox *o)
+{
+	size_t all = queue_len(&o->q), written = queue_written(&o->q);
+	int level = o->dir ? LOG_NOTICE : LOG_WARNING;
+	const char *kept = o->dir ? ", kept in the spool" : "";
+
+	if (written == all)
+		log_msg(level,
+			"exiting with %zu unconfirmed message(s): written, but no pong "
+			"confirmed them%s",
+			all, kept);
+	else if (written)
+		log_msg(level,
+			"exiting with %zu unconfirmed message(s): %zu written but not "
+			"confirmed by a pong, %zu never sent%s",
+			all, written, all - written, kept);
+	else
+		log_msg(level, "exiting with %zu unsent message(s)%s", all, kept);
+}
+
 void outbox_finish(struct outbox *o)
 {
 	if (o->spool) {
@@ -163,8 +192,7 @@ void outbox_finish(struct outbox *o)
 		o->spool = NULL;
 	}
 	if (queue_len(&o->q))
-		log_msg(LOG_WARNING, "exiting with %zu undelivered message(s)%s", queue_len(&o->q),
-			o->dir ? ", kept in the spool" : "");
+		say_unconfirmed(o);
 	queue_finish(&o->q);
 	free(o->dir);
 	o->dir = NULL;

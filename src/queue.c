@@ -85,11 +85,14 @@ int queue_push(struct queue *q, const void *data, size_t len, bool binary)
 {
 	if (len > q->max_bytes || len > UINT32_MAX) {
 		q->rejected++;
+		q->rejected_bytes += len;
 		return -1;
 	}
 	if (!queue_has_room(q, len)) {
 		if (q->overflow == QUEUE_REJECT) {
 			q->rejected++;
+			q->rejected_bytes += len;
+		q->rejected_bytes += len;
 			return -1;
 		}
 		while (q->count && !queue_has_room(q, len)) {
@@ -100,6 +103,7 @@ int queue_push(struct queue *q, const void *data, size_t len, bool binary)
 	}
 	if (append(q, q->next_seq, data, len, binary) < 0) {
 		q->rejected++;
+		q->rejected_bytes += len;
 		return -1;
 	}
 	q->next_seq++;
@@ -150,8 +154,11 @@ struct qmsg *queue_peek_unsent(const struct queue *q)
 
 void queue_mark_sent(struct queue *q)
 {
-	if (q->inflight < q->count)
+	if (q->inflight < q->count) {
+		if (at(q, q->inflight)->seq > q->written_seq)
+			q->written_seq = at(q, q->inflight)->seq;
 		q->inflight++;
+	}
 }
 
 uint64_t queue_last_sent_seq(const struct queue *q)
@@ -174,6 +181,16 @@ void queue_rewind(struct queue *q)
 	for (size_t i = 0; i < q->inflight; i++)
 		q->resent_bytes += at(q, i)->len;
 	q->inflight = 0;
+}
+
+size_t queue_written(const struct queue *q)
+{
+	size_t n = 0;
+
+	/* written in order from the head, so the written ones are a prefix */
+	while (n < q->count && at(q, n)->seq <= q->written_seq)
+		n++;
+	return n;
 }
 
 uint64_t queue_head_seq(const struct queue *q)
