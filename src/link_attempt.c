@@ -116,25 +116,6 @@ oom:
 	return errf(err, errlen, "out of memory");
 }
 
-/* The negotiated version and suite; mbedTLS spells IANA's names with dashes. */
-void link_note_tls(struct link *l, struct lws *wsi)
-{
-	const char *v, *c;
-	size_t i;
-
-	if (!l->url.tls || lws_wst_tls_negotiated(wsi, &v, &c) < 0)
-		return;
-	snprintf(l->tls_version, sizeof(l->tls_version), "%s", v);
-	if (!strncmp(c, "TLS1-3-", 7))
-		c += 7;
-	else if (!strncmp(c, "TLS-", 4))
-		c += 4;
-	snprintf(l->tls_cipher, sizeof(l->tls_cipher), "TLS_%s", c);
-	for (i = 0; l->tls_cipher[i]; i++)
-		if (l->tls_cipher[i] == '-')
-			l->tls_cipher[i] = '_';
-}
-
 /* The dialled socket goes to lws, which does TLS and the WebSocket upgrade. */
 static void start_lws(struct link *l)
 {

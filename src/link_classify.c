@@ -1,4 +1,7 @@
-/* Why an attempt failed, as one line an operator can act on. */
+/*
+ * How an attempt's handshake came out: why it failed, as one line an
+ * operator can act on, or what its TLS negotiated.
+ */
 #include "link_int.h"
 
 #include <mbedtls/error.h>
@@ -242,4 +245,23 @@ void link_classify_error(struct link *l, struct lws *wsi, const char *in)
 			l->url.port, e.why);
 		break;
 	}
+}
+
+/* The negotiated version and suite; mbedTLS spells IANA's names with dashes. */
+void link_note_tls(struct link *l, struct lws *wsi)
+{
+	const char *v, *c;
+	size_t i;
+
+	if (!l->url.tls || lws_wst_tls_negotiated(wsi, &v, &c) < 0)
+		return;
+	snprintf(l->tls_version, sizeof(l->tls_version), "%s", v);
+	if (!strncmp(c, "TLS1-3-", 7))
+		c += 7;
+	else if (!strncmp(c, "TLS-", 4))
+		c += 4;
+	snprintf(l->tls_cipher, sizeof(l->tls_cipher), "TLS_%s", c);
+	for (i = 0; l->tls_cipher[i]; i++)
+		if (l->tls_cipher[i] == '-')
+			l->tls_cipher[i] = '_';
 }

@@ -6,7 +6,7 @@
  * the upgrade's headers and extensions, writing, pings, timers and the
  * public calls), link_attempt.c (starting an attempt: header files, proxy,
  * dial, lws context), link_rx.c (what the server sends) and link_classify.c
- * (why an attempt failed, in one line).
+ * (why an attempt failed, in one line; what its TLS negotiated).
  */
 #include "link.h"
 
@@ -150,7 +150,7 @@ void link_finish(struct link *l);
 void link_free_scratch(struct link *l);
 void link_release_dial(struct link *l);
 void link_time_pong(struct link *l, uint64_t seq);
-/* link_attempt.c: what the TLS handshake of an established link negotiated */
+/* link_classify.c: what the TLS handshake of an established link negotiated */
 void link_note_tls(struct link *l, struct lws *wsi);
 extern const struct lws_protocols link_protocols[];
 
