@@ -129,8 +129,9 @@ def test_status_metrics_and_log_show_version_and_cipher(peers, tpki, tls_config,
     assert st["tls"]["version"] == "TLSv1.2", st["tls"]
     assert st["tls"]["cipher"].startswith("TLS_ECDHE_ECDSA_WITH_"), st["tls"]
     text = control_request(sock, "metrics")["metrics"]
-    want = (f'wstether_tls_info{{version="TLSv1.2",cipher="{st["tls"]["cipher"]}"}} 1')
-    assert want in text.splitlines(), text
+    want = re.compile(r'wstether_tls_info\{(instance="[^"]*",)?version="TLSv1\.2",'
+                      rf'cipher="{st["tls"]["cipher"]}"\}} 1$')
+    assert any(want.match(l) for l in text.splitlines()), text
     assert f'({st["tls"]["version"]}, {st["tls"]["cipher"]})' in connected_line(d)
     stop_with_eof(d)
 
