@@ -14,6 +14,7 @@ With WSTETHER_TLS_LINES=FILE each failure test appends its exact line.
 """
 
 import re
+import signal
 
 import pytest
 
@@ -107,6 +108,22 @@ def test_min_version_1_3_connects_over_tls13(peers, tpki, tls_config, daemon):
     d = daemon("--config", with_min_version(tls_config(srv.url()), "1.3"))
     echo_roundtrip(d, ["1.3 only"])
     assert srv.tls_events(ok=True)[0]["version"] == "TLSv1.3"
+    stop_with_eof(d)
+
+
+def test_min_version_reload_applies_at_the_next_connection(peers, tpki, tls_config, daemon):
+    """tls.min_version = "1.3" cannot reach a TLS 1.2-only server; a reload to
+    "1.2" (reload class reconnect) reaches it at once, over TLS 1.2."""
+    srv = peers.tls(tpki.server, "--max-version", "1.2")
+    conf = with_min_version(tls_config(srv.url()), "1.3")
+    d = daemon("--config", conf)
+    d.send_lines(["after the reload"])
+    d.wait_stderr("TLS handshake with", timeout=15)
+    assert srv.tls_events(ok=True) == []
+    conf.write_text(conf.read_text().replace('min_version = "1.3"', 'min_version = "1.2"'))
+    d.terminate(signal.SIGHUP)
+    assert d.read_text_lines(1) == ["after the reload"]
+    assert srv.tls_events(ok=True)[0]["version"] == "TLSv1.2"
     stop_with_eof(d)
 
 
