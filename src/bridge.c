@@ -224,19 +224,13 @@ static void bridge_stop_input(void *self)
 		peer_stop_input(b->clients[i]);
 }
 
-size_t bridge_clients(const struct bridge *b)
+static void bridge_status(const void *self, struct wst_status *st)
 {
-	return b ? b->n : 0;
-}
+	const struct bridge *b = self;
 
-struct endpoint_drops bridge_drops(const struct bridge *b)
-{
-	return b ? b->drops : (struct endpoint_drops){ 0 };
-}
-
-unsigned long long bridge_dropped_clients(const struct bridge *b)
-{
-	return b ? b->drops.slow_readers + b->drops.bad_framing : 0;
+	endpoint_add_drops(st, &b->drops);
+	st->bridge_clients = b->n;
+	st->bridge_clients_dropped = b->drops.slow_readers + b->drops.bad_framing;
 }
 
 /* Reading, only slower than the server sends: worth waiting for (see CLIENT_OUT_LIMIT). */
@@ -271,6 +265,6 @@ static void bridge_drop_stalled(void *self, double stall_s)
 }
 
 const struct endpoint_impl bridge_endpoint = {
-	bridge_broadcast, bridge_resume, bridge_stop_input,
-	bridge_max_pending, bridge_drop_stalled, bridge_destroy, bridge_event,
+    bridge_broadcast,	 bridge_resume,	 bridge_stop_input, bridge_max_pending,
+    bridge_drop_stalled, bridge_destroy, bridge_event,	    bridge_status,
 };

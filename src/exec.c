@@ -507,14 +507,13 @@ static void exec_stop_input(void *self)
 		peer_stop_input(e->peer);
 }
 
-pid_t exec_pid(const struct exec_handler *e)
+static void exec_status(const void *self, struct wst_status *st)
 {
-	return e ? e->pid : 0;
-}
+	const struct exec_handler *e = self;
 
-unsigned long long exec_restarts(const struct exec_handler *e)
-{
-	return e ? e->restarts : 0;
+	endpoint_add_drops(st, &e->drops);
+	st->exec_pid = e->pid;
+	st->exec_restarts = e->restarts;
 }
 
 static size_t exec_pending(const void *self, double active_s)
@@ -540,11 +539,6 @@ static void exec_kill_stalled(void *self, double stall_s)
 }
 
 const struct endpoint_impl exec_endpoint = {
-	exec_deliver, exec_resume, exec_stop_input,
-	exec_pending, exec_kill_stalled, exec_destroy, exec_event,
+    exec_deliver,      exec_resume,  exec_stop_input, exec_pending,
+    exec_kill_stalled, exec_destroy, exec_event,      exec_status,
 };
-
-struct endpoint_drops exec_drops(const struct exec_handler *e)
-{
-	return e ? e->drops : (struct endpoint_drops){ 0 };
-}

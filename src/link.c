@@ -82,9 +82,6 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	l->ending = false;
 	l->at.up = false;
 	l->at.close_req = l->at.close_sent = false;
-	/* what it wrote and nobody confirmed goes out again, unless another link carries it */
-	if (l->carrier)
-		queue_rewind(l->q);
 	if (l->end.fail == LINK_FAIL_NONE)
 		link_set_end(l, LINK_FAIL_CLOSED, "link closed");
 	if (l->ev.down)

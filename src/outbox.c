@@ -6,6 +6,7 @@
 
 #include "log.h"
 #include "spool.h"
+#include "status.h"
 
 void outbox_confirmed(struct outbox *o)
 {
@@ -172,4 +173,40 @@ void outbox_finish(struct outbox *o)
 	queue_finish(&o->q);
 	free(o->dir);
 	o->dir = NULL;
+}
+
+void outbox_status(const struct outbox *o, struct wst_status *st)
+{
+	const struct queue *q = &o->q;
+
+	st->resent = q->resent;
+	st->resent_bytes = q->resent_bytes;
+	st->confirmed = q->confirmed;
+	st->confirmed_bytes = q->confirmed_bytes;
+	st->oldest_queued_ms = queue_oldest_age_ms(q);
+	st->queue_messages = queue_len(q);
+	st->queue_bytes = q->bytes;
+	st->queue_max_messages = q->max_messages;
+	st->queue_max_bytes = q->max_bytes;
+	st->reject_overflow = q->overflow == QUEUE_REJECT;
+	st->dropped = q->dropped;
+	st->dropped_bytes = q->dropped_bytes;
+	st->rejected = q->rejected;
+	st->rejected_bytes = q->rejected_bytes;
+	st->too_big = o->too_big;
+	st->too_big_bytes = o->too_big_bytes;
+	st->spool_on = o->spool != NULL;
+	if (st->spool_on)
+		spool_status(o->spool, &st->spool);
+}
+
+const char *outbox_refusal(const struct outbox *o)
+{
+	struct spool_status sp;
+
+	if (!o->failing || !o->spool)
+		return "queue full";
+	spool_status(o->spool, &sp);
+	return sp.disk_full ? "no space for the spool (queue.spool_dir)"
+			    : "the spool cannot be written (queue.spool_dir)";
 }

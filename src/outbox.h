@@ -47,5 +47,10 @@ void outbox_finish(struct outbox *o);
 bool outbox_put(struct outbox *o, const void *data, size_t len, bool binary, bool hold);
 /* Messages left the queue (confirmed or dropped): let the spool forget them. */
 void outbox_confirmed(struct outbox *o);
+struct wst_status;
+/* The queue's and the spool's part of the status. */
+void outbox_status(const struct outbox *o, struct wst_status *st);
+/* Why a message from `wstetherctl send` was refused. */
+const char *outbox_refusal(const struct outbox *o);
 
 #endif
