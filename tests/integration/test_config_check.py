@@ -51,7 +51,10 @@ URL = 'link = {\n  url = "ws://127.0.0.1:9/";\n'
 def expect_78(results, where, *words):
     for r in results:
         assert r.returncode == EXIT_CONFIG, (r.args, r.returncode, r.stderr)
-        line = [l for l in r.stderr.splitlines() if l.startswith(where)]
+        # every line carries the daemon's prefix ("wstether: error: "); the error
+        # itself starts with the place it names
+        line = [l for l in r.stderr.splitlines()
+                if re.sub(r"^wstether: \w+: ", "", l).startswith(where)]
         assert len(line) == 1, f"no one line starting {where!r}: {r.stderr!r}"
         for w in words:
             assert w in line[0], f"{w!r} not in {line[0]!r}"

@@ -503,7 +503,7 @@ def test_network_changes_probe_the_link_and_cut_the_backoff_short(world):
                         backoff="backoff = { initial_ms = 4000; max_ms = 60000; jitter = 0.0; };\n",
                         extra="keepalive = { ping_interval_s = 600; pong_timeout_s = 60; };\n")
     d = world.daemon(cli, conf, resolv, hosts)
-    d.wait_stderr("198.51.100.10:8081 network unreachable", count=2, timeout=15)
+    d.wait_stderr("198.51.100.10:8081: network unreachable", count=2, timeout=15)
     wait_until(lambda: (world.ctl("status")[0]["next_retry_ms"] or 0) > 4000, 5,
                what="a backoff of about 8 s")
     t0 = time.monotonic()
