@@ -144,14 +144,6 @@ static void deliver(void *ud, const unsigned char *data, size_t len, bool binary
 	flow_check(d);
 }
 
-static void confirmed(void *ud)
-{
-	struct daemon *d = ud;
-
-	outbox_confirmed(&d->out);
-	resume_local(d);
-}
-
 /* Tell local programs that asked (watchers, event frames). */
 static void publish_event(void *ud, const struct sup_event *ev)
 {
@@ -187,7 +179,7 @@ static void begin_stop(struct daemon *d, const char *why)
 		return;
 	}
 	notify_stopping();
-	log_event(LOG_NOTICE, &(struct log_ctx){.event = "stop", .url = links_url(d->links)},
+	log_event(LOG_NOTICE, &(struct log_ctx){ .event = "stop", .url = links_url(d->links) },
 		  "%s: stopping", why);
 	stop_local_input(d);
 	links_stop(d->links);
@@ -294,9 +286,10 @@ static void init_watchers(struct daemon *d)
 
 int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 {
-	struct daemon d = {.up = {daemon_enqueue}, .cfg = cfg, .opts = *opts};
-	struct links_events lev = {&d,		 deliver,	confirmed,
-				   resume_local, publish_event, daemon_quit};
+	struct daemon d = { .up = { daemon_enqueue }, .cfg = cfg, .opts = *opts };
+	/* a confirmation and the carrier's end both let held-back senders go on */
+	struct links_events lev = { &d, deliver, resume_local, resume_local, publish_event,
+				    daemon_quit };
 	uint64_t seed = (uint64_t)getpid() << 32 ^ links_now_ms();
 	int rc = 1;
 

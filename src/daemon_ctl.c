@@ -54,7 +54,7 @@ const char *daemon_reload(struct daemon *d)
 {
 	struct config_error err;
 	const struct wst_config *n;
-	struct log_ctx lc = {.url = links_url(d->links), .event = "reload"};
+	struct log_ctx lc = { .url = links_url(d->links), .event = "reload" };
 	struct config_change ch;
 
 	notify_reloading();

@@ -173,7 +173,7 @@ static int tx_reserve(struct link *l, size_t need)
 
 static void send_ping(struct link *l, unsigned char *p, size_t *off)
 {
-	uint64_t seq = l->carrier ? queue_last_sent_seq(l->q) : l->at.fenced_seq;
+	uint64_t seq = l->carrier ? outbox_last_sent(l->out) : l->at.fenced_seq;
 	unsigned char payload[8];
 
 	if (seq < l->at.fenced_seq)
@@ -246,6 +246,7 @@ static int write_batch(struct link *l)
 {
 	size_t off = 0;
 	struct qmsg *m;
+	const unsigned char *data;
 	unsigned char *p;
 
 	if (l->at.pong_due) {
@@ -256,11 +257,10 @@ static int write_batch(struct link *l)
 	}
 	if (l->at.hello_due && write_hello(l, &off) < 0)
 		return -1;
-	while (l->carrier && (m = queue_peek_unsent(l->q))) {
+	while (l->carrier && (m = outbox_unsent(l->out, &data))) {
 		/* room for the message as compression could make it, at worst */
 		size_t wire = l->pmd ? pmd_compress_bound(m->len) : m->len;
 		size_t need = wsframe_header_len(wire) + wire, len = m->len;
-		const unsigned char *data = qmsg_data(l->q, m);
 		int op = m->binary ? WSF_BINARY : WSF_TEXT;
 
 		if (off && off + need > TX_BATCH)
@@ -273,14 +273,14 @@ static int write_batch(struct link *l)
 			return -1;
 		p = l->tx + LWS_PRE;
 		off += wsframe_encode(p + off, op, data, len, next_mask(l));
-		queue_mark_sent(l->q);
+		outbox_sent(l->out);
 		l->stats.sent++;
 		l->stats.sent_bytes += m->len;
 	}
 	if (tx_reserve(l, off + WSFRAME_MAX_HEADER + 8) < 0)
 		return -1;
 	p = l->tx + LWS_PRE;
-	if (l->at.ping_due || (l->carrier && queue_last_sent_seq(l->q) > l->at.fenced_seq &&
+	if (l->at.ping_due || (l->carrier && outbox_last_sent(l->out) > l->at.fenced_seq &&
 			    !l->at.fence_in_flight)) {
 		l->at.ping_due = false;
 		send_ping(l, p, &off);
@@ -292,7 +292,7 @@ static int write_batch(struct link *l)
 		link_set_end(l, LINK_FAIL_CLOSED, "write to %s:%u failed", l->url.host, l->url.port);
 		return -1;
 	}
-	if (queue_peek_unsent(l->q))
+	if (outbox_unsent(l->out, NULL))
 		lws_callback_on_writable(l->wsi);
 	return 0;
 }
@@ -427,7 +427,7 @@ static int established(struct link *l, struct lws *wsi)
 	if (l->ev.up)
 		l->ev.up(l->ev.ud);
 	l->at.hello_due = l->hello.n > 0;
-	if (l->wsi && (queue_peek_unsent(l->q) || l->at.close_req || l->rx_pause_want ||
+	if (l->wsi && (outbox_unsent(l->out, NULL) || l->at.close_req || l->rx_pause_want ||
 		       l->at.hello_due))
 		lws_callback_on_writable(wsi);
 	return 0;
@@ -513,14 +513,14 @@ const struct lws_protocols link_protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-struct link *link_create(struct ev_loop *loop, struct queue *q, const struct link_events *ev)
+struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct link_events *ev)
 {
 	struct link *l = calloc(1, sizeof(*l));
 
 	if (!l)
 		return NULL;
 	l->loop = loop;
-	l->q = q;
+	l->out = out;
 	l->ev = *ev;
 	ev_timer_init(&l->connect_timer, connect_timeout_cb, 1, 0);
 	ev_timer_init(&l->ping_timer, ping_cb, 1, 1);

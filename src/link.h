@@ -7,7 +7,7 @@
 #include <time.h>
 
 struct ev_loop;
-struct queue;
+struct outbox;
 struct wst_config;
 
 /*
@@ -54,7 +54,7 @@ struct link_events {
 	void (*restarting)(void *ud);
 };
 
-struct link *link_create(struct ev_loop *loop, struct queue *q, const struct link_events *ev);
+struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct link_events *ev);
 void link_destroy(struct link *l);
 
 /* Start an attempt. On -1 the attempt failed at once and down() will not be called. */

@@ -31,7 +31,7 @@
 #include "linkerr.h"
 #include "log.h"
 #include "pmdeflate.h"
-#include "queue.h"
+#include "outbox.h"
 #include "rng.h"
 #include "tls.h"
 #include "tunnel.h"
@@ -82,7 +82,7 @@ struct attempt {
 
 struct link {
 	struct ev_loop *loop;
-	struct queue *q;
+	struct outbox *out;	/* what it writes, and confirms */
 	struct link_events ev;
 
 	struct lws_context *ctx;

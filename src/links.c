@@ -512,7 +512,7 @@ struct links *links_create(struct ev_loop *loop, struct outbox *out, const struc
 	for (size_t i = 0; i < 2; i++) {
 		ls->slots[i].ls = ls;
 		lev.ud = &ls->slots[i];
-		if (!(ls->slots[i].link = link_create(loop, &out->q, &lev))) {
+		if (!(ls->slots[i].link = link_create(loop, out, &lev))) {
 			links_destroy(ls);
 			return NULL;
 		}

@@ -8,7 +8,8 @@
 #include "spool.h"
 #include "status.h"
 
-void outbox_confirmed(struct outbox *o)
+/* Messages left the queue (confirmed or dropped): let the spool forget them. */
+static void forget(struct outbox *o)
 {
 	uint64_t head = queue_head_seq(&o->q);
 
@@ -72,8 +73,40 @@ bool outbox_put(struct outbox *o, const void *data, size_t len, bool binary, boo
 			log_msg(LOG_WARNING, "queue full (queue.max_messages %zu, max_bytes %zu): "
 				"dropped the oldest message(s), %llu so far", q->max_messages,
 				q->max_bytes, (unsigned long long)q->dropped);
-		outbox_confirmed(o);
+		forget(o);
 	}
+	return true;
+}
+
+struct qmsg *outbox_unsent(struct outbox *o, const unsigned char **data)
+{
+	struct qmsg *m = queue_peek_unsent(&o->q);
+
+	if (m && data)
+		*data = qmsg_data(&o->q, m);
+	return m;
+}
+
+void outbox_sent(struct outbox *o)
+{
+	queue_mark_sent(&o->q);
+}
+
+uint64_t outbox_last_sent(const struct outbox *o)
+{
+	return queue_last_sent_seq(&o->q);
+}
+
+bool outbox_confirm(struct outbox *o, uint64_t seq)
+{
+	size_t before = queue_len(&o->q);
+
+	if (!before || !seq)
+		return false;
+	queue_confirm(&o->q, seq);
+	if (queue_len(&o->q) == before)
+		return false;
+	forget(o);
 	return true;
 }
 
@@ -162,7 +195,7 @@ void outbox_finish(struct outbox *o)
 	if (o->spool) {
 		ev_prepare_stop(o->loop, &o->sync);
 		ev_timer_stop(o->loop, &o->retry);
-		outbox_confirmed(o);
+		forget(o);
 		if (spool_close(o->spool) < 0)
 			log_errno(LOG_WARNING, "spool %s: closing", o->dir);
 		o->spool = NULL;
