@@ -9,15 +9,13 @@
 
 #include <arpa/inet.h>
 #include <net/if.h>
-#include <sys/stat.h>
 #include <sys/socket.h>
 
 #include <libconfig.h>
 
+#include "config_check.h"
 #include "config_file.h"
 #include "log.h"
-#include "readfile.h"
-#include "sock.h"
 #include "spool.h"
 #include "proxy.h"
 #include "url.h"
@@ -47,6 +45,7 @@ enum kind {
 	K_SOCKET,	/* string; "" or a socket path; ${RUNTIME_DIRECTORY} expanded */
 	K_TEXT,		/* K_FILE that must be a readable regular file at load */
 	K_SECRET,	/* K_FILE read at every attempt: one missing at load is a warning */
+	K_CREDS,	/* K_SECRET that others reading it draws a warning */
 	K_HDRVAL,	/* string; an HTTP header value: no line break */
 };
 
@@ -55,7 +54,7 @@ static bool string_kind(enum kind k)
 {
 	return k == K_STR || k == K_FILE || k == K_URL || k == K_DIR || k == K_PROXY ||
 	       k == K_ADDR || k == K_IFACE || k == K_SOCKET || k == K_TEXT ||
-	       k == K_SECRET || k == K_HDRVAL;
+	       k == K_SECRET || k == K_CREDS || k == K_HDRVAL;
 }
 
 struct key {
@@ -90,7 +89,7 @@ static const struct key keys[] = {
 	{ "link", "hello", K_STR, F(hello), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "hello_file", K_TEXT, F(hello_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "proxy", K_PROXY, F(proxy), 0, 0, "", RELOAD_RECONNECT },
-	{ "link", "proxy_auth_file", K_SECRET, F(proxy_auth_file), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "proxy_auth_file", K_CREDS, F(proxy_auth_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "address_family", K_FAMILY, F(address_family), 0, 0, "any", RELOAD_RECONNECT },
 	{ "link", "bind_address", K_ADDR, F(bind_address), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "interface", K_IFACE, F(interface), 0, 0, "", RELOAD_RECONNECT },
@@ -394,24 +393,13 @@ static int valid_header_name(const char *s)
 static int check_path(const struct ctx *x, const struct key *k, const char *name, int line,
 		      const char *path)
 {
+	enum config_path use = k->kind == K_SOCKET   ? CONFIG_PATH_SOCKET
+			       : k->kind == K_TEXT   ? CONFIG_PATH_TEXT
+			       : k->kind == K_SECRET ? CONFIG_PATH_TOKEN
+			       : k->kind == K_CREDS  ? CONFIG_PATH_CREDS
+						     : CONFIG_PATH_FILE;
 	char why[512];
-	struct stat st;
-	int rc = 0;
-
-	if (k->kind == K_SOCKET)
-		rc = sock_check_path(path, why, sizeof(why));
-	else if (k->kind == K_TEXT)
-		rc = readfile_check(path, why, sizeof(why));
-	/* a FIFO named by any file key would block the loop where it is read */
-	else if ((k->kind == K_FILE || k->kind == K_SECRET) && stat(path, &st) == 0 &&
-		 !S_ISREG(st.st_mode))
-		rc = readfile_check(path, why, sizeof(why));
-	/* a token may be written after we start (by a refresher): say so, do not refuse */
-	else if (k->kind == K_SECRET && readfile_check(path, why, sizeof(why)) < 0) {
-		snprintf(why + strlen(why), sizeof(why) - strlen(why),
-			 "; it is read at every attempt, and each fails until it can be");
-		rc = 1;
-	}
+	int rc = config_check_path(use, path, why, sizeof(why));
 
 	if (rc > 0) {
 		int fl;
@@ -553,7 +541,7 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 		break;
 	}
 	free(*(char **)f);
-	if (k->kind == K_FILE || k->kind == K_TEXT || k->kind == K_SECRET)
+	if (k->kind == K_FILE || k->kind == K_TEXT || k->kind == K_SECRET || k->kind == K_CREDS)
 		*(char **)f = expand_file(str, &ewhy);
 	else if (k->kind == K_SOCKET)
 		*(char **)f = expand_socket(str, &ewhy);

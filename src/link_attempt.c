@@ -189,7 +189,7 @@ static void start_lws(struct link *l)
 	}
 }
 
-static void dialled(void *ud, int fd, const char *err)
+static void dialled(void *ud, int fd, enum dial_fail why, const char *err)
 {
 	struct link *l = ud;
 	socklen_t sl = sizeof(l->at.local);
@@ -199,13 +199,17 @@ static void dialled(void *ud, int fd, const char *err)
 	explicit_bzero(l->proxy.user, sizeof(l->proxy.user));
 	explicit_bzero(l->proxy.pass, sizeof(l->proxy.pass));
 	if (fd < 0) {
-		link_set_end(l, LINK_FAIL_CONNECT, "%s", err);
+		link_set_end(l, why == DIAL_FAIL_PROXY ? LINK_FAIL_PROXY : LINK_FAIL_CONNECT, "%s",
+			     err);
 		link_finish(l);
 		return;
 	}
 	l->fd = fd;
 	if (getsockname(fd, (struct sockaddr *)&l->at.local, &sl) < 0)
 		memset(&l->at.local, 0, sizeof(l->at.local));
+	sl = sizeof(l->at.peer);
+	if (getpeername(fd, (struct sockaddr *)&l->at.peer, &sl) < 0)
+		memset(&l->at.peer, 0, sizeof(l->at.peer));
 	if (l->proxy.kind != PROXY_NONE) {
 		snprintf(l->at.via, sizeof(l->at.via), "%s (from %s)", l->proxy.text, l->proxy.source);
 		log_msg(LOG_INFO, "proxy %s connected us to %s:%u", l->at.via, l->url.host,

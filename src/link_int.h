@@ -38,6 +38,7 @@
 #include "url.h"
 #include "utf8.h"
 #include "wsframe.h"
+#include "pongq.h"
 #include "wsrx.h"
 
 /* How much to hand lws per WRITEABLE: enough to fill a socket buffer. */
@@ -51,6 +52,7 @@ struct attempt {
 	bool upgrade_sent;		/* TCP (and TLS) were up: the HTTP upgrade went out */
 	char via[PROXY_MAX_HOST + 64];	/* "" or the proxy that carries the link */
 	struct sockaddr_storage local;	/* our end of the dialled socket */
+	struct sockaddr_storage peer;	/* the far end of the TCP connection: server or proxy */
 	bool probing;			/* a ping after a network change is out */
 	unsigned probe_s;
 	bool deflate;			/* link.compression = "deflate": offer it */
@@ -70,9 +72,12 @@ struct attempt {
 	bool violated;	  /* we are failing the link for the server's protocol error */
 	bool peer_closed; /* the server's close frame came: answer it, then wait for TCP */
 	int peer_code;	  /* what to answer it with, 0 for an empty close */
-	bool pong_due;
-	unsigned char pong[125];
-	size_t pong_len;
+	struct pongq pongs;   /* owed to the server's pings, written first in each batch */
+	bool pong_flood_said; /* the one line about pings we could not all answer */
+	/* the compressed message being inflated: how much of it was checked UTF-8 */
+	bool inflating;
+	size_t inflated_checked;
+	struct utf8_stream inflated_utf8;
 
 	bool hello_due;
 	double ping_at;		/* when the ping being timed went out (ev_time) */

@@ -108,7 +108,8 @@ static void settle(struct links *ls)
 
 	sup_settle(&ls->sup, now, &w, &f);
 	if (f.undelivered)
-		log_msg(LOG_WARNING, "drain timeout: %zu message(s) not delivered before shutdown",
+		log_msg(LOG_WARNING,
+			"drain timeout: %zu message(s) not confirmed by the server before shutdown",
 			f.undelivered);
 	ev_timer_stop(ls->loop, &ls->finish_timer);
 	if (f.wake_at > now) {
@@ -291,8 +292,8 @@ static void on_down(void *ud)
 	struct links *ls = sl->ls;
 	const struct link_end *e = link_last_end(sl->link);
 	struct sup_end se = { e->fail, e->was_up, e->by_request, e->http_status, e->retry_after_s,
-			      e->close_code, e->close_reason, e->msg, e->sent_close_code,
-			      queue_len(&ls->out->q) };
+			      e->close_code, e->close_reason, e->msg, e->clean_close,
+			      e->sent_close_code, queue_len(&ls->out->q) };
 	struct sup_verdict v;
 
 	if (sl->id == ls->sup.primary) {
@@ -407,12 +408,14 @@ const char *links_close(struct links *ls, int code, const char *reason)
 /* Probes get a short deadline: the keepalive would take ping_interval_s + pong_timeout_s. */
 #define NET_PROBE_S 3
 
-void links_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr)
+void links_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr,
+		      unsigned prefix)
 {
 	struct links *ls = ud;
 	struct link *l = carrier(ls)->link;
-	const char *why =
-	    what == NET_ADDR_GONE ? "the link's local address went away" : "a route went away";
+	const char *why = what == NET_ADDR_GONE ? "the link's local address went away"
+			  : addr		? "a route to the link's peer went away"
+						: "rtnetlink messages were lost, a route may be gone";
 
 	if (what == NET_DEFAULT_ROUTE) {
 		if (ls->sup.state != SUP_WAITING || !ev_is_active(&ls->retry_timer))
@@ -428,6 +431,9 @@ void links_net_change(void *ud, enum net_change what, const struct sockaddr_stor
 		return;
 	}
 	if (what == NET_ADDR_GONE && !link_uses_address(l, addr))
+		return;
+	/* only a route that may have carried the link: not one of an unrelated network */
+	if (what == NET_ROUTE_GONE && !link_uses_route(l, addr, prefix))
 		return;
 	if (!link_probe(l, NET_PROBE_S))
 		return;

@@ -63,7 +63,8 @@ void links_pause_rx(struct links *ls, bool pause);
 /* `wstetherctl close`: NULL, or why not. */
 const char *links_close(struct links *ls, int code, const char *reason);
 /* netwatch's callback; ud is the links. */
-void links_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr);
+void links_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr,
+		      unsigned prefix);
 /* The links' and the supervisor's part of the status. */
 void links_status(const struct links *ls, struct wst_status *st);
 

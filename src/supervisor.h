@@ -35,9 +35,10 @@ struct sup_end {
 	unsigned retry_after_s;	/* Retry-After of a 429/503, else 0 */
 	int close_code;		/* from the server's close frame, else 0 */
 	const char *close_reason;
-	const char *msg;     /* the link's one-line explanation */
-	int sent_close_code; /* by_request: the code of our own close frame, else 0 */
-	size_t queued;	     /* messages still unconfirmed when it ended */
+	const char *msg;	/* the link's one-line explanation */
+	bool clean_close;	/* the server closed normally (1000 or no code): a notice */
+	int sent_close_code;	/* by_request: the code of our own close frame, else 0 */
+	size_t queued;		/* messages still unconfirmed when it ended */
 };
 
 enum sup_do {
