@@ -287,9 +287,7 @@ static void init_watchers(struct daemon *d)
 int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 {
 	struct daemon d = { .up = { daemon_enqueue }, .cfg = cfg, .opts = *opts };
-	/* a confirmation and the carrier's end both let held-back senders go on */
-	struct links_events lev = { &d, deliver, resume_local, resume_local, publish_event,
-				    daemon_quit };
+	struct links_events lev = { &d, deliver, resume_local, publish_event, daemon_quit };
 	uint64_t seed = (uint64_t)getpid() << 32 ^ links_now_ms();
 	int rc = 1;
 

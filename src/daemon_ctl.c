@@ -26,7 +26,7 @@
  * allocation comes first, so -1 (out of memory) changes nothing. The link,
  * bridge and exec copied what they need, so the old config can go.
  */
-int daemon_use_config(struct daemon *d, const struct wst_config *c, bool reset_url)
+static int daemon_use_config(struct daemon *d, const struct wst_config *c, bool reset_url)
 {
 	const struct wst_config *old = d->cfg;
 

@@ -19,9 +19,9 @@ struct daemon;
 struct links;
 
 enum source {
-	SRC_ONE,    /* a single message (wstetherctl send) */
-	SRC_STREAM, /* a bridge client or the exec handler */
-	SRC_STDIN,  /* a pipe: held back when full, never dropped */
+	SRC_ONE,	/* a single message (wstetherctl send) */
+	SRC_STREAM,	/* a bridge client or the exec handler */
+	SRC_STDIN,	/* a pipe: held back when full, never dropped */
 };
 
 /* What daemon_ctl.c asks up: daemon.c fills it, daemon_ctl.c never names it. */
@@ -37,12 +37,12 @@ struct daemon {
 	struct ev_loop *loop;
 	const struct wst_config *cfg;
 	struct daemon_opts opts;
-	struct outbox out;	  /* the queue and its spool */
-	struct links *links;	  /* the supervisor and the link objects */
-	struct endpoint local[3]; /* stdio, bridge, exec: the ones configured */
+	struct outbox out;	/* the queue and its spool */
+	struct links *links;	/* the supervisor and the link objects */
+	struct endpoint local[3];	/* stdio, bridge, exec: the ones configured */
 	size_t n_local;
 	struct control *control;
-	struct netwatch *net; /* rtnetlink; NULL when it cannot be opened */
+	struct netwatch *net;	/* rtnetlink; NULL when it cannot be opened */
 
 	ev_signal sig_term, sig_int, sig_hup;
 	ev_timer flow_timer;
@@ -56,8 +56,6 @@ struct daemon {
 
 /* daemon_ctl.c */
 void daemon_control_ops(struct daemon *d, struct control_ops *ops);
-/* Make c the running config (the old one is freed). -1: out of memory, nothing changed. */
-int daemon_use_config(struct daemon *d, const struct wst_config *c, bool reset_url);
 /* Reload from the files; NULL, or why the running config was kept. */
 const char *daemon_reload(struct daemon *d);
 

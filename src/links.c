@@ -89,20 +89,20 @@ static void carry(struct links *ls, struct slot *sl)
 	link_pause_rx(sl->link, ls->rx_pause);
 }
 
-static void quit(struct links *ls)
+/* What the supervisor cannot see for itself. */
+static struct sup_world world(const struct links *ls)
 {
-	ev_timer_stop(ls->loop, &ls->retry_timer);
-	ev_timer_stop(ls->loop, &ls->age_timer);
-	ev_timer_stop(ls->loop, &ls->finish_timer);
-	ls->up.quit(ls->up.ud);
+	const struct slot *c = carrier(ls);
+
+	return (struct sup_world){ queue_len(&ls->out->q), link_up(c->link), link_active(c->link),
+				   link_active(other(ls, c)->link) };
 }
 
 /* Carry out the supervisor's end-of-run verdict for the world as it is now. */
 static void settle(struct links *ls)
 {
 	struct slot *c = carrier(ls), *o = other(ls, c);
-	struct sup_world w = { queue_len(&ls->out->q), link_up(c->link), link_active(c->link),
-			       link_active(o->link) };
+	struct sup_world w = world(ls);
 	uint64_t now = links_now_ms();
 	struct sup_finish f;
 
@@ -126,7 +126,7 @@ static void settle(struct links *ls)
 		link_abort(c->link, "shutting down");
 		break;
 	case SUP_FIN_QUIT:
-		quit(ls);
+		ls->up.quit(ls->up.ud);
 		break;
 	case SUP_FIN_NONE:
 		break;
@@ -282,7 +282,7 @@ static void on_confirmed(void *ud)
 {
 	struct links *ls = ((struct slot *)ud)->ls;
 
-	ls->up.confirmed(ls->up.ud);
+	ls->up.resume(ls->up.ud);
 	settle(ls);
 }
 
@@ -298,7 +298,8 @@ static void on_down(void *ud)
 
 	if (sl->id == ls->sup.primary) {
 		ev_timer_stop(ls->loop, &ls->age_timer);
-		ls->up.down(ls->up.ud);
+		/* the read-ahead limit applies only while the link is up */
+		ls->up.resume(ls->up.ud);
 	}
 	sup_down(&ls->sup, sl->id, links_now_ms(), &se, &v);
 	apply(ls, &v);
@@ -364,9 +365,7 @@ void links_start(struct links *ls)
 
 void links_stop(struct links *ls)
 {
-	struct slot *c = carrier(ls);
-	struct sup_world w = { queue_len(&ls->out->q), link_up(c->link), link_active(c->link),
-			       link_active(other(ls, c)->link) };
+	struct sup_world w = world(ls);
 
 	sup_stop(&ls->sup, links_now_ms(), &w);
 	ev_timer_stop(ls->loop, &ls->retry_timer);

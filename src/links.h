@@ -26,10 +26,8 @@ struct links_events {
 	void *ud;
 	/* a message from the server, for every local endpoint */
 	void (*message)(void *ud, const unsigned char *data, size_t len, bool binary);
-	/* messages were confirmed and left the queue: held-back senders may go on */
-	void (*confirmed)(void *ud);
-	/* the primary link ended: the read-ahead limit is off */
-	void (*down)(void *ud);
+	/* held-back senders may go on: messages were confirmed, or the primary ended */
+	void (*resume)(void *ud);
 	/* a link event for local programs that asked (watchers, event frames) */
 	void (*event)(void *ud, const struct sup_event *ev);
 	/* everything owed is delivered or given up: end the loop */

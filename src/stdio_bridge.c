@@ -288,7 +288,7 @@ static void stdio_status(const void *self, struct wst_status *st)
 }
 
 const struct endpoint_impl stdio_endpoint = {
-    stdio_output,  stdio_resume, stdio_stop_input, stdio_pending, NULL,
-    stdio_destroy, NULL, /* stdout carries lines: no events */
-    stdio_status,
+	stdio_output, stdio_resume, stdio_stop_input, stdio_pending, NULL, stdio_destroy,
+	NULL, /* stdout carries lines: no events */
+	stdio_status,
 };

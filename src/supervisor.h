@@ -43,10 +43,10 @@ struct sup_end {
 
 enum sup_do {
 	SUP_DO_NOTHING,
-	SUP_DO_CONNECT, /* start attempt `id` to `url` now */
-	SUP_DO_WAIT,	/* connect when sup_timer() says so, after delay_ms */
-	SUP_DO_CLOSE,	/* close link `id` with close_code and close_reason */
-	SUP_DO_PROMOTE, /* link `id` carries traffic now; link `old` (0: none) finishes */
+	SUP_DO_CONNECT,		/* start attempt `id` to `url` now */
+	SUP_DO_WAIT,		/* connect when sup_timer() says so, after delay_ms */
+	SUP_DO_CLOSE,		/* close link `id` with close_code and close_reason */
+	SUP_DO_PROMOTE,		/* link `id` carries traffic now; link `old` (0: none) finishes */
 };
 
 /*
@@ -105,7 +105,7 @@ struct sup_verdict {
 struct sup_params {
 	unsigned initial_ms, max_ms;
 	double multiplier, jitter;
-	unsigned reset_after_s; /* a link up this long is stable: backoff, tries, log reset */
+	unsigned reset_after_s;	/* a link up this long is stable: backoff, tries, log reset */
 	unsigned drain_ms;	/* at the end of the run, the longest wait for the server */
 };
 
@@ -155,13 +155,13 @@ struct supervisor {
 
 	/* the end of the run (sup_finish.c) */
 	struct sup_fin {
-		bool stop;	       /* SIGTERM: drain, close with 1001, exit */
-		bool eof;	       /* stdin ended: deliver, close with 1000, exit */
-		bool closing;	       /* the final close was asked for */
-		bool lingered;	       /* after EOF, the server had its quiet moment */
-		uint64_t drain_until;  /* stop: wait for confirmations until then; 0: none */
-		uint64_t linger_until; /* EOF: replies extend the quiet moment until then */
-		uint64_t quiet_until;  /* EOF: the quiet moment ends then */
+		bool stop;		/* SIGTERM: drain, close with 1001, exit */
+		bool eof;		/* stdin ended: deliver, close with 1000, exit */
+		bool closing;		/* the final close was asked for */
+		bool lingered;		/* after EOF, the server had its quiet moment */
+		uint64_t drain_until;	/* stop: wait for confirmations until then; 0: none */
+		uint64_t linger_until;	/* EOF: replies extend the quiet moment until then */
+		uint64_t quiet_until;	/* EOF: the quiet moment ends then */
 	} fin;
 };
 
@@ -189,26 +189,26 @@ void sup_request(struct supervisor *s, enum sup_request r, uint64_t now, struct 
  * settled by sup_settle, called whenever the world below changed.
  */
 struct sup_world {
-	size_t queued; /* messages not yet confirmed */
-	bool up;       /* the primary link is up */
-	bool active;   /* the primary link or attempt exists */
-	bool others;   /* another link exists (a rotation's) */
+	size_t queued;		/* messages not yet confirmed */
+	bool up;		/* the primary link is up */
+	bool active;		/* the primary link or attempt exists */
+	bool others;		/* another link exists (a rotation's) */
 };
 
 enum sup_fin_do {
 	SUP_FIN_NONE,
-	SUP_FIN_CLOSE, /* close the primary with close_code, close_reason */
-	SUP_FIN_ABORT, /* abandon the primary's attempt */
-	SUP_FIN_QUIT,  /* nothing is left: end the loop */
+	SUP_FIN_CLOSE,		/* close the primary with close_code, close_reason */
+	SUP_FIN_ABORT,		/* abandon the primary's attempt */
+	SUP_FIN_QUIT,		/* nothing is left: end the loop */
 };
 
 struct sup_finish {
 	enum sup_fin_do act;
-	bool abort_others; /* a rotation's other link owes nothing: abandon it */
+	bool abort_others;	/* a rotation's other link owes nothing: abandon it */
 	int close_code;
 	const char *close_reason;
-	uint64_t wake_at;   /* settle again then (monotonic ms); 0: when the world changes */
-	size_t undelivered; /* the drain timed out with this many messages left: warn */
+	uint64_t wake_at;	/* settle again then (monotonic ms); 0: when the world changes */
+	size_t undelivered;	/* the drain timed out with this many messages left: warn */
 };
 
 /* SIGTERM and the like. false: the run was stopping already (a second signal). */
