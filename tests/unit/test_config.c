@@ -250,6 +250,24 @@ static void checks_the_network_keys(void **state)
 		     78, ": link.bind_address '::1' is not of link.address_family");
 }
 
+/* Only the file keys name a path to check: a value that happens to name a directory is fine. */
+static void checks_paths_of_file_keys_only(void **state)
+{
+	const struct wst_config *c;
+	struct config_error err;
+
+	write_conf("link = { url = \"ws://x/\"; subprotocol = \"/\"; origin = \".\"; };\n"
+		   "queue = { spool_dir = \"/tmp\"; };\n");
+	c = config_load(path, NULL, &err);
+	if (!c)
+		fail_msg("%s", err.msg);
+	assert_string_equal(c->spool_dir, "/tmp");
+	assert_string_equal(c->subprotocol, "/");
+	config_free(c);
+	expect_error("link = { url = \"ws://x/\"; };\ntls = { ca_file = \"/tmp\"; };\n", 78,
+		     ":2: tls.ca_file '/tmp': ");
+}
+
 static void reports_a_missing_file(void **state)
 {
 	struct config_error err;
@@ -409,6 +427,7 @@ int main(void)
 		cmocka_unit_test_teardown(loads_lists_headers_and_enums, teardown),
 		cmocka_unit_test_teardown(reports_bad_lists_headers_and_pairs, teardown),
 		cmocka_unit_test(checks_the_network_keys),
+		cmocka_unit_test_teardown(checks_paths_of_file_keys_only, teardown),
 		cmocka_unit_test(reports_a_missing_file),
 		cmocka_unit_test(every_key_has_a_reload_class),
 		cmocka_unit_test(every_live_key_names_its_applier),
