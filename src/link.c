@@ -178,7 +178,7 @@ static int tx_reserve(struct link *l, size_t need)
 
 static void send_ping(struct link *l, unsigned char *p, size_t *off)
 {
-	uint64_t seq = l->carrier ? outbox_last_sent(l->out) : l->at.fenced_seq;
+	uint64_t seq = link_carries(l) ? outbox_last_sent(l->out) : l->at.fenced_seq;
 	unsigned char payload[8];
 
 	if (seq < l->at.fenced_seq)
@@ -264,7 +264,7 @@ static int write_batch(struct link *l)
 		off += wsframe_encode(l->tx + LWS_PRE + off, WSF_PONG, pong, plen, next_mask(l));
 	if (l->at.hello_due && write_hello(l, &off) < 0)
 		return -1;
-	while (l->carrier && (m = outbox_unsent(l->out, &data))) {
+	while (link_carries(l) && (m = outbox_unsent(l->out, &data))) {
 		/* room for the message as compression could make it, at worst */
 		size_t wire = l->pmd ? pmd_compress_bound(m->len) : m->len;
 		size_t need = wsframe_header_len(wire) + wire, len = m->len;
@@ -287,7 +287,7 @@ static int write_batch(struct link *l)
 	if (tx_reserve(l, off + WSFRAME_MAX_HEADER + 8) < 0)
 		return -1;
 	p = l->tx + LWS_PRE;
-	if (l->at.ping_due || (l->carrier && outbox_last_sent(l->out) > l->at.fenced_seq &&
+	if (l->at.ping_due || (link_carries(l) && outbox_last_sent(l->out) > l->at.fenced_seq &&
 			    !l->at.fence_in_flight)) {
 		l->at.ping_due = false;
 		send_ping(l, p, &off);
@@ -587,19 +587,12 @@ const struct link_end *link_last_end(const struct link *l)
 
 void link_kick(struct link *l)
 {
-	if (link_up(l) && l->carrier)
+	if (link_up(l) && link_carries(l))
 		lws_callback_on_writable(l->wsi);
-}
-
-void link_set_carrier(struct link *l, bool carrier)
-{
-	l->carrier = carrier;
-	link_kick(l);
 }
 
 void link_retire(struct link *l)
 {
-	l->carrier = false;
 	l->at.retiring = true;
 	/* its last fence answered (or none out): nothing of its own is left to confirm */
 	if (!l->at.fence_in_flight)

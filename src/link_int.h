@@ -119,11 +119,6 @@ struct link {
 	size_t max_message;
 
 	bool rx_pause_want;
-	/*
-	 * Only the carrier writes queued messages and fences them; during a
-	 * rotation the other link's pings fence nothing of the queue.
-	 */
-	bool carrier;
 	uint64_t rng;
 
 	unsigned char *tx;
@@ -152,5 +147,11 @@ extern const struct lws_protocols link_protocols[];
 void link_on_raw_rx(struct link *l, const unsigned char *in, size_t len);
 /* link_classify.c: lws's CONNECTION_ERROR text, and the HTTP status of a refused upgrade */
 void link_classify_error(struct link *l, struct lws *wsi, const char *in);
+
+/* Whether it writes queued messages now (link_events.carries). */
+static inline bool link_carries(const struct link *l)
+{
+	return l->ev.carries(l->ev.ud);
+}
 
 #endif

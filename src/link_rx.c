@@ -229,6 +229,6 @@ static void on_pong(struct link *l, const unsigned char *in, size_t len)
 		return;
 	}
 	/* more went out since that ping: fence it */
-	if (l->wsi && l->carrier && outbox_last_sent(l->out) > l->at.fenced_seq)
+	if (l->wsi && link_carries(l) && outbox_last_sent(l->out) > l->at.fenced_seq)
 		lws_callback_on_writable(l->wsi);
 }

@@ -81,11 +81,19 @@ bool links_up(const struct links *ls)
 	return link_up(carrier(ls)->link);
 }
 
-/* The one place a link becomes the carrier: it writes from the oldest unconfirmed message on. */
+/* The link carries traffic while it holds the supervisor's primary: nothing else says so. */
+static bool carries(void *ud)
+{
+	const struct slot *sl = ud;
+
+	return sl->id && sl->id == sl->ls->sup.primary;
+}
+
+/* The one place a link takes over the traffic: it writes from the oldest unconfirmed message on. */
 static void carry(struct links *ls, struct slot *sl)
 {
 	queue_rewind(&ls->out->q);
-	link_set_carrier(sl->link, true);
+	link_kick(sl->link);
 	link_pause_rx(sl->link, ls->rx_pause);
 }
 
@@ -187,8 +195,6 @@ static void start_attempt(struct links *ls, uint64_t id, const char *url)
 	/* a rotation's new link carries nothing until it is up and promoted */
 	if (id == ls->sup.primary)
 		carry(ls, sl);
-	else
-		link_set_carrier(sl->link, false);
 }
 
 static void log_lines(const struct sup_verdict *v)
@@ -499,7 +505,8 @@ struct links *links_create(struct ev_loop *loop, struct outbox *out, const struc
 			   uint64_t seed, const struct links_events *ev)
 {
 	struct links *ls = calloc(1, sizeof(*ls));
-	struct link_events lev = { NULL, on_up, on_message, on_confirmed, on_down, on_restarting };
+	struct link_events lev = { NULL, on_up, on_message, on_confirmed, on_down, on_restarting,
+				   carries };
 	struct sup_params p;
 
 	if (!ls)
