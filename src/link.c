@@ -1,4 +1,5 @@
 #include "link_int.h"
+#include "link_classify.h"
 #include "netwatch.h"
 
 /* " via proxy P (from SOURCE)" for a link a proxy carries: a drop may be the proxy's */
@@ -467,6 +468,24 @@ static int append_headers(struct link *l, struct lws *wsi, void *in, size_t len)
 	return 0;
 }
 
+/* lws's connection error, with what the attempt was, as the end of the attempt. */
+static void classify_error(struct link *l, struct lws *wsi, const char *in)
+{
+	char ra[32] = "", raw[64] = "", proto[64] = "";
+	struct attempt_desc a = {
+		l->url_text, l->url.host, l->url.port,
+		l->url.ipv6 || strspn(l->url.host, "0123456789.") == strlen(l->url.host),
+		l->host_hdr, l->server_name, l->ca_file, l->cert.blob ? l->cert_file : NULL,
+		l->subprotocol ? l->subprotocol : "", ra, proto,
+	};
+
+	if (wsi && lws_hdr_copy(wsi, ra, sizeof(ra), WSI_TOKEN_HTTP_RETRY_AFTER) <= 0)
+		ra[0] = '\0';
+	if (wsi && lws_hdr_copy(wsi, raw, sizeof(raw), WSI_TOKEN_PROTOCOL) > 0)
+		escape_text(proto, sizeof(proto), raw, strlen(raw));
+	link_classify(&a, in, wsi ? (int)lws_http_client_http_response(wsi) : 0, &l->end);
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		    size_t len)
 {
@@ -478,7 +497,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	switch (reason) {
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		if (!l->destroying)
-			link_classify_error(l, wsi, in);
+			classify_error(l, wsi, in);
 		l->wsi = NULL;
 		link_finish(l);
 		break;

@@ -5,8 +5,8 @@
  * The link's insides, shared by its files only: link.c (the lws callback,
  * the upgrade's headers and extensions, writing, pings, timers and the
  * public calls), link_attempt.c (starting an attempt: header files, proxy,
- * dial, lws context), link_rx.c (what the server sends) and link_classify.c
- * (why an attempt failed, in one line).
+ * dial, lws context) and link_rx.c (what the server sends). Why an
+ * attempt failed, in one line, is link_classify.c's pure function.
  */
 #include "link.h"
 
@@ -145,8 +145,6 @@ extern const struct lws_protocols link_protocols[];
 
 /* link_rx.c: bytes from the server, handed over raw by our lws patch */
 void link_on_raw_rx(struct link *l, const unsigned char *in, size_t len);
-/* link_classify.c: lws's CONNECTION_ERROR text, and the HTTP status of a refused upgrade */
-void link_classify_error(struct link *l, struct lws *wsi, const char *in);
 
 /* Whether it writes queued messages now (link_events.carries). */
 static inline bool link_carries(const struct link *l)
