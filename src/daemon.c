@@ -16,7 +16,6 @@
 #include "bridge.h"
 #include "config.h"
 #include "control.h"
-#include "endpoint.h"
 #include "exec.h"
 #include "instance.h"
 #include "links.h"
@@ -25,7 +24,6 @@
 #include "notify.h"
 #include "outbox.h"
 #include "queue.h"
-#include "status.h"
 #include "stdio_bridge.h"
 
 static void daemon_quit(void *ud)
