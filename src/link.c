@@ -658,13 +658,6 @@ const struct link_stats *link_stats(const struct link *l)
 	return &l->stats;
 }
 
-bool link_tls(const struct link *l, const char **version, const char **cipher)
-{
-	*version = l->at.tls_version;
-	*cipher = l->at.tls_cipher;
-	return *l->at.tls_version != '\0';
-}
-
 const char *link_cert_not_after(const struct link *l)
 {
 	return l->cert_not_after;
