@@ -1,5 +1,4 @@
 #include "link_int.h"
-#include "link_classify.h"
 #include "netwatch.h"
 
 /* " via proxy P (from SOURCE)" for a link a proxy carries: a drop may be the proxy's */
@@ -7,18 +6,6 @@
 
 /* How long we wait for the server to answer our close frame. */
 #define CLOSE_WAIT_S 2.0
-
-void link_set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (l->end.fail != LINK_FAIL_NONE)
-		return; /* the first cause explains it; later ones are consequences */
-	l->end.fail = fail;
-	va_start(ap, fmt);
-	vsnprintf(l->end.msg, sizeof(l->end.msg), fmt, ap);
-	va_end(ap);
-}
 
 static void stop_timers(struct link *l)
 {
@@ -305,7 +292,7 @@ static int send_close(struct link *l)
 	if (code < 0) {
 		code = l->at.close_code;
 		link_set_end(l, LINK_FAIL_CLOSED, "closed the link to %s with %d%s%s", l->url_text,
-			code, *reason ? " " : "", reason);
+			     code, *reason ? " " : "", reason);
 		l->end.by_request = true;
 		l->end.close_code = 0;
 		l->end.sent_close_code = code;
@@ -326,69 +313,6 @@ static int send_close(struct link *l)
 	ev_timer_set(&l->close_timer, CLOSE_WAIT_S, 0);
 	ev_timer_start(l->loop, &l->close_timer);
 	return 0;
-}
-
-/* The server's answer to our permessage-deflate offer: RFC 7692 7 or fail the handshake. */
-static int negotiate_deflate(struct link *l, struct lws *wsi)
-{
-	char hdr[512] = "", why[160], esc[256];
-	int n = lws_hdr_total_length(wsi, WSI_TOKEN_EXTENSIONS), rc;
-	struct pmd_params p;
-
-	if (n >= (int)sizeof(hdr)) {
-		link_set_end(l, LINK_FAIL_PROTOCOL,
-			"%s: server answered with a Sec-WebSocket-Extensions of %d bytes, more than "
-			"any valid answer to our offer: failing the connection",
-			l->url_text, n);
-		return 1;
-	}
-	if (n > 0 && lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) < 0)
-		hdr[0] = '\0';
-	rc = pmd_negotiate(&pmd_default_offer, hdr, &p, why, sizeof(why));
-	if (rc < 0) {
-		escape_text(esc, sizeof(esc), hdr, strlen(hdr));
-		link_set_end(l, LINK_FAIL_PROTOCOL,
-			"%s: server answered 'Sec-WebSocket-Extensions: %s': %s (RFC 7692 §7): "
-			"failing the connection",
-			l->url_text, esc, why);
-		return 1;
-	}
-	if (rc == 0) {
-		log_msg(LOG_INFO, "%s: the server declined permessage-deflate: messages go "
-			"uncompressed", l->url_text);
-		return 0;
-	}
-	l->pmd = pmd_create(&p, l->max_message);
-	if (!l->pmd) {
-		link_set_end(l, LINK_FAIL_LOCAL, "out of memory setting up permessage-deflate");
-		return 1;
-	}
-	snprintf(l->deflate_params, sizeof(l->deflate_params),
-		 "permessage-deflate; client_max_window_bits=%d; server_max_window_bits=%d%s%s",
-		 p.client_max_window_bits, p.server_max_window_bits,
-		 p.client_no_context_takeover ? "; client_no_context_takeover" : "",
-		 p.server_no_context_takeover ? "; server_no_context_takeover" : "");
-	log_msg(LOG_INFO, "%s: negotiated %s", l->url_text, l->deflate_params);
-	return 0;
-}
-
-/* Without link.compression nothing is offered: a 101 may accept no extension. */
-static int check_extensions(struct link *l, struct lws *wsi)
-{
-	char hdr[256], name[64], esc[160];
-
-	if (l->at.deflate)
-		return negotiate_deflate(l, wsi);
-	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) <= 0)
-		return 0;
-	if (!wsrx_unoffered_extension(hdr, NULL, name, sizeof(name)))
-		return 0;
-	escape_text(esc, sizeof(esc), name, strlen(name));
-	link_set_end(l, LINK_FAIL_PROTOCOL,
-		"%s: server accepted the extension '%s', which we did not offer (RFC 6455 §9.1): "
-		"failing the connection",
-		l->url_text, esc);
-	return 1;
 }
 
 static int writeable(struct link *l, struct lws *wsi)
@@ -490,51 +414,6 @@ static int established(struct link *l, struct lws *wsi)
 	return 0;
 }
 
-/* Extra headers of link.headers, and the permessage-deflate offer. */
-static int append_headers(struct link *l, struct lws *wsi, void *in, size_t len)
-{
-	unsigned char **p = in, *end = *p + len;
-
-	l->at.upgrade_sent = true;
-	for (size_t i = 0; i < l->n_hdrs; i++)
-		if (lws_add_http_header_by_name(wsi, (unsigned char *)l->hdr_names[i],
-						(unsigned char *)l->hdr_values[i],
-						(int)strlen(l->hdr_values[i]), p, end)) {
-			link_set_end(
-			    l, LINK_FAIL_LOCAL,
-			    "link.headers: header '%.*s' does not fit the handshake buffer",
-			    (int)strlen(l->hdr_names[i]) - 1, l->hdr_names[i]);
-			return -1;
-		}
-	if (l->at.deflate && lws_add_http_header_by_name(
-			      wsi, (unsigned char *)"Sec-WebSocket-Extensions:",
-			      (unsigned char *)l->deflate_offer,
-			      (int)strlen(l->deflate_offer), p, end)) {
-		link_set_end(l, LINK_FAIL_LOCAL,
-			"the permessage-deflate offer does not fit the handshake buffer");
-		return -1;
-	}
-	return 0;
-}
-
-/* lws's connection error, with what the attempt was, as the end of the attempt. */
-static void classify_error(struct link *l, struct lws *wsi, const char *in)
-{
-	char ra[32] = "", raw[64] = "", proto[64] = "";
-	struct attempt_desc a = {
-		l->url_text, l->url.host, l->url.port,
-		l->url.ipv6 || strspn(l->url.host, "0123456789.") == strlen(l->url.host),
-		l->host_hdr, l->server_name, l->ca_file, l->cert.blob ? l->cert_file : NULL,
-		l->subprotocol ? l->subprotocol : "", ra, proto,
-	};
-
-	if (wsi && lws_hdr_copy(wsi, ra, sizeof(ra), WSI_TOKEN_HTTP_RETRY_AFTER) <= 0)
-		ra[0] = '\0';
-	if (wsi && lws_hdr_copy(wsi, raw, sizeof(raw), WSI_TOKEN_PROTOCOL) > 0)
-		escape_text(proto, sizeof(proto), raw, strlen(raw));
-	link_classify(&a, in, wsi ? (int)lws_http_client_http_response(wsi) : 0, &l->end);
-}
-
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		    size_t len)
 {
@@ -546,7 +425,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	switch (reason) {
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		if (!l->destroying)
-			classify_error(l, wsi, in);
+			link_upgrade_failed(l, wsi, in);
 		l->wsi = NULL;
 		link_finish(l);
 		break;
@@ -558,9 +437,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 			on_raw_rx(l, in, len);
 		break;
 	case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
-		return check_extensions(l, wsi);
+		return link_upgrade_extensions(l, wsi);
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
-		return append_headers(l, wsi, in, len);
+		return link_upgrade_headers(l, wsi, in, len);
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return writeable(l, wsi);
 	case LWS_CALLBACK_CLIENT_CLOSED:

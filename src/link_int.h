@@ -3,10 +3,11 @@
 
 /*
  * The link's insides, shared by its files only: link.c (the lws callback,
- * the upgrade's headers and extensions, writing, pings, timers and the
- * public calls), link_attempt.c (starting an attempt: header files, proxy,
- * dial, lws context). What the server sends is link_rx.c's pure receive
- * session, and why an attempt failed, in one line, link_classify.c's.
+ * writing, pings, timers and the public calls), link_attempt.c (starting an
+ * attempt: header files, proxy, dial, lws context), link_upgrade.c (the
+ * upgrade's headers and extensions) and link_fail.c (the end's first
+ * cause). What the server sends is link_rx.c's pure receive session, and
+ * why an attempt failed, in one line, link_classify.c's.
  */
 #include "link.h"
 
@@ -122,12 +123,16 @@ struct link {
 	time_t cert_not_after_t;
 };
 
-/* What the first cause of the end was; later ones are consequences and ignored. */
+/* link_fail.c: what the first cause of the end was; later ones are consequences and ignored. */
 void link_set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* The link is over: its context is destroyed from the loop, never from inside lws. */
 void link_finish(struct link *l);
 void link_free_scratch(struct link *l);
+/* link_upgrade.c: the headers we add, the extensions the 101 accepted, why it failed */
+int link_upgrade_headers(struct link *l, struct lws *wsi, void *in, size_t len);
+int link_upgrade_extensions(struct link *l, struct lws *wsi);
+void link_upgrade_failed(struct link *l, struct lws *wsi, const char *in);
 void link_release_dial(struct link *l);
 extern const struct lws_protocols link_protocols[];
 
