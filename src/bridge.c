@@ -62,7 +62,7 @@ static void client_closed(void *ud, struct peer *p, const char *why)
 static void accepted(void *ud, int fd)
 {
 	struct bridge *b = ud;
-	struct peer_ops ops = { b->ops, b, client_closed, NULL, &b->drops };
+	struct peer_ops ops = { .ev = b->ops, .ud = b, .closed = client_closed, .drops = &b->drops };
 	char name[64];
 	struct peer *p;
 

@@ -1,6 +1,5 @@
 #include "control.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,15 +8,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <ev.h>
 #include <json-c/json.h>
 
-#include "buf.h"
-#include "framing.h"
 #include "link.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "peer.h"
 #include "status.h"
 #include "utf8.h"
 #include "supervisor.h"
@@ -28,8 +25,7 @@
 
 struct client {
 	struct control *c;
-	ev_io rw, ww;
-	struct buf in, out;
+	struct peer *p;		/* lines framing; its output bound is OUT_LIMIT */
 	bool watching;		/* after `watch`: events out, input ignored */
 };
 
@@ -40,6 +36,7 @@ struct control {
 	size_t max_line;
 	struct client *clients[MAX_CLIENTS];
 	size_t n;
+	struct endpoint_drops unreported; /* a peer counts drops; these are not the data's */
 };
 
 /* Server and local text may be any bytes: each invalid UTF-8 sequence becomes U+FFFD. */
@@ -447,8 +444,10 @@ char *control_handle(const struct control_ops *ops, const char *line, size_t len
 	return out;
 }
 
-static void client_free(struct client *cl)
+/* Gone, a write failed, or dropped below: silently, as a control client may just go. */
+static void client_closed(void *ud, struct peer *p, const char *why)
 {
+	struct client *cl = ud;
 	struct control *c = cl->c;
 
 	for (size_t i = 0; i < c->n; i++) {
@@ -457,47 +456,24 @@ static void client_free(struct client *cl)
 			break;
 		}
 	}
-	ev_io_stop(c->loop, &cl->rw);
-	ev_io_stop(c->loop, &cl->ww);
-	close(cl->rw.fd);
-	buf_finish(&cl->in);
-	buf_finish(&cl->out);
+	peer_destroy(cl->p);
 	free(cl);
 }
 
-/* false: the client was dropped */
-static bool flush(struct client *cl)
-{
-	if (buf_write(&cl->out, cl->ww.fd) < 0) {
-		client_free(cl);
-		return false;
-	}
-	if (cl->out.len)
-		ev_io_start(cl->c->loop, &cl->ww);
-	else
-		ev_io_stop(cl->c->loop, &cl->ww);
-	return true;
-}
-
-/* Queue one answer line; false when the client was dropped. */
+/* Queue one answer line and write what the socket takes; false: the client is dropped. */
 static bool reply(struct client *cl, const char *s, size_t len)
 {
-	unsigned char *p;
+	size_t unread = peer_pending_output(cl->p);
 
-	if (cl->out.len + len + 1 > OUT_LIMIT) {
+	if (peer_send(cl->p, (const unsigned char *)s, len, false) == PEER_SENT) {
+		peer_flush(cl->p);
+		return true;
+	}
+	if (unread + len + 1 > OUT_LIMIT)
 		log_msg(LOG_WARNING, "%s: a control client stopped reading answers: dropped",
 			cl->c->li.path);
-		client_free(cl);
-		return false;
-	}
-	if (!(p = buf_reserve(&cl->out, len + 1))) {
-		client_free(cl);
-		return false;
-	}
-	memcpy(p, s, len);
-	p[len] = '\n';
-	buf_commit(&cl->out, len + 1);
-	return true;
+	peer_drop(cl->p, "stopped reading");
+	return false;
 }
 
 static bool is_watch(const char *line, size_t len)
@@ -507,40 +483,28 @@ static bool is_watch(const char *line, size_t len)
 	return len == 5 && !memcmp(line, "watch", 5);
 }
 
-/* Answer every complete request line; false when the client was dropped. */
-static bool answer_lines(struct client *cl)
+/* One request line (any bytes: each command checks its own text) gets one answer. */
+static bool request(void *ud, const unsigned char *line, size_t len, bool binary)
 {
-	struct control *c = cl->c;
-	struct frame f;
-	size_t used;
-	int r;
+	struct client *cl = ud;
+	size_t olen = 0;
+	char *out = control_handle(&cl->c->ops, (const char *)line, len, &olen);
+	bool ok = out ? reply(cl, out, olen) : reply(cl, OOM_ANSWER, strlen(OOM_ANSWER));
 
-	while ((r = framing_decode(FRAMING_LINES, buf_head(&cl->in), cl->in.len, c->max_line, &f,
-				   &used, NULL)) == 1) {
-		size_t olen = 0;
-		char *out = control_handle(&c->ops, (const char *)f.data, f.len, &olen);
-		bool watch = out && is_watch((const char *)f.data, f.len);
-		bool ok = out ? reply(cl, out, olen) : reply(cl, OOM_ANSWER, strlen(OOM_ANSWER));
-
-		free(out);
-		if (!ok)
-			return false;
-		buf_consume(&cl->in, used);
-		if (watch) {
-			cl->watching = true;
-			buf_consume(&cl->in, cl->in.len);
-			return true;
-		}
+	if (ok && out && is_watch((const char *)line, len)) {
+		cl->watching = true;
+		peer_ignore_input(cl->p); /* an event stream: input is ignored */
 	}
-	if (r < 0) {
-		static const char e[] = "{\"ok\":false,\"error\":\"request line too long\"}";
-
-		/* the rest of the stream cannot be trusted to be in step: answer, then drop */
-		if (reply(cl, e, sizeof(e) - 1) && flush(cl))
-			client_free(cl);
-		return false;
-	}
+	free(out);
 	return true;
+}
+
+/* The rest of the stream cannot be trusted to be in step: answer, then the peer drops it. */
+static void request_too_long(void *ud, struct peer *p, const char *why)
+{
+	static const char e[] = "{\"ok\":false,\"error\":\"request line too long\"}";
+
+	reply(ud, e, sizeof(e) - 1);
 }
 
 void control_event(struct control *c, const char *json, size_t len)
@@ -549,38 +513,17 @@ void control_event(struct control *c, const char *json, size_t len)
 	for (size_t i = c ? c->n : 0; i-- > 0;) {
 		struct client *cl = c->clients[i];
 
-		if (cl->watching && reply(cl, json, len))
-			flush(cl); /* false: dropped, which the loop allows */
+		if (cl->watching)
+			reply(cl, json, len); /* false: dropped, which the loop allows */
 	}
-}
-
-static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct client *cl = w->data;
-	ssize_t n = buf_read(&cl->in, w->fd, 16384);
-
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		client_free(cl);
-		return;
-	}
-	if (cl->watching) {
-		buf_consume(&cl->in, cl->in.len); /* an event stream: input is ignored */
-		return;
-	}
-	if (answer_lines(cl))
-		flush(cl);
-}
-
-static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	flush(w->data);
 }
 
 static void accepted(void *ud, int fd)
 {
 	struct control *c = ud;
+	struct peer_ops ops = { .ev.message = request, .closed = client_closed,
+				.drops = &c->unreported, .bad_frame = request_too_long,
+				.any_text = true };
 	struct client *cl;
 
 	if (c->n == MAX_CLIENTS || !(cl = calloc(1, sizeof(*cl)))) {
@@ -588,11 +531,15 @@ static void accepted(void *ud, int fd)
 		close(fd);
 		return;
 	}
+	ops.ev.ud = ops.ud = cl;
 	cl->c = c;
-	ev_io_init(&cl->rw, read_cb, fd, EV_READ);
-	ev_io_init(&cl->ww, write_cb, fd, EV_WRITE);
-	cl->rw.data = cl->ww.data = cl;
-	ev_io_start(c->loop, &cl->rw);
+	cl->p = peer_create(c->loop, fd, fd, FRAMING_LINES, c->max_line, OUT_LIMIT,
+			    "control client", &ops);
+	if (!cl->p) {
+		close(fd);
+		free(cl);
+		return;
+	}
 	c->clients[c->n++] = cl;
 }
 
@@ -622,6 +569,6 @@ void control_destroy(struct control *c)
 		return;
 	listener_close(&c->li);
 	while (c->n)
-		client_free(c->clients[c->n - 1]);
+		client_closed(c->clients[c->n - 1], NULL, "exit");
 	free(c);
 }

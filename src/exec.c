@@ -275,7 +275,8 @@ static char **child_env(void)
 /* The handler runs: its pipes become a peer and a stderr reader, and it is watched. */
 static void attach(struct exec_handler *e, int out0, int in1, int err0)
 {
-	struct peer_ops pops = { e->ops, e, peer_closed, peer_eof, &e->drops };
+	struct peer_ops pops = { .ev = e->ops, .ud = e, .closed = peer_closed, .eof = peer_eof,
+				 .drops = &e->drops };
 	char name[64];
 
 	e->started = ev_now(e->loop);

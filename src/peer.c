@@ -25,6 +25,8 @@ struct peer {
 
 	ev_io rw, ww;
 	bool paused, input_stopped, close_output, dead, high;
+	bool in_owner, ignoring;	/* in an owner's callback; input discarded */
+	const char *why;		/* why it died in an owner's callback */
 
 	struct buf in, out;
 	ev_tstamp progress;	/* last write that took bytes, or when output became pending */
@@ -37,15 +39,27 @@ static void die(struct peer *p, const char *why)
 	p->dead = true;
 	ev_io_stop(p->loop, &p->rw);
 	ev_io_stop(p->loop, &p->ww);
-	p->ops.closed(p->ops.ud, p, why);
+	p->why = why;
+	if (!p->in_owner)
+		p->ops.closed(p->ops.ud, p, why);
+}
+
+/* Back from the owner's callback: false once p died there (then closed is called now). */
+static bool owner_returned(struct peer *p)
+{
+	p->in_owner = false;
+	if (!p->dead)
+		return true;
+	p->ops.closed(p->ops.ud, p, p->why);
+	return false;
 }
 
 /* Hand complete frames to the owner; false once the peer is dead or refused. */
 static bool take_frames(struct peer *p)
 {
-	bool ok = true;
+	bool ok = true, took;
 
-	while (p->in.len) {
+	while (p->in.len && !p->ignoring) {
 		struct frame f;
 		size_t used;
 		const char *why;
@@ -59,10 +73,14 @@ static bool take_frames(struct peer *p)
 
 			snprintf(msg, sizeof(msg), "framing error: %s", why);
 			p->ops.drops->bad_framing++;
-			die(p, msg);
+			p->in_owner = true;
+			if (p->ops.bad_frame)
+				p->ops.bad_frame(p->ops.ud, p, why);
+			if (owner_returned(p))
+				die(p, msg);
 			return false;
 		}
-		if (!f.binary && !utf8_valid(f.data, f.len)) {
+		if (!f.binary && !p->ops.any_text && !utf8_valid(f.data, f.len)) {
 			/* the server would fail the link with 1007, and we would resend it forever */
 			log_msg(LOG_WARNING, "%s: text message of %zu bytes is not valid UTF-8: dropped "
 				"(send it as binary)", p->name, f.len);
@@ -71,12 +89,18 @@ static bool take_frames(struct peer *p)
 			buf_consume(&p->in, used);
 			continue;
 		}
-		if (!p->ops.ev.message(p->ops.ev.ud, f.data, f.len, f.binary)) {
+		p->in_owner = true;
+		took = p->ops.ev.message(p->ops.ev.ud, f.data, f.len, f.binary);
+		if (!owner_returned(p))
+			return false;
+		if (!took) {
 			ok = false;
 			break;
 		}
 		buf_consume(&p->in, used);
 	}
+	if (p->ignoring)
+		buf_consume(&p->in, p->in.len);
 	if (!ok && !p->dead) {
 		p->paused = true;
 		ev_io_stop(p->loop, &p->rw);
@@ -272,6 +296,22 @@ void peer_resume(struct peer *p)
 	p->paused = false;
 	if (take_frames(p))
 		ev_io_start(p->loop, &p->rw);
+}
+
+void peer_ignore_input(struct peer *p)
+{
+	p->ignoring = true;
+}
+
+void peer_flush(struct peer *p)
+{
+	if (!p->dead && p->out.len && p->ww.fd >= 0)
+		write_cb(p->loop, &p->ww, EV_WRITE);
+}
+
+void peer_drop(struct peer *p, const char *why)
+{
+	die(p, why);
 }
 
 void peer_stop_input(struct peer *p)

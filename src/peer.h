@@ -10,10 +10,10 @@
 struct ev_loop;
 
 /*
- * One local framed stream (a bridge client, or the exec handler's pipes):
- * frames read from it become messages for the server; server messages are
- * framed into its bounded output buffer. A peer that stops reading is
- * dropped when the buffer is full, so it never stalls the link.
+ * One local framed stream (a bridge client, the exec handler's pipes, a
+ * control client): frames read from it go to its owner as messages; those
+ * for it are framed into its bounded output buffer. A peer that stops
+ * reading is dropped when the buffer is full, so it never stalls the link.
  */
 struct peer;
 
@@ -26,6 +26,9 @@ struct peer_ops {
 	/* Optional, for separate pipes: the peer closed its end, but still reads ours. */
 	void (*eof)(void *ud, struct peer *p);
 	struct endpoint_drops *drops;	/* counts what the peer sent that was dropped */
+	/* Optional: a frame that can never be valid; the owner may answer before p is dropped. */
+	void (*bad_frame)(void *ud, struct peer *p, const char *why);
+	bool any_text;	/* text need not be UTF-8: the owner checks it (control requests) */
 };
 
 struct peer *peer_create(struct ev_loop *loop, int rfd, int wfd, enum framing framing,
@@ -54,6 +57,13 @@ struct last_event {
 void last_event_keep(struct last_event *le, const char *json, size_t len);
 /* Send it to p, when there is one. */
 void last_event_replay(const struct last_event *le, struct peer *p);
+
+/* Read on only to see the peer go: what it sends from now on is discarded. */
+void peer_ignore_input(struct peer *p);
+/* Write what the fd takes now, not on the next loop turn (an answer); fails as peer_drop. */
+void peer_flush(struct peer *p);
+/* The owner drops p: closed follows, at once, or from within message or bad_frame on return. */
+void peer_drop(struct peer *p, const char *why);
 
 /* Read on after a refusal. */
 void peer_resume(struct peer *p);

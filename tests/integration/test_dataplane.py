@@ -815,6 +815,68 @@ def test_control_pipelined_requests_beyond_the_line_limit(dp):
     assert d.running()
 
 
+def _ctl_line(s, buf=b""):
+    """One answer line from a raw control connection: (line, what is left)."""
+    while b"\n" not in buf:
+        chunk = s.recv(1 << 16)
+        assert chunk, f"the daemon closed the control connection; got {buf[:200]!r}"
+        buf += chunk
+    line, _, rest = buf.partition(b"\n")
+    return json.loads(line), rest
+
+
+def test_control_client_manners(dp):
+    """A control client keeps its own rules (the peer I/O it shares with the
+    bridge must not change them): the answer to a request sent just before a
+    half-close still arrives; a watcher's input is ignored, even an overlong or
+    invalid line, and it stays; a client that stops reading answers is dropped
+    alone; none of it counts as a data-path drop in the status."""
+    srv = dp.server()
+    d = dp.start(dp.config(srv.url(), max_message_bytes=1024))
+    dp.wait_connected()
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(str(dp.ctl_sock))
+    s.sendall(b"status\n")
+    s.shutdown(socket.SHUT_WR)
+    ans, _ = _ctl_line(s)
+    assert ans["ok"] is True and ans["state"] == "connected", ans
+    s.close()
+
+    w = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    w.settimeout(15)
+    w.connect(str(dp.ctl_sock))
+    w.sendall(b"watch\n")
+    ans, rest = _ctl_line(w)
+    assert ans["ok"] is True and ans["state"] == "connected", ans
+    w.sendall(b"x" * 5000 + b"\n" + b"send \xff\xfe\n" + b"status\n")
+    rc, _, out, _ = dp.ctl("reconnect", "--now")
+    assert rc == 0, out
+    ev, rest = _ctl_line(w, rest)
+    assert ev.get("event") == "down", f"a watcher's next line must be an event: {ev}"
+
+    # answers of about 1.5 KB to requests of 7 bytes: 1 MiB unread comes long before 70 KB
+    q = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    q.settimeout(15)
+    q.connect(str(dp.ctl_sock))
+    try:
+        q.sendall(b"status\n" * 10000)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    d.wait_stderr("a control client stopped reading answers: dropped")
+    q.close()
+
+    ev, rest = _ctl_line(w, rest)
+    assert ev.get("event") == "up", f"the watcher was not left alone: {ev}"
+    w.close()
+    st = dp.status()
+    assert st["state"] == "connected", st
+    assert all(v == 0 for v in st["drops"].values()), st["drops"]
+    assert srv.messages() == [], srv.messages()
+    assert d.running(), d.stderr_tail()
+
+
 def test_wstetherctl_exit_codes(dp):
     srv = dp.server()
     dp.start(dp.config(srv.url()))
