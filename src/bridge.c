@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "peer.h"
+#include "ratelimit.h"
 #include "sock.h"
 
 /*
@@ -38,6 +39,7 @@ struct bridge {
 	size_t n;
 	unsigned long long seq;
 	struct endpoint_drops drops;
+	struct ratelimit unframable_log;
 	bool input_stopped;
 	bool events;		/* bridge.events: event frames to every client */
 	char *last_event;	/* replayed to a client that connects */
@@ -153,7 +155,9 @@ static void bridge_broadcast(void *self, const unsigned char *data, size_t len, 
 		switch (peer_send(p, data, len, binary)) {
 		case PEER_UNFRAMABLE:
 			/* the same for every client: count it once */
-			if (!b->drops.unframable++ || log_enabled(LOG_DEBUG))
+			b->drops.unframable_bytes += len;
+			b->drops.unframable++;
+			if (ratelimit_allow(&b->unframable_log, 0) || log_enabled(LOG_DEBUG))
 				log_msg(LOG_WARNING,
 					"%s message of %zu bytes from the server cannot be framed as a "
 					"line: not delivered to bridge clients (%llu so far)",

@@ -9,11 +9,15 @@
 
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 
 #include <libconfig.h>
 
+#include "config_file.h"
 #include "log.h"
+#include "readfile.h"
+#include "sock.h"
 #include "spool.h"
 #include "proxy.h"
 #include "url.h"
@@ -40,13 +44,18 @@ enum kind {
 	K_FAMILY,	/* "any", "ipv4", "ipv6" */
 	K_ADDR,		/* string; "" or an IP address */
 	K_IFACE,	/* string; "" or a network interface name */
+	K_SOCKET,	/* string; "" or a socket path; ${RUNTIME_DIRECTORY} expanded */
+	K_TEXT,		/* K_FILE that must be a readable regular file at load */
+	K_SECRET,	/* K_FILE read at every attempt: one missing at load is a warning */
+	K_HDRVAL,	/* string; an HTTP header value: no line break */
 };
 
 /* Kinds stored as one malloc'd string. */
 static bool string_kind(enum kind k)
 {
 	return k == K_STR || k == K_FILE || k == K_URL || k == K_DIR || k == K_PROXY ||
-	       k == K_ADDR || k == K_IFACE;
+	       k == K_ADDR || k == K_IFACE || k == K_SOCKET || k == K_TEXT ||
+	       k == K_SECRET || k == K_HDRVAL;
 }
 
 struct key {
@@ -56,10 +65,16 @@ struct key {
 	size_t off;
 	double min, max;	/* numeric range, inclusive */
 	const char *dflt;	/* the default, as text: the man page documents this table */
-	enum config_reload reload;	/* what a change to it needs on SIGHUP */
+	unsigned reload;	/* enum config_reload: what a change to it needs on SIGHUP */
 };
 
+/* A live key names who applies a change to it (enum config_apply). */
+#define LIVE(apply) (RELOAD_LIVE | (apply) << 8)
+
 #define F(field) offsetof(struct wst_config, field)
+
+/* In the unit's RuntimeDirectory; none without one (see set_default). */
+#define RUNTIME_SOCKET "${RUNTIME_DIRECTORY}/wstether.ctl"
 
 static const struct key keys[] = {
 	{ "link", "url", K_URL, F(url), 0, 0, NULL, RELOAD_RECONNECT },
@@ -67,14 +82,15 @@ static const struct key keys[] = {
 	{ "link", "subprotocol", K_STR, F(subprotocol), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "origin", K_STR, F(origin), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "headers", K_HEADERS, F(headers), 0, 0, NULL, RELOAD_RECONNECT },
+	{ "link", "user_agent", K_HDRVAL, F(user_agent), 0, 0, "wstether/" WST_VERSION, RELOAD_RECONNECT },
 	{ "link", "connect_timeout_s", K_UINT, F(connect_timeout_s), 1, 3600, "15", RELOAD_RECONNECT },
 	{ "link", "max_message_bytes", K_SIZE, F(max_message_bytes), 1, 256 << 20, "1048576", RELOAD_RECONNECT },
-	{ "link", "drain_timeout_s", K_UINT, F(drain_timeout_s), 0, 3600, "5", RELOAD_LIVE },
-	{ "link", "max_age_s", K_UINT, F(max_age_s), 0, 315360000, "0", RELOAD_LIVE },
+	{ "link", "drain_timeout_s", K_UINT, F(drain_timeout_s), 0, 3600, "5", LIVE(APPLY_AT_USE) },
+	{ "link", "max_age_s", K_UINT, F(max_age_s), 0, 315360000, "0", LIVE(APPLY_AT_USE) },
 	{ "link", "hello", K_STR, F(hello), 0, 0, "", RELOAD_RECONNECT },
-	{ "link", "hello_file", K_FILE, F(hello_file), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "hello_file", K_TEXT, F(hello_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "proxy", K_PROXY, F(proxy), 0, 0, "", RELOAD_RECONNECT },
-	{ "link", "proxy_auth_file", K_FILE, F(proxy_auth_file), 0, 0, "", RELOAD_RECONNECT },
+	{ "link", "proxy_auth_file", K_SECRET, F(proxy_auth_file), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "address_family", K_FAMILY, F(address_family), 0, 0, "any", RELOAD_RECONNECT },
 	{ "link", "bind_address", K_ADDR, F(bind_address), 0, 0, "", RELOAD_RECONNECT },
 	{ "link", "interface", K_IFACE, F(interface), 0, 0, "", RELOAD_RECONNECT },
@@ -86,24 +102,24 @@ static const struct key keys[] = {
 	{ "tls", "insecure", K_BOOL, F(insecure), 0, 0, "false", RELOAD_RECONNECT },
 	{ "keepalive", "ping_interval_s", K_UINT, F(ping_interval_s), 0, 86400, "20", RELOAD_RECONNECT },
 	{ "keepalive", "pong_timeout_s", K_UINT, F(pong_timeout_s), 1, 3600, "10", RELOAD_RECONNECT },
-	{ "backoff", "initial_ms", K_UINT, F(backoff_initial_ms), 1, 3600000, "500", RELOAD_LIVE },
-	{ "backoff", "max_ms", K_UINT, F(backoff_max_ms), 1, 86400000, "60000", RELOAD_LIVE },
-	{ "backoff", "multiplier", K_DOUBLE, F(backoff_multiplier), 1.0, 100.0, "2.0", RELOAD_LIVE },
-	{ "backoff", "jitter", K_DOUBLE, F(backoff_jitter), 0.0, 1.0, "0.5", RELOAD_LIVE },
-	{ "backoff", "reset_after_s", K_UINT, F(backoff_reset_after_s), 0, 86400, "30", RELOAD_LIVE },
-	{ "queue", "max_messages", K_SIZE, F(queue_max_messages), 1, 100000000, "10000", RELOAD_LIVE },
-	{ "queue", "max_bytes", K_SIZE, F(queue_max_bytes), 1, (double)(4ULL << 30), "16777216", RELOAD_LIVE },
-	{ "queue", "overflow", K_OVERFLOW, F(queue_overflow), 0, 0, "drop-oldest", RELOAD_LIVE },
+	{ "backoff", "initial_ms", K_UINT, F(backoff_initial_ms), 1, 3600000, "500", LIVE(APPLY_SUPERVISOR) },
+	{ "backoff", "max_ms", K_UINT, F(backoff_max_ms), 1, 86400000, "60000", LIVE(APPLY_SUPERVISOR) },
+	{ "backoff", "multiplier", K_DOUBLE, F(backoff_multiplier), 1.0, 100.0, "2.0", LIVE(APPLY_SUPERVISOR) },
+	{ "backoff", "jitter", K_DOUBLE, F(backoff_jitter), 0.0, 1.0, "0.5", LIVE(APPLY_SUPERVISOR) },
+	{ "backoff", "reset_after_s", K_UINT, F(backoff_reset_after_s), 0, 86400, "30", LIVE(APPLY_SUPERVISOR) },
+	{ "queue", "max_messages", K_SIZE, F(queue_max_messages), 1, 100000000, "10000", LIVE(APPLY_QUEUE) },
+	{ "queue", "max_bytes", K_SIZE, F(queue_max_bytes), 1, (double)(4ULL << 30), "16777216", LIVE(APPLY_QUEUE) },
+	{ "queue", "overflow", K_OVERFLOW, F(queue_overflow), 0, 0, "drop-oldest", LIVE(APPLY_QUEUE) },
 	{ "queue", "spool_dir", K_DIR, F(spool_dir), 0, 0, "", RELOAD_RESTART },
-	{ "bridge", "socket", K_STR, F(bridge_socket), 0, 0, "", RELOAD_RESTART },
+	{ "bridge", "socket", K_SOCKET, F(bridge_socket), 0, 0, "", RELOAD_RESTART },
 	{ "bridge", "mode", K_MODE, F(bridge_mode), 0, 0, "0660", RELOAD_RESTART },
 	{ "bridge", "framing", K_FRAMING, F(bridge_framing), 0, 0, "lines", RELOAD_RESTART },
 	{ "bridge", "events", K_BOOL, F(bridge_events), 0, 0, "false", RELOAD_RESTART },
 	{ "exec", "command", K_ARGV, F(exec_command), 0, 0, NULL, RELOAD_RESTART },
 	{ "exec", "framing", K_FRAMING, F(exec_framing), 0, 0, "lines", RELOAD_RESTART },
 	{ "exec", "events", K_BOOL, F(exec_events), 0, 0, "false", RELOAD_RESTART },
-	{ "control", "socket", K_STR, F(control_socket), 0, 0, "", RELOAD_RESTART },
-	{ "log", "level", K_LEVEL, F(log_level), 0, 0, "info", RELOAD_LIVE },
+	{ "control", "socket", K_SOCKET, F(control_socket), 0, 0, RUNTIME_SOCKET, RELOAD_RESTART },
+	{ "log", "level", K_LEVEL, F(log_level), 0, 0, "info", LIVE(APPLY_LOG) },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -192,30 +208,47 @@ static const char *enum_hint(enum kind kind)
 }
 
 /*
- * "${CREDENTIALS_DIRECTORY}/key" for systemd's LoadCredential=. Unset, the
- * file cannot be found, and saying so beats reading "/key".
+ * "${CREDENTIALS_DIRECTORY}/key" for systemd's LoadCredential=, and
+ * "${RUNTIME_DIRECTORY}/x.sock" for its RuntimeDirectory=. Unset, the file
+ * cannot be found, and saying so beats reading "/key".
  */
-static char *expand_file(const char *s, const char **why)
+static char *expand_var(const char *s, const char *name, const char *setter, const char **why)
 {
-	static const char var[] = "${CREDENTIALS_DIRECTORY}";
-	const char *p = strstr(s, var), *dir;
+	static char msg[160];
+	char var[40];
+	const char *p, *dir;
 	char *out;
 
-	if (!p)
+	snprintf(var, sizeof(var), "${%s}", name);
+	if (!(p = strstr(s, var)))
 		return strdup(s);
-	dir = getenv("CREDENTIALS_DIRECTORY");
+	dir = getenv(name);
 	if (!dir || !*dir) {
-		*why = "uses ${CREDENTIALS_DIRECTORY}, which is not set or empty (it is set by "
-		       "systemd's LoadCredential=)";
+		snprintf(msg, sizeof(msg),
+			 "uses %s, which is not set or empty (it is set by systemd's %s)", var,
+			 setter);
+		*why = msg;
 		return NULL;
 	}
+	/* RuntimeDirectory=a b gives "/run/a:/run/b": the first is ours */
 	out = malloc(strlen(s) - strlen(var) + strlen(dir) + 1);
 	if (!out)
 		return NULL;
 	memcpy(out, s, (size_t)(p - s));
-	strcpy(out + (p - s), dir);
+	out[p - s] = '\0';
+	strncat(out, dir, strcspn(dir, ":"));
 	strcat(out, p + strlen(var));
 	return out;
+}
+
+static char *expand_file(const char *s, const char **why)
+{
+	return expand_var(s, "CREDENTIALS_DIRECTORY", "LoadCredential=", why);
+}
+
+static char *expand_socket(const char *s, const char **why)
+{
+	return expand_var(s, "RUNTIME_DIRECTORY", "RuntimeDirectory=", why);
 }
 
 /* Store a default given as text; these are trusted. */
@@ -234,6 +267,13 @@ static int set_default(struct wst_config *c, const struct key *k)
 	}
 	if (!k->dflt)
 		return 0;
+	if (k->kind == K_SOCKET) {
+		const char *why = NULL;
+
+		/* outside a unit with a RuntimeDirectory=, the default is no socket */
+		*(char **)f = expand_socket(k->dflt, &why);
+		return *(char **)f || (why && (*(char **)f = strdup(""))) ? 0 : -1;
+	}
 	if (string_kind(k->kind))
 		return (*(char **)f = strdup(k->dflt)) ? 0 : -1;
 	switch (k->kind) {
@@ -282,6 +322,7 @@ static const char *type_name(int t)
 struct ctx {
 	const char *path;
 	struct config_error *err;
+	const struct conf_text *text; /* to name the file of a line, includes expanded */
 };
 
 static int type_error(const struct ctx *x, const config_setting_t *s, const char *name,
@@ -349,6 +390,43 @@ static int valid_header_name(const char *s)
 	return 1;
 }
 
+/* What start would find about a path: an error, or a warning where only start can know. */
+static int check_path(const struct ctx *x, const struct key *k, const char *name, int line,
+		      const char *path)
+{
+	char why[512];
+	struct stat st;
+	int rc = 0;
+
+	if (k->kind == K_SOCKET)
+		rc = sock_check_path(path, why, sizeof(why));
+	else if (k->kind == K_TEXT)
+		rc = readfile_check(path, why, sizeof(why));
+	/* a FIFO named by any file key would block the loop where it is read */
+	else if ((k->kind == K_FILE || k->kind == K_SECRET) && stat(path, &st) == 0 &&
+		 !S_ISREG(st.st_mode))
+		rc = readfile_check(path, why, sizeof(why));
+	/* a token may be written after we start (by a refresher): say so, do not refuse */
+	else if (k->kind == K_SECRET && readfile_check(path, why, sizeof(why)) < 0) {
+		snprintf(why + strlen(why), sizeof(why) - strlen(why),
+			 "; it is read at every attempt, and each fails until it can be");
+		rc = 1;
+	}
+
+	if (rc > 0) {
+		int fl;
+		const char *file = conf_text_where(x->text, line, &fl);
+
+		log_msg(LOG_WARNING, "%s:%d: %s '%s': %s", file, fl, name, path, why);
+	}
+	if (rc < 0)
+		return set_error(x->err, 78, "%s:%d: %s '%s': %s", x->path, line, name, path, why);
+	return 0;
+}
+
+static const struct key value_file_key = { "link", "headers", K_SECRET, 0, 0, 0, NULL,
+					   RELOAD_RECONNECT };
+
 static int set_headers(const struct ctx *x, struct wst_config *c, const config_setting_t *s)
 {
 	int n = config_setting_length(s), t = config_setting_type(s);
@@ -400,13 +478,16 @@ static int set_headers(const struct ctx *x, struct wst_config *c, const config_s
 					 "%s:%d: link.headers: value of '%s' contains a line break",
 					 x->path, line, name);
 		h->line = line;
+		c->n_headers++; /* counted now: config_free frees it whatever fails below */
 		h->name = strdup(name);
 		if (value)
 			h->value = strdup(value);
 		else if (!(h->value_file = expand_file(vfile, &why)) && why)
 			return set_error(x->err, 78, "%s:%d: link.headers: value_file '%s' %s",
 					 x->path, line, vfile, why);
-		c->n_headers++;
+		else if (h->value_file && check_path(x, &value_file_key, "link.headers value_file",
+						     line, h->value_file) < 0)
+			return -1;
 		if (!h->name || (!h->value && !h->value_file))
 			return set_error(x->err, 1, "out of memory");
 	}
@@ -457,6 +538,11 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 		if (proxy_check_setting(str, why, sizeof(why)) < 0)
 			return set_error(x->err, 78, "%s:%d: %s: %s", x->path, line, name, why);
 		break;
+	case K_HDRVAL:
+		if (strpbrk(str, "\r\n"))
+			return set_error(x->err, 78, "%s:%d: %s: contains a line break", x->path, line,
+					 name);
+		break;
 	case K_ADDR:
 	case K_IFACE:
 		if (check_net(k->kind, str, why, sizeof(why)) < 0)
@@ -467,12 +553,17 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 		break;
 	}
 	free(*(char **)f);
-	*(char **)f = k->kind == K_FILE ? expand_file(str, &ewhy) : strdup(str);
+	if (k->kind == K_FILE || k->kind == K_TEXT || k->kind == K_SECRET)
+		*(char **)f = expand_file(str, &ewhy);
+	else if (k->kind == K_SOCKET)
+		*(char **)f = expand_socket(str, &ewhy);
+	else
+		*(char **)f = strdup(str);
 	if (!*(char **)f)
 		return ewhy ? set_error(x->err, 78, "%s:%d: %s: '%s' %s", x->path, line, name, str,
 					ewhy)
 			    : set_error(x->err, 1, "out of memory");
-	return 0;
+	return **(char **)f ? check_path(x, k, name, line, *(char **)f) : 0;
 }
 
 static int set_from(const struct ctx *x, struct wst_config *c, const struct key *k,
@@ -535,56 +626,84 @@ static const struct key *find_key(const char *group, const char *name)
 	return NULL;
 }
 
-static int read_file(struct wst_config *c, const char *path, struct config_error *err)
+/*
+ * Messages name "PATH:LINE" of the text libconfig read, includes expanded:
+ * put the file and line that text came from in their place.
+ */
+static void relocate(const struct conf_text *t, const char *path, struct config_error *err)
 {
-	struct ctx x = { path, err };
-	config_setting_t *root;
-	config_t cf;
-	FILE *fp;
-	int rc = -1;
+	size_t plen = strlen(path), rlen;
+	char *end, head[PATH_MAX + 16];
+	const char *file;
+	long line;
+	int fl, hlen;
 
-	fp = fopen(path, "r");
-	if (!fp)
-		return set_error(err, 78, "%s: cannot open config file: %s", path, strerror(errno));
-	config_init(&cf);
-	if (config_read(&cf, fp) != CONFIG_TRUE) {
-		set_error(err, 78, "%s:%d: %s", path, config_error_line(&cf),
-			  config_error_text(&cf));
-		goto out;
-	}
-	root = config_root_setting(&cf);
+	if (strncmp(err->msg, path, plen) || err->msg[plen] != ':')
+		return;
+	line = strtol(err->msg + plen + 1, &end, 10);
+	if (end == err->msg + plen + 1 || *end != ':' || line < 1 || line > INT_MAX)
+		return;
+	file = conf_text_where(t, (int)line, &fl);
+	hlen = snprintf(head, sizeof(head), "%s:%d", file, fl);
+	rlen = strlen(end);
+	if (hlen < 0 || (size_t)hlen >= sizeof(head) || (size_t)hlen + rlen >= sizeof(err->msg))
+		return;
+	memmove(err->msg + hlen, end, rlen + 1);
+	memcpy(err->msg, head, (size_t)hlen);
+}
+
+static int read_groups(const struct ctx *x, struct wst_config *c, config_setting_t *root)
+{
+	struct config_error *err = x->err;
+	const char *path = x->path;
+
 	for (int i = 0; i < config_setting_length(root); i++) {
 		config_setting_t *g = config_setting_get_elem(root, (unsigned)i);
 		const char *gname = config_setting_name(g);
 		int line = (int)config_setting_source_line(g);
 
-		if (!find_key(gname, NULL)) {
-			set_error(err, 78, "%s:%d: unknown group '%s'", path, line, gname);
-			goto out;
-		}
-		if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
-			set_error(err, 78, "%s:%d: '%s' must be a group: %s = { ... };", path, line,
-				  gname, gname);
-			goto out;
-		}
+		if (!find_key(gname, NULL))
+			return set_error(err, 78, "%s:%d: unknown group '%s'", path, line, gname);
+		if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+			return set_error(err, 78, "%s:%d: '%s' must be a group: %s = { ... };", path,
+					 line, gname, gname);
 		for (int j = 0; j < config_setting_length(g); j++) {
 			config_setting_t *s = config_setting_get_elem(g, (unsigned)j);
 			const struct key *k = find_key(gname, config_setting_name(s));
 
-			if (!k) {
-				set_error(err, 78, "%s:%d: unknown key '%s.%s'", path,
-					  (int)config_setting_source_line(s), gname,
-					  config_setting_name(s));
-				goto out;
-			}
-			if (set_from(&x, c, k, s) < 0)
-				goto out;
+			if (!k)
+				return set_error(err, 78, "%s:%d: unknown key '%s.%s'", path,
+						 (int)config_setting_source_line(s), gname,
+						 config_setting_name(s));
+			if (set_from(x, c, k, s) < 0)
+				return -1;
 		}
 	}
-	rc = 0;
-out:
+	return 0;
+}
+
+static int read_file(struct wst_config *c, const char *path, struct config_error *err)
+{
+	struct conf_text t;
+	struct ctx x = { path, err, &t };
+	config_t cf;
+	int rc = -1;
+
+	if (conf_text_read(&t, path, err->msg, sizeof(err->msg)) < 0) {
+		err->status = strcmp(err->msg, "out of memory") ? 78 : 1;
+		conf_text_free(&t);
+		return -1;
+	}
+	config_init(&cf);
+	if (config_read_string(&cf, t.text) != CONFIG_TRUE)
+		set_error(err, 78, "%s:%d: %s", path, config_error_line(&cf),
+			  config_error_text(&cf));
+	else
+		rc = read_groups(&x, c, config_root_setting(&cf));
+	if (rc < 0)
+		relocate(&t, path, err);
 	config_destroy(&cf);
-	fclose(fp);
+	conf_text_free(&t);
 	return rc;
 }
 
@@ -773,6 +892,7 @@ void config_diff(const struct wst_config *a, const struct wst_config *b, struct 
 			continue;
 		if (k->reload == RELOAD_RECONNECT)
 			out->reconnect = true;
+		out->apply |= k->reload >> 8;
 		if (k->reload == RELOAD_RESTART && n < sizeof(out->restart_keys))
 			n += (size_t)snprintf(out->restart_keys + n, sizeof(out->restart_keys) - n,
 					      "%s%s.%s", n ? ", " : "", k->group, k->name);
@@ -784,10 +904,12 @@ size_t config_key_count(void)
 	return NKEYS;
 }
 
-enum config_reload config_key_info(size_t i, char *buf, size_t len)
+enum config_reload config_key_info(size_t i, char *buf, size_t len, enum config_apply *apply)
 {
 	snprintf(buf, len, "%s.%s", keys[i].group, keys[i].name);
-	return keys[i].reload;
+	if (apply)
+		*apply = (enum config_apply)(keys[i].reload >> 8);
+	return (enum config_reload)(keys[i].reload & 0xff);
 }
 
 size_t config_url_count(const struct wst_config *cfg)

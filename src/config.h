@@ -15,6 +15,15 @@ enum config_reload {
 	RELOAD_RESTART,	  /* needs a restart; a reload warns */
 };
 
+/* Who applies a change to a RELOAD_LIVE key; each live key names one in the key table. */
+enum config_apply {
+	APPLY_NONE = 0,
+	APPLY_AT_USE = 1 << 0,	   /* read from the running config at each use */
+	APPLY_SUPERVISOR = 1 << 1, /* sup_reconfigure, which every reload runs */
+	APPLY_QUEUE = 1 << 2,	   /* queue_set_limits */
+	APPLY_LOG = 1 << 3,	   /* log_set_level, unless --log-level was given */
+};
+
 enum framing { FRAMING_LINES, FRAMING_LENGTH_PREFIXED };
 enum overflow { OVERFLOW_DROP_OLDEST, OVERFLOW_REJECT };
 enum compression { COMPRESSION_OFF, COMPRESSION_DEFLATE };
@@ -39,6 +48,7 @@ struct wst_config {
 	char *origin;		/* "" = none */
 	struct wst_header *headers;
 	size_t n_headers;
+	char *user_agent;	/* "" = none; a User-Agent in headers wins */
 	unsigned connect_timeout_s;
 	size_t max_message_bytes;
 	unsigned drain_timeout_s;
@@ -102,14 +112,15 @@ void config_free(const struct wst_config *cfg);
 /* What changed from a to b, by the key table's reload classes. */
 struct config_change {
 	bool reconnect; /* a RELOAD_RECONNECT key changed */
+	unsigned apply; /* enum config_apply: the appliers of the live keys that changed */
 	char
 	    restart_keys[256]; /* "bridge.socket, exec.command": RELOAD_RESTART keys that changed */
 };
 void config_diff(const struct wst_config *a, const struct wst_config *b, struct config_change *out);
 
-/* The key table, for tests: "group.name" into buf, and its reload class. */
+/* The key table, for tests: "group.name" into buf, its reload class and applier. */
 size_t config_key_count(void);
-enum config_reload config_key_info(size_t i, char *buf, size_t len);
+enum config_reload config_key_info(size_t i, char *buf, size_t len, enum config_apply *apply);
 
 /* Number of URLs to rotate through: link.url then link.fallback_urls. */
 size_t config_url_count(const struct wst_config *cfg);

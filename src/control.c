@@ -405,6 +405,8 @@ static json_object *handle(const struct control_ops *ops, const char *line, size
 	}
 	if (is(line, vlen, "reconnect") && sp && alen == 5 && !memcmp(args, "--now", 5))
 		return answer(ops->reconnect(ops->ud, true));
+	if (is(line, vlen, "reconnect") && sp)
+		return answer_error("usage: reconnect [--now]");
 	if (sp && alen)
 		return answer_error("'%.*s' takes no arguments", (int)(vlen > 32 ? 32 : vlen), line);
 	if (is(line, vlen, "status"))

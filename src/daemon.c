@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -18,6 +17,7 @@
 #include "control.h"
 #include "endpoint.h"
 #include "exec.h"
+#include "instance.h"
 #include "link.h"
 #include "log.h"
 #include "netwatch.h"
@@ -38,20 +38,7 @@
  */
 #define EOF_QUIET_S 0.3
 
-const char *daemon_url(const struct daemon *d)
-{
-	return sup_url(&d->sup);
-}
-
-uint64_t daemon_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-void daemon_quit(struct daemon *d)
+static void daemon_quit(struct daemon *d)
 {
 	ev_timer_stop(d->loop, &d->retry_timer);
 	ev_timer_stop(d->loop, &d->drain_timer);
@@ -61,7 +48,7 @@ void daemon_quit(struct daemon *d)
 }
 
 /* The end of the run: once everything we owe the server is delivered. */
-void daemon_maybe_finish(struct daemon *d)
+static void daemon_maybe_finish(struct daemon *d)
 {
 	int code;
 	const char *reason;
@@ -124,8 +111,8 @@ static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
  * held back until there is room (overflow = reject and full, or hold set and
  * full, or the spool cannot take it).
  */
-bool daemon_enqueue(struct daemon *d, const unsigned char *data, size_t len, bool binary,
-		    enum source src)
+static bool daemon_enqueue(struct daemon *d, const unsigned char *data, size_t len, bool binary,
+			   enum source src)
 {
 	if (d->stopping)
 		return false;
@@ -138,6 +125,8 @@ bool daemon_enqueue(struct daemon *d, const unsigned char *data, size_t len, boo
 	link_kick(d->link);
 	return true;
 }
+
+static void daemon_resume_local(struct daemon *d);
 
 static void wake_senders(void *ud)
 {
@@ -210,7 +199,7 @@ static void flow_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	flow_check(d);
 }
 
-void daemon_deliver(struct daemon *d, const unsigned char *data, size_t len, bool binary)
+static void daemon_deliver(struct daemon *d, const unsigned char *data, size_t len, bool binary)
 {
 	if (ev_is_active(&d->linger_timer) && ev_now(d->loop) < d->linger_deadline)
 		ev_timer_again(d->loop, &d->linger_timer);
@@ -220,13 +209,13 @@ void daemon_deliver(struct daemon *d, const unsigned char *data, size_t len, boo
 }
 
 /* Local senders held back (full queue, read-ahead) may go on. */
-void daemon_resume_local(struct daemon *d)
+static void daemon_resume_local(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_local; i++)
 		d->local[i].impl->resume(d->local[i].self);
 }
 
-void daemon_confirmed(struct daemon *d)
+static void daemon_confirmed(struct daemon *d)
 {
 	outbox_confirmed(&d->out);
 	daemon_resume_local(d);
@@ -260,7 +249,8 @@ static void begin_stop(struct daemon *d, const char *why)
 	d->stopping = true;
 	sup_request(&d->sup, SUP_REQ_STOP, daemon_now_ms(), &(struct sup_verdict){ 0 });
 	notify_stopping();
-	log_msg(LOG_NOTICE, "%s: stopping", why);
+	log_event(LOG_NOTICE, &(struct log_ctx){ .event = "stop", .url = daemon_url(d) },
+		  "%s: stopping", why);
 	stop_local_input(d);
 	ev_timer_stop(d->loop, &d->retry_timer);
 	if (link_up(d->link) && queue_len(&d->out.q) && d->cfg->drain_timeout_s) {
@@ -376,7 +366,9 @@ static void init_watchers(struct daemon *d, uint64_t seed)
 
 int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 {
-	struct daemon d = { .cfg = cfg, .opts = *opts };
+	struct daemon d = { .up = { daemon_deliver, daemon_confirmed, daemon_resume_local,
+				    daemon_maybe_finish, daemon_quit, daemon_enqueue },
+			    .cfg = cfg, .opts = *opts };
 	struct sup_params sp;
 	struct sup_verdict v;
 	uint64_t seed = (uint64_t)getpid() << 32 ^ daemon_now_ms();
@@ -395,13 +387,15 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	daemon_sup_params(cfg, &sp);
 	sup_init(&d.sup, &sp, NULL, 0, seed);
 	d.cfg = NULL;
-	if (daemon_use_config(&d, cfg) < 0) {
+	if (daemon_use_config(&d, cfg, false) < 0) {
 		log_msg(LOG_ERR, "out of memory");
 		config_free(cfg);
 		ev_loop_destroy(d.loop);
 		return 1;
 	}
 	init_watchers(&d, seed);
+	instance_name(opts->config_path, d.instance, sizeof(d.instance));
+	d.last_reload_ok = time(NULL);
 	if (daemon_links_init(&d) < 0) {
 		log_msg(LOG_ERR, "out of memory");
 		goto out;

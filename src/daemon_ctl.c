@@ -13,6 +13,7 @@
 #include "config.h"
 #include "control.h"
 #include "exec.h"
+#include "hello.h"
 #include "link.h"
 #include "log.h"
 #include "notify.h"
@@ -30,15 +31,16 @@ void daemon_sup_params(const struct wst_config *c, struct sup_params *p)
 }
 
 /*
- * Make c the running config: the supervisor gets its policy and URLs. The
- * link, bridge and exec copied what they need, so the old config can go.
+ * Make c the running config: the supervisor gets its policy (APPLY_SUPERVISOR)
+ * and URLs; reset_url starts at link.url. Its one allocation comes first, so
+ * -1 (out of memory) changes nothing. The link, bridge and exec copied what
+ * they need, so the old config can go.
  */
-int daemon_use_config(struct daemon *d, const struct wst_config *c)
+int daemon_use_config(struct daemon *d, const struct wst_config *c, bool reset_url)
 {
 	size_t n = config_url_count(c);
 	const char **urls = calloc(n, sizeof(*urls));
 	const struct wst_config *old = d->cfg;
-	struct config_change ch = { 0 };
 	struct sup_params p;
 
 	if (!urls)
@@ -46,15 +48,25 @@ int daemon_use_config(struct daemon *d, const struct wst_config *c)
 	for (size_t i = 0; i < n; i++)
 		urls[i] = config_url(c, i);
 	daemon_sup_params(c, &p);
-	if (old && old != c)
-		config_diff(old, c, &ch);
-	sup_reconfigure(&d->sup, &p, urls, n, ch.reconnect);
+	sup_reconfigure(&d->sup, &p, urls, n, reset_url);
 	free(d->urls);
 	d->urls = urls;
 	d->cfg = c;
 	if (old && old != c)
 		config_free(old);
 	return 0;
+}
+
+/* The appliers of the live keys that changed (config.h's enum config_apply). */
+static void apply_live(struct daemon *d, const struct wst_config *n, unsigned apply)
+{
+	if ((apply & APPLY_LOG) && !d->opts.log_level_forced)
+		log_set_level(n->log_level);
+	if (apply & APPLY_QUEUE)
+		queue_set_limits(&d->out.q, n->queue_max_messages, n->queue_max_bytes,
+				 n->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT
+								      : QUEUE_DROP_OLDEST);
+	/* APPLY_SUPERVISOR: daemon_use_config; APPLY_AT_USE: read from d->cfg when used */
 }
 
 const char *daemon_reload(struct daemon *d)
@@ -66,39 +78,44 @@ const char *daemon_reload(struct daemon *d)
 
 	notify_reloading();
 	n = config_load(d->opts.config_path, d->opts.url_override, &err);
-	if (n && tls_check(n, err.msg, sizeof(err.msg)) < 0) {
+	if (n && (tls_check(n, err.msg, sizeof(err.msg)) < 0 ||
+		  hello_check(n, err.msg, sizeof(err.msg)) < 0)) {
 		config_free(n);
 		n = NULL;
 	}
 	if (!n) {
+		lc.result = "failed";
 		log_event(LOG_ERR, &lc, "reload failed, keeping the running configuration: %s",
 			  err.msg);
 		snprintf(d->config_error, sizeof(d->config_error), "%s", err.msg);
+		d->reloads_failed++;
 		notify_ready();
 		return d->config_error;
 	}
-	d->config_error[0] = '\0';
-	if (!d->opts.log_level_forced)
-		log_set_level(n->log_level);
 	config_diff(d->cfg, n, &ch);
-	if (*ch.restart_keys)
-		log_msg(LOG_WARNING, "reload: %s take effect only at the next restart",
-			ch.restart_keys);
-	queue_set_limits(&d->out.q, n->queue_max_messages, n->queue_max_bytes,
-			 n->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT : QUEUE_DROP_OLDEST);
-	if (daemon_use_config(d, n) < 0) {
+	/* first what can fail: a reload is applied whole or not at all */
+	if (daemon_use_config(d, n, ch.reconnect) < 0) {
 		log_msg(LOG_ERR, "reload: out of memory, keeping the running configuration");
+		d->reloads_failed++;
 		config_free(n);
 		notify_ready();
 		return "out of memory";
 	}
+	d->config_error[0] = '\0';
+	apply_live(d, n, ch.apply);
+	if (*ch.restart_keys)
+		log_event(LOG_WARNING, &lc, "reload: %s take effect only at the next restart",
+			  ch.restart_keys);
 	if (ch.reconnect) {
 		struct sup_verdict v;
 
 		sup_request(&d->sup, SUP_REQ_RECONFIGURE, daemon_now_ms(), &v);
 		daemon_apply(d, &v);
 	}
+	d->reloads_ok++;
+	d->last_reload_ok = time(NULL);
 	lc.url = daemon_url(d);
+	lc.result = "ok";
 	log_event(LOG_NOTICE, &lc, "configuration reloaded from %s",
 		  n->path ? n->path : "the command line");
 	notify_ready();
@@ -119,6 +136,10 @@ static void local_drops(const struct daemon *d, struct wst_status *st)
 		st->oversized += e[i].oversized;
 		st->slow_readers += e[i].slow_readers;
 		st->bad_framing += e[i].bad_framing;
+		st->unframable_bytes += e[i].unframable_bytes;
+		st->undelivered_bytes += e[i].undelivered_bytes;
+		st->invalid_utf8_bytes += e[i].invalid_utf8_bytes;
+		st->oversized_bytes += e[i].oversized_bytes;
 	}
 }
 
@@ -159,6 +180,12 @@ static void snapshot_metrics(struct daemon *d, uint64_t now, struct wst_status *
 	st->oldest_queued_ms = queue_oldest_age_ms(q);
 	st->ping_rtt_us = ls->ping_rtt_us;
 	st->cert_expiry = link_cert_expiry(d->link);
+	st->instance = d->instance;
+	st->rejected_bytes = q->rejected_bytes;
+	st->too_big_bytes = d->out.too_big_bytes;
+	st->reloads_ok = d->reloads_ok;
+	st->reloads_failed = d->reloads_failed;
+	st->last_reload_ok = d->last_reload_ok;
 }
 
 static void ctl_snapshot(void *ud, struct wst_status *st)
@@ -219,7 +246,7 @@ static const char *ctl_send(void *ud, const char *text, size_t len)
 		return "stopping";
 	if (len > d->cfg->max_message_bytes)
 		return "message larger than link.max_message_bytes";
-	if (daemon_enqueue(d, (const unsigned char *)text, len, false, SRC_ONE))
+	if (d->up.enqueue(d, (const unsigned char *)text, len, false, SRC_ONE))
 		return NULL;
 	if (!d->out.failing || !d->out.spool)
 		return "queue full";

@@ -1,11 +1,12 @@
 #ifndef WST_DAEMON_INT_H
 #define WST_DAEMON_INT_H
 
-/* The daemon's runtime state, shared by daemon.c and daemon_ctl.c only. */
+/* The daemon's runtime state, shared by daemon.c, daemon_link.c and daemon_ctl.c only. */
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <ev.h>
 
@@ -25,7 +26,27 @@ struct slot {
 	uint64_t id;
 };
 
+enum source {
+	SRC_ONE,	/* a single message (wstetherctl send) */
+	SRC_STREAM,	/* a bridge client or the exec handler */
+	SRC_STDIN,	/* a pipe: held back when full, never dropped */
+};
+
+/* What daemon_link.c and daemon_ctl.c report and ask up: daemon.c fills it, they never name it. */
+struct daemon_events {
+	/* a message from the server, for every local endpoint */
+	void (*deliver)(struct daemon *d, const unsigned char *data, size_t len, bool binary);
+	void (*confirmed)(struct daemon *d);	/* messages were confirmed and left the queue */
+	void (*resume_local)(struct daemon *d); /* held-back local senders may go on */
+	void (*maybe_finish)(struct daemon *d); /* ends the run once everything is delivered */
+	void (*quit)(struct daemon *d);
+	/* a message from a local program; false: the sender is held back for now */
+	bool (*enqueue)(struct daemon *d, const unsigned char *data, size_t len, bool binary,
+			enum source src);
+};
+
 struct daemon {
+	struct daemon_events up;
 	struct ev_loop *loop;
 	const struct wst_config *cfg;
 	struct daemon_opts opts;
@@ -57,33 +78,16 @@ struct daemon {
 	ev_timer age_timer;	/* link.max_age_s */
 	uint64_t rng;		/* its jitter */
 	char config_error[1024];
+	char instance[128];	/* instance_name() of the config path */
+	unsigned long long reloads_ok, reloads_failed;
+	time_t last_reload_ok;
 };
 
-enum source {
-	SRC_ONE,	/* a single message (wstetherctl send) */
-	SRC_STREAM,	/* a bridge client or the exec handler */
-	SRC_STDIN,	/* a pipe: held back when full, never dropped */
-};
-
+/* daemon_link.c */
 const char *daemon_url(const struct daemon *d);
 uint64_t daemon_now_ms(void);
 /* Carry out what the supervisor decided. */
 void daemon_apply(struct daemon *d, const struct sup_verdict *v);
-/* A message from a local program; false: the sender is held back for now. */
-bool daemon_enqueue(struct daemon *d, const unsigned char *data, size_t len, bool binary,
-		    enum source src);
-
-void daemon_quit(struct daemon *d);
-/* The end of the run, once everything owed to the server is delivered. */
-void daemon_maybe_finish(struct daemon *d);
-/* Local senders held back (full queue, read-ahead) may go on. */
-void daemon_resume_local(struct daemon *d);
-/* A message from the server, for every local endpoint. */
-void daemon_deliver(struct daemon *d, const unsigned char *data, size_t len, bool binary);
-/* Messages were confirmed and left the queue. */
-void daemon_confirmed(struct daemon *d);
-
-/* daemon_link.c */
 int daemon_links_init(struct daemon *d);
 void daemon_links_finish(struct daemon *d);
 bool daemon_links_active(const struct daemon *d);
@@ -93,7 +97,7 @@ void daemon_net_change(void *ud, enum net_change what, const struct sockaddr_sto
 void daemon_control_ops(struct daemon *d, struct control_ops *ops);
 void daemon_sup_params(const struct wst_config *c, struct sup_params *p);
 /* Make c the running config (the old one is freed). -1: out of memory, nothing changed. */
-int daemon_use_config(struct daemon *d, const struct wst_config *c);
+int daemon_use_config(struct daemon *d, const struct wst_config *c, bool reset_url);
 /* Reload from the files; NULL, or why the running config was kept. */
 const char *daemon_reload(struct daemon *d);
 

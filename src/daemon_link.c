@@ -24,6 +24,19 @@
 #include "rng.h"
 #include "supervisor.h"
 
+const char *daemon_url(const struct daemon *d)
+{
+	return sup_url(&d->sup);
+}
+
+uint64_t daemon_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 bool daemon_links_active(const struct daemon *d)
 {
 	return link_active(d->slots[0].link) || link_active(d->slots[1].link);
@@ -31,12 +44,16 @@ bool daemon_links_active(const struct daemon *d)
 
 static void on_message(void *ud, const unsigned char *data, size_t len, bool binary)
 {
-	daemon_deliver(((struct slot *)ud)->d, data, len, binary);
+	struct daemon *d = ((struct slot *)ud)->d;
+
+	d->up.deliver(d, data, len, binary);
 }
 
 static void on_confirmed(void *ud)
 {
-	daemon_confirmed(((struct slot *)ud)->d);
+	struct daemon *d = ((struct slot *)ud)->d;
+
+	d->up.confirmed(d);
 }
 
 static void start_attempt(struct daemon *d, uint64_t id, const char *url);
@@ -116,14 +133,23 @@ void daemon_apply(struct daemon *d, const struct sup_verdict *v)
 {
 	for (size_t i = 0; i < v->n_lines; i++) {
 		const struct sup_line *l = &v->lines[i];
+		static const char *const change[] = { [SUP_CHANGE_UP] = "up",
+						      [SUP_CHANGE_DOWN] = "down",
+						      [SUP_CHANGE_FAILED] = "failed" };
 		struct log_ctx lc = { .url = l->url, .event = l->event, .attempt = l->attempt,
-				      .close_code = l->close_code };
+				      .close_code = l->close_code, .close_ours = l->close_ours,
+				      .link = change[l->change], .http_status = l->http_status,
+				      .cause = l->change > SUP_CHANGE_UP ? link_fail_name(l->fail)
+									 : NULL };
 
 		if (l->event)
 			log_event(l->level, &lc, "%s", l->text);
 		else
 			log_msg(l->level, "%s", l->text);
 	}
+	if (v->lines_lost)
+		log_msg(LOG_ERR, "bug: %u more supervisor line(s) lost, the last: %s",
+			v->lines_lost, v->spill.text);
 	if (*v->status)
 		notify_status("%s", v->status);
 	if (v->event.change != SUP_CHANGE_NONE)
@@ -169,7 +195,7 @@ static void on_up(void *ud)
 	daemon_apply(d, &v);
 	if (sl->id == d->sup.primary)
 		arm_age(d);
-	daemon_maybe_finish(d);
+	d->up.maybe_finish(d);
 }
 
 /* The server announced 1001/1012: open the replacement while the old link closes. */
@@ -193,8 +219,9 @@ static void age_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (d->stopping || d->eof)
 		return;
-	log_msg(LOG_NOTICE, "the link to %s reached link.max_age_s (%u s): rotating it",
-		daemon_url(d), d->cfg->max_age_s);
+	log_event(LOG_NOTICE, &(struct log_ctx){ .event = "rotate", .url = daemon_url(d) },
+		  "the link to %s reached link.max_age_s (%u s): rotating it", daemon_url(d),
+		  d->cfg->max_age_s);
 	sup_request(&d->sup, SUP_REQ_ROTATE, daemon_now_ms(), &v);
 	if (!v.refused)
 		daemon_apply(d, &v);
@@ -235,7 +262,7 @@ static void on_down(void *ud)
 	struct daemon *d = sl->d;
 	const struct link_end *e = link_last_end(sl->link);
 	struct sup_end se = { e->fail, e->was_up, e->by_request, e->http_status, e->retry_after_s,
-			      e->close_code, e->close_reason, e->msg };
+			      e->close_code, e->close_reason, e->msg, e->sent_close_code };
 	bool primary = sl->id == d->sup.primary;
 	uint64_t id = sl->id;
 	struct sup_verdict v;
@@ -244,7 +271,7 @@ static void on_down(void *ud)
 	if (primary) {
 		ev_timer_stop(d->loop, &d->age_timer);
 		/* the read-ahead limit applies only while the link is up */
-		daemon_resume_local(d);
+		d->up.resume_local(d);
 	}
 	/* the end of the run: nothing more is owed to the server */
 	if (primary && (d->stopping || d->eof) &&
@@ -253,7 +280,7 @@ static void on_down(void *ud)
 	sup_down(&d->sup, id, daemon_now_ms(), &se, &v);
 	daemon_apply(d, &v);
 	if (d->sup.state == SUP_STOPPING && !daemon_links_active(d))
-		daemon_quit(d);
+		d->up.quit(d);
 }
 
 static void start_attempt(struct daemon *d, uint64_t id, const char *url)

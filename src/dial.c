@@ -159,10 +159,16 @@ static void start_next(struct dial *d);
 
 static void all_failed(struct dial *d)
 {
+	const char *f = d->fails;
 	char t[320];
+	size_t n;
 
 	target_text(d, t, sizeof(t));
-	fail(d, "cannot connect to %s: %s", t, d->fails[0] ? d->fails : "no address to try");
+	n = strlen(t);
+	/* one address that is the target itself (an IP literal): name it once */
+	if (!strncmp(f, t, n) && f[n] == ' ' && !strstr(f, "; "))
+		f += n + 1;
+	fail(d, "cannot connect to %s: %s", t, *f ? f : "no address to try");
 }
 
 static void attempt_cb(struct ev_loop *loop, ev_io *w, int revents)

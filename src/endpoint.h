@@ -54,6 +54,8 @@ struct endpoint_drops {
 	unsigned long long oversized;	 /* local lines over link.max_message_bytes */
 	unsigned long long slow_readers; /* clients dropped (handlers terminated): not reading */
 	unsigned long long bad_framing;	 /* clients dropped (handlers terminated): framing error */
+	/* payload bytes of the dropped messages */
+	unsigned long long unframable_bytes, undelivered_bytes, invalid_utf8_bytes, oversized_bytes;
 };
 
 #endif

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "peer.h"
+#include "ratelimit.h"
 
 extern char **environ;
 
@@ -56,6 +57,7 @@ struct exec_handler {
 	bool input_stopped;
 	unsigned long long restarts;
 	struct endpoint_drops drops;
+	struct ratelimit drop_log;
 	bool events;		/* exec.events: event frames on its stdin */
 	char *last_event;	/* replayed to a handler that (re)starts */
 	size_t last_event_len;
@@ -450,12 +452,15 @@ static void exec_deliver(void *self, const unsigned char *data, size_t len, bool
 
 	if (r == PEER_SENT)
 		return;
-	if (r == PEER_UNFRAMABLE)
+	if (r == PEER_UNFRAMABLE) {
 		e->drops.unframable++;
-	else
+		e->drops.unframable_bytes += len;
+	} else {
 		e->drops.undelivered++;
+		e->drops.undelivered_bytes += len;
+	}
 	n = e->drops.unframable + e->drops.undelivered;
-	if (n == 1 || log_enabled(LOG_DEBUG))
+	if (ratelimit_allow(&e->drop_log, 0) || log_enabled(LOG_DEBUG))
 		log_msg(LOG_WARNING, "exec handler: a message from the server was not delivered: %s "
 			"(%llu so far)",
 			r == PEER_UNFRAMABLE ? "it cannot be framed as a line"

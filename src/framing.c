@@ -135,33 +135,3 @@ int framing_encode_event(enum framing f, const void *data, size_t len, struct fr
 	w->head[0] = FRAMING_TYPE_EVENT;
 	return 0;
 }
-
-size_t framing_overhead(enum framing f)
-{
-	return f == FRAMING_LENGTH_PREFIXED ? LP_HEADER : 1;
-}
-
-int framing_encode_into(enum framing f, bool binary, const void *data, size_t len,
-			unsigned char *dst, size_t cap, size_t *written, const char **why)
-{
-	const char *ignored;
-	struct framing_wrap w;
-	size_t frame;
-
-	if (!why)
-		why = &ignored;
-	*written = 0;
-	if (framing_encode(f, binary, data, len, &w, why) < 0)
-		return -1;
-	frame = w.head_len + w.tail_len; /* never 0: there is always a header or a '\n' */
-	if (!dst || len > cap || cap - len < frame) {
-		*why = "buffer too small";
-		return -1;
-	}
-	memcpy(dst, w.head, w.head_len);
-	if (len)
-		memcpy(dst + w.head_len, data, len);
-	memcpy(dst + w.head_len + len, w.tail, w.tail_len);
-	*written = w.head_len + len + w.tail_len;
-	return 0;
-}

@@ -68,14 +68,4 @@ int framing_encode(enum framing f, bool binary, const void *data, size_t len,
 int framing_encode_event(enum framing f, const void *data, size_t len, struct framing_wrap *w,
 			 const char **why);
 
-/* The number of bytes framing_encode adds around a payload. */
-size_t framing_overhead(enum framing f);
-
-/*
- * Copy the framed message into dst. Returns 0 with *written set, or -1 when
- * it cannot be framed or does not fit in cap (*why).
- */
-int framing_encode_into(enum framing f, bool binary, const void *data, size_t len,
-			unsigned char *dst, size_t cap, size_t *written, const char **why);
-
 #endif

@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "readfile.h"
 #include "utf8.h"
 
 void hello_free(struct hello *h)
@@ -68,31 +69,17 @@ fail:
 
 static int load_file(const char *path, size_t max, struct hello *h, char *err, size_t errlen)
 {
-	char *buf = malloc(HELLO_FILE_MAX + 1), why[256];
-	FILE *f = buf ? fopen(path, "r") : NULL;
-	size_t n = 0;
+	char *buf, why[256];
+	size_t n;
 	int rc = -1;
 
-	if (!buf)
-		return errf(err, errlen, "out of memory");
-	if (!f) {
-		snprintf(err, errlen, "link.hello_file '%s': cannot read it: %s", path,
-			 strerror(errno));
-		goto out;
-	}
-	n = fread(buf, 1, HELLO_FILE_MAX + 1, f);
-	if (ferror(f))
-		snprintf(err, errlen, "link.hello_file '%s': read error: %s", path,
-			 strerror(errno));
-	else if (n > HELLO_FILE_MAX)
-		snprintf(err, errlen, "link.hello_file '%s': larger than %d bytes", path,
-			 HELLO_FILE_MAX);
-	else if (hello_parse(buf, n, max, h, why, sizeof(why)) < 0)
+	/* never blocks: it runs on the loop at every attempt, and the path may name a FIFO */
+	if (readfile_regular(path, HELLO_FILE_MAX, &buf, &n, why, sizeof(why)) < 0)
+		return errf(err, errlen, "link.hello_file '%s': cannot read it: %s", path, why);
+	if (hello_parse(buf, n, max, h, why, sizeof(why)) < 0)
 		snprintf(err, errlen, "link.hello_file '%s': %s", path, why);
 	else
 		rc = 0;
-	fclose(f);
-out:
 	free(buf);
 	return rc;
 }
@@ -112,4 +99,13 @@ int hello_load(const struct wst_config *cfg, struct hello *h, char *err, size_t 
 		return errf(err, errlen, "out of memory");
 	}
 	return 0;
+}
+
+int hello_check(const struct wst_config *cfg, char *err, size_t errlen)
+{
+	struct hello h;
+	int rc = hello_load(cfg, &h, err, errlen);
+
+	hello_free(&h);
+	return rc;
 }

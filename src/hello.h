@@ -29,5 +29,7 @@ int hello_parse(const char *text, size_t len, size_t max, struct hello *h, char 
 /* What cfg says to send now; h->n == 0 when nothing. -1 with err naming the key or file. */
 int hello_load(const struct wst_config *cfg, struct hello *h, char *err, size_t errlen);
 void hello_free(struct hello *h);
+/* hello_load and forget: what --check, start and reload find before the first attempt. */
+int hello_check(const struct wst_config *cfg, char *err, size_t errlen);
 
 #endif

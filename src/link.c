@@ -80,8 +80,8 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	link_free_scratch(l);
 	l->destroying = false;
 	l->ending = false;
-	l->up = false;
-	l->close_req = l->close_sent = false;
+	l->at.up = false;
+	l->at.close_req = l->at.close_sent = false;
 	/* what it wrote and nobody confirmed goes out again, unless another link carries it */
 	if (l->carrier)
 		queue_rewind(l->q);
@@ -101,7 +101,7 @@ static void connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		link_set_end(l, LINK_FAIL_TIMEOUT,
 			"connection to %s timed out after %u s: %s (link.connect_timeout_s)",
 			l->url_text, l->connect_timeout_s, wait);
-	} else if (l->upgrade_sent)
+	} else if (l->at.upgrade_sent)
 		link_set_end(l, LINK_FAIL_TIMEOUT,
 			"connection to %s timed out after %u s: the server accepted it but did not "
 			"answer the WebSocket upgrade (link.connect_timeout_s)",
@@ -128,11 +128,11 @@ static void pong_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct link *l = w->data;
 
-	if (l->probing)
+	if (l->at.probing)
 		link_set_end(l, LINK_FAIL_DEAD,
 			"link to %s:%u is dead: no answer within %u s to a ping after a network "
 			"change",
-			l->url.host, l->url.port, l->probe_s);
+			l->url.host, l->url.port, l->at.probe_s);
 	else
 		link_set_end(l, LINK_FAIL_DEAD, "link to %s:%u is dead: no pong or frame within %u s",
 			l->url.host, l->url.port, l->pong_timeout_s);
@@ -145,10 +145,10 @@ static void ping_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (!l->wsi)
 		return;
-	l->ping_due = true;
+	l->at.ping_due = true;
 	lws_callback_on_writable(l->wsi);
 	/* a peer that vanished while we were sending blocks WRITEABLE, and so the ping */
-	if (!ev_is_active(&l->pong_timer) && !l->rx_paused) {
+	if (!ev_is_active(&l->pong_timer) && !l->at.rx_paused) {
 		ev_timer_set(&l->pong_timer, l->pong_timeout_s, 0);
 		ev_timer_start(l->loop, &l->pong_timer);
 	}
@@ -176,22 +176,22 @@ static int tx_reserve(struct link *l, size_t need)
 
 static void send_ping(struct link *l, unsigned char *p, size_t *off)
 {
-	uint64_t seq = l->carrier ? queue_last_sent_seq(l->q) : l->fenced_seq;
+	uint64_t seq = l->carrier ? queue_last_sent_seq(l->q) : l->at.fenced_seq;
 	unsigned char payload[8];
 
-	if (seq < l->fenced_seq)
-		seq = l->fenced_seq;
+	if (seq < l->at.fenced_seq)
+		seq = l->at.fenced_seq;
 	for (int i = 0; i < 8; i++)
 		payload[i] = (unsigned char)(seq >> (56 - 8 * i));
 	*off += wsframe_encode(p + *off, WSF_PING, payload, sizeof(payload), next_mask(l));
-	if (!l->ping_timing) {
-		l->ping_timing = true;
-		l->ping_at = ev_time();
-		l->ping_seq = seq;
+	if (!l->at.ping_timing) {
+		l->at.ping_timing = true;
+		l->at.ping_at = ev_time();
+		l->at.ping_seq = seq;
 	}
-	l->fenced_seq = seq;
-	l->fence_in_flight = true;
-	if (!ev_is_active(&l->pong_timer) && !l->rx_paused) {
+	l->at.fenced_seq = seq;
+	l->at.fence_in_flight = true;
+	if (!ev_is_active(&l->pong_timer) && !l->at.rx_paused) {
 		ev_timer_set(&l->pong_timer, l->pong_timeout_s, 0);
 		ev_timer_start(l->loop, &l->pong_timer);
 	}
@@ -202,7 +202,7 @@ static int write_hello(struct link *l, size_t *off)
 {
 	const char *m = l->hello.data;
 
-	l->hello_due = false;
+	l->at.hello_due = false;
 	if (tx_reserve(l, l->hello.total + l->hello.n * WSFRAME_MAX_HEADER) < 0) {
 		link_set_end(l, LINK_FAIL_LOCAL, "out of memory framing the hello (link.hello)");
 		return -1;
@@ -219,9 +219,9 @@ static int write_hello(struct link *l, size_t *off)
  */
 void link_time_pong(struct link *l, uint64_t seq)
 {
-	if (l->ping_timing && seq == l->ping_seq) {
-		l->stats.ping_rtt_us = (int64_t)((ev_time() - l->ping_at) * 1e6);
-		l->ping_timing = false;
+	if (l->at.ping_timing && seq == l->at.ping_seq) {
+		l->stats.ping_rtt_us = (int64_t)((ev_time() - l->at.ping_at) * 1e6);
+		l->at.ping_timing = false;
 	}
 }
 
@@ -251,13 +251,13 @@ static int write_batch(struct link *l)
 	struct qmsg *m;
 	unsigned char *p;
 
-	if (l->pong_due) {
-		if (tx_reserve(l, WSFRAME_MAX_HEADER + l->pong_len) < 0)
+	if (l->at.pong_due) {
+		if (tx_reserve(l, WSFRAME_MAX_HEADER + l->at.pong_len) < 0)
 			return -1;
-		off = wsframe_encode(l->tx + LWS_PRE, WSF_PONG, l->pong, l->pong_len, next_mask(l));
-		l->pong_due = false;
+		off = wsframe_encode(l->tx + LWS_PRE, WSF_PONG, l->at.pong, l->at.pong_len, next_mask(l));
+		l->at.pong_due = false;
 	}
-	if (l->hello_due && write_hello(l, &off) < 0)
+	if (l->at.hello_due && write_hello(l, &off) < 0)
 		return -1;
 	while (l->carrier && (m = queue_peek_unsent(l->q))) {
 		/* room for the message as compression could make it, at worst */
@@ -283,9 +283,9 @@ static int write_batch(struct link *l)
 	if (tx_reserve(l, off + WSFRAME_MAX_HEADER + 8) < 0)
 		return -1;
 	p = l->tx + LWS_PRE;
-	if (l->ping_due || (l->carrier && queue_last_sent_seq(l->q) > l->fenced_seq &&
-			    !l->fence_in_flight)) {
-		l->ping_due = false;
+	if (l->at.ping_due || (l->carrier && queue_last_sent_seq(l->q) > l->at.fenced_seq &&
+			    !l->at.fence_in_flight)) {
+		l->at.ping_due = false;
 		send_ping(l, p, &off);
 	}
 	if (!off)
@@ -303,25 +303,26 @@ static int write_batch(struct link *l)
 /* Our close frame: the answer to the server's, or our own; then wait for the server. */
 static int send_close(struct link *l)
 {
-	unsigned char *p, payload[2 + sizeof(l->close_reason)];
+	unsigned char *p, payload[2 + sizeof(l->at.close_reason)];
 	size_t n = 0, off;
-	int code = l->peer_closed ? l->peer_code : l->close_code;
+	int code = l->at.peer_closed ? l->at.peer_code : l->at.close_code;
 
-	if (!l->peer_closed && !l->violated) {
+	if (!l->at.peer_closed && !l->at.violated) {
 		link_set_end(l, LINK_FAIL_CLOSED, "closed the link to %s with %d%s%s", l->url_text,
-			l->close_code, *l->close_reason ? " " : "", l->close_reason);
+			l->at.close_code, *l->at.close_reason ? " " : "", l->at.close_reason);
 		l->end.by_request = true;
 		l->end.close_code = 0;
+		l->end.sent_close_code = l->at.close_code;
 	}
 	if (code) {
 		payload[n++] = (unsigned char)(code >> 8);
 		payload[n++] = (unsigned char)code;
-		if (!l->peer_closed) {
-			memcpy(payload + n, l->close_reason, strlen(l->close_reason));
-			n += strlen(l->close_reason);
+		if (!l->at.peer_closed) {
+			memcpy(payload + n, l->at.close_reason, strlen(l->at.close_reason));
+			n += strlen(l->at.close_reason);
 		}
 	}
-	l->close_sent = true;
+	l->at.close_sent = true;
 	if (tx_reserve(l, WSFRAME_MAX_HEADER + n) < 0)
 		return -1;
 	p = l->tx + LWS_PRE;
@@ -373,7 +374,7 @@ static int negotiate_deflate(struct link *l, struct lws *wsi)
 		 p.client_max_window_bits, p.server_max_window_bits,
 		 p.client_no_context_takeover ? "; client_no_context_takeover" : "",
 		 p.server_no_context_takeover ? "; server_no_context_takeover" : "");
-	l->rx.rsv_allowed = 0x40; /* RSV1: compressed (RFC 7692 6) */
+	l->at.rx.rsv_allowed = 0x40; /* RSV1: compressed (RFC 7692 6) */
 	log_msg(LOG_INFO, "%s: negotiated %s", l->url_text, l->deflate_params);
 	return 0;
 }
@@ -383,7 +384,7 @@ static int check_extensions(struct link *l, struct lws *wsi)
 {
 	char hdr[256], name[64], esc[160];
 
-	if (l->deflate)
+	if (l->at.deflate)
 		return negotiate_deflate(l, wsi);
 	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) <= 0)
 		return 0;
@@ -399,15 +400,15 @@ static int check_extensions(struct link *l, struct lws *wsi)
 
 static int writeable(struct link *l, struct lws *wsi)
 {
-	if (!l->up || wsi != l->wsi || l->ending || l->close_sent)
+	if (!l->at.up || wsi != l->wsi || l->ending || l->at.close_sent)
 		return 0; /* lws sends WRITEABLE unasked too; after our close, nothing more */
-	if (l->peer_closed || l->close_req)
+	if (l->at.peer_closed || l->at.close_req)
 		return send_close(l);
-	if (l->rx_pause_want != l->rx_paused) {
-		l->rx_paused = l->rx_pause_want;
-		lws_rx_flow_control(wsi, l->rx_paused ? 0 : 1);
+	if (l->rx_pause_want != l->at.rx_paused) {
+		l->at.rx_paused = l->rx_pause_want;
+		lws_rx_flow_control(wsi, l->at.rx_paused ? 0 : 1);
 		/* a pong cannot arrive while we do not read: no verdict on the peer meanwhile */
-		if (l->rx_paused)
+		if (l->at.rx_paused)
 			ev_timer_stop(l->loop, &l->pong_timer);
 	}
 	return write_batch(l);
@@ -419,7 +420,7 @@ static int established(struct link *l, struct lws *wsi)
 	if (l->ending || l->destroying)
 		return -1;
 	l->wsi = wsi;
-	l->up = true;
+	l->at.up = true;
 	l->end.was_up = true;
 	ev_timer_stop(l->loop, &l->connect_timer);
 	if (l->ping_interval_s) {
@@ -428,9 +429,9 @@ static int established(struct link *l, struct lws *wsi)
 	}
 	if (l->ev.up)
 		l->ev.up(l->ev.ud);
-	l->hello_due = l->hello.n > 0;
-	if (l->wsi && (queue_peek_unsent(l->q) || l->close_req || l->rx_pause_want ||
-		       l->hello_due))
+	l->at.hello_due = l->hello.n > 0;
+	if (l->wsi && (queue_peek_unsent(l->q) || l->at.close_req || l->rx_pause_want ||
+		       l->at.hello_due))
 		lws_callback_on_writable(wsi);
 	return 0;
 }
@@ -440,7 +441,7 @@ static int append_headers(struct link *l, struct lws *wsi, void *in, size_t len)
 {
 	unsigned char **p = in, *end = *p + len;
 
-	l->upgrade_sent = true;
+	l->at.upgrade_sent = true;
 	for (size_t i = 0; i < l->n_hdrs; i++)
 		if (lws_add_http_header_by_name(wsi, (unsigned char *)l->hdr_names[i],
 						(unsigned char *)l->hdr_values[i],
@@ -451,7 +452,7 @@ static int append_headers(struct link *l, struct lws *wsi, void *in, size_t len)
 			    (int)strlen(l->hdr_names[i]) - 1, l->hdr_names[i]);
 			return -1;
 		}
-	if (l->deflate && lws_add_http_header_by_name(
+	if (l->at.deflate && lws_add_http_header_by_name(
 			      wsi, (unsigned char *)"Sec-WebSocket-Extensions:",
 			      (unsigned char *)l->deflate_offer,
 			      (int)strlen(l->deflate_offer), p, end)) {
@@ -551,7 +552,7 @@ void link_destroy(struct link *l)
 	}
 	link_release_dial(l);
 	link_free_scratch(l);
-	wsrx_finish(&l->rx);
+	wsrx_finish(&l->at.rx);
 	free(l->tx);
 	free(l);
 }
@@ -572,7 +573,7 @@ bool link_active(const struct link *l)
 
 bool link_up(const struct link *l)
 {
-	return l->up && l->wsi && !l->ending;
+	return l->at.up && l->wsi && !l->ending;
 }
 
 const struct link_end *link_last_end(const struct link *l)
@@ -595,18 +596,18 @@ void link_set_carrier(struct link *l, bool carrier)
 void link_retire(struct link *l)
 {
 	l->carrier = false;
-	l->retiring = true;
+	l->at.retiring = true;
 	/* its last fence answered (or none out): nothing of its own is left to confirm */
-	if (!l->fence_in_flight)
+	if (!l->at.fence_in_flight)
 		link_request_close(l, 1000, "rotated");
 }
 
 void link_request_close(struct link *l, int code, const char *reason)
 {
 	if (link_up(l)) {
-		l->close_req = true;
-		l->close_code = code;
-		snprintf(l->close_reason, sizeof(l->close_reason), "%s", reason ? reason : "");
+		l->at.close_req = true;
+		l->at.close_code = code;
+		snprintf(l->at.close_reason, sizeof(l->at.close_reason), "%s", reason ? reason : "");
 		lws_callback_on_writable(l->wsi);
 	} else if ((l->ctx || l->dial) && !l->ending) {
 		/* not up yet: there is no close handshake to do, just give up the attempt */
@@ -617,7 +618,7 @@ void link_request_close(struct link *l, int code, const char *reason)
 void link_pause_rx(struct link *l, bool pause)
 {
 	l->rx_pause_want = pause;
-	if (link_up(l) && l->rx_pause_want != l->rx_paused)
+	if (link_up(l) && l->rx_pause_want != l->at.rx_paused)
 		lws_callback_on_writable(l->wsi);
 }
 
@@ -648,17 +649,17 @@ time_t link_cert_expiry(const struct link *l)
 
 const char *link_via(const struct link *l)
 {
-	return l->via;
+	return l->at.via;
 }
 
 bool link_probe(struct link *l, unsigned deadline_s)
 {
 	/* with reading paused, no pong could prove anything */
-	if (!link_up(l) || l->probing || l->rx_paused || l->close_req)
+	if (!link_up(l) || l->at.probing || l->at.rx_paused || l->at.close_req)
 		return false;
-	l->probing = true;
-	l->probe_s = deadline_s;
-	l->ping_due = true;
+	l->at.probing = true;
+	l->at.probe_s = deadline_s;
+	l->at.ping_due = true;
 	ev_timer_stop(l->loop, &l->pong_timer);
 	ev_timer_set(&l->pong_timer, deadline_s, 0);
 	ev_timer_start(l->loop, &l->pong_timer);
@@ -668,12 +669,12 @@ bool link_probe(struct link *l, unsigned deadline_s)
 
 bool link_uses_address(const struct link *l, const struct sockaddr_storage *a)
 {
-	if (!link_active(l) || a->ss_family != l->local.ss_family)
+	if (!link_active(l) || a->ss_family != l->at.local.ss_family)
 		return false;
 	if (a->ss_family == AF_INET)
 		return !memcmp(&((const struct sockaddr_in *)a)->sin_addr,
-			       &((const struct sockaddr_in *)&l->local)->sin_addr, 4);
+			       &((const struct sockaddr_in *)&l->at.local)->sin_addr, 4);
 	return a->ss_family == AF_INET6 &&
 	       !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-		       &((const struct sockaddr_in6 *)&l->local)->sin6_addr, 16);
+		       &((const struct sockaddr_in6 *)&l->at.local)->sin6_addr, 16);
 }

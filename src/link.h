@@ -37,6 +37,7 @@ struct link_end {
 	int http_status;
 	unsigned retry_after_s;
 	int close_code;		/* from the server's close frame as received, 0 if none */
+	int sent_close_code;	/* by_request: our own close frame's code, 0 if none */
 	char close_reason[124];	/* escaped (escape_text) */
 	char msg[512];		/* one line that explains it */
 };

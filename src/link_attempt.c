@@ -41,6 +41,39 @@ static char *read_value_file(const char *file, const char *name, char *err, size
 	return v;
 }
 
+/*
+ * link.user_agent, in the slot load_scratch keeps for it, unless link.headers
+ * names a User-Agent: that one is sent instead, and an empty one sends none.
+ */
+static int add_user_agent(struct link *l, const struct wst_config *cfg)
+{
+	for (size_t i = 0; i < l->n_hdrs; i++) {
+		if (strcasecmp(l->hdr_names[i], "User-Agent:"))
+			continue;
+		if (!*l->hdr_values[i]) {
+			free(l->hdr_names[i]);
+			free(l->hdr_values[i]);
+			l->n_hdrs--;
+			l->hdr_names[i] = l->hdr_names[l->n_hdrs];
+			l->hdr_values[i] = l->hdr_values[l->n_hdrs];
+			l->hdr_names[l->n_hdrs] = l->hdr_values[l->n_hdrs] = NULL;
+		}
+		return 0;
+	}
+	if (!*cfg->user_agent)
+		return 0;
+	l->hdr_names[l->n_hdrs] = strdup("User-Agent:");
+	l->hdr_values[l->n_hdrs] = strdup(cfg->user_agent);
+	if (!l->hdr_names[l->n_hdrs] || !l->hdr_values[l->n_hdrs]) {
+		free(l->hdr_names[l->n_hdrs]);
+		free(l->hdr_values[l->n_hdrs]);
+		l->hdr_names[l->n_hdrs] = l->hdr_values[l->n_hdrs] = NULL;
+		return -1;
+	}
+	l->n_hdrs++;
+	return 0;
+}
+
 /* Everything this attempt needs that may change on disk between attempts. */
 static int load_scratch(struct link *l, const struct wst_config *cfg, char *err, size_t errlen)
 {
@@ -70,6 +103,8 @@ static int load_scratch(struct link *l, const struct wst_config *cfg, char *err,
 		if (!l->hdr_values[i])
 			return h->value ? (snprintf(err, errlen, "out of memory"), -1) : -1;
 	}
+	if (add_user_agent(l, cfg) < 0)
+		goto oom;
 	if (l->url.tls && tls_load_client(cfg, &l->cert, err, errlen) < 0)
 		return -1;
 	snprintf(l->cert_not_after, sizeof(l->cert_not_after), "%s",
@@ -159,7 +194,7 @@ static void start_lws(struct link *l)
 static void dialled(void *ud, int fd, const char *err)
 {
 	struct link *l = ud;
-	socklen_t sl = sizeof(l->local);
+	socklen_t sl = sizeof(l->at.local);
 
 	dial_free(l->dial);
 	l->dial = NULL;
@@ -171,11 +206,11 @@ static void dialled(void *ud, int fd, const char *err)
 		return;
 	}
 	l->fd = fd;
-	if (getsockname(fd, (struct sockaddr *)&l->local, &sl) < 0)
-		memset(&l->local, 0, sizeof(l->local));
+	if (getsockname(fd, (struct sockaddr *)&l->at.local, &sl) < 0)
+		memset(&l->at.local, 0, sizeof(l->at.local));
 	if (l->proxy.kind != PROXY_NONE) {
-		snprintf(l->via, sizeof(l->via), "%s (from %s)", l->proxy.text, l->proxy.source);
-		log_msg(LOG_INFO, "proxy %s connected us to %s:%u", l->via, l->url.host,
+		snprintf(l->at.via, sizeof(l->at.via), "%s (from %s)", l->proxy.text, l->proxy.source);
+		log_msg(LOG_INFO, "proxy %s connected us to %s:%u", l->at.via, l->url.host,
 			l->url.port);
 	}
 	start_lws(l);
@@ -202,6 +237,7 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 		link_set_end(l, LINK_FAIL_LOCAL, "internal: attempt started while one is active");
 		return -1;
 	}
+	memset(&l->at, 0, sizeof(l->at));
 	/* lws writes into what it parses: give it a scratch copy, never the config */
 	if (url_parse(url_text, &l->url, err, sizeof(err)) < 0) {
 		link_set_end(l, LINK_FAIL_LOCAL, "invalid URL '%s': %s", url_text, err);
@@ -226,20 +262,10 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->ping_interval_s = cfg->ping_interval_s;
 	l->pong_timeout_s = cfg->pong_timeout_s;
 	l->max_message = cfg->max_message_bytes;
-	l->up = l->close_req = l->close_sent = l->ping_due = l->rx_paused = false;
-	l->fenced_seq = 0;
-	l->fence_in_flight = false;
 	l->carrier = true;
-	l->retiring = false;
-	l->ping_timing = l->hello_due = false;
-	l->upgrade_sent = false;
-	wsrx_init(&l->rx, cfg->max_message_bytes, 0);
-	l->deflate = cfg->compression == COMPRESSION_DEFLATE &&
-		     pmd_offer_header(&pmd_default_offer, l->deflate_offer, sizeof(l->deflate_offer));
-	l->violated = l->peer_closed = l->pong_due = false;
-	l->via[0] = '\0';
-	l->probing = false;
-	memset(&l->local, 0, sizeof(l->local));
+	wsrx_init(&l->at.rx, cfg->max_message_bytes, 0);
+	l->at.deflate = cfg->compression == COMPRESSION_DEFLATE &&
+			pmd_offer_header(&pmd_default_offer, l->deflate_offer, sizeof(l->deflate_offer));
 
 	memset(&req, 0, sizeof(req));
 	req.host = l->url.host;

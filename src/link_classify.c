@@ -134,9 +134,6 @@ void link_classify_error(struct link *l, struct lws *wsi, const char *in)
 		link_set_end(l, LINK_FAIL_CONNECT, "cannot connect to %s:%u (refused or unreachable)",
 			l->url.host, l->url.port);
 		break;
-	case LINKERR_RESOLVE:
-		link_set_end(l, LINK_FAIL_CONNECT, "cannot resolve host '%s'", l->url.host);
-		break;
 	case LINKERR_TLS_HANDSHAKE:
 		classify_tls_handshake(l, e.why);
 		break;

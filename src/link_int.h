@@ -3,9 +3,10 @@
 
 /*
  * The link's insides, shared by its files only: link.c (the lws callback,
- * writing, timers and the public calls), link_attempt.c (setting up an
- * attempt: files, dial, lws context), link_rx.c (what the server sends) and
- * link_classify.c (why an attempt failed, in one line).
+ * the upgrade's headers and extensions, writing, pings, timers and the
+ * public calls), link_attempt.c (starting an attempt: header files, proxy,
+ * dial, lws context), link_rx.c (what the server sends) and link_classify.c
+ * (why an attempt failed, in one line).
  */
 #include "link.h"
 
@@ -44,60 +45,26 @@
 /* lws reads into its per-thread buffer; the default 4 KiB costs a loop turn per 4 KiB. */
 #define RX_CHUNK (64 * 1024)
 
-struct link {
-	struct ev_loop *loop;
-	struct queue *q;
-	struct link_events ev;
-
-	struct lws_context *ctx;
-	struct dial *dial;	/* before lws: resolve, connect, proxy */
-	int fd;			/* the dialled socket; lws holds a dup of it */
-	struct proxy proxy;	/* this attempt's; credentials wiped once dialled */
+/* One attempt's state, cleared with one memset when it starts: nothing drifts across attempts. */
+struct attempt {
+	bool up;
+	bool upgrade_sent;		/* TCP (and TLS) were up: the HTTP upgrade went out */
 	char via[PROXY_MAX_HOST + 64];	/* "" or the proxy that carries the link */
 	struct sockaddr_storage local;	/* our end of the dialled socket */
 	bool probing;			/* a ping after a network change is out */
 	unsigned probe_s;
-	struct lws *wsi;	/* set only between ESTABLISHED and CLOSED */
-	bool up, ending, destroying;
-	struct link_end end;
-
-	/* per-attempt scratch; lws may point into it until the context is gone */
-	struct wst_url url;
-	char host_hdr[URL_MAX_HOST + 16];
-	char ca_file[4096];
-	char url_text[URL_MAX_HOST + URL_MAX_PATH + 32];
-	char *subprotocol, *origin;
 	bool deflate;			/* link.compression = "deflate": offer it */
-	char deflate_offer[96];
-	struct pmd *pmd;		/* permessage-deflate, once the server accepted it */
-	char deflate_params[128];	/* what it accepted, for the log and status */
-	char **hdr_names, **hdr_values; /* "Name:" and value; values never logged */
-	size_t n_hdrs;
-	struct tls_client_cert cert;
-	struct tls_ca ca;
-	bool upgrade_sent; /* TCP (and TLS) were up: the HTTP upgrade went out */
-	char cert_file[4096];
-	char server_name[URL_MAX_HOST + 1];	/* tls.server_name of this attempt */
-	bool insecure;
-	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
-	size_t max_message;
 
 	/* requests carried out in our own WRITEABLE callback */
 	bool close_req, close_sent;
 	int close_code;
 	char close_reason[124];
 	bool ping_due;
-	bool rx_pause_want, rx_paused;
+	bool rx_paused;
 
-	uint64_t fenced_seq; /* newest seq covered by a ping we sent */
+	uint64_t fenced_seq;	/* newest seq covered by a ping we sent */
 	bool fence_in_flight;
-	/*
-	 * Only the carrier writes queued messages and fences them; during a
-	 * rotation the other link's pings fence nothing of the queue, and a
-	 * retiring one closes once its last fence is answered.
-	 */
-	bool carrier, retiring;
-	uint64_t rng;
+	bool retiring;		/* closes once its last fence is answered */
 
 	struct wsrx rx;
 	bool violated;	  /* we are failing the link for the server's protocol error */
@@ -107,14 +74,57 @@ struct link {
 	unsigned char pong[125];
 	size_t pong_len;
 
-	unsigned char *tx;
-	size_t tx_cap;
-
-	struct hello hello;	/* this attempt's, read at link_start */
 	bool hello_due;
 	double ping_at;		/* when the ping being timed went out (ev_time) */
 	uint64_t ping_seq;
 	bool ping_timing;
+};
+
+struct link {
+	struct ev_loop *loop;
+	struct queue *q;
+	struct link_events ev;
+
+	struct lws_context *ctx;
+	struct dial *dial;	/* before lws: resolve, connect, proxy */
+	int fd;			/* the dialled socket; lws holds a dup of it */
+	struct proxy proxy;	/* this attempt's; credentials wiped once dialled */
+	struct lws *wsi;	/* set only between ESTABLISHED and CLOSED */
+	bool ending, destroying;
+	struct link_end end;
+	struct attempt at;
+
+	/* per-attempt scratch; lws may point into it until the context is gone */
+	struct wst_url url;
+	char host_hdr[URL_MAX_HOST + 16];
+	char ca_file[4096];
+	char url_text[URL_MAX_HOST + URL_MAX_PATH + 32];
+	char *subprotocol, *origin;
+	char deflate_offer[96];
+	struct pmd *pmd;		/* permessage-deflate, once the server accepted it */
+	char deflate_params[128];	/* what it accepted, for the log and status */
+	char **hdr_names, **hdr_values; /* "Name:" and value; values never logged */
+	size_t n_hdrs;
+	struct tls_client_cert cert;
+	struct tls_ca ca;
+	char cert_file[4096];
+	char server_name[URL_MAX_HOST + 1];	/* tls.server_name of this attempt */
+	bool insecure;
+	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
+	size_t max_message;
+
+	bool rx_pause_want;
+	/*
+	 * Only the carrier writes queued messages and fences them; during a
+	 * rotation the other link's pings fence nothing of the queue.
+	 */
+	bool carrier;
+	uint64_t rng;
+
+	unsigned char *tx;
+	size_t tx_cap;
+
+	struct hello hello;	/* this attempt's, read at link_start */
 
 	ev_timer connect_timer, ping_timer, pong_timer, close_timer, reap_timer;
 

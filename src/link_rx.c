@@ -16,16 +16,16 @@ static int inflate_message(struct link *l, const unsigned char **data, size_t *l
 	case PMD_OK:
 		break;
 	case PMD_TOO_BIG:
-		wsrx_reject(&l->rx, WSRX_TOO_BIG, 1009, "a message that inflates too far");
+		wsrx_reject(&l->at.rx, WSRX_TOO_BIG, 1009, "a message that inflates too far");
 		return -1;
 	case PMD_CORRUPT:
 		zerr = pmd_error(l->pmd);
 		escape_text(esc, sizeof(esc), zerr, strlen(zerr));
 		snprintf(what, sizeof(what), "a compressed message that does not inflate (%s)", esc);
-		wsrx_reject(&l->rx, WSRX_VIOLATION, 1007, what);
+		wsrx_reject(&l->at.rx, WSRX_VIOLATION, 1007, what);
 		return -1;
 	default:
-		wsrx_reject(&l->rx, WSRX_NOMEM, 1009, "a message too big for the memory left");
+		wsrx_reject(&l->at.rx, WSRX_NOMEM, 1009, "a message too big for the memory left");
 		return -1;
 	}
 	*data = pmd_message(l->pmd, len);
@@ -33,7 +33,7 @@ static int inflate_message(struct link *l, const unsigned char **data, size_t *l
 		snprintf(what, sizeof(what),
 			 "a compressed text message of %zu bytes, not UTF-8 inflated (RFC 6455 §8.1)",
 			 *len);
-		wsrx_reject(&l->rx, WSRX_VIOLATION, 1007, what);
+		wsrx_reject(&l->at.rx, WSRX_VIOLATION, 1007, what);
 		return -1;
 	}
 	return 0;
@@ -44,10 +44,10 @@ static void rx_message(void *ud, const unsigned char *data, size_t len, bool bin
 	struct link *l = ud;
 
 	/* nothing reaches local programs once we fail the link or the server closed it */
-	if (l->violated || l->peer_closed)
+	if (l->at.violated || l->at.peer_closed)
 		return;
 	/* RSV1 is allowed, and msg_compressed can be set, only once pmd exists */
-	if (l->rx.msg_compressed && inflate_message(l, &data, &len, binary) < 0)
+	if (l->at.rx.msg_compressed && inflate_message(l, &data, &len, binary) < 0)
 		return;
 	l->stats.received++;
 	l->stats.received_bytes += len;
@@ -60,9 +60,9 @@ static void rx_ping(void *ud, const unsigned char *data, size_t len)
 	struct link *l = ud;
 
 	/* RFC 6455 5.5.3: answering the latest ping is enough */
-	memcpy(l->pong, data, len);
-	l->pong_len = len;
-	l->pong_due = true;
+	memcpy(l->at.pong, data, len);
+	l->at.pong_len = len;
+	l->at.pong_due = true;
 	if (l->wsi)
 		lws_callback_on_writable(l->wsi);
 }
@@ -78,7 +78,7 @@ static void rx_close(void *ud, int code, const unsigned char *reason, size_t len
 
 	l->end.close_code = code;
 	escape_text(l->end.close_reason, sizeof(l->end.close_reason), reason, len);
-	if (l->close_sent) {
+	if (l->at.close_sent) {
 		/* the answer to our close: the handshake is done */
 		link_finish(l);
 		return;
@@ -90,8 +90,8 @@ static void rx_close(void *ud, int code, const unsigned char *reason, size_t len
 		link_set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link without a code",
 			l->url.host, l->url.port);
 	/* RFC 6455 5.5.1: echo the code, then let the server close the TCP */
-	l->peer_closed = true;
-	l->peer_code = code;
+	l->at.peer_closed = true;
+	l->at.peer_code = code;
 	if ((code == 1001 || code == 1012) && l->ev.restarting)
 		l->ev.restarting(l->ev.ud);
 	if (l->wsi)
@@ -104,7 +104,7 @@ static const struct wsrx_ops rx_ops = {
 /* The server broke RFC 6455: say what it did, close with the RFC's code, reconnect. */
 static void rx_violation(struct link *l)
 {
-	const struct wsrx *rx = &l->rx;
+	const struct wsrx *rx = &l->at.rx;
 
 	if (rx->status == WSRX_TOO_BIG)
 		link_set_end(
@@ -119,10 +119,10 @@ static void rx_violation(struct link *l)
 		link_set_end(l, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d",
 			l->url.host, l->url.port, rx->err_what, rx->err_code);
 	l->end.close_code = rx->peer_code; /* as received, invalid or not */
-	l->violated = true;
-	l->close_req = true;
-	l->close_code = rx->err_code;
-	snprintf(l->close_reason, sizeof(l->close_reason), "%s",
+	l->at.violated = true;
+	l->at.close_req = true;
+	l->at.close_code = rx->err_code;
+	snprintf(l->at.close_reason, sizeof(l->at.close_reason), "%s",
 		 rx->err_code == 1009	? "message too big"
 		 : rx->err_code == 1007 ? "invalid payload data"
 					: "protocol error");
@@ -134,15 +134,15 @@ void link_on_raw_rx(struct link *l, const unsigned char *in, size_t len)
 {
 	/* any frame proves the peer alive */
 	ev_timer_stop(l->loop, &l->pong_timer);
-	l->probing = false;
+	l->at.probing = false;
 	/* after a violation frames cannot be found again; after a close none may come */
-	if (l->rx.status != WSRX_OK)
+	if (l->at.rx.status != WSRX_OK)
 		return;
-	switch (wsrx_feed(&l->rx, in, len, &rx_ops, l)) {
+	switch (wsrx_feed(&l->at.rx, in, len, &rx_ops, l)) {
 	case WSRX_VIOLATION:
 	case WSRX_TOO_BIG:
 	case WSRX_NOMEM:
-		if (!l->close_sent)
+		if (!l->at.close_sent)
 			rx_violation(l);
 		else
 			link_finish(l); /* no second close frame: drop the TCP */
@@ -157,15 +157,15 @@ static void on_pong(struct link *l, const unsigned char *in, size_t len)
 	uint64_t seq = 0;
 
 	ev_timer_stop(l->loop, &l->pong_timer);
-	l->probing = false;
+	l->at.probing = false;
 	if (len != 8)
 		return;
 	for (size_t i = 0; i < 8; i++)
 		seq = seq << 8 | in[i];
-	if (seq > l->fenced_seq)
+	if (seq > l->at.fenced_seq)
 		return; /* not a pong to any ping of ours */
 	link_time_pong(l, seq);
-	l->fence_in_flight = false;
+	l->at.fence_in_flight = false;
 	if (queue_len(l->q) && seq) {
 		size_t before = queue_len(l->q);
 
@@ -173,11 +173,11 @@ static void on_pong(struct link *l, const unsigned char *in, size_t len)
 		if (queue_len(l->q) != before && l->ev.confirmed)
 			l->ev.confirmed(l->ev.ud);
 	}
-	if (l->retiring && !l->fence_in_flight) {
+	if (l->at.retiring && !l->at.fence_in_flight) {
 		link_request_close(l, 1000, "rotated");
 		return;
 	}
 	/* more went out since that ping: fence it */
-	if (l->wsi && l->carrier && queue_last_sent_seq(l->q) > l->fenced_seq)
+	if (l->wsi && l->carrier && queue_last_sent_seq(l->q) > l->at.fenced_seq)
 		lws_callback_on_writable(l->wsi);
 }

@@ -53,8 +53,6 @@ void linkerr_classify(const char *in, int http_status, struct linkerr *e)
 	} else if (!strcmp(why, LWS_CCE_UNABLE_TO_CONNECT) ||
 		   !strcmp(why, LWS_CCE_CLOSED_BEFORE_CONN)) {
 		e->kind = LINKERR_CONNECT;
-	} else if (!strcmp(why, LWS_CCE_DNS)) {
-		e->kind = LINKERR_RESOLVE;
 	} else if (starts(why, LWS_CCE_MBEDTLS_CONNECT) || starts(why, LWS_CCE_MBEDTLS_READ) ||
 		   starts(why, LWS_CCE_MBEDTLS_WRITE)) {
 		e->kind = LINKERR_TLS_HANDSHAKE;

@@ -21,7 +21,6 @@
 #define LWS_CCE_TLS_TIMEOUT "Timed out waiting SSL"
 #define LWS_CCE_UNABLE_TO_CONNECT "Unable to connect"
 #define LWS_CCE_CLOSED_BEFORE_CONN "Closed before conn"
-#define LWS_CCE_DNS "DNS NXDOMAIN"
 #define LWS_CCE_MBEDTLS_CONNECT "mbedtls connect " /* then SSL_connect's result, errors */
 /*
  * lws patch 0009: TLS failed at the first read or write after the handshake,
@@ -49,7 +48,6 @@ enum linkerr_kind {
 	LINKERR_X509,	     /* certificate rejected; .x509 says why */
 	LINKERR_TLS_TIMEOUT,
 	LINKERR_CONNECT,       /* refused or unreachable */
-	LINKERR_RESOLVE,       /* the name did not resolve */
 	LINKERR_TLS_HANDSHAKE, /* mbedTLS failed the handshake without a reason */
 	LINKERR_TLS,	       /* another TLS error */
 	LINKERR_HANDSHAKE,     /* another bad upgrade response; .detail is lws's text */

@@ -92,22 +92,49 @@ static __attribute__((format(printf, 4, 0))) void vlog(int level, const struct l
 	emit(level, ctx, buf);
 }
 
-void log_msg(int level, const char *fmt, ...)
+/*
+ * Events are a contract (alerts select on them); source files are not, so
+ * a file that moves keeps its event here.
+ */
+const char *log_source_event(const char *src)
 {
+	static const struct {
+		const char *prefix, *event;
+	} map[] = {
+		{ "bridge", "bridge" },	   { "peer", "bridge" },     { "exec", "exec" },
+		{ "stdio", "stdio" },	   { "outbox", "queue" },    { "queue", "queue" },
+		{ "spool", "spool" },	   { "control", "control" }, { "tls", "tls" },
+		{ "netwatch", "network" }, { "link", "link" },	     { "dial", "link" },
+		{ "resolve", "link" },	   { "tunnel", "link" },     { "proxy", "link" },
+		{ "wsrx", "link" },	   { "pmdeflate", "link" },  { "hello", "link" },
+	};
+	const char *base = strrchr(src, '/');
+
+	base = base ? base + 1 : src;
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (!strncmp(base, map[i].prefix, strlen(map[i].prefix)))
+			return map[i].event;
+	return "daemon";
+}
+
+void log_msg_src(const char *src, int level, const char *fmt, ...)
+{
+	struct log_ctx ctx = { .event = log_source_event(src) };
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog(level, NULL, 0, fmt, ap);
+	vlog(level, &ctx, 0, fmt, ap);
 	va_end(ap);
 }
 
-void log_errno(int level, const char *fmt, ...)
+void log_errno_src(const char *src, int level, const char *fmt, ...)
 {
+	struct log_ctx ctx = { .event = log_source_event(src) };
 	int err = errno;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog(level, NULL, err, fmt, ap);
+	vlog(level, &ctx, err, fmt, ap);
 	va_end(ap);
 	errno = err;
 }
@@ -138,7 +165,7 @@ static void lws_emit(int lws_level, const char *line)
 	n = strlen(buf);
 	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
-	emit(LOG_DEBUG, NULL, buf);
+	emit(LOG_DEBUG, &(struct log_ctx){ .event = "lws" }, buf);
 }
 
 void log_route_lws(void)

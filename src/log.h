@@ -1,6 +1,7 @@
 #ifndef WST_LOG_H
 #define WST_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <syslog.h>
 
@@ -12,17 +13,32 @@ void log_init(int level);
 void log_set_level(int level);
 int log_enabled(int level);
 
-/* Optional structured context for the next messages (journald fields). */
+/*
+ * Structured context of one line (journald fields). A line without one
+ * takes its event from the source file that logs it (log_source_event).
+ */
 struct log_ctx {
 	const char *url;
-	const char *event;
+	const char *event;	/* WSTETHER_EVENT; with link or result, it picks the MESSAGE_ID */
 	unsigned attempt;
 	int close_code;
+	bool close_ours;	/* close_code is the one wstether sent */
+	const char *link;	/* up, down or failed: the link's change, as `watch` names it */
+	const char *cause;	/* link_fail_name() of a link that ended */
+	int http_status;
+	const char *result;	/* reload: ok or failed */
 };
 
-void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The event of a line logged without context from source file src (__FILE__). */
+const char *log_source_event(const char *src);
+
+#define log_msg(...) log_msg_src(__FILE__, __VA_ARGS__)
 /* As log_msg, with ": strerror(errno)" appended. */
-void log_errno(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_errno(...) log_errno_src(__FILE__, __VA_ARGS__)
+void log_msg_src(const char *src, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void log_errno_src(const char *src, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 void log_event(int level, const struct log_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

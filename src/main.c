@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "hello.h"
 #include "log.h"
 #include "tls.h"
 
@@ -91,6 +92,15 @@ static int parse_args(int argc, char **argv, struct daemon_opts *opts, bool *che
 	return 0;
 }
 
+/* --check answers FILE:LINE: message; a starting daemon logs it like every other line */
+static void config_failed(bool check, const char *msg)
+{
+	if (check)
+		fprintf(stderr, "%s\n", msg);
+	else
+		log_msg(LOG_ERR, "%s", msg);
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon_opts opts = { 0 };
@@ -109,11 +119,12 @@ int main(int argc, char **argv)
 	}
 	cfg = config_load(opts.config_path, opts.url_override, &err);
 	if (!cfg) {
-		fprintf(stderr, "%s\n", err.msg);
+		config_failed(check, err.msg);
 		return err.status;
 	}
-	if (tls_check(cfg, err.msg, sizeof(err.msg)) < 0) {
-		fprintf(stderr, "%s\n", err.msg);
+	if (tls_check(cfg, err.msg, sizeof(err.msg)) < 0 ||
+	    hello_check(cfg, err.msg, sizeof(err.msg)) < 0) {
+		config_failed(check, err.msg);
 		config_free(cfg);
 		return 78;
 	}

@@ -48,11 +48,14 @@ bool outbox_put(struct outbox *o, const void *data, size_t len, bool binary, boo
 		log_msg(LOG_WARNING, "a local message of %zu bytes exceeds queue.max_bytes: dropped",
 			len);
 		o->too_big++;
+		o->too_big_bytes += len;
 		return true;
 	}
 	if (!queue_has_room(q, len) && (hold || q->overflow == QUEUE_REJECT)) {
-		if (!hold)
+		if (!hold) {
 			q->rejected++;
+			q->rejected_bytes += len;
+		}
 		return false;
 	}
 	if (o->spool && !spool_put(o, data, len, binary))
@@ -64,7 +67,7 @@ bool outbox_put(struct outbox *o, const void *data, size_t len, bool binary, boo
 		return false;
 	}
 	if (q->dropped != dropped) {
-		if ((o->drops_logged++ % 1000) == 0)
+		if (ratelimit_allow(&o->drop_log, 0))
 			log_msg(LOG_WARNING, "queue full (queue.max_messages %zu, max_bytes %zu): "
 				"dropped the oldest message(s), %llu so far", q->max_messages,
 				q->max_bytes, (unsigned long long)q->dropped);
@@ -137,6 +140,7 @@ int outbox_init(struct outbox *o, struct ev_loop *loop, size_t headroom, size_t 
 {
 	memset(o, 0, sizeof(*o));
 	queue_init(&o->q, headroom, max_messages, max_bytes, overflow);
+	o->drop_log = (struct ratelimit)RATELIMIT(0, 0, 1000);
 	o->loop = loop;
 	o->wake = wake;
 	o->ud = ud;

@@ -8,6 +8,7 @@
 #include <ev.h>
 
 #include "queue.h"
+#include "ratelimit.h"
 
 struct spool;
 
@@ -25,8 +26,9 @@ struct outbox {
 	ev_timer retry;
 	uint64_t confirmed;	/* every seq below this is gone from the spool */
 	bool failing;		/* the spool refused a write: senders are held back */
-	unsigned long long drops_logged;
+	struct ratelimit drop_log;	/* queue-full drops */
 	unsigned long long too_big;	/* dropped: larger than the whole queue */
+	unsigned long long too_big_bytes;
 	void (*wake)(void *ud);	/* held-back senders may try again */
 	void *ud;
 };

@@ -67,6 +67,7 @@ static bool take_frames(struct peer *p)
 			log_msg(LOG_WARNING, "%s: text message of %zu bytes is not valid UTF-8: dropped "
 				"(send it as binary)", p->name, f.len);
 			p->ops.drops->invalid_utf8++;
+			p->ops.drops->invalid_utf8_bytes += f.len;
 			buf_consume(&p->in, used);
 			continue;
 		}

@@ -85,11 +85,14 @@ int queue_push(struct queue *q, const void *data, size_t len, bool binary)
 {
 	if (len > q->max_bytes || len > UINT32_MAX) {
 		q->rejected++;
+		q->rejected_bytes += len;
 		return -1;
 	}
 	if (!queue_has_room(q, len)) {
 		if (q->overflow == QUEUE_REJECT) {
 			q->rejected++;
+			q->rejected_bytes += len;
+		q->rejected_bytes += len;
 			return -1;
 		}
 		while (q->count && !queue_has_room(q, len)) {
@@ -100,6 +103,7 @@ int queue_push(struct queue *q, const void *data, size_t len, bool binary)
 	}
 	if (append(q, q->next_seq, data, len, binary) < 0) {
 		q->rejected++;
+		q->rejected_bytes += len;
 		return -1;
 	}
 	q->next_seq++;

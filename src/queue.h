@@ -29,7 +29,7 @@ struct queue {
 	size_t max_messages, max_bytes;
 	enum queue_overflow overflow;
 	uint64_t next_seq;
-	uint64_t dropped, dropped_bytes, resent, rejected;
+	uint64_t dropped, dropped_bytes, resent, rejected, rejected_bytes;
 	uint64_t confirmed, confirmed_bytes, resent_bytes;
 	uint64_t (*clock_ms)(void);	/* monotonic ms; tests may set their own */
 };

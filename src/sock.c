@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -75,4 +76,45 @@ int fd_nonblock(int fd)
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -1;
 	return fl;
+}
+
+/* systemd creates RuntimeDirectory=wstether/NAME below this when the unit starts. */
+#define RUNTIME_ROOT "/run/wstether/"
+
+int sock_check_path(const char *path, char *why, size_t whylen)
+{
+	struct sockaddr_un sa;
+	const char *slash = strrchr(path, '/');
+	char dir[sizeof(sa.sun_path)];
+	struct stat st;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return errf(why, whylen, "too long for a socket path (at most %zu bytes)",
+			    sizeof(sa.sun_path) - 1);
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		return errf(why, whylen,
+			    "exists and is not a socket: remove it or choose another "
+			    "path");
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) + !(slash - path) : 1,
+		 slash ? path : ".");
+	if (stat(dir, &st) < 0) {
+		if (errno == ENOENT && !strncmp(path, RUNTIME_ROOT, strlen(RUNTIME_ROOT)) &&
+		    !getenv("RUNTIME_DIRECTORY")) {
+			errf(why, whylen,
+			     "directory %s does not exist yet; systemd creates it when the unit "
+			     "with that RuntimeDirectory= starts",
+			     dir);
+			return 1;
+		}
+		return errf(why, whylen, "directory %s: %s: create it, or choose another path", dir,
+			    strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return errf(why, whylen, "%s is not a directory", dir);
+	if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) < 0)
+		return errf(why, whylen,
+			    "cannot create a socket in %s: %s: use the unit's "
+			    "RuntimeDirectory (/run/wstether/NAME under wstether@NAME)",
+			    dir, strerror(errno));
+	return 0;
 }

@@ -8,31 +8,10 @@
 /*
  * The durable mirror of the outbound queue (queue.spool_dir).
  *
- * On disk: segment files "seg-<16 hex digits>.wsq", named by the first seq
- * they were created for and read in name order. A segment is a sequence of
- * records, each a 24-byte header and a payload:
- *
- *	0  magic "WSQ1"		12 seq, u64 little-endian
- *	4  type: 1 message,	20 CRC-32C of bytes 0..19 and the payload
- *	   2 confirm, 3 time	24 payload (len bytes; none for a confirm)
- *	5  flags: bit 0 binary
- *	6  reserved, 0 (u16)
- *	8  len, u32 little-endian
- *
- * Messages: seqs only grow, across segments too. Confirmations: a confirm
- * record says "every message with seq <= this was read by the server (or
- * dropped from the queue)"; it is appended to the newest segment and
- * repeated at the start of every new segment, so the newest one always holds
- * it. A segment whose messages are all confirmed is deleted (the newest one
- * only once it is full). When everything is confirmed and deleted, nothing is
- * left to remember.
- *
- * Time: a time record (payload: Unix time in ms, u64 little-endian) comes
- * before the first message of every segment, and before a message appended
- * a second or more after the last one; its seq is that message's. It dates
- * the messages up to the next one, for the oldest message's age. Segments
- * without one (written before time records existed) are dated by their
- * mtime. Versions before time records stop reading a segment at one.
+ * On disk (spool_format.h): segment files of records (message, confirm,
+ * time), each with a CRC-32C. A segment whose messages are all confirmed is
+ * deleted (the newest one only once it is full). When everything is
+ * confirmed and deleted, nothing is left to remember.
  *
  * Durability: a message is on disk when the spool_sync after its append
  * returns. kill -9 loses nothing that was appended (the page cache has it);
@@ -68,11 +47,10 @@
  * Writes beyond RLIMIT_FSIZE raise SIGXFSZ: the daemon ignores it, so that
  * append fails with EFBIG like ENOSPC or EDQUOT.
  *
- * Pure file I/O: no event loop, no logging, no global state.
+ * Pure file I/O: no event loop, no logging.
  */
 
 #define SPOOL_DEFAULT_SEGMENT_BYTES (1u << 20)
-#define SPOOL_RECORD_HEADER 24
 
 struct spool;
 
@@ -141,14 +119,10 @@ bool spool_dirty(const struct spool *sp);
  */
 int spool_confirm(struct spool *sp, uint64_t seq);
 
-/* Bytes in segment files, headers and confirmed-but-undeleted records included. */
-uint64_t spool_bytes(const struct spool *sp);
-size_t spool_segments(const struct spool *sp);
-
 /* What status shows; spool_status fills it in (all zero for a NULL spool). */
 struct spool_status {
-	uint64_t bytes;		  /* as spool_bytes */
-	size_t segments;	  /* as spool_segments */
+	uint64_t bytes;		  /* in segment files, headers and confirmed records included */
+	size_t segments;	  /* segment files */
 	int64_t oldest_age_ms;	  /* age of the oldest unconfirmed message; -1: none */
 	bool holding;		  /* the last append failed: local senders are held back */
 	bool disk_full;		  /* ... with ENOSPC, EDQUOT or EFBIG */
@@ -168,10 +142,5 @@ int spool_check_dir(const char *dir, char *why, size_t whylen);
 
 /* spool_sync, then release everything. Returns the result of the sync. */
 int spool_close(struct spool *sp);
-
-/* CRC-32C (Castagnoli). Start with crc = 0; feed the result back to continue. */
-uint32_t spool_crc32c(uint32_t crc, const void *data, size_t len);
-/* The table-driven version, used when the CPU lacks a CRC instruction. */
-uint32_t spool_crc32c_sw(uint32_t crc, const void *data, size_t len);
 
 #endif

@@ -3,32 +3,86 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "spool_int.h"
+#include "spool_recover.h"
 
-static bool seg_parse_name(const char *s, uint64_t *name)
+#define ZERO_CHUNK (64 * 1024) /* resync reads this much at a time */
+#define BAD_SUFFIXES 10	       /* NAME.bad, NAME.bad.1 ... NAME.bad.9 */
+
+struct recovery {
+	struct spool_image im;
+	int dirfd;
+	const char *dir;
+	unsigned char *scratch, *window;
+	size_t scratch_cap;
+	uint64_t seq_floor; /* numbering stays above the seqs of set-aside segments */
+};
+
+void spool_warnf(struct spool_image *im, const char *fmt, ...)
 {
-	uint64_t v = 0;
+	char msg[512];
+	size_t n;
+	va_list ap;
 
-	if (strlen(s) != 24 || strncmp(s, "seg-", 4) != 0 || strcmp(s + 20, ".wsq") != 0)
-		return false;
-	for (int i = 4; i < 20; i++) {
-		char c = s[i];
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	n = strnlen(msg, sizeof(im->last_error) - 1);
+	memcpy(im->last_error, msg, n);
+	im->last_error[n] = '\0';
+	if (im->warn)
+		im->warn(im->ud, msg);
+}
 
-		if (c >= '0' && c <= '9')
-			v = v << 4 | (uint64_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v = v << 4 | (uint64_t)(c - 'a' + 10);
-		else
-			return false; /* lower case only: one name per seq */
+static int read_at(int fd, void *buf, size_t n, uint64_t off)
+{
+	unsigned char *p = buf;
+
+	while (n) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0) {
+			errno = EIO; /* the file shrank under us */
+			return -1;
+		}
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
 	}
-	*name = v;
-	return true;
+	return 0;
+}
+
+static int scratch_reserve(struct recovery *rc, size_t n)
+{
+	unsigned char *p;
+
+	if (n <= rc->scratch_cap)
+		return 0;
+	if (!(p = realloc(rc->scratch, n)))
+		return -1;
+	rc->scratch = p;
+	rc->scratch_cap = n;
+	return 0;
+}
+
+void spool_close_active(struct spool_image *im)
+{
+	if (im->fd >= 0)
+		close(im->fd);
+	im->fd = -1;
+	im->dirty = false;
+	im->broken = false;
 }
 
 static int seg_cmp(const void *a, const void *b)
@@ -38,24 +92,12 @@ static int seg_cmp(const void *a, const void *b)
 	return x->name < y->name ? -1 : x->name > y->name;
 }
 
-/* "seg-<16 hex>.wsq.bad..." as set_aside names it; *name is the seq in it. */
-static bool seg_parse_bad_name(const char *s, uint64_t *name)
-{
-	char head[25];
-
-	if (strlen(s) < 28 || strncmp(s + 24, ".bad", 4) != 0)
-		return false;
-	memcpy(head, s, 24);
-	head[24] = '\0';
-	return seg_parse_name(head, name);
-}
-
-static void raise_floor(struct spool *sp, uint64_t name, uint64_t size)
+static void raise_floor(struct recovery *rc, uint64_t name, uint64_t size)
 {
 	uint64_t top = name > UINT64_MAX - size ? UINT64_MAX : name + size;
 
-	if (top > sp->seq_floor)
-		sp->seq_floor = top;
+	if (top > rc->seq_floor)
+		rc->seq_floor = top;
 }
 
 /*
@@ -64,7 +106,7 @@ static void raise_floor(struct spool *sp, uint64_t name, uint64_t size)
  * Its seqs are unknown; every record takes more than one byte, so none is
  * above its name plus its size: numbering goes on above that.
  */
-static void set_aside(struct spool *sp, uint64_t name, uint64_t size, const char *what, int err)
+static void set_aside(struct recovery *rc, uint64_t name, uint64_t size, const char *what, int err)
 {
 	char from[SEG_NAME_SIZE], to[SEG_NAME_SIZE + 8], cause[160] = "";
 	int rerr = EEXIST;
@@ -78,34 +120,34 @@ static void set_aside(struct spool *sp, uint64_t name, uint64_t size, const char
 		else
 			snprintf(to, sizeof(to), "%s.bad", from);
 		/* we hold the lock: nobody else creates names in the directory */
-		if (faccessat(sp->dirfd, to, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		if (faccessat(rc->dirfd, to, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 			continue;
-		rerr = renameat(sp->dirfd, from, sp->dirfd, to) == 0 ? 0 : errno;
+		rerr = renameat(rc->dirfd, from, rc->dirfd, to) == 0 ? 0 : errno;
 	}
 	if (!rerr)
-		spool_warnf(sp, "%s/%s %s%s: set aside as %s; its messages are not sent", sp->dir,
-			    from, what, cause, to);
+		spool_warnf(&rc->im, "%s/%s %s%s: set aside as %s; its messages are not sent",
+			    rc->dir, from, what, cause, to);
 	else
-		spool_warnf(sp,
+		spool_warnf(&rc->im,
 			    "%s/%s %s%s, and cannot be renamed (%s): skipped; its messages are "
 			    "not sent",
-			    sp->dir, from, what, cause, strerror(rerr));
-	raise_floor(sp, name, size);
-	sp->set_aside++;
+			    rc->dir, from, what, cause, strerror(rerr));
+	raise_floor(rc, name, size);
+	rc->im.set_aside++;
 }
 
 /*
  * Find the segment files; *max_name is the highest name seen. Files that
  * are not regular are set aside at once.
  */
-static int list_segments(struct spool *sp, uint64_t *max_name)
+static int list_segments(struct recovery *rc, uint64_t *max_name)
 {
 	DIR *d;
 	struct dirent *e;
 	struct stat st;
 	int fd, saved;
 
-	fd = openat(sp->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = openat(rc->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	d = fdopendir(fd);
@@ -122,28 +164,28 @@ static int list_segments(struct spool *sp, uint64_t *max_name)
 		e = readdir(d);
 		if (!e)
 			break;
-		if (seg_parse_bad_name(e->d_name, &name)) {
+		if (spool_seg_parse_bad_name(e->d_name, &name)) {
 			/* it may be put back once repaired: keep its seqs unused */
-			if (fstatat(sp->dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-				raise_floor(sp, name,
+			if (fstatat(rc->dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+				raise_floor(rc, name,
 					    S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0);
 			continue;
 		}
-		if (!seg_parse_name(e->d_name, &name))
+		if (!spool_seg_parse_name(e->d_name, &name))
 			continue;
 		if (name > *max_name)
 			*max_name = name;
-		if (fstatat(sp->dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			set_aside(sp, name, 0, "cannot be examined", errno);
+		if (fstatat(rc->dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			set_aside(rc, name, 0, "cannot be examined", errno);
 			continue;
 		}
 		if (!S_ISREG(st.st_mode)) {
-			set_aside(sp, name, 0, "is not a regular file", 0);
+			set_aside(rc, name, 0, "is not a regular file", 0);
 			continue;
 		}
-		if (spool_segs_reserve(sp) < 0)
+		if (spool_segs_reserve(&rc->im.segs, rc->im.nsegs, &rc->im.segs_cap) < 0)
 			goto fail;
-		sp->segs[sp->nsegs++] = (struct segment){
+		rc->im.segs[rc->im.nsegs++] = (struct segment){
 		    .name = name,
 		    .size = (uint64_t)st.st_size,
 		    .mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000,
@@ -152,8 +194,8 @@ static int list_segments(struct spool *sp, uint64_t *max_name)
 	if (errno)
 		goto fail;
 	closedir(d);
-	if (sp->nsegs > 1)
-		qsort(sp->segs, sp->nsegs, sizeof(sp->segs[0]), seg_cmp);
+	if (rc->im.nsegs > 1)
+		qsort(rc->im.segs, rc->im.nsegs, sizeof(rc->im.segs[0]), seg_cmp);
 	return 0;
 
 fail:
@@ -171,18 +213,18 @@ struct scan {
 	uint64_t tail_records, tail_bytes;
 };
 
-static int all_zero(struct spool *sp, int fd, uint64_t off, uint64_t end, bool *zero)
+static int all_zero(struct recovery *rc, int fd, uint64_t off, uint64_t end, bool *zero)
 {
 	*zero = false;
-	if (spool_scratch_reserve(sp, ZERO_CHUNK) < 0)
+	if (scratch_reserve(rc, ZERO_CHUNK) < 0)
 		return -1;
 	while (off < end) {
 		size_t n = end - off < ZERO_CHUNK ? (size_t)(end - off) : ZERO_CHUNK;
 
-		if (spool_read_at(fd, sp->scratch, n, off) < 0)
+		if (read_at(fd, rc->scratch, n, off) < 0)
 			return -1;
 		for (size_t i = 0; i < n; i++)
-			if (sp->scratch[i])
+			if (rc->scratch[i])
 				return 0;
 		off += n;
 	}
@@ -193,12 +235,12 @@ static int all_zero(struct spool *sp, int fd, uint64_t off, uint64_t end, bool *
 enum rd { RD_OK, RD_BAD, RD_ERR };
 
 /*
- * Read the record at off: RD_OK with its payload in sp->scratch, RD_BAD with
+ * Read the record at off: RD_OK with its payload in rc->scratch, RD_BAD with
  * why (torn: as a cut-short write leaves it; len_ok: only the CRC is wrong,
  * so its length may still be right), or RD_ERR with errno.
  */
-static enum rd read_record(struct spool *sp, int fd, uint64_t off, uint64_t end, struct record *r,
-			   const char **why, bool *torn, bool *len_ok)
+static enum rd read_record(struct recovery *rc, int fd, uint64_t off, uint64_t end,
+			   struct record *r, const char **why, bool *torn, bool *len_ok)
 {
 	unsigned char h[HDR];
 
@@ -208,7 +250,7 @@ static enum rd read_record(struct spool *sp, int fd, uint64_t off, uint64_t end,
 		*torn = true;
 		return RD_BAD;
 	}
-	if (spool_read_at(fd, h, HDR, off) < 0)
+	if (read_at(fd, h, HDR, off) < 0)
 		return RD_ERR;
 	*why = spool_record_parse(h, r);
 	if (*why)
@@ -218,10 +260,9 @@ static enum rd read_record(struct spool *sp, int fd, uint64_t off, uint64_t end,
 		*torn = true;
 		return RD_BAD;
 	}
-	if (spool_scratch_reserve(sp, r->len) < 0 ||
-	    spool_read_at(fd, sp->scratch, r->len, off + HDR) < 0)
+	if (scratch_reserve(rc, r->len) < 0 || read_at(fd, rc->scratch, r->len, off + HDR) < 0)
 		return RD_ERR;
-	if (!spool_record_crc_ok(h, r, sp->scratch)) {
+	if (!spool_record_crc_ok(h, r, rc->scratch)) {
 		*why = "bad CRC";
 		*torn = off + HDR + r->len == end;
 		*len_ok = true;
@@ -231,7 +272,7 @@ static enum rd read_record(struct spool *sp, int fd, uint64_t off, uint64_t end,
 }
 
 /* The next good record after off, or end; *records counts the bad record starts passed over. */
-static int scan_for_record(struct spool *sp, int fd, uint64_t off, uint64_t end, uint64_t *next,
+static int scan_for_record(struct recovery *rc, int fd, uint64_t off, uint64_t end, uint64_t *next,
 			   uint64_t *records)
 {
 	struct record r;
@@ -239,17 +280,17 @@ static int scan_for_record(struct spool *sp, int fd, uint64_t off, uint64_t end,
 	bool torn, len_ok;
 	enum rd k;
 
-	if (!sp->window && !(sp->window = malloc(ZERO_CHUNK)))
+	if (!rc->window && !(rc->window = malloc(ZERO_CHUNK)))
 		return -1;
 	for (uint64_t pos = off + 1; pos < end;) {
 		size_t n = end - pos < ZERO_CHUNK ? (size_t)(end - pos) : ZERO_CHUNK;
-		const unsigned char *w = sp->window, *hit;
+		const unsigned char *w = rc->window, *hit;
 
-		if (spool_read_at(fd, sp->window, n, pos) < 0)
+		if (read_at(fd, rc->window, n, pos) < 0)
 			return -1;
-		while ((hit = memmem(w, n - (size_t)(w - sp->window), rec_magic, 4))) {
-			*next = pos + (uint64_t)(hit - sp->window);
-			k = read_record(sp, fd, *next, end, &r, &why, &torn, &len_ok);
+		while ((hit = memmem(w, n - (size_t)(w - rc->window), spool_magic, 4))) {
+			*next = pos + (uint64_t)(hit - rc->window);
+			k = read_record(rc, fd, *next, end, &r, &why, &torn, &len_ok);
 			if (k != RD_BAD)
 				return k == RD_OK ? 0 : -1;
 			(*records)++;
@@ -264,14 +305,15 @@ static int scan_for_record(struct spool *sp, int fd, uint64_t off, uint64_t end,
 }
 
 /* Do good records lead from q, one after the other, exactly to to? */
-static int chain_reaches(struct spool *sp, int fd, uint64_t q, uint64_t to, uint64_t end, bool *yes)
+static int chain_reaches(struct recovery *rc, int fd, uint64_t q, uint64_t to, uint64_t end,
+			 bool *yes)
 {
 	struct record r;
 	const char *why;
 	bool torn, len_ok;
 	enum rd k = RD_OK;
 
-	while (q < to && (k = read_record(sp, fd, q, end, &r, &why, &torn, &len_ok)) == RD_OK)
+	while (q < to && (k = read_record(rc, fd, q, end, &r, &why, &torn, &len_ok)) == RD_OK)
 		q += HDR + r.len;
 	*yes = q == to;
 	return k == RD_ERR ? -1 : 0;
@@ -285,7 +327,7 @@ static int chain_reaches(struct spool *sp, int fd, uint64_t q, uint64_t to, uint
  * damaged payload (a message that holds spool records), so skip to it.
  * *records counts the record starts passed over, the damaged one included.
  */
-static int resync(struct spool *sp, int fd, uint64_t off, uint64_t end, const struct record *bad,
+static int resync(struct recovery *rc, int fd, uint64_t off, uint64_t end, const struct record *bad,
 		  uint64_t *next, uint64_t *records)
 {
 	uint64_t after = bad ? off + HDR + bad->len : end;
@@ -297,12 +339,12 @@ static int resync(struct spool *sp, int fd, uint64_t off, uint64_t end, const st
 	*records = 1;
 	if (bad)
 		k = after == end ? RD_OK
-				 : read_record(sp, fd, after, end, &r, &why, &torn, &len_ok);
-	if (k == RD_ERR || scan_for_record(sp, fd, off, end, next, records) < 0)
+				 : read_record(rc, fd, after, end, &r, &why, &torn, &len_ok);
+	if (k == RD_ERR || scan_for_record(rc, fd, off, end, next, records) < 0)
 		return -1;
 	if (k != RD_OK || *next >= after)
 		return 0;
-	if (chain_reaches(sp, fd, *next, after, end, &chained) < 0)
+	if (chain_reaches(rc, fd, *next, after, end, &chained) < 0)
 		return -1;
 	if (!chained) {
 		*next = after;
@@ -312,16 +354,16 @@ static int resync(struct spool *sp, int fd, uint64_t off, uint64_t end, const st
 }
 
 /* Skip the damage at *off; the first pass notes it in sc and sg->valid. */
-static int skip_damage(struct spool *sp, int fd, uint64_t *off, uint64_t end, const char *why,
+static int skip_damage(struct recovery *rc, int fd, uint64_t *off, uint64_t end, const char *why,
 		       bool torn, const struct record *bad, struct segment *sg, struct scan *sc)
 {
 	uint64_t next, records;
 	bool zero;
 
-	if (resync(sp, fd, *off, end, bad, &next, &records) < 0)
+	if (resync(rc, fd, *off, end, bad, &next, &records) < 0)
 		return -1;
 	if (next == end && !torn) {
-		if (all_zero(sp, fd, *off, end, &zero) < 0)
+		if (all_zero(rc, fd, *off, end, &zero) < 0)
 			return -1;
 		if (zero) {
 			why = "zeros";
@@ -348,10 +390,10 @@ static int skip_damage(struct spool *sp, int fd, uint64_t *off, uint64_t end, co
  * Read sg's records, skipping damaged ones. First pass (p NULL): set
  * sg->max_seq and sg->valid, check that seqs grow (*prev), collect the
  * highest confirmation (*confirmed) and the time marks, and describe the
- * damage in sc. Second pass: hand the messages above sp->confirmed and *prev
+ * damage in sc. Second pass: hand the messages above rc->im.confirmed and *prev
  * to replay; the same records are skipped, as the file is the same.
  */
-static int scan_segment(struct spool *sp, int fd, struct segment *sg, uint64_t *prev,
+static int scan_segment(struct recovery *rc, int fd, struct segment *sg, uint64_t *prev,
 			uint64_t *confirmed, struct scan *sc, const struct spool_params *p,
 			struct spool_stats *st)
 {
@@ -365,12 +407,12 @@ static int scan_segment(struct spool *sp, int fd, struct segment *sg, uint64_t *
 	while (off < end) {
 		const char *why;
 		bool torn, len_ok;
-		enum rd k = read_record(sp, fd, off, end, &r, &why, &torn, &len_ok);
+		enum rd k = read_record(rc, fd, off, end, &r, &why, &torn, &len_ok);
 
 		if (k == RD_ERR)
 			return -1;
 		if (k == RD_BAD) {
-			if (skip_damage(sp, fd, &off, end, why, torn, len_ok ? &r : NULL, sg, sc) <
+			if (skip_damage(rc, fd, &off, end, why, torn, len_ok ? &r : NULL, sg, sc) <
 			    0)
 				return -1;
 			continue;
@@ -382,8 +424,8 @@ static int scan_segment(struct spool *sp, int fd, struct segment *sg, uint64_t *
 			if (r.type == REC_CONFIRM && r.seq > *confirmed)
 				*confirmed = r.seq;
 			if (r.type == REC_TIME) {
-				spool_add_mark(sp, r.seq,
-					       (int64_t)spool_get_le(sp->scratch, TIME_LEN));
+				spool_marks_add(&rc->im.marks, r.seq,
+						(int64_t)spool_get_le(rc->scratch, TIME_LEN));
 				dated = true;
 			}
 			continue;
@@ -402,13 +444,13 @@ static int scan_segment(struct spool *sp, int fd, struct segment *sg, uint64_t *
 		*prev = r.seq;
 		if (!p) {
 			if (!dated)
-				spool_add_mark(sp, r.seq,
-					       sg->mtime_ms); /* written before time records */
+				spool_marks_add(&rc->im.marks, r.seq,
+						sg->mtime_ms); /* written before time records */
 			dated = true;
 			sg->max_seq = r.seq;
-		} else if (r.seq > sp->confirmed) {
+		} else if (r.seq > rc->im.confirmed) {
 			if (p->replay &&
-			    p->replay(p->ud, r.seq, sp->scratch, r.len, r.binary) != 0) {
+			    p->replay(p->ud, r.seq, rc->scratch, r.len, r.binary) != 0) {
 				errno = ECANCELED;
 				return -1;
 			}
@@ -421,62 +463,62 @@ static int scan_segment(struct spool *sp, int fd, struct segment *sg, uint64_t *
 
 /*
  * Segment i cannot be used: set it aside and drop it from the list
- * (counted: its bytes are in sp->bytes). 1, or -1 for what must fail the
+ * (counted: its bytes are in rc->im.bytes). 1, or -1 for what must fail the
  * open: no memory, or the replay callback.
  */
-static int give_up(struct spool *sp, size_t i, const char *what, bool counted)
+static int give_up(struct recovery *rc, size_t i, const char *what, bool counted)
 {
 	int err = errno;
 
 	if (err == ENOMEM || err == ECANCELED)
 		return -1;
-	set_aside(sp, sp->segs[i].name, sp->segs[i].size, what, err);
-	if (!counted)
-		sp->bytes += sp->segs[i].size;
-	spool_seg_forget(sp, i);
+	set_aside(rc, rc->im.segs[i].name, rc->im.segs[i].size, what, err);
+	if (counted)
+		rc->im.bytes -= rc->im.segs[i].size;
+	spool_segs_remove(rc->im.segs, &rc->im.nsegs, i);
 	return 1;
 }
 
 /* Report the damage of segment i (fd open on it) and cut a torn tail off the newest one. */
-static void report_damage(struct spool *sp, size_t i, int fd, const struct scan *sc,
+static void report_damage(struct recovery *rc, size_t i, int fd, const struct scan *sc,
 			  struct spool_stats *st)
 {
-	struct segment *sg = &sp->segs[i];
-	bool cut = fd == sp->fd && sc->tail && ftruncate(fd, (off_t)sg->valid) == 0;
+	struct segment *sg = &rc->im.segs[i];
+	bool cut = fd == rc->im.fd && sc->tail && ftruncate(fd, (off_t)sg->valid) == 0;
 	uint64_t recs = sc->records - (cut ? sc->tail_records : 0);
 	uint64_t bytes = sc->bytes - (cut ? sc->tail_bytes : 0);
 	char name[SEG_NAME_SIZE], tail[96] = "";
 
 	spool_seg_name(name, sg->name);
 	st->corrupt++;
-	sp->skipped_records += sc->records;
-	sp->skipped_bytes += sc->bytes;
+	rc->im.skipped_records += sc->records;
+	rc->im.skipped_bytes += sc->bytes;
 	st->skipped_records += recs;
 	st->skipped += bytes;
 	if (cut) {
 		st->truncated += sc->tail_bytes;
-		sp->bytes -= sg->size - sg->valid;
+		rc->im.bytes -= sg->size - sg->valid;
 		sg->size = sg->valid;
-		sp->dirty = true; /* make the cut durable at the next sync */
+		rc->im.dirty = true; /* make the cut durable at the next sync */
 		snprintf(tail, sizeof(tail), "torn tail, %" PRIu64 " bytes cut off",
 			 sc->tail_bytes);
 	}
 	if (!bytes)
-		spool_warnf(sp, "%s/%s: %s at offset %" PRIu64 ": %s", sp->dir, name, sc->why,
+		spool_warnf(&rc->im, "%s/%s: %s at offset %" PRIu64 ": %s", rc->dir, name, sc->why,
 			    sc->first_bad, tail);
 	else
-		spool_warnf(sp,
+		spool_warnf(&rc->im,
 			    "%s/%s: %s at offset %" PRIu64 ": %" PRIu64
 			    " damaged record(s), %" PRIu64 " bytes, skipped; the records "
 			    "around them are kept%s%s",
-			    sp->dir, name, sc->why, sc->first_bad, recs, bytes, cut ? "; " : "",
+			    rc->dir, name, sc->why, sc->first_bad, recs, bytes, cut ? "; " : "",
 			    tail);
 	/*
 	 * Leave the evidence as it is, and new records out of its reach (a
 	 * damaged length could claim them): they go to a new segment.
 	 */
-	if (fd == sp->fd && (!cut || bytes))
-		spool_close_active(sp);
+	if (fd == rc->im.fd && (!cut || bytes))
+		spool_close_active(&rc->im);
 }
 
 /*
@@ -484,11 +526,11 @@ static void report_damage(struct spool *sp, size_t i, int fd, const struct scan 
  * can be written), check it, and note its damage. 0: kept, 1: set aside and
  * dropped from the list, -1: the open must fail.
  */
-static int check_segment(struct spool *sp, size_t i, uint64_t *prev, uint64_t *confirmed,
+static int check_segment(struct recovery *rc, size_t i, uint64_t *prev, uint64_t *confirmed,
 			 struct spool_stats *st)
 {
-	struct segment *sg = &sp->segs[i];
-	bool last = i == sp->nsegs - 1;
+	struct segment *sg = &rc->im.segs[i];
+	bool last = i == rc->im.nsegs - 1;
 	char name[SEG_NAME_SIZE];
 	int fd, werr = 0;
 	struct scan sc;
@@ -496,63 +538,63 @@ static int check_segment(struct spool *sp, size_t i, uint64_t *prev, uint64_t *c
 
 	spool_seg_name(name, sg->name);
 	fd =
-	    openat(sp->dirfd, name, (last ? O_RDWR | O_APPEND : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
+	    openat(rc->dirfd, name, (last ? O_RDWR | O_APPEND : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 && last && (errno == EACCES || errno == EPERM || errno == EROFS)) {
 		werr = errno; /* immutable or read-only: its messages can still be read */
-		fd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		fd = openat(rc->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	}
 	if (fd < 0)
-		return give_up(sp, i, "cannot be opened", false);
+		return give_up(rc, i, "cannot be opened", false);
 	if (fstat(fd, &s) < 0 || (sg->size = (uint64_t)s.st_size,
-				  scan_segment(sp, fd, sg, prev, confirmed, &sc, NULL, st) < 0)) {
+				  scan_segment(rc, fd, sg, prev, confirmed, &sc, NULL, st) < 0)) {
 		int saved = errno;
 
 		close(fd);
 		errno = saved;
-		return give_up(sp, i, "cannot be read", false);
+		return give_up(rc, i, "cannot be read", false);
 	}
-	sp->bytes += sg->size;
+	rc->im.bytes += sg->size;
 	if (werr)
-		spool_warnf(sp,
+		spool_warnf(&rc->im,
 			    "%s/%s cannot be written (%s): its messages are sent, new ones go "
 			    "to a new segment",
-			    sp->dir, name, strerror(werr));
+			    rc->dir, name, strerror(werr));
 	if (last && !werr)
-		sp->fd = fd;
+		rc->im.fd = fd;
 	if (sc.why)
-		report_damage(sp, i, fd, &sc, st);
-	if (fd != sp->fd)
+		report_damage(rc, i, fd, &sc, st);
+	if (fd != rc->im.fd)
 		close(fd);
 	return 0;
 }
 
 /* Second pass over segment i: replay. 0, 1: set aside, -1: the open must fail. */
-static int replay_segment(struct spool *sp, size_t i, uint64_t *prev, const struct spool_params *p,
-			  struct spool_stats *st)
+static int replay_segment(struct recovery *rc, size_t i, uint64_t *prev,
+			  const struct spool_params *p, struct spool_stats *st)
 {
-	struct segment *sg = &sp->segs[i];
-	bool is_active = sp->fd >= 0 && i == sp->nsegs - 1;
+	struct segment *sg = &rc->im.segs[i];
+	bool is_active = rc->im.fd >= 0 && i == rc->im.nsegs - 1;
 	char name[SEG_NAME_SIZE];
 	uint64_t unused = 0;
 	struct scan sc;
-	int fd = sp->fd, saved;
+	int fd = rc->im.fd, saved;
 
-	if (sg->max_seq <= sp->confirmed)
+	if (sg->max_seq <= rc->im.confirmed)
 		return 0;
 	if (!is_active) {
 		spool_seg_name(name, sg->name);
-		fd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		fd = openat(rc->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (fd < 0)
-			return give_up(sp, i, "cannot be opened", true);
+			return give_up(rc, i, "cannot be opened", true);
 	}
-	if (scan_segment(sp, fd, sg, prev, &unused, &sc, p, st) < 0) {
+	if (scan_segment(rc, fd, sg, prev, &unused, &sc, p, st) < 0) {
 		saved = errno;
 		if (is_active)
-			spool_close_active(sp);
+			spool_close_active(&rc->im);
 		else
 			close(fd);
 		errno = saved;
-		return give_up(sp, i, "cannot be read", true);
+		return give_up(rc, i, "cannot be read", true);
 	}
 	if (!is_active)
 		close(fd);
@@ -563,52 +605,67 @@ static int replay_segment(struct spool *sp, size_t i, uint64_t *prev, const stru
  * Check every segment, cut a torn tail off the newest one, then replay. The
  * newest segment stays open for appending unless it had to be left as it is.
  */
-static int recover_segments(struct spool *sp, uint64_t max_name, const struct spool_params *p,
+static int recover_segments(struct recovery *rc, uint64_t max_name, const struct spool_params *p,
 			    struct spool_stats *st)
 {
 	uint64_t prev = 0, confirmed = 0;
 	size_t i;
 	int r;
 
-	for (i = 0; i < sp->nsegs; i += r == 0) {
-		r = check_segment(sp, i, &prev, &confirmed, st);
+	for (i = 0; i < rc->im.nsegs; i += r == 0) {
+		r = check_segment(rc, i, &prev, &confirmed, st);
 		if (r < 0)
 			return -1;
 	}
-	sp->confirmed = confirmed;
-	sp->max_msg = prev;
+	rc->im.confirmed = confirmed;
+	rc->im.max_msg = prev;
 	/*
 	 * Numbering goes on above every seq that may have been handed out: a
 	 * segment's name, a set-aside segment's contents, and a confirmation of
 	 * messages that never reached the disk (else new messages would count
 	 * as confirmed after a restart).
 	 */
-	sp->last_seq = prev > max_name ? prev : max_name;
-	if (confirmed > sp->last_seq)
-		sp->last_seq = confirmed;
-	if (sp->seq_floor > sp->last_seq)
-		sp->last_seq = sp->seq_floor;
-	spool_prune_marks(sp);
+	rc->im.last_seq = prev > max_name ? prev : max_name;
+	if (confirmed > rc->im.last_seq)
+		rc->im.last_seq = confirmed;
+	if (rc->seq_floor > rc->im.last_seq)
+		rc->im.last_seq = rc->seq_floor;
+	spool_marks_prune(&rc->im.marks, rc->im.confirmed);
 
 	prev = 0;
-	for (i = 0; i < sp->nsegs; i += r == 0) {
-		r = replay_segment(sp, i, &prev, p, st);
+	for (i = 0; i < rc->im.nsegs; i += r == 0) {
+		r = replay_segment(rc, i, &prev, p, st);
 		if (r < 0)
 			return -1;
 	}
 
 	/* an empty newest segment would carry no confirmation: start afresh */
-	if (sp->fd >= 0 && sp->segs[sp->nsegs - 1].size == 0)
-		sp->broken = true;
-	spool_trim(sp);
+	if (rc->im.fd >= 0 && rc->im.segs[rc->im.nsegs - 1].size == 0)
+		rc->im.broken = true;
 	return 0;
 }
 
-int spool_recover(struct spool *sp, const struct spool_params *p, struct spool_stats *st)
+int spool_recover(int dirfd, const char *dir, const struct spool_params *p, struct spool_image *im,
+		  struct spool_stats *st)
 {
+	struct recovery rc = {
+	    .im = {.fd = -1, .warn = p->warn, .ud = p->ud}, .dirfd = dirfd, .dir = dir};
 	uint64_t max_name = 0;
+	int rv = -1, saved;
 
-	if (list_segments(sp, &max_name) < 0)
-		return -1;
-	return recover_segments(sp, max_name, p, st);
+	if (list_segments(&rc, &max_name) == 0 && recover_segments(&rc, max_name, p, st) == 0)
+		rv = 0;
+	saved = errno;
+	free(rc.scratch);
+	free(rc.window);
+	if (rv < 0) {
+		if (rc.im.fd >= 0)
+			close(rc.im.fd);
+		free(rc.im.segs);
+		free(rc.im.marks.v);
+	} else {
+		*im = rc.im;
+	}
+	errno = saved;
+	return rv;
 }

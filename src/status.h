@@ -18,6 +18,7 @@
 #define WST_STATUS_CAUSES 16
 
 struct wst_status {
+	const char *instance;		/* instance_name(): every metric's instance label */
 	const char *state;		/* connected, connecting, waiting, paused, stopping */
 	const char *url;
 	time_t connected_since;		/* 0: not connected */
@@ -39,6 +40,11 @@ struct wst_status {
 	/* local endpoints together, by reason (struct endpoint_drops) */
 	unsigned long long undelivered, invalid_utf8, oversized, slow_readers, bad_framing;
 	unsigned long long too_big;	/* local messages larger than queue.max_bytes */
+	/* payload bytes of the dropped messages above, by the same reasons */
+	unsigned long long rejected_bytes, unframable_bytes, undelivered_bytes, invalid_utf8_bytes,
+		oversized_bytes, too_big_bytes;
+	unsigned long long reloads_ok, reloads_failed;
+	time_t last_reload_ok;		/* the last config load that succeeded (start-up counts) */
 	const char *last_error;
 	int last_close_code;		/* 0: none */
 	const char *last_close_reason;

@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "framing.h"
 #include "log.h"
+#include "ratelimit.h"
 
 #define READ_CHUNK (256 * 1024)
 
@@ -27,6 +28,7 @@ struct stdio_bridge {
 
 	struct buf in, out;
 	struct endpoint_drops drops;
+	struct ratelimit unframable_log;
 };
 
 /* Only pipes and sockets are ours alone; a terminal shared with the shell stays blocking. */
@@ -55,12 +57,14 @@ static void drop_long_line(struct stdio_bridge *s)
 		log_msg(LOG_WARNING,
 			"stdin line of %zu bytes exceeds link.max_message_bytes (%zu): dropped",
 			(size_t)(nl - p), s->max_line);
+		s->drops.oversized_bytes += (size_t)(nl - p);
 		buf_consume(&s->in, (size_t)(nl - p) + 1);
 		return;
 	}
 	log_msg(LOG_WARNING, "stdin line longer than link.max_message_bytes (%zu): dropped",
 		s->max_line);
 	s->discarding = true;
+	s->drops.oversized_bytes += s->in.len;
 	buf_consume(&s->in, s->in.len);
 }
 
@@ -75,6 +79,7 @@ static bool take_lines(struct stdio_bridge *s)
 
 		if (s->discarding) {
 			nl = memchr(p, '\n', s->in.len);
+			s->drops.oversized_bytes += nl ? (size_t)(nl - p) : s->in.len;
 			buf_consume(&s->in, nl ? (size_t)(nl - p) + 1 : s->in.len);
 			s->discarding = !nl;
 			continue;
@@ -91,6 +96,7 @@ static bool take_lines(struct stdio_bridge *s)
 			log_msg(LOG_WARNING, "stdin line of %zu bytes is not valid UTF-8: dropped",
 				f.len);
 			s->drops.invalid_utf8++;
+			s->drops.invalid_utf8_bytes += f.len;
 		} else if (!s->ev.message(s->ev.ud, (const char *)f.data, f.len)) {
 			return false;
 		}
@@ -247,7 +253,8 @@ static void stdio_output(void *self, const unsigned char *data, size_t len, bool
 	if (binary || memchr(data, '\n', len)) {
 		/* a line can carry neither: never write half a message */
 		s->drops.unframable++;
-		log_msg(s->drops.unframable == 1 ? LOG_WARNING : LOG_DEBUG,
+		s->drops.unframable_bytes += len;
+		log_msg(ratelimit_allow(&s->unframable_log, 0) ? LOG_WARNING : LOG_DEBUG,
 			"%s message of %zu bytes from the server cannot be a stdout line: skipped "
 			"(%llu so far)",
 			binary ? "binary" : "multi-line text", len, s->drops.unframable);
@@ -256,6 +263,7 @@ static void stdio_output(void *self, const unsigned char *data, size_t len, bool
 	if (!(dst = buf_reserve(&s->out, len + 1))) {
 		log_msg(LOG_ERR, "out of memory buffering stdout: message lost");
 		s->drops.undelivered++;
+		s->drops.undelivered_bytes += len;
 		return;
 	}
 	memcpy(dst, data, len);

@@ -10,8 +10,8 @@
  * drops) are logged from a bucket of REPEAT_BURST lines that refills at one
  * line a second; the lines in between go to debug and are counted.
  */
-#define REPEAT_BURST 10.0
-#define REPEAT_PER_S 1.0
+#define REPEAT_BURST 10
+#define REPEAT_PERIOD_MS 1000
 
 static void verdict_init(struct sup_verdict *v)
 {
@@ -22,9 +22,11 @@ static __attribute__((format(printf, 6, 7))) struct sup_line *
 add_line(struct sup_verdict *v, int level, const char *event, unsigned attempt, const char *url,
 	 const char *fmt, ...)
 {
-	struct sup_line *l = &v->lines[v->n_lines < 2 ? v->n_lines++ : 1];
+	struct sup_line *l = v->n_lines < SUP_MAX_LINES ? &v->lines[v->n_lines++] : &v->spill;
 	va_list ap;
 
+	if (l == &v->spill)
+		v->lines_lost++;
 	*l = (struct sup_line){ .level = level, .event = event, .attempt = attempt, .url = url };
 	va_start(ap, fmt);
 	vsnprintf(l->text, sizeof(l->text), fmt, ap);
@@ -35,7 +37,8 @@ add_line(struct sup_verdict *v, int level, const char *event, unsigned attempt, 
 void sup_init(struct supervisor *s, const struct sup_params *p, const char *const *urls,
 	      size_t n_urls, uint64_t seed)
 {
-	*s = (struct supervisor){ .state = SUP_IDLE, .p = *p, .urls = urls, .n_urls = n_urls };
+	*s = (struct supervisor){ .state = SUP_IDLE, .p = *p, .urls = urls, .n_urls = n_urls,
+				  .repeat = RATELIMIT(REPEAT_BURST, REPEAT_PERIOD_MS, 0) };
 	backoff_init(&s->bo, p->initial_ms, p->max_ms, p->multiplier, p->jitter, seed);
 }
 
@@ -87,20 +90,6 @@ void sup_timer(struct supervisor *s, uint64_t now, struct sup_verdict *v)
 		connect_verdict(s, v);
 }
 
-static bool repeat_should_log(struct supervisor *s, uint64_t now)
-{
-	s->tokens += (double)(now - s->refill_at) / 1000.0 * REPEAT_PER_S;
-	if (s->tokens > REPEAT_BURST)
-		s->tokens = REPEAT_BURST;
-	s->refill_at = now;
-	if (s->tokens >= 1.0) {
-		s->tokens -= 1.0;
-		return true;
-	}
-	s->suppressed++;
-	return false;
-}
-
 static void up_standby(struct supervisor *s, uint64_t now, struct sup_verdict *v)
 {
 	s->retiring = s->primary;
@@ -111,7 +100,7 @@ static void up_standby(struct supervisor *s, uint64_t now, struct sup_verdict *v
 	v->act = SUP_DO_PROMOTE;
 	v->id = s->primary;
 	v->old = s->retiring;
-	add_line(v, LOG_NOTICE, "connect", 0, sup_url(s),
+	add_line(v, LOG_NOTICE, "rotate", 0, sup_url(s),
 		 "rotated to a new link to %s; the old one closes once its messages are confirmed",
 		 sup_url(s));
 	snprintf(v->status, sizeof(v->status), "connected to %s", sup_url(s));
@@ -144,36 +133,38 @@ void sup_up(struct supervisor *s, uint64_t id, uint64_t now, struct sup_verdict 
 	s->connected_since = now;
 	/* a link that dropped at once, again and again: no notice for every return */
 	if (s->flapping && s->streak > 1)
-		add_line(v, repeat_should_log(s, now) ? LOG_INFO : LOG_DEBUG, "connect", 0, url,
-			 "connected to %s again after %.1f s down (it dropped %u time(s) in a row)",
+		add_line(v, ratelimit_allow(&s->repeat, now) ? LOG_INFO : LOG_DEBUG, "connect", 0,
+			 url, "connected to %s again after %.1f s down (it dropped %u time(s) in a row)",
 			 url, (double)down / 1000.0, s->streak);
 	else if (down)
 		add_line(v, LOG_NOTICE, "connect", 0, url, "connected to %s after %.1f s down", url,
 			 (double)down / 1000.0);
 	else
 		add_line(v, LOG_NOTICE, "connect", 0, url, "connected to %s", url);
+	v->lines[v->n_lines - 1].change = SUP_CHANGE_UP;
 	snprintf(v->status, sizeof(v->status), "connected to %s", url);
 }
 
-/* The primary ended: note when, and whether it stayed up long enough to earn a fresh start. */
-static bool mark_down(struct supervisor *s, uint64_t now)
+/*
+ * A link up reset_after_s earns a fresh start (backoff, tries, log level): a
+ * server that accepts and drops at once must not get a storm.
+ */
+static bool is_stable(const struct supervisor *s, uint64_t now)
 {
-	bool stable = false;
+	return s->state == SUP_CONNECTED &&
+	       now - s->connected_since >= (uint64_t)s->p.reset_after_s * 1000;
+}
 
-	if (s->state == SUP_CONNECTED) {
-		/* only a stable link earns a fresh backoff: a server that accepts
-		 * and drops at once must not get a storm */
-		stable = now - s->connected_since >= (uint64_t)s->p.reset_after_s * 1000;
-		if (stable) {
-			backoff_reset(&s->bo);
-			s->quick_retry_used = false;
-		}
-		s->down_since = now;
-	} else if (!s->down_since) {
-		s->down_since = now;
+/* The primary ended: note when, and give a stable link its fresh start. */
+static void mark_down(struct supervisor *s, uint64_t now)
+{
+	if (is_stable(s, now)) {
+		backoff_reset(&s->bo);
+		s->quick_retry_used = false;
 	}
+	if (s->state == SUP_CONNECTED || !s->down_since)
+		s->down_since = now;
 	s->primary = 0;
-	return stable;
 }
 
 static unsigned next_delay(struct supervisor *s, const struct sup_end *e)
@@ -211,12 +202,10 @@ static int failure_level(struct supervisor *s, const struct sup_end *e, bool sta
 	} else if (stable || e->fail != s->last_fail || sig != s->last_sig) {
 		level = LOG_WARNING;
 		s->streak = 1;
-		s->tokens = REPEAT_BURST;
-		s->refill_at = now;
-		s->suppressed = 0;
+		ratelimit_reset(&s->repeat, now);
 	} else {
 		s->streak++;
-		level = repeat_should_log(s, now) ? LOG_INFO : LOG_DEBUG;
+		level = ratelimit_allow(&s->repeat, now) ? LOG_INFO : LOG_DEBUG;
 	}
 	s->last_fail = e->fail;
 	s->last_sig = sig;
@@ -238,8 +227,7 @@ static void record_end(struct supervisor *s, const struct sup_end *e)
 static void failure_verdict(struct supervisor *s, uint64_t now, const struct sup_end *e,
 			    struct sup_verdict *v)
 {
-	bool stable = s->state == SUP_CONNECTED && e->was_up &&
-		      now - s->connected_since >= (uint64_t)s->p.reset_after_s * 1000;
+	bool stable = e->was_up && is_stable(s, now);
 	int level = failure_level(s, e, stable, now);
 	struct sup_line *l;
 	unsigned delay;
@@ -248,11 +236,11 @@ static void failure_verdict(struct supervisor *s, uint64_t now, const struct sup
 		s->tries = 0;
 	mark_down(s, now);
 	delay = next_delay(s, e);
-	if (level == LOG_INFO && s->suppressed) {
+	if (level == LOG_INFO && s->repeat.suppressed) {
 		l = add_line(v, level, "disconnect", s->tries, sup_url(s),
 			     "%s (attempt %u; %u similar line(s) not shown)", e->msg, s->tries,
-			     s->suppressed);
-		s->suppressed = 0;
+			     s->repeat.suppressed);
+		s->repeat.suppressed = 0;
 	} else if (level == LOG_INFO || level == LOG_DEBUG) {
 		l = add_line(v, level, "disconnect", s->tries, sup_url(s), "%s (attempt %u)",
 			     e->msg, s->tries);
@@ -359,12 +347,40 @@ static void end_event(struct supervisor *s, const struct sup_end *e, struct sup_
 		s->failures[e->fail >= 0 && e->fail < SUP_FAIL_KINDS ? e->fail : SUP_FAIL_KINDS - 1]++;
 }
 
+/* The lines that tell of the primary's end carry its change, cause and close code. */
+static void tag_end_lines(struct sup_verdict *v, const struct sup_end *e)
+{
+	for (size_t i = 0; i < v->n_lines && v->event.change != SUP_CHANGE_NONE; i++) {
+		struct sup_line *l = &v->lines[i];
+
+		if (!l->event || strcmp(l->event, "disconnect"))
+			continue;
+		l->change = v->event.change;
+		l->fail = e->fail;
+		l->http_status = e->http_status;
+		if (!l->close_code && e->by_request && e->sent_close_code) {
+			l->close_code = e->sent_close_code;
+			l->close_ours = true;
+		}
+	}
+}
+
+static void primary_down(struct supervisor *s, uint64_t now, const struct sup_end *e,
+			 struct sup_verdict *v);
+
 void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct sup_end *e,
 	      struct sup_verdict *v)
 {
 	verdict_init(v);
 	if (side_link_down(s, id, e, v))
 		return;
+	primary_down(s, now, e, v);
+	tag_end_lines(v, e);
+}
+
+static void primary_down(struct supervisor *s, uint64_t now, const struct sup_end *e,
+			 struct sup_verdict *v)
+{
 	record_end(s, e);
 	end_event(s, e, v);
 	if (take_over(s, now, e, v))
@@ -443,7 +459,7 @@ static void req_pause(struct supervisor *s, struct sup_verdict *v)
 	if (s->pause_pending || s->state == SUP_PAUSED)
 		return;
 	s->pause_pending = true;
-	add_line(v, LOG_NOTICE, NULL, 0, NULL, "pausing the link on request");
+	add_line(v, LOG_NOTICE, "pause", 0, NULL, "pausing the link on request");
 	if (link_exists(s)) {
 		close_primary(s, "paused", v);
 	} else {
@@ -457,7 +473,7 @@ static void req_resume(struct supervisor *s, struct sup_verdict *v)
 	if (!s->pause_pending && s->state != SUP_PAUSED)
 		return;
 	s->pause_pending = false;
-	add_line(v, LOG_NOTICE, NULL, 0, NULL, "resuming the link on request");
+	add_line(v, LOG_NOTICE, "resume", 0, NULL, "resuming the link on request");
 	if (!link_exists(s))
 		connect_verdict(s, v);
 }
@@ -479,7 +495,7 @@ static void req_rotate(struct supervisor *s, struct sup_verdict *v)
 	v->act = SUP_DO_CONNECT;
 	v->id = s->standby;
 	v->url = sup_url(s);
-	add_line(v, LOG_INFO, "connecting", 0, v->url,
+	add_line(v, LOG_INFO, "rotate", 0, v->url,
 		 "opening a new link to %s to replace the current one", v->url);
 }
 
@@ -490,10 +506,8 @@ static void req_rotate(struct supervisor *s, struct sup_verdict *v)
  */
 static void req_server_restart(struct supervisor *s, uint64_t now, struct sup_verdict *v)
 {
-	bool stable = s->state == SUP_CONNECTED &&
-		      now - s->connected_since >= (uint64_t)s->p.reset_after_s * 1000;
-
-	if (s->state != SUP_CONNECTED || s->pause_pending || (s->quick_retry_used && !stable)) {
+	if (s->state != SUP_CONNECTED || s->pause_pending ||
+	    (s->quick_retry_used && !is_stable(s, now))) {
 		v->refused = "no fast replacement now";
 		return;
 	}

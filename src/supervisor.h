@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "backoff.h"
+#include "ratelimit.h"
 
 /*
  * The link's life and every policy decision about it, as pure logic: which
@@ -34,6 +35,7 @@ struct sup_end {
 	int close_code;		/* from the server's close frame, else 0 */
 	const char *close_reason;
 	const char *msg;	/* the link's one-line explanation */
+	int sent_close_code;	/* by_request: the code of our own close frame, else 0 */
 };
 
 enum sup_do {
@@ -44,20 +46,25 @@ enum sup_do {
 	SUP_DO_PROMOTE,		/* link `id` carries traffic now; link `old` finishes and closes */
 };
 
-struct sup_line {
-	int level;		/* LOG_* */
-	const char *event;	/* WSTETHER_EVENT: connect, disconnect, retry, ... */
-	unsigned attempt;	/* 0: none */
-	int close_code;
-	const char *url;
-	char text[700];
-};
-
 /*
  * What local programs are told (link events): the link came up, an
  * established link went down, or an attempt failed before it came up.
  */
 enum sup_change { SUP_CHANGE_NONE, SUP_CHANGE_UP, SUP_CHANGE_DOWN, SUP_CHANGE_FAILED };
+
+struct sup_line {
+	int level;		/* LOG_* */
+	const char *event;	/* WSTETHER_EVENT: connect, disconnect, retry, ... */
+	unsigned attempt;	/* 0: none */
+	int close_code;
+	bool close_ours;	/* close_code is our own close frame's */
+	const char *url;
+	/* the primary's change this line tells of, with its cause (link_fail_name) */
+	enum sup_change change;
+	int fail;
+	int http_status;
+	char text[700];
+};
 
 struct sup_event {
 	enum sup_change change;
@@ -72,6 +79,9 @@ struct sup_event {
 	int64_t retry_ms;	/* the next attempt in this many ms; -1: none planned */
 };
 
+/* A verdict says what happened and what comes next: at most two lines. */
+#define SUP_MAX_LINES 2
+
 struct sup_verdict {
 	enum sup_do act;
 	uint64_t id;		/* the attempt to start, close or promote */
@@ -81,8 +91,10 @@ struct sup_verdict {
 	int close_code;
 	const char *close_reason;
 	const char *refused;	/* an operator request refused: the reason */
-	struct sup_line lines[2];	/* to log, in order */
+	struct sup_line lines[SUP_MAX_LINES]; /* to log, in order */
 	size_t n_lines;
+	unsigned lines_lost; /* lines past SUP_MAX_LINES, the last in spill: a bug */
+	struct sup_line spill;
 	char status[256];	/* sd_notify STATUS=, "" = unchanged */
 	struct sup_event event;	/* pointers valid until the link starts again */
 };
@@ -131,9 +143,7 @@ struct supervisor {
 	int last_fail, last_sig;
 	unsigned streak;		/* the same failure in a row */
 	bool flapping;			/* the last link dropped before it was stable */
-	double tokens;
-	uint64_t refill_at;
-	unsigned suppressed;
+	struct ratelimit repeat;	/* repeats of one failure */
 
 	int last_close_code;
 	char last_close_reason[124];

@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "ratelimit.h"
 
 /* A client certificate this close to expiry is worth a warning at every check. */
 #define EXPIRY_WARN_S (14 * 24 * 3600)
@@ -97,21 +98,18 @@ static int chain_pem(const mbedtls_x509_crt *crt, unsigned char **out, size_t *o
 static __attribute__((format(printf, 1, 2))) void warn_once(const char *fmt, ...)
 {
 	static char last[512];
-	static time_t when;
+	static struct ratelimit hourly = RATELIMIT(1, 3600 * 1000, 0);
 	char msg[512];
-	time_t now = time(NULL);
+	uint64_t now = (uint64_t)time(NULL) * 1000;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (!strcmp(msg, last) && now - when < 3600) {
-		log_msg(LOG_DEBUG, "%s", msg);
-		return;
-	}
+	if (strcmp(msg, last))
+		ratelimit_reset(&hourly, now);
 	snprintf(last, sizeof(last), "%s", msg);
-	when = now;
-	log_msg(LOG_WARNING, "%s", msg);
+	log_msg(ratelimit_allow(&hourly, now) ? LOG_WARNING : LOG_DEBUG, "%s", msg);
 }
 
 int tls_load_ca(const struct wst_config *cfg, struct tls_ca *out, char *err, size_t errlen)

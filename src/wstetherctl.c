@@ -2,29 +2,38 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
 
+#include "ctl_status.h"
+
 #define EX_USAGE 64
 #define EX_UNAVAILABLE 69
-#define DEFAULT_SOCKET "/run/wstether/wstether.ctl"
+#define RUN_DIR "/run/wstether"
+/* The daemon's default control.socket, in its unit's RuntimeDirectory. */
+#define SOCKET_NAME "wstether.ctl"
+#define DEFAULT_SOCKET RUN_DIR "/" SOCKET_NAME
 #define TIMEOUT_MS 10000
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: wstetherctl [-s SOCKET] COMMAND [ARGS...]\n"
-		"Commands: status | metrics | watch | send TEXT | reconnect [--now] |\n"
-		"          close CODE [REASON] | pause | resume | reload\n\n"
+		"Usage: wstetherctl [-i NAME | -s SOCKET] COMMAND [ARGS...]\n"
+		"Commands: status [--json|--human] | metrics | watch | send TEXT |\n"
+		"          reconnect [--now] | close CODE [REASON] | pause | resume | reload\n\n"
+		"  -i, --instance NAME the daemon of wstether@NAME (" RUN_DIR "/NAME/" SOCKET_NAME ")\n"
 		"  -s, --socket PATH   control socket (default " DEFAULT_SOCKET ")\n"
 		"  -h, --help          this help\n\n"
-		"Prints the daemon's JSON answer; metrics prints the Prometheus text format,\n"
+		"Prints the daemon's JSON answer; status on a terminal is shown for people\n"
+		"(--json: the JSON line anyway); metrics prints the Prometheus text format,\n"
 		"watch prints link events as JSON lines until interrupted. Exit status: 0 ok,\n"
 		"1 the daemon refused, 64 bad usage, 69 no daemon answered. See wstetherctl(1).\n");
 }
@@ -70,7 +79,7 @@ static char *build_request(int argc, char **argv)
 }
 
 /* Connected fd, or -1 with the exit status in *rc. */
-static int connect_to(const char *path, int *rc)
+static int connect_to(const char *path, const char *instance, int *rc)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd;
@@ -83,8 +92,18 @@ static int connect_to(const char *path, int *rc)
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "wstetherctl: %s: %s (is wstether running with control.socket set?)\n",
-			path, strerror(errno));
+		int e = errno;
+		char hint[160] = "";
+
+		if (e == EACCES || e == EPERM)
+			snprintf(hint, sizeof(hint),
+				 " (run as root, or as a member of the socket's group)");
+		else if ((e == ENOENT || e == ECONNREFUSED) && instance)
+			snprintf(hint, sizeof(hint), " (is wstether@%.64s running?)", instance);
+		else if (e == ENOENT || e == ECONNREFUSED)
+			snprintf(hint, sizeof(hint),
+				 " (is wstether running? For wstether@NAME, use -i NAME)");
+		fprintf(stderr, "wstetherctl: %s: %s%s\n", path, strerror(e), hint);
 		if (fd >= 0)
 			close(fd);
 		*rc = EX_UNAVAILABLE;
@@ -141,6 +160,24 @@ static char *read_answer(int fd, const char *path, size_t *total)
 	return ans;
 }
 
+/*
+ * `status [--json|--human]`: the JSON line is the contract scripts parse, so
+ * it stays the answer unless a person reads it: on a terminal, or --human.
+ * Returns 1 for the human view, 0 for JSON; the flag is taken off argv.
+ */
+static int status_view(int *argc, char **argv)
+{
+	bool human = isatty(STDOUT_FILENO);
+
+	if (*argc != 2 || strcmp(argv[0], "status"))
+		return *argc == 1 && !strcmp(argv[0], "status") && human;
+	if (strcmp(argv[1], "--json") && strcmp(argv[1], "--human"))
+		return 0; /* the daemon answers what is wrong with it */
+	human = !strcmp(argv[1], "--human");
+	*argc = 1;
+	return human;
+}
+
 /* `metrics`: the answer carries the text format in one JSON string; print it as it is. */
 static int print_metrics(const char *ans)
 {
@@ -182,20 +219,53 @@ static int watch(int fd, const char *path, const char *early, size_t early_len)
 	}
 }
 
+/* Known here too, so a typo is a usage error whether or not a daemon answers. */
+static bool known_command(const char *cmd)
+{
+	static const char *const commands[] = { "status", "metrics", "watch",  "send",	 "reconnect",
+						"close",  "pause",   "resume", "reload", NULL };
+
+	for (const char *const *c = commands; *c; c++)
+		if (!strcmp(cmd, *c))
+			return true;
+	return false;
+}
+
+/* /run/wstether/NAME/wstether.ctl, or NULL for a NAME that is no instance name. */
+static const char *instance_socket(const char *name)
+{
+	static char p[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+
+	if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {
+		fprintf(stderr,
+			"wstetherctl: --instance '%s': not an instance name (NAME as in "
+			"wstether@NAME, /etc/wstether/NAME.conf)\n",
+			name);
+		return NULL;
+	}
+	/* too long for sun_path: connect_to says so */
+	snprintf(p, sizeof(p), "%s/%s/%s", RUN_DIR, name, SOCKET_NAME);
+	return p;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
+		{ "instance", required_argument, NULL, 'i' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = DEFAULT_SOCKET;
+	const char *path = NULL, *instance = NULL;
 	char *req, *ans;
 	size_t total = 0;
-	int c, fd, rc = 1;
+	int c, fd, rc = 1, human, nargs;
 
-	while ((c = getopt_long(argc, argv, "+s:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+i:s:h", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'i':
+			instance = optarg;
+			break;
 		case 's':
 			path = optarg;
 			break;
@@ -211,10 +281,25 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EX_USAGE;
 	}
-	req = build_request(argc - optind, argv + optind);
+	if (!known_command(argv[optind])) {
+		fprintf(stderr, "wstetherctl: unknown command '%s'; see wstetherctl --help\n",
+			argv[optind]);
+		return EX_USAGE;
+	}
+	if (instance && path) {
+		fprintf(stderr, "wstetherctl: --instance and --socket: give one\n");
+		return EX_USAGE;
+	}
+	if (instance && !(path = instance_socket(instance)))
+		return EX_USAGE;
+	if (!path)
+		path = DEFAULT_SOCKET;
+	nargs = argc - optind;
+	human = status_view(&nargs, argv + optind);
+	req = build_request(nargs, argv + optind);
 	if (!req)
 		return EX_USAGE;
-	fd = connect_to(path, &rc);
+	fd = connect_to(path, instance, &rc);
 	if (fd < 0) {
 		free(req);
 		return rc;
@@ -233,6 +318,8 @@ int main(int argc, char **argv)
 	rc = strncmp(ans, "{\"ok\":true", 10) == 0 ? 0 : 1;
 	if (rc == 0 && !strcmp(argv[optind], "metrics") && argc - optind == 1) {
 		rc = print_metrics(ans);
+	} else if (rc == 0 && human && ctl_status_render(ans, path, time(NULL), stdout) == 0) {
+		rc = fflush(stdout) == 0 ? 0 : 1;
 	} else {
 		puts(ans);
 		if (rc == 0 && !strcmp(argv[optind], "watch") && argc - optind == 1) {

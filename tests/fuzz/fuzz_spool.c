@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "spool.h"
+#include "spool_format.h"
 
 #define MAX_SEGS 4
 #define MAX_SEEN 65536
@@ -145,6 +146,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct seen first, second;
 	struct spool_params p = {.segment_bytes = 256, .replay = on_replay, .warn = on_warn};
 	struct spool_stats st, st2;
+	struct spool_status ss;
 	struct spool *sp;
 	int nseg;
 	bool fix, anywhere;
@@ -184,7 +186,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (st.replayed != first.n || st.set_aside != 0)
 		abort();
 	/* what was skipped or cut off was there, and skipped bytes are some record's */
-	if (st.skipped + st.truncated > total || spool_bytes(sp) > total + 4096 ||
+	spool_status(sp, &ss);
+	if (st.skipped + st.truncated > total || ss.bytes > total + 4096 ||
 	    !st.skipped != !st.skipped_records)
 		abort();
 	/* what the first open replayed is above what it found confirmed */

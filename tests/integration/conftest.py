@@ -17,10 +17,11 @@ This file and peers/ hold the shared helpers; add to them rather than copy:
   output     report (measured figures to the terminal)
   daemon I/O echo_roundtrip, read_until_seen, stop_with_eof, wait_until;
              control_request for one control-socket request
-  checks     first_occurrences, assert_all_delivered_in_order
+  checks     first_occurrences, assert_all_delivered_in_order; lp_frame decodes
+             length-prefixed framing
   config     link_config, fast_backoff; free_port for a URL nothing answers
   data plane the dp fixture (a Dp: DpServer, BridgeClient, wstether -c,
-             wstetherctl, status waits) and short_dir; wstetherctl_path,
+             wstetherctl, status waits, flush) and short_dir; wstetherctl_path,
              newest_segment, SEG_HEADER and REC_* (the spool's record layout)
 """
 
@@ -704,7 +705,7 @@ def write_config(tmp_path):
 # /tmp (sun_path holds 107 bytes).
 
 SEG_HEADER = 24  # spool record header (src/spool.h SPOOL_RECORD_HEADER)
-REC_MESSAGE, REC_CONFIRM, REC_TIME = 1, 2, 3  # record types (src/spool_int.h)
+REC_MESSAGE, REC_CONFIRM, REC_TIME = 1, 2, 3  # record types (src/spool_format.h)
 
 
 def wstetherctl_path():
@@ -778,6 +779,17 @@ class DpServer(PeerProcess):
 # Bridge clients
 
 
+def lp_frame(buf):
+    """The first complete frame of length-prefixed framing (a type byte, a 32-bit
+    big-endian length, the payload) in buf: (type, payload, rest of buf), or None."""
+    if len(buf) < 5:
+        return None
+    kind, n = struct.unpack_from(">BI", buf)
+    if len(buf) < 5 + n:
+        return None
+    return kind, bytes(buf[5:5 + n]), buf[5 + n:]
+
+
 class BridgeClient:
     def __init__(self, path, framing="lines", rcvbuf=None):
         self.framing = framing
@@ -828,12 +840,10 @@ class BridgeClient:
                 return None
             msg, self.buf = self.buf[:i].decode(), self.buf[i + 1:]
             return msg
-        if len(self.buf) < 5:
+        frame = lp_frame(self.buf)
+        if frame is None:
             return None
-        kind, n = struct.unpack(">BI", self.buf[:5])
-        if len(self.buf) < 5 + n:
-            return None
-        payload, self.buf = self.buf[5:5 + n], self.buf[5 + n:]
+        kind, payload, self.buf = frame
         assert kind in (1, 2), f"bad type byte {kind} from the bridge"
         return payload.decode() if kind == 1 else payload
 
@@ -1016,6 +1026,14 @@ class Dp:
     def wait_clients(self, n, timeout=10):
         return self.wait_status(lambda s: s["bridge_clients"] == n, timeout,
                                 what=f"bridge_clients == {n}")
+
+    def flush(self, srv, text="flush"):
+        """Send text with wstetherctl and wait until srv has it. The queue is in
+        order, so whatever the daemon would send before it (replays, repeats) is
+        there by then: a test of "nothing more came" ends with this, not a sleep."""
+        rc, _, out, err = self.ctl("send", text)
+        assert rc == 0, (out, err)
+        srv.wait_messages([text])
 
     # -- bridge
 

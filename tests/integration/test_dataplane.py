@@ -120,7 +120,7 @@ def test_two_bridge_clients_length_prefixed(dp):
     a.send_raw(struct.pack(">BI", 1, 3) + b"one" + struct.pack(">BI", 2, 3) + b"two")
     frame = struct.pack(">BI", 1, 5) + b"split"
     a.send_raw(frame[:3])
-    time.sleep(0.1)
+    srv.wait_messages(["one", b"two"])  # the daemon has read up to the split frame
     a.send_raw(frame[3:])
     srv.wait_messages([b"\xff\x00binary from a\n", "text from b\nsecond line ✓", "one", b"two",
                        "split"])
@@ -157,8 +157,7 @@ def test_messages_written_while_server_down_arrive_in_order(dp):
     lines = [f"down-{i:03d}" for i in range(300)]
     for i in range(0, 300, 50):   # a few writes, spread over the outage
         c.send_lines(lines[i:i + 50])
-        time.sleep(0.05)
-    dp.wait_queue(300)
+        dp.wait_queue(i + 50)
 
     srv.start()   # same port
     srv.wait_messages(lines, gen=1)
@@ -236,8 +235,8 @@ def test_kill9_with_1000_spooled_messages(dp):
     dp.start(conf)
     srv.wait_for_event("open", count=2)
     dp.wait_connected()
-    time.sleep(0.5)
-    assert len(srv.messages()) == 1000, srv.messages()[1000:1010]
+    dp.flush(srv)
+    assert len(srv.messages()) == 1001, srv.messages()[1000:1010]
 
 
 def test_spool_segments_rotate_and_are_trimmed(dp):
@@ -271,8 +270,8 @@ def test_spool_segments_rotate_and_are_trimmed(dp):
     dp.start(conf)
     srv.wait_messages(lines[2000:], timeout=20)
     dp.wait_queue(0)
-    time.sleep(0.2)
-    assert srv.messages() == lines[2000:]
+    dp.flush(srv)
+    assert srv.messages() == lines[2000:] + ["flush"]
     segs = sorted(p.name for p in dp.spool.glob("seg-*.wsq"))
     assert len(segs) <= 1 and spool_size() <= (1 << 20) + 4096, (segs, spool_size())
 
@@ -309,8 +308,8 @@ def test_spool_corrupted_tail(dp, damage):
     d2 = dp.start(conf)
     srv.wait_messages(lines[:49], timeout=20)
     dp.wait_queue(0)
-    time.sleep(0.3)
-    assert srv.messages() == lines[:49]
+    dp.flush(srv)
+    assert srv.messages() == lines[:49] + ["flush"]
     log = d2.stderr()
     assert "spool" in log and ("torn tail" in log or "skipped" in log), log[-2000:]
     assert any(w in log.lower() for w in ("warning", "warn")), log[-2000:]
@@ -319,7 +318,7 @@ def test_spool_corrupted_tail(dp, damage):
     rc, ans, out, _ = dp.ctl("send", "after repair")
     assert rc == 0, out
     srv.wait_messages(["after repair"])
-    assert srv.messages() == lines[:49] + ["after repair"]
+    assert srv.messages() == lines[:49] + ["flush", "after repair"]
 
 
 def test_spool_on_full_filesystem(dp, small_fs):
@@ -341,9 +340,11 @@ def test_spool_on_full_filesystem(dp, small_fs):
     t, writer_error = c.send_lines_in_background(lines)
 
     d.wait_stderr("cannot write a message", timeout=10)
-    time.sleep(0.5)
-    held = dp.status()["queue"]["messages"]
+    held = dp.wait_status(lambda s: s["spool"]["holding_senders"] is not None,
+                          what="the spool holding senders back")["queue"]["messages"]
     assert 0 < held < 200, dp.status()
+    # the rest of the 200 KiB waits in the socket: a daemon that read on would take
+    # it in one loop turn (ms); 0.3 s is a hundred of those
     time.sleep(0.3)
     assert dp.status()["queue"]["messages"] == held, "the held-back sender was read on"
     # what space is left takes a few small messages, then wstetherctl hears that the disk is full
@@ -634,7 +635,8 @@ def test_reconnect_pause_resume(dp):
     assert rc == 0, out
     rc, ans, out, _ = dp.ctl("reconnect")
     assert rc == 1 and ans["ok"] is False, out
-    time.sleep(1.5)     # five times backoff.max_ms
+    # an unpaused daemon reconnects within backoff.max_ms (300 ms): 1.5 s is five of those
+    time.sleep(1.5)
     assert len(srv.events("open")) == 2, "reconnected while paused"
     st = dp.status()
     assert st["state"] == "paused" and st["queue"]["messages"] == 1, st
@@ -660,6 +662,7 @@ def test_pause_while_the_server_is_down(dp):
     rc, ans, out, _ = dp.ctl("close", "4000", "x")
     assert rc == 1 and ans["ok"] is False, out      # nothing to close
     srv.start()
+    # an unpaused daemon retries within backoff.max_ms (300 ms): 1 s is three of those
     time.sleep(1.0)
     assert not srv.events("open"), "connected while paused"
     rc, ans, out, _ = dp.ctl("resume")
@@ -724,8 +727,8 @@ def test_control_socket_garbage(dp):
         obj = json.loads(a.decode("utf-8"))   # valid UTF-8 and valid JSON
         assert obj["ok"] is False and isinstance(obj["error"], str) and obj["error"], (req, a)
     # the server saw none of it
-    time.sleep(0.2)
-    assert srv.messages() == [] and not srv.events("close")
+    dp.flush(srv)
+    assert srv.messages() == ["flush"] and not srv.events("close")
 
     # an overlong line gets an error answer, then that connection is closed
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -778,7 +781,7 @@ def test_control_socket_garbage(dp):
     rc, ans, out, _ = dp.ctl("send", "still fine")
     assert rc == 0, out
     srv.wait_messages(["still fine"])
-    assert srv.messages() == ["still fine"]
+    assert srv.messages() == ["flush", "still fine"]
 
 
 def test_control_pipelined_requests_beyond_the_line_limit(dp):
@@ -816,12 +819,32 @@ def test_wstetherctl_exit_codes(dp):
     dp.start(dp.config(srv.url()))
     rc, ans, _, _ = dp.ctl("status")
     assert rc == 0 and ans["ok"] is True
-    rc, ans, out, _ = dp.ctl("frobnicate")
-    assert rc == 1 and ans["ok"] is False, out
+    # an unknown command is a usage error, with or without a daemon
+    for sock in (None, dp.dir / "nobody.ctl"):
+        rc, ans, out, err = dp.ctl("stauts", sock=sock)
+        assert rc == 64 and ans is None, (rc, out, err)
+        assert "unknown command 'stauts'" in err and "--help" in err, err
+    # what reconnect takes
+    rc, ans, out, _ = dp.ctl("reconnect", "--bogus")
+    assert rc == 1 and ans == {"ok": False, "error": "usage: reconnect [--now]"}, out
     rc, ans, out, _ = dp.ctl("close", "1005")
     assert rc == 1 and ans["ok"] is False, out
     rc, ans, out, err = dp.ctl("status", sock=dp.dir / "nobody.ctl")
     assert rc == 69 and ans is None and err, (out, err)
+    assert "No such file or directory (is wstether running?" in err, err
+    # a socket we may not open says so, not "is wstether running"
+    mode = dp.ctl_sock.stat().st_mode & 0o777
+    os.chmod(dp.ctl_sock, 0)
+    try:
+        wrap = (["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+                if os.geteuid() == 0 else [])
+        p = subprocess.run([*wrap, str(wstetherctl_path()), "-s", str(dp.ctl_sock), "status"],
+                           capture_output=True, text=True, timeout=10)
+    finally:
+        os.chmod(dp.ctl_sock, mode)
+    assert p.returncode == 69, p
+    assert "Permission denied (run as root, or as a member of the socket's group)" in p.stderr
+    assert "is wstether running" not in p.stderr, p.stderr
     stale = dp.dir / "stale.ctl"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(str(stale))
@@ -844,8 +867,8 @@ def test_status_json_has_the_contract_keys(dp):
     assert st["ok"] is True and st["state"] == "connected"
     assert st["url"] == srv.url()
     assert isinstance(st["connected_since"], str) and st["connected_since"].endswith("Z")
-    for k in ("attempts", "reconnects", "sent", "received"):
-        assert isinstance(st[k], int) and st[k] >= 0, (k, st)
+    # the server was up before the daemon: one attempt, and nothing has moved yet
+    assert (st["attempts"], st["reconnects"], st["sent"], st["received"]) == (1, 0, 0, 0), st
     assert st["next_retry_ms"] is None
     assert {"messages", "bytes", "dropped"} <= set(st["queue"]), st["queue"]
     assert "cert_not_after" in st["tls"], st["tls"]
@@ -886,8 +909,8 @@ def test_drop_oldest_keeps_the_newest(dp):
     d.wait_stderr("dropped the oldest")
     srv.start()
     srv.wait_messages([f"m{i}" for i in range(3, 8)])
-    time.sleep(0.2)
-    assert srv.messages() == [f"m{i}" for i in range(3, 8)]
+    dp.flush(srv)
+    assert srv.messages() == [f"m{i}" for i in range(3, 8)] + ["flush"]
     st = dp.wait_queue(0)
     assert st["queue"]["dropped"] == 3
 
@@ -909,8 +932,8 @@ def test_drop_oldest_with_a_spool_survives_kill9(dp):
     dp.start(conf)
     srv.wait_messages([f"s{i}" for i in range(3, 8)])
     dp.wait_queue(0)
-    time.sleep(0.2)
-    assert srv.messages() == [f"s{i}" for i in range(3, 8)]
+    dp.flush(srv)
+    assert srv.messages() == [f"s{i}" for i in range(3, 8)] + ["flush"]
 
 
 def test_reject_refuses_and_holds_senders_back(dp):
@@ -924,6 +947,7 @@ def test_reject_refuses_and_holds_senders_back(dp):
     c = dp.client()
     dp.wait_clients(1)
     c.send_lines(["b0", "b1", "b2"])     # held back: not read while full
+    # a bridge client is read within one loop turn (ms) of its write: 0.5 s is ample
     time.sleep(0.5)
     st = dp.status()
     assert st["queue"]["messages"] == 5 and st["queue"]["dropped"] == 0, st
@@ -932,8 +956,8 @@ def test_reject_refuses_and_holds_senders_back(dp):
     srv.start()
     expected = [f"m{i}" for i in range(5)] + ["b0", "b1", "b2"]
     srv.wait_messages(expected)
-    time.sleep(0.2)
-    assert srv.messages() == expected
+    dp.flush(srv)
+    assert srv.messages() == expected + ["flush"]
     dp.wait_queue(0)
 
 

@@ -32,6 +32,7 @@ def expected_files():
         f"{p}/bin/wstether",
         f"{p}/lib/systemd/system/wstether.service",
         f"{p}/lib/systemd/system/wstether@.service",
+        f"{p}/lib/systemd/catalog/wstether.catalog",
         f"{p}/share/man/man8/wstether.8",
         f"{p}/share/man/man5/wstether.conf.5",
         f"{p}/share/doc/wstether/examples/wstether.conf",
@@ -121,9 +122,11 @@ def test_bash_completion(inst):
     # options come before the command, and their values are skipped
     assert complete(ctl, ["wstetherctl", "-s", "/run/x.ctl", "me"]) == ["metrics"]
     assert complete(ctl, ["wstetherctl", "--socket", "=", "/run/x.ctl", "wa"]) == ["watch"]
-    assert complete(ctl, ["wstetherctl", "--"]) == ["--socket", "--help"]
+    assert complete(ctl, ["wstetherctl", "--"]) == ["--instance", "--socket", "--help"]
+    assert complete(ctl, ["wstetherctl", "-i", "backend", "me"]) == ["metrics"]
     assert complete(ctl, ["wstetherctl", "reconnect", ""]) == ["--now"]
-    assert complete(ctl, ["wstetherctl", "status", ""]) == []
+    assert complete(ctl, ["wstetherctl", "status", ""]) == ["--human", "--json"]
+    assert complete(ctl, ["wstetherctl", "metrics", ""]) == []
     assert complete(wst, ["wstether", "--log-level", "n"]) == ["notice"]
     assert "--check" in complete(wst, ["wstether", "--"])
     example = inst.root / "share" / "doc" / "wstether" / "examples" / "wstether.conf"
@@ -141,9 +144,9 @@ def test_man_pages(inst):
         assert text.startswith(".") or text.startswith("'\\\""), f"{path}: not roff"
         assert re.search(r"^\.TH \"?" + re.escape(name.upper()) + r"\b", text, re.M | re.I), \
             f"{path}: no .TH header for {name}"
-    if shutil.which("man"):
-        for section, page in (("8", "wstether"), ("5", "wstether.conf")):
-            r = subprocess.run(["man", "--where", f"{page}({section})"],
-                               env=dict(os.environ, MANPATH=str(man)),
-                               capture_output=True, text=True, timeout=20)
-            assert r.returncode == 0 and r.stdout.startswith(str(man)), (page, r)
+    assert shutil.which("man"), "man is missing (scripts/setup installs man-db)"
+    for section, page in (("8", "wstether"), ("5", "wstether.conf")):
+        r = subprocess.run(["man", "--where", f"{page}({section})"],
+                           env=dict(os.environ, MANPATH=str(man)),
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0 and r.stdout.startswith(str(man)), (page, r)

@@ -10,15 +10,24 @@ private mount namespace (root only).
 """
 
 import os
+import pathlib
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
 from conftest import fast_backoff, link_config, wait_until
+from peers.notify_listener import NotifyListener
 from peers.systemd_fake_journal import FakeJournal, run_under_journal
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers"))
+from resil_server import RawWsServer  # noqa: E402
+
+CATALOG = pathlib.Path(__file__).resolve().parents[2] / "systemd" / "wstether.catalog"
 
 LEVELS = ["error", "warning", "notice", "info", "debug"]
 PRIORITY = {"error": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7}
@@ -33,9 +42,32 @@ def _plain_env(monkeypatch):
 
 
 @pytest.fixture
-def start(daemon):
-    """Factory: start(*args) -> Daemon running `wstether *args` (no --stdio added)."""
-    return lambda *args: daemon(*args, stdio=False)
+def start(daemon, monkeypatch):
+    """Factory: start(*args) -> Daemon running `wstether *args` (no --stdio added).
+
+    The daemon's d.notify is a NOTIFY_SOCKET listener: its STATUS= follows the
+    link at every log level, so a test can wait on the link whatever it logs.
+    """
+    with NotifyListener() as nl:
+        monkeypatch.setenv("NOTIFY_SOCKET", nl.address)
+
+        def run(*args):
+            d = daemon(*args, stdio=False)
+            d.notify = nl
+            return d
+        yield run
+
+
+def wait_status(d, prefix, count=1, since=0.0):
+    """Wait for count STATUS= notifications starting with prefix ("connected to",
+    "reconnecting in")."""
+    d.notify.wait_for(lambda m: m.fields.get("STATUS", "").startswith(prefix), timeout=10,
+                      count=count, since=since, pid=d.proc.pid, what=f"STATUS={prefix}...")
+
+
+def wait_reloaded(d, count):
+    """Wait until the daemon has finished count reloads (READY=1 after each, and at start)."""
+    d.notify.wait_field("READY", "1", timeout=10, count=count + 1, pid=d.proc.pid)
 
 
 def conf_text(url, extra=""):
@@ -53,18 +85,18 @@ def run_scenario(d, srv, conf):
     """Produce one event at each level: connect (notice), link lost (warning),
     retry (info), connecting (debug), failed reload (error); then SIGTERM."""
     srv.wait_for_event("open", timeout=10)
-    time.sleep(0.2)
+    wait_status(d, "connected to")
+    t_kill = time.monotonic()
     srv.kill()
-    time.sleep(0.5)   # a few refused attempts at 100-300 ms
+    wait_status(d, "reconnecting in", count=2, since=t_kill)   # two refused attempts
     srv.start()
     srv.wait_for_event("open", count=2, timeout=10)
-    time.sleep(0.2)
+    wait_status(d, "connected to", count=2)
     text = conf.read_text()
     conf.write_text(text + "bogus_group = 1;\n")
     d.terminate(signal.SIGHUP)
-    wait_until(lambda: "reload failed" in d.stderr() or not d.running(), 5,
-               what="the failed reload")
-    time.sleep(0.2)
+    wait_reloaded(d, 1)
+    assert "reload failed" in d.stderr(), d.stderr()
     d.terminate(signal.SIGTERM)
     assert d.wait(timeout=10) == 0
     return parse_lines(d.stderr())
@@ -125,10 +157,11 @@ def test_reload_keeps_command_line_level(start, ws_server, write_config):
     srv.wait_for_event("open", timeout=10)
     conf.write_text(conf_text(srv.url("127.0.0.1"), 'log = { level = "debug"; };\n'))
     d.terminate(signal.SIGHUP)
-    time.sleep(0.5)
+    wait_reloaded(d, 1)
+    t_kill = time.monotonic()
     srv.kill()
     wait_until(lambda: "wstether: warning: " in d.stderr(), 10, what="the link-lost warning")
-    time.sleep(0.6)
+    wait_status(d, "reconnecting in", count=2, since=t_kill)   # retries, logged at info
     lines = parse_lines(d.stderr())
     assert {lvl for lvl, _ in lines} <= {"error", "warning"}, lines
 
@@ -216,8 +249,8 @@ def test_journal_fields(journal, wstether, ws_server, write_config, tmp_path):
         assert e.get("SYSLOG_IDENTIFIER") == "wstether", e
         assert e.get("PRIORITY") in {"3", "4", "5", "6"}, e   # info level: no debug
         assert e.get("MESSAGE"), e
-        assert e.get("WSTETHER_EVENT", "connect") in (
-            "connect", "disconnect", "retry", "reload", "connecting"), e
+        assert e.get("WSTETHER_EVENT") in (
+            "connect", "disconnect", "retry", "reload", "connecting", "stop"), e
     # everything went to the journal, nothing to stderr
     assert stderr_path.read_text() == ""
 
@@ -231,6 +264,8 @@ def test_journal_respects_log_level(journal, wstether, ws_server, write_config, 
         srv.kill()
         journal.wait_for(lambda e: e.get("WSTETHER_EVENT") == "disconnect", timeout=10,
                          what="the link-lost warning")
+        # retries come every 100-300 ms (FAST_BACKOFF): 0.5 s holds two, whose
+        # info and debug entries must not reach the journal
         time.sleep(0.5)
         os.kill(pid, signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
@@ -261,3 +296,67 @@ def test_journal_attempt_field_matches_message(journal, wstether, ws_server, wri
         if m and e.get("WSTETHER_ATTEMPT") != m.group(1):
             wrong.append((e.get("WSTETHER_EVENT"), e.get("WSTETHER_ATTEMPT"), e["MESSAGE"]))
     assert not wrong, f"(event, WSTETHER_ATTEMPT, MESSAGE) that disagree: {wrong}"
+
+
+def catalog_ids(tmp_path):
+    """The MESSAGE_IDs journalctl itself reads from systemd/wstether.catalog, in a root of
+    our own (--root: the machine's catalog database is not touched)."""
+    root = tmp_path / "catroot"
+    (root / "usr/lib/systemd/catalog").mkdir(parents=True)
+    shutil.copy(CATALOG, root / "usr/lib/systemd/catalog")
+    subprocess.run(["journalctl", f"--root={root}", "--update-catalog"], check=True,
+                   timeout=30)
+    out = subprocess.run(["journalctl", f"--root={root}", "--list-catalog"], check=True,
+                         capture_output=True, text=True, timeout=30).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def test_journal_entries_alerting_can_use(journal, wstether, write_config, tmp_path,
+                                          stop_at_teardown):
+    """A refused upgrade (failed, http 503), the link up, the server's close (down, 4001,
+    by the server), a SIGTERM (stop, then our own 1001): each entry has its MESSAGE_ID
+    from the catalog, its event, cause, HTTP status and close code."""
+    opened = []
+
+    def after_open(conn):
+        opened.append(conn)
+        return ("close", 4001, "bye") if len(opened) == 1 else "serve"
+
+    srv = stop_at_teardown(RawWsServer())
+    srv.response = (503, {})
+    srv.after_open = after_open
+    url = srv.url()
+    conf = write_config(conf_text(url))
+    ids = catalog_ids(tmp_path)
+    with run_under_journal(wstether, ["--config", conf, "--log-level", "debug"], journal,
+                           tmp_path / "journal-run.stderr") as (proc, pid):
+        failed = journal.wait_for(lambda e: e.get("WSTETHER_LINK") == "failed", timeout=10,
+                                  what="a failed attempt")[0]
+        srv.response = "101"
+        assert failed["WSTETHER_EVENT"] == "disconnect", failed
+        assert failed["MESSAGE_ID"] == "6ac5c82e574440edb969f6a06d6efe29", failed
+        assert failed["WSTETHER_CAUSE"] == "http", failed
+        assert failed["WSTETHER_HTTP_STATUS"] == "503", failed
+        assert failed["WSTETHER_URL"] == url, failed
+        down = journal.wait_for(lambda e: e.get("WSTETHER_LINK") == "down", timeout=15,
+                                what="the link down")[0]
+        assert down["MESSAGE_ID"] == "5c82dc0be7e24f5296f15fdb74a57722", down
+        assert down["WSTETHER_CAUSE"] == "closed", down
+        assert down["WSTETHER_CLOSE_CODE"] == "4001", down
+        assert down["WSTETHER_CLOSE_BY"] == "server", down
+        journal.wait_for(lambda e: e.get("WSTETHER_LINK") == "up", timeout=15, count=2,
+                         what="the link up again")
+        os.kill(pid, signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    entries = journal.snapshot()
+    up = [e for e in entries if e.get("WSTETHER_LINK") == "up"]
+    assert all(e["MESSAGE_ID"] == "c0c1ed73236f4415b31a091c8f2289ec" for e in up), up
+    stop = [e for e in entries if e.get("WSTETHER_EVENT") == "stop"]
+    assert len(stop) == 1 and stop[0]["MESSAGE_ID"] == "5437d0338b9b45449d1ed0616b9e53e7", stop
+    ours = [e for e in entries if e.get("WSTETHER_CLOSE_BY") == "wstether"]
+    assert len(ours) == 1, ours
+    assert ours[0]["WSTETHER_CLOSE_CODE"] == "1001" and ours[0]["WSTETHER_LINK"] == "down", ours
+    assert opened[-1].close_code == 1001
+    for e in entries:
+        assert e.get("WSTETHER_EVENT"), f"an entry without WSTETHER_EVENT: {e}"
+        assert e.get("MESSAGE_ID") in ids, f"MESSAGE_ID not in the catalog: {e}"

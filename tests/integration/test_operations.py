@@ -18,7 +18,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import wait_until, wstetherctl_path
+from conftest import lp_frame, wait_until, wstetherctl_path
 
 EVENT_FRAME = 3
 
@@ -30,8 +30,9 @@ def ctl_metrics(dp):
     return p.stdout.decode()
 
 
-def parse_metrics(text):
-    """{(name, labels tuple): value} from the real parser; every family has HELP and TYPE."""
+def parse_metrics(text, instance="dp"):
+    """{(name, labels tuple): value} from the real parser; every family has HELP and TYPE,
+    every sample the instance label (the config file's base name), left out of the keys."""
     out = {}
     families = list(text_string_to_metric_families(text))
     assert families, text
@@ -40,7 +41,9 @@ def parse_metrics(text):
         assert fam.type in ("counter", "gauge"), f"{fam.name}: TYPE {fam.type}"
         assert fam.name.startswith("wstether_"), fam.name
         for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+            labels = dict(s.labels)
+            assert labels.pop("instance", None) == instance, s
+            out[(s.name, tuple(sorted(labels.items())))] = s.value
     # the parser is lenient: also check every line is a HELP, a TYPE or a sample
     for line in text.splitlines():
         assert line.startswith(("# HELP wstether_", "# TYPE wstether_", "wstether_")), line
@@ -68,7 +71,6 @@ def with_link_keys(path, keys):
 def restart(srv):
     """Stop the server (it closes with 1001) and start it again on the same port."""
     srv.stop()
-    time.sleep(0.3)
     srv.start()
 
 
@@ -105,8 +107,9 @@ def test_metrics_pass_a_real_parser_and_follow_the_link(dp):
     dp.wait_status(lambda s: s["state"] != "connected", what="the link down")
     for i in range(3):
         dp.ctl("send", f"late{i}")
-    time.sleep(1.2)
-    m = parse_metrics(ctl_metrics(dp))
+    m = wait_metrics(dp, lambda m: metric(m, "wstether_queue_oldest_age_seconds") >= 1.0
+                     and metric(m, "wstether_link_failures_total", cause="connect") >= 1,
+                     "a refused attempt and a queue 1 s old")
     assert metric(m, "wstether_link_up") == 0
     assert metric(m, "wstether_link_up_seconds") == 0
     assert metric(m, "wstether_link_failures_total", cause="closed") == 1
@@ -128,7 +131,8 @@ def test_spooled_messages_keep_their_age_across_a_restart(dp):
     conf = dp.config(srv.url(), spool=dp.spool)
     d = dp.start(conf)
     dp.ctl("send", "old")
-    time.sleep(1.5)
+    wait_metrics(dp, lambda m: metric(m, "wstether_queue_oldest_age_seconds") >= 1.5,
+                 "a message 1.5 s old")
     d.proc.kill()
     d.wait()
     dp.start(conf)
@@ -168,7 +172,7 @@ def test_metrics_answer_is_one_json_line_on_the_socket(dp):
     assert buf.count(b"\n") == 1
     ans = json.loads(buf)
     assert ans["ok"] is True
-    assert "# TYPE wstether_link_up gauge\nwstether_link_up 0\n" in ans["metrics"]
+    assert '# TYPE wstether_link_up gauge\nwstether_link_up{instance="dp"} 0\n' in ans["metrics"]
 
 
 # --------------------------------------------------------------------------
@@ -219,7 +223,8 @@ def test_watch_prints_down_and_up_around_a_server_restart(dp):
         assert down["url"] == srv.url()
         assert down["cause"] == "closed" and down["by_request"] is False, down
         assert down["close_code"] == 1001, down
-        assert isinstance(down["retry_in_ms"], int) and down["retry_in_ms"] >= 0, down
+        # dp.config's backoff: jitter 0, max_ms 300
+        assert isinstance(down["retry_in_ms"], int) and 0 < down["retry_in_ms"] <= 300, down
         assert down["next_attempt"].endswith("Z") and "T" in down["next_attempt"], down
         assert down["message"], down
         up, between = w.until("up")
@@ -240,16 +245,14 @@ def test_watch_prints_down_and_up_around_a_server_restart(dp):
 def read_frame(sock, buf, timeout=15):
     """(type, payload) of the next length-prefixed frame; buf is a bytearray kept across calls."""
     deadline = time.monotonic() + timeout
-    while len(buf) < 5 or len(buf) < 5 + struct.unpack(">I", buf[1:5])[0]:
+    while (frame := lp_frame(buf)) is None:
         left = deadline - time.monotonic()
         assert left > 0, f"no complete frame within {timeout} s; have {bytes(buf)!r}"
         sock.settimeout(left)
         chunk = sock.recv(65536)
         assert chunk, "the bridge closed"
         buf += chunk
-    kind, n = struct.unpack(">BI", buf[:5])
-    payload = bytes(buf[5:5 + n])
-    del buf[:5 + n]
+    kind, payload, buf[:] = frame
     return kind, payload
 
 
@@ -354,9 +357,13 @@ def test_hello_string_goes_first_even_with_nothing_queued(dp):
 
 
 def test_unreadable_hello_file_fails_the_attempt_with_a_clear_line(dp):
-    hello = dp.dir / "missing-hello"
+    hello = dp.dir / "hello"
+    hello.write_text("first\n")    # it must exist at start (test_config_check)
     srv = dp.server()
+    srv.kill()
     d = dp.start(with_link_keys(dp.config(srv.url()), f'hello_file = "{hello}";'))
+    hello.unlink()                  # gone later: each attempt fails on it
+    srv.start()
     d.wait_stderr(f"link.hello_file '{hello}': cannot read it: No such file or directory")
     st = dp.status()
     assert st["state"] != "connected" and "link.hello_file" in st["last_error"], st
@@ -385,11 +392,10 @@ def test_exec_handler_with_events_reads_event_frames_on_its_stdin(dp):
                    what="the link back")
 
     def frames():
-        buf, got = bytearray(out.read_bytes()), []
-        while len(buf) >= 5 and len(buf) >= 5 + struct.unpack(">I", buf[1:5])[0]:
-            kind, n = struct.unpack(">BI", buf[:5])
-            got.append((kind, json.loads(bytes(buf[5:5 + n]))["event"]))
-            del buf[:5 + n]
+        buf, got = out.read_bytes(), []
+        while frame := lp_frame(buf):
+            kind, payload, buf = frame
+            got.append((kind, json.loads(payload)["event"]))
         return got if got and got[-1] == (EVENT_FRAME, "up") and len(got) >= 3 else None
     got = wait_until(frames, 10, what=f"up, down, up on the handler's stdin: {out.read_bytes()!r}")
     assert got[0] == (EVENT_FRAME, "up") and got[1] == (EVENT_FRAME, "down"), got

@@ -18,12 +18,15 @@ Root only (unshare, mounts, dpkg); skipped otherwise.
 """
 
 import hashlib
+import io
 import itertools
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
+import tarfile
 
 import pytest
 
@@ -240,7 +243,23 @@ def test_package_metadata_and_contents(deb):
               "/usr/share/bash-completion/completions/wstether",
               "/usr/share/bash-completion/completions/wstetherctl"):
         assert f in files, f"{f} not in the package: {sorted(files)}"
-    assert not [f for f in files if f.startswith("/etc/")], "the package ships files in /etc"
+    # /etc/wstether is the operator's, but for a README (a conffile) on adding an instance
+    assert [f for f in files if f.startswith("/etc/")] == ["/etc/wstether/README"], files
+    conffiles = subprocess.run(["dpkg-deb", "--info", deb, "conffiles"], capture_output=True,
+                               text=True, check=True, timeout=30).stdout.split()
+    assert conffiles == ["/etc/wstether/README"], conffiles
+    readme = subprocess.run(["dpkg-deb", "--fsys-tarfile", deb], capture_output=True,
+                            check=True, timeout=60).stdout
+    with tarfile.open(fileobj=io.BytesIO(readme)) as tar:
+        text = tar.extractfile("./etc/wstether/README").read().decode()
+    for step in ("/etc/wstether/NAME.conf", "wstether --check -c /etc/wstether/NAME.conf",
+                 "systemctl enable --now wstether@NAME"):
+        assert step in text, text
+    # the maintainer is the copyright holder of debian/copyright, with an address
+    holder = re.search(r"^Files: \*\nCopyright: \d{4} (.+)$",
+                       (REPO / "debian" / "copyright").read_text(), re.M).group(1)
+    assert re.fullmatch(re.escape(holder) + r" <[^<>@\s]+@[^<>@\s]+>",
+                        deb_field(deb, "Maintainer")), deb_field(deb, "Maintainer")
 
 
 def test_install_enables_and_starts_nothing(installed):
@@ -259,6 +278,8 @@ def test_install_enables_and_starts_nothing(installed):
     r = ns.run("wstether", "--check", "--config",
                "/usr/share/doc/wstether/examples/wstether.conf")
     assert r.returncode == 0, r.stderr
+    # /etc/wstether is there with its README before any instance is added
+    assert ns.run("ls", "-A", "/etc/wstether", check=True).stdout.split() == ["README"]
 
 
 def test_demo_link_comes_up(installed):

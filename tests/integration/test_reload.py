@@ -4,9 +4,13 @@ The daemon runs with --stdio and a config file; the test rewrites the file and
 sends SIGHUP. An invalid file is reported with FILE:LINE and changes nothing:
 the link stays on the old server. A valid file with a new URL moves the link.
 Link settings that did not change do not reconnect. Lines written around
-reloads all arrive. Ten SIGHUPs in a row are harmless.
+reloads all arrive. Ten SIGHUPs in a row are harmless. Whatever the path
+holds at a reload (a directory, a FIFO, 1 GiB, binary bytes, a file the
+daemon may not read, one replaced while it is read), the daemon keeps
+running and logs one line naming the file; a FIFO never blocks the loop.
 """
 
+import os
 import re
 import signal
 import threading
@@ -21,6 +25,12 @@ def hup(d, times=1):
         d.terminate(signal.SIGHUP)
 
 
+def reloads(d):
+    """Reloads done so far, taken or refused."""
+    err = d.stderr()
+    return err.count("configuration reloaded") + err.count("reload failed")
+
+
 @pytest.fixture
 def linked(daemon, ws_server, write_config, monkeypatch):
     """A daemon --stdio on server A (echo), with a second server B ready."""
@@ -29,7 +39,10 @@ def linked(daemon, ws_server, write_config, monkeypatch):
     a = ws_server(name="a")
     b = ws_server(name="b")
     conf = write_config(link_config(a.url("127.0.0.1")))
-    d = daemon("--config", conf)
+    # as root, without the capabilities that read any file: so "unreadable" is
+    wrap = (["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+            if os.geteuid() == 0 else [])
+    d = daemon("--config", conf, wrap=wrap)
     echo_roundtrip(d, ["hello a"])
     a.wait_for_event("open")
 
@@ -55,6 +68,14 @@ BROKEN = {
                         'tls = {{\n  ca_file = "/nonexistent/ca.crt";\n}};\n',
                         "/nonexistent/ca.crt", str),
     "file-removed": (None, "{conf}", "No such file"),
+    # what the path holds, not what the file says
+    "directory": (lambda conf: (conf.unlink(), conf.mkdir()), "{conf}", "is a directory"),
+    "fifo": (lambda conf: (conf.unlink(), os.mkfifo(conf)), "{conf}", "FIFO"),
+    "one-gib": (lambda conf: os.truncate(conf, 1 << 30), "{conf}", "is 1073741824 bytes"),
+    "nul-bytes": (lambda conf: conf.write_bytes(os.urandom(4096) + b"\0"), "{conf}", "NUL byte"),
+    "binary": (lambda conf: conf.write_bytes(b"\xff\xfe\x01 \x80{{(\x7f\n\xc3\x28"), "{conf}:1",
+               "syntax error"),
+    "unreadable": (lambda conf: conf.chmod(0), "{conf}", "Permission denied"),
 }
 
 
@@ -66,6 +87,8 @@ def test_broken_config_keeps_the_link(linked, kind):
         words = str(conf)
     if text is None:
         conf.unlink()
+    elif callable(text):
+        text(conf)
     else:
         # pointing at B: if the daemon took any of it, it would move there
         conf.write_text(text.format(url=b.url("127.0.0.1"),
@@ -88,11 +111,52 @@ def test_broken_config_keeps_the_link(linked, kind):
     assert d.running()
 
     # fixing the file and reloading again works as usual
+    if conf.is_dir():
+        conf.rmdir()
+    elif conf.exists():
+        conf.unlink()
     conf.write_text(link_config(b.url("127.0.0.1")))
     hup(d)
     b.wait_for_event("open", timeout=10)
     echo_roundtrip(d, ["after fixed reload"])
     assert "after fixed reload" in b.messages()
+
+
+def test_file_replaced_while_it_is_read(linked):
+    """Reloads while another process swaps, truncates and removes the file:
+    every reload ends in one line, and the daemon and its link stay."""
+    a, conf, d = linked.a, linked.conf, linked.d
+    good = link_config(a.url("127.0.0.1"), 'log = { level = "info"; };\n' + "# pad\n" * 20000)
+    stop = threading.Event()
+
+    def churn():
+        tmp = conf.with_suffix(".new")
+        while not stop.is_set():
+            tmp.write_text(good)
+            os.replace(tmp, conf)            # the daemon may hold the old one open
+            with open(conf, "r+") as f:      # shrinks under a reader
+                f.truncate(len(good) // 2)
+            conf.unlink(missing_ok=True)     # gone between open and read
+    t = threading.Thread(target=churn, daemon=True)
+    t.start()
+    try:
+        for _ in range(100):
+            hup(d)
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        t.join(timeout=10)
+    conf.write_text(link_config(a.url("127.0.0.1")))
+    hup(d)
+    wait_until(lambda: d.stderr().count("configuration reloaded") +
+               d.stderr().count("reload failed") >= 2, 10, what="reloads logged")
+    echo_roundtrip(d, ["after churn"])
+    assert d.running()
+    assert len(a.events("open")) == 1 and not a.events("close"), a.events()
+    # each reload logged in one line: nothing else is an error
+    other = [l for l in d.stderr().splitlines()
+             if l.startswith("wstether: error") and "reload failed" not in l]
+    assert not other, other
 
 
 def test_new_url_moves_the_link(linked):
@@ -106,6 +170,8 @@ def test_new_url_moves_the_link(linked):
                what="'configuration reloaded' on stderr")
     echo_roundtrip(d, ["via b"])
     assert "via b" in b.messages() and "via b" not in a.messages()
+    # a reconnect the reload set off comes at once, a retry within backoff.max_ms
+    # (400 ms): 0.5 s would show either
     time.sleep(0.5)
     assert len(a.events("open")) == 1 and len(b.events("open")) == 1
     assert d.running()
@@ -119,6 +185,8 @@ def test_unchanged_link_settings_do_not_reconnect(linked):
     wait_until(lambda: "configuration reloaded" in d.stderr(), 5,
                what="'configuration reloaded' on stderr")
     echo_roundtrip(d, ["same link"])
+    # a reconnect the reload set off comes at once, a retry within backoff.max_ms
+    # (400 ms): 0.5 s would show either
     time.sleep(0.5)
     assert len(a.events("open")) == 1 and not a.events("close"), a.events()
 
@@ -139,6 +207,8 @@ def test_ten_sighups_in_a_row(linked):
     wait_until(lambda: "configuration reloaded" in d.stderr(), 5,
                what="'configuration reloaded' on stderr")
     echo_roundtrip(d, ["after ten"])
+    # a reconnect the reload set off comes at once, a retry within backoff.max_ms
+    # (400 ms): 0.5 s would show either
     time.sleep(0.5)
     assert d.running()
     assert len(a.events("open")) == 1 and not a.events("close"), a.events()
@@ -157,6 +227,8 @@ def test_ten_sighups_in_a_row(linked):
     hup(d, 10)
     b.wait_for_event("open", timeout=10)
     echo_roundtrip(d, ["after ten moves"])
+    # a second move would come at once, a retry within backoff.max_ms (400 ms):
+    # 0.8 s would show either
     time.sleep(0.8)
     assert len(b.events("open")) == 1, b.events()
     assert d.running()
@@ -174,7 +246,7 @@ def test_queue_survives_reload(linked, change):
             if stop.is_set():
                 return
             d.send_lines(lines[i:i + 20])
-            time.sleep(0.01)
+            time.sleep(0.01)   # the load's pace, spread over the reloads; not a wait
 
     if change == "move":
         conf.write_text(link_config(b.url("127.0.0.1")))
@@ -183,9 +255,9 @@ def test_queue_survives_reload(linked, change):
     t = threading.Thread(target=writer, daemon=True)
     t.start()
     try:
-        for _ in range(5):
-            time.sleep(0.05)
+        for i in range(5):
             hup(d)
+            wait_until(lambda: reloads(d) > i, 10, what=f"reload {i + 1} done")
     finally:
         t.join(timeout=20)
         stop.set()

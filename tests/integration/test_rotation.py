@@ -107,7 +107,14 @@ class Stream:
             self.stall = max(self.stall, time.monotonic() - t0)
             self.sent += self.batch
             t_next += self.batch / self.per_s
-            time.sleep(max(0.0, t_next - time.monotonic()))
+            time.sleep(max(0.0, t_next - time.monotonic()))   # the load's pace, not a wait
+
+    def wait_flowing(self, server, timeout=10):
+        """Wait until a line written after this call reaches server: the stream
+        flows through the link that is up now."""
+        mark = f"m-{self.sent + self.batch:07d}"
+        wait_until(lambda: any(m["data"] == mark for m in server.messages()), timeout,
+                   interval=0.05, what=f"{mark} at the server")
 
     def finish(self):
         self.stop_flag = True
@@ -133,20 +140,22 @@ def wait_delivered(server, expected, timeout=30):
 def test_100_rotations_under_a_10k_msg_s_stream_lose_nothing(world, report):
     w = world.start()
     stream = Stream(w.bridge)
-    time.sleep(0.5)
+    stream.wait_flowing(w.server)
     t_from = time.monotonic()
     took = []
     for i in range(100):
         t0 = time.monotonic()
         # one at a time: the last one's old link may still be finishing
-        while (r := w.ctl("reconnect"))[0] != 0:
-            assert r[1]["error"] == "a rotation is under way", r
-            time.sleep(0.005)
+        def reconnect():
+            r = w.ctl("reconnect")
+            assert r[0] == 0 or r[1]["error"] == "a rotation is under way", r
+            return r[0] == 0
+        wait_until(reconnect, 10, interval=0.005, what="wstetherctl reconnect taken")
         wait_until(lambda: w.status().get("rotations") == i + 1, 10,
                    interval=0.01, what=f"rotation {i + 1}; {w.d.stderr_tail()}")
         took.append(time.monotonic() - t0)
     t_to = time.monotonic()
-    time.sleep(0.3)
+    stream.wait_flowing(w.server)
     expected = stream.finish()
     wait_delivered(w.server, expected)
     lost, dups, gap = delivery_figures(w.server.messages(), expected, t_from, t_to)
@@ -172,7 +181,7 @@ def test_server_closing_with_1012_mid_stream_loses_nothing(world, report):
     wait_until(lambda: len(w.server.events("open")) >= 2, 10, what="the replacement link")
     wait_until(lambda: w.status()["state"] == "connected" and
                len(w.server.events("close")) >= 1, 10, what="old link closed")
-    time.sleep(0.5)
+    stream.wait_flowing(w.server)
     expected = stream.finish()
     wait_delivered(w.server, expected)
     lost, dups, gap = delivery_figures(w.server.messages(), expected, 0, float("inf"))
@@ -190,13 +199,13 @@ def test_server_closing_with_1012_mid_stream_loses_nothing(world, report):
 def test_a_server_that_refuses_a_second_link_is_rotated_the_old_way(world):
     w = world.start("--refuse-second")
     stream = Stream(w.bridge, per_s=2000)
-    time.sleep(0.3)
+    stream.wait_flowing(w.server)
     rc, ans = w.ctl("reconnect")
     assert rc == 0, ans
     w.d.wait_stderr("could not open a second link", timeout=10)
     wait_until(lambda: len(w.server.events("open")) >= 2 and
                w.status()["state"] == "connected", 10, what="reconnected")
-    time.sleep(0.3)
+    stream.wait_flowing(w.server)
     expected = stream.finish()
     wait_delivered(w.server, expected)
     assert "HTTP 503" in w.d.stderr(), w.d.stderr_tail()

@@ -135,10 +135,12 @@ def test_reconnects_after_server_restart(ws_server, pki, wss_config, daemon):
     d = daemon("--config", wss_config(srv))
     echo_roundtrip(d, ["before restart"])
     srv.kill()
-    time.sleep(0.2)
+    d.wait_stderr("reconnecting to")   # the daemon saw the link go
     outage = [f"during outage {i}" for i in range(10)]
     d.send_lines(outage)
-    time.sleep(1.0)
+    d.wait_written()
+    # an attempt fails with the lines queued
+    d.wait_stderr("reconnecting to", count=d.stderr().lower().count("reconnecting to") + 1)
     srv.start()  # same port, same log
     msgs = srv.wait_for_messages(outage, timeout=20)
     assert_all_delivered_in_order(msgs, outage)
@@ -167,7 +169,6 @@ def assert_retries_sends_nothing_and_sigterm_exits_0(srv, d, needle):
     # It keeps retrying (a lost link never ends the daemon): the failure is
     # reported again by a later attempt (at the default log level, info).
     d.wait_stderr(needle, timeout=10, count=2)
-    time.sleep(0.5)
     assert d.running(), f"daemon exited ({d.proc.poll()}) on a failed link:\n{d.stderr_tail()}"
     assert srv.events("message") == [], "data reached a server that failed verification"
     assert srv.events("open") == [], "a WebSocket session opened despite failed verification"

@@ -11,8 +11,12 @@ shared).
 
 Checked: `systemctl start` returns once READY=1 arrives, with no server up;
 StatusText follows the link through a server restart; the journal carries the
-WSTETHER_* fields; `systemctl reload` with a broken config keeps the unit
-active on the old config, and a fixed one moves it; the sandbox really
+WSTETHER_* fields; `systemctl reload` with a broken config fails (ExecReload
+runs --check first) and keeps the unit active on the old config, and a fixed
+one moves it; control.socket defaults to /run/wstether/demo/wstether.ctl and
+`wstetherctl -i demo` finds it; the metrics timer of wstetherctl(1), copied
+from the man page, writes the .prom file and leaves no .tmp when the daemon
+is down; bash completion offers the instance names of /etc/wstether; the sandbox really
 applies; the online security score is the offline one; a watchdog stall
 (SIGSTOP) restarts the unit; `systemctl stop` closes the link with 1001.
 
@@ -28,7 +32,7 @@ import time
 
 import pytest
 
-from conftest import WsServer, wait_until
+from conftest import REPO, WsServer, wait_until
 from peers.systemd_build import build_and_install
 from peers.systemd_ns import SystemdNamespace
 
@@ -205,6 +209,17 @@ def test_status_follows_server_restart(unit):
     assert unit.show("ActiveState")["ActiveState"] == "active"
 
 
+def test_metrics_instance_label_is_the_template_instance(unit):
+    """Under wstether@demo the instance label is demo, what the unit's %i is."""
+    ctl = "/run/wstether/demo/c.ctl"
+    unit.start(unit.a, f'control = {{ socket = "{ctl}"; }};\n')
+    unit.wait_connected(unit.a)
+    r = unit.ns.run(f"{PREFIX}/bin/wstetherctl", "-s", ctl, "metrics", check=True)
+    samples = [l for l in r.stdout.splitlines() if l and not l.startswith("#")]
+    assert samples and all('{instance="demo"' in l for l in samples), r.stdout
+    assert 'wstether_link_up{instance="demo"} 1' in samples, r.stdout
+
+
 def test_journal_fields(unit):
     a = unit.a
     unit.start(a)
@@ -237,6 +252,12 @@ def test_journal_fields(unit):
                   "SYSLOG_IDENTIFIER=wstether", "PRIORITY="):
         assert field in verbose, f"{field} not in journalctl -o verbose:\n{verbose}"
     (unit.workdir / "journal-sample.txt").write_text(verbose)
+    # what an alert selects on: the server's restart is a "down" with its MESSAGE_ID
+    down = unit.ns.journal("-u", UNIT, "-o", "verbose", f"_SYSTEMD_INVOCATION_ID={inv}",
+                           "MESSAGE_ID=5c82dc0be7e24f5296f15fdb74a57722")
+    for field in ("WSTETHER_EVENT=disconnect", "WSTETHER_LINK=down", "WSTETHER_CAUSE=closed",
+                  "WSTETHER_CLOSE_CODE=1001", "WSTETHER_CLOSE_BY=server"):
+        assert field in down, f"{field} not in the entry by MESSAGE_ID:\n{down}"
 
 
 def test_reload_broken_then_fixed(unit):
@@ -248,18 +269,20 @@ def test_reload_broken_then_fixed(unit):
     closes_a = len(a.events("close"))
     inv = unit.show("InvocationID")["InvocationID"]
 
-    # broken: line 3 is a syntax error; the rest would move the link to B
+    # broken: line 3 is a syntax error; the rest would move the link to B.
+    # ExecReload's --check fails the reload, as ssh.service's sshd -t does.
     unit.write_conf(f'link = {{\n  url = "{b.url("127.0.0.1")}";\n  connect_timeout_s = ;\n}};\n')
     r = unit.ns.systemctl("reload", UNIT)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode != 0, f"systemctl reload succeeded with a broken config: {r.stdout}"
 
-    def failed():
-        return [e for e in unit.entries(inv) if e.get("WSTETHER_EVENT") == "reload"
-                and "reload failed" in e.get("MESSAGE", "")]
-    err = wait_until(failed, 10, what="the failed reload in the journal")[0]
-    assert err["MESSAGE"].startswith(
-        f"reload failed, keeping the running configuration: {CONF}:3: "), err
-    assert err["PRIORITY"] == "3"
+    def check_error():
+        return [e for e in unit.entries(inv) if e.get("MESSAGE", "").startswith(f"{CONF}:3: ")]
+    err = wait_until(check_error, 10, what="--check's error in the unit's journal")[0]
+    assert "syntax error" in err["MESSAGE"], err
+    # the daemon was never signalled: nothing for it to refuse
+    assert not [e for e in unit.entries(inv) if "reload failed" in e.get("MESSAGE", "")]
+    # a reload applied anyway would move the link in the turn that logged it: 0.5 s
+    # lets A and B log such a close and open
     time.sleep(0.5)
     props = unit.show("ActiveState", "SubState", "MainPID", "StatusText")
     assert (props["ActiveState"], props["SubState"]) == ("active", "running"), props
@@ -277,6 +300,124 @@ def test_reload_broken_then_fixed(unit):
     b.wait_for_event("open", count=opens_b + 1, timeout=10)
     props = unit.show("ActiveState", "MainPID")
     assert props == {"ActiveState": "active", "MainPID": pid}, props
+
+
+def ctl(unit, *args):
+    return unit.ns.run(f"{PREFIX}/bin/wstetherctl", *args, timeout=20)
+
+
+def test_template_control_socket_and_instance_option(unit):
+    # demo.conf sets no control.socket: the template unit's default applies
+    unit.start(unit.a)
+    unit.wait_connected(unit.a)
+    r = ctl(unit, "-i", "demo", "status")
+    assert r.returncode == 0, f"{r.stdout}{r.stderr}\n{unit.journal_tail()}"
+    st = json.loads(r.stdout)
+    assert st["ok"] and st["state"] == "connected", st
+    r = unit.ns.run("stat", "-c", "%F %a", "/run/wstether/demo/wstether.ctl", check=True)
+    assert r.stdout.split() == ["socket", "660"], r.stdout
+    # the same socket by path; a name that runs nothing says so
+    r = ctl(unit, "-s", "/run/wstether/demo/wstether.ctl", "status")
+    assert r.returncode == 0, r.stderr
+    r = ctl(unit, "-i", "nosuch", "status")
+    assert r.returncode == 69 and "wstether@nosuch" in r.stderr, r
+    # and an explicit control.socket below the runtime directory, as documented
+    unit.stop()
+    unit.start(unit.a, 'control = { socket = "${RUNTIME_DIRECTORY}/other.ctl"; };\n')
+    unit.wait_connected(unit.a)
+    r = ctl(unit, "-s", "/run/wstether/demo/other.ctl", "status")
+    assert r.returncode == 0, f"{r.stderr}\n{unit.journal_tail()}"
+
+
+def man_example_units():
+    """The unit files of wstetherctl(1)'s metrics example, as an operator copies them."""
+    text = (REPO / "man" / "wstetherctl.1.scd").read_text()
+    block = text.split("Metrics for node_exporter", 1)[1].split("```")[1]
+    # scdoc renders "\\" as "\", which roff then takes as a line continuation
+    assert "\\" not in block, "the example must not rely on backslashes"
+    units = {}
+    for part in block.split("# /etc/systemd/system/")[1:]:
+        name, body = part.split("\n", 1)
+        units[name.strip()] = body.strip() + "\n"
+    assert set(units) == {"wstether-metrics@.service", "wstether-metrics@.timer"}, units
+    return units
+
+
+def test_metrics_timer_example_works_when_copied(unit):
+    ns = unit.ns
+    textdir = "/var/lib/prometheus/node-exporter"
+    prom, tmp = f"{textdir}/wstether-demo.prom", f"{textdir}/wstether-demo.prom.tmp"
+    for name, body in man_example_units().items():
+        ns.write_file(f"/etc/systemd/system/{name}", body)
+    ns.run("mkdir", "-p", textdir, check=True)
+    ns.run("rm", "-f", prom, tmp, check=True)
+    ns.systemctl("daemon-reload", check=True)
+    try:
+        unit.start(unit.a)
+        unit.wait_connected(unit.a)
+        r = ns.systemctl("enable", "--now", "wstether-metrics@demo.timer")
+        assert r.returncode == 0, r.stderr
+
+        def written():
+            return ns.run("cat", prom).stdout
+        text = wait_until(written, 20, what=f"{prom} written by the timer")
+        assert 'wstether_link_up{instance="demo"} 1' in text, text
+        assert ns.run("test", "-e", tmp).returncode != 0, "a .tmp was left behind"
+
+        # the daemon gone: the service fails, the old file stays, no .tmp
+        ns.systemctl("stop", "wstether-metrics@demo.timer")
+        unit.stop()
+        r = ns.systemctl("start", "wstether-metrics@demo.service")
+        assert r.returncode != 0
+        props = ns.show("wstether-metrics@demo.service", "Result", "ExecMainStatus")
+        assert props["Result"] == "exit-code", props
+        assert ns.run("cat", prom).stdout == text
+        assert ns.run("test", "-e", tmp).returncode != 0, "a failed run left a .tmp behind"
+    finally:
+        ns.systemctl("disable", "--now", "wstether-metrics@demo.timer")
+        ns.systemctl("reset-failed", "wstether-metrics@demo.service")
+
+
+def test_completion_offers_instance_names(unit):
+    ns = unit.ns
+    for name in ("alpha", "beta"):
+        ns.write_file(f"/etc/wstether/{name}.conf", 'link = { url = "ws://127.0.0.1:9/"; };\n')
+    ns.run("mkdir", "-p", "/etc/wstether/dir.conf", check=True)   # not a file
+    try:
+        script = f"{PREFIX}/share/bash-completion/completions/wstetherctl"
+        r = ns.run("bash", "-c", 'source "$1"; COMP_WORDS=(wstetherctl -i "$2"); COMP_CWORD=2; '
+                   '_wstetherctl; printf "%s\\n" "${COMPREPLY[@]}"', "bash", script, "",
+                   check=True)
+        names = set(r.stdout.split())
+        assert {"alpha", "beta"} <= names, names
+        assert "dir" not in names and not [n for n in names if "/" in n or ".conf" in n], names
+        r = ns.run("bash", "-c", 'source "$1"; COMP_WORDS=(wstetherctl --instance "$2"); '
+                   'COMP_CWORD=2; _wstetherctl; printf "%s\\n" "${COMPREPLY[@]}"', "bash",
+                   script, "al", check=True)
+        assert r.stdout.split() == ["alpha"], r.stdout
+        # and in a terminal, as an operator presses Tab
+        tmux = ["tmux", "-L", "wstether-test"]
+        ns.run(*tmux, "new-session", "-d", "-x", "160", "-y", "20", "bash --norc --noprofile",
+               check=True)
+        try:
+            ns.run(*tmux, "send-keys", f"source {script}; PS1='$ '", "Enter", check=True)
+            ns.run(*tmux, "send-keys", "wstetherctl -i al", "Tab", check=True)
+
+            pane = [""]
+
+            def completed():
+                pane[0] = ns.run(*tmux, "capture-pane", "-p", check=True).stdout
+                # capture-pane drops the trailing space the completion adds
+                return "$ wstetherctl -i alpha" in pane[0].splitlines()
+            try:
+                wait_until(completed, 10, what="Tab completing 'alpha' in tmux")
+            except AssertionError as e:
+                raise AssertionError(f"{e}; the pane:\n{pane[0]}") from None
+        finally:
+            ns.run(*tmux, "kill-server")
+    finally:
+        ns.run("rm", "-rf", "/etc/wstether/alpha.conf", "/etc/wstether/beta.conf",
+               "/etc/wstether/dir.conf")
 
 
 def test_security_online_agrees_with_offline(unit):
@@ -305,7 +446,8 @@ def test_watchdog_stall_restarts(unit):
     props = unit.show("MainPID", "NRestarts", "WatchdogUSec")
     assert props["WatchdogUSec"] == "2s", props
     pid, restarts = props["MainPID"], int(props["NRestarts"])
-    # the pings keep it alive past the watchdog timeout
+    # the pings keep it alive past the watchdog timeout: without them systemd would
+    # kill it 2 s after the start, so 3 s would show the restart
     time.sleep(3)
     assert unit.show("MainPID")["MainPID"] == pid, unit.journal_tail()
 
@@ -338,9 +480,21 @@ def test_stop_closes_with_1001(unit):
     assert props["ExecMainStatus"] == "0", props
 
 
-def test_bad_config_at_start_fails_without_restarts(unit):
+BAD_AT_START = {
+    "unknown-key": ('link = {\n  url = "ws://127.0.0.1:1/";\n  bogus = 1;\n};\n', "bogus"),
+    # /run/wstether is read-only in the sandbox: once a bind error and a restart loop
+    "socket-outside-runtime-dir": ('link = { url = "ws://127.0.0.1:1/"; };\ncontrol = {\n'
+                                   '  socket = "/run/wstether/demo.ctl";\n};\n',
+                                   "control.socket '/run/wstether/demo.ctl': cannot create a "
+                                   "socket in /run/wstether"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_AT_START))
+def test_bad_config_at_start_fails_without_restarts(unit, case):
     """Exit 78 (bad config) fails the start and is not restarted."""
-    unit.write_conf('link = {\n  url = "ws://127.0.0.1:1/";\n  bogus = 1;\n};\n')
+    text, words = BAD_AT_START[case]
+    unit.write_conf(text)
     r = unit.ns.systemctl("start", UNIT, timeout=30)
     assert r.returncode != 0, "start succeeded with a broken config"
     time.sleep(3)   # longer than RestartSec=2s
@@ -348,4 +502,4 @@ def test_bad_config_at_start_fails_without_restarts(unit):
     assert props["ActiveState"] == "failed" and props["Result"] == "exit-code", props
     assert props["ExecMainStatus"] == "78" and props["NRestarts"] == "0", props
     journal = unit.ns.journal("-u", UNIT, "-n", "20")
-    assert f"{CONF}:3: " in journal, journal
+    assert f"{CONF}:3: " in journal and words in journal, journal

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import free_port, link_config
+from conftest import free_port, link_config, wait_until
 from peers.notify_listener import NotifyListener
 
 STATUS_CONNECTED = "connected to {url}"
@@ -88,7 +88,9 @@ def test_ready_before_any_server(notify, start):
     assert not any(s.startswith("connected to") for s in statuses), statuses
     assert d.running(), d.stderr_tail()
     # READY=1 is sent once at start; link trouble never sends it again
-    time.sleep(0.5)
+    notify.wait_for(lambda m: RE_RECONNECTING.match(m.fields.get("STATUS", "")), timeout=10,
+                    count=3, what="three STATUS=reconnecting")
+    notify.mark()
     assert len(notify.matching(lambda m: m.fields.get("READY") == "1")) == 1
 
 
@@ -129,6 +131,12 @@ def test_status_follows_connect_kill_reconnect(notify, start, ws_server, write_c
     assert d.running()
 
 
+def stopped(pid):
+    """The process is stopped (SIGSTOP took effect): state T in /proc/pid/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
 def watchdog_pings(notify, pid, since, until):
     return [m.time for m in notify.matching(lambda m: m.fields.get("WATCHDOG") == "1", pid=pid)
             if since <= m.time <= until]
@@ -142,15 +150,14 @@ def test_watchdog_rate(notify, start, watchdog_pid):
     notify.wait_field("READY", "1", timeout=5, pid=d.proc.pid)
     notify.wait_field("WATCHDOG", "1", timeout=3, pid=d.proc.pid)
     t0 = time.monotonic()
-    time.sleep(3.2)
-    t1 = time.monotonic()
-    pings = watchdog_pings(notify, d.proc.pid, t0, t1)
-    # half of WATCHDOG_USEC: one ping every 0.5 s, about 6 in 3.2 s
-    assert 5 <= len(pings) <= 8, f"{len(pings)} WATCHDOG=1 in {t1 - t0:.1f} s: {pings}"
+    pings = [m.time for m in notify.wait_for(lambda m: m.fields.get("WATCHDOG") == "1",
+                                             timeout=10, count=6, pid=d.proc.pid, since=t0,
+                                             what="six WATCHDOG=1")]
+    # half of WATCHDOG_USEC: one ping every 0.5 s, well inside the 1 s the manager
+    # allows, and not a busy loop
     gaps = [b - a for a, b in zip(pings, pings[1:])]
-    # well inside the 1 s the manager allows, and not a busy loop
     assert all(0.25 <= g <= 0.9 for g in gaps), f"WATCHDOG=1 intervals: {gaps}"
-    assert t1 - pings[-1] <= 0.9 and pings[0] - t0 <= 0.9
+    assert pings[0] - t0 <= 0.9, (t0, pings)
     assert d.running()
 
 
@@ -158,7 +165,9 @@ def test_watchdog_for_another_pid_is_not_ours(notify, start):
     """WATCHDOG_PID names another process: sd_watchdog_enabled() says no."""
     d = start("--url", f"ws://127.0.0.1:{free_port()}/", watchdog_usec=1000000, watchdog_pid=1)
     notify.wait_field("READY", "1", timeout=5, pid=d.proc.pid)
+    # a watchdog taken as ours pings every WATCHDOG_USEC/2 = 0.5 s: 1.6 s would hold three
     time.sleep(1.6)
+    notify.mark()
     assert not notify.matching(lambda m: "WATCHDOG" in m.fields), notify.snapshot()
     assert d.running()
 
@@ -166,7 +175,10 @@ def test_watchdog_for_another_pid_is_not_ours(notify, start):
 def test_no_watchdog_without_watchdog_usec(notify, start):
     d = start("--url", f"ws://127.0.0.1:{free_port()}/")
     notify.wait_field("READY", "1", timeout=5, pid=d.proc.pid)
+    # a wrongly armed watchdog pings at its first loop turn (ms after READY=1) and at
+    # the 0.5 s rate of the tests above: 1.2 s would hold two of those
     time.sleep(1.2)
+    notify.mark()
     assert not notify.matching(lambda m: "WATCHDOG" in m.fields), notify.snapshot()
 
 
@@ -175,10 +187,11 @@ def test_stalled_loop_stops_watchdog(notify, start):
     notify.wait_field("WATCHDOG", "1", timeout=5, pid=d.proc.pid)
     d.proc.send_signal(signal.SIGSTOP)
     try:
-        time.sleep(0.3)  # a ping sent just before the stop may still be read
-        t_stop = time.monotonic()
+        wait_until(lambda: stopped(d.proc.pid), 5, what="the daemon stopped (state T)")
+        t_stop = notify.mark()   # pings sent before the stop are read by now
+        # a live loop pings every 0.5 s: 1.7 s would hold three
         time.sleep(1.7)
-        t_cont = time.monotonic()
+        t_cont = notify.mark()
         stalled = watchdog_pings(notify, d.proc.pid, t_stop, t_cont)
     finally:
         d.proc.send_signal(signal.SIGCONT)
@@ -215,7 +228,9 @@ def test_reload_notifications(notify, start, ws_server, write_config, valid):
     else:
         d.wait_stderr("configuration reloaded", timeout=5)
     assert d.running()
-    # the link was not touched: same connection, still connected
+    # the link was not touched: same connection, still connected. A reload that
+    # restarted it would close it in the turn that logged the reload: 0.3 s lets the
+    # server log such a close
     time.sleep(0.3)
     assert len(srv.events("open")) == 1 and not srv.events("close")
 

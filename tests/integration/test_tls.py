@@ -583,9 +583,9 @@ def test_plain_tcp_server_on_a_wss_url(peers, ws_server, tpki, tls_config, daemo
     line = first_failure_line(d, "handshake", f"plain TCP on a wss URL ({kind})")
     assert re.search(r"(does )?not (speak |a )?TLS", line, re.I), line
     assert srv.events("message") == []
-    time.sleep(1.0)
+    # retried, and failed again the same way
+    d.wait_stderr(f"TLS handshake with localhost:{srv.port} failed", count=2, timeout=10)
     assert d.running(), f"daemon exited ({d.proc.poll()}):\n{d.stderr_tail()}"
-    d.wait_stderr("TLS", count=2, timeout=10)  # retried, and failed again the same way
     if kind != "plain-websocket":
         assert len(srv.events("accept")) >= 2, "the daemon did not retry"
         assert srv.events("data")[0]["first"] == "16", "the daemon did not send a ClientHello"
@@ -682,11 +682,19 @@ def test_key_readable_by_others_warns_but_runs(peers, tpki, tls_config, daemon, 
     stop_with_eof(d)
 
 
-def test_key_mode_0600_gives_no_warning(run_wstether, tpki, tls_config, tmp_path):
+def test_key_mode_0600_gives_no_warning(peers, tpki, tls_config, daemon, run_wstether,
+                                        tmp_path):
+    srv = peers.tls(tpki.server, client_ca=tpki.client_ca)
     crt, key = copy_pair(tpki.client_a, tmp_path, mode=0o600)
-    r = run_wstether("--check", "--config", tls_config("wss://localhost:9/", cert_file=crt,
-                                                        key_file=key))
+    conf = tls_config(srv.url(), cert_file=crt, key_file=key)
+    r = run_wstether("--check", "--config", conf)
     assert r.returncode == EXIT_OK and "warning" not in r.stderr, r.stderr
+    # and the daemon presents that pair, still without a warning
+    d = daemon("--config", conf)
+    echo_roundtrip(d, ["key mode 0600"])
+    assert [e["client_serial"] for e in srv.events("open")] == [str(SERIAL_A)]
+    assert "warning" not in d.stderr(), d.stderr()
+    stop_with_eof(d)
 
 
 @pytest.mark.parametrize("which", ["cert_file", "key_file"])
@@ -738,7 +746,9 @@ def test_rotation_to_a_broken_pair_is_reported_retried_and_recovers(
     record("rotation left a mismatched pair (at an attempt)",
            stderr_lines(d, f"{key}: private key does not match")[0])
     srv.start()
-    time.sleep(1.0)
+    # an attempt after the server is back fails the same way, before any connection
+    failed = len(stderr_lines(d, f"{key}: private key does not match"))
+    d.wait_stderr(f"{key}: private key does not match", count=failed + 1, timeout=10)
     assert d.running(), f"daemon exited ({d.proc.poll()}):\n{d.stderr_tail()}"
     assert len(srv.events("open")) == 1, "connected with a pair that does not match"
     replace_atomically(tpki.client_b[1], key, mode=0o600)
@@ -776,6 +786,9 @@ def test_insecure_false_is_the_default_and_verifies(peers, tpki, tls_config, dae
     d.wait_stderr("not trusted", timeout=10)
     assert_nothing_delivered(srv, d)
     assert not stderr_lines(d, "tls.insecure")
+    # the daemon retries (the server sees it again) and stops cleanly
+    assert_keeps_retrying_then_sigterm(d, srv, "not trusted")
+    assert_nothing_delivered(srv, d)
 
 
 # --------------------------------------------------------------------------

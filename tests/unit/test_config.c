@@ -263,12 +263,31 @@ static void reports_a_missing_file(void **state)
 static void every_key_has_a_reload_class(void **state)
 {
 	char name[64];
+	enum config_apply apply;
 
 	for (size_t i = 0; i < config_key_count(); i++)
-		if (config_key_info(i, name, sizeof(name)) == RELOAD_UNSET)
+		if (config_key_info(i, name, sizeof(name), &apply) == RELOAD_UNSET)
 			fail_msg("config key %s has no reload class: say whether a change to it "
 				 "is live, needs a reconnect or a restart",
 				 name);
+}
+
+/* A live key says who applies it (config.h's enum config_apply); no other key does. */
+static void every_live_key_names_its_applier(void **state)
+{
+	char name[64];
+	enum config_apply apply;
+
+	for (size_t i = 0; i < config_key_count(); i++) {
+		bool live = config_key_info(i, name, sizeof(name), &apply) == RELOAD_LIVE;
+
+		if (live && apply == APPLY_NONE)
+			fail_msg("live config key %s names no applier: say who applies a change "
+				 "to it at reload (enum config_apply)",
+				 name);
+		if (!live && apply != APPLY_NONE)
+			fail_msg("config key %s is not live but names an applier", name);
+	}
 }
 
 /* A value other than the default for each key, so a change to it can be seen. */
@@ -279,13 +298,14 @@ static const struct {
     {"link.fallback_urls", "[ \"ws://b:1/\" ]"},
     {"link.subprotocol", "\"v2\""},
     {"link.origin", "\"https://o\""},
+    {"link.user_agent", "\"probe/1\""},
     {"link.headers", "( { name = \"X-A\"; value = \"1\"; } )"},
     {"link.connect_timeout_s", "7"},
     {"link.max_message_bytes", "4096"},
     {"link.drain_timeout_s", "9"},
     {"link.max_age_s", "3600"},
     {"link.hello", "\"subscribe\""},
-    {"link.hello_file", "\"/x/hello\""},
+    {"link.hello_file", "\"/etc/passwd\""},
     {"link.proxy", "\"socks5h://p:1080\""},
     {"link.proxy_auth_file", "\"/x/proxy.auth\""},
     {"link.address_family", "\"ipv6\""},
@@ -308,14 +328,14 @@ static const struct {
     {"queue.max_bytes", "99999999"},
     {"queue.overflow", "\"reject\""},
     {"queue.spool_dir", "\"/x/spool\""},
-    {"bridge.socket", "\"/x/b.sock\""},
+    {"bridge.socket", "\"/tmp/b.sock\""},
     {"bridge.mode", "\"0600\""},
     {"bridge.framing", "\"length-prefixed\""},
     {"bridge.events", "true; framing = \"length-prefixed\""},
     {"exec.command", "[ \"/bin/cat\" ]"},
     {"exec.framing", "\"length-prefixed\""},
     {"exec.events", "true; framing = \"length-prefixed\""},
-    {"control.socket", "\"/x/c.ctl\""},
+    {"control.socket", "\"/tmp/c.ctl\""},
     {"log.level", "\"debug\""},
 };
 
@@ -352,7 +372,8 @@ static void reload_classes_follow_the_key_table(void **state)
 	base = config_load(path, NULL, &(struct config_error){0});
 	assert_non_null(base);
 	for (size_t i = 0; i < config_key_count(); i++) {
-		enum config_reload r = config_key_info(i, name, sizeof(name));
+		enum config_apply apply;
+		enum config_reload r = config_key_info(i, name, sizeof(name), &apply);
 		const struct wst_config *c = NULL;
 		struct config_change ch;
 
@@ -363,10 +384,12 @@ static void reload_classes_follow_the_key_table(void **state)
 			fail_msg("no changed value for config key %s in this test", name);
 		config_diff(base, c, &ch);
 		assert_int_equal(ch.reconnect, r == RELOAD_RECONNECT);
+		assert_int_equal(ch.apply, r == RELOAD_LIVE ? apply : APPLY_NONE);
 		if ((r == RELOAD_RESTART) != (strstr(ch.restart_keys, name) != NULL))
 			fail_msg("%s: restart keys '%s'", name, ch.restart_keys);
 		config_diff(c, c, &ch);
 		assert_false(ch.reconnect);
+		assert_int_equal(ch.apply, APPLY_NONE);
 		assert_string_equal(ch.restart_keys, "");
 		config_free(c);
 	}
@@ -388,6 +411,7 @@ int main(void)
 		cmocka_unit_test(checks_the_network_keys),
 		cmocka_unit_test(reports_a_missing_file),
 		cmocka_unit_test(every_key_has_a_reload_class),
+		cmocka_unit_test(every_live_key_names_its_applier),
 		cmocka_unit_test_teardown(reload_classes_follow_the_key_table, teardown),
 	};
 

@@ -116,7 +116,7 @@ static void loads_the_string_or_the_file_at_each_call(void **state)
 static void config_refuses_both_keys_and_bad_strings(void **state)
 {
 	static const char *const bad[][2] = {
-	    {"link = { url = \"ws://a:1/\"; hello = \"x\"; hello_file = \"/f\"; };\n",
+	    {"link = { url = \"ws://a:1/\"; hello = \"x\"; hello_file = \"/etc/passwd\"; };\n",
 	     "link.hello and link.hello_file: set one or neither"},
 	    {"link = { url = \"ws://a:1/\"; max_message_bytes = 3; hello = \"1234\"; };\n"
 	     "queue = { max_bytes = 100; };\n",

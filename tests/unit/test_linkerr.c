@@ -58,7 +58,6 @@ static void texts_are_lws_4_3_5s(void **state)
 	in_lws(ws, "\"" LWS_CCE_PROTOCOL_NO_MATCH "\"");
 	in_lws("lib/core-net/wsi-timeout.c", "\"" LWS_CCE_TLS_TIMEOUT "\"");
 	in_lws("lib/core-net/client/connect3.c", "\"" LWS_CCE_UNABLE_TO_CONNECT "\"");
-	in_lws("lib/core-net/client/connect2.c", "\"" LWS_CCE_DNS "\"");
 	in_lws("lib/core-net/close.c", "\"" LWS_CCE_CLOSED_BEFORE_CONN "\"");
 	in_lws("lib/tls/mbedtls/mbedtls-client.c", "\"" LWS_CCE_MBEDTLS_CONNECT "%d %d %d\"");
 	in_lws("lib/tls/mbedtls/mbedtls-client.c", LWS_CCE_X509 "%d: %s\\n\"");
@@ -130,8 +129,6 @@ static void classifies_each_text(void **state)
 	assert_int_equal(e.kind, LINKERR_CONNECT);
 	linkerr_classify(LWS_CCE_CLOSED_BEFORE_CONN, 0, &e);
 	assert_int_equal(e.kind, LINKERR_CONNECT);
-	linkerr_classify(LWS_CCE_DNS, 0, &e);
-	assert_int_equal(e.kind, LINKERR_RESOLVE);
 	linkerr_classify("mbedtls connect -1 5 32", 0, &e);
 	assert_int_equal(e.kind, LINKERR_TLS_HANDSHAKE);
 	linkerr_classify("mbedtls read -0x7780 alert 116", 0, &e);

@@ -49,7 +49,8 @@ static void check_families(const char *t)
 
 static void renders_every_family_with_help_and_type(void **state)
 {
-	struct wst_status st = {.up = true,
+	struct wst_status st = {.instance = "t",
+				.up = true,
 				.up_ms = 61500,
 				.attempts = 4,
 				.reconnects = 2,
@@ -81,41 +82,50 @@ static void renders_every_family_with_help_and_type(void **state)
 	t = render(&st);
 	check_families(t);
 	assert_non_null(strstr(t, "# HELP wstether_link_up Whether the WebSocket link is up"));
-	assert_non_null(strstr(t, "# TYPE wstether_link_up gauge\nwstether_link_up 1\n"));
-	assert_non_null(strstr(t, "\nwstether_link_up_seconds 61.500\n"));
-	assert_non_null(strstr(t, "# TYPE wstether_connect_attempts_total counter\n"
-				  "wstether_connect_attempts_total 4\n"));
-	assert_non_null(strstr(t, "\nwstether_link_failures_total{cause=\"connect\"} 2\n"));
-	assert_non_null(strstr(t, "\nwstether_link_failures_total{cause=\"closed\"} 1\n"));
-	assert_non_null(strstr(t, "\nwstether_link_failures_total{cause=\"tls\"} 0\n"));
-	assert_non_null(strstr(t, "\nwstether_link_failures_total{cause=\"other\"} 4\n"));
-	assert_non_null(strstr(t, "\nwstether_messages_sent_total 10\n"));
-	assert_non_null(strstr(t, "\nwstether_received_bytes_total 70\n"));
-	assert_non_null(strstr(t, "\nwstether_messages_confirmed_total 9\n"));
-	assert_non_null(strstr(t, "\nwstether_resent_bytes_total 10\n"));
 	assert_non_null(
-	    strstr(t, "\nwstether_messages_dropped_total{reason=\"queue_overflow\"} 3\n"));
-	assert_non_null(strstr(t, "\nwstether_messages_dropped_total{reason=\"rejected\"} 5\n"));
-	assert_non_null(strstr(t, "\nwstether_messages_dropped_total{reason=\"unframable\"} 6\n"));
-	assert_non_null(strstr(t, "\nwstether_queue_messages 2\n"));
-	assert_non_null(strstr(t, "\nwstether_spool_bytes 4096\n"));
-	assert_non_null(strstr(t, "\nwstether_queue_oldest_age_seconds 2.500\n"));
-	assert_non_null(strstr(t, "\nwstether_ping_rtt_seconds 0.001234\n"));
-	assert_non_null(strstr(t, "\nwstether_client_cert_expiry_timestamp_seconds 1800000000\n"));
+	    strstr(t, "# TYPE wstether_link_up gauge\nwstether_link_up{instance=\"t\"} 1\n"));
+	assert_non_null(strstr(t, "\nwstether_link_up_seconds{instance=\"t\"} 61.500\n"));
+	assert_non_null(strstr(t, "# TYPE wstether_connect_attempts_total counter\n"
+				  "wstether_connect_attempts_total{instance=\"t\"} 4\n"));
+	assert_non_null(
+	    strstr(t, "\nwstether_link_failures_total{instance=\"t\",cause=\"connect\"} 2\n"));
+	assert_non_null(
+	    strstr(t, "\nwstether_link_failures_total{instance=\"t\",cause=\"closed\"} 1\n"));
+	assert_non_null(
+	    strstr(t, "\nwstether_link_failures_total{instance=\"t\",cause=\"tls\"} 0\n"));
+	assert_non_null(
+	    strstr(t, "\nwstether_link_failures_total{instance=\"t\",cause=\"other\"} 4\n"));
+	assert_non_null(strstr(t, "\nwstether_messages_sent_total{instance=\"t\"} 10\n"));
+	assert_non_null(strstr(t, "\nwstether_received_bytes_total{instance=\"t\"} 70\n"));
+	assert_non_null(strstr(t, "\nwstether_messages_confirmed_total{instance=\"t\"} 9\n"));
+	assert_non_null(strstr(t, "\nwstether_resent_bytes_total{instance=\"t\"} 10\n"));
+	assert_non_null(strstr(
+	    t, "\nwstether_messages_dropped_total{instance=\"t\",reason=\"queue_overflow\"} 3\n"));
+	assert_non_null(
+	    strstr(t, "\nwstether_messages_dropped_total{instance=\"t\",reason=\"rejected\"} 5\n"));
+	assert_non_null(strstr(
+	    t, "\nwstether_messages_dropped_total{instance=\"t\",reason=\"unframable\"} 6\n"));
+	assert_non_null(strstr(t, "\nwstether_queue_messages{instance=\"t\"} 2\n"));
+	assert_non_null(strstr(t, "\nwstether_spool_bytes{instance=\"t\"} 4096\n"));
+	assert_non_null(strstr(t, "\nwstether_queue_oldest_age_seconds{instance=\"t\"} 2.500\n"));
+	assert_non_null(strstr(t, "\nwstether_ping_rtt_seconds{instance=\"t\"} 0.001234\n"));
+	assert_non_null(strstr(
+	    t, "\nwstether_client_cert_expiry_timestamp_seconds{instance=\"t\"} 1800000000\n"));
 	free(t);
 }
 
 static void unknown_values_have_no_sample(void **state)
 {
-	struct wst_status st = {.oldest_queued_ms = -1, .ping_rtt_us = -1};
+	struct wst_status st = {.instance = "t", .oldest_queued_ms = -1, .ping_rtt_us = -1};
 	char *t = render(&st);
 
 	check_families(t);
-	assert_non_null(strstr(t, "\nwstether_link_up 0\n"));
-	assert_non_null(strstr(t, "\nwstether_link_up_seconds 0.000\n"));
-	assert_non_null(strstr(t, "\nwstether_queue_oldest_age_seconds 0.000\n"));
-	assert_null(strstr(t, "\nwstether_ping_rtt_seconds "));
-	assert_null(strstr(t, "\nwstether_client_cert_expiry_timestamp_seconds "));
+	assert_non_null(strstr(t, "\nwstether_link_up{instance=\"t\"} 0\n"));
+	assert_non_null(strstr(t, "\nwstether_link_up_seconds{instance=\"t\"} 0.000\n"));
+	assert_non_null(strstr(t, "\nwstether_queue_oldest_age_seconds{instance=\"t\"} 0.000\n"));
+	assert_null(strstr(t, "\nwstether_ping_rtt_seconds{"));
+	assert_null(strstr(t, "\nwstether_client_cert_expiry_timestamp_seconds{"));
+	assert_null(strstr(t, "\nwstether_link_start_time_seconds{"));
 	assert_null(strstr(t, "cause=\"other\""));
 	free(t);
 	/* a spool read back at start knows older messages than the queue does */
@@ -123,7 +133,60 @@ static void unknown_values_have_no_sample(void **state)
 	st.spool.oldest_age_ms = 90000;
 	st.oldest_queued_ms = 10;
 	t = render(&st);
-	assert_non_null(strstr(t, "\nwstether_queue_oldest_age_seconds 90.000\n"));
+	assert_non_null(strstr(t, "\nwstether_queue_oldest_age_seconds{instance=\"t\"} 90.000\n"));
+	free(t);
+}
+
+/* The families a fleet needs, and an instance name that needs escaping. */
+static void fleet_families_and_escaped_instance(void **state)
+{
+	struct wst_status st = {.instance = "a\"b\\c",
+				.oldest_queued_ms = -1,
+				.ping_rtt_us = -1,
+				.connected_since = 1700000000,
+				.rotations = 3,
+				.reloads_ok = 2,
+				.reloads_failed = 1,
+				.last_reload_ok = 1700000100,
+				.insecure = true,
+				.exec_restarts = 4,
+				.invalid_utf8 = 2,
+				.invalid_utf8_bytes = 17,
+				.too_big = 1,
+				.too_big_bytes = 99,
+				.slow_readers = 5,
+				.bridge_clients_dropped = 4,
+				.spool_on = true};
+	char *t;
+
+	st.spool.skipped_records = 6;
+	st.spool.set_aside = 1;
+	st.spool.holding = true;
+	t = render(&st);
+	check_families(t);
+	assert_non_null(strstr(t, "\nwstether_build_info{instance=\"a\\\"b\\\\c\",version=\""));
+	assert_non_null(strstr(t, "\nwstether_link_start_time_seconds{instance=\"a\\\"b\\\\c\"} "
+				  "1700000000\n"));
+	assert_non_null(strstr(t, "\nwstether_rotations_total{instance=\"a\\\"b\\\\c\"} 3\n"));
+	assert_non_null(strstr(t, ",result=\"ok\"} 2\n"));
+	assert_non_null(strstr(t, ",result=\"failed\"} 1\n"));
+	assert_non_null(strstr(t,
+			       "_last_reload_success_timestamp_seconds{instance=\"a\\\"b\\\\c\"} "
+			       "1700000100\n"));
+	assert_non_null(strstr(t, "\nwstether_tls_insecure{instance=\"a\\\"b\\\\c\"} 1\n"));
+	assert_non_null(strstr(t, "\nwstether_exec_restarts_total{instance=\"a\\\"b\\\\c\"} 4\n"));
+	assert_non_null(strstr(
+	    t, "messages_dropped_total{instance=\"a\\\"b\\\\c\",reason=\"invalid_utf8\"} 2\n"));
+	assert_non_null(strstr(
+	    t, "dropped_bytes_total{instance=\"a\\\"b\\\\c\",reason=\"invalid_utf8\"} 17\n"));
+	assert_non_null(strstr(
+	    t, "dropped_bytes_total{instance=\"a\\\"b\\\\c\",reason=\"larger_than_queue\"} 99\n"));
+	assert_non_null(strstr(
+	    t, "local_clients_dropped_total{instance=\"a\\\"b\\\\c\",reason=\"slow_reader\"} 5\n"));
+	assert_non_null(strstr(t, "spool_skipped_records_total{instance=\"a\\\"b\\\\c\"} 6\n"));
+	assert_non_null(strstr(t, "bridge_clients_dropped_total{instance=\"a\\\"b\\\\c\"} 4\n"));
+	assert_non_null(strstr(t, "spool_segments_set_aside_total{instance=\"a\\\"b\\\\c\"} 1\n"));
+	assert_non_null(strstr(t, "spool_holding_senders{instance=\"a\\\"b\\\\c\"} 1\n"));
 	free(t);
 }
 
@@ -132,6 +195,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(renders_every_family_with_help_and_type),
 	    cmocka_unit_test(unknown_values_have_no_sample),
+	    cmocka_unit_test(fleet_families_and_escaped_instance),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

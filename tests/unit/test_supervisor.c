@@ -350,6 +350,40 @@ static void stop_ends_everything(void **state)
 	assert_int_equal(v.lines[0].level, LOG_INFO);
 }
 
+/* The lines about the primary's end say which change it was, why, and whose close code. */
+static void end_lines_tell_failed_from_down_and_carry_our_close_code(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_end refused = fail_end();
+
+	init(&s, 1);
+	refused.http_status = 503;
+	fail_at(&s, 10, refused, &v);
+	assert_string_equal(v.lines[0].event, "disconnect");
+	assert_int_equal(v.lines[0].change, SUP_CHANGE_FAILED);
+	assert_int_equal(v.lines[0].fail, F_CONNECT);
+	assert_int_equal(v.lines[0].http_status, 503);
+	assert_int_equal(v.lines[1].change, SUP_CHANGE_NONE); /* the retry line */
+	retry(&s, 600);
+	sup_up(&s, s.primary, 700, &v);
+	assert_int_equal(v.lines[0].change, SUP_CHANGE_UP);
+	fail_at(&s, 800, closed_end(4001), &v);
+	assert_int_equal(v.lines[0].change, SUP_CHANGE_DOWN);
+	assert_int_equal(v.lines[0].close_code, 4001);
+	assert_false(v.lines[0].close_ours);
+	retry(&s, 5000);
+	sup_up(&s, s.primary, 5100, &v);
+	sup_request(&s, SUP_REQ_STOP, 5200, &v);
+	sup_down(&s, s.primary, 5300,
+		 &(struct sup_end){ .fail = F_CLOSED, .was_up = true, .by_request = true,
+				    .msg = "closed", .sent_close_code = 1001 },
+		 &v);
+	assert_int_equal(v.lines[0].change, SUP_CHANGE_DOWN);
+	assert_int_equal(v.lines[0].close_code, 1001);
+	assert_true(v.lines[0].close_ours);
+}
+
 static void rotation_replaces_the_link_once_the_new_one_is_up(void **state)
 {
 	struct supervisor s;
@@ -537,6 +571,43 @@ static void names_states(void **state)
 	assert_string_equal(sup_state_name((enum sup_state)99), "unknown");
 }
 
+/* Every verdict of a long random run fits its lines: none is ever lost. */
+static void no_verdict_loses_a_line(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	uint64_t rng = 42, t = 0;
+
+	sup_init(&s, &P, URLS, 3, 1);
+	sup_start(&s, &v);
+	for (int i = 0; i < 200000; i++) {
+		struct sup_end e =
+		    (rng >> 40) & 1 ? fail_end() : closed_end(1001 + (int)(rng >> 50) % 12);
+		uint64_t ids[] = {s.primary, s.standby, s.retiring, s.next_id + 1};
+		uint64_t id = ids[(rng >> 20) % 4];
+
+		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+		t += (rng >> 33) % 40000;
+		e.by_request = (rng >> 30) % 5 == 0;
+		switch ((rng >> 33) % 5) {
+		case 0:
+			sup_timer(&s, t, &v);
+			break;
+		case 1:
+			sup_up(&s, id, t, &v);
+			break;
+		case 2:
+			sup_down(&s, id, t, &e, &v);
+			break;
+		default:
+			sup_request(&s, (enum sup_request)((rng >> 45) % SUP_REQ_STOP), t, &v);
+			break;
+		}
+		assert_int_equal(v.lines_lost, 0);
+		assert_true(v.n_lines <= SUP_MAX_LINES);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -552,6 +623,7 @@ int main(void)
 		cmocka_unit_test(reconfigure_request),
 		cmocka_unit_test(pause_and_resume),
 		cmocka_unit_test(stop_ends_everything),
+		cmocka_unit_test(end_lines_tell_failed_from_down_and_carry_our_close_code),
 		cmocka_unit_test(rotation_replaces_the_link_once_the_new_one_is_up),
 		cmocka_unit_test(failed_rotation_falls_back_to_a_reconnect),
 		cmocka_unit_test(primary_ending_during_rotation_hands_over_to_the_new_attempt),
@@ -559,6 +631,7 @@ int main(void)
 		cmocka_unit_test(reconfigure_changes_policy_live),
 		cmocka_unit_test(verdicts_carry_link_events_and_count_failures_by_kind),
 		cmocka_unit_test(names_states),
+		cmocka_unit_test(no_verdict_loses_a_line),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

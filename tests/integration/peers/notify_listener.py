@@ -49,6 +49,7 @@ class NotifyListener:
         self.sock.bind("\0" + self.name)
         self.sock.settimeout(0.1)
         self.messages = []
+        self._marks = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -103,6 +104,16 @@ class NotifyListener:
         def pred(m):
             return key in m.fields and (value is None or m.fields[key] == value)
         return self.wait_for(pred, timeout, what=f"{key}={value if value else '*'}", **kw)
+
+    def mark(self, timeout=5):
+        """Send a datagram of our own and wait until it is read: one socket queue
+        keeps order, so every notification sent before this call has been read by
+        then. Returns the mark's arrival time."""
+        self._marks += 1
+        text = f"X_TEST_MARK={self._marks}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(text.encode(), "\0" + self.name)
+        return self.wait_for(lambda m: m.text == text, timeout, what=text)[0].time
 
     def statuses(self, pid=None, since=0.0):
         return [m.fields["STATUS"] for m in self.matching(lambda m: "STATUS" in m.fields,

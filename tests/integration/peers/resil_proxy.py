@@ -11,9 +11,11 @@
 One thread, one selector; every socket is non-blocking.
 """
 
+import fcntl
 import selectors
 import socket
 import struct
+import termios
 import threading
 import time
 
@@ -83,6 +85,17 @@ class TcpProxy:
 
     def cut(self):
         self._do("cut")
+
+    def held_from_clients(self):
+        """Bytes clients wrote that a frozen proxy has not read (FIONREAD): the sign
+        that a client sent something into the freeze."""
+        n = 0
+        for p in list(self.pairs):
+            try:
+                n += struct.unpack("i", fcntl.ioctl(p.client, termios.FIONREAD, b"\0" * 4))[0]
+            except (OSError, ValueError):
+                pass   # closed meanwhile
+        return n
 
     def stop(self):
         if self._stop:

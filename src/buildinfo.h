@@ -1,0 +1,13 @@
+#ifndef WST_BUILDINFO_H
+#define WST_BUILDINFO_H
+
+/*
+ * The versions of wstether and of the libraries it runs with, as the
+ * libraries themselves report them at run time (so they stay true when the
+ * stack moves). Static strings.
+ */
+const char *buildinfo_version(void);
+const char *buildinfo_lws(void);
+const char *buildinfo_mbedtls(void);
+
+#endif
