@@ -102,6 +102,11 @@ const char *daemon_reload(struct daemon *d)
 		return "out of memory";
 	}
 	d->config_error[0] = '\0';
+	if (ch.tls_identity && tls_sessions_count(&d->sessions)) {
+		/* the next handshake is a full one: a new file or name is presented */
+		tls_sessions_forget(&d->sessions);
+		log_msg(LOG_INFO, "reload: tls.* or link.url changed: kept TLS sessions dropped");
+	}
 	apply_live(d, n, ch.apply);
 	if (*ch.restart_keys)
 		log_event(LOG_WARNING, &lc, "reload: %s take effect only at the next restart",
@@ -186,6 +191,8 @@ static void snapshot_metrics(struct daemon *d, uint64_t now, struct wst_status *
 	st->reloads_ok = d->reloads_ok;
 	st->reloads_failed = d->reloads_failed;
 	st->last_reload_ok = d->last_reload_ok;
+	st->tls_full = d->sessions.full;
+	st->tls_resumed_total = d->sessions.resumed;
 }
 
 static void ctl_snapshot(void *ud, struct wst_status *st)
@@ -223,6 +230,7 @@ static void ctl_snapshot(void *ud, struct wst_status *st)
 	st->last_close_reason = d->sup.last_close_reason;
 	st->cert_not_after = link_cert_not_after(d->link);
 	st->insecure = d->cfg->insecure;
+	st->tls_resumed = link_tls_resumed(d->link);
 	st->bridge_clients = bridge_clients(d->bridge);
 	st->exec_pid = exec_pid(d->exec);
 	st->exec_restarts = exec_restarts(d->exec);

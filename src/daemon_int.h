@@ -15,6 +15,7 @@
 #include "netwatch.h"
 #include "outbox.h"
 #include "supervisor.h"
+#include "tls_session.h"
 
 struct control_ops;
 struct daemon;
@@ -81,6 +82,7 @@ struct daemon {
 	char instance[128];	/* instance_name() of the config path */
 	unsigned long long reloads_ok, reloads_failed;
 	time_t last_reload_ok;
+	struct tls_sessions sessions;	/* the one thing an attempt leaves to the next */
 };
 
 /* daemon_link.c */

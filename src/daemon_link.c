@@ -325,6 +325,7 @@ int daemon_links_init(struct daemon *d)
 		lev.ud = &d->slots[i];
 		if (!(d->slots[i].link = link_create(d->loop, &d->out.q, &lev)))
 			return -1;
+		link_use_sessions(d->slots[i].link, &d->sessions);
 	}
 	d->link = d->slots[0].link;
 	return 0;
@@ -336,4 +337,5 @@ void daemon_links_finish(struct daemon *d)
 	ev_timer_stop(d->loop, &d->age_timer);
 	for (size_t i = 0; i < 2; i++)
 		link_destroy(d->slots[i].link);
+	tls_sessions_forget(&d->sessions); /* wipes their secrets */
 }

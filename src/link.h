@@ -89,6 +89,12 @@ struct sockaddr_storage;
 /* The link's socket has this local address. */
 bool link_uses_address(const struct link *l, const struct sockaddr_storage *a);
 
+struct tls_sessions;
+/* The TLS sessions kept across attempts (the daemon's, shared by its links). */
+void link_use_sessions(struct link *l, struct tls_sessions *s);
+/* Whether the link up now resumed a TLS session: 1 yes, 0 no, -1 no TLS link up. */
+int link_tls_resumed(const struct link *l);
+
 /* New messages are in the queue. */
 void link_kick(struct link *l);
 /* Close with code and reason; before the link is up this abandons the attempt. */

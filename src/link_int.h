@@ -34,6 +34,7 @@
 #include "queue.h"
 #include "rng.h"
 #include "tls.h"
+#include "tls_session.h"
 #include "tunnel.h"
 #include "url.h"
 #include "utf8.h"
@@ -78,6 +79,10 @@ struct attempt {
 	double ping_at;		/* when the ping being timed went out (ev_time) */
 	uint64_t ping_seq;
 	bool ping_timing;
+
+	unsigned char tls_id[TLS_SESSION_ID_LEN];	/* link_session.c: the TLS identity */
+	bool tls_resumed;	/* the handshake resumed a kept session */
+	uint64_t tls_generation; /* the session cache's when the attempt began */
 };
 
 struct link {
@@ -93,6 +98,8 @@ struct link {
 	bool ending, destroying;
 	struct link_end end;
 	struct attempt at;
+	struct tls_sessions *sessions;	/* the daemon's; NULL: none kept */
+	bool resume;			/* tls.session_resumption of this attempt */
 
 	/* per-attempt scratch; lws may point into it until the context is gone */
 	struct wst_url url;
@@ -145,6 +152,10 @@ extern const struct lws_protocols link_protocols[];
 
 /* link_rx.c: bytes from the server, handed over raw by our lws patch */
 void link_on_raw_rx(struct link *l, const unsigned char *in, size_t len);
+/* link_session.c: the TLS session kept across attempts (tls_session.h) */
+void link_session_offer(struct link *l);
+void link_session_established(struct link *l, struct lws *wsi);
+void link_session_end(struct link *l);
 /* link_classify.c: lws's CONNECTION_ERROR text, and the HTTP status of a refused upgrade */
 void link_classify_error(struct link *l, struct lws *wsi, const char *in);
 

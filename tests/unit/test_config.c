@@ -317,6 +317,7 @@ static const struct {
     {"tls.key_file", "\"/x/c.key\"; cert_file = \"/x/c.crt\""},
     {"tls.server_name", "\"name\""},
     {"tls.insecure", "true"},
+    {"tls.session_resumption", "false"},
     {"keepalive.ping_interval_s", "3"},
     {"keepalive.pong_timeout_s", "3"},
     {"backoff.initial_ms", "7"},

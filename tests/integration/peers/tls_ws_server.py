@@ -12,14 +12,17 @@ appends one JSON line per event, flushed at once:
 
     {"event": "accept", "conn": 1}
     {"event": "tls", "conn": 1, "ok": true, "sni": "localhost",
-     "version": "TLSv1.2", "client_serial": "4660", "client_subject": "CN=..."}
+     "version": "TLSv1.2", "resumed": false, "client_serial": "4660",
+     "client_subject": "CN=..."}
     {"event": "tls", "conn": 2, "ok": false, "sni": "localhost",
      "error": "[SSL: PEER_DID_NOT_RETURN_A_CERTIFICATE] ..."}
     {"event": "open", "conn": 1, "path": "/", "client_serial": "4660"}
     {"event": "message", "conn": 1, "data": "text"}
     {"event": "close", "conn": 1, "code": 1000, "reason": "", "initiator": "client"}
 
-client_serial is the decimal serial number of the client certificate that
+resumed is the server's session_reused: the client resumed a TLS session
+(a new server process has new ticket keys and an empty session cache).
+--protocol 1.2 or 1.3 speaks only that version. client_serial is the decimal serial number of the client certificate that
 was presented (and verified), or null. --client-ca CA makes the server
 require a client certificate that chains to CA (without it none is asked
 for). --close-after N closes every connection (code 1000) after N messages,
@@ -48,6 +51,8 @@ def parse_args():
     p.add_argument("--log", metavar="FILE")
     p.add_argument("--close-after", type=int, default=0, metavar="N")
     p.add_argument("--handshake-timeout", type=float, default=10.0)
+    p.add_argument("--protocol", choices=("1.2", "1.3"),
+                   help="speak only this TLS version (default: 1.2 and 1.3)")
     p.add_argument("--seclevel0", action="store_true",
                    help="OpenSSL security level 0, to serve e.g. a SHA-1 signed certificate")
     return p.parse_args()
@@ -72,6 +77,9 @@ class Peer:
         if args.seclevel0:
             ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
         ctx.load_cert_chain(args.cert, args.key)
+        if args.protocol:
+            v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[args.protocol]
+            ctx.minimum_version = ctx.maximum_version = v
         if args.client_ca:
             ctx.verify_mode = ssl.CERT_REQUIRED
             ctx.load_verify_locations(cafile=args.client_ca)
@@ -102,7 +110,8 @@ class Peer:
         cert = sslobj.getpeercert() if sslobj else None
         serial = str(int(cert["serialNumber"], 16)) if cert else None
         self.log(event="tls", conn=conn, ok=True, sni=self.sni.pop(id(sslobj), None),
-                 version=sslobj.version() if sslobj else None, client_serial=serial,
+                 version=sslobj.version() if sslobj else None,
+                 resumed=sslobj.session_reused if sslobj else None, client_serial=serial,
                  client_subject=dn(cert.get("subject")) if cert else None)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.ws_port)
