@@ -32,6 +32,9 @@ struct stdio_bridge {
 	struct ratelimit unframable_log;
 };
 
+/* Messages this large go to stdout without a copy when they can (stdio_output). */
+#define DIRECT_WRITE_MIN (8 * 1024)
+
 /* Only pipes and sockets are ours alone; a terminal shared with the shell stays blocking. */
 static int make_nonblocking(int fd)
 {
@@ -268,11 +271,12 @@ static void stdio_output(void *self, const unsigned char *data, size_t len, bool
 		return;
 	}
 	/*
-	 * Nothing waiting and a pipe or socket we made non-blocking: write the
-	 * message from where it is (the link's read buffer), and buffer only
-	 * what the pipe did not take, sparing a copy of every message.
+	 * A large message, nothing waiting, and a pipe or socket we made
+	 * non-blocking: write it from where it is (the link's read buffer), and
+	 * buffer only what the pipe did not take, sparing a copy. Small ones are
+	 * buffered: one write for many of them costs less than their copies.
 	 */
-	if (!s->out.len && s->out_flags >= 0) {
+	if (len >= DIRECT_WRITE_MIN && !s->out.len && s->out_flags >= 0) {
 		struct iovec iov[2] = { { (void *)data, len }, { "\n", 1 } };
 		ssize_t n = writev(STDOUT_FILENO, iov, 2);
 
