@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -31,9 +30,6 @@ struct stdio_bridge {
 	struct endpoint_drops drops;
 	struct ratelimit unframable_log;
 };
-
-/* Messages this large go to stdout without a copy when they can (stdio_output). */
-#define DIRECT_WRITE_MIN (8 * 1024)
 
 /* Only pipes and sockets are ours alone; a terminal shared with the shell stays blocking. */
 static int make_nonblocking(int fd)
@@ -160,23 +156,17 @@ static void in_cb(struct ev_loop *loop, ev_io *w, int revents)
 	input_finished(s);
 }
 
-/* stdout cannot be written (the reader went away): say so once, and tell the daemon. */
-static void out_failed(struct stdio_bridge *s)
-{
-	log_errno(LOG_ERR, "writing stdout");
-	s->out_broken = true;
-	s->out.len = 0;
-	ev_io_stop(s->loop, &s->out_w);
-	if (s->ev.broken)
-		s->ev.broken(s->ev.ud);
-}
-
 static void out_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct stdio_bridge *s = w->data;
 
 	if (buf_write(&s->out, w->fd) < 0) {
-		out_failed(s);
+		log_errno(LOG_ERR, "writing stdout");
+		s->out_broken = true;
+		s->out.len = 0;
+		ev_io_stop(loop, w);
+		if (s->ev.broken)
+			s->ev.broken(s->ev.ud);
 		return;
 	}
 	if (!s->out.len)
@@ -270,37 +260,7 @@ static void stdio_output(void *self, const unsigned char *data, size_t len, bool
 			binary ? "binary" : "multi-line text", len, s->drops.unframable);
 		return;
 	}
-	/*
-	 * A large message, nothing waiting, and a pipe or socket we made
-	 * non-blocking: write it from where it is (the link's read buffer), and
-	 * buffer only what the pipe did not take, sparing a copy. Small ones are
-	 * buffered: one write for many of them costs less than their copies.
-	 */
-	if (len >= DIRECT_WRITE_MIN && !s->out.len && s->out_flags >= 0) {
-		struct iovec iov[2] = { { (void *)data, len }, { "\n", 1 } };
-		ssize_t n = writev(STDOUT_FILENO, iov, 2);
-
-		if (n == (ssize_t)len + 1)
-			return;
-		if (n < 0 && errno != EAGAIN && errno != EINTR) {
-			out_failed(s);
-			return;
-		}
-		if (n > 0) {
-			data += n < (ssize_t)len ? (size_t)n : len;
-			len -= n < (ssize_t)len ? (size_t)n : len;
-			if (!len) {
-				/* only the newline is left */
-				if (!(dst = buf_reserve(&s->out, 1)))
-					goto nomem;
-				*dst = '\n';
-				buf_commit(&s->out, 1);
-				goto wait;
-			}
-		}
-	}
 	if (!(dst = buf_reserve(&s->out, len + 1))) {
-	nomem:
 		log_msg(LOG_ERR, "out of memory buffering stdout: message lost");
 		s->drops.undelivered++;
 		s->drops.undelivered_bytes += len;
@@ -309,7 +269,6 @@ static void stdio_output(void *self, const unsigned char *data, size_t len, bool
 	memcpy(dst, data, len);
 	dst[len] = '\n';
 	buf_commit(&s->out, len + 1);
-wait:
 	ev_io_start(s->loop, &s->out_w);
 	if (s->out.len > ENDPOINT_LOW_WATER)
 		s->high = true;
