@@ -30,6 +30,9 @@
  * takeover), inflates what comes with RSV1 and compresses every echo of 32
  * bytes or more. With --stamps it also prints "closed FD up U down D" when a
  * connection ends: the bytes it carried each way after the handshake.
+ * --client-window N (9..15, with --deflate) answers with
+ * "client_max_window_bits=N" to a client that offered it, as Autobahn 13.3,
+ * 13.5 and 13.7 do with 9: the client must then compress with that window.
  *
  * With --cert/--key (only in a -DWITH_TLS build, OpenSSL) every connection is
  * TLS (wss); --client-ca FILE also demands a client certificate signed by
@@ -89,7 +92,7 @@
 #include <openssl/x509.h>
 #endif
 #ifdef WITH_DEFLATE
-#include "pmdeflate.h"
+#include "pmdeflate.h" /* linked with src/pmdeflate.c and bench/errf.c */
 #endif
 
 #define READ_CHUNK   (256u * 1024u)
@@ -296,6 +299,7 @@ struct conn {
 
 static int ep;
 static int deflate_on;
+static int client_window = 15; /* --client-window */
 static int quiet;
 static int stamps;
 static int raw;
@@ -502,7 +506,7 @@ static long do_handshake(struct conn *c)
     /* walk header lines looking for Sec-WebSocket-Key */
     const char *key = NULL;
     size_t keylen = 0;
-    int offered = 0; /* permessage-deflate */
+    int offered = 0, offered_window = 0; /* permessage-deflate; client_max_window_bits */
     unsigned char *line = (unsigned char *)memmem(s, reqlen, "\r\n", 2) + 2;
     while (line < end) {
         unsigned char *eol = memmem(line, (size_t)(end + 2 - line), "\r\n", 2);
@@ -519,8 +523,10 @@ static long do_handshake(struct conn *c)
         }
         static const char ext[] = "sec-websocket-extensions:";
         if (ll > sizeof ext - 1 && strncasecmp((char *)line, ext, sizeof ext - 1) == 0 &&
-            memmem(line, ll, "permessage-deflate", 18))
+            memmem(line, ll, "permessage-deflate", 18)) {
             offered = 1;
+            offered_window = memmem(line, ll, "client_max_window_bits", 22) != NULL;
+        }
         line = eol + 2;
     }
     if (!key || keylen == 0 || keylen > 64) {
@@ -542,14 +548,23 @@ static long do_handshake(struct conn *c)
     const char *ext_hdr = "";
 #ifdef WITH_DEFLATE
     if (deflate_on && offered) {
+        static char win_hdr[96];
+        /* pmd_params name the windows from our side: "client" is our compressor's.
+         * Ours stays at 15; the 15-bit inflater reads the client's smaller window. */
         struct pmd_params pp = {15, 15, 0, 0};
+        int narrow = client_window != 15 && offered_window;
+        if (narrow)
+            snprintf(win_hdr, sizeof win_hdr,
+                     "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=%d\r\n",
+                     client_window);
         c->pmd = pmd_create(&pp, MAX_MSG);
         if (!c->pmd)
             die("pmd_create");
-        ext_hdr = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+        ext_hdr = narrow ? win_hdr : "Sec-WebSocket-Extensions: permessage-deflate\r\n";
     }
 #else
     (void)offered;
+    (void)offered_window;
 #endif
     int rl = snprintf(resp, sizeof resp,
                       "HTTP/1.1 101 Switching Protocols\r\n"
@@ -928,6 +943,8 @@ int main(int argc, char **argv)
             stamps = 1;
         else if (strcmp(argv[i], "--deflate") == 0)
             deflate_on = 1;
+        else if (strcmp(argv[i], "--client-window") == 0 && i + 1 < argc)
+            client_window = atoi(argv[++i]);
         else if (strcmp(argv[i], "--ciphers") == 0 && i + 1 < argc)
             ciphers = argv[++i];
         else if (strcmp(argv[i], "--tls12") == 0)

@@ -13,7 +13,7 @@ as many messages came back as it sent, closes with 1000 and exits 0; if the
 link ends first it says how many are missing on stderr and exits 1.
 
 Written to be a fair, reasonably efficient client, not a naive one:
-compression off, the sender yields to the receiver after each chunk, stdin read in 256 KiB chunks (through an asyncio pipe
+compression off (--deflate: the library's own permessage-deflate), the sender yields to the receiver after each chunk, stdin read in 256 KiB chunks (through an asyncio pipe
 reader when it is a pipe; a regular file is read directly) and split with bytes.split, no per-message flush of stdout (replies
 are joined and written once the receive buffer is empty or 256 KiB are
 ready), and the library's own flow control (write_limit, max_queue) for
@@ -38,6 +38,9 @@ async def main():
     ap.add_argument("--ca")
     ap.add_argument("--cert")
     ap.add_argument("--key")
+    # the library's own permessage-deflate offer (client_max_window_bits,
+    # memLevel 5): the reference for bench/deflate --client-window 9
+    ap.add_argument("--deflate", action="store_true")
     a = ap.parse_args()
     if (a.cert is None) != (a.key is None):
         ap.error("--cert and --key go together")
@@ -63,7 +66,8 @@ async def main():
     state = {"sent": 0, "received": 0, "eof": False}
     done = asyncio.Event()
 
-    async with websockets.connect(a.url, ssl=ctx, compression=None, max_size=None,
+    async with websockets.connect(a.url, ssl=ctx,
+                                  compression="deflate" if a.deflate else None, max_size=None,
                                   max_queue=4096, write_limit=4 * 1024 * 1024) as ws:
 
         async def sender():

@@ -27,6 +27,8 @@ enum config_apply {
 enum framing { FRAMING_LINES, FRAMING_LENGTH_PREFIXED };
 enum overflow { OVERFLOW_DROP_OLDEST, OVERFLOW_REJECT };
 enum compression { COMPRESSION_OFF, COMPRESSION_DEFLATE };
+/* tls.min_version: TLS 1.3 is always offered; 1.2 too unless the minimum is 1.3 */
+enum tls_min_version { TLS_MIN_1_2, TLS_MIN_1_3 };
 
 struct wst_header {
 	char *name;
@@ -67,6 +69,7 @@ struct wst_config {
 	char *cert_file;	/* "" = no client certificate */
 	char *key_file;
 	bool insecure;
+	enum tls_min_version tls_min_version;
 	bool session_resumption;	/* resume the last TLS session at the next attempt */
 
 	unsigned ping_interval_s;

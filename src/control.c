@@ -238,6 +238,8 @@ static json_object *status_answer(const struct control_ops *ops)
 	json_object_object_add(o, "last_close", x);
 	x = json_object_new_object();
 	put_str(x, "cert_not_after", st.cert_not_after);
+	put_str(x, "version", st.tls_version);
+	put_str(x, "cipher", st.tls_cipher);
 	json_object_object_add(x, "insecure", json_object_new_boolean(st.insecure));
 	json_object_object_add(x, "resumed", st.tls_resumed < 0 ? NULL
 					     : json_object_new_boolean(st.tls_resumed));
@@ -339,8 +341,13 @@ char *control_event_json(const struct sup_event *ev, int64_t wall_ms, size_t *le
 	put_str(o, "time", ts);
 	put_str(o, "url", ev->url);
 	put_u(o, "attempt", ev->attempt);
-	if (ev->change != SUP_CHANGE_UP)
+	if (ev->change != SUP_CHANGE_UP) {
 		event_end(o, ev, wall_ms);
+	} else if (ev->tls_version) {
+		/* over TLS only: a ws:// link's event stays as it was */
+		put_str(o, "tls_version", ev->tls_version);
+		put_str(o, "tls_cipher", ev->tls_cipher);
+	}
 	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
 						    JSON_C_TO_STRING_NOSLASHESCAPE, len);
 	out = s ? strdup(s) : NULL;

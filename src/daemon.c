@@ -228,7 +228,8 @@ static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct daemon *d = w->data;
 
-	log_msg(LOG_WARNING, "drain timeout: %zu message(s) not delivered before shutdown",
+	log_msg(LOG_WARNING,
+		"drain timeout: %zu message(s) not confirmed by the server before shutdown",
 		queue_len(&d->out.q));
 	daemon_maybe_finish(d);
 }

@@ -229,6 +229,8 @@ static void ctl_snapshot(void *ud, struct wst_status *st)
 	st->last_close_code = d->sup.last_close_code;
 	st->last_close_reason = d->sup.last_close_reason;
 	st->cert_not_after = link_cert_not_after(d->link);
+	if (!link_tls(d->link, &st->tls_version, &st->tls_cipher))
+		st->tls_version = st->tls_cipher = NULL;
 	st->insecure = d->cfg->insecure;
 	st->tls_resumed = link_tls_resumed(d->link);
 	st->bridge_clients = bridge_clients(d->bridge);

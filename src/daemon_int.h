@@ -93,7 +93,8 @@ void daemon_apply(struct daemon *d, const struct sup_verdict *v);
 int daemon_links_init(struct daemon *d);
 void daemon_links_finish(struct daemon *d);
 bool daemon_links_active(const struct daemon *d);
-void daemon_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr);
+void daemon_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr,
+		       unsigned prefix);
 
 /* daemon_ctl.c */
 void daemon_control_ops(struct daemon *d, struct control_ops *ops);

@@ -183,14 +183,24 @@ static void on_up(void *ud)
 	struct slot *sl = ud;
 	struct daemon *d = sl->d;
 	struct sup_verdict v;
+	const char *tv, *tc;
+	bool tls = link_tls(sl->link, &tv, &tc);
 
 	sup_up(&d->sup, sl->id, daemon_now_ms(), &v);
-	/* the supervisor names the URL; the link knows which proxy carries it */
-	for (size_t i = 0; i < v.n_lines && *link_via(sl->link); i++) {
+	/* the supervisor names the URL; the link knows the proxy and what TLS negotiated */
+	for (size_t i = 0; i < v.n_lines; i++) {
 		size_t n = strlen(v.lines[i].text);
 
-		snprintf(v.lines[i].text + n, sizeof(v.lines[i].text) - n, " via proxy %s",
-			 link_via(sl->link));
+		if (*link_via(sl->link))
+			n += (size_t)snprintf(v.lines[i].text + n, sizeof(v.lines[i].text) - n,
+					      " via proxy %s", link_via(sl->link));
+		if (tls && n < sizeof(v.lines[i].text))
+			snprintf(v.lines[i].text + n, sizeof(v.lines[i].text) - n, " (%s, %s)", tv,
+				 tc);
+	}
+	if (tls && v.event.change == SUP_CHANGE_UP) {
+		v.event.tls_version = tv;
+		v.event.tls_cipher = tc;
 	}
 	daemon_apply(d, &v);
 	if (sl->id == d->sup.primary)
@@ -230,11 +240,13 @@ static void age_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* Probes get a short deadline: the keepalive would take ping_interval_s + pong_timeout_s. */
 #define NET_PROBE_S 3
 
-void daemon_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr)
+void daemon_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr,
+		       unsigned prefix)
 {
 	struct daemon *d = ud;
 	const char *why = what == NET_ADDR_GONE ? "the link's local address went away"
-						: "a route went away";
+			  : addr		? "a route to the link's peer went away"
+						: "rtnetlink messages were lost, a route may be gone";
 
 	if (what == NET_DEFAULT_ROUTE) {
 		if (d->sup.state != SUP_WAITING || !ev_is_active(&d->retry_timer))
@@ -249,6 +261,9 @@ void daemon_net_change(void *ud, enum net_change what, const struct sockaddr_sto
 	}
 	if (what == NET_ADDR_GONE && !link_uses_address(d->link, addr))
 		return;
+	/* only a route that may have carried the link: not one of an unrelated network */
+	if (what == NET_ROUTE_GONE && !link_uses_route(d->link, addr, prefix))
+		return;
 	if (!link_probe(d->link, NET_PROBE_S))
 		return;
 	d->net_probes++;
@@ -262,7 +277,8 @@ static void on_down(void *ud)
 	struct daemon *d = sl->d;
 	const struct link_end *e = link_last_end(sl->link);
 	struct sup_end se = { e->fail, e->was_up, e->by_request, e->http_status, e->retry_after_s,
-			      e->close_code, e->close_reason, e->msg, e->sent_close_code };
+			      e->close_code, e->close_reason, e->msg, e->clean_close,
+			      e->sent_close_code };
 	bool primary = sl->id == d->sup.primary;
 	uint64_t id = sl->id;
 	struct sup_verdict v;

@@ -108,7 +108,7 @@ static void succeed(struct dial *d)
 
 	release(d);
 	d->fd = -1;
-	d->done(d->ud, fd, NULL);
+	d->done(d->ud, fd, DIAL_FAIL_CONNECT, NULL);
 }
 
 static __attribute__((format(printf, 2, 3))) void fail(struct dial *d, const char *fmt, ...)
@@ -123,7 +123,7 @@ static __attribute__((format(printf, 2, 3))) void fail(struct dial *d, const cha
 	if (d->fd >= 0)
 		close(d->fd);
 	d->fd = -1;
-	d->done(d->ud, -1, err);
+	d->done(d->ud, -1, d->phase == PH_PROXY ? DIAL_FAIL_PROXY : DIAL_FAIL_CONNECT, err);
 }
 
 static void note_failure(struct dial *d, const struct sockaddr_storage *ss, const char *why)
@@ -438,6 +438,37 @@ void dial_free(struct dial *d)
 	free(d);
 }
 
+/* Append the addresses of order[from, to) whose attempt is (or is not) in flight. */
+static size_t list_addrs(const struct dial *d, size_t from, size_t to, bool in_flight,
+			 const char *label, char *buf, size_t len, size_t o)
+{
+	bool first = true;
+
+	for (size_t k = from; k < to && o < len; k++) {
+		size_t i = d->order[k];
+		char a[64];
+
+		if (in_flight != (d->att[i].fd >= 0))
+			continue;
+		sockaddr_text(&d->addrs.a[i], a, sizeof(a));
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", first ? label : ", ", a);
+		first = false;
+	}
+	return o;
+}
+
+/* "...never completed: no answer from A, B; failed: C refused; not tried: D" */
+static void describe_connects(const struct dial *d, const char *target, char *buf, size_t len)
+{
+	size_t o = (size_t)snprintf(buf, len, "the TCP connect to %s never completed", target);
+
+	o = list_addrs(d, 0, d->next, true, ": no answer from ", buf, len, o);
+	if (d->fails[0] && o < len)
+		o += (size_t)snprintf(buf + o, len - o, "; failed: %s", d->fails);
+	if (d->next < d->addrs.n && o < len)
+		(void)list_addrs(d, d->next, d->addrs.n, false, "; not tried yet: ", buf, len, o);
+}
+
 void dial_describe_wait(const struct dial *d, char *buf, size_t len)
 {
 	char t[320];
@@ -453,8 +484,7 @@ void dial_describe_wait(const struct dial *d, char *buf, size_t len)
 		}
 		break;
 	case PH_CONNECT:
-		snprintf(buf, len, "the TCP connect to %s never completed%s%s", t,
-			 d->fails[0] ? "; failed: " : "", d->fails);
+		describe_connects(d, t, buf, len);
 		break;
 	case PH_PROXY:
 		snprintf(buf, len,

@@ -24,8 +24,11 @@ struct dial_req {
 	const char *iface;	   /* "" or NULL: any */
 };
 
+/* Which step failed: the proxy's handshake is the proxy's failure, not the connect's. */
+enum dial_fail { DIAL_FAIL_CONNECT, DIAL_FAIL_PROXY };
+
 /* fd >= 0: connected and tunnelled, now the caller's; else err says why in one line. */
-typedef void (*dial_done_fn)(void *ud, int fd, const char *err);
+typedef void (*dial_done_fn)(void *ud, int fd, enum dial_fail why, const char *err);
 
 /* NULL with err set when it failed at once; done() is never called from here. */
 struct dial *dial_start(struct ev_loop *loop, const struct dial_req *req, dial_done_fn done,

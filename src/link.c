@@ -1,4 +1,8 @@
 #include "link_int.h"
+#include "netwatch.h"
+
+/* " via proxy P (from SOURCE)" for a link a proxy carries: a drop may be the proxy's */
+#define VIA(l) (*(l)->at.via ? " via proxy " : ""), (l)->at.via
 
 /* How long we wait for the server to answer our close frame. */
 #define CLOSE_WAIT_S 2.0
@@ -44,6 +48,7 @@ void link_free_scratch(struct link *l)
 	pmd_destroy(l->pmd);
 	l->pmd = NULL;
 	l->deflate_params[0] = '\0';
+	l->tls_version[0] = l->tls_cipher[0] = '\0';
 }
 
 void link_release_dial(struct link *l)
@@ -131,12 +136,13 @@ static void pong_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (l->at.probing)
 		link_set_end(l, LINK_FAIL_DEAD,
-			"link to %s:%u is dead: no answer within %u s to a ping after a network "
-			"change",
-			l->url.host, l->url.port, l->at.probe_s);
+			"link to %s:%u%s%s is dead: no answer within %u s to a ping after a "
+			"network change",
+			l->url.host, l->url.port, VIA(l), l->at.probe_s);
 	else
-		link_set_end(l, LINK_FAIL_DEAD, "link to %s:%u is dead: no pong or frame within %u s",
-			l->url.host, l->url.port, l->pong_timeout_s);
+		link_set_end(l, LINK_FAIL_DEAD,
+			"link to %s:%u%s%s is dead: no pong or frame within %u s", l->url.host,
+			l->url.port, VIA(l), l->pong_timeout_s);
 	link_finish(l);
 }
 
@@ -204,7 +210,8 @@ static int write_hello(struct link *l, size_t *off)
 	const char *m = l->hello.data;
 
 	l->at.hello_due = false;
-	if (tx_reserve(l, l->hello.total + l->hello.n * WSFRAME_MAX_HEADER) < 0) {
+	/* after the pongs already framed at *off */
+	if (tx_reserve(l, *off + l->hello.total + l->hello.n * WSFRAME_MAX_HEADER) < 0) {
 		link_set_end(l, LINK_FAIL_LOCAL, "out of memory framing the hello (link.hello)");
 		return -1;
 	}
@@ -248,16 +255,17 @@ static int compress_message(struct link *l, const unsigned char **data, size_t *
  */
 static int write_batch(struct link *l)
 {
-	size_t off = 0;
+	size_t off = 0, plen;
 	struct qmsg *m;
 	unsigned char *p;
 
-	if (l->at.pong_due) {
-		if (tx_reserve(l, WSFRAME_MAX_HEADER + l->at.pong_len) < 0)
-			return -1;
-		off = wsframe_encode(l->tx + LWS_PRE, WSF_PONG, l->at.pong, l->at.pong_len, next_mask(l));
-		l->at.pong_due = false;
-	}
+	if (pongq_len(&l->at.pongs) &&
+	    tx_reserve(l, pongq_len(&l->at.pongs) * (WSFRAME_MAX_HEADER + PONGQ_PAYLOAD)) < 0)
+		return -1;
+	/* RFC 6455 5.5.3: a pong for each ping, in their order, before anything else */
+	for (const unsigned char *pong; (pong = pongq_peek(&l->at.pongs, &plen));
+	     pongq_pop(&l->at.pongs))
+		off += wsframe_encode(l->tx + LWS_PRE + off, WSF_PONG, pong, plen, next_mask(l));
 	if (l->at.hello_due && write_hello(l, &off) < 0)
 		return -1;
 	while (l->carrier && (m = queue_peek_unsent(l->q))) {
@@ -420,6 +428,7 @@ static int established(struct link *l, struct lws *wsi)
 {
 	if (l->ending || l->destroying)
 		return -1;
+	link_note_tls(l, wsi);
 	l->wsi = wsi;
 	l->at.up = true;
 	l->end.was_up = true;
@@ -502,8 +511,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 			else
 				link_set_end(
 				    l, LINK_FAIL_CLOSED,
-				    "link to %s:%u lost: connection closed without a close frame",
-				    l->url.host, l->url.port);
+				    "link to %s:%u%s%s lost: connection closed without a close frame",
+				    l->url.host, l->url.port, VIA(l));
 			link_finish(l);
 		}
 		break;
@@ -649,6 +658,13 @@ const struct link_stats *link_stats(const struct link *l)
 	return &l->stats;
 }
 
+bool link_tls(const struct link *l, const char **version, const char **cipher)
+{
+	*version = l->tls_version;
+	*cipher = l->tls_cipher;
+	return *l->tls_version != '\0';
+}
+
 const char *link_cert_not_after(const struct link *l)
 {
 	return l->cert_not_after;
@@ -689,4 +705,9 @@ bool link_uses_address(const struct link *l, const struct sockaddr_storage *a)
 	return a->ss_family == AF_INET6 &&
 	       !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
 		       &((const struct sockaddr_in6 *)&l->at.local)->sin6_addr, 16);
+}
+
+bool link_uses_route(const struct link *l, const struct sockaddr_storage *dst, unsigned prefix)
+{
+	return link_active(l) && netwatch_route_covers(dst, prefix, &l->at.peer);
 }

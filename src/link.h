@@ -28,6 +28,7 @@ enum link_fail {
 	LINK_FAIL_DEAD,		/* no pong within pong_timeout_s */
 	LINK_FAIL_LOCAL,	/* we could not set up the attempt */
 	LINK_FAIL_VIOLATION,	/* the server broke RFC 6455 on an open link: we closed it */
+	LINK_FAIL_PROXY,	/* the proxy refused or broke its handshake */
 };
 
 struct link_end {
@@ -40,6 +41,7 @@ struct link_end {
 	int sent_close_code;	/* by_request: our own close frame's code, 0 if none */
 	char close_reason[124];	/* escaped (escape_text) */
 	char msg[512];		/* one line that explains it */
+	bool clean_close;	/* it began with the server's close: 1000, or no code */
 };
 
 struct link_events {
@@ -76,6 +78,8 @@ struct pmd_report;
 /* permessage-deflate on the link now: its parameters and figures, or NULL (r zeroed). */
 const char *link_compression(const struct link *l, struct pmd_report *r);
 /* notAfter of the client certificate of the last attempt, or "". */
+/* The TLS version ("TLSv1.3") and IANA cipher suite name of a link that is up; false: none. */
+bool link_tls(const struct link *l, const char **version, const char **cipher);
 const char *link_cert_not_after(const struct link *l);
 /* The same as a Unix time; 0 when there is none. */
 time_t link_cert_expiry(const struct link *l);
@@ -88,6 +92,8 @@ bool link_probe(struct link *l, unsigned deadline_s);
 struct sockaddr_storage;
 /* The link's socket has this local address. */
 bool link_uses_address(const struct link *l, const struct sockaddr_storage *a);
+/* Whether a route to dst/prefix that went away may have carried the link (dst NULL: unknown). */
+bool link_uses_route(const struct link *l, const struct sockaddr_storage *dst, unsigned prefix);
 
 struct tls_sessions;
 /* The TLS sessions kept across attempts (the daemon's, shared by its links). */

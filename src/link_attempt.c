@@ -78,6 +78,7 @@ static int add_user_agent(struct link *l, const struct wst_config *cfg)
 static int load_scratch(struct link *l, const struct wst_config *cfg, char *err, size_t errlen)
 {
 	l->insecure = cfg->insecure;
+	l->tls13_only = cfg->tls_min_version == TLS_MIN_1_3;
 	snprintf(l->server_name, sizeof(l->server_name), "%s", cfg->server_name);
 	snprintf(l->cert_file, sizeof(l->cert_file), "%s", cfg->cert_file);
 	if (*cfg->subprotocol && !(l->subprotocol = strdup(cfg->subprotocol)))
@@ -145,6 +146,9 @@ static void start_lws(struct link *l)
 		/* always a CA: without one lws loads no client certificate either */
 		info.client_ssl_ca_mem = l->ca.pem;
 		info.client_ssl_ca_mem_len = (unsigned int)l->ca.len;
+		/* TLS 1.3 is offered (and preferred) always; 1.2 unless tls.min_version = "1.3" */
+		if (l->tls13_only)
+			info.ssl_client_options_set = LWS_WST_SSL_OP_NO_TLSv1_2;
 		if (l->cert.blob) {
 			info.client_ssl_cert_mem = l->cert.blob;
 			info.client_ssl_cert_mem_len = (unsigned int)l->cert.len;
@@ -197,7 +201,7 @@ static void start_lws(struct link *l)
 	}
 }
 
-static void dialled(void *ud, int fd, const char *err)
+static void dialled(void *ud, int fd, enum dial_fail why, const char *err)
 {
 	struct link *l = ud;
 	socklen_t sl = sizeof(l->at.local);
@@ -207,13 +211,17 @@ static void dialled(void *ud, int fd, const char *err)
 	explicit_bzero(l->proxy.user, sizeof(l->proxy.user));
 	explicit_bzero(l->proxy.pass, sizeof(l->proxy.pass));
 	if (fd < 0) {
-		link_set_end(l, LINK_FAIL_CONNECT, "%s", err);
+		link_set_end(l, why == DIAL_FAIL_PROXY ? LINK_FAIL_PROXY : LINK_FAIL_CONNECT, "%s",
+			     err);
 		link_finish(l);
 		return;
 	}
 	l->fd = fd;
 	if (getsockname(fd, (struct sockaddr *)&l->at.local, &sl) < 0)
 		memset(&l->at.local, 0, sizeof(l->at.local));
+	sl = sizeof(l->at.peer);
+	if (getpeername(fd, (struct sockaddr *)&l->at.peer, &sl) < 0)
+		memset(&l->at.peer, 0, sizeof(l->at.peer));
 	if (l->proxy.kind != PROXY_NONE) {
 		snprintf(l->at.via, sizeof(l->at.via), "%s (from %s)", l->proxy.text, l->proxy.source);
 		log_msg(LOG_INFO, "proxy %s connected us to %s:%u", l->at.via, l->url.host,

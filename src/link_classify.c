@@ -1,5 +1,11 @@
-/* Why an attempt failed, as one line an operator can act on. */
+/*
+ * How an attempt's handshake came out: why it failed, as one line an
+ * operator can act on, or what its TLS negotiated.
+ */
 #include "link_int.h"
+
+#include <mbedtls/error.h>
+#include <mbedtls/ssl.h>
 
 /* The certificate verification result, as lws's mbedTLS glue numbers it. */
 static void classify_x509(struct link *l, int code)
@@ -81,20 +87,109 @@ static void classify_http(struct link *l, struct lws *wsi, int status)
 			status);
 }
 
-/* mbedTLS gives no reason; these are what it means in practice */
-static void classify_tls_handshake(struct link *l, const char *why)
+/* What the server said about our client certificate, in an operator's words. */
+static const char *cert_alert_meaning(int alert)
 {
-	if (l->cert.blob)
-		link_set_end(l, LINK_FAIL_TLS,
-			"TLS handshake with %s:%u failed: the server rejected our client "
-			"certificate %s, or does not speak TLS on this port [%s]",
-			l->url.host, l->url.port, l->cert_file, why);
+	switch (alert) {
+	case MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA:
+		return "it does not trust the CA that issued it";
+	case MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED:
+		return "it considers it expired (check both clocks)";
+	case MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED:
+		return "it says it is revoked";
+	case MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED:
+		return "it is valid, but not allowed in";
+	default:
+		return "it refused it";
+	}
+}
+
+static void tls_cert_line(struct link *l, const struct linkerr *e, enum linkerr_tls cause,
+			  const char *alert)
+{
+	if (cause == LINKERR_TLS_CERT_REQUIRED)
+		link_set_end(
+		    l, LINK_FAIL_TLS,
+		    "TLS handshake with %s:%u failed: the server requires a client certificate "
+		    "and none is configured (set tls.cert_file and tls.key_file) [alert %s]",
+		    l->url.host, l->url.port, alert);
 	else
-		link_set_end(l, LINK_FAIL_TLS,
-			"TLS handshake with %s:%u failed: the server does not speak TLS on this "
-			"port, or it requires a client certificate and none is configured "
-			"(tls.cert_file, tls.key_file) [%s]",
-			l->url.host, l->url.port, why);
+		link_set_end(
+		    l, LINK_FAIL_TLS,
+		    "TLS handshake with %s:%u failed: the server rejected our client certificate "
+		    "%s: %s [alert %s]",
+		    l->url.host, l->url.port, l->cert_file, cert_alert_meaning(e->tls_alert),
+		    alert);
+}
+
+/* A failed handshake, classified from mbedTLS's error and the server's alert (lws patch 0011). */
+static void classify_tls_handshake(struct link *l, const struct linkerr *e)
+{
+	enum linkerr_tls cause = linkerr_tls_cause(e, l->cert.blob != NULL);
+	const char *alert = linkerr_alert_name(e->tls_alert);
+	char err[160] = "";
+
+	if (!alert)
+		alert = e->tls_alert < 0 ? "none" : "unknown";
+	switch (cause) {
+	case LINKERR_TLS_VERSION:
+		link_set_end(
+		    l, LINK_FAIL_TLS,
+		    "TLS handshake with %s:%u failed: no TLS version in common with the server: we "
+		    "offered %s [alert %s]",
+		    l->url.host, l->url.port,
+		    l->tls13_only ? "TLS 1.3 only (tls.min_version = \"1.3\")" : "TLS 1.3 and 1.2",
+		    alert);
+		break;
+	case LINKERR_TLS_CIPHER:
+		link_set_end(
+		    l, LINK_FAIL_TLS,
+		    "TLS handshake with %s:%u failed: no cipher suite (or key exchange group) in "
+		    "common with the server: it refused our ClientHello [alert %s]",
+		    l->url.host, l->url.port, alert);
+		break;
+	case LINKERR_TLS_CERT_REQUIRED:
+	case LINKERR_TLS_CERT_REJECTED:
+		tls_cert_line(l, e, cause, alert);
+		break;
+	case LINKERR_TLS_NOT_TLS:
+		link_set_end(
+		    l, LINK_FAIL_TLS,
+		    "TLS handshake with %s:%u failed: the server does not speak TLS on this port "
+		    "(what it sent is not a TLS record)",
+		    l->url.host, l->url.port);
+		break;
+	case LINKERR_TLS_CLOSED:
+		if (e->tls_certreq && l->cert.blob)
+			link_set_end(
+			    l, LINK_FAIL_TLS,
+			    "TLS handshake with %s:%u failed: the server asked for a client "
+			    "certificate, then closed without a TLS alert: it most likely "
+			    "rejected our client certificate %s [%s]",
+			    l->url.host, l->url.port, l->cert_file, e->why);
+		else if (e->tls_certreq)
+			link_set_end(
+			    l, LINK_FAIL_TLS,
+			    "TLS handshake with %s:%u failed: the server asked for a client "
+			    "certificate, then closed without a TLS alert: most likely it "
+			    "requires one and none is configured (tls.cert_file, tls.key_file) "
+			    "[%s]",
+			    l->url.host, l->url.port, e->why);
+		else
+			link_set_end(
+			    l, LINK_FAIL_TLS,
+			    "TLS handshake with %s:%u failed: the server closed the connection "
+			    "without a TLS answer: it does not speak TLS on this port, or it "
+			    "dropped us [%s]",
+			    l->url.host, l->url.port, e->why);
+		break;
+	case LINKERR_TLS_UNKNOWN:
+		mbedtls_strerror(e->tls_err, err, sizeof(err));
+		link_set_end(l, LINK_FAIL_TLS, "TLS handshake with %s:%u failed: %s [alert %s; %s]",
+			     l->url.host, l->url.port, *err ? err : "no reason given", alert,
+			     e->why);
+		break;
+	}
 }
 
 /* Turn lws's connection error into one line an operator can act on. */
@@ -135,7 +230,7 @@ void link_classify_error(struct link *l, struct lws *wsi, const char *in)
 			l->url.host, l->url.port);
 		break;
 	case LINKERR_TLS_HANDSHAKE:
-		classify_tls_handshake(l, e.why);
+		classify_tls_handshake(l, &e);
 		break;
 	case LINKERR_TLS:
 		link_set_end(l, LINK_FAIL_TLS, "TLS handshake with %s:%u failed: %s", l->url.host,
@@ -150,4 +245,23 @@ void link_classify_error(struct link *l, struct lws *wsi, const char *in)
 			l->url.port, e.why);
 		break;
 	}
+}
+
+/* The negotiated version and suite; mbedTLS spells IANA's names with dashes. */
+void link_note_tls(struct link *l, struct lws *wsi)
+{
+	const char *v, *c;
+	size_t i;
+
+	if (!l->url.tls || lws_wst_tls_negotiated(wsi, &v, &c) < 0)
+		return;
+	snprintf(l->tls_version, sizeof(l->tls_version), "%s", v);
+	if (!strncmp(c, "TLS1-3-", 7))
+		c += 7;
+	else if (!strncmp(c, "TLS-", 4))
+		c += 4;
+	snprintf(l->tls_cipher, sizeof(l->tls_cipher), "TLS_%s", c);
+	for (i = 0; l->tls_cipher[i]; i++)
+		if (l->tls_cipher[i] == '-')
+			l->tls_cipher[i] = '_';
 }

@@ -6,7 +6,7 @@
  * the upgrade's headers and extensions, writing, pings, timers and the
  * public calls), link_attempt.c (starting an attempt: header files, proxy,
  * dial, lws context), link_rx.c (what the server sends) and link_classify.c
- * (why an attempt failed, in one line).
+ * (why an attempt failed, in one line; what its TLS negotiated).
  */
 #include "link.h"
 
@@ -39,6 +39,7 @@
 #include "url.h"
 #include "utf8.h"
 #include "wsframe.h"
+#include "pongq.h"
 #include "wsrx.h"
 
 /* How much to hand lws per WRITEABLE: enough to fill a socket buffer. */
@@ -52,6 +53,7 @@ struct attempt {
 	bool upgrade_sent;		/* TCP (and TLS) were up: the HTTP upgrade went out */
 	char via[PROXY_MAX_HOST + 64];	/* "" or the proxy that carries the link */
 	struct sockaddr_storage local;	/* our end of the dialled socket */
+	struct sockaddr_storage peer;	/* the far end of the TCP connection: server or proxy */
 	bool probing;			/* a ping after a network change is out */
 	unsigned probe_s;
 	bool deflate;			/* link.compression = "deflate": offer it */
@@ -71,9 +73,12 @@ struct attempt {
 	bool violated;	  /* we are failing the link for the server's protocol error */
 	bool peer_closed; /* the server's close frame came: answer it, then wait for TCP */
 	int peer_code;	  /* what to answer it with, 0 for an empty close */
-	bool pong_due;
-	unsigned char pong[125];
-	size_t pong_len;
+	struct pongq pongs;   /* owed to the server's pings, written first in each batch */
+	bool pong_flood_said; /* the one line about pings we could not all answer */
+	/* the compressed message being inflated: how much of it was checked UTF-8 */
+	bool inflating;
+	size_t inflated_checked;
+	struct utf8_stream inflated_utf8;
 
 	bool hello_due;
 	double ping_at;		/* when the ping being timed went out (ev_time) */
@@ -117,6 +122,10 @@ struct link {
 	char cert_file[4096];
 	char server_name[URL_MAX_HOST + 1];	/* tls.server_name of this attempt */
 	bool insecure;
+	bool tls13_only; /* tls.min_version = "1.3" */
+	/* what the handshake negotiated, once up ("" before) */
+	char tls_version[16]; /* "TLSv1.3" */
+	char tls_cipher[64];  /* IANA's name: "TLS_AES_256_GCM_SHA384" */
 	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
 	size_t max_message;
 
@@ -148,6 +157,8 @@ void link_finish(struct link *l);
 void link_free_scratch(struct link *l);
 void link_release_dial(struct link *l);
 void link_time_pong(struct link *l, uint64_t seq);
+/* link_classify.c: what the TLS handshake of an established link negotiated */
+void link_note_tls(struct link *l, struct lws *wsi);
 extern const struct lws_protocols link_protocols[];
 
 /* link_rx.c: bytes from the server, handed over raw by our lws patch */

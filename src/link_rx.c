@@ -3,18 +3,15 @@
 
 static void on_pong(struct link *l, const unsigned char *in, size_t len);
 
-/*
- * RFC 7692 6.2: inflate a message that came with RSV1, at most
- * link.max_message_bytes of it. What fails fails the link as a violation.
- */
-static int inflate_message(struct link *l, const unsigned char **data, size_t *len, bool binary)
+/* What pmd_inflate said: anything but PMD_OK fails the link as a violation. */
+static int inflate_status(struct link *l, enum pmd_status st)
 {
 	char what[96], esc[48];
 	const char *zerr;
 
-	switch (pmd_inflate(l->pmd, *data, *len, true)) {
+	switch (st) {
 	case PMD_OK:
-		break;
+		return 0;
 	case PMD_TOO_BIG:
 		wsrx_reject(&l->at.rx, WSRX_TOO_BIG, 1009, "a message that inflates too far");
 		return -1;
@@ -28,15 +25,38 @@ static int inflate_message(struct link *l, const unsigned char **data, size_t *l
 		wsrx_reject(&l->at.rx, WSRX_NOMEM, 1009, "a message too big for the memory left");
 		return -1;
 	}
-	*data = pmd_message(l->pmd, len);
-	if (!binary && !utf8_valid(*data, *len)) {
-		snprintf(what, sizeof(what),
-			 "a compressed text message of %zu bytes, not UTF-8 inflated (RFC 6455 §8.1)",
-			 *len);
-		wsrx_reject(&l->at.rx, WSRX_VIOLATION, 1007, what);
-		return -1;
+}
+
+/* RFC 6455 8.1 on what inflated so far: fail at the first byte that cannot be UTF-8. */
+static int check_inflated_text(struct link *l, const unsigned char *msg, size_t len, bool fin)
+{
+	size_t n = len - l->at.inflated_checked, k;
+	char what[96];
+
+	k = utf8_stream_feed(&l->at.inflated_utf8, msg + l->at.inflated_checked, n);
+	if (k == n && (!fin || utf8_stream_complete(&l->at.inflated_utf8))) {
+		l->at.inflated_checked = len;
+		return 0;
 	}
-	return 0;
+	if (k == n)
+		snprintf(what, sizeof(what),
+			 "compressed text of %zu bytes that ends inside a UTF-8 sequence once "
+			 "inflated (RFC 6455 §8.1)",
+			 len);
+	else
+		snprintf(what, sizeof(what),
+			 "a compressed text message, not UTF-8 inflated at byte %zu (RFC 6455 §8.1)",
+			 l->at.inflated_checked + k);
+	wsrx_reject(&l->at.rx, WSRX_VIOLATION, 1007, what);
+	return -1;
+}
+
+static void deliver(struct link *l, const unsigned char *data, size_t len, bool binary)
+{
+	l->stats.received++;
+	l->stats.received_bytes += len;
+	if (l->ev.message)
+		l->ev.message(l->ev.ud, data, len, binary);
 }
 
 static void rx_message(void *ud, const unsigned char *data, size_t len, bool binary)
@@ -46,23 +66,53 @@ static void rx_message(void *ud, const unsigned char *data, size_t len, bool bin
 	/* nothing reaches local programs once we fail the link or the server closed it */
 	if (l->at.violated || l->at.peer_closed)
 		return;
-	/* RSV1 is allowed, and msg_compressed can be set, only once pmd exists */
-	if (l->at.rx.msg_compressed && inflate_message(l, &data, &len, binary) < 0)
+	deliver(l, data, len, binary);
+}
+
+/*
+ * RFC 7692 6.2: a message that came with RSV1 (allowed only once pmd exists)
+ * is inflated as its frames arrive, at most link.max_message_bytes of it,
+ * and text is checked as it inflates, so that a bad first fragment fails
+ * the link without waiting for the rest.
+ */
+static void rx_compressed(void *ud, const unsigned char *data, size_t len, bool fin, bool binary)
+{
+	struct link *l = ud;
+	const unsigned char *msg;
+	size_t n;
+
+	if (l->at.violated || l->at.peer_closed)
 		return;
-	l->stats.received++;
-	l->stats.received_bytes += len;
-	if (l->ev.message)
-		l->ev.message(l->ev.ud, data, len, binary);
+	if (!l->at.inflating) {
+		l->at.inflating = true;
+		l->at.inflated_checked = 0;
+		utf8_stream_init(&l->at.inflated_utf8);
+	}
+	if (inflate_status(l, pmd_inflate(l->pmd, data, len, fin)) < 0)
+		return;
+	msg = pmd_message(l->pmd, &n);
+	if (!binary && check_inflated_text(l, msg, n, fin) < 0)
+		return;
+	if (!fin)
+		return;
+	l->at.inflating = false;
+	deliver(l, msg, n, binary);
 }
 
 static void rx_ping(void *ud, const unsigned char *data, size_t len)
 {
 	struct link *l = ud;
 
-	/* RFC 6455 5.5.3: answering the latest ping is enough */
-	memcpy(l->at.pong, data, len);
-	l->at.pong_len = len;
-	l->at.pong_due = true;
+	/* nothing more may follow our close frame, pongs included */
+	if (l->at.close_sent)
+		return;
+	if (pongq_push(&l->at.pongs, data, len) && !l->at.pong_flood_said) {
+		l->at.pong_flood_said = true;
+		log_msg(LOG_NOTICE,
+			"server %s:%u pings faster than we can answer: answering the newest %d "
+			"of each burst, as RFC 6455 §5.5.3 allows",
+			l->url.host, l->url.port, PONGQ_MAX);
+	}
 	if (l->wsi)
 		lws_callback_on_writable(l->wsi);
 }
@@ -83,6 +133,9 @@ static void rx_close(void *ud, int code, const unsigned char *reason, size_t len
 		link_finish(l);
 		return;
 	}
+	/* the first cause stands: a close after something else went wrong is no clean end */
+	if (l->end.fail == LINK_FAIL_NONE)
+		l->end.clean_close = code == 1000 || code == 0;
 	if (code)
 		link_set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s", l->url.host,
 			l->url.port, code, l->end.close_reason[0] ? " " : "", l->end.close_reason);
@@ -98,8 +151,11 @@ static void rx_close(void *ud, int code, const unsigned char *reason, size_t len
 		lws_callback_on_writable(l->wsi);
 }
 
-static const struct wsrx_ops rx_ops = {
-    .message = rx_message, .ping = rx_ping, .pong = rx_pong, .close = rx_close};
+static const struct wsrx_ops rx_ops = {.message = rx_message,
+				       .compressed = rx_compressed,
+				       .ping = rx_ping,
+				       .pong = rx_pong,
+				       .close = rx_close};
 
 /* The server broke RFC 6455: say what it did, close with the RFC's code, reconnect. */
 static void rx_violation(struct link *l)

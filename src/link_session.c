@@ -2,7 +2,7 @@
  * The TLS session carried from one attempt to the next (tls_session.h): the
  * new context's lws cache gets the kept session before the connect (lws
  * offers it in the ClientHello), and what the handshake (or a later TLS 1.3
- * ticket) left in that cache is kept before the context goes. lws patch 0011
+ * ticket) left in that cache is kept before the context goes. lws patch 0012
  * serialises sessions and says whether the server resumed.
  */
 #include "link_int.h"

@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/ssl.h>
+
 #include "escape.h"
 
 static int starts(const char *s, const char *prefix)
@@ -18,12 +21,126 @@ static int x509_code(const char *why)
 	return x ? atoi(x + strlen(LWS_CCE_X509)) : -1;
 }
 
+/* lws patch 0011's " -0x7780 alert 40 certreq 1" at the end of a TLS failure text */
+static void tls_detail(const char *why, struct linkerr *e)
+{
+	const char *d = strstr(why, " -0x");
+	unsigned err;
+	int alert, certreq;
+
+	e->tls_alert = -1;
+	if (d && sscanf(d + 1, LWS_CCE_MBEDTLS_DETAIL, &err, &alert, &certreq) == 3) {
+		e->tls_err = -(int)err;
+		e->tls_alert = alert;
+		e->tls_certreq = certreq != 0;
+	}
+}
+
+const char *linkerr_alert_name(int alert)
+{
+	switch (alert) {
+	case MBEDTLS_SSL_ALERT_MSG_CLOSE_NOTIFY:
+		return "close_notify";
+	case MBEDTLS_SSL_ALERT_MSG_UNEXPECTED_MESSAGE:
+		return "unexpected_message";
+	case MBEDTLS_SSL_ALERT_MSG_BAD_RECORD_MAC:
+		return "bad_record_mac";
+	case MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE:
+		return "handshake_failure";
+	case MBEDTLS_SSL_ALERT_MSG_BAD_CERT:
+		return "bad_certificate";
+	case MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT:
+		return "unsupported_certificate";
+	case MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED:
+		return "certificate_revoked";
+	case MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED:
+		return "certificate_expired";
+	case MBEDTLS_SSL_ALERT_MSG_CERT_UNKNOWN:
+		return "certificate_unknown";
+	case MBEDTLS_SSL_ALERT_MSG_ILLEGAL_PARAMETER:
+		return "illegal_parameter";
+	case MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA:
+		return "unknown_ca";
+	case MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED:
+		return "access_denied";
+	case MBEDTLS_SSL_ALERT_MSG_DECODE_ERROR:
+		return "decode_error";
+	case MBEDTLS_SSL_ALERT_MSG_DECRYPT_ERROR:
+		return "decrypt_error";
+	case MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION:
+		return "protocol_version";
+	case MBEDTLS_SSL_ALERT_MSG_INSUFFICIENT_SECURITY:
+		return "insufficient_security";
+	case MBEDTLS_SSL_ALERT_MSG_INTERNAL_ERROR:
+		return "internal_error";
+	case MBEDTLS_SSL_ALERT_MSG_MISSING_EXTENSION:
+		return "missing_extension";
+	case MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_EXT:
+		return "unsupported_extension";
+	case MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME:
+		return "unrecognized_name";
+	case MBEDTLS_SSL_ALERT_MSG_CERT_REQUIRED:
+		return "certificate_required";
+	case MBEDTLS_SSL_ALERT_MSG_NO_APPLICATION_PROTOCOL:
+		return "no_application_protocol";
+	default:
+		return NULL;
+	}
+}
+
+/* Alerts a server sends about the client certificate it was given. */
+static bool about_our_cert(int alert)
+{
+	switch (alert) {
+	case MBEDTLS_SSL_ALERT_MSG_BAD_CERT:
+	case MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT:
+	case MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED:
+	case MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED:
+	case MBEDTLS_SSL_ALERT_MSG_CERT_UNKNOWN:
+	case MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA:
+	case MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED:
+	case MBEDTLS_SSL_ALERT_MSG_DECRYPT_ERROR:
+		return true;
+	default:
+		return false;
+	}
+}
+
+enum linkerr_tls linkerr_tls_cause(const struct linkerr *e, bool have_cert)
+{
+	int a = e->tls_alert;
+
+	if (a == MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION ||
+	    e->tls_err == MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION)
+		return LINKERR_TLS_VERSION;
+	if (a == MBEDTLS_SSL_ALERT_MSG_CERT_REQUIRED)
+		return have_cert ? LINKERR_TLS_CERT_REJECTED : LINKERR_TLS_CERT_REQUIRED;
+	/* after its CertificateRequest, a refusal is about what we sent for it */
+	if (e->tls_certreq && (about_our_cert(a) || a == MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE))
+		return have_cert ? LINKERR_TLS_CERT_REJECTED : LINKERR_TLS_CERT_REQUIRED;
+	/* refused at our ClientHello: nothing in it that the server takes */
+	if (a == MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE ||
+	    a == MBEDTLS_SSL_ALERT_MSG_INSUFFICIENT_SECURITY)
+		return LINKERR_TLS_CIPHER;
+	if (e->tls_err == MBEDTLS_ERR_SSL_INVALID_RECORD ||
+	    e->tls_err == MBEDTLS_ERR_SSL_UNEXPECTED_RECORD ||
+	    e->tls_err == MBEDTLS_ERR_SSL_UNEXPECTED_MESSAGE)
+		return a < 0 ? LINKERR_TLS_NOT_TLS : LINKERR_TLS_UNKNOWN;
+	if (a < 0 && (e->tls_err == MBEDTLS_ERR_SSL_CONN_EOF ||
+		      e->tls_err == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY ||
+		      e->tls_err == MBEDTLS_ERR_NET_CONN_RESET ||
+		      e->tls_err == MBEDTLS_ERR_NET_SEND_FAILED || e->tls_err == 0))
+		return LINKERR_TLS_CLOSED;
+	return LINKERR_TLS_UNKNOWN;
+}
+
 void linkerr_classify(const char *in, int http_status, struct linkerr *e)
 {
 	size_t n;
 	const char *why;
 
 	memset(e, 0, sizeof(*e));
+	e->tls_alert = -1;
 	if (!in)
 		in = "unknown error";
 	n = strlen(in);
@@ -56,6 +173,7 @@ void linkerr_classify(const char *in, int http_status, struct linkerr *e)
 	} else if (starts(why, LWS_CCE_MBEDTLS_CONNECT) || starts(why, LWS_CCE_MBEDTLS_READ) ||
 		   starts(why, LWS_CCE_MBEDTLS_WRITE)) {
 		e->kind = LINKERR_TLS_HANDSHAKE;
+		tls_detail(why, e);
 	} else if (strstr(why, "mbedtls") || strstr(why, "SSL") || strstr(why, "tls")) {
 		/* the rest of lws's TLS layer: its text is all there is to say */
 		e->kind = LINKERR_TLS;

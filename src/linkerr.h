@@ -1,6 +1,8 @@
 #ifndef WST_LINKERR_H
 #define WST_LINKERR_H
 
+#include <stdbool.h>
+
 /*
  * What went wrong with a connection attempt, from what lws 4.3.5 tells us:
  * the HTTP status of the upgrade response (a code) and, where lws gives
@@ -29,6 +31,8 @@
  */
 #define LWS_CCE_MBEDTLS_READ "mbedtls read -0x"
 #define LWS_CCE_MBEDTLS_WRITE "mbedtls write -0x"
+/* lws patch 0011: each of the three above ends with this detail */
+#define LWS_CCE_MBEDTLS_DETAIL "-0x%x alert %d certreq %d"
 
 /* Verify results of lws's OpenSSL-compatible mbedTLS wrapper (internal/x509_vfy.h) */
 enum {
@@ -54,15 +58,36 @@ enum linkerr_kind {
 	LINKERR_OTHER,
 };
 
+/* Why a TLS handshake failed, from mbedTLS's error and the server's alert. */
+enum linkerr_tls {
+	LINKERR_TLS_UNKNOWN,	   /* neither says more: the line quotes them */
+	LINKERR_TLS_VERSION,	   /* no protocol version in common */
+	LINKERR_TLS_CIPHER,	   /* no cipher suite (or group) in common */
+	LINKERR_TLS_CERT_REQUIRED, /* it asked for a client certificate; we have none */
+	LINKERR_TLS_CERT_REJECTED, /* it refused the client certificate we sent */
+	LINKERR_TLS_NOT_TLS,	   /* what came back was not a TLS record */
+	LINKERR_TLS_CLOSED,	   /* it closed (or reset) without a word */
+};
+
 struct linkerr {
 	enum linkerr_kind kind;
 	int http_status;    /* of the upgrade response, 0 if none */
 	int x509;	    /* X509_ERR_*, for LINKERR_X509 */
 	char why[256];	    /* lws's text without trailing newline or spaces */
 	const char *detail; /* into why: lws's text without the "HS: " prefix */
+	/* LINKERR_TLS_HANDSHAKE, from lws patch 0011's detail (0, -1, false: none) */
+	int tls_err;	  /* mbedTLS's error code, negative */
+	int tls_alert;	  /* the fatal alert the server sent, -1: none */
+	bool tls_certreq; /* the server sent a CertificateRequest */
 };
 
 /* in: lws's text (may be NULL); http_status: lws_http_client_http_response(), or 0. */
 void linkerr_classify(const char *in, int http_status, struct linkerr *e);
+
+/* A LINKERR_TLS_HANDSHAKE's cause; have_cert: we had a client certificate to send. */
+enum linkerr_tls linkerr_tls_cause(const struct linkerr *e, bool have_cert);
+
+/* The TLS alert's name as RFC 8446 spells it ("certificate_required"), or NULL. */
+const char *linkerr_alert_name(int alert);
 
 #endif

@@ -103,6 +103,18 @@ static void failures(struct out *o, const struct wst_status *st)
 		sample(o, "link_failures_total", "cause=\"other\"", "%llu", other);
 }
 
+/* 1, labelled with what the link's TLS negotiated; no sample while no wss:// link is up. */
+static void tls_info(struct out *o, const struct wst_status *st)
+{
+	char l[128];
+
+	head(o, "tls_info", "gauge", "1, labelled with the TLS version and cipher suite of the link.");
+	if (!st->up || !st->tls_version || !st->tls_cipher)
+		return;
+	snprintf(l, sizeof(l), "version=\"%s\",cipher=\"%s\"", st->tls_version, st->tls_cipher);
+	sample(o, "tls_info", l, "1");
+}
+
 static void link_metrics(struct out *o, const struct wst_status *st)
 {
 	one(o, "link_up", "gauge", "Whether the WebSocket link is up (1) or not (0).", st->up);
@@ -126,6 +138,7 @@ static void link_metrics(struct out *o, const struct wst_status *st)
 	if (st->cert_expiry)
 		sample(o, "client_cert_expiry_timestamp_seconds", NULL, "%lld",
 		       (long long)st->cert_expiry);
+	tls_info(o, st);
 }
 
 /* The reasons of status "drops" that count messages, with their bytes. */

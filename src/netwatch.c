@@ -51,20 +51,70 @@ static void addr_gone(const struct nlmsghdr *h, netwatch_fn fn, void *ud)
 	} else {
 		return;
 	}
-	fn(ud, NET_ADDR_GONE, &ss);
+	fn(ud, NET_ADDR_GONE, &ss, 0);
 }
 
 static void route(const struct nlmsghdr *h, netwatch_fn fn, void *ud)
 {
 	const struct rtmsg *rt = NLMSG_DATA(h);
+	const struct rtattr *rta = RTM_RTA(rt);
+	int len = (int)RTM_PAYLOAD(h);
+	size_t alen = rt->rtm_family == AF_INET ? 4 : 16;
+	struct sockaddr_storage dst;
 
 	/* local, broadcast and other tables' routes do not carry the link */
 	if (rt->rtm_table != RT_TABLE_MAIN || rt->rtm_type != RTN_UNICAST)
 		return;
-	if (h->nlmsg_type == RTM_DELROUTE)
-		fn(ud, NET_ROUTE_GONE, NULL);
-	else if (rt->rtm_dst_len == 0)
-		fn(ud, NET_DEFAULT_ROUTE, NULL);
+	if (h->nlmsg_type == RTM_NEWROUTE) {
+		if (rt->rtm_dst_len == 0)
+			fn(ud, NET_DEFAULT_ROUTE, NULL, 0);
+		return;
+	}
+	if (rt->rtm_family != AF_INET && rt->rtm_family != AF_INET6)
+		return;
+	memset(&dst, 0, sizeof(dst));
+	dst.ss_family = rt->rtm_family;
+	for (; RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
+		if (rta->rta_type != RTA_DST || RTA_PAYLOAD(rta) < alen)
+			continue;
+		if (rt->rtm_family == AF_INET)
+			memcpy(&((struct sockaddr_in *)&dst)->sin_addr, RTA_DATA(rta), 4);
+		else
+			memcpy(&((struct sockaddr_in6 *)&dst)->sin6_addr, RTA_DATA(rta), 16);
+	}
+	fn(ud, NET_ROUTE_GONE, &dst, rt->rtm_dst_len);
+}
+
+bool netwatch_route_covers(const struct sockaddr_storage *dst, unsigned prefix,
+			   const struct sockaddr_storage *peer)
+{
+	const unsigned char *a, *b;
+	unsigned bits;
+
+	if (!dst)
+		return true;
+	if (!peer || dst->ss_family != peer->ss_family)
+		return false;
+	if (dst->ss_family == AF_INET) {
+		a = (const unsigned char *)&((const struct sockaddr_in *)dst)->sin_addr;
+		b = (const unsigned char *)&((const struct sockaddr_in *)peer)->sin_addr;
+		bits = 32;
+	} else if (dst->ss_family == AF_INET6) {
+		a = ((const struct sockaddr_in6 *)dst)->sin6_addr.s6_addr;
+		b = ((const struct sockaddr_in6 *)peer)->sin6_addr.s6_addr;
+		bits = 128;
+	} else {
+		return false;
+	}
+	if (prefix > bits)
+		return false;
+	for (unsigned i = 0; i < prefix; i++) {
+		unsigned char m = (unsigned char)(0x80 >> (i % 8));
+
+		if ((a[i / 8] & m) != (b[i / 8] & m))
+			return false;
+	}
+	return true;
 }
 
 void netwatch_parse(const void *buf, size_t len, netwatch_fn fn, void *ud)
@@ -109,8 +159,8 @@ static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 		if (n < 0 && errno == ENOBUFS) {
 			/* we missed messages: assume the worst about both kinds */
-			w->fn(w->ud, NET_ROUTE_GONE, NULL);
-			w->fn(w->ud, NET_DEFAULT_ROUTE, NULL);
+			w->fn(w->ud, NET_ROUTE_GONE, NULL, 0);
+			w->fn(w->ud, NET_DEFAULT_ROUTE, NULL, 0);
 			continue;
 		}
 		if (n <= 0)

@@ -156,6 +156,31 @@ int outbox_init(struct outbox *o, struct ev_loop *loop, size_t headroom, size_t 
 	return open_spool(o);
 }
 
+/*
+ * What is left at exit. A written message may well have reached the server
+ * (it closed before the pong to our last ping, say), so it is "unconfirmed",
+ * not "undelivered". Kept in the spool, nothing is lost: a notice.
+ */
+static void say_unconfirmed(struct outbox *o)
+{
+	size_t all = queue_len(&o->q), written = queue_written(&o->q);
+	int level = o->dir ? LOG_NOTICE : LOG_WARNING;
+	const char *kept = o->dir ? ", kept in the spool" : "";
+
+	if (written == all)
+		log_msg(level,
+			"exiting with %zu unconfirmed message(s): written, but no pong "
+			"confirmed them%s",
+			all, kept);
+	else if (written)
+		log_msg(level,
+			"exiting with %zu unconfirmed message(s): %zu written but not "
+			"confirmed by a pong, %zu never sent%s",
+			all, written, all - written, kept);
+	else
+		log_msg(level, "exiting with %zu unsent message(s)%s", all, kept);
+}
+
 void outbox_finish(struct outbox *o)
 {
 	if (o->spool) {
@@ -167,8 +192,7 @@ void outbox_finish(struct outbox *o)
 		o->spool = NULL;
 	}
 	if (queue_len(&o->q))
-		log_msg(LOG_WARNING, "exiting with %zu undelivered message(s)%s", queue_len(&o->q),
-			o->dir ? ", kept in the spool" : "");
+		say_unconfirmed(o);
 	queue_finish(&o->q);
 	free(o->dir);
 	o->dir = NULL;

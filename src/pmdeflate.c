@@ -11,8 +11,10 @@
 #include "log.h"
 
 /*
- * zlib's own defaults, as Node's ws uses them: the compressor holds
- * 2^(w+2) + 2^(m+9) bytes (256 KiB at w=15, m=8) and the inflater 2^w + ~7 KiB.
+ * zlib's own defaults at a 15-bit window, as Node's ws uses them: the
+ * compressor holds 2^(w+2) + 2^(m+9) bytes (256 KiB at w=15, m=8) and the
+ * inflater 2^w + ~7 KiB. Smaller windows get a smaller memory level: see
+ * mem_level().
  */
 #define PMD_MEM_LEVEL 8
 #define PMD_MAX_BITS 15
@@ -327,6 +329,20 @@ size_t pmd_compress_bound(size_t len)
 	return len + (len >> 12) + (len >> 14) + (len >> 25) + 64;
 }
 
+/*
+ * zlib slides its hash table (2^(m+7) entries) every time the window moves
+ * on, each 2^w - 262 bytes of input, and clears it on every deflateReset.
+ * At m=8 and a 9-bit window that is 32768 entries per 250 bytes: most of the
+ * compressor's time went there, and a server that asked for a 9-bit window
+ * (Autobahn 13.3/13.5/13.7) saw us take twice as long as Python's websockets,
+ * which compresses at m=5 (issue 17). Eight entries per window byte keep the
+ * slide cheap; the ratio moved by under 2% (bench/pmd-window.c).
+ */
+static int mem_level(int bits)
+{
+	return bits - 4 < PMD_MEM_LEVEL ? bits - 4 : PMD_MEM_LEVEL;
+}
+
 static int deflate_init(struct pmd *d)
 {
 	int bits = d->p.client_max_window_bits, strategy = Z_DEFAULT_STRATEGY;
@@ -339,7 +355,7 @@ static int deflate_init(struct pmd *d)
 		bits = 9;
 		strategy = Z_HUFFMAN_ONLY;
 	}
-	if (deflateInit2(&d->def, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -bits, PMD_MEM_LEVEL,
+	if (deflateInit2(&d->def, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -bits, mem_level(bits),
 			 strategy) != Z_OK)
 		return -1;
 	d->def_ready = true;

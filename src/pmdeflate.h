@@ -82,9 +82,10 @@ enum pmd_status {
 };
 
 /*
- * Inflates the payload of one compressed message, frame by frame; fin marks
- * its last frame. The inflated message is in pmd_message() once fin returned
- * PMD_OK. After an error the link must close: the stream is lost.
+ * Inflates the payload of one compressed message piece by piece, as its
+ * frames arrive; fin marks its end. pmd_message() holds what inflated so far
+ * (so that text can be checked as it comes), the whole message once fin
+ * returned PMD_OK. After an error the link must close: the stream is lost.
  */
 enum pmd_status pmd_inflate(struct pmd *d, const void *in, size_t len, bool fin);
 const unsigned char *pmd_message(const struct pmd *d, size_t *len);

@@ -188,77 +188,68 @@ static size_t ip_bytes(const char *s, unsigned char out[16])
 	return 0;
 }
 
-static bool cidr_match(const char *net, const unsigned char *ip, size_t iplen)
+/* An IPv4 host against "a.b.c.d[/bits]": as curl 7.88, no bits (or 0) means the address. */
+static bool v4_entry_match(const char *e, size_t n, const struct in_addr *host)
 {
-	char addr[64];
-	const char *slash = strchr(net, '/');
-	unsigned char nb[16];
-	size_t al = (size_t)(slash - net), nl;
-	char *end;
-	long bits;
+	char buf[64];
+	char *slash;
+	struct in_addr net;
+	int bits = 32;
 
-	if (al >= sizeof(addr))
+	if (n >= sizeof(buf))
 		return false;
-	memcpy(addr, net, al);
-	addr[al] = '\0';
-	nl = ip_bytes(addr, nb);
-	bits = strtol(slash + 1, &end, 10);
-	if (!nl || nl != iplen || *end || end == slash + 1 || bits < 0 || bits > (long)nl * 8)
-		return false;
-	for (long i = 0; i < bits; i++) {
-		unsigned char m = (unsigned char)(0x80 >> (i % 8));
-
-		if ((ip[i / 8] & m) != (nb[i / 8] & m))
-			return false;
+	memcpy(buf, e, n);
+	buf[n] = '\0';
+	if ((slash = strchr(buf, '/'))) {
+		bits = atoi(slash + 1);
+		*slash = '\0';
+		if (!bits)
+			bits = 32;
 	}
-	return true;
+	if (bits < 0 || bits > 32 || inet_pton(AF_INET, buf, &net) != 1)
+		return false;
+	return !((ntohl(host->s_addr) ^ ntohl(net.s_addr)) & (0xffffffffu << (32 - bits)));
 }
 
-static bool entry_match(const char *e, const char *host)
+/* A name against a domain entry: itself or a subdomain; one leading, one trailing '.' dropped */
+static bool name_entry_match(const char *e, size_t n, const char *host, size_t hl)
 {
-	unsigned char hip[16], eip[16];
-	size_t hl = ip_bytes(host, hip), el, n;
-
-	if (!strcmp(e, "*"))
-		return true;
-	if (strchr(e, '/'))
-		return hl && cidr_match(e, hip, hl);
-	if ((el = ip_bytes(e, eip)))
-		return el == hl && !memcmp(eip, hip, el);
-	if (hl)
-		return false;
-	/* ".example.com", "*.example.com" and "example.com" all cover the domain */
-	if (e[0] == '*' && e[1] == '.')
+	if (n && e[n - 1] == '.')
+		n--;
+	if (n && e[0] == '.') {
 		e++;
-	if (e[0] == '.')
-		e++;
-	n = strlen(host);
-	el = strlen(e);
-	if (!el || el > n)
-		return false;
-	if (strcasecmp(host + n - el, e))
-		return false;
-	return n == el || host[n - el - 1] == '.';
+		n--;
+	}
+	if (n == hl)
+		return !strncasecmp(e, host, n);
+	return n < hl && host[hl - n - 1] == '.' && !strncasecmp(e, host + hl - n, n);
 }
 
+/*
+ * curl 7.88's reading (Debian 12), which we follow to the letter: "*" only
+ * as the whole value; "*." is no wildcard; an IPv4 host matches addresses and
+ * CIDR ranges; any other host, an IPv6 address included, is compared as a name.
+ */
 bool proxy_bypass(const char *no_proxy, const char *host)
 {
 	const char *s = no_proxy;
-	char e[256];
+	size_t hl = strlen(host);
+	struct in_addr v4;
+	bool is_v4 = inet_pton(AF_INET, host, &v4) == 1;
 
-	if (!s)
+	if (!s || !*s || !hl)
 		return false;
+	if (!strcmp(s, "*"))
+		return true;
+	if (!is_v4 && host[hl - 1] == '.')
+		hl--;
 	while (*s) {
 		size_t n;
 
 		s += strspn(s, ", \t");
 		n = strcspn(s, ", \t");
-		if (n && n < sizeof(e)) {
-			memcpy(e, s, n);
-			e[n] = '\0';
-			if (entry_match(e, host))
-				return true;
-		}
+		if (n && (is_v4 ? v4_entry_match(s, n, &v4) : name_entry_match(s, n, host, hl)))
+			return true;
 		s += n;
 	}
 	return false;
@@ -369,6 +360,19 @@ long proxy_http_response(const char *buf, size_t len, int *status)
 		return -1;
 	*status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
 	return end - buf;
+}
+
+enum proxy_reply proxy_http_verdict(const char *buf, size_t len, size_t cap, int *status)
+{
+	long n = proxy_http_response(buf, len, status);
+
+	if (n < 0)
+		return PROXY_REPLY_NOT_HTTP;
+	if (n == 0)
+		return len < cap ? PROXY_REPLY_MORE : PROXY_REPLY_TOO_BIG;
+	if (*status < 200 || *status > 299)
+		return PROXY_REPLY_REFUSED;
+	return (size_t)n == len ? PROXY_REPLY_OPEN : PROXY_REPLY_EXTRA;
 }
 
 size_t socks5_greeting(unsigned char *buf, bool with_auth)

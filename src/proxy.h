@@ -55,6 +55,22 @@ size_t proxy_http_request(char *buf, size_t len, const char *host, uint16_t port
  */
 long proxy_http_response(const char *buf, size_t len, int *status);
 
+enum proxy_reply {
+	PROXY_REPLY_MORE,     /* the head is not complete yet */
+	PROXY_REPLY_NOT_HTTP, /* not an HTTP proxy */
+	PROXY_REPLY_TOO_BIG,  /* no complete head within the buffer */
+	PROXY_REPLY_OPEN,     /* 2xx: the tunnel is open */
+	PROXY_REPLY_EXTRA,    /* 2xx followed by bytes the server cannot have sent yet */
+	PROXY_REPLY_REFUSED,  /* any other status, whatever follows its head */
+};
+
+/*
+ * What the first len bytes of a CONNECT reply say, read into a buffer of cap
+ * bytes. A refusal is judged by its status even when its error page came in
+ * the same read; *status is set from OPEN on.
+ */
+enum proxy_reply proxy_http_verdict(const char *buf, size_t len, size_t cap, int *status);
+
 /* SOCKS5 (RFC 1928) with username/password (RFC 1929). */
 size_t socks5_greeting(unsigned char *buf, bool with_auth);
 /* Method choice: 2 bytes. -1 not SOCKS5, else the method (0xff: none acceptable). */

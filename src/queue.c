@@ -154,8 +154,11 @@ struct qmsg *queue_peek_unsent(const struct queue *q)
 
 void queue_mark_sent(struct queue *q)
 {
-	if (q->inflight < q->count)
+	if (q->inflight < q->count) {
+		if (at(q, q->inflight)->seq > q->written_seq)
+			q->written_seq = at(q, q->inflight)->seq;
 		q->inflight++;
+	}
 }
 
 uint64_t queue_last_sent_seq(const struct queue *q)
@@ -178,6 +181,16 @@ void queue_rewind(struct queue *q)
 	for (size_t i = 0; i < q->inflight; i++)
 		q->resent_bytes += at(q, i)->len;
 	q->inflight = 0;
+}
+
+size_t queue_written(const struct queue *q)
+{
+	size_t n = 0;
+
+	/* written in order from the head, so the written ones are a prefix */
+	while (n < q->count && at(q, n)->seq <= q->written_seq)
+		n++;
+	return n;
 }
 
 uint64_t queue_head_seq(const struct queue *q)

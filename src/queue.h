@@ -24,6 +24,7 @@ struct queue {
 	struct qmsg **ring;
 	size_t cap, head, count;
 	size_t inflight;	/* messages from head that were written, unconfirmed */
+	uint64_t written_seq;	/* newest seq ever written, kept across rewinds */
 	size_t bytes;
 	size_t headroom;
 	size_t max_messages, max_bytes;
@@ -69,6 +70,11 @@ uint64_t queue_last_sent_seq(const struct queue *q);
 void queue_confirm(struct queue *q, uint64_t seq);
 /* The link died: in-flight messages will be written again. */
 void queue_rewind(struct queue *q);
+/*
+ * Messages written at least once and not confirmed, rewound or not (the
+ * rest were never written): what "unconfirmed" means at exit.
+ */
+size_t queue_written(const struct queue *q);
 
 /* How long the oldest message has waited, in ms; -1 when empty. */
 int64_t queue_oldest_age_ms(const struct queue *q);

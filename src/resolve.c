@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -242,39 +243,85 @@ static void deliver_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	r->done(r->ud, r->addrs.n ? &r->addrs : NULL, r->addrs.n ? NULL : r->err);
 }
 
+static unsigned mask_bits(const struct sockaddr *mask)
+{
+	const unsigned char *b;
+	size_t n;
+	unsigned bits = 0;
+
+	if (!mask)
+		return 0;
+	b = mask->sa_family == AF_INET
+		? (const unsigned char *)&((const struct sockaddr_in *)(const void *)mask)->sin_addr
+		: ((const struct sockaddr_in6 *)(const void *)mask)->sin6_addr.s6_addr;
+	n = mask->sa_family == AF_INET ? 4 : 16;
+	for (size_t i = 0; i < n; i++)
+		bits += (unsigned)__builtin_popcount(b[i]);
+	return bits;
+}
+
+/* This host's addresses with their networks, for resolve_server_unbound. */
+static size_t own_addresses(struct resolve_local *own, size_t max)
+{
+	struct ifaddrs *list, *a;
+	size_t n = 0;
+
+	if (getifaddrs(&list) < 0)
+		return 0;
+	for (a = list; a && n < max; a = a->ifa_next) {
+		int fam = a->ifa_addr ? a->ifa_addr->sa_family : AF_UNSPEC;
+
+		if (fam != AF_INET && fam != AF_INET6)
+			continue;
+		memset(&own[n], 0, sizeof(own[n]));
+		memcpy(&own[n].addr, a->ifa_addr,
+		       fam == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+		own[n].prefix = a->ifa_netmask && a->ifa_netmask->sa_family == fam
+				    ? mask_bits(a->ifa_netmask)
+				    : 0;
+		own[n++].ifindex = if_nametoindex(a->ifa_name);
+	}
+	freeifaddrs(list);
+	return n;
+}
+
+/* link.interface and link.bind_address, as the link itself is bound. */
+static int bind_query(struct resolve *r, int fd, int af)
+{
+	if (*r->iface &&
+	    setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, r->iface, (socklen_t)strlen(r->iface)) < 0)
+		return -1;
+	if (af == AF_INET && r->has_bind4) {
+		struct sockaddr_in a = {.sin_family = AF_INET};
+
+		memcpy(&a.sin_addr, r->bind4, 4);
+		return bind(fd, (struct sockaddr *)&a, sizeof(a));
+	}
+	if (af == AF_INET6 && r->has_bind6) {
+		struct sockaddr_in6 a = {.sin6_family = AF_INET6};
+
+		memcpy(&a.sin6_addr, r->bind6, 16);
+		return bind(fd, (struct sockaddr *)&a, sizeof(a));
+	}
+	return 0;
+}
+
 /*
  * Our own socket calls for c-ares: they see what came back (c-ares reports a
  * REFUSED answer and an unreachable server alike), and they bind the queries
- * to link.interface and link.bind_address as the link itself is bound.
+ * as the link is bound, once the resolver's address shows that binding can
+ * reach it (resolve_server_unbound).
  */
 static ares_socket_t s_socket(int af, int type, int proto, void *ud)
 {
 	struct resolve *r = ud;
 	int fd = socket(af, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
 
-	if (fd < 0)
+	if (fd < 0) {
+		r->last_errno = errno;
 		return ARES_SOCKET_BAD;
-	if (*r->iface &&
-	    setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, r->iface, (socklen_t)strlen(r->iface)) < 0)
-		goto fail;
-	if (af == AF_INET && r->has_bind4) {
-		struct sockaddr_in a = {.sin_family = AF_INET};
-
-		memcpy(&a.sin_addr, r->bind4, 4);
-		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-			goto fail;
-	} else if (af == AF_INET6 && r->has_bind6) {
-		struct sockaddr_in6 a = {.sin6_family = AF_INET6};
-
-		memcpy(&a.sin6_addr, r->bind6, 16);
-		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-			goto fail;
 	}
 	return fd;
-fail:
-	r->last_errno = errno;
-	close(fd);
-	return ARES_SOCKET_BAD;
 }
 
 static int s_close(ares_socket_t fd, void *ud)
@@ -285,7 +332,19 @@ static int s_close(ares_socket_t fd, void *ud)
 static int s_connect(ares_socket_t fd, const struct sockaddr *sa, ares_socklen_t len, void *ud)
 {
 	struct resolve *r = ud;
-	int rc = connect(fd, sa, len);
+	struct resolve_local own[64];
+	int rc;
+
+	if (*r->iface || r->has_bind4 || r->has_bind6) {
+		unsigned idx = *r->iface ? if_nametoindex(r->iface) : 0;
+
+		if (!resolve_server_unbound(sa, idx, own, own_addresses(own, 64)) &&
+		    bind_query(r, fd, sa->sa_family) < 0) {
+			r->last_errno = errno;
+			return -1;
+		}
+	}
+	rc = connect(fd, sa, len);
 
 	if (rc < 0 && errno != EINPROGRESS)
 		r->last_errno = errno;

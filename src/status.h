@@ -49,6 +49,7 @@ struct wst_status {
 	int last_close_code;		/* 0: none */
 	const char *last_close_reason;
 	const char *cert_not_after;
+	const char *tls_version, *tls_cipher; /* of the link that is up; NULL: none */
 	bool insecure;
 	int tls_resumed;		/* the link up now resumed a TLS session; -1: no TLS link */
 	unsigned long long tls_full, tls_resumed_total;	/* TLS handshakes of links, by kind */

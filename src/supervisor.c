@@ -200,7 +200,8 @@ static int failure_level(struct supervisor *s, const struct sup_end *e, bool sta
 	if (e->by_request) {
 		level = LOG_NOTICE;
 	} else if (stable || e->fail != s->last_fail || sig != s->last_sig) {
-		level = LOG_WARNING;
+		/* a server that closes normally (a restart, a deploy) did nothing wrong */
+		level = e->clean_close ? LOG_NOTICE : LOG_WARNING;
 		s->streak = 1;
 		ratelimit_reset(&s->repeat, now);
 	} else {

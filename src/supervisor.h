@@ -35,6 +35,7 @@ struct sup_end {
 	int close_code;		/* from the server's close frame, else 0 */
 	const char *close_reason;
 	const char *msg;	/* the link's one-line explanation */
+	bool clean_close;	/* the server closed normally (1000 or no code): a notice */
 	int sent_close_code;	/* by_request: the code of our own close frame, else 0 */
 };
 
@@ -77,6 +78,7 @@ struct sup_event {
 	int http_status;	/* failed: of a refused upgrade, else 0 */
 	const char *msg;	/* the link's one-line explanation */
 	int64_t retry_ms;	/* the next attempt in this many ms; -1: none planned */
+	const char *tls_version, *tls_cipher; /* up over TLS: what it negotiated, else NULL */
 };
 
 /* A verdict says what happened and what comes next: at most two lines. */

@@ -12,6 +12,9 @@
 
 #include "log.h"
 
+/* How much of a refusal's error page is read before the socket is closed */
+#define TUNNEL_DRAIN_MAX 65536
+
 enum step { T_HTTP_REPLY, T_SOCKS_METHOD, T_SOCKS_AUTH, T_SOCKS_REPLY };
 
 struct tunnel {
@@ -74,24 +77,29 @@ static void reason_phrase(const struct tunnel *t, char *buf, size_t len)
 	buf[o] = '\0';
 }
 
-static int http_reply(struct tunnel *t)
+/*
+ * A refusal's error page is read and dropped as far as it has arrived, so
+ * that closing the socket does not reset the proxy's side of it; never waited for.
+ */
+static void drain_refusal(struct tunnel *t)
+{
+	size_t total = t->ilen;
+
+	while (total < TUNNEL_DRAIN_MAX) {
+		ssize_t n = recv(t->fd, t->in, sizeof(t->in), MSG_DONTWAIT);
+
+		if (n <= 0)
+			break;
+		total += (size_t)n;
+	}
+}
+
+static int http_refused(struct tunnel *t, int status)
 {
 	char why[64];
-	int status = 0;
-	long n = proxy_http_response((const char *)t->in, t->ilen, &status);
 
-	if (n == 0 && t->ilen < sizeof(t->in))
-		return 0;
-	if (n == 0)
-		return finish(t, "sent a CONNECT response head larger than %zu bytes",
-			      sizeof(t->in));
-	if (n < 0)
-		return finish(t, "is not an HTTP proxy: its reply to CONNECT is not HTTP");
-	if ((size_t)n != t->ilen)
-		return finish(t, "sent data after its CONNECT response");
-	if (status >= 200 && status < 300)
-		return succeed(t);
 	reason_phrase(t, why, sizeof(why));
+	drain_refusal(t);
 	if (status == 407)
 		return finish(
 		    t,
@@ -100,7 +108,33 @@ static int http_reply(struct tunnel *t)
 			  "or the user:password in the proxy URL)"
 			: "requires credentials: HTTP 407 %s (set link.proxy_auth_file)",
 		    why);
-	return finish(t, "refused to CONNECT to %s:%u: HTTP %d %s", t->host, t->port, status, why);
+	return finish(t, "refused to CONNECT to %s:%u: HTTP %d %s%s", t->host, t->port, status, why,
+		      status == 403 ? " (its rules forbid this host or port)"
+		      : status == 502 || status == 503 || status == 504
+			  ? " (the proxy could not reach it: is the server down?)"
+			  : "");
+}
+
+static int http_reply(struct tunnel *t)
+{
+	int status = 0;
+
+	switch (proxy_http_verdict((const char *)t->in, t->ilen, sizeof(t->in), &status)) {
+	case PROXY_REPLY_MORE:
+		return 0;
+	case PROXY_REPLY_TOO_BIG:
+		return finish(t, "sent a CONNECT response head larger than %zu bytes",
+			      sizeof(t->in));
+	case PROXY_REPLY_NOT_HTTP:
+		return finish(t, "is not an HTTP proxy: its reply to CONNECT is not HTTP");
+	case PROXY_REPLY_EXTRA:
+		return finish(t, "sent data after its CONNECT response (HTTP %d)", status);
+	case PROXY_REPLY_OPEN:
+		return succeed(t);
+	case PROXY_REPLY_REFUSED:
+		break;
+	}
+	return http_refused(t, status);
 }
 
 static int socks_connect(struct tunnel *t)

@@ -6,8 +6,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "utf8.h"
-
 enum {
 	OP_CONT = 0x0,
 	OP_TEXT = 0x1,
@@ -167,6 +165,7 @@ static enum wsrx_status check_header(struct wsrx *rx)
 		rx->msg_compressed = h[0] & 0x40;
 		rx->msg_len = 0;
 		rx->in_message = !rx->fin;
+		utf8_stream_init(&rx->utf8);
 	}
 	rx->remaining = len;
 	rx->ctl_len = 0;
@@ -202,10 +201,11 @@ static enum wsrx_status on_close(struct wsrx *rx, const struct wsrx_ops *ops, vo
 static enum wsrx_status deliver(struct wsrx *rx, const unsigned char *data, size_t len,
 				const struct wsrx_ops *ops, void *ud)
 {
-	/* a compressed text message is checked once inflated, by the consumer */
-	if (!rx->msg_binary && !rx->msg_compressed && !utf8_valid(data, len))
+	/* its bytes were checked as they came (check_text); only the end is left */
+	if (!rx->msg_binary && !utf8_stream_complete(&rx->utf8))
 		return fail(rx, WSRX_VIOLATION, 1007,
-			    "a text message of %zu bytes that is not valid UTF-8 (RFC 6455 §8.1)",
+			    "a text message of %zu bytes that ends inside a UTF-8 sequence "
+			    "(RFC 6455 §8.1)",
 			    len);
 	if (ops->message)
 		ops->message(ud, data, len, rx->msg_binary);
@@ -234,6 +234,12 @@ static enum wsrx_status frame_done(struct wsrx *rx, const struct wsrx_ops *ops, 
 	if (!rx->fin)
 		return WSRX_OK;
 	rx->in_message = false;
+	if (rx->msg_compressed) {
+		rx->msg_len = 0;
+		if (ops->compressed)
+			ops->compressed(ud, (const unsigned char *)"", 0, true, rx->msg_binary);
+		return rx->status;
+	}
 	if (deliver(rx, rx->msg ? rx->msg : (const unsigned char *)"", rx->msg_len, ops, ud) !=
 	    WSRX_OK)
 		return rx->status;
@@ -263,6 +269,24 @@ static int msg_reserve(struct wsrx *rx, size_t need)
 	return 0;
 }
 
+/*
+ * RFC 6455 8.1: fail a text message at its first byte that cannot be UTF-8,
+ * whatever is still to come. A compressed one is checked as it inflates, by
+ * the consumer. at is where p begins in the message.
+ */
+static enum wsrx_status check_text(struct wsrx *rx, const unsigned char *p, size_t n, size_t at)
+{
+	size_t k;
+
+	if (rx->msg_binary)
+		return WSRX_OK;
+	k = utf8_stream_feed(&rx->utf8, p, n);
+	if (k == n)
+		return WSRX_OK;
+	return fail(rx, WSRX_VIOLATION, 1007,
+		    "a text message that is not valid UTF-8 at byte %zu (RFC 6455 §8.1)", at + k);
+}
+
 /* Take up to len payload bytes of the current frame; returns how many were taken. */
 static size_t take_payload(struct wsrx *rx, const unsigned char *p, size_t len,
 			   const struct wsrx_ops *ops, void *ud)
@@ -272,6 +296,15 @@ static size_t take_payload(struct wsrx *rx, const unsigned char *p, size_t len,
 	if (rx->opcode & 0x8) {
 		memcpy(rx->ctl + rx->ctl_len, p, n);
 		rx->ctl_len += n;
+	} else if (rx->msg_compressed) {
+		/* inflated as it comes by the consumer; only its length is kept here */
+		rx->msg_len += n;
+		if (ops->compressed)
+			ops->compressed(ud, p, n, false, rx->msg_binary);
+		if (rx->status != WSRX_OK)
+			return n;
+	} else if (check_text(rx, p, n, rx->msg_len) != WSRX_OK) {
+		return n;
 	} else if (rx->fin && rx->opcode != OP_CONT && !rx->msg_len && n == rx->remaining) {
 		/* a whole unfragmented message in the buffer: hand it over without a copy */
 		rx->remaining = 0;

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "utf8.h"
+
 /*
  * Server-to-client WebSocket frames (RFC 6455 5-8), parsed by us rather than
  * by lws. lws 4.1.6 delivers masked frames as data and drops the TCP without
@@ -24,6 +26,12 @@
 struct wsrx_ops {
 	/* a whole message; data may point into the fed buffer */
 	void (*message)(void *ud, const unsigned char *data, size_t len, bool binary);
+	/*
+	 * A compressed message (RSV1 on its first frame, RFC 7692 6) instead
+	 * comes piece by piece as its payload arrives, then once with fin and
+	 * no data: the consumer inflates it, and checks text, as it comes.
+	 */
+	void (*compressed)(void *ud, const unsigned char *data, size_t len, bool fin, bool binary);
 	void (*ping)(void *ud, const unsigned char *data, size_t len);
 	void (*pong)(void *ud, const unsigned char *data, size_t len);
 	/* a valid close frame; code 0 if it had no payload (then reason is "") */
@@ -53,16 +61,19 @@ struct wsrx {
 
 	/* a message split over frames or reads */
 	bool in_message, msg_binary;
-	bool msg_compressed; /* RSV1 on its first frame (RFC 7692 6): not yet inflated */
+	bool msg_compressed; /* RSV1 on its first frame (RFC 7692 6): for ops->compressed */
 	unsigned char *msg;
 	size_t msg_len, msg_cap;
+	/* an uncompressed text message is checked as its bytes arrive, not once whole */
+	struct utf8_stream utf8;
 };
 
 void wsrx_init(struct wsrx *rx, size_t max_message, unsigned rsv_allowed);
 void wsrx_finish(struct wsrx *rx);
 /*
- * From inside ops->message: the message is bad after all (it did not
- * inflate), so stop as for a violation, with this status, code and text.
+ * From inside ops->message or ops->compressed: the message is bad after all
+ * (it did not inflate), so stop as for a violation, with this status, code
+ * and text.
  */
 void wsrx_reject(struct wsrx *rx, enum wsrx_status st, int code, const char *what);
 /* Returns rx->status; anything but WSRX_OK means stop feeding. */

@@ -1,10 +1,13 @@
 /*
  * libFuzzer target for the receive-side WebSocket frame parser (wsrx). The
  * first byte picks the message limit and the read size; the input's length
- * whether permessage-deflate allows RSV1; the rest is what a server sent. Parsing it whole and read by read must give the same
- * callbacks and the same verdict; every message must fit the limit, text
- * must be valid UTF-8 unless it came compressed (RSV1, checked once inflated), control payloads at most 125 bytes, and nothing may
- * be delivered after the parser stopped.
+ * whether permessage-deflate allows RSV1; the rest is what a server sent.
+ * Parsing it whole and read by read must give the same callbacks and the
+ * same verdict (a compressed message's bytes, however they were cut); every
+ * message must fit the limit, text must be valid UTF-8 unless it came
+ * compressed (RSV1: the consumer checks it as it inflates), control
+ * payloads at most 125 bytes, and nothing may be delivered after the parser
+ * stopped.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 struct got {
 	uint32_t h; /* a running hash of every callback and its bytes */
 	size_t max;
+	size_t zlen; /* bytes of the compressed message so far */
 	bool stopped;
 	const struct wsrx *rx;
 };
@@ -35,9 +39,8 @@ static void on_message(void *ud, const unsigned char *d, size_t n, bool binary)
 {
 	struct got *g = ud;
 
-	if (n > g->max || (!binary && !g->rx->msg_compressed && !utf8_valid(d, n)))
-		abort();
-	if (g->rx->msg_compressed && !(g->rx->rsv_allowed & 0x40))
+	/* text is valid; a compressed message never comes whole */
+	if (n > g->max || (!binary && !utf8_valid(d, n)) || g->rx->msg_compressed)
 		abort();
 	mix(g, binary ? 'B' : 'T', d, n);
 }
@@ -64,7 +67,33 @@ static void on_close(void *ud, int code, const unsigned char *d, size_t n)
 	((struct got *)ud)->stopped = true;
 }
 
-static const struct wsrx_ops ops = {on_message, on_ping, on_pong, on_close};
+/*
+ * A compressed message's pieces depend on the reads: hash its bytes alone,
+ * then its kind and length at its end, so that both runs agree.
+ */
+static void on_compressed(void *ud, const unsigned char *d, size_t n, bool fin, bool binary)
+{
+	struct got *g = ud;
+
+	if (g->stopped || !(g->rx->rsv_allowed & 0x40) || (fin && n))
+		abort();
+	g->zlen += n;
+	if (g->zlen > g->max)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		g->h = (g->h ^ d[i]) * 16777619u;
+	if (fin) {
+		g->h = (g->h ^ (binary ? 'Y' : 'Z')) * 16777619u;
+		g->h = (g->h ^ (uint32_t)g->zlen) * 16777619u;
+		g->zlen = 0;
+	}
+}
+
+static const struct wsrx_ops ops = {.message = on_message,
+				    .compressed = on_compressed,
+				    .ping = on_ping,
+				    .pong = on_pong,
+				    .close = on_close};
 
 static enum wsrx_status run(const uint8_t *p, size_t len, size_t max, size_t step, struct got *g,
 			    struct wsrx *rx)

@@ -158,7 +158,9 @@ VIOLATIONS = {
     "not-deflate": (mk(0x1, b"\xff\xff\xff" + LEAK, rsv=4), 1007,
                     "sent a compressed message that does not inflate (invalid "),
     "bad-utf8-inflated": (mk(0x1, deflate(LEAK + b"\xff"), rsv=4), 1007,
-                          "not UTF-8 inflated (RFC 6455 §8.1)"),
+                          "not UTF-8 inflated at byte 26 (RFC 6455 §8.1)"),
+    "utf8-truncated-inflated": (mk(0x1, deflate(LEAK + b"\xe2\x82"), rsv=4), 1007,
+                                "ends inside a UTF-8 sequence once inflated"),
     "rsv1-continuation": (mk(0x1, deflate(LEAK)[:3], rsv=4, fin=False) +
                           mk(0x0, deflate(LEAK)[3:], rsv=4), 1002,
                           "sent RSV1 on a continuation frame (RFC 7692 §6.1)"),
@@ -178,6 +180,24 @@ def test_bad_compressed_frames_fail_the_link(server, daemon, tmp_path, case):
     assert d.read_lines(1) == [b"ok"], d.stderr_tail()
     assert any(what in line for line in d.stderr().splitlines()), d.stderr_tail()
     assert LEAK.decode() not in d.stderr()
+
+
+# Autobahn 6.4.x, compressed: text fails as it inflates, not once the message is whole
+@pytest.mark.parametrize("case,first", [
+    ("first-fragment", mk(0x1, deflate(b"ok \xc0"), rsv=4, fin=False)),
+    ("inside-a-frame", (lambda z: mk(0x1, z, rsv=4, length=len(z) + 500))(deflate(b"ok \xc0"))),
+])
+def test_invalid_utf8_fails_as_it_inflates(server, daemon, tmp_path, case, first):
+    # the rest is withheld for the whole hold: only inflating and checking the
+    # bytes as they come can close within wait_done's 10 s
+    srv = server(lambda n: Plan(headers=[PMD], send=first, hold=30) if n == 1
+                 else Plan(headers=[PMD], hold=30))
+    d = start_daemon(daemon, tmp_path, srv.url())
+    (c1,) = srv.wait_done(1, timeout=10)
+    assert c1.close_code == 1007, (c1.close_code, d.stderr_tail())
+    want = "sent a compressed text message, not UTF-8 inflated at byte 3 (RFC 6455 §8.1)"
+    # the line comes when the link ends, which may be after the server saw our close
+    wait_until(lambda: want in d.stderr(), 10, what="the line naming the byte")
 
 
 def test_deflate_bomb_closes_with_1009_at_the_cap(server, daemon, tmp_path):

@@ -51,7 +51,10 @@ URL = 'link = {\n  url = "ws://127.0.0.1:9/";\n'
 def expect_78(results, where, *words):
     for r in results:
         assert r.returncode == EXIT_CONFIG, (r.args, r.returncode, r.stderr)
-        line = [l for l in r.stderr.splitlines() if l.startswith(where)]
+        # every line carries the daemon's prefix ("wstether: error: "); the error
+        # itself starts with the place it names
+        line = [l for l in r.stderr.splitlines()
+                if re.sub(r"^wstether: \w+: ", "", l).startswith(where)]
         assert len(line) == 1, f"no one line starting {where!r}: {r.stderr!r}"
         for w in words:
             assert w in line[0], f"{w!r} not in {line[0]!r}"
@@ -216,3 +219,24 @@ def test_missing_token_files_are_warnings(check):
     # a directory there is an error: it can never be read
     r = check(URL + f'  headers = ( {{ name = "X-Token"; value_file = "{check.dir}"; }} );\n}};\n')
     expect_78(r, f"{w}:3: link.headers value_file '{check.dir}': ", "is a directory")
+
+
+@pytest.mark.parametrize("mode,warns", [(0o644, True), (0o640, True), (0o604, True),
+                                        (0o600, False), (0o400, False)])
+def test_proxy_credentials_others_can_read_draw_a_warning(check, mode, warns):
+    """As a world-readable tls.key_file does (issue 17); the line never holds the secret."""
+    auth = check.dir / "p.auth"
+    auth.write_text("agent:s3cret\n")
+    auth.chmod(mode)
+    for r in check(URL + f'  proxy_auth_file = "{auth}";\n}};\n', start=False):
+        assert r.returncode == 0, r.stderr
+        warning = (f"warning: {check.dir}/w.conf:3: link.proxy_auth_file '{auth}': readable by "
+                   f"group or others (mode {mode:04o}): chmod 600 it")
+        assert (warning in r.stderr) == warns, r.stderr
+        assert "s3cret" not in r.stderr + r.stdout
+
+
+def test_proxy_auth_file_that_is_a_directory_is_an_error(check):
+    """It can never be read; a missing one is a warning (test_missing_token_files_are_warnings)."""
+    expect_78(check(URL + f'  proxy_auth_file = "{check.dir}";\n}};\n'),
+              f"{check.dir}/w.conf:3: link.proxy_auth_file '{check.dir}': ", "is a directory")

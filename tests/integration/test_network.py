@@ -6,150 +6,25 @@ peers it needs (peers/fake_dns.py, peers/net_proxies.py, peers/ws_server.py).
 The machine's own network and resolver are never touched.
 """
 
-import json
 import os
 import pathlib
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
-from conftest import Daemon, echo_roundtrip, wait_until, wstether_path
+from conftest import echo_roundtrip, wait_until
+from networld import record, stderr_line, world  # noqa: F401 (a fixture)
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers"))
-from fake_dns import FakeDns  # noqa: E402
 from net_proxies import HttpConnectProxy, Socks5Proxy  # noqa: E402
-from netns import NetNs, link  # noqa: E402
+from netns import link  # noqa: E402
+from real_servers import Dnsmasq  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")
-
-FAST_BACKOFF = "backoff = { initial_ms = 100; max_ms = 300; jitter = 0.0; };\n"
-
-
-def wstetherctl():
-    return str(wstether_path().parent / "wstetherctl")
-
-
-def record(what, value):
-    """Measured numbers go to the log of the run (-s shows them)."""
-    print(f"\n[network] {what}: {value}")
-
-
-class World:
-    """Namespaces, peers and daemons of one test, all torn down after it."""
-
-    def __init__(self, tmp_path, ws_server):
-        self.tmp = tmp_path
-        self.ws_server_factory = ws_server
-        self.namespaces = []
-        self.closers = []
-        self.daemons = []
-        # unix socket paths must be short
-        self.sockdir = pathlib.Path(tempfile.mkdtemp(prefix="wstnet"))
-
-    def ns(self, tag):
-        n = NetNs(tag)
-        self.namespaces.append(n)
-        return n
-
-    def dns(self, ns, addr="127.0.0.53"):
-        with ns.entered():
-            d = FakeDns(addr)
-        self.closers.append(d.close)
-        return d
-
-    def server(self, ns, *args, host=None):
-        with ns.entered():
-            s = self.ws_server_factory(*args, *(["--host", host] if host is not None else []))
-        return s
-
-    def proxy(self, ns, cls, **kw):
-        with ns.entered():
-            p = cls(**kw)
-        self.closers.append(p.close)
-        return p
-
-    def files(self, resolv="nameserver 127.0.0.53\noptions timeout:1 attempts:1\n",
-              hosts="127.0.0.1 localhost\n::1 localhost\n"):
-        r = self.tmp / f"resolv{len(self.daemons)}.conf"
-        h = self.tmp / f"hosts{len(self.daemons)}"
-        r.write_text(resolv)
-        h.write_text(hosts)
-        return r, h
-
-    def config(self, url, extra_link="", extra="", control=True, backoff=FAST_BACKOFF):
-        self.ctl_sock = self.sockdir / f"c{len(self.daemons)}.sock"
-        text = (f'link = {{ url = "{url}"; {extra_link} }};\n' + backoff + extra)
-        if control:
-            text += f'control = {{ socket = "{self.ctl_sock}"; }};\n'
-        path = self.tmp / f"net{len(self.daemons)}.conf"
-        path.write_text(text)
-        return path
-
-    def daemon(self, ns, conf, resolv=None, hosts=None, env=None, stdio=True):
-        argv = [str(wstether_path()), *(["--stdio"] if stdio else []), "-c", str(conf)]
-        if ns is not None:
-            argv = ns.wrap(argv, resolv_conf=resolv, hosts=hosts)
-        old = dict(os.environ)
-        try:
-            if env is not None:
-                for k in [k for k in os.environ if k.lower().endswith("_proxy")]:
-                    del os.environ[k]
-                os.environ.update(env)
-            d = Daemon(argv[0], argv[1:], self.tmp)
-        finally:
-            os.environ.clear()
-            os.environ.update(old)
-        self.daemons.append(d)
-        return d
-
-    def ctl(self, *args, timeout=15):
-        t0 = time.monotonic()
-        p = subprocess.run([wstetherctl(), "-s", str(self.ctl_sock), *args],
-                           capture_output=True, timeout=timeout)
-        took = time.monotonic() - t0
-        ans = json.loads(p.stdout) if p.returncode == 0 and p.stdout.strip() else None
-        return ans, took
-
-    def close(self):
-        # a clean exit, so a sanitizer build gets to report leaks too
-        for d in self.daemons:
-            if d.running():
-                d.terminate(signal.SIGTERM)
-        reports = []
-        for d in self.daemons:
-            try:
-                d.proc.wait(timeout=8)
-            except subprocess.TimeoutExpired:
-                pass
-            d.cleanup()
-            err = d.stderr_path.read_text(errors="replace")
-            if "Sanitizer" in err or "runtime error:" in err:
-                reports.append(err[-3000:])
-        for c in self.closers:
-            c()
-        for n in self.namespaces:
-            n.delete()
-        for f in self.sockdir.iterdir():
-            f.unlink()
-        self.sockdir.rmdir()
-        assert not reports, "sanitizer report:\n" + "\n".join(reports)
-
-
-@pytest.fixture
-def world(tmp_path, ws_server):
-    w = World(tmp_path, ws_server)
-    yield w
-    w.close()
-
-
-def stderr_line(d, needle):
-    return next(l for l in d.stderr().splitlines() if needle.lower() in l.lower())
-
 
 # --------------------------------------------------------------------------
 # DNS on the loop
@@ -467,7 +342,8 @@ def test_happy_eyeballs_falls_back_to_ipv4_when_ipv6_is_blackholed(world):
     d = dial_daemon(world, cli, 'address_family = "ipv6";', timeout=2)
     d.wait_stderr("timed out after 2 s", timeout=10)
     line = stderr_line(d, "timed out after 2 s")
-    assert f"the TCP connect to backend.test:{SRV_PORT} never completed" in line, line
+    assert (f"the TCP connect to backend.test:{SRV_PORT} never completed: no answer from "
+            f"[2001:db8::10]:{SRV_PORT}") in line, line
 
 
 def test_bind_address_and_interface(world):
@@ -503,7 +379,7 @@ def test_network_changes_probe_the_link_and_cut_the_backoff_short(world):
                         backoff="backoff = { initial_ms = 4000; max_ms = 60000; jitter = 0.0; };\n",
                         extra="keepalive = { ping_interval_s = 600; pong_timeout_s = 60; };\n")
     d = world.daemon(cli, conf, resolv, hosts)
-    d.wait_stderr("198.51.100.10:8081 network unreachable", count=2, timeout=15)
+    d.wait_stderr("198.51.100.10:8081: network unreachable", count=2, timeout=15)
     wait_until(lambda: (world.ctl("status")[0]["next_retry_ms"] or 0) > 4000, 5,
                what="a backoff of about 8 s")
     t0 = time.monotonic()
@@ -530,3 +406,109 @@ def test_network_changes_probe_the_link_and_cut_the_backoff_short(world):
     cli.ip("route", "add", "default", "via", "192.0.2.10")
     srv.wait_for_event("open", count=2, timeout=10)
     echo_roundtrip(d, ["after the address came back"])
+
+
+def test_unrelated_route_going_away_does_not_probe_the_link(world):
+    """Deleting a veth that carries nothing of the link (its addresses, its
+    IPv4 and IPv6 routes all go) is no reason to ping the link; removing a
+    route that covers the server is. rtnetlink delivers both on one socket,
+    in order: once the second is logged the first was handled."""
+    cli, _, srv, dev = two_hosts(world, ["192.0.2.1/24"], ["192.0.2.10/24"])
+    other = world.ns("other")
+    spare, _ = link(cli, ["203.0.113.1/24", "2001:db8:2::1/64"], other,
+                    ["203.0.113.2/24", "2001:db8:2::2/64"])
+    cli.ip("route", "add", "192.0.2.10/32", "dev", dev)
+    resolv, hosts = world.files(hosts=BOTH)
+    conf = world.config(f"ws://192.0.2.10:{SRV_PORT}/", "connect_timeout_s = 10;",
+                        extra="keepalive = { ping_interval_s = 600; pong_timeout_s = 60; };\n")
+    d = world.daemon(cli, conf, resolv, hosts)
+    echo_roundtrip(d, ["before the changes"])
+    cli.ip("link", "del", spare)
+    cli.ip("route", "del", "192.0.2.10/32", "dev", dev)
+    d.wait_stderr("network change: a route to the link's peer went away: pinging the link")
+    echo_roundtrip(d, ["the link answered its probe"])
+    changes = [l for l in d.stderr().splitlines() if "network change:" in l]
+    assert len(changes) == 1, changes
+    st = world.ctl("status")[0]
+    assert st["network"]["probes"] == 1 and st["state"] == "connected", st
+
+
+def test_connect_timeout_names_the_addresses_tried(world):
+    cli, srv_ns, srv, _ = two_hosts(world, ["192.0.2.1/24", "2001:db8::1/64"],
+                                    ["192.0.2.10/24", "2001:db8::10/64"])
+    srv_ns.nft("table inet blackhole {\n chain input {\n type filter hook input priority 0;\n"
+               f" tcp dport {SRV_PORT} drop\n }}\n}}\n")
+    d = dial_daemon(world, cli, timeout=2)
+    d.wait_stderr("timed out after 2 s", timeout=10)
+    line = stderr_line(d, "timed out after 2 s")
+    record("connect timeout, both families blackholed", line)
+    assert (f"the TCP connect to backend.test:{SRV_PORT} never completed: no answer from "
+            f"[2001:db8::10]:{SRV_PORT}, 192.0.2.10:{SRV_PORT}") in line, line
+
+
+def test_connect_timeout_says_which_addresses_failed_and_which_were_not_tried(world):
+    """IPv6 refused at once and IPv4 blackholed: the refused one is named with
+    its reason, the silent one as no answer. Then six addresses, the first
+    refused and the rest blackholed, and a 1 s timeout: after the lookup and
+    the refusal, attempts start 250 ms apart (RFC 8305), so at most five have
+    begun when the timeout (counted from before the lookup) fires, and the
+    line lists the others as not tried yet; every address is named once."""
+    v4 = [f"192.0.2.1{i}" for i in range(3)]
+    v6 = [f"2001:db8::1{i}" for i in range(3)]
+    cli, srv_ns, srv, _ = two_hosts(world, ["192.0.2.1/24", "2001:db8::1/64"],
+                                    [f"{a}/24" for a in v4] + [f"{a}/64" for a in v6])
+    srv_ns.nft("table inet blackhole {\n chain input {\n type filter hook input priority 0;\n"
+               f" ip6 daddr {v6[0]} tcp dport {SRV_PORT} reject with tcp reset\n"
+               f" tcp dport {SRV_PORT} drop\n }}\n}}\n")
+    d = dial_daemon(world, cli, timeout=2)
+    d.wait_stderr("timed out after 2 s", timeout=10)
+    line = stderr_line(d, "timed out after 2 s")
+    record("connect timeout, IPv6 refused, IPv4 blackholed", line)
+    assert (f"the TCP connect to backend.test:{SRV_PORT} never completed: no answer from "
+            f"{v4[0]}:{SRV_PORT}; failed: [{v6[0]}]:{SRV_PORT} refused") in line, line
+    d.cleanup()
+
+    hosts = "".join(f"{a} backend.test\n" for pair in zip(v6, v4) for a in pair)
+    resolv, hosts = world.files(resolv="nameserver 127.0.0.53\n", hosts=hosts)
+    d = world.daemon(cli, world.config(f"ws://backend.test:{SRV_PORT}/", "connect_timeout_s = 1;",
+                                       control=False), resolv, hosts)
+    d.wait_stderr("timed out after 1 s", timeout=10)
+    line = stderr_line(d, "timed out after 1 s")
+    record("connect timeout, six addresses blackholed", line)
+    # the refused one still fails at once and starts the next without the delay
+    assert f"never completed: no answer from {v4[0]}:{SRV_PORT}, " in line, line
+    assert f"; failed: [{v6[0]}]:{SRV_PORT} refused; not tried yet: " in line, line
+    for a in [f"[{x}]" for x in v6] + v4:
+        assert line.count(f"{a}:{SRV_PORT}") == 1, (a, line)
+
+
+@pytest.mark.parametrize("where", ["loopback", "another interface's network"])
+def test_interface_binding_leaves_resolvers_it_cannot_reach_reachable(world, where):
+    """link.interface set, and the resolver where that interface cannot reach
+    it: dnsmasq at 127.0.0.53 (as systemd-resolved's stub or a local dnsmasq
+    would be), or on the LAN of another interface. The lookup must still reach
+    it, as curl --interface does in the same namespace; the link itself goes
+    through the interface."""
+    cli, _, srv, dev = two_hosts(world, ["192.0.2.1/24"], ["192.0.2.10/24"])
+    if where == "loopback":
+        dns_ns, dns_addr = cli, "127.0.0.53"
+    else:
+        dns_ns, dns_addr = world.ns("lan"), "198.51.100.53"
+        link(cli, ["198.51.100.1/24"], dns_ns, [f"{dns_addr}/24"])
+    dns = Dnsmasq(dns_ns, dns_addr, {"he.test": "192.0.2.10"})
+    world.closers.append(dns.stop)
+    resolv, hosts = world.files(resolv=f"nameserver {dns_addr}\noptions timeout:1 attempts:2\n")
+    curl = subprocess.run(cli.wrap(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                    "-m", "10", "--interface", dev,
+                                    f"http://he.test:{SRV_PORT}/"],
+                                   resolv_conf=resolv, hosts=hosts),
+                          capture_output=True, text=True, timeout=30)
+    assert curl.returncode == 0, curl
+    record(f"curl --interface, dnsmasq on {where}", f"HTTP {curl.stdout}")
+    conf = world.config(f"ws://he.test:{SRV_PORT}/", f'connect_timeout_s = 10; interface = "{dev}";',
+                        control=False)
+    d = world.daemon(cli, conf, resolv, hosts)
+    echo_roundtrip(d, [f"resolved by dnsmasq on {where}, connected through the interface"])
+    assert srv.events("open")[-1]["peer"] == "192.0.2.1"
+    assert "he.test" in dns.queries(), dns.stderr()
+    assert "resolver timeout" not in d.stderr()

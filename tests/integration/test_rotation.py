@@ -171,7 +171,8 @@ def test_100_rotations_under_a_10k_msg_s_stream_lose_nothing(world, report):
     assert st["reconnects"] == 0 and st["state"] == "connected"
     # every old link closed itself with 1000 after its last fence
     closes = w.server.events("close")
-    assert len(closes) >= 99 and all(c["code"] == 1000 for c in closes), closes[:5]
+    odd = [c for c in closes if c["code"] != 1000]
+    assert len(closes) >= 99 and not odd, (len(closes), odd[:5])
     assert w.d.running()
 
 

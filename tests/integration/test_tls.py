@@ -82,8 +82,9 @@ class CertFactory:
         path.chmod(0o600)
         return path
 
-    def ca(self, name, cn, alg="ec", parent=None, serial=None):
-        """A root CA, or with parent an intermediate CA signed by parent."""
+    def ca(self, name, cn, alg="ec", parent=None, serial=None, start=None, end=None):
+        """A root CA, or with parent an intermediate CA signed by parent
+        (start/end as YYYYMMDDHHMMSSZ, else 90 days from now)."""
         self.key(name, alg)
         if parent is None:
             _openssl("req", "-x509", "-new", "-key", f"{name}.key", "-out", f"{name}.crt",
@@ -96,7 +97,8 @@ class CertFactory:
                                                   "keyUsage=critical,keyCertSign,cRLSign",
                                                   "authorityKeyIdentifier=keyid",
                                                   "subjectKeyIdentifier=hash"],
-                       ["-days", "90"], "sha256")
+                       ["-startdate", start, "-enddate", end] if start else ["-days", "90"],
+                       "sha256")
         (self.d / f"{name}.index").write_text("")
         (self.d / f"{name}.cnf").write_text(
             "[ ca ]\ndefault_ca = this_ca\n"

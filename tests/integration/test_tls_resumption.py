@@ -44,7 +44,8 @@ def world(tmp_path, pki, daemon, stop_at_teardown, short_dir):
         files["key"].chmod(0o600)
         srv = stop_at_teardown(TlsPeer(tmp_path / f"tls-{protocol}.log",
                                        ["--cert", pki.server_crt, "--key", pki.server_key,
-                                        "--client-ca", pki.ca_crt, "--protocol", protocol]))
+                                        "--client-ca", pki.ca_crt, "--min-version", protocol,
+                                        "--max-version", protocol]))
         sock = short_dir / "ctl"
         conf = tmp_path / "wstether.conf"
         conf.write_text(

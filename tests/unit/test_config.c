@@ -61,6 +61,7 @@ static void loads_defaults_with_url_alone(void **state)
 	assert_int_equal(c->connect_timeout_s, 15);
 	assert_int_equal(c->max_message_bytes, 1048576);
 	assert_int_equal(c->compression, COMPRESSION_OFF);
+	assert_int_equal(c->tls_min_version, TLS_MIN_1_2);
 	assert_int_equal(c->ping_interval_s, 20);
 	assert_int_equal(c->pong_timeout_s, 10);
 	assert_int_equal(c->backoff_initial_ms, 500);
@@ -199,6 +200,8 @@ static void reports_bad_lists_headers_and_pairs(void **state)
 	unsetenv("CREDENTIALS_DIRECTORY");
 	expect_error("link = { url = \"ws://x/\";\n compression = \"gzip\"; };\n", 78,
 		     ":2: link.compression: unknown value 'gzip' (use \"off\" or \"deflate\")");
+	expect_error("link = { url = \"wss://x/\"; };\ntls = { min_version = \"1.1\"; };\n", 78,
+		     ":2: tls.min_version: unknown value '1.1' (use \"1.2\" or \"1.3\")");
 	expect_error("link = { url = \"ws://x/\";\n fallback_urls = [ \"ftp://y/\" ]; };\n", 78,
 		     ":2: link.fallback_urls: invalid URL 'ftp://y/'");
 	expect_error("link = { url = \"ws://x/\";\n headers = ( { name = \"A\"; } ); };\n", 78,
@@ -248,6 +251,24 @@ static void checks_the_network_keys(void **state)
 	expect_error("link = { url = \"ws://x/\"; address_family = \"ipv4\";\n"
 		     " bind_address = \"::1\"; };\n",
 		     78, ": link.bind_address '::1' is not of link.address_family");
+}
+
+/* Only the file keys name a path to check: a value that happens to name a directory is fine. */
+static void checks_paths_of_file_keys_only(void **state)
+{
+	const struct wst_config *c;
+	struct config_error err;
+
+	write_conf("link = { url = \"ws://x/\"; subprotocol = \"/\"; origin = \".\"; };\n"
+		   "queue = { spool_dir = \"/tmp\"; };\n");
+	c = config_load(path, NULL, &err);
+	if (!c)
+		fail_msg("%s", err.msg);
+	assert_string_equal(c->spool_dir, "/tmp");
+	assert_string_equal(c->subprotocol, "/");
+	config_free(c);
+	expect_error("link = { url = \"ws://x/\"; };\ntls = { ca_file = \"/tmp\"; };\n", 78,
+		     ":2: tls.ca_file '/tmp': ");
 }
 
 static void reports_a_missing_file(void **state)
@@ -317,6 +338,7 @@ static const struct {
     {"tls.key_file", "\"/x/c.key\"; cert_file = \"/x/c.crt\""},
     {"tls.server_name", "\"name\""},
     {"tls.insecure", "true"},
+    {"tls.min_version", "\"1.3\""},
     {"tls.session_resumption", "false"},
     {"keepalive.ping_interval_s", "3"},
     {"keepalive.pong_timeout_s", "3"},
@@ -410,6 +432,7 @@ int main(void)
 		cmocka_unit_test_teardown(loads_lists_headers_and_enums, teardown),
 		cmocka_unit_test_teardown(reports_bad_lists_headers_and_pairs, teardown),
 		cmocka_unit_test(checks_the_network_keys),
+		cmocka_unit_test_teardown(checks_paths_of_file_keys_only, teardown),
 		cmocka_unit_test(reports_a_missing_file),
 		cmocka_unit_test(every_key_has_a_reload_class),
 		cmocka_unit_test(every_live_key_names_its_applier),

@@ -1,6 +1,6 @@
 /*
  * conf/wstether.conf says it lists every key, and wstether.conf(5) documents
- * each: both are held to config.c's key table, so a key added without its
+ * each: both are held to config_keys.c's key table, so a key added without its
  * example line or its entry in the manual fails here.
  */
 #include <ctype.h>

@@ -173,6 +173,12 @@ static void events_are_one_json_object(void **state)
 
 	expect_event(&up, "{\"event\":\"up\",\"time\":\"2026-12-01T10:00:00.250Z\","
 			  "\"url\":\"ws://h:1/\",\"attempt\":2}");
+	up.url = "wss://h:1/";
+	up.tls_version = "TLSv1.3";
+	up.tls_cipher = "TLS_AES_128_GCM_SHA256";
+	expect_event(&up, "{\"event\":\"up\",\"time\":\"2026-12-01T10:00:00.250Z\","
+			  "\"url\":\"wss://h:1/\",\"attempt\":2,\"tls_version\":\"TLSv1.3\","
+			  "\"tls_cipher\":\"TLS_AES_128_GCM_SHA256\"}");
 	expect_event(&down,
 		     "{\"event\":\"down\",\"time\":\"2026-12-01T10:00:00.250Z\",\"url\":\"ws://h:1/\","
 		     "\"attempt\":0,\"cause\":\"closed\",\"by_request\":false,\"close_code\":1012,"

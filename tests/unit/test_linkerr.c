@@ -59,10 +59,13 @@ static void texts_are_lws_4_3_5s(void **state)
 	in_lws("lib/core-net/wsi-timeout.c", "\"" LWS_CCE_TLS_TIMEOUT "\"");
 	in_lws("lib/core-net/client/connect3.c", "\"" LWS_CCE_UNABLE_TO_CONNECT "\"");
 	in_lws("lib/core-net/close.c", "\"" LWS_CCE_CLOSED_BEFORE_CONN "\"");
-	in_lws("lib/tls/mbedtls/mbedtls-client.c", "\"" LWS_CCE_MBEDTLS_CONNECT "%d %d %d\"");
+	in_lws("lib/tls/mbedtls/mbedtls-client.c",
+	       "\"" LWS_CCE_MBEDTLS_CONNECT "%d %d %d " LWS_CCE_MBEDTLS_DETAIL "\"");
 	in_lws("lib/tls/mbedtls/mbedtls-client.c", LWS_CCE_X509 "%d: %s\\n\"");
-	in_lws("lib/roles/http/client/client-http.c", "\"" LWS_CCE_MBEDTLS_READ "%x alert %d\"");
-	in_lws("lib/roles/http/client/client-http.c", "\"" LWS_CCE_MBEDTLS_WRITE "%x alert %d\"");
+	in_lws("lib/roles/http/client/client-http.c",
+	       "\"" LWS_CCE_MBEDTLS_READ "%x alert %d certreq %d\"");
+	in_lws("lib/roles/http/client/client-http.c",
+	       "\"" LWS_CCE_MBEDTLS_WRITE "%x alert %d certreq %d\"");
 }
 
 static void x509_numbers_are_the_wrappers(void **state)
@@ -147,12 +150,65 @@ static void classifies_each_text(void **state)
 	assert_string_equal(e.why, "unknown error");
 }
 
+static enum linkerr_tls cause(const char *in, bool have_cert)
+{
+	struct linkerr e;
+
+	linkerr_classify(in, 0, &e);
+	assert_int_equal(e.kind, LINKERR_TLS_HANDSHAKE);
+	return linkerr_tls_cause(&e, have_cert);
+}
+
+/* Each handshake failure from mbedTLS's error and the server's alert (lws patch 0011). */
+static void tls_failures_by_alert_and_error(void **state)
+{
+	struct linkerr e;
+
+	linkerr_classify("mbedtls connect -1 5 0 -0x7780 alert 40 certreq 1", 0, &e);
+	assert_int_equal(e.tls_err, -0x7780);
+	assert_int_equal(e.tls_alert, 40);
+	assert_true(e.tls_certreq);
+	assert_string_equal(linkerr_alert_name(116), "certificate_required");
+	assert_null(linkerr_alert_name(255));
+	/* no version in common: its alert, or mbedTLS's own verdict on the ServerHello */
+	assert_int_equal(cause("mbedtls connect -1 5 0 -0x7780 alert 70 certreq 0", false),
+			 LINKERR_TLS_VERSION);
+	assert_int_equal(cause("mbedtls connect -1 5 0 -0x6e80 alert -1 certreq 0", false),
+			 LINKERR_TLS_VERSION);
+	/* handshake_failure at our ClientHello: no suite; after a CertificateRequest: the cert */
+	assert_int_equal(cause("mbedtls connect -1 5 0 -0x7780 alert 40 certreq 0", true),
+			 LINKERR_TLS_CIPHER);
+	assert_int_equal(cause("mbedtls connect -1 5 0 -0x7780 alert 40 certreq 1", false),
+			 LINKERR_TLS_CERT_REQUIRED);
+	assert_int_equal(cause("mbedtls connect -1 5 0 -0x7780 alert 40 certreq 1", true),
+			 LINKERR_TLS_CERT_REJECTED);
+	/* TLS 1.3: the verdict comes at the first read after the handshake */
+	assert_int_equal(cause("mbedtls read -0x7780 alert 116 certreq 1", false),
+			 LINKERR_TLS_CERT_REQUIRED);
+	assert_int_equal(cause("mbedtls read -0x7780 alert 48 certreq 1", true),
+			 LINKERR_TLS_CERT_REJECTED);
+	assert_int_equal(cause("mbedtls write -0x7780 alert 45 certreq 1", true),
+			 LINKERR_TLS_CERT_REJECTED);
+	/* an alert about certificates without a CertificateRequest is not about ours */
+	assert_int_equal(cause("mbedtls connect -1 5 0 -0x7780 alert 48 certreq 0", true),
+			 LINKERR_TLS_UNKNOWN);
+	assert_int_equal(cause("mbedtls connect -1 5 0 -0x7200 alert -1 certreq 0", false),
+			 LINKERR_TLS_NOT_TLS);
+	assert_int_equal(cause("mbedtls connect -1 5 0 -0x7280 alert -1 certreq 0", false),
+			 LINKERR_TLS_CLOSED);
+	assert_int_equal(cause("mbedtls read -0x7880 alert -1 certreq 1", true),
+			 LINKERR_TLS_CLOSED);
+	/* an lws without patch 0011: nothing to go on */
+	assert_int_equal(cause("mbedtls connect -1 5 32", true), LINKERR_TLS_CLOSED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(texts_are_lws_4_3_5s),
 	    cmocka_unit_test(x509_numbers_are_the_wrappers),
 	    cmocka_unit_test(classifies_each_text),
+	    cmocka_unit_test(tls_failures_by_alert_and_error),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

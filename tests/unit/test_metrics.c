@@ -71,7 +71,9 @@ static void renders_every_family_with_help_and_type(void **state)
 				.spool_on = true,
 				.oldest_queued_ms = 2500,
 				.ping_rtt_us = 1234,
-				.cert_expiry = 1800000000};
+				.cert_expiry = 1800000000,
+				.tls_version = "TLSv1.3",
+				.tls_cipher = "TLS_AES_256_GCM_SHA384"};
 	char *t;
 
 	st.spool.bytes = 4096;
@@ -111,6 +113,8 @@ static void renders_every_family_with_help_and_type(void **state)
 	assert_non_null(strstr(t, "\nwstether_ping_rtt_seconds{instance=\"t\"} 0.001234\n"));
 	assert_non_null(strstr(
 	    t, "\nwstether_client_cert_expiry_timestamp_seconds{instance=\"t\"} 1800000000\n"));
+	assert_non_null(strstr(t, "# TYPE wstether_tls_info gauge\nwstether_tls_info{instance=\"t\","
+				  "version=\"TLSv1.3\",cipher=\"TLS_AES_256_GCM_SHA384\"} 1\n"));
 	free(t);
 }
 
@@ -126,6 +130,7 @@ static void unknown_values_have_no_sample(void **state)
 	assert_null(strstr(t, "\nwstether_ping_rtt_seconds{"));
 	assert_null(strstr(t, "\nwstether_client_cert_expiry_timestamp_seconds{"));
 	assert_null(strstr(t, "\nwstether_link_start_time_seconds{"));
+	assert_null(strstr(t, "\nwstether_tls_info{"));
 	assert_null(strstr(t, "cause=\"other\""));
 	free(t);
 	/* a spool read back at start knows older messages than the queue does */

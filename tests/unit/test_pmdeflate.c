@@ -194,6 +194,10 @@ static size_t send_many(struct pmd *a, struct pmd *b, unsigned n, size_t chunk)
 			assert_int_equal(pmd_inflate(b, c + off, k, off + k >= clen), PMD_OK);
 			if (off + k >= clen)
 				break;
+			/* what inflated so far, for text checked as it comes: a prefix */
+			back = pmd_message(b, &got);
+			assert_true(got <= len);
+			assert_memory_equal(back, msg, got);
 		}
 		back = pmd_message(b, &got);
 		assert_int_equal(got, len);
@@ -447,6 +451,34 @@ static void zlib_memory_is_lazy_bounded_and_reported(void **state)
 	pmd_destroy(b);
 }
 
+/*
+ * Every client window from 9 to 15 bits: the server's inflater, held to that
+ * window, reads what we send, with and without context takeover. A small
+ * window gets a small hash table too (issue 17: a 9-bit window at memory
+ * level 8 spent most of its time sliding a 32768-entry table).
+ */
+static void every_client_window_round_trips_with_a_hash_to_match(void **state)
+{
+	for (int bits = 9; bits <= 15; bits++) {
+		for (int nct = 0; nct <= 1; nct++) {
+			struct pmd_params p = {bits, 15, nct, false};
+			struct pmd *a = pmd_create(&p, 1 << 20), *b = peer_of(&p, 1 << 20);
+			size_t level = bits - 4 < 8 ? (size_t)bits - 4 : 8;
+			struct pmd_report r;
+
+			send_many(a, b, 100, 4096);
+			pmd_report(a, &r);
+			/* zlib's 2^(w+2) + 2^(m+9), and its state of under 8 KiB */
+			assert_true(r.zlib_bytes <=
+				    ((size_t)1 << (bits + 2)) + ((size_t)1 << (level + 9)) + 8192);
+			if (bits == 9)
+				assert_true(r.zlib_bytes < 32 * 1024);
+			pmd_destroy(a);
+			pmd_destroy(b);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -458,6 +490,7 @@ int main(void)
 	    cmocka_unit_test(round_trips_without_context_takeover),
 	    cmocka_unit_test(small_or_incompressible_messages_go_out_plain),
 	    cmocka_unit_test(window_of_8_bits_is_honoured),
+	    cmocka_unit_test(every_client_window_round_trips_with_a_hash_to_match),
 	    cmocka_unit_test(deflate_bomb_stops_at_the_cap),
 	    cmocka_unit_test(message_of_exactly_the_cap_passes),
 	    cmocka_unit_test(corrupt_streams_are_reported),

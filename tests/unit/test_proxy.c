@@ -109,26 +109,47 @@ static void selects_from_the_environment_like_curl(void **state)
 	fake_env = NULL;
 }
 
-static void matches_no_proxy_entries(void **state)
+/* Each case as curl 7.88.1 decided it in a namespace (tests/integration/test_real_proxies.py) */
+static void matches_no_proxy_entries_as_curl_7_88(void **state)
 {
 	assert_true(proxy_bypass("*", "anything"));
 	assert_true(proxy_bypass("example.com", "example.com"));
 	assert_true(proxy_bypass("example.com", "api.EXAMPLE.com"));
 	assert_true(proxy_bypass(".example.com", "example.com"));
-	assert_true(proxy_bypass("*.example.com", "a.b.example.com"));
+	assert_true(proxy_bypass("example.com.", "api.example.com"));
+	assert_true(proxy_bypass("example.com", "api.example.com."));
+	assert_true(proxy_bypass(".test", "x.test"));
+	assert_true(proxy_bypass("test", "x.test"));
 	assert_false(proxy_bypass("example.com", "badexample.com"));
 	assert_false(proxy_bypass("example.com", "example.com.evil"));
+	/* "*." is no wildcard, and "*" only alone */
+	assert_false(proxy_bypass("*.test", "x.test"));
+	assert_false(proxy_bypass("*.test", "a.b.test"));
+	assert_false(proxy_bypass("*.x.test", "x.test"));
+	assert_false(proxy_bypass("x.test,*", "a.b.test"));
+	assert_false(proxy_bypass(" *", "a.b.test"));
+	/* IPv4: addresses and CIDR ranges; /0 or no bits is the address itself */
 	assert_true(proxy_bypass("a, b ,192.0.2.10", "192.0.2.10"));
+	assert_true(proxy_bypass("a\t192.0.2.10", "192.0.2.10"));
 	assert_false(proxy_bypass("192.0.2.10", "192.0.2.11"));
 	assert_true(proxy_bypass("192.0.2.0/24", "192.0.2.200"));
+	assert_true(proxy_bypass("127.0.0.0/8", "127.0.0.1"));
+	assert_true(proxy_bypass("127.0.0.1/0", "127.0.0.1"));
+	assert_false(proxy_bypass("127.0.0.0/0", "127.0.0.1"));
 	assert_false(proxy_bypass("192.0.2.0/25", "192.0.2.200"));
-	assert_true(proxy_bypass("2001:db8::/32", "2001:db8:1::5"));
-	assert_true(proxy_bypass("[2001:db8::5]", "2001:db8::5"));
-	assert_false(proxy_bypass("2001:db8::/32", "192.0.2.1"));
+	assert_false(proxy_bypass("10.0.0.0/33", "10.0.0.1"));
+	assert_false(proxy_bypass("localhost", "127.0.0.1"));
 	assert_false(proxy_bypass("192.0.2.0/24", "host.example"));
+	/* IPv6 hosts are compared as names: only the same text matches */
+	assert_true(proxy_bypass("::1", "::1"));
+	assert_false(proxy_bypass("::1/128", "::1"));
+	assert_false(proxy_bypass("[::1]", "::1"));
+	assert_false(proxy_bypass("0:0::1", "::1"));
+	assert_false(proxy_bypass("::/0", "::1"));
+	assert_false(proxy_bypass("2001:db8::/32", "2001:db8:1::5"));
+	assert_false(proxy_bypass("2001:db8::/32", "192.0.2.1"));
 	assert_false(proxy_bypass("", "x"));
 	assert_false(proxy_bypass(NULL, "x"));
-	assert_false(proxy_bypass("10.0.0.0/33", "10.0.0.1"));
 }
 
 static void builds_connect_requests(void **state)
@@ -162,6 +183,34 @@ static void parses_connect_responses(void **state)
 	assert_int_equal(proxy_http_response("SSH-2.0-OpenSSH\r\n\r\n", 19, &status), -1);
 	assert_int_equal(proxy_http_response("HTTP/1.1 2x0 ok\r\n\r\n", 19, &status), -1);
 	assert_int_equal(proxy_http_response("HTT", 3, &status), 0);
+}
+
+/* squid and tinyproxy send their error page in the same write as the status line */
+static void judges_a_refusal_by_its_status_whatever_follows(void **state)
+{
+	const char *page =
+	    "HTTP/1.1 403 Forbidden\r\nServer: squid/5.7\r\nContent-Length: 20\r\n\r\n"
+	    "<html>denied</html>\n";
+	const char *ok_extra = "HTTP/1.1 200 Connection established\r\n\r\n\x16\x03\x01";
+	const char *ok = "HTTP/1.0 200 Connection established\r\n\r\n";
+	const char *tiny = "HTTP/1.0 500 Unable to connect\r\n\r\n<html>";
+	int status = 0;
+
+	assert_int_equal(proxy_http_verdict(page, strlen(page), 4096, &status),
+			 PROXY_REPLY_REFUSED);
+	assert_int_equal(status, 403);
+	assert_int_equal(proxy_http_verdict(tiny, strlen(tiny), 4096, &status),
+			 PROXY_REPLY_REFUSED);
+	assert_int_equal(status, 500);
+	assert_int_equal(proxy_http_verdict(ok, strlen(ok), 4096, &status), PROXY_REPLY_OPEN);
+	assert_int_equal(status, 200);
+	assert_int_equal(proxy_http_verdict(ok_extra, strlen(ok_extra), 4096, &status),
+			 PROXY_REPLY_EXTRA);
+	/* the head is still coming: wait, unless the buffer is full */
+	assert_int_equal(proxy_http_verdict(page, 30, 4096, &status), PROXY_REPLY_MORE);
+	assert_int_equal(proxy_http_verdict(page, 30, 30, &status), PROXY_REPLY_TOO_BIG);
+	assert_int_equal(proxy_http_verdict("SSH-2.0-x\r\n\r\n", 13, 4096, &status),
+			 PROXY_REPLY_NOT_HTTP);
 }
 
 static void builds_and_parses_socks5_messages(void **state)
@@ -219,9 +268,10 @@ int main(void)
 	    cmocka_unit_test(parses_http_and_socks5h_urls),
 	    cmocka_unit_test(rejects_bad_proxy_urls),
 	    cmocka_unit_test(selects_from_the_environment_like_curl),
-	    cmocka_unit_test(matches_no_proxy_entries),
+	    cmocka_unit_test(matches_no_proxy_entries_as_curl_7_88),
 	    cmocka_unit_test(builds_connect_requests),
 	    cmocka_unit_test(parses_connect_responses),
+	    cmocka_unit_test(judges_a_refusal_by_its_status_whatever_follows),
 	    cmocka_unit_test(builds_and_parses_socks5_messages),
 	};
 

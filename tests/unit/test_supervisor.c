@@ -259,6 +259,30 @@ static void fallback_urls_rotate_after_failures_not_after_requests(void **state)
 	assert_string_equal(sup_url(&s), "ws://a/");
 }
 
+/* A server's normal close (1000, or a close without a code) is a notice; 1011 still warns. */
+static void a_clean_close_by_the_server_is_a_notice(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_end clean = closed_end(1000), empty = closed_end(0), err = closed_end(1011);
+	uint64_t t = 1;
+
+	clean.clean_close = empty.clean_close = true;
+	init(&s, 1);
+	sup_up(&s, s.primary, t, &v);
+	fail_at(&s, t += 1, clean, &v);
+	assert_int_equal(v.lines[0].level, LOG_NOTICE);
+	assert_int_equal(v.lines[0].close_code, 1000);
+	sup_timer(&s, t += 1000, &v);
+	sup_up(&s, s.primary, t, &v);
+	fail_at(&s, t += 1, empty, &v);
+	assert_int_equal(v.lines[0].level, LOG_NOTICE);
+	sup_timer(&s, t += 2000, &v);
+	sup_up(&s, s.primary, t, &v);
+	fail_at(&s, t += 1, err, &v);
+	assert_int_equal(v.lines[0].level, LOG_WARNING);
+}
+
 static void reconnect_request_closes_then_connects_at_once(void **state)
 {
 	struct supervisor s;
@@ -631,6 +655,7 @@ int main(void)
 		cmocka_unit_test(reconfigure_changes_policy_live),
 		cmocka_unit_test(verdicts_carry_link_events_and_count_failures_by_kind),
 		cmocka_unit_test(names_states),
+		cmocka_unit_test(a_clean_close_by_the_server_is_a_notice),
 		cmocka_unit_test(no_verdict_loses_a_line),
 	};
 

@@ -24,6 +24,12 @@ static void on_message(void *ud, const unsigned char *d, size_t len, bool binary
 	add(binary ? "B" : "T", d, len);
 }
 
+/* a compressed message's pieces: "ZT:" or "ZB:" with the bytes, "Z$:" at its end */
+static void on_compressed(void *ud, const unsigned char *d, size_t len, bool fin, bool binary)
+{
+	add(fin ? "Z$" : binary ? "ZB" : "ZT", d, len);
+}
+
 static void on_ping(void *ud, const unsigned char *d, size_t len)
 {
 	add("P", d, len);
@@ -42,7 +48,11 @@ static void on_close(void *ud, int code, const unsigned char *d, size_t len)
 	add(k, d, len);
 }
 
-static const struct wsrx_ops ops = {on_message, on_ping, on_pong, on_close};
+static const struct wsrx_ops ops = {.message = on_message,
+				    .compressed = on_compressed,
+				    .ping = on_ping,
+				    .pong = on_pong,
+				    .close = on_close};
 
 /* Feed the bytes in pieces of `step` (0: all at once); returns the final status. */
 static enum wsrx_status feed(struct wsrx *rx, const void *buf, size_t len, size_t step)
@@ -142,7 +152,8 @@ static void fails_each_framing_violation(void **state)
 
 static void fails_bad_payloads(void **state)
 {
-	FAILS("\x81\x02\xc3\x28", WSRX_VIOLATION, 1007, "not valid UTF-8 (RFC 6455 §8.1)", "");
+	FAILS("\x81\x02\xc3\x28", WSRX_VIOLATION, 1007, "not valid UTF-8 at byte 1 (RFC 6455 §8.1)",
+	      "");
 	FAILS("\x01\x01\xce\x80\x01\xff", WSRX_VIOLATION, 1007, "not valid UTF-8", "");
 	FAILS("\x82\x11"
 	      "12345678901234567",
@@ -163,6 +174,87 @@ static void fails_bad_payloads(void **state)
 				      0),
 				 WSRX_OK);
 		assert_string_equal(got, "B:1234567890123456|");
+		wsrx_finish(&rx);
+	}
+}
+
+/*
+ * Autobahn 6.4.x: a text message fails at its first byte that cannot be
+ * UTF-8, with the rest of its frame and its later fragments still to come.
+ */
+static void fails_invalid_text_before_the_message_ends(void **state)
+{
+	struct wsrx rx = {0};
+
+	wsrx_init(&rx, 1024, 0);
+	/* 10 bytes announced, 3 arrived, the third hopeless */
+	assert_int_equal(FEED(&rx,
+			      "\x81\x0a"
+			      "ab\xff",
+			      0),
+			 WSRX_VIOLATION);
+	assert_int_equal(rx.err_code, 1007);
+	assert_string_equal(rx.err_what,
+			    "a text message that is not valid UTF-8 at byte 2 (RFC 6455 §8.1)");
+	assert_string_equal(got, "");
+	/* a first fragment already invalid: no continuation is waited for */
+	wsrx_init(&rx, 1024, 0);
+	assert_int_equal(FEED(&rx,
+			      "\x01\x03"
+			      "ab\xc0",
+			      1),
+			 WSRX_VIOLATION);
+	assert_int_equal(rx.err_code, 1007);
+	/* a surrogate whose lead byte ended the first fragment: byte 2 of the message */
+	wsrx_init(&rx, 1024, 0);
+	assert_int_equal(FEED(&rx,
+			      "\x01\x02"
+			      "a\xed\x80\x02\xa0\x80",
+			      0),
+			 WSRX_VIOLATION);
+	assert_non_null(strstr(rx.err_what, "at byte 2 "));
+	wsrx_finish(&rx);
+	/* a message that ends inside a sequence fails when it ends */
+	FAILS("\x81\x02"
+	      "a\xe2",
+	      WSRX_VIOLATION, 1007, "ends inside a UTF-8 sequence", "");
+	FAILS("\x01\x01\xe2\x80\x01\x82", WSRX_VIOLATION, 1007, "ends inside a UTF-8 sequence", "");
+}
+
+/* A code point split over fragments, with a ping between its bytes, is whole again. */
+static void joins_code_points_split_over_fragments(void **state)
+{
+	for (size_t step = 0; step < 4; step++) {
+		struct wsrx rx = {0};
+
+		wsrx_init(&rx, 1024, 0);
+		assert_int_equal(FEED(&rx,
+				      "\x01\x02"
+				      "a\xe2\x89\x00\x00\x01\x82\x80\x01\xac",
+				      step),
+				 WSRX_OK);
+		assert_string_equal(got, "P:|T:a\xe2\x82\xac|");
+		wsrx_finish(&rx);
+	}
+}
+
+/* Autobahn 2.10/2.11: ten pings in a row, whole or octet by octet, each handed over in order. */
+static void hands_over_every_ping_in_order(void **state)
+{
+	unsigned char in[10 * 8];
+	char want[128] = "";
+	size_t len = 0;
+
+	for (int i = 0; i < 10; i++) {
+		len += (size_t)snprintf((char *)in + len, sizeof(in) - len, "\x89\x05ping%d", i);
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "P:ping%d|", i);
+	}
+	for (size_t step = 0; step < 3; step++) {
+		struct wsrx rx = {0};
+
+		wsrx_init(&rx, 16, 0);
+		assert_int_equal(feed(&rx, in, len, step), WSRX_OK);
+		assert_string_equal(got, want);
 		wsrx_finish(&rx);
 	}
 }
@@ -197,9 +289,9 @@ static void rsv1_marks_compressed_messages_when_negotiated(void **state)
 	bool compressed[2];
 
 	wsrx_init(&rx, 16, 0x40);
-	/* not valid UTF-8 as sent: it is checked once inflated */
+	/* not valid UTF-8 as sent: the consumer checks it as it inflates */
 	assert_int_equal(FEED(&rx, "\xc1\x02\xff\xfe", 0), WSRX_OK);
-	assert_string_equal(got, "T:\xff\xfe|");
+	assert_string_equal(got, "ZT:\xff\xfe|Z$:|");
 	compressed[0] = rx.msg_compressed;
 	assert_int_equal(FEED(&rx, "\x81\x01x", 0), WSRX_OK);
 	compressed[1] = rx.msg_compressed;
@@ -210,8 +302,15 @@ static void rsv1_marks_compressed_messages_when_negotiated(void **state)
 			      "b",
 			      1),
 			 WSRX_OK);
-	assert_string_equal(got, "P:|B:ab|");
+	/* handed over as it comes, not gathered: fragments, pieces of reads */
+	assert_string_equal(got, "ZB:a|P:|ZB:b|Z$:|");
 	assert_true(rx.msg_compressed);
+	assert_int_equal(FEED(&rx,
+			      "\xc1\x03"
+			      "abc",
+			      2),
+			 WSRX_OK);
+	assert_string_equal(got, "ZT:ab|ZT:c|Z$:|");
 	wsrx_finish(&rx);
 }
 
@@ -220,16 +319,17 @@ static void fails_rsv1_outside_a_first_frame(void **state)
 	const struct {
 		const char *in;
 		size_t len;
-		const char *what;
+		const char *what, *delivered;
 	} cases[] = {
+	    /* the first piece went to the inflater; the consumer delivers nothing unfinished */
 	    {"\x41\x01"
 	     "a\xc0\x01"
 	     "b",
-	     6, "RSV1 on a continuation frame (RFC 7692 §6.1)"},
-	    {"\xc9\x00", 2, "RSV1 on a control frame"},
-	    {"\xca\x00", 2, "RSV1 on a control frame"},
-	    {"\xc8\x02\x03\xe8", 4, "RSV1 on a control frame"},
-	    {"\xe1\x01x", 3, "RSV2 set"},
+	     6, "RSV1 on a continuation frame (RFC 7692 §6.1)", "ZT:a|"},
+	    {"\xc9\x00", 2, "RSV1 on a control frame", ""},
+	    {"\xca\x00", 2, "RSV1 on a control frame", ""},
+	    {"\xc8\x02\x03\xe8", 4, "RSV1 on a control frame", ""},
+	    {"\xe1\x01x", 3, "RSV2 set", ""},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -240,12 +340,13 @@ static void fails_rsv1_outside_a_first_frame(void **state)
 		assert_int_equal(rx.err_code, 1002);
 		if (!strstr(rx.err_what, cases[i].what))
 			fail_msg("'%s' does not say '%s'", rx.err_what, cases[i].what);
-		assert_string_equal(got, "");
+		assert_string_equal(got, cases[i].delivered);
 		wsrx_finish(&rx);
 	}
 }
 
-static void on_message_reject(void *ud, const unsigned char *d, size_t len, bool binary)
+static void on_compressed_reject(void *ud, const unsigned char *d, size_t len, bool fin,
+				 bool binary)
 {
 	add("R", d, len);
 	wsrx_reject(ud, WSRX_TOO_BIG, 1009, "a message that inflates too far");
@@ -253,7 +354,11 @@ static void on_message_reject(void *ud, const unsigned char *d, size_t len, bool
 
 static void a_consumer_can_reject_a_message(void **state)
 {
-	static const struct wsrx_ops rej = {on_message_reject, on_ping, on_pong, on_close};
+	static const struct wsrx_ops rej = {.message = on_message,
+					    .compressed = on_compressed_reject,
+					    .ping = on_ping,
+					    .pong = on_pong,
+					    .close = on_close};
 	struct wsrx rx = {0};
 
 	wsrx_init(&rx, 16, 0x40);
@@ -293,6 +398,9 @@ int main(void)
 	    cmocka_unit_test(delivers_messages_in_any_split),
 	    cmocka_unit_test(fails_each_framing_violation),
 	    cmocka_unit_test(fails_bad_payloads),
+	    cmocka_unit_test(fails_invalid_text_before_the_message_ends),
+	    cmocka_unit_test(joins_code_points_split_over_fragments),
+	    cmocka_unit_test(hands_over_every_ping_in_order),
 	    cmocka_unit_test(checks_close_frames),
 	    cmocka_unit_test(finds_unoffered_extensions),
 	    cmocka_unit_test(rsv1_marks_compressed_messages_when_negotiated),

@@ -3,6 +3,9 @@
 
     p = HttpConnectProxy(auth=("user", "pw"))    listens on p.addr:p.port
         p.mode = "ok" | "deny" (answer p.deny_status) | "stall" (never answer)
+                 | "ok-extra" (200 and bytes after it, in one write)
+        p.error_page = b"<html>...</html>"   body of a 407 or deny answer, sent
+                   with its status line and headers in one write (as squid does)
     s = Socks5Proxy(auth=("user", "pw"))
         s.reply = 0 (succeed) or a SOCKS5 failure code to answer CONNECT with
     p.requests     what the client asked for, one dict per connection:
@@ -99,6 +102,11 @@ class _Proxy:
         self.lsock.close()
         with self.lock:
             for s in self.socks:
+                # shutdown first: a relay thread blocked in recv keeps a closed socket alive
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 try:
                     s.close()
                 except OSError:
@@ -109,7 +117,13 @@ class HttpConnectProxy(_Proxy):
     def __init__(self, addr="127.0.0.1", auth=None):
         self.mode = "ok"
         self.deny_status = 403
+        self.error_page = b""
         super().__init__(addr, auth)
+
+    def _refuse(self, c, head):
+        page = self.error_page
+        c.sendall(head.encode() + f"Content-Length: {len(page)}\r\n\r\n".encode() + page)
+        c.close()
 
     def _serve(self, c):
         head = b""
@@ -134,20 +148,18 @@ class HttpConnectProxy(_Proxy):
             c.sendall(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
             return c.close()
         if self.auth and auth != f"{self.auth[0]}:{self.auth[1]}":
-            c.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
-                      b"Proxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n\r\n")
-            return c.close()
+            return self._refuse(c, "HTTP/1.1 407 Proxy Authentication Required\r\n"
+                                "Proxy-Authenticate: Basic realm=\"test\"\r\n")
         if self.mode == "deny":
-            c.sendall(f"HTTP/1.1 {self.deny_status} Denied By Policy\r\n"
-                      "Content-Length: 0\r\n\r\n".encode())
-            return c.close()
+            return self._refuse(c, f"HTTP/1.1 {self.deny_status} Denied By Policy\r\n")
         host, port = target.rsplit(":", 1)
         try:
             u = self._tunnel(c, host.strip("[]"), int(port))
         except OSError:
             c.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
             return c.close()
-        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        extra = b"early bytes" if self.mode == "ok-extra" else b""
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n" + extra)
         self._pipe(c, u)
 
 

@@ -12,8 +12,8 @@ appends one JSON line per event, flushed at once:
 
     {"event": "accept", "conn": 1}
     {"event": "tls", "conn": 1, "ok": true, "sni": "localhost",
-     "version": "TLSv1.2", "resumed": false, "client_serial": "4660",
-     "client_subject": "CN=..."}
+     "version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384", "resumed": false,
+     "client_serial": "4660", "client_subject": "CN=..."}
     {"event": "tls", "conn": 2, "ok": false, "sni": "localhost",
      "error": "[SSL: PEER_DID_NOT_RETURN_A_CERTIFICATE] ..."}
     {"event": "open", "conn": 1, "path": "/", "client_serial": "4660"}
@@ -22,11 +22,13 @@ appends one JSON line per event, flushed at once:
 
 resumed is the server's session_reused: the client resumed a TLS session
 (a new server process has new ticket keys and an empty session cache).
---protocol 1.2 or 1.3 speaks only that version. client_serial is the decimal serial number of the client certificate that
+client_serial is the decimal serial number of the client certificate that
 was presented (and verified), or null. --client-ca CA makes the server
 require a client certificate that chains to CA (without it none is asked
 for). --close-after N closes every connection (code 1000) after N messages,
 so a test can make the client reconnect. Messages are echoed back.
+--min-version/--max-version (1.1, 1.2, 1.3) bound the TLS versions served;
+--ciphers sets OpenSSL's TLS 1.2 cipher list (TLS 1.3 suites stay OpenSSL's).
 
 Written against Debian 12's python3 3.11 and python3-websockets 10.4.
 """
@@ -40,6 +42,10 @@ import websockets
 import peer_kit
 
 
+VERSIONS = {"1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,
+            "1.3": ssl.TLSVersion.TLSv1_3}
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, default=0)
@@ -51,10 +57,11 @@ def parse_args():
     p.add_argument("--log", metavar="FILE")
     p.add_argument("--close-after", type=int, default=0, metavar="N")
     p.add_argument("--handshake-timeout", type=float, default=10.0)
-    p.add_argument("--protocol", choices=("1.2", "1.3"),
-                   help="speak only this TLS version (default: 1.2 and 1.3)")
     p.add_argument("--seclevel0", action="store_true",
                    help="OpenSSL security level 0, to serve e.g. a SHA-1 signed certificate")
+    p.add_argument("--min-version", choices=sorted(VERSIONS))
+    p.add_argument("--max-version", choices=sorted(VERSIONS))
+    p.add_argument("--ciphers", help="OpenSSL cipher list for TLS 1.2 and below")
     return p.parse_args()
 
 
@@ -74,12 +81,13 @@ class Peer:
         self.ws_port = None
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        if args.seclevel0:
-            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        if args.seclevel0 or args.ciphers:
+            ctx.set_ciphers((args.ciphers or "DEFAULT") + (":@SECLEVEL=0" if args.seclevel0 else ""))
+        if args.min_version:
+            ctx.minimum_version = VERSIONS[args.min_version]
+        if args.max_version:
+            ctx.maximum_version = VERSIONS[args.max_version]
         ctx.load_cert_chain(args.cert, args.key)
-        if args.protocol:
-            v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[args.protocol]
-            ctx.minimum_version = ctx.maximum_version = v
         if args.client_ca:
             ctx.verify_mode = ssl.CERT_REQUIRED
             ctx.load_verify_locations(cafile=args.client_ca)
@@ -111,6 +119,7 @@ class Peer:
         serial = str(int(cert["serialNumber"], 16)) if cert else None
         self.log(event="tls", conn=conn, ok=True, sni=self.sni.pop(id(sslobj), None),
                  version=sslobj.version() if sslobj else None,
+                 cipher=sslobj.cipher()[0] if sslobj else None,
                  resumed=sslobj.session_reused if sslobj else None, client_serial=serial,
                  client_subject=dn(cert.get("subject")) if cert else None)
         try:
