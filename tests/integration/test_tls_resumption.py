@@ -33,6 +33,21 @@ class TlsPeer(WsServer):
                           timeout, what=f"{n} good handshakes; log: {self.events()[-4:]}")
 
 
+def controlled(daemon, conf, sock):
+    """wstether -c conf; returns (daemon, ctl) once its control socket is there."""
+    d = daemon("-c", conf)
+    wait_until(lambda: sock.exists() or not d.running(), 10, what="the control socket")
+    assert d.running(), d.stderr_tail()
+
+    def ctl(*args):
+        p = subprocess.run([str(wstetherctl_path()), "-s", str(sock), *args],
+                           capture_output=True, text=True, timeout=15)
+        assert p.returncode == 0, (p.stdout, p.stderr, d.stderr_tail())
+        return p.stdout
+
+    return d, ctl
+
+
 @pytest.fixture
 def world(tmp_path, pki, daemon, stop_at_teardown, short_dir):
     """Factory: world(protocol, resumption=True, alg="ec") -> (daemon, server, ctl, files)."""
@@ -56,14 +71,7 @@ def world(tmp_path, pki, daemon, stop_at_teardown, short_dir):
             f'control = {{ socket = "{sock}"; }};\n'
             'log = { level = "debug"; };\n'
             "backoff = { initial_ms = 100; max_ms = 300; jitter = 0.0; };\n")
-        d = daemon("-c", conf)
-
-        def ctl(*args):
-            p = subprocess.run([str(wstetherctl_path()), "-s", str(sock), *args],
-                               capture_output=True, text=True, timeout=15)
-            assert p.returncode == 0, (p.stdout, p.stderr, d.stderr_tail())
-            return p.stdout
-
+        d, ctl = controlled(daemon, conf, sock)
         return d, srv, ctl, files, conf
 
     return make
@@ -90,9 +98,13 @@ def wait_up(ctl, resumed, timeout=20):
 
 
 def reconnect(ctl, srv, n):
-    """reconnect --now, then wait for the server's n-th good handshake."""
+    """reconnect --now; the server's n-th good handshake, once its link is up
+    (a reconnect asked for while an attempt is under way would abandon it)."""
     ctl("reconnect", "--now")
-    return srv.wait_handshakes(n)[n - 1]
+    hs = srv.wait_handshakes(n)[n - 1]
+    wait_until(lambda: sum(handshakes_metric(ctl).values()) >= n, 20,
+               what=f"link {n} up; metrics {handshakes_metric(ctl)}")
+    return hs
 
 
 @pytest.mark.parametrize("protocol", ["1.2", "1.3"])
@@ -177,3 +189,36 @@ def test_reload_touching_tls_drops_the_kept_session(world, tmp_path):
                what="the reload's line about kept sessions")
     after = srv.wait_handshakes(3)[2]  # tls.ca_file is reload class reconnect
     assert after["resumed"] is False, after
+
+
+def test_nginx_modern_profile_sees_the_reconnect_resumed(ws_server, pki, daemon, tmp_path,
+                                                         stop_at_teardown, short_dir):
+    """Debian's nginx, TLS 1.3 only with a client certificate: $ssl_session_reused."""
+    from peers.nginx_peer import Nginx
+    backend = ws_server()
+    ng = stop_at_teardown(Nginx(tmp_path / "nginx", pki.server_crt, pki.server_key,
+                                backend.port, client_ca=pki.ca_crt).start())
+    crt, key = client_leaf(pki, "client-nginx", 0x5E003)
+    sock = short_dir / "ctl"
+    conf = tmp_path / "nginx-client.conf"
+    conf.write_text(
+        f'link = {{ url = "wss://localhost:{ng.port}/"; connect_timeout_s = 10; }};\n'
+        f'tls = {{ ca_file = "{pki.ca_crt}"; cert_file = "{crt}"; key_file = "{key}"; }};\n'
+        f'control = {{ socket = "{sock}"; }};\n'
+        "backoff = { initial_ms = 100; max_ms = 300; jitter = 0.0; };\n")
+    d, ctl = controlled(daemon, conf, sock)
+    wait_up(ctl, False)
+    # nginx logs a WebSocket request when its connection ends: each reconnect
+    # (once its link is up) ends the one before
+    for n in (1, 2):
+        ctl("reconnect", "--now")
+        wait_until(lambda: sum(handshakes_metric(ctl).values()) >= n + 1, 20,
+                   what=f"link {n + 1} up; {d.stderr_tail()}")
+        wait_until(lambda: len(ng.requests()) >= n, 20,
+                   what=f"{n} request(s) in nginx's log; {ng.stderr_text()}")
+    wait_up(ctl, True)
+    first, second = ng.requests()[:2]
+    assert first["ssl_protocol"] == "TLSv1.3" and first["ssl_session_reused"] == ".", first
+    assert second["ssl_session_reused"] == "r", second
+    assert int(second["ssl_client_serial"], 16) == 0x5E003, second
+    assert handshakes_metric(ctl)["resumed"] == 2
