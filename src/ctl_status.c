@@ -182,9 +182,6 @@ static void link_lines(FILE *f, json_object *o)
 	json_object *comp = get(o, "compression");
 
 	field(f, "TLS");
-	if (str(tls, "version")) /* what the link negotiated, while it is up */
-		fprintf(f, "%s, %s; ", str(tls, "version"),
-			str(tls, "cipher") ? str(tls, "cipher") : "?");
 	if (!url || strncmp(url, "wss://", 6))
 		fputs("none (ws://)", f);
 	else if (insecure && json_object_get_boolean(insecure))
@@ -193,6 +190,9 @@ static void link_lines(FILE *f, json_object *o)
 		fputs("server certificate verified", f);
 	if (cert)
 		fprintf(f, "; client certificate valid until %s", cert);
+	if (str(tls, "version")) /* what the link negotiated, while it is up */
+		fprintf(f, "; %s, %s", str(tls, "version"),
+			str(tls, "cipher") ? str(tls, "cipher") : "?");
 	fputc('\n', f);
 	field(f, "Proxy");
 	fprintf(f, "%s\n", str(net, "proxy") ? str(net, "proxy") : "none (direct)");

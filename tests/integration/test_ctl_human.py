@@ -109,4 +109,5 @@ def test_status_shows_tls_and_the_client_certificate(dp, ws_server, pki):
     assert rc == 0, out
     f = fields(out)
     assert f["TLS"].startswith("server certificate verified; client certificate valid until "), f
+    assert re.search(r"; TLSv1\.[23], TLS_[A-Z0-9_]+$", f["TLS"]), f  # what it negotiated
     assert f["Spool"] == "off (memory only)", f

@@ -62,9 +62,9 @@ static void renders_every_part(void **state)
 	assert_non_null(strstr(t, "\n        Drops: 3 invalid_utf8, 1 slow_readers\n"));
 	assert_non_null(strstr(t, "\n        Spool: 4.0 KiB in 1 segment(s), oldest 1s; "
 				  "HOLDING SENDERS: disk full\n"));
-	assert_non_null(strstr(t, "\n          TLS: TLSv1.3, TLS_AES_256_GCM_SHA384; server "
-				  "certificate verified; client certificate valid until "
-				  "2027-01-31 12:00:00 UTC\n"));
+	assert_non_null(strstr(t, "\n          TLS: server certificate verified; client "
+				  "certificate valid until 2027-01-31 12:00:00 UTC; TLSv1.3, "
+				  "TLS_AES_256_GCM_SHA384\n"));
 	assert_non_null(strstr(t, "\n        Proxy: http://10.0.0.1:3128 (from https_proxy)\n"));
 	assert_non_null(strstr(t, "\n        Local: 2 bridge client(s); exec handler pid 4711, "
 				  "1 restart(s)\n"));
