@@ -1,21 +1,16 @@
 #include "bridge.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <ev.h>
 
+#include "listener.h"
 #include "log.h"
 #include "peer.h"
 #include "ratelimit.h"
-#include "sock.h"
 
 /*
  * Per client: this much unread output and the client is dropped at once.
@@ -32,9 +27,7 @@ struct bridge {
 	struct endpoint_events ops;
 	enum framing framing;
 	size_t max_message;
-	char path[108];
-	int fd;
-	ev_io lw;
+	struct listener li;
 	struct peer *clients[MAX_CLIENTS];
 	size_t n;
 	unsigned long long seq;
@@ -42,8 +35,7 @@ struct bridge {
 	struct ratelimit unframable_log;
 	bool input_stopped;
 	bool events;		/* bridge.events: event frames to every client */
-	char *last_event;	/* replayed to a client that connects */
-	size_t last_event_len;
+	struct last_event last;	/* replayed to a client that connects */
 };
 
 static void remove_client(struct bridge *b, struct peer *p)
@@ -67,42 +59,32 @@ static void client_closed(void *ud, struct peer *p, const char *why)
 	remove_client(b, p);
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void accepted(void *ud, int fd)
 {
-	struct bridge *b = w->data;
+	struct bridge *b = ud;
 	struct peer_ops ops = { b->ops, b, client_closed, NULL, &b->drops };
 	char name[64];
+	struct peer *p;
 
-	for (;;) {
-		int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct peer *p;
-
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				log_errno(LOG_WARNING, "%s: accept", b->path);
-			return;
-		}
-		if (b->n == MAX_CLIENTS) {
-			log_msg(LOG_WARNING, "%s: %d clients already: refusing another", b->path,
-				MAX_CLIENTS);
-			close(fd);
-			continue;
-		}
-		snprintf(name, sizeof(name), "bridge client %llu", ++b->seq);
-		p = peer_create(loop, fd, fd, b->framing, b->max_message, CLIENT_OUT_LIMIT, name,
-				&ops);
-		if (!p) {
-			close(fd);
-			continue;
-		}
-		if (b->input_stopped)
-			peer_stop_input(p);
-		/* where the link stands, for a client that connects between events */
-		if (b->events && b->last_event)
-			peer_send_event(p, b->last_event, b->last_event_len);
-		b->clients[b->n++] = p;
-		log_msg(LOG_DEBUG, "%s: connected", name);
+	if (b->n == MAX_CLIENTS) {
+		log_msg(LOG_WARNING, "%s: %d clients already: refusing another", b->li.path,
+			MAX_CLIENTS);
+		close(fd);
+		return;
 	}
+	snprintf(name, sizeof(name), "bridge client %llu", ++b->seq);
+	p = peer_create(b->loop, fd, fd, b->framing, b->max_message, CLIENT_OUT_LIMIT, name, &ops);
+	if (!p) {
+		close(fd);
+		return;
+	}
+	if (b->input_stopped)
+		peer_stop_input(p);
+	/* where the link stands, for a client that connects between events */
+	if (b->events)
+		last_event_replay(&b->last, p);
+	b->clients[b->n++] = p;
+	log_msg(LOG_DEBUG, "%s: connected", name);
 }
 
 struct bridge *bridge_create(struct ev_loop *loop, const struct wst_config *cfg,
@@ -114,20 +96,16 @@ struct bridge *bridge_create(struct ev_loop *loop, const struct wst_config *cfg,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	b->fd = unix_listen(cfg->bridge_socket, cfg->bridge_mode, err, errlen);
-	if (b->fd < 0) {
-		free(b);
-		return NULL;
-	}
 	b->loop = loop;
 	b->ops = *ops;
 	b->framing = cfg->bridge_framing;
 	b->events = cfg->bridge_events;
 	b->max_message = cfg->max_message_bytes;
-	snprintf(b->path, sizeof(b->path), "%s", cfg->bridge_socket);
-	ev_io_init(&b->lw, accept_cb, b->fd, EV_READ);
-	b->lw.data = b;
-	ev_io_start(loop, &b->lw);
+	if (listener_open(&b->li, loop, cfg->bridge_socket, cfg->bridge_mode, accepted, b, err,
+			  errlen) < 0) {
+		free(b);
+		return NULL;
+	}
 	return b;
 }
 
@@ -135,13 +113,10 @@ static void bridge_destroy(void *self)
 {
 	struct bridge *b = self;
 
-	ev_io_stop(b->loop, &b->lw);
-	close(b->fd);
-	if (unlink(b->path) < 0 && errno != ENOENT)
-		log_errno(LOG_WARNING, "%s: unlink", b->path);
+	listener_close(&b->li);
 	while (b->n)
 		peer_destroy(b->clients[--b->n]);
-	free(b->last_event);
+	free(b->last.json);
 	free(b);
 }
 
@@ -181,16 +156,10 @@ static void bridge_broadcast(void *self, const unsigned char *data, size_t len, 
 static void bridge_event(void *self, const char *json, size_t len)
 {
 	struct bridge *b = self;
-	char *copy;
 
 	if (!b->events)
 		return;
-	if ((copy = malloc(len))) {
-		memcpy(copy, json, len);
-		free(b->last_event);
-		b->last_event = copy;
-		b->last_event_len = len;
-	}
+	last_event_keep(&b->last, json, len);
 	for (size_t i = 0; i < b->n;) {
 		struct peer *p = b->clients[i];
 
@@ -224,19 +193,13 @@ static void bridge_stop_input(void *self)
 		peer_stop_input(b->clients[i]);
 }
 
-size_t bridge_clients(const struct bridge *b)
+static void bridge_status(const void *self, struct wst_status *st)
 {
-	return b ? b->n : 0;
-}
+	const struct bridge *b = self;
 
-struct endpoint_drops bridge_drops(const struct bridge *b)
-{
-	return b ? b->drops : (struct endpoint_drops){ 0 };
-}
-
-unsigned long long bridge_dropped_clients(const struct bridge *b)
-{
-	return b ? b->drops.slow_readers + b->drops.bad_framing : 0;
+	endpoint_add_drops(st, &b->drops);
+	st->bridge_clients = b->n;
+	st->bridge_clients_dropped = b->drops.slow_readers + b->drops.bad_framing;
 }
 
 /* Reading, only slower than the server sends: worth waiting for (see CLIENT_OUT_LIMIT). */
@@ -271,6 +234,6 @@ static void bridge_drop_stalled(void *self, double stall_s)
 }
 
 const struct endpoint_impl bridge_endpoint = {
-	bridge_broadcast, bridge_resume, bridge_stop_input,
-	bridge_max_pending, bridge_drop_stalled, bridge_destroy, bridge_event,
+    bridge_broadcast,	 bridge_resume,	 bridge_stop_input, bridge_max_pending,
+    bridge_drop_stalled, bridge_destroy, bridge_event,	    bridge_status,
 };

@@ -21,13 +21,9 @@ struct bridge *bridge_create(struct ev_loop *loop, const struct wst_config *cfg,
 /*
  * Its endpoint operations: pending and stalled look at each client; event
  * frames go to every client when bridge.events is on, and the latest to
- * each client that connects.
+ * each client that connects. status counts clients, and those dropped (not
+ * reading, or a framing error such as an oversized line).
  */
 extern const struct endpoint_impl bridge_endpoint;
-
-size_t bridge_clients(const struct bridge *b);
-struct endpoint_drops bridge_drops(const struct bridge *b);
-/* Clients dropped: not reading, or a framing error (an oversized line...). */
-unsigned long long bridge_dropped_clients(const struct bridge *b);
 
 #endif

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -16,9 +15,9 @@
 #include "buf.h"
 #include "framing.h"
 #include "link.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
-#include "sock.h"
 #include "status.h"
 #include "utf8.h"
 #include "supervisor.h"
@@ -37,10 +36,8 @@ struct client {
 struct control {
 	struct ev_loop *loop;
 	struct control_ops ops;
-	char path[108];
-	int fd;
+	struct listener li;
 	size_t max_line;
-	ev_io lw;
 	struct client *clients[MAX_CLIENTS];
 	size_t n;
 };
@@ -491,7 +488,7 @@ static bool reply(struct client *cl, const char *s, size_t len)
 
 	if (cl->out.len + len + 1 > OUT_LIMIT) {
 		log_msg(LOG_WARNING, "%s: a control client stopped reading answers: dropped",
-			cl->c->path);
+			cl->c->li.path);
 		client_free(cl);
 		return false;
 	}
@@ -583,31 +580,22 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 	flush(w->data);
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void accepted(void *ud, int fd)
 {
-	struct control *c = w->data;
+	struct control *c = ud;
+	struct client *cl;
 
-	for (;;) {
-		int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct client *cl;
-
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				log_errno(LOG_WARNING, "%s: accept", c->path);
-			return;
-		}
-		if (c->n == MAX_CLIENTS || !(cl = calloc(1, sizeof(*cl)))) {
-			log_msg(LOG_WARNING, "%s: too many control clients: refusing one", c->path);
-			close(fd);
-			continue;
-		}
-		cl->c = c;
-		ev_io_init(&cl->rw, read_cb, fd, EV_READ);
-		ev_io_init(&cl->ww, write_cb, fd, EV_WRITE);
-		cl->rw.data = cl->ww.data = cl;
-		ev_io_start(loop, &cl->rw);
-		c->clients[c->n++] = cl;
+	if (c->n == MAX_CLIENTS || !(cl = calloc(1, sizeof(*cl)))) {
+		log_msg(LOG_WARNING, "%s: too many control clients: refusing one", c->li.path);
+		close(fd);
+		return;
 	}
+	cl->c = c;
+	ev_io_init(&cl->rw, read_cb, fd, EV_READ);
+	ev_io_init(&cl->ww, write_cb, fd, EV_WRITE);
+	cl->rw.data = cl->ww.data = cl;
+	ev_io_start(c->loop, &cl->rw);
+	c->clients[c->n++] = cl;
 }
 
 struct control *control_create(struct ev_loop *loop, const char *path, unsigned mode,
@@ -620,18 +608,13 @@ struct control *control_create(struct ev_loop *loop, const char *path, unsigned 
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	c->fd = unix_listen(path, mode, err, errlen);
-	if (c->fd < 0) {
-		free(c);
-		return NULL;
-	}
 	c->loop = loop;
 	c->ops = *ops;
 	c->max_line = max_line;
-	snprintf(c->path, sizeof(c->path), "%s", path);
-	ev_io_init(&c->lw, accept_cb, c->fd, EV_READ);
-	c->lw.data = c;
-	ev_io_start(loop, &c->lw);
+	if (listener_open(&c->li, loop, path, mode, accepted, c, err, errlen) < 0) {
+		free(c);
+		return NULL;
+	}
 	return c;
 }
 
@@ -639,10 +622,7 @@ void control_destroy(struct control *c)
 {
 	if (!c)
 		return;
-	ev_io_stop(c->loop, &c->lw);
-	close(c->fd);
-	if (unlink(c->path) < 0 && errno != ENOENT)
-		log_errno(LOG_WARNING, "%s: unlink", c->path);
+	listener_close(&c->li);
 	while (c->n)
 		client_free(c->clients[c->n - 1]);
 	free(c);

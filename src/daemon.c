@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -15,86 +16,22 @@
 #include "bridge.h"
 #include "config.h"
 #include "control.h"
-#include "endpoint.h"
 #include "exec.h"
 #include "instance.h"
-#include "link.h"
+#include "links.h"
 #include "log.h"
 #include "netwatch.h"
 #include "notify.h"
 #include "outbox.h"
 #include "queue.h"
-#include "status.h"
 #include "stdio_bridge.h"
-#include "rng.h"
-#include "supervisor.h"
-#include "tls.h"
 
-/*
- * After stdin EOF and the last confirmation, answers to our last messages
- * may still be on their way (a pong can overtake a server's reply), and lws
- * drops data that arrives after our close. So wait until the server has
- * been quiet this long, at most link.drain_timeout_s, before closing.
- */
-#define EOF_QUIET_S 0.3
-
-static void daemon_quit(struct daemon *d)
+static void daemon_quit(void *ud)
 {
-	ev_timer_stop(d->loop, &d->retry_timer);
-	ev_timer_stop(d->loop, &d->drain_timer);
-	ev_timer_stop(d->loop, &d->linger_timer);
+	struct daemon *d = ud;
+
 	ev_timer_stop(d->loop, &d->flow_timer);
 	ev_break(d->loop, EVBREAK_ALL);
-}
-
-/* The end of the run: once everything we owe the server is delivered. */
-static void daemon_maybe_finish(struct daemon *d)
-{
-	int code;
-	const char *reason;
-
-	if (!d->stopping && !(d->eof && !queue_len(&d->out.q)))
-		return;
-	if (d->stopping) {
-		code = LWS_CLOSE_STATUS_GOINGAWAY;
-		reason = "going away";
-		if (link_up(d->link) && queue_len(&d->out.q) && ev_is_active(&d->drain_timer))
-			return; /* still draining */
-	} else {
-		code = LWS_CLOSE_STATUS_NORMAL;
-		reason = "";
-		if (link_up(d->link) && !d->lingered) {
-			if (!ev_is_active(&d->linger_timer)) {
-				d->linger_deadline = ev_now(d->loop) + d->cfg->drain_timeout_s;
-				ev_timer_set(&d->linger_timer, 0, EOF_QUIET_S);
-				ev_timer_again(d->loop, &d->linger_timer);
-			}
-			return;
-		}
-	}
-	/* a rotation's other link owes nothing: the primary has all that is unconfirmed */
-	for (size_t i = 0; i < 2; i++)
-		if (d->slots[i].link != d->link && link_active(d->slots[i].link))
-			link_abort(d->slots[i].link, "shutting down");
-	if (link_up(d->link)) {
-		if (!d->closing) {
-			d->closing = true;
-			link_request_close(d->link, code, reason);
-		}
-	} else if (link_active(d->link)) {
-		link_abort(d->link, "shutting down");
-	} else if (!daemon_links_active(d)) {
-		daemon_quit(d);
-	}
-}
-
-static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct daemon *d = w->data;
-
-	ev_timer_stop(loop, w);
-	d->lingered = true;
-	daemon_maybe_finish(d);
 }
 
 /* ---- messages in and out ---- */
@@ -114,23 +51,25 @@ static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static bool daemon_enqueue(struct daemon *d, const unsigned char *data, size_t len, bool binary,
 			   enum source src)
 {
-	if (d->stopping)
+	if (links_stopping(d->links))
 		return false;
 	/* while the link drains the queue, a stream waits rather than push out older messages */
-	if (src != SRC_ONE && link_up(d->link) &&
+	if (src != SRC_ONE && links_up(d->links) &&
 	    (d->out.q.bytes > READ_AHEAD_BYTES || !queue_has_room(&d->out.q, len)))
 		return false;
 	if (!outbox_put(&d->out, data, len, binary, src == SRC_STDIN))
 		return false;
-	link_kick(d->link);
+	links_kick(d->links);
 	return true;
 }
 
-static void daemon_resume_local(struct daemon *d);
-
-static void wake_senders(void *ud)
+/* Local senders held back (full queue, read-ahead) may go on. */
+static void resume_local(void *ud)
 {
-	daemon_resume_local(ud);
+	struct daemon *d = ud;
+
+	for (size_t i = 0; i < d->n_local; i++)
+		d->local[i].impl->resume(d->local[i].self);
 }
 
 static bool on_local_message(void *ud, const unsigned char *data, size_t len, bool binary)
@@ -155,11 +94,6 @@ static bool on_stdin_line(void *ud, const char *line, size_t len)
 #define FLOW_ACTIVE_S 0.2
 #define FLOW_STALL_S 5.0
 
-static void update_rx_pause(struct daemon *d)
-{
-	link_pause_rx(d->link, d->rx_pause_local);
-}
-
 static void flow_check(struct daemon *d)
 {
 	size_t pending = 0;
@@ -172,11 +106,11 @@ static void flow_check(struct daemon *d)
 	}
 	if (!d->rx_pause_local && pending > ENDPOINT_HIGH_WATER) {
 		d->rx_pause_local = true;
-		update_rx_pause(d);
+		links_pause_rx(d->links, d->rx_pause_local);
 		ev_timer_again(d->loop, &d->flow_timer);
 	} else if (d->rx_pause_local && pending <= ENDPOINT_LOW_WATER) {
 		d->rx_pause_local = false;
-		update_rx_pause(d);
+		links_pause_rx(d->links, d->rx_pause_local);
 		ev_timer_stop(d->loop, &d->flow_timer);
 	}
 }
@@ -199,39 +133,34 @@ static void flow_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	flow_check(d);
 }
 
-static void daemon_deliver(struct daemon *d, const unsigned char *data, size_t len, bool binary)
+static void deliver(void *ud, const unsigned char *data, size_t len, bool binary)
 {
-	if (ev_is_active(&d->linger_timer) && ev_now(d->loop) < d->linger_deadline)
-		ev_timer_again(d->loop, &d->linger_timer);
+	struct daemon *d = ud;
+
 	for (size_t i = 0; i < d->n_local; i++)
 		d->local[i].impl->deliver(d->local[i].self, data, len, binary);
 	flow_check(d);
 }
 
-/* Local senders held back (full queue, read-ahead) may go on. */
-static void daemon_resume_local(struct daemon *d)
+/* Tell local programs that asked (watchers, event frames). */
+static void publish_event(void *ud, const struct sup_event *ev)
 {
+	struct daemon *d = ud;
+	struct timespec ts;
+	size_t len;
+	char *json;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	json = control_event_json(ev, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, &len);
+	if (!json) {
+		log_msg(LOG_ERR, "out of memory: a link event was not published");
+		return;
+	}
+	control_event(d->control, json, len);
 	for (size_t i = 0; i < d->n_local; i++)
-		d->local[i].impl->resume(d->local[i].self);
-}
-
-static void daemon_confirmed(struct daemon *d)
-{
-	outbox_confirmed(&d->out);
-	daemon_resume_local(d);
-	if (d->stopping && !queue_len(&d->out.q))
-		ev_timer_stop(d->loop, &d->drain_timer);
-	daemon_maybe_finish(d);
-}
-
-static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct daemon *d = w->data;
-
-	log_msg(LOG_WARNING,
-		"drain timeout: %zu message(s) not confirmed by the server before shutdown",
-		queue_len(&d->out.q));
-	daemon_maybe_finish(d);
+		if (d->local[i].impl->event)
+			d->local[i].impl->event(d->local[i].self, json, len);
+	free(json);
 }
 
 static void stop_local_input(struct daemon *d)
@@ -242,23 +171,16 @@ static void stop_local_input(struct daemon *d)
 
 static void begin_stop(struct daemon *d, const char *why)
 {
-	if (d->stopping) {
+	if (links_stopping(d->links)) {
 		log_msg(LOG_NOTICE, "%s again: exiting now", why);
 		daemon_quit(d);
 		return;
 	}
-	d->stopping = true;
-	sup_request(&d->sup, SUP_REQ_STOP, daemon_now_ms(), &(struct sup_verdict){ 0 });
 	notify_stopping();
-	log_event(LOG_NOTICE, &(struct log_ctx){ .event = "stop", .url = daemon_url(d) },
+	log_event(LOG_NOTICE, &(struct log_ctx){ .event = "stop", .url = links_url(d->links) },
 		  "%s: stopping", why);
 	stop_local_input(d);
-	ev_timer_stop(d->loop, &d->retry_timer);
-	if (link_up(d->link) && queue_len(&d->out.q) && d->cfg->drain_timeout_s) {
-		ev_timer_set(&d->drain_timer, d->cfg->drain_timeout_s, 0);
-		ev_timer_start(d->loop, &d->drain_timer);
-	}
-	daemon_maybe_finish(d);
+	links_stop(d->links);
 }
 
 static void sig_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -270,7 +192,7 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct daemon *d = w->data;
 
-	if (!d->stopping)
+	if (!links_stopping(d->links))
 		daemon_reload(d);
 }
 
@@ -281,8 +203,7 @@ static void on_eof(void *ud)
 	struct daemon *d = ud;
 
 	log_msg(LOG_DEBUG, "stdin closed: %zu message(s) left to deliver", queue_len(&d->out.q));
-	d->eof = true;
-	daemon_maybe_finish(d);
+	links_eof(d->links);
 }
 
 static void on_stdout_broken(void *ud)
@@ -304,20 +225,22 @@ static int open_local(struct daemon *d)
 	struct control_ops cops;
 	struct stdio_events sev = { d, on_stdin_line, on_eof, on_local_drained, on_stdout_broken };
 	char err[512];
+	void *ep;
 
-	if (d->opts.use_stdio && !(d->sio = stdio_create(d->loop, cfg->max_message_bytes, &sev))) {
-		log_msg(LOG_ERR, "out of memory");
-		return -1;
+	if (d->opts.use_stdio) {
+		if (!(ep = stdio_create(d->loop, cfg->max_message_bytes, &sev))) {
+			log_msg(LOG_ERR, "out of memory");
+			return -1;
+		}
+		add_local(d, &stdio_endpoint, ep);
 	}
-	if (d->sio)
-		add_local(d, &stdio_endpoint, d->sio);
-	if (*cfg->bridge_socket &&
-	    !(d->bridge = bridge_create(d->loop, cfg, &lev, err, sizeof(err)))) {
-		log_msg(LOG_ERR, "bridge.socket %s", err);
-		return -1;
+	if (*cfg->bridge_socket) {
+		if (!(ep = bridge_create(d->loop, cfg, &lev, err, sizeof(err)))) {
+			log_msg(LOG_ERR, "bridge.socket %s", err);
+			return -1;
+		}
+		add_local(d, &bridge_endpoint, ep);
 	}
-	if (d->bridge)
-		add_local(d, &bridge_endpoint, d->bridge);
 	daemon_control_ops(d, &cops);
 	if (*cfg->control_socket &&
 	    !(d->control = control_create(d->loop, cfg->control_socket, 0660,
@@ -325,12 +248,13 @@ static int open_local(struct daemon *d)
 		log_msg(LOG_ERR, "control.socket %s", err);
 		return -1;
 	}
-	if (cfg->exec_command[0] && !(d->exec = exec_create(d->loop, cfg, &lev))) {
-		log_msg(LOG_ERR, "exec.command: cannot set up the handler");
-		return -1;
+	if (cfg->exec_command[0]) {
+		if (!(ep = exec_create(d->loop, cfg, &lev))) {
+			log_msg(LOG_ERR, "exec.command: cannot set up the handler");
+			return -1;
+		}
+		add_local(d, &exec_endpoint, ep);
 	}
-	if (d->exec)
-		add_local(d, &exec_endpoint, d->exec);
 	return 0;
 }
 
@@ -342,24 +266,17 @@ static void close_local(struct daemon *d)
 
 		ep->impl->destroy(ep->self);
 	}
-	d->sio = NULL;
-	d->bridge = NULL;
-	d->exec = NULL;
 	control_destroy(d->control);
 }
 
 /* The daemon's own signals and timers, on its loop for its whole life. */
-static void init_watchers(struct daemon *d, uint64_t seed)
+static void init_watchers(struct daemon *d)
 {
 	ev_signal_init(&d->sig_term, sig_cb, SIGTERM);
 	ev_signal_init(&d->sig_int, sig_cb, SIGINT);
 	ev_signal_init(&d->sig_hup, hup_cb, SIGHUP);
-	d->rng = seed ^ 0x9e3779b97f4a7c15ULL;
-	ev_timer_init(&d->drain_timer, drain_cb, 0, 0);
-	ev_timer_init(&d->linger_timer, linger_cb, 0, EOF_QUIET_S);
 	ev_timer_init(&d->flow_timer, flow_cb, 0, 0.1);
-	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
-	d->drain_timer.data = d->linger_timer.data = d->flow_timer.data = d;
+	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d->flow_timer.data = d;
 	ev_signal_start(d->loop, &d->sig_term);
 	ev_signal_start(d->loop, &d->sig_int);
 	ev_signal_start(d->loop, &d->sig_hup);
@@ -367,12 +284,9 @@ static void init_watchers(struct daemon *d, uint64_t seed)
 
 int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 {
-	struct daemon d = { .up = { daemon_deliver, daemon_confirmed, daemon_resume_local,
-				    daemon_maybe_finish, daemon_quit, daemon_enqueue },
-			    .cfg = cfg, .opts = *opts };
-	struct sup_params sp;
-	struct sup_verdict v;
-	uint64_t seed = (uint64_t)getpid() << 32 ^ daemon_now_ms();
+	struct daemon d = { .up = { daemon_enqueue }, .cfg = cfg, .opts = *opts };
+	struct links_events lev = { &d, deliver, resume_local, publish_event, daemon_quit };
+	uint64_t seed = (uint64_t)getpid() << 32 ^ links_now_ms();
 	int rc = 1;
 
 	/* mbedTLS writes without MSG_NOSIGNAL; lws also sets this per context */
@@ -385,49 +299,39 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 		config_free(cfg);
 		return 1;
 	}
-	daemon_sup_params(cfg, &sp);
-	sup_init(&d.sup, &sp, NULL, 0, seed);
-	d.cfg = NULL;
-	if (daemon_use_config(&d, cfg, false) < 0) {
-		log_msg(LOG_ERR, "out of memory");
-		config_free(cfg);
-		ev_loop_destroy(d.loop);
-		return 1;
-	}
-	init_watchers(&d, seed);
+	init_watchers(&d);
 	instance_name(opts->config_path, d.instance, sizeof(d.instance));
 	d.last_reload_ok = time(NULL);
-	if (daemon_links_init(&d) < 0) {
+	if (!(d.links = links_create(d.loop, &d.out, cfg, seed, &lev))) {
 		log_msg(LOG_ERR, "out of memory");
 		goto out;
 	}
 	if (outbox_init(&d.out, d.loop, LWS_PRE, cfg->queue_max_messages, cfg->queue_max_bytes,
 			cfg->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT : QUEUE_DROP_OLDEST,
-			cfg->spool_dir, wake_senders, &d) < 0 ||
+			cfg->spool_dir, resume_local, &d) < 0 ||
 	    open_local(&d) < 0)
 		goto out;
 
-	d.net = netwatch_create(d.loop, daemon_net_change, &d);
+	d.net = netwatch_create(d.loop, links_net_change, d.links);
 	if (!d.net)
 		log_errno(LOG_WARNING, "cannot watch network changes (rtnetlink); a lost route is "
 			  "noticed by the keepalive only");
 	notify_init(d.loop);
 	notify_ready();
-	sup_start(&d.sup, &v);
-	daemon_apply(&d, &v);
+	links_start(d.links);
 	ev_run(d.loop, 0);
 	rc = 0;
 out:
 	netwatch_destroy(d.net);
-	daemon_links_finish(&d);
+	links_destroy(d.links);
 	close_local(&d);
 	outbox_finish(&d.out);
 	notify_finish();
+	ev_timer_stop(d.loop, &d.flow_timer);
 	ev_signal_stop(d.loop, &d.sig_term);
 	ev_signal_stop(d.loop, &d.sig_int);
 	ev_signal_stop(d.loop, &d.sig_hup);
 	ev_loop_destroy(d.loop);
 	config_free(d.cfg);
-	free(d.urls);
 	return rc;
 }

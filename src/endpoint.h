@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "status.h"
+
 /*
  * A local endpoint: stdio, the bridge socket's clients, the exec handler.
  * Each kind gives one table of operations; the daemon walks a list.
@@ -23,6 +25,8 @@ struct endpoint_impl {
 	void (*destroy)(void *self);
 	/* optional: a link event, one JSON object (bridge.events, exec.events) */
 	void (*event)(void *self, const char *json, size_t len);
+	/* its part of the status: its drops added to the totals, its own fields set */
+	void (*status)(const void *self, struct wst_status *st);
 };
 
 struct endpoint {
@@ -57,5 +61,20 @@ struct endpoint_drops {
 	/* payload bytes of the dropped messages */
 	unsigned long long unframable_bytes, undelivered_bytes, invalid_utf8_bytes, oversized_bytes;
 };
+
+/* Status shows the local endpoints' drops together. */
+static inline void endpoint_add_drops(struct wst_status *st, const struct endpoint_drops *e)
+{
+	st->unframable += e->unframable;
+	st->undelivered += e->undelivered;
+	st->invalid_utf8 += e->invalid_utf8;
+	st->oversized += e->oversized;
+	st->slow_readers += e->slow_readers;
+	st->bad_framing += e->bad_framing;
+	st->unframable_bytes += e->unframable_bytes;
+	st->undelivered_bytes += e->undelivered_bytes;
+	st->invalid_utf8_bytes += e->invalid_utf8_bytes;
+	st->oversized_bytes += e->oversized_bytes;
+}
 
 #endif

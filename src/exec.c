@@ -59,8 +59,7 @@ struct exec_handler {
 	struct endpoint_drops drops;
 	struct ratelimit drop_log;
 	bool events;		/* exec.events: event frames on its stdin */
-	char *last_event;	/* replayed to a handler that (re)starts */
-	size_t last_event_len;
+	struct last_event last;	/* replayed to a handler that (re)starts */
 };
 
 static void spawn(struct exec_handler *e);
@@ -291,8 +290,8 @@ static void attach(struct exec_handler *e, int out0, int in1, int err0)
 	} else {
 		if (e->input_stopped)
 			peer_stop_input(e->peer);
-		if (e->events && e->last_event)
-			peer_send_event(e->peer, e->last_event, e->last_event_len);
+		if (e->events)
+			last_event_replay(&e->last, e->peer);
 	}
 	if (fd_nonblock(err0) < 0) {
 		/* a blocking read would stall the loop: do without the handler's stderr */
@@ -440,7 +439,7 @@ static void exec_destroy(void *self)
 	for (size_t i = 0; e->argv[i]; i++)
 		free(e->argv[i]);
 	free(e->argv);
-	free(e->last_event);
+	free(e->last.json);
 	free(e);
 }
 
@@ -474,16 +473,10 @@ static void exec_deliver(void *self, const unsigned char *data, size_t len, bool
 static void exec_event(void *self, const char *json, size_t len)
 {
 	struct exec_handler *e = self;
-	char *copy;
 
 	if (!e->events)
 		return;
-	if ((copy = malloc(len))) {
-		memcpy(copy, json, len);
-		free(e->last_event);
-		e->last_event = copy;
-		e->last_event_len = len;
-	}
+	last_event_keep(&e->last, json, len);
 	/* one the handler does not read is lost, as a message would be */
 	if (e->peer && peer_send_event(e->peer, json, len) != PEER_SENT)
 		log_msg(LOG_WARNING, "exec handler %d: a link event was not delivered: it is not "
@@ -507,14 +500,13 @@ static void exec_stop_input(void *self)
 		peer_stop_input(e->peer);
 }
 
-pid_t exec_pid(const struct exec_handler *e)
+static void exec_status(const void *self, struct wst_status *st)
 {
-	return e ? e->pid : 0;
-}
+	const struct exec_handler *e = self;
 
-unsigned long long exec_restarts(const struct exec_handler *e)
-{
-	return e ? e->restarts : 0;
+	endpoint_add_drops(st, &e->drops);
+	st->exec_pid = e->pid;
+	st->exec_restarts = e->restarts;
 }
 
 static size_t exec_pending(const void *self, double active_s)
@@ -540,11 +532,6 @@ static void exec_kill_stalled(void *self, double stall_s)
 }
 
 const struct endpoint_impl exec_endpoint = {
-	exec_deliver, exec_resume, exec_stop_input,
-	exec_pending, exec_kill_stalled, exec_destroy, exec_event,
+    exec_deliver,      exec_resume,  exec_stop_input, exec_pending,
+    exec_kill_stalled, exec_destroy, exec_event,      exec_status,
 };
-
-struct endpoint_drops exec_drops(const struct exec_handler *e)
-{
-	return e ? e->drops : (struct endpoint_drops){ 0 };
-}

@@ -27,8 +27,4 @@ struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *
  */
 extern const struct endpoint_impl exec_endpoint;
 
-pid_t exec_pid(const struct exec_handler *e);
-unsigned long long exec_restarts(const struct exec_handler *e);
-struct endpoint_drops exec_drops(const struct exec_handler *e);
-
 #endif

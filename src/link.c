@@ -1,4 +1,5 @@
 #include "link_int.h"
+#include "link_classify.h"
 #include "netwatch.h"
 
 /* " via proxy P (from SOURCE)" for a link a proxy carries: a drop may be the proxy's */
@@ -48,7 +49,6 @@ void link_free_scratch(struct link *l)
 	pmd_destroy(l->pmd);
 	l->pmd = NULL;
 	l->deflate_params[0] = '\0';
-	l->tls_version[0] = l->tls_cipher[0] = '\0';
 }
 
 void link_release_dial(struct link *l)
@@ -88,9 +88,6 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	l->ending = false;
 	l->at.up = false;
 	l->at.close_req = l->at.close_sent = false;
-	/* what it wrote and nobody confirmed goes out again, unless another link carries it */
-	if (l->carrier)
-		queue_rewind(l->q);
 	if (l->end.fail == LINK_FAIL_NONE)
 		link_set_end(l, LINK_FAIL_CLOSED, "link closed");
 	if (l->ev.down)
@@ -183,7 +180,7 @@ static int tx_reserve(struct link *l, size_t need)
 
 static void send_ping(struct link *l, unsigned char *p, size_t *off)
 {
-	uint64_t seq = l->carrier ? queue_last_sent_seq(l->q) : l->at.fenced_seq;
+	uint64_t seq = link_carries(l) ? outbox_last_sent(l->out) : l->at.fenced_seq;
 	unsigned char payload[8];
 
 	if (seq < l->at.fenced_seq)
@@ -257,6 +254,7 @@ static int write_batch(struct link *l)
 {
 	size_t off = 0, plen;
 	struct qmsg *m;
+	const unsigned char *data;
 	unsigned char *p;
 
 	if (pongq_len(&l->at.pongs) &&
@@ -268,11 +266,10 @@ static int write_batch(struct link *l)
 		off += wsframe_encode(l->tx + LWS_PRE + off, WSF_PONG, pong, plen, next_mask(l));
 	if (l->at.hello_due && write_hello(l, &off) < 0)
 		return -1;
-	while (l->carrier && (m = queue_peek_unsent(l->q))) {
+	while (link_carries(l) && (m = outbox_unsent(l->out, &data))) {
 		/* room for the message as compression could make it, at worst */
 		size_t wire = l->pmd ? pmd_compress_bound(m->len) : m->len;
 		size_t need = wsframe_header_len(wire) + wire, len = m->len;
-		const unsigned char *data = qmsg_data(l->q, m);
 		int op = m->binary ? WSF_BINARY : WSF_TEXT;
 
 		if (off && off + need > TX_BATCH)
@@ -285,14 +282,14 @@ static int write_batch(struct link *l)
 			return -1;
 		p = l->tx + LWS_PRE;
 		off += wsframe_encode(p + off, op, data, len, next_mask(l));
-		queue_mark_sent(l->q);
+		outbox_sent(l->out);
 		l->stats.sent++;
 		l->stats.sent_bytes += m->len;
 	}
 	if (tx_reserve(l, off + WSFRAME_MAX_HEADER + 8) < 0)
 		return -1;
 	p = l->tx + LWS_PRE;
-	if (l->at.ping_due || (l->carrier && queue_last_sent_seq(l->q) > l->at.fenced_seq &&
+	if (l->at.ping_due || (link_carries(l) && outbox_last_sent(l->out) > l->at.fenced_seq &&
 			    !l->at.fence_in_flight)) {
 		l->at.ping_due = false;
 		send_ping(l, p, &off);
@@ -304,7 +301,7 @@ static int write_batch(struct link *l)
 		link_set_end(l, LINK_FAIL_CLOSED, "write to %s:%u failed", l->url.host, l->url.port);
 		return -1;
 	}
-	if (queue_peek_unsent(l->q))
+	if (outbox_unsent(l->out, NULL))
 		lws_callback_on_writable(l->wsi);
 	return 0;
 }
@@ -426,9 +423,13 @@ static int writeable(struct link *l, struct lws *wsi)
 /* The upgrade succeeded: the link is up. */
 static int established(struct link *l, struct lws *wsi)
 {
+	const char *v, *c;
+
 	if (l->ending || l->destroying)
 		return -1;
-	link_note_tls(l, wsi);
+	if (l->url.tls && lws_wst_tls_negotiated(wsi, &v, &c) == 0) /* lws patch 0011 */
+		link_tls_names(v, c, l->at.tls_version, sizeof(l->at.tls_version), l->at.tls_cipher,
+			       sizeof(l->at.tls_cipher));
 	l->wsi = wsi;
 	l->at.up = true;
 	l->end.was_up = true;
@@ -441,7 +442,7 @@ static int established(struct link *l, struct lws *wsi)
 	if (l->ev.up)
 		l->ev.up(l->ev.ud);
 	l->at.hello_due = l->hello.n > 0;
-	if (l->wsi && (queue_peek_unsent(l->q) || l->at.close_req || l->rx_pause_want ||
+	if (l->wsi && (outbox_unsent(l->out, NULL) || l->at.close_req || l->rx_pause_want ||
 		       l->at.hello_due))
 		lws_callback_on_writable(wsi);
 	return 0;
@@ -474,6 +475,24 @@ static int append_headers(struct link *l, struct lws *wsi, void *in, size_t len)
 	return 0;
 }
 
+/* lws's connection error, with what the attempt was, as the end of the attempt. */
+static void classify_error(struct link *l, struct lws *wsi, const char *in)
+{
+	char ra[32] = "", raw[64] = "", proto[64] = "";
+	struct attempt_desc a = {
+		l->url_text, l->url.host, l->url.port,
+		l->url.ipv6 || strspn(l->url.host, "0123456789.") == strlen(l->url.host),
+		l->host_hdr, l->server_name, l->ca_file, l->cert.blob ? l->cert_file : NULL,
+		l->subprotocol ? l->subprotocol : "", ra, proto, l->tls13_only,
+	};
+
+	if (wsi && lws_hdr_copy(wsi, ra, sizeof(ra), WSI_TOKEN_HTTP_RETRY_AFTER) <= 0)
+		ra[0] = '\0';
+	if (wsi && lws_hdr_copy(wsi, raw, sizeof(raw), WSI_TOKEN_PROTOCOL) > 0)
+		escape_text(proto, sizeof(proto), raw, strlen(raw));
+	link_classify(&a, in, wsi ? (int)lws_http_client_http_response(wsi) : 0, &l->end);
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		    size_t len)
 {
@@ -485,7 +504,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	switch (reason) {
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		if (!l->destroying)
-			link_classify_error(l, wsi, in);
+			classify_error(l, wsi, in);
 		l->wsi = NULL;
 		link_finish(l);
 		break;
@@ -527,14 +546,14 @@ const struct lws_protocols link_protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-struct link *link_create(struct ev_loop *loop, struct queue *q, const struct link_events *ev)
+struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct link_events *ev)
 {
 	struct link *l = calloc(1, sizeof(*l));
 
 	if (!l)
 		return NULL;
 	l->loop = loop;
-	l->q = q;
+	l->out = out;
 	l->ev = *ev;
 	ev_timer_init(&l->connect_timer, connect_timeout_cb, 1, 0);
 	ev_timer_init(&l->ping_timer, ping_cb, 1, 1);
@@ -604,19 +623,12 @@ const struct link_end *link_last_end(const struct link *l)
 
 void link_kick(struct link *l)
 {
-	if (link_up(l) && l->carrier)
+	if (link_up(l) && link_carries(l))
 		lws_callback_on_writable(l->wsi);
-}
-
-void link_set_carrier(struct link *l, bool carrier)
-{
-	l->carrier = carrier;
-	link_kick(l);
 }
 
 void link_retire(struct link *l)
 {
-	l->carrier = false;
 	l->at.retiring = true;
 	/* its last fence answered (or none out): nothing of its own is left to confirm */
 	if (!l->at.fence_in_flight)
@@ -656,13 +668,6 @@ const char *link_compression(const struct link *l, struct pmd_report *r)
 const struct link_stats *link_stats(const struct link *l)
 {
 	return &l->stats;
-}
-
-bool link_tls(const struct link *l, const char **version, const char **cipher)
-{
-	*version = l->tls_version;
-	*cipher = l->tls_cipher;
-	return *l->tls_version != '\0';
 }
 
 const char *link_cert_not_after(const struct link *l)

@@ -7,7 +7,7 @@
 #include <time.h>
 
 struct ev_loop;
-struct queue;
+struct outbox;
 struct wst_config;
 
 /*
@@ -54,9 +54,15 @@ struct link_events {
 	void (*down)(void *ud);
 	/* the server closes with 1001 or 1012: it is going away or restarting (may be NULL) */
 	void (*restarting)(void *ud);
+	/*
+	 * Whether this link writes queued messages and fences them now: the
+	 * owner's answer, never stored here. A rotation's new link does not
+	 * until it takes over; the old one's pings fence nothing of the queue.
+	 */
+	bool (*carries)(void *ud);
 };
 
-struct link *link_create(struct ev_loop *loop, struct queue *q, const struct link_events *ev);
+struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct link_events *ev);
 void link_destroy(struct link *l);
 
 /* Start an attempt. On -1 the attempt failed at once and down() will not be called. */
@@ -96,20 +102,15 @@ bool link_uses_address(const struct link *l, const struct sockaddr_storage *a);
 bool link_uses_route(const struct link *l, const struct sockaddr_storage *dst, unsigned prefix);
 
 struct tls_sessions;
-/* The TLS sessions kept across attempts (the daemon's, shared by its links). */
+/* The TLS sessions kept across attempts (the links', shared by both slots). */
 void link_use_sessions(struct link *l, struct tls_sessions *s);
 /* Whether the link up now resumed a TLS session: 1 yes, 0 no, -1 no TLS link up. */
 int link_tls_resumed(const struct link *l);
 
-/* New messages are in the queue. */
+/* New messages are in the queue, or the link carries them now. */
 void link_kick(struct link *l);
 /* Close with code and reason; before the link is up this abandons the attempt. */
 void link_request_close(struct link *l, int code, const char *reason);
-/*
- * Whether this link writes queued messages (the default for a new attempt).
- * A rotation's new link starts without and takes over once up.
- */
-void link_set_carrier(struct link *l, bool carrier);
 /* Replaced by a newer link: write nothing more, close with 1000 once its last fence is answered. */
 void link_retire(struct link *l);
 

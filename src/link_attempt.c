@@ -277,7 +277,6 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->ping_interval_s = cfg->ping_interval_s;
 	l->pong_timeout_s = cfg->pong_timeout_s;
 	l->max_message = cfg->max_message_bytes;
-	l->carrier = true;
 	wsrx_init(&l->at.rx, cfg->max_message_bytes, 0);
 	l->at.deflate = cfg->compression == COMPRESSION_DEFLATE &&
 			pmd_offer_header(&pmd_default_offer, l->deflate_offer, sizeof(l->deflate_offer));
@@ -300,4 +299,12 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	ev_timer_set(&l->connect_timer, cfg->connect_timeout_s, 0);
 	ev_timer_start(l->loop, &l->connect_timer);
 	return 0;
+}
+
+/* Set at ESTABLISHED (link.c), the only place lws is asked; read by status and the up line. */
+bool link_tls(const struct link *l, const char **version, const char **cipher)
+{
+	*version = l->at.tls_version;
+	*cipher = l->at.tls_cipher;
+	return *l->at.tls_version != '\0';
 }

@@ -5,8 +5,8 @@
  * The link's insides, shared by its files only: link.c (the lws callback,
  * the upgrade's headers and extensions, writing, pings, timers and the
  * public calls), link_attempt.c (starting an attempt: header files, proxy,
- * dial, lws context), link_rx.c (what the server sends) and link_classify.c
- * (why an attempt failed, in one line; what its TLS negotiated).
+ * dial, lws context) and link_rx.c (what the server sends). Why an
+ * attempt failed, in one line, is link_classify.c's pure function.
  */
 #include "link.h"
 
@@ -31,7 +31,7 @@
 #include "linkerr.h"
 #include "log.h"
 #include "pmdeflate.h"
-#include "queue.h"
+#include "outbox.h"
 #include "rng.h"
 #include "tls.h"
 #include "tls_session.h"
@@ -80,6 +80,10 @@ struct attempt {
 	size_t inflated_checked;
 	struct utf8_stream inflated_utf8;
 
+	/* what its TLS handshake negotiated, once up ("" before): link_tls_names() */
+	char tls_version[16];	/* "TLSv1.3" */
+	char tls_cipher[64];	/* IANA's name: "TLS_AES_256_GCM_SHA384" */
+
 	bool hello_due;
 	double ping_at;		/* when the ping being timed went out (ev_time) */
 	uint64_t ping_seq;
@@ -92,7 +96,7 @@ struct attempt {
 
 struct link {
 	struct ev_loop *loop;
-	struct queue *q;
+	struct outbox *out;	/* what it writes, and confirms */
 	struct link_events ev;
 
 	struct lws_context *ctx;
@@ -122,19 +126,11 @@ struct link {
 	char cert_file[4096];
 	char server_name[URL_MAX_HOST + 1];	/* tls.server_name of this attempt */
 	bool insecure;
-	bool tls13_only; /* tls.min_version = "1.3" */
-	/* what the handshake negotiated, once up ("" before) */
-	char tls_version[16]; /* "TLSv1.3" */
-	char tls_cipher[64];  /* IANA's name: "TLS_AES_256_GCM_SHA384" */
+	bool tls13_only;	/* tls.min_version = "1.3" */
 	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
 	size_t max_message;
 
 	bool rx_pause_want;
-	/*
-	 * Only the carrier writes queued messages and fences them; during a
-	 * rotation the other link's pings fence nothing of the queue.
-	 */
-	bool carrier;
 	uint64_t rng;
 
 	unsigned char *tx;
@@ -157,8 +153,6 @@ void link_finish(struct link *l);
 void link_free_scratch(struct link *l);
 void link_release_dial(struct link *l);
 void link_time_pong(struct link *l, uint64_t seq);
-/* link_classify.c: what the TLS handshake of an established link negotiated */
-void link_note_tls(struct link *l, struct lws *wsi);
 extern const struct lws_protocols link_protocols[];
 
 /* link_rx.c: bytes from the server, handed over raw by our lws patch */
@@ -167,7 +161,11 @@ void link_on_raw_rx(struct link *l, const unsigned char *in, size_t len);
 void link_session_offer(struct link *l);
 void link_session_established(struct link *l, struct lws *wsi);
 void link_session_end(struct link *l);
-/* link_classify.c: lws's CONNECTION_ERROR text, and the HTTP status of a refused upgrade */
-void link_classify_error(struct link *l, struct lws *wsi, const char *in);
+
+/* Whether it writes queued messages now (link_events.carries). */
+static inline bool link_carries(const struct link *l)
+{
+	return l->ev.carries(l->ev.ud);
+}
 
 #endif

@@ -222,18 +222,13 @@ static void on_pong(struct link *l, const unsigned char *in, size_t len)
 		return; /* not a pong to any ping of ours */
 	link_time_pong(l, seq);
 	l->at.fence_in_flight = false;
-	if (queue_len(l->q) && seq) {
-		size_t before = queue_len(l->q);
-
-		queue_confirm(l->q, seq);
-		if (queue_len(l->q) != before && l->ev.confirmed)
-			l->ev.confirmed(l->ev.ud);
-	}
+	if (outbox_confirm(l->out, seq) && l->ev.confirmed)
+		l->ev.confirmed(l->ev.ud);
 	if (l->at.retiring && !l->at.fence_in_flight) {
 		link_request_close(l, 1000, "rotated");
 		return;
 	}
 	/* more went out since that ping: fence it */
-	if (l->wsi && l->carrier && queue_last_sent_seq(l->q) > l->at.fenced_seq)
+	if (l->wsi && link_carries(l) && outbox_last_sent(l->out) > l->at.fenced_seq)
 		lws_callback_on_writable(l->wsi);
 }

@@ -6,8 +6,10 @@
 
 #include "log.h"
 #include "spool.h"
+#include "status.h"
 
-void outbox_confirmed(struct outbox *o)
+/* Messages left the queue (confirmed or dropped): let the spool forget them. */
+static void forget(struct outbox *o)
 {
 	uint64_t head = queue_head_seq(&o->q);
 
@@ -71,8 +73,40 @@ bool outbox_put(struct outbox *o, const void *data, size_t len, bool binary, boo
 			log_msg(LOG_WARNING, "queue full (queue.max_messages %zu, max_bytes %zu): "
 				"dropped the oldest message(s), %llu so far", q->max_messages,
 				q->max_bytes, (unsigned long long)q->dropped);
-		outbox_confirmed(o);
+		forget(o);
 	}
+	return true;
+}
+
+struct qmsg *outbox_unsent(struct outbox *o, const unsigned char **data)
+{
+	struct qmsg *m = queue_peek_unsent(&o->q);
+
+	if (m && data)
+		*data = qmsg_data(&o->q, m);
+	return m;
+}
+
+void outbox_sent(struct outbox *o)
+{
+	queue_mark_sent(&o->q);
+}
+
+uint64_t outbox_last_sent(const struct outbox *o)
+{
+	return queue_last_sent_seq(&o->q);
+}
+
+bool outbox_confirm(struct outbox *o, uint64_t seq)
+{
+	size_t before = queue_len(&o->q);
+
+	if (!before || !seq)
+		return false;
+	queue_confirm(&o->q, seq);
+	if (queue_len(&o->q) == before)
+		return false;
+	forget(o);
 	return true;
 }
 
@@ -186,7 +220,7 @@ void outbox_finish(struct outbox *o)
 	if (o->spool) {
 		ev_prepare_stop(o->loop, &o->sync);
 		ev_timer_stop(o->loop, &o->retry);
-		outbox_confirmed(o);
+		forget(o);
 		if (spool_close(o->spool) < 0)
 			log_errno(LOG_WARNING, "spool %s: closing", o->dir);
 		o->spool = NULL;
@@ -196,4 +230,40 @@ void outbox_finish(struct outbox *o)
 	queue_finish(&o->q);
 	free(o->dir);
 	o->dir = NULL;
+}
+
+void outbox_status(const struct outbox *o, struct wst_status *st)
+{
+	const struct queue *q = &o->q;
+
+	st->resent = q->resent;
+	st->resent_bytes = q->resent_bytes;
+	st->confirmed = q->confirmed;
+	st->confirmed_bytes = q->confirmed_bytes;
+	st->oldest_queued_ms = queue_oldest_age_ms(q);
+	st->queue_messages = queue_len(q);
+	st->queue_bytes = q->bytes;
+	st->queue_max_messages = q->max_messages;
+	st->queue_max_bytes = q->max_bytes;
+	st->reject_overflow = q->overflow == QUEUE_REJECT;
+	st->dropped = q->dropped;
+	st->dropped_bytes = q->dropped_bytes;
+	st->rejected = q->rejected;
+	st->rejected_bytes = q->rejected_bytes;
+	st->too_big = o->too_big;
+	st->too_big_bytes = o->too_big_bytes;
+	st->spool_on = o->spool != NULL;
+	if (st->spool_on)
+		spool_status(o->spool, &st->spool);
+}
+
+const char *outbox_refusal(const struct outbox *o)
+{
+	struct spool_status sp;
+
+	if (!o->failing || !o->spool)
+		return "queue full";
+	spool_status(o->spool, &sp);
+	return sp.disk_full ? "no space for the spool (queue.spool_dir)"
+			    : "the spool cannot be written (queue.spool_dir)";
 }

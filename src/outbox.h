@@ -18,7 +18,7 @@ struct spool;
  * sender is held back and nothing is lost.
  */
 struct outbox {
-	struct queue q;		/* the link reads and confirms it directly */
+	struct queue q;		/* the link writes and confirms through the calls below */
 	struct ev_loop *loop;
 	struct spool *spool;	/* NULL: memory only */
 	char *dir;
@@ -45,7 +45,21 @@ void outbox_finish(struct outbox *o);
  * waits for wake(). A message larger than the whole queue is dropped (true).
  */
 bool outbox_put(struct outbox *o, const void *data, size_t len, bool binary, bool hold);
-/* Messages left the queue (confirmed or dropped): let the spool forget them. */
-void outbox_confirmed(struct outbox *o);
+
+/*
+ * The carrier's side: the next message to write and its data (NULL: none),
+ * that it was written, the seq of the last written (0: none), and a pong
+ * that confirms every message up to seq: they leave the queue and the spool
+ * in one step. true: some did.
+ */
+struct qmsg *outbox_unsent(struct outbox *o, const unsigned char **data);
+void outbox_sent(struct outbox *o);
+uint64_t outbox_last_sent(const struct outbox *o);
+bool outbox_confirm(struct outbox *o, uint64_t seq);
+struct wst_status;
+/* The queue's and the spool's part of the status. */
+void outbox_status(const struct outbox *o, struct wst_status *st);
+/* Why a message from `wstetherctl send` was refused. */
+const char *outbox_refusal(const struct outbox *o);
 
 #endif

@@ -298,3 +298,21 @@ double peer_stalled_for(const struct peer *p)
 {
 	return p->out.len ? ev_now(p->loop) - p->progress : 0;
 }
+
+void last_event_keep(struct last_event *le, const char *json, size_t len)
+{
+	char *copy = malloc(len);
+
+	if (!copy)
+		return;
+	memcpy(copy, json, len);
+	free(le->json);
+	le->json = copy;
+	le->len = len;
+}
+
+void last_event_replay(const struct last_event *le, struct peer *p)
+{
+	if (le->json)
+		peer_send_event(p, le->json, le->len);
+}

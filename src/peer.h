@@ -45,6 +45,16 @@ enum peer_send peer_send_event(struct peer *p, const char *json, size_t len);
  */
 void peer_drain_input(struct peer *p);
 
+/* The latest link event, replayed to a peer that connects or starts between events. */
+struct last_event {
+	char *json;
+	size_t len;
+};
+/* Keep a copy (out of memory: the older one stays); free it with free(le->json). */
+void last_event_keep(struct last_event *le, const char *json, size_t len);
+/* Send it to p, when there is one. */
+void last_event_replay(const struct last_event *le, struct peer *p);
+
 /* Read on after a refusal. */
 void peer_resume(struct peer *p);
 /* Stop reading (shutdown); output still drains. */

@@ -10,10 +10,11 @@
 #include "spool.h"
 
 /*
- * What the daemon knows about itself at one moment, filled by the daemon
- * from its owners (supervisor, link, queue, endpoints) for control.c, which
- * alone turns it into the status document. Strings point into their owners
- * and are valid until the loop runs again; "" or NULL means none.
+ * What the daemon knows about itself at one moment, each owner filling its
+ * part (sup_status, links_status, outbox_status, each endpoint's status
+ * operation) for control.c, which alone turns it into the status document.
+ * Strings point into their owners and are valid until the loop runs again;
+ * "" or NULL means none.
  */
 #define WST_STATUS_CAUSES 16
 

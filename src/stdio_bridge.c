@@ -280,12 +280,15 @@ static size_t stdio_pending(const void *self, double active_s)
 	return ((const struct stdio_bridge *)self)->out.len;
 }
 
-const struct endpoint_impl stdio_endpoint = {
-	stdio_output, stdio_resume, stdio_stop_input,
-	stdio_pending, NULL, stdio_destroy, NULL, /* stdout carries lines: no events */
-};
-
-struct endpoint_drops stdio_drops(const struct stdio_bridge *s)
+static void stdio_status(const void *self, struct wst_status *st)
 {
-	return s ? s->drops : (struct endpoint_drops){ 0 };
+	const struct stdio_bridge *s = self;
+
+	endpoint_add_drops(st, &s->drops);
 }
+
+const struct endpoint_impl stdio_endpoint = {
+	stdio_output, stdio_resume, stdio_stop_input, stdio_pending, NULL, stdio_destroy,
+	NULL, /* stdout carries lines: no events */
+	stdio_status,
+};

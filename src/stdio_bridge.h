@@ -29,6 +29,5 @@ struct stdio_bridge *stdio_create(struct ev_loop *loop, size_t max_line,
 				  const struct stdio_events *ev);
 /* Its endpoint operations; destroy writes what is left for stdout, blocking. */
 extern const struct endpoint_impl stdio_endpoint;
-struct endpoint_drops stdio_drops(const struct stdio_bridge *s);
 
 #endif

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "status.h"
+
 /*
  * Repeats of one failure (a server down for hours, one that accepts and
  * drops) are logged from a bucket of REPEAT_BURST lines that refills at one
@@ -67,6 +69,7 @@ static void connect_verdict(struct supervisor *s, struct sup_verdict *v)
 
 	s->primary = ++s->next_id;
 	s->state = SUP_CONNECTING;
+	s->fin.closing = false;
 	s->attempts++;
 	s->tries++;
 	v->act = SUP_DO_CONNECT;
@@ -321,6 +324,8 @@ static bool take_over(struct supervisor *s, uint64_t now, const struct sup_end *
 	s->standby = 0;
 	s->tries++;
 	s->state = SUP_CONNECTING;
+	v->act = SUP_DO_PROMOTE;
+	v->id = s->primary;
 	add_line(v, e->by_request ? LOG_INFO : LOG_NOTICE, "disconnect", s->tries, sup_url(s),
 		 "%s; its replacement is already connecting", e->msg)
 		->close_code = e->close_code;
@@ -382,6 +387,9 @@ void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct sup_
 static void primary_down(struct supervisor *s, uint64_t now, const struct sup_end *e,
 			 struct sup_verdict *v)
 {
+	/* the end of the run: nothing more is owed to the server */
+	if (s->fin.stop || (s->fin.eof && (s->fin.closing || !e->queued)))
+		s->state = SUP_STOPPING;
 	record_end(s, e);
 	end_event(s, e, v);
 	if (take_over(s, now, e, v))
@@ -564,4 +572,23 @@ int64_t sup_next_retry_ms(const struct supervisor *s, uint64_t now)
 	if (s->state != SUP_WAITING)
 		return -1;
 	return s->retry_at > now ? (int64_t)(s->retry_at - now) : 0;
+}
+
+void sup_status(const struct supervisor *s, uint64_t now, time_t wall, struct wst_status *st)
+{
+	st->state = s->state == SUP_IDLE ? "waiting" : sup_state_name(s->state);
+	st->url = sup_url(s);
+	st->up = s->state == SUP_CONNECTED;
+	st->up_ms = st->up && now > s->connected_since ? now - s->connected_since : 0;
+	if (st->up)
+		st->connected_since = wall - (time_t)(st->up_ms / 1000);
+	st->attempts = s->attempts;
+	st->reconnects = s->reconnects;
+	st->rotations = s->rotations;
+	st->next_retry_ms = sup_next_retry_ms(s, now);
+	for (size_t i = 0; i < SUP_FAIL_KINDS && i < WST_STATUS_CAUSES; i++)
+		st->failures[i] = s->failures[i];
+	st->last_error = s->last_error;
+	st->last_close_code = s->last_close_code;
+	st->last_close_reason = s->last_close_reason;
 }

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "backoff.h"
 #include "ratelimit.h"
@@ -37,6 +38,7 @@ struct sup_end {
 	const char *msg;	/* the link's one-line explanation */
 	bool clean_close;	/* the server closed normally (1000 or no code): a notice */
 	int sent_close_code;	/* by_request: the code of our own close frame, else 0 */
+	size_t queued;		/* messages still unconfirmed when it ended */
 };
 
 enum sup_do {
@@ -44,7 +46,7 @@ enum sup_do {
 	SUP_DO_CONNECT,		/* start attempt `id` to `url` now */
 	SUP_DO_WAIT,		/* connect when sup_timer() says so, after delay_ms */
 	SUP_DO_CLOSE,		/* close link `id` with close_code and close_reason */
-	SUP_DO_PROMOTE,		/* link `id` carries traffic now; link `old` finishes and closes */
+	SUP_DO_PROMOTE,		/* link `id` carries traffic now; link `old` (0: none) finishes */
 };
 
 /*
@@ -105,6 +107,7 @@ struct sup_params {
 	unsigned initial_ms, max_ms;
 	double multiplier, jitter;
 	unsigned reset_after_s;	/* a link up this long is stable: backoff, tries, log reset */
+	unsigned drain_ms;	/* at the end of the run, the longest wait for the server */
 };
 
 enum sup_request {
@@ -150,6 +153,17 @@ struct supervisor {
 	int last_close_code;
 	char last_close_reason[124];
 	char last_error[512];
+
+	/* the end of the run (sup_finish.c) */
+	struct sup_fin {
+		bool stop;		/* SIGTERM: drain, close with 1001, exit */
+		bool eof;		/* stdin ended: deliver, close with 1000, exit */
+		bool closing;		/* the final close was asked for */
+		bool lingered;		/* after EOF, the server had its quiet moment */
+		uint64_t drain_until;	/* stop: wait for confirmations until then; 0: none */
+		uint64_t linger_until;	/* EOF: replies extend the quiet moment until then */
+		uint64_t quiet_until;	/* EOF: the quiet moment ends then */
+	} fin;
 };
 
 void sup_init(struct supervisor *s, const struct sup_params *p, const char *const *urls,
@@ -167,9 +181,53 @@ void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct sup_
 	      struct sup_verdict *v);
 void sup_request(struct supervisor *s, enum sup_request r, uint64_t now, struct sup_verdict *v);
 
+/*
+ * The end of the run, in sup_finish.c. SIGTERM stops: local input ends, the
+ * queue drains for at most drain_ms, the link closes with 1001. stdin's EOF
+ * ends the run once the queue is empty: the server gets a quiet moment to
+ * answer our last messages (a pong can overtake its reply, and lws drops
+ * what arrives after our close), then the link closes with 1000. Both are
+ * settled by sup_settle, called whenever the world below changed.
+ */
+struct sup_world {
+	size_t queued;		/* messages not yet confirmed */
+	bool up;		/* the primary link is up */
+	bool active;		/* the primary link or attempt exists */
+	bool others;		/* another link exists (a rotation's) */
+};
+
+enum sup_fin_do {
+	SUP_FIN_NONE,
+	SUP_FIN_CLOSE,		/* close the primary with close_code, close_reason */
+	SUP_FIN_ABORT,		/* abandon the primary's attempt */
+	SUP_FIN_QUIT,		/* nothing is left: end the loop */
+};
+
+struct sup_finish {
+	enum sup_fin_do act;
+	bool abort_others;	/* a rotation's other link owes nothing: abandon it */
+	int close_code;
+	const char *close_reason;
+	uint64_t wake_at;	/* settle again then (monotonic ms); 0: when the world changes */
+	size_t undelivered;	/* the drain timed out with this many messages left: warn */
+};
+
+/* SIGTERM and the like. false: the run was stopping already (a second signal). */
+bool sup_stop(struct supervisor *s, uint64_t now, const struct sup_world *w);
+void sup_eof(struct supervisor *s);
+/* A message from the server: while the quiet moment lasts, it starts over. */
+void sup_heard(struct supervisor *s, uint64_t now);
+void sup_settle(struct supervisor *s, uint64_t now, const struct sup_world *w,
+		struct sup_finish *f);
+/* Stop or EOF: no rotations, no new link beyond what delivery needs. */
+bool sup_ending(const struct supervisor *s);
+
 const char *sup_state_name(enum sup_state st);
 const char *sup_url(const struct supervisor *s);
 /* ms until the next attempt while waiting, else -1. */
 int64_t sup_next_retry_ms(const struct supervisor *s, uint64_t now);
+struct wst_status;
+/* The supervisor's part of the status at monotonic now, wall-clock time wall. */
+void sup_status(const struct supervisor *s, uint64_t now, time_t wall, struct wst_status *st);
 
 #endif

@@ -10,7 +10,7 @@
 #include "supervisor.h"
 
 /* jitter 0: every delay is exact, so the fake clock can check it */
-static const struct sup_params P = { 500, 60000, 2.0, 0.0, 30 };
+static const struct sup_params P = { 500, 60000, 2.0, 0.0, 30, 5000 };
 static const char *const URLS[] = { "ws://a/", "ws://b/", "ws://c/" };
 
 enum { F_CONNECT = 1, F_CLOSED = 6 };
@@ -483,7 +483,10 @@ static void primary_ending_during_rotation_hands_over_to_the_new_attempt(void **
 	sup_down(&s, s.primary, 30, &(struct sup_end){ .fail = F_CLOSED, .was_up = true,
 							.close_code = 1012, .msg = "server closed" },
 		 &v);
-	assert_int_equal(v.act, SUP_DO_NOTHING);
+	/* the attempt under way carries traffic now: nothing to retire */
+	assert_int_equal(v.act, SUP_DO_PROMOTE);
+	assert_int_equal(v.id, next);
+	assert_int_equal(v.old, 0);
 	assert_int_equal(s.state, SUP_CONNECTING);
 	assert_int_equal(s.primary, next);
 	assert_int_equal(s.standby, 0);
@@ -505,7 +508,8 @@ static void server_restart_rotates_once_per_streak(void **state)
 	sup_request(&s, SUP_REQ_SERVER_RESTART, 20, &v);
 	assert_int_equal(v.act, SUP_DO_CONNECT);
 	sup_down(&s, s.primary, 30, &e, &v);
-	assert_int_equal(v.act, SUP_DO_NOTHING);
+	assert_int_equal(v.act, SUP_DO_PROMOTE);
+	assert_int_equal(v.id, s.primary);
 	assert_int_equal(v.lines[0].level, LOG_NOTICE);
 	sup_up(&s, s.primary, 40, &v);
 	/* the new link says the same at once: no second fast replacement, backoff */
@@ -632,6 +636,189 @@ static void no_verdict_loses_a_line(void **state)
 	}
 }
 
+/* The world after one settle: what links.c would see. */
+static struct sup_world world(size_t queued, bool up)
+{
+	return (struct sup_world){ .queued = queued, .up = up, .active = up };
+}
+
+/* SIGTERM: drain until drain_ms, warn of what is left, close with 1001 once, quit when down. */
+static void stop_drains_then_closes_going_away(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_finish f;
+	struct sup_world w = world(3, true);
+
+	init(&s, 1);
+	sup_up(&s, s.primary, 10, &v);
+	assert_true(sup_stop(&s, 100, &w));
+	assert_true(sup_ending(&s));
+	assert_int_equal(s.state, SUP_STOPPING);
+	sup_settle(&s, 100, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_NONE);
+	assert_int_equal(f.wake_at, 100 + P.drain_ms);
+	/* a confirmation that leaves some: still draining */
+	w.queued = 1;
+	sup_settle(&s, 200, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_NONE);
+	assert_int_equal(f.wake_at, 100 + P.drain_ms);
+	/* the drain timed out: warn once, close */
+	sup_settle(&s, 100 + P.drain_ms, &w, &f);
+	assert_int_equal(f.undelivered, 1);
+	assert_int_equal(f.act, SUP_FIN_CLOSE);
+	assert_int_equal(f.close_code, 1001);
+	assert_string_equal(f.close_reason, "going away");
+	assert_int_equal(f.wake_at, 0);
+	/* asked once: no second close frame */
+	sup_settle(&s, 100 + P.drain_ms + 1, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_NONE);
+	assert_int_equal(f.undelivered, 0);
+	/* a second signal is not a second stop */
+	assert_false(sup_stop(&s, 200, &w));
+	/* the link ended: no retry, and with no link left, the end */
+	sup_down(&s, s.primary, 6000, &(struct sup_end){ .fail = F_CLOSED, .was_up = true,
+							 .by_request = true, .msg = "closed",
+							 .queued = 1 },
+		 &v);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	w = world(1, false);
+	sup_settle(&s, 6001, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_QUIT);
+}
+
+/* A stop with an empty queue, or while no link is up, does not wait. */
+static void stop_without_anything_to_drain_closes_at_once(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_finish f;
+	struct sup_world w = world(0, true);
+
+	init(&s, 1);
+	sup_up(&s, s.primary, 10, &v);
+	sup_stop(&s, 20, &w);
+	sup_settle(&s, 20, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_CLOSE);
+	assert_int_equal(f.close_code, 1001);
+
+	init(&s, 1);
+	w = (struct sup_world){ .queued = 5, .active = true };
+	sup_stop(&s, 20, &w);
+	sup_settle(&s, 20, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_ABORT);
+	assert_int_equal(f.undelivered, 0);
+	/* a rotation's other link is abandoned; the end waits for it */
+	w = (struct sup_world){ .queued = 5, .others = true };
+	sup_settle(&s, 30, &w, &f);
+	assert_true(f.abort_others);
+	assert_int_equal(f.act, SUP_FIN_NONE);
+	w.others = false;
+	sup_settle(&s, 40, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_QUIT);
+}
+
+/* EOF: nothing until the queue is empty; then the server's quiet moment, then 1000. */
+static void eof_waits_for_the_queue_and_a_quiet_server(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_finish f;
+	struct sup_world w = world(2, true);
+
+	init(&s, 1);
+	sup_up(&s, s.primary, 10, &v);
+	sup_eof(&s);
+	assert_true(sup_ending(&s));
+	/* not a stop: senders other than stdin still get in, and requests still work */
+	assert_int_equal(s.state, SUP_CONNECTED);
+	sup_settle(&s, 100, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_NONE);
+	assert_int_equal(f.wake_at, 0);
+	w.queued = 0;
+	sup_settle(&s, 200, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_NONE);
+	assert_int_equal(f.wake_at, 500);
+	/* a reply starts the quiet moment over */
+	sup_heard(&s, 400);
+	sup_settle(&s, 400, &w, &f);
+	assert_int_equal(f.wake_at, 700);
+	sup_settle(&s, 700, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_CLOSE);
+	assert_int_equal(f.close_code, 1000);
+	assert_string_equal(f.close_reason, "");
+	sup_settle(&s, 701, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_NONE);
+	/* the server's close ends it: no retry */
+	sup_down(&s, s.primary, 800, &(struct sup_end){ .fail = F_CLOSED, .was_up = true,
+							.by_request = true, .msg = "closed" },
+		 &v);
+	assert_int_equal(s.state, SUP_STOPPING);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	w = world(0, false);
+	sup_settle(&s, 800, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_QUIT);
+}
+
+/* A server that never stops talking gets drain_ms of quiet moments, no more. */
+static void eof_quiet_moment_ends_at_the_drain_timeout(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_finish f;
+	struct sup_world w = world(0, true);
+	uint64_t t;
+
+	init(&s, 1);
+	sup_up(&s, s.primary, 10, &v);
+	sup_eof(&s);
+	sup_settle(&s, 100, &w, &f);
+	for (t = 200; t < 100 + P.drain_ms + 1000; t += 200) {
+		sup_heard(&s, t);
+		sup_settle(&s, t, &w, &f);
+		if (f.act == SUP_FIN_CLOSE)
+			break;
+	}
+	assert_int_equal(f.act, SUP_FIN_CLOSE);
+	/* the last reply before the deadline bought 300 ms; none after it did */
+	assert_true(t > 100 + P.drain_ms);
+	assert_true(t <= 100 + P.drain_ms + 300);
+}
+
+/* EOF with messages left when the link drops: connect again to deliver them. */
+static void eof_with_messages_left_reconnects_to_deliver_them(void **state)
+{
+	struct supervisor s;
+	struct sup_verdict v;
+	struct sup_finish f;
+	struct sup_world w = world(4, false);
+	struct sup_end e = closed_end(0);
+
+	init(&s, 1);
+	sup_up(&s, s.primary, 10, &v);
+	sup_eof(&s);
+	e.queued = 4;
+	sup_down(&s, s.primary, 100, &e, &v);
+	assert_int_equal(v.act, SUP_DO_WAIT);
+	sup_settle(&s, 100, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_NONE);
+	/* but after our own final close, what came in meanwhile stays for the spool */
+	init(&s, 1);
+	sup_up(&s, s.primary, 10, &v);
+	sup_eof(&s);
+	w = world(0, true);
+	sup_settle(&s, 100, &w, &f);
+	sup_settle(&s, 400, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_CLOSE);
+	e.by_request = true;
+	sup_down(&s, s.primary, 500, &e, &v);
+	assert_int_equal(s.state, SUP_STOPPING);
+	assert_int_equal(v.act, SUP_DO_NOTHING);
+	w = world(4, false);
+	sup_settle(&s, 500, &w, &f);
+	assert_int_equal(f.act, SUP_FIN_QUIT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -657,6 +844,11 @@ int main(void)
 		cmocka_unit_test(names_states),
 		cmocka_unit_test(a_clean_close_by_the_server_is_a_notice),
 		cmocka_unit_test(no_verdict_loses_a_line),
+		cmocka_unit_test(stop_drains_then_closes_going_away),
+		cmocka_unit_test(stop_without_anything_to_drain_closes_at_once),
+		cmocka_unit_test(eof_waits_for_the_queue_and_a_quiet_server),
+		cmocka_unit_test(eof_quiet_moment_ends_at_the_drain_timeout),
+		cmocka_unit_test(eof_with_messages_left_reconnects_to_deliver_them),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
