@@ -35,7 +35,7 @@ static double rate(mbedtls_cipher_context_t *enc, mbedtls_cipher_context_t *dec,
 		   double secs)
 {
 	static unsigned char in[RECORD], sealed[RECORD + TAG], out[RECORD + TAG];
-	unsigned char iv[12] = { 0 }, ad[13] = { 0x17, 3, 3 };
+	unsigned char iv[12] = {0}, ad[13] = {0x17, 3, 3};
 	size_t olen, sealed_len;
 	double t0, t;
 	long n = 0;
@@ -47,12 +47,13 @@ static double rate(mbedtls_cipher_context_t *enc, mbedtls_cipher_context_t *dec,
 	t0 = now();
 	do {
 		for (int i = 0; i < 64; i++, n++) {
-			int r = decrypt ? mbedtls_cipher_auth_decrypt_ext(
-					      dec, iv, sizeof(iv), ad, sizeof(ad), sealed,
-					      sealed_len, out, sizeof(out), &olen, TAG)
-					: mbedtls_cipher_auth_encrypt_ext(
-					      enc, iv, sizeof(iv), ad, sizeof(ad), in, RECORD, out,
-					      sizeof(out), &olen, TAG);
+			int r = decrypt
+				    ? mbedtls_cipher_auth_decrypt_ext(
+					  dec, iv, sizeof(iv), ad, sizeof(ad), sealed, sealed_len,
+					  out, sizeof(out), &olen, TAG)
+				    : mbedtls_cipher_auth_encrypt_ext(enc, iv, sizeof(iv), ad,
+								      sizeof(ad), in, RECORD, out,
+								      sizeof(out), &olen, TAG);
 			if (r)
 				abort();
 		}
@@ -68,12 +69,12 @@ int main(int argc, char **argv)
 		mbedtls_cipher_type_t type;
 		unsigned bits;
 	} c[] = {
-		{ "AES-128-GCM", MBEDTLS_CIPHER_AES_128_GCM, 128 },
-		{ "AES-256-GCM", MBEDTLS_CIPHER_AES_256_GCM, 256 },
-		{ "CHACHA20-POLY1305", MBEDTLS_CIPHER_CHACHA20_POLY1305, 256 },
+	    {"AES-128-GCM", MBEDTLS_CIPHER_AES_128_GCM, 128},
+	    {"AES-256-GCM", MBEDTLS_CIPHER_AES_256_GCM, 256},
+	    {"CHACHA20-POLY1305", MBEDTLS_CIPHER_CHACHA20_POLY1305, 256},
 	};
 	double secs = argc > 1 ? atof(argv[1]) : 1.0;
-	unsigned char key[32] = { 1 };
+	unsigned char key[32] = {1};
 	char v[32];
 
 	mbedtls_version_get_string(v);
@@ -90,7 +91,8 @@ int main(int argc, char **argv)
 			return 1;
 		er = rate(&e, &d, 0, secs);
 		dr = rate(&e, &d, 1, secs);
-		printf("mbedTLS %s %-18s encrypt %7.1f MB/s  decrypt %7.1f MB/s  echo limit %6.1f MB/s\n",
+		printf("mbedTLS %s %-18s encrypt %7.1f MB/s  decrypt %7.1f MB/s  echo limit %6.1f "
+		       "MB/s\n",
 		       v, c[i].name, er, dr, 1.0 / (1.0 / er + 1.0 / dr));
 		mbedtls_cipher_free(&e);
 		mbedtls_cipher_free(&d);
