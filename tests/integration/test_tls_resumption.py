@@ -7,6 +7,7 @@ process has new ticket keys and an empty session cache: the daemon's offer is
 declined, and the fallback is a full handshake, never a failure.
 """
 import json
+import pathlib
 import os
 import re
 import shutil
@@ -222,3 +223,23 @@ def test_nginx_modern_profile_sees_the_reconnect_resumed(ws_server, pki, daemon,
     assert second["ssl_session_reused"] == "r", second
     assert int(second["ssl_client_serial"], 16) == 0x5E003, second
     assert handshakes_metric(ctl)["resumed"] == 2
+
+
+def test_ca_file_changed_on_disk_means_a_full_handshake(world, pki, tmp_path):
+    d, srv, ctl, _, conf = world("1.3")
+    srv.wait_handshakes(1)
+    wait_up(ctl, False)
+    assert reconnect(ctl, srv, 2)["resumed"] is True
+    # the CA file named in the config now trusts one more CA: what the kept
+    # session vouched for was checked against another trust store
+    ca = pathlib.Path(re.search(r'ca_file = "([^"]+)"', conf.read_text()).group(1))
+    bundle = tmp_path / "bundle.crt"
+    bundle.write_bytes(ca.read_bytes() + pki.other_ca_crt.read_bytes())
+    conf.write_text(conf.read_text().replace(str(ca), str(bundle)))
+    ctl("reload")  # reconnects (tls.ca_file); the drop is the reload's
+    srv.wait_handshakes(3)
+    wait_up(ctl, False)
+    assert reconnect(ctl, srv, 4)["resumed"] is True
+    bundle.write_bytes(pki.other_ca_crt.read_bytes() + ca.read_bytes())  # same CAs, new bytes
+    fifth = reconnect(ctl, srv, 5)
+    assert fifth["resumed"] is False, fifth
