@@ -8,18 +8,6 @@
 /* How long we wait for the server to answer our close frame. */
 #define CLOSE_WAIT_S 2.0
 
-void link_set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (l->end.fail != LINK_FAIL_NONE)
-		return; /* the first cause explains it; later ones are consequences */
-	l->end.fail = fail;
-	va_start(ap, fmt);
-	vsnprintf(l->end.msg, sizeof(l->end.msg), fmt, ap);
-	va_end(ap);
-}
-
 static void stop_timers(struct link *l)
 {
 	ev_timer_stop(l->loop, &l->connect_timer);
@@ -84,6 +72,7 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	l->wsi = NULL;
 	link_release_dial(l);
 	link_free_scratch(l);
+	link_rx_finish(&l->at.rx);
 	l->destroying = false;
 	l->ending = false;
 	l->at.up = false;
@@ -218,18 +207,6 @@ static int write_hello(struct link *l, size_t *off)
 	return 0;
 }
 
-/*
- * Pings carry the queue fence; the first in flight is timed. Pongs echo in
- * order, so the pong that carries its seq is its own.
- */
-void link_time_pong(struct link *l, uint64_t seq)
-{
-	if (l->at.ping_timing && seq == l->at.ping_seq) {
-		l->stats.ping_rtt_us = (int64_t)((ev_time() - l->at.ping_at) * 1e6);
-		l->at.ping_timing = false;
-	}
-}
-
 /* RFC 7692 7.2.1: the queue and spool keep the message as it is; only the frame is compressed. */
 static int compress_message(struct link *l, const unsigned char **data, size_t *len, int *op)
 {
@@ -257,12 +234,12 @@ static int write_batch(struct link *l)
 	const unsigned char *data;
 	unsigned char *p;
 
-	if (pongq_len(&l->at.pongs) &&
-	    tx_reserve(l, pongq_len(&l->at.pongs) * (WSFRAME_MAX_HEADER + PONGQ_PAYLOAD)) < 0)
+	if (pongq_len(&l->at.rx.pongs) &&
+	    tx_reserve(l, pongq_len(&l->at.rx.pongs) * (WSFRAME_MAX_HEADER + PONGQ_PAYLOAD)) < 0)
 		return -1;
 	/* RFC 6455 5.5.3: a pong for each ping, in their order, before anything else */
-	for (const unsigned char *pong; (pong = pongq_peek(&l->at.pongs, &plen));
-	     pongq_pop(&l->at.pongs))
+	for (const unsigned char *pong; (pong = pongq_peek(&l->at.rx.pongs, &plen));
+	     pongq_pop(&l->at.rx.pongs))
 		off += wsframe_encode(l->tx + LWS_PRE + off, WSF_PONG, pong, plen, next_mask(l));
 	if (l->at.hello_due && write_hello(l, &off) < 0)
 		return -1;
@@ -306,27 +283,27 @@ static int write_batch(struct link *l)
 	return 0;
 }
 
-/* Our close frame: the answer to the server's, or our own; then wait for the server. */
+/* Our close frame: the one the server's frames call for, or our own; then wait for the server. */
 static int send_close(struct link *l)
 {
 	unsigned char *p, payload[2 + sizeof(l->at.close_reason)];
+	const char *reason = l->at.close_reason;
+	int code = link_rx_answer(&l->at.rx, &reason);
 	size_t n = 0, off;
-	int code = l->at.peer_closed ? l->at.peer_code : l->at.close_code;
 
-	if (!l->at.peer_closed && !l->at.violated) {
+	if (code < 0) {
+		code = l->at.close_code;
 		link_set_end(l, LINK_FAIL_CLOSED, "closed the link to %s with %d%s%s", l->url_text,
-			l->at.close_code, *l->at.close_reason ? " " : "", l->at.close_reason);
+			     code, *reason ? " " : "", reason);
 		l->end.by_request = true;
 		l->end.close_code = 0;
-		l->end.sent_close_code = l->at.close_code;
+		l->end.sent_close_code = code;
 	}
 	if (code) {
 		payload[n++] = (unsigned char)(code >> 8);
 		payload[n++] = (unsigned char)code;
-		if (!l->at.peer_closed) {
-			memcpy(payload + n, l->at.close_reason, strlen(l->at.close_reason));
-			n += strlen(l->at.close_reason);
-		}
+		memcpy(payload + n, reason, strlen(reason));
+		n += strlen(reason);
 	}
 	l->at.close_sent = true;
 	if (tx_reserve(l, WSFRAME_MAX_HEADER + n) < 0)
@@ -340,75 +317,11 @@ static int send_close(struct link *l)
 	return 0;
 }
 
-/* The server's answer to our permessage-deflate offer: RFC 7692 7 or fail the handshake. */
-static int negotiate_deflate(struct link *l, struct lws *wsi)
-{
-	char hdr[512] = "", why[160], esc[256];
-	int n = lws_hdr_total_length(wsi, WSI_TOKEN_EXTENSIONS), rc;
-	struct pmd_params p;
-
-	if (n >= (int)sizeof(hdr)) {
-		link_set_end(l, LINK_FAIL_PROTOCOL,
-			"%s: server answered with a Sec-WebSocket-Extensions of %d bytes, more than "
-			"any valid answer to our offer: failing the connection",
-			l->url_text, n);
-		return 1;
-	}
-	if (n > 0 && lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) < 0)
-		hdr[0] = '\0';
-	rc = pmd_negotiate(&pmd_default_offer, hdr, &p, why, sizeof(why));
-	if (rc < 0) {
-		escape_text(esc, sizeof(esc), hdr, strlen(hdr));
-		link_set_end(l, LINK_FAIL_PROTOCOL,
-			"%s: server answered 'Sec-WebSocket-Extensions: %s': %s (RFC 7692 §7): "
-			"failing the connection",
-			l->url_text, esc, why);
-		return 1;
-	}
-	if (rc == 0) {
-		log_msg(LOG_INFO, "%s: the server declined permessage-deflate: messages go "
-			"uncompressed", l->url_text);
-		return 0;
-	}
-	l->pmd = pmd_create(&p, l->max_message);
-	if (!l->pmd) {
-		link_set_end(l, LINK_FAIL_LOCAL, "out of memory setting up permessage-deflate");
-		return 1;
-	}
-	snprintf(l->deflate_params, sizeof(l->deflate_params),
-		 "permessage-deflate; client_max_window_bits=%d; server_max_window_bits=%d%s%s",
-		 p.client_max_window_bits, p.server_max_window_bits,
-		 p.client_no_context_takeover ? "; client_no_context_takeover" : "",
-		 p.server_no_context_takeover ? "; server_no_context_takeover" : "");
-	l->at.rx.rsv_allowed = 0x40; /* RSV1: compressed (RFC 7692 6) */
-	log_msg(LOG_INFO, "%s: negotiated %s", l->url_text, l->deflate_params);
-	return 0;
-}
-
-/* Without link.compression nothing is offered: a 101 may accept no extension. */
-static int check_extensions(struct link *l, struct lws *wsi)
-{
-	char hdr[256], name[64], esc[160];
-
-	if (l->at.deflate)
-		return negotiate_deflate(l, wsi);
-	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) <= 0)
-		return 0;
-	if (!wsrx_unoffered_extension(hdr, NULL, name, sizeof(name)))
-		return 0;
-	escape_text(esc, sizeof(esc), name, strlen(name));
-	link_set_end(l, LINK_FAIL_PROTOCOL,
-		"%s: server accepted the extension '%s', which we did not offer (RFC 6455 §9.1): "
-		"failing the connection",
-		l->url_text, esc);
-	return 1;
-}
-
 static int writeable(struct link *l, struct lws *wsi)
 {
 	if (!l->at.up || wsi != l->wsi || l->ending || l->at.close_sent)
 		return 0; /* lws sends WRITEABLE unasked too; after our close, nothing more */
-	if (l->at.peer_closed || l->at.close_req)
+	if (l->at.close_req)
 		return send_close(l);
 	if (l->rx_pause_want != l->at.rx_paused) {
 		l->at.rx_paused = l->rx_pause_want;
@@ -418,6 +331,66 @@ static int writeable(struct link *l, struct lws *wsi)
 			ev_timer_stop(l->loop, &l->pong_timer);
 	}
 	return write_batch(l);
+}
+
+static void deliver(void *ud, const unsigned char *data, size_t len, bool binary)
+{
+	struct link *l = ud;
+
+	l->stats.received++;
+	l->stats.received_bytes += len;
+	if (l->ev.message)
+		l->ev.message(l->ev.ud, data, len, binary);
+}
+
+/*
+ * Pongs to our pings confirm what their fences covered. The first ping in
+ * flight is timed: pongs echo in order, so its pong is among these if its
+ * seq is.
+ */
+static void pongs_came(struct link *l, uint64_t first, uint64_t last)
+{
+	if (l->at.ping_timing && first <= l->at.ping_seq && l->at.ping_seq <= last) {
+		l->stats.ping_rtt_us = (int64_t)((ev_time() - l->at.ping_at) * 1e6);
+		l->at.ping_timing = false;
+	}
+	l->at.fence_in_flight = false;
+	if (outbox_confirm(l->out, last) && l->ev.confirmed)
+		l->ev.confirmed(l->ev.ud);
+	if (l->at.retiring)
+		link_request_close(l, 1000, "rotated");
+	/* more went out since that ping: fence it */
+	else if (l->wsi && link_carries(l) && outbox_last_sent(l->out) > l->at.fenced_seq)
+		lws_callback_on_writable(l->wsi);
+}
+
+/* Bytes from the server (our lws patch hands them over raw): what the session says, done. */
+static void on_raw_rx(struct link *l, const unsigned char *in, size_t len)
+{
+	struct link_rx_actions a;
+
+	/* any frame proves the peer alive */
+	ev_timer_stop(l->loop, &l->pong_timer);
+	l->at.probing = false;
+	if (!link_rx_feed(&l->at.rx, in, len, l->at.fenced_seq, l->at.close_sent, &a))
+		return;
+	if (a.todo & LINK_RX_PONG)
+		pongs_came(l, a.pong_first, a.pong_last);
+	if (a.todo & LINK_RX_PEER_CODE) {
+		l->end.close_code = a.close_code;
+		memcpy(l->end.close_reason, a.close_reason, sizeof(l->end.close_reason));
+	}
+	if ((a.todo & LINK_RX_END) && l->end.fail == LINK_FAIL_NONE) {
+		l->end.clean_close = a.clean_close;
+		link_set_end(l, a.fail, "%s", a.msg);
+	}
+	if ((a.todo & LINK_RX_RESTARTING) && l->ev.restarting)
+		l->ev.restarting(l->ev.ud);
+	l->at.close_req |= (a.todo & LINK_RX_CLOSE) != 0;
+	if (a.todo & LINK_RX_FINISH)
+		link_finish(l);
+	else if (l->wsi && (a.todo & (LINK_RX_WRITE | LINK_RX_CLOSE)))
+		lws_callback_on_writable(l->wsi);
 }
 
 /* The upgrade succeeded: the link is up. */
@@ -432,6 +405,7 @@ static int established(struct link *l, struct lws *wsi)
 			       sizeof(l->at.tls_cipher));
 	l->wsi = wsi;
 	l->at.up = true;
+	link_rx_init(&l->at.rx, l->max_message, l->pmd, l->url.host, l->url.port, deliver, l);
 	l->end.was_up = true;
 	link_session_established(l, wsi);
 	ev_timer_stop(l->loop, &l->connect_timer);
@@ -448,51 +422,6 @@ static int established(struct link *l, struct lws *wsi)
 	return 0;
 }
 
-/* Extra headers of link.headers, and the permessage-deflate offer. */
-static int append_headers(struct link *l, struct lws *wsi, void *in, size_t len)
-{
-	unsigned char **p = in, *end = *p + len;
-
-	l->at.upgrade_sent = true;
-	for (size_t i = 0; i < l->n_hdrs; i++)
-		if (lws_add_http_header_by_name(wsi, (unsigned char *)l->hdr_names[i],
-						(unsigned char *)l->hdr_values[i],
-						(int)strlen(l->hdr_values[i]), p, end)) {
-			link_set_end(
-			    l, LINK_FAIL_LOCAL,
-			    "link.headers: header '%.*s' does not fit the handshake buffer",
-			    (int)strlen(l->hdr_names[i]) - 1, l->hdr_names[i]);
-			return -1;
-		}
-	if (l->at.deflate && lws_add_http_header_by_name(
-			      wsi, (unsigned char *)"Sec-WebSocket-Extensions:",
-			      (unsigned char *)l->deflate_offer,
-			      (int)strlen(l->deflate_offer), p, end)) {
-		link_set_end(l, LINK_FAIL_LOCAL,
-			"the permessage-deflate offer does not fit the handshake buffer");
-		return -1;
-	}
-	return 0;
-}
-
-/* lws's connection error, with what the attempt was, as the end of the attempt. */
-static void classify_error(struct link *l, struct lws *wsi, const char *in)
-{
-	char ra[32] = "", raw[64] = "", proto[64] = "";
-	struct attempt_desc a = {
-		l->url_text, l->url.host, l->url.port,
-		l->url.ipv6 || strspn(l->url.host, "0123456789.") == strlen(l->url.host),
-		l->host_hdr, l->server_name, l->ca_file, l->cert.blob ? l->cert_file : NULL,
-		l->subprotocol ? l->subprotocol : "", ra, proto, l->tls13_only,
-	};
-
-	if (wsi && lws_hdr_copy(wsi, ra, sizeof(ra), WSI_TOKEN_HTTP_RETRY_AFTER) <= 0)
-		ra[0] = '\0';
-	if (wsi && lws_hdr_copy(wsi, raw, sizeof(raw), WSI_TOKEN_PROTOCOL) > 0)
-		escape_text(proto, sizeof(proto), raw, strlen(raw));
-	link_classify(&a, in, wsi ? (int)lws_http_client_http_response(wsi) : 0, &l->end);
-}
-
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		    size_t len)
 {
@@ -504,7 +433,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	switch (reason) {
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		if (!l->destroying)
-			classify_error(l, wsi, in);
+			link_upgrade_failed(l, wsi, in);
 		l->wsi = NULL;
 		link_finish(l);
 		break;
@@ -513,12 +442,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	case LWS_CALLBACK_RAW_RX:
 		/* our lws patch hands us the connection's bytes: wsrx parses the frames */
 		if (wsi == l->wsi)
-			link_on_raw_rx(l, in, len);
+			on_raw_rx(l, in, len);
 		break;
 	case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
-		return check_extensions(l, wsi);
+		return link_upgrade_extensions(l, wsi);
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
-		return append_headers(l, wsi, in, len);
+		return link_upgrade_headers(l, wsi, in, len);
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return writeable(l, wsi);
 	case LWS_CALLBACK_CLIENT_CLOSED:
@@ -592,7 +521,7 @@ void link_destroy(struct link *l)
 	}
 	link_release_dial(l);
 	link_free_scratch(l);
-	wsrx_finish(&l->at.rx);
+	link_rx_finish(&l->at.rx);
 	free(l->tx);
 	free(l);
 }

@@ -277,7 +277,6 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->ping_interval_s = cfg->ping_interval_s;
 	l->pong_timeout_s = cfg->pong_timeout_s;
 	l->max_message = cfg->max_message_bytes;
-	wsrx_init(&l->at.rx, cfg->max_message_bytes, 0);
 	l->at.deflate = cfg->compression == COMPRESSION_DEFLATE &&
 			pmd_offer_header(&pmd_default_offer, l->deflate_offer, sizeof(l->deflate_offer));
 

@@ -3,10 +3,11 @@
 
 /*
  * The link's insides, shared by its files only: link.c (the lws callback,
- * the upgrade's headers and extensions, writing, pings, timers and the
- * public calls), link_attempt.c (starting an attempt: header files, proxy,
- * dial, lws context) and link_rx.c (what the server sends). Why an
- * attempt failed, in one line, is link_classify.c's pure function.
+ * writing, pings, timers and the public calls), link_attempt.c (starting an
+ * attempt: header files, proxy, dial, lws context), link_upgrade.c (the
+ * upgrade's headers and extensions) and link_fail.c (the end's first
+ * cause). What the server sends is link_rx.c's pure receive session, and
+ * why an attempt failed, in one line, link_classify.c's.
  */
 #include "link.h"
 
@@ -28,6 +29,7 @@
 #include "dial.h"
 #include "framing.h"
 #include "hello.h"
+#include "link_rx.h"
 #include "linkerr.h"
 #include "log.h"
 #include "pmdeflate.h"
@@ -37,10 +39,7 @@
 #include "tls_session.h"
 #include "tunnel.h"
 #include "url.h"
-#include "utf8.h"
 #include "wsframe.h"
-#include "pongq.h"
-#include "wsrx.h"
 
 /* How much to hand lws per WRITEABLE: enough to fill a socket buffer. */
 #define TX_BATCH (256 * 1024)
@@ -69,16 +68,7 @@ struct attempt {
 	bool fence_in_flight;
 	bool retiring;		/* closes once its last fence is answered */
 
-	struct wsrx rx;
-	bool violated;	  /* we are failing the link for the server's protocol error */
-	bool peer_closed; /* the server's close frame came: answer it, then wait for TCP */
-	int peer_code;	  /* what to answer it with, 0 for an empty close */
-	struct pongq pongs;   /* owed to the server's pings, written first in each batch */
-	bool pong_flood_said; /* the one line about pings we could not all answer */
-	/* the compressed message being inflated: how much of it was checked UTF-8 */
-	bool inflating;
-	size_t inflated_checked;
-	struct utf8_stream inflated_utf8;
+	struct link_rx rx; /* what the server sends; set up once the upgrade succeeded */
 
 	/* what its TLS handshake negotiated, once up ("" before): link_tls_names() */
 	char tls_version[16];	/* "TLSv1.3" */
@@ -145,18 +135,19 @@ struct link {
 	time_t cert_not_after_t;
 };
 
-/* What the first cause of the end was; later ones are consequences and ignored. */
+/* link_fail.c: what the first cause of the end was; later ones are consequences and ignored. */
 void link_set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* The link is over: its context is destroyed from the loop, never from inside lws. */
 void link_finish(struct link *l);
 void link_free_scratch(struct link *l);
+/* link_upgrade.c: the headers we add, the extensions the 101 accepted, why it failed */
+int link_upgrade_headers(struct link *l, struct lws *wsi, void *in, size_t len);
+int link_upgrade_extensions(struct link *l, struct lws *wsi);
+void link_upgrade_failed(struct link *l, struct lws *wsi, const char *in);
 void link_release_dial(struct link *l);
-void link_time_pong(struct link *l, uint64_t seq);
 extern const struct lws_protocols link_protocols[];
 
-/* link_rx.c: bytes from the server, handed over raw by our lws patch */
-void link_on_raw_rx(struct link *l, const unsigned char *in, size_t len);
 /* link_session.c: the TLS session kept across attempts (tls_session.h) */
 void link_session_offer(struct link *l);
 void link_session_established(struct link *l, struct lws *wsi);

@@ -1,10 +1,28 @@
 /* What the server sends: frames parsed by wsrx, answered as RFC 6455 says. */
-#include "link_int.h"
+#include "link_rx.h"
 
-static void on_pong(struct link *l, const unsigned char *in, size_t len);
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "escape.h"
+#include "log.h"
+#include "pmdeflate.h"
+
+static __attribute__((format(printf, 3, 4))) void end(struct link_rx *s, enum link_fail fail,
+						      const char *fmt, ...)
+{
+	va_list ap;
+
+	s->act->todo |= LINK_RX_END;
+	s->act->fail = fail;
+	va_start(ap, fmt);
+	vsnprintf(s->act->msg, sizeof(s->act->msg), fmt, ap);
+	va_end(ap);
+}
 
 /* What pmd_inflate said: anything but PMD_OK fails the link as a violation. */
-static int inflate_status(struct link *l, enum pmd_status st)
+static int inflate_status(struct link_rx *s, enum pmd_status st)
 {
 	char what[96], esc[48];
 	const char *zerr;
@@ -13,29 +31,30 @@ static int inflate_status(struct link *l, enum pmd_status st)
 	case PMD_OK:
 		return 0;
 	case PMD_TOO_BIG:
-		wsrx_reject(&l->at.rx, WSRX_TOO_BIG, 1009, "a message that inflates too far");
+		wsrx_reject(&s->wire, WSRX_TOO_BIG, 1009, "a message that inflates too far");
 		return -1;
 	case PMD_CORRUPT:
-		zerr = pmd_error(l->pmd);
+		zerr = pmd_error(s->pmd);
 		escape_text(esc, sizeof(esc), zerr, strlen(zerr));
-		snprintf(what, sizeof(what), "a compressed message that does not inflate (%s)", esc);
-		wsrx_reject(&l->at.rx, WSRX_VIOLATION, 1007, what);
+		snprintf(what, sizeof(what), "a compressed message that does not inflate (%s)",
+			 esc);
+		wsrx_reject(&s->wire, WSRX_VIOLATION, 1007, what);
 		return -1;
 	default:
-		wsrx_reject(&l->at.rx, WSRX_NOMEM, 1009, "a message too big for the memory left");
+		wsrx_reject(&s->wire, WSRX_NOMEM, 1009, "a message too big for the memory left");
 		return -1;
 	}
 }
 
 /* RFC 6455 8.1 on what inflated so far: fail at the first byte that cannot be UTF-8. */
-static int check_inflated_text(struct link *l, const unsigned char *msg, size_t len, bool fin)
+static int check_inflated_text(struct link_rx *s, const unsigned char *msg, size_t len, bool fin)
 {
-	size_t n = len - l->at.inflated_checked, k;
+	size_t n = len - s->inflated_checked, k;
 	char what[96];
 
-	k = utf8_stream_feed(&l->at.inflated_utf8, msg + l->at.inflated_checked, n);
-	if (k == n && (!fin || utf8_stream_complete(&l->at.inflated_utf8))) {
-		l->at.inflated_checked = len;
+	k = utf8_stream_feed(&s->inflated_utf8, msg + s->inflated_checked, n);
+	if (k == n && (!fin || utf8_stream_complete(&s->inflated_utf8))) {
+		s->inflated_checked = len;
 		return 0;
 	}
 	if (k == n)
@@ -44,29 +63,20 @@ static int check_inflated_text(struct link *l, const unsigned char *msg, size_t 
 			 "inflated (RFC 6455 §8.1)",
 			 len);
 	else
-		snprintf(what, sizeof(what),
-			 "a compressed text message, not UTF-8 inflated at byte %zu (RFC 6455 §8.1)",
-			 l->at.inflated_checked + k);
-	wsrx_reject(&l->at.rx, WSRX_VIOLATION, 1007, what);
+		snprintf(
+		    what, sizeof(what),
+		    "a compressed text message, not UTF-8 inflated at byte %zu (RFC 6455 §8.1)",
+		    s->inflated_checked + k);
+	wsrx_reject(&s->wire, WSRX_VIOLATION, 1007, what);
 	return -1;
 }
 
-static void deliver(struct link *l, const unsigned char *data, size_t len, bool binary)
-{
-	l->stats.received++;
-	l->stats.received_bytes += len;
-	if (l->ev.message)
-		l->ev.message(l->ev.ud, data, len, binary);
-}
-
+/* wsrx stops at a close or a violation: nothing reaches local programs after either. */
 static void rx_message(void *ud, const unsigned char *data, size_t len, bool binary)
 {
-	struct link *l = ud;
+	struct link_rx *s = ud;
 
-	/* nothing reaches local programs once we fail the link or the server closed it */
-	if (l->at.violated || l->at.peer_closed)
-		return;
-	deliver(l, data, len, binary);
+	s->deliver(s->ud, data, len, binary);
 }
 
 /*
@@ -77,78 +87,88 @@ static void rx_message(void *ud, const unsigned char *data, size_t len, bool bin
  */
 static void rx_compressed(void *ud, const unsigned char *data, size_t len, bool fin, bool binary)
 {
-	struct link *l = ud;
+	struct link_rx *s = ud;
 	const unsigned char *msg;
 	size_t n;
 
-	if (l->at.violated || l->at.peer_closed)
-		return;
-	if (!l->at.inflating) {
-		l->at.inflating = true;
-		l->at.inflated_checked = 0;
-		utf8_stream_init(&l->at.inflated_utf8);
+	if (!s->inflating) {
+		s->inflating = true;
+		s->inflated_checked = 0;
+		utf8_stream_init(&s->inflated_utf8);
 	}
-	if (inflate_status(l, pmd_inflate(l->pmd, data, len, fin)) < 0)
+	if (inflate_status(s, pmd_inflate(s->pmd, data, len, fin)) < 0)
 		return;
-	msg = pmd_message(l->pmd, &n);
-	if (!binary && check_inflated_text(l, msg, n, fin) < 0)
+	msg = pmd_message(s->pmd, &n);
+	if (!binary && check_inflated_text(s, msg, n, fin) < 0)
 		return;
 	if (!fin)
 		return;
-	l->at.inflating = false;
-	deliver(l, msg, n, binary);
+	s->inflating = false;
+	s->deliver(s->ud, msg, n, binary);
 }
 
 static void rx_ping(void *ud, const unsigned char *data, size_t len)
 {
-	struct link *l = ud;
+	struct link_rx *s = ud;
 
 	/* nothing more may follow our close frame, pongs included */
-	if (l->at.close_sent)
+	if (s->close_sent)
 		return;
-	if (pongq_push(&l->at.pongs, data, len) && !l->at.pong_flood_said) {
-		l->at.pong_flood_said = true;
+	if (pongq_push(&s->pongs, data, len) && !s->pong_flood_said) {
+		s->pong_flood_said = true;
 		log_msg(LOG_NOTICE,
 			"server %s:%u pings faster than we can answer: answering the newest %d "
 			"of each burst, as RFC 6455 §5.5.3 allows",
-			l->url.host, l->url.port, PONGQ_MAX);
+			s->host, s->port, PONGQ_MAX);
 	}
-	if (l->wsi)
-		lws_callback_on_writable(l->wsi);
+	s->act->todo |= LINK_RX_WRITE;
 }
 
-static void rx_pong(void *ud, const unsigned char *data, size_t len)
+/* A pong carries the seq of the ping it answers; one above the fence is no answer of ours. */
+static void rx_pong(void *ud, const unsigned char *in, size_t len)
 {
-	on_pong(ud, data, len);
+	struct link_rx *s = ud;
+	uint64_t seq = 0;
+
+	if (len != 8)
+		return;
+	for (size_t i = 0; i < 8; i++)
+		seq = seq << 8 | in[i];
+	if (seq > s->fence)
+		return;
+	if (!(s->act->todo & LINK_RX_PONG))
+		s->act->pong_first = seq;
+	s->act->pong_last = seq;
+	s->act->todo |= LINK_RX_PONG;
 }
 
 static void rx_close(void *ud, int code, const unsigned char *reason, size_t len)
 {
-	struct link *l = ud;
+	struct link_rx *s = ud;
+	struct link_rx_actions *a = s->act;
 
-	l->end.close_code = code;
-	escape_text(l->end.close_reason, sizeof(l->end.close_reason), reason, len);
-	if (l->at.close_sent) {
+	a->todo |= LINK_RX_PEER_CODE;
+	a->close_code = code;
+	escape_text(a->close_reason, sizeof(a->close_reason), reason, len);
+	if (s->close_sent) {
 		/* the answer to our close: the handshake is done */
-		link_finish(l);
+		a->todo |= LINK_RX_FINISH;
 		return;
 	}
 	/* the first cause stands: a close after something else went wrong is no clean end */
-	if (l->end.fail == LINK_FAIL_NONE)
-		l->end.clean_close = code == 1000 || code == 0;
+	a->clean_close = code == 1000 || code == 0;
 	if (code)
-		link_set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s", l->url.host,
-			l->url.port, code, l->end.close_reason[0] ? " " : "", l->end.close_reason);
+		end(s, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s", s->host, s->port,
+		    code, a->close_reason[0] ? " " : "", a->close_reason);
 	else
-		link_set_end(l, LINK_FAIL_CLOSED, "server %s:%u closed the link without a code",
-			l->url.host, l->url.port);
+		end(s, LINK_FAIL_CLOSED, "server %s:%u closed the link without a code", s->host,
+		    s->port);
 	/* RFC 6455 5.5.1: echo the code, then let the server close the TCP */
-	l->at.peer_closed = true;
-	l->at.peer_code = code;
-	if ((code == 1001 || code == 1012) && l->ev.restarting)
-		l->ev.restarting(l->ev.ud);
-	if (l->wsi)
-		lws_callback_on_writable(l->wsi);
+	s->peer_closed = true;
+	s->peer_code = code;
+	a->todo |= LINK_RX_CLOSE;
+	if (code == 1001 || code == 1012)
+		a->todo |= LINK_RX_RESTARTING;
 }
 
 static const struct wsrx_ops rx_ops = {.message = rx_message,
@@ -158,77 +178,89 @@ static const struct wsrx_ops rx_ops = {.message = rx_message,
 				       .close = rx_close};
 
 /* The server broke RFC 6455: say what it did, close with the RFC's code, reconnect. */
-static void rx_violation(struct link *l)
+static void violation(struct link_rx *s)
 {
-	const struct wsrx *rx = &l->at.rx;
+	const struct wsrx *rx = &s->wire;
 
 	if (rx->status == WSRX_TOO_BIG)
-		link_set_end(
-		    l, LINK_FAIL_VIOLATION,
+		end(s, LINK_FAIL_VIOLATION,
 		    "message from %s:%u exceeds link.max_message_bytes (%zu): closing with 1009",
-		    l->url.host, l->url.port, l->max_message);
+		    s->host, s->port, rx->max_message);
 	else if (rx->status == WSRX_NOMEM)
-		link_set_end(l, LINK_FAIL_VIOLATION,
-			"out of memory reassembling a message from %s:%u: closing with 1009",
-			l->url.host, l->url.port);
+		end(s, LINK_FAIL_VIOLATION,
+		    "out of memory reassembling a message from %s:%u: closing with 1009", s->host,
+		    s->port);
 	else
-		link_set_end(l, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d",
-			l->url.host, l->url.port, rx->err_what, rx->err_code);
-	l->end.close_code = rx->peer_code; /* as received, invalid or not */
-	l->at.violated = true;
-	l->at.close_req = true;
-	l->at.close_code = rx->err_code;
-	snprintf(l->at.close_reason, sizeof(l->at.close_reason), "%s",
-		 rx->err_code == 1009	? "message too big"
-		 : rx->err_code == 1007 ? "invalid payload data"
-					: "protocol error");
-	if (l->wsi)
-		lws_callback_on_writable(l->wsi);
+		end(s, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d", s->host,
+		    s->port, rx->err_what, rx->err_code);
+	s->act->todo |= LINK_RX_PEER_CODE | LINK_RX_CLOSE;
+	s->act->close_code = rx->peer_code; /* as received, invalid or not */
+	s->violated = true;
 }
 
-void link_on_raw_rx(struct link *l, const unsigned char *in, size_t len)
+void link_rx_init(struct link_rx *s, size_t max_message, struct pmd *pmd, const char *host,
+		  unsigned port, link_rx_deliver *deliver, void *ud)
 {
-	/* any frame proves the peer alive */
-	ev_timer_stop(l->loop, &l->pong_timer);
-	l->at.probing = false;
+	struct wsrx wire = s->wire;
+
+	memset(s, 0, sizeof(*s));
+	s->wire = wire; /* wsrx_init keeps its buffer */
+	/* RSV1: compressed (RFC 7692 6) */
+	wsrx_init(&s->wire, max_message, pmd ? 0x40 : 0);
+	s->pmd = pmd;
+	s->host = host;
+	s->port = port;
+	s->deliver = deliver;
+	s->ud = ud;
+	pongq_init(&s->pongs);
+}
+
+void link_rx_finish(struct link_rx *s)
+{
+	wsrx_finish(&s->wire);
+}
+
+unsigned link_rx_feed(struct link_rx *s, const unsigned char *in, size_t len, uint64_t fence,
+		      bool close_sent, struct link_rx_actions *a)
+{
+	memset(a, 0, sizeof(*a));
 	/* after a violation frames cannot be found again; after a close none may come */
-	if (l->at.rx.status != WSRX_OK)
-		return;
-	switch (wsrx_feed(&l->at.rx, in, len, &rx_ops, l)) {
+	if (s->wire.status != WSRX_OK)
+		return 0;
+	s->act = a;
+	s->fence = fence;
+	s->close_sent = close_sent;
+	switch (wsrx_feed(&s->wire, in, len, &rx_ops, s)) {
 	case WSRX_VIOLATION:
 	case WSRX_TOO_BIG:
 	case WSRX_NOMEM:
-		if (!l->at.close_sent)
-			rx_violation(l);
+		if (!close_sent)
+			violation(s);
 		else
-			link_finish(l); /* no second close frame: drop the TCP */
+			a->todo |= LINK_RX_FINISH; /* no second close frame: drop the TCP */
 		break;
 	default:
 		break;
 	}
+	s->act = NULL;
+	return a->todo;
 }
 
-static void on_pong(struct link *l, const unsigned char *in, size_t len)
+int link_rx_answer(const struct link_rx *s, const char **reason)
 {
-	uint64_t seq = 0;
+	const char *why = "";
+	int code;
 
-	ev_timer_stop(l->loop, &l->pong_timer);
-	l->at.probing = false;
-	if (len != 8)
-		return;
-	for (size_t i = 0; i < 8; i++)
-		seq = seq << 8 | in[i];
-	if (seq > l->at.fenced_seq)
-		return; /* not a pong to any ping of ours */
-	link_time_pong(l, seq);
-	l->at.fence_in_flight = false;
-	if (outbox_confirm(l->out, seq) && l->ev.confirmed)
-		l->ev.confirmed(l->ev.ud);
-	if (l->at.retiring && !l->at.fence_in_flight) {
-		link_request_close(l, 1000, "rotated");
-		return;
-	}
-	/* more went out since that ping: fence it */
-	if (l->wsi && link_carries(l) && outbox_last_sent(l->out) > l->at.fenced_seq)
-		lws_callback_on_writable(l->wsi);
+	if (s->peer_closed)
+		code = s->peer_code;
+	else if (s->violated)
+		code = s->wire.err_code;
+	else
+		return -1;
+	if (s->violated)
+		why = code == 1009   ? "message too big"
+		      : code == 1007 ? "invalid payload data"
+				     : "protocol error";
+	*reason = why;
+	return code;
 }

@@ -283,6 +283,20 @@ def test_one_byte_fragments_with_pings_between(server, daemon, tmp_path):
     assert srv.conns[0].pongs() == [b"%d" % i for i in range(len(text))]
 
 
+def test_a_split_message_leaves_no_buffer_behind_its_attempt(server, daemon, tmp_path):
+    """A message in two frames is reassembled in a buffer; each attempt starts
+    afresh, so the buffer must be freed when its attempt ends. An ASan build
+    makes the daemon exit non-zero with a LeakSanitizer report if it was not."""
+    split = mk(0x1, b"frag", fin=False) + mk(0x0, b"mented")
+    srv = server(lambda n: Plan(send=split + mk(0x8, close_payload(1000))) if n <= 2
+                 else Plan(send=split, hold=30))
+    d = start_daemon(daemon, tmp_path, srv.url())
+    assert d.read_lines(3, timeout=15) == [b"fragmented"] * 3
+    d.terminate()
+    assert d.wait() == 0, d.stderr_tail()
+    assert "LeakSanitizer" not in d.stderr()
+
+
 # Autobahn 2.10/2.11: ten pings in a row, ten pongs with their payloads, in their order
 def test_ten_pings_in_a_row_get_ten_pongs_in_order(server, daemon, tmp_path):
     payloads = [b"ping %d " % i + bytes(range(i * 10)) for i in range(10)]
