@@ -5,7 +5,7 @@
  *   cc -O2 -Wall -Wextra -o bench/echo-server bench/echo-server.c
  *   cc -O2 -Wall -Wextra -DWITH_TLS -o bench/echo-server bench/echo-server.c -lssl -lcrypto
  *   bench/echo-server PORT [--quiet] [--raw] [--stamps] [--cert FILE --key FILE [--client-ca FILE]]
- *                     [--ciphers LIST] [--log-tls]
+ *                     [--ciphers LIST] [--log-tls] [--tls12] [--resume]
  *
  * --raw: no WebSocket at all: every byte read is written back as it is (a
  * plain TCP or, with --cert, TLS echo). bench/run uses it as the ceiling,
@@ -17,7 +17,12 @@
  * --stamps: when a connection's first text/binary message arrives, print
  * "first-message FD SECONDS" on stderr (CLOCK_MONOTONIC), so that a benchmark
  * can time a client from its first message, without its start-up, connect
- * and handshake.
+ * and handshake; and "accept FD SECONDS" when it is accepted, so that
+ * bench/handshakes can time TCP accept -> first message.
+ *
+ * --tls12 speaks TLS 1.2 only (default: 1.2 and 1.3). --resume turns
+ * OpenSSL's session cache and tickets on (off by default, so that every
+ * handshake is a full one); --log-tls then says "resumed" or "full".
  *
  * --deflate (only in a -DWITH_DEFLATE build, linked with wstether's
  * src/pmdeflate.c and zlib: bench/deflate builds it) accepts a client's
@@ -769,8 +774,9 @@ static int tls_step(struct conn *c)
                 X509_NAME_oneline(X509_get_subject_name(peer), subj, sizeof subj);
                 X509_free(peer);
             }
-            fprintf(stderr, "echo-server: tls %s %s, client certificate %s\n",
-                    SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl), subj);
+            fprintf(stderr, "echo-server: tls %s %s, client certificate %s, %s\n",
+                    SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl), subj,
+                    SSL_session_reused(c->ssl) ? "resumed" : "full");
         }
         return 0;
     }
@@ -872,6 +878,11 @@ static void on_accept(int lfd)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (stamps) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            fprintf(stderr, "accept %d %ld.%09ld\n", fd, (long)ts.tv_sec, ts.tv_nsec);
+        }
         struct conn *c = calloc(1, sizeof *c);
         if (!c)
             die("calloc");
@@ -915,7 +926,7 @@ int main(int argc, char **argv)
 {
     const char *portarg = NULL;
     const char *cert = NULL, *key = NULL, *client_ca = NULL;
-    int want_log_tls = 0;
+    int want_log_tls = 0, tls12 = 0, resume = 0;
     const char *ciphers = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0)
@@ -936,6 +947,10 @@ int main(int argc, char **argv)
             client_window = atoi(argv[++i]);
         else if (strcmp(argv[i], "--ciphers") == 0 && i + 1 < argc)
             ciphers = argv[++i];
+        else if (strcmp(argv[i], "--tls12") == 0)
+            tls12 = 1;
+        else if (strcmp(argv[i], "--resume") == 0)
+            resume = 1;
         else if (strcmp(argv[i], "--log-tls") == 0)
             want_log_tls = 1;
         else if (!portarg)
@@ -945,7 +960,7 @@ int main(int argc, char **argv)
     }
     if (!portarg) {
         fprintf(stderr, "usage: %s PORT [--quiet] [--raw] [--stamps] [--cert FILE --key FILE "
-                "[--client-ca FILE]] [--ciphers LIST] [--log-tls]   (PORT 0 = pick one, print it)\n", argv[0]);
+                "[--client-ca FILE]] [--ciphers LIST] [--log-tls] [--tls12] [--resume]   (PORT 0 = pick one, print it)\n", argv[0]);
         return 64;
     }
     if ((cert || key || client_ca) && !(cert && key)) {
@@ -995,12 +1010,23 @@ int main(int argc, char **argv)
             }
             SSL_CTX_set_options(tls_ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
         }
-        SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
-        SSL_CTX_set_num_tickets(tls_ctx, 0);
+        if (tls12)
+            SSL_CTX_set_max_proto_version(tls_ctx, TLS1_2_VERSION);
+        if (resume) {
+            static const unsigned char sid_ctx[] = "echo-server";
+            /* a session that was made with a client certificate needs a context to resume */
+            SSL_CTX_set_session_id_context(tls_ctx, sid_ctx, sizeof sid_ctx - 1);
+        } else {
+            SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+            SSL_CTX_set_num_tickets(tls_ctx, 0);
+            SSL_CTX_set_options(tls_ctx, SSL_OP_NO_TICKET);
+        }
     }
 #else
     (void)want_log_tls;
     (void)ciphers;
+    (void)tls12;
+    (void)resume;
     if (cert) {
         fprintf(stderr, "echo-server: built without TLS (rebuild with -DWITH_TLS ... -lssl -lcrypto)\n");
         return 64;

@@ -1,6 +1,8 @@
 #ifndef WST_BUILDINFO_H
 #define WST_BUILDINFO_H
 
+#include <stdio.h>
+
 /*
  * The versions of wstether and of the libraries it runs with, as the
  * libraries themselves report them at run time (so they stay true when the
@@ -9,5 +11,7 @@
 const char *buildinfo_version(void);
 const char *buildinfo_lws(void);
 const char *buildinfo_mbedtls(void);
+/* --version: wstether's line, then one line per library. */
+void buildinfo_print(FILE *out);
 
 #endif

@@ -70,6 +70,7 @@ struct wst_config {
 	char *key_file;
 	bool insecure;
 	enum tls_min_version tls_min_version;
+	bool session_resumption;	/* resume the last TLS session at the next attempt */
 
 	unsigned ping_interval_s;
 	unsigned pong_timeout_s;
@@ -115,6 +116,7 @@ void config_free(const struct wst_config *cfg);
 /* What changed from a to b, by the key table's reload classes. */
 struct config_change {
 	bool reconnect; /* a RELOAD_RECONNECT key changed */
+	bool tls_identity; /* a tls.* key or link.url changed: no kept TLS session may be resumed */
 	unsigned apply; /* enum config_apply: the appliers of the live keys that changed */
 	char
 	    restart_keys[256]; /* "bridge.socket, exec.command": RELOAD_RESTART keys that changed */

@@ -49,6 +49,7 @@ static const struct key keys[] = {
 	{ "tls", "server_name", K_STR, F(server_name), 0, 0, "", RELOAD_RECONNECT },
 	{ "tls", "insecure", K_BOOL, F(insecure), 0, 0, "false", RELOAD_RECONNECT },
 	{ "tls", "min_version", K_TLS_VERSION, F(tls_min_version), 0, 0, "1.2", RELOAD_RECONNECT },
+	{ "tls", "session_resumption", K_BOOL, F(session_resumption), 0, 0, "true", LIVE(APPLY_AT_USE) },
 	{ "keepalive", "ping_interval_s", K_UINT, F(ping_interval_s), 0, 86400, "20", RELOAD_RECONNECT },
 	{ "keepalive", "pong_timeout_s", K_UINT, F(pong_timeout_s), 1, 3600, "10", RELOAD_RECONNECT },
 	{ "backoff", "initial_ms", K_UINT, F(backoff_initial_ms), 1, 3600000, "500", LIVE(APPLY_SUPERVISOR) },
@@ -320,6 +321,8 @@ void config_diff(const struct wst_config *a, const struct wst_config *b, struct 
 			continue;
 		if (k->reload == RELOAD_RECONNECT)
 			out->reconnect = true;
+		if (!strcmp(k->group, "tls") || (!strcmp(k->group, "link") && !strcmp(k->name, "url")))
+			out->tls_identity = true;
 		out->apply |= k->reload >> 8;
 		if (k->reload == RELOAD_RESTART && n < sizeof(out->restart_keys))
 			n += (size_t)snprintf(out->restart_keys + n, sizeof(out->restart_keys) - n,

@@ -235,6 +235,8 @@ static json_object *status_answer(const struct control_ops *ops)
 	put_str(x, "version", st.tls_version);
 	put_str(x, "cipher", st.tls_cipher);
 	json_object_object_add(x, "insecure", json_object_new_boolean(st.insecure));
+	json_object_object_add(x, "resumed", st.tls_resumed < 0 ? NULL
+					     : json_object_new_boolean(st.tls_resumed));
 	json_object_object_add(o, "tls", x);
 	put_u(o, "bridge_clients", st.bridge_clients);
 	json_object_object_add(o, "exec_pid", json_object_new_int(st.exec_pid));

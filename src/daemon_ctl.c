@@ -83,6 +83,9 @@ const char *daemon_reload(struct daemon *d)
 		return "out of memory";
 	}
 	d->config_error[0] = '\0';
+	/* the next handshake is a full one: a new file or name is presented */
+	if (ch.tls_identity && links_forget_tls_sessions(d->links))
+		log_msg(LOG_INFO, "reload: tls.* or link.url changed: kept TLS sessions dropped");
 	apply_live(d, n, ch.apply);
 	if (*ch.restart_keys)
 		log_event(LOG_WARNING, &lc, "reload: %s take effect only at the next restart",

@@ -65,6 +65,7 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct link *l = w->data;
 
 	l->destroying = true;
+	link_session_end(l); /* before its lws cache goes with the context */
 	if (l->ctx)
 		lws_context_destroy(l->ctx); /* runs CLOSED / CONNECTION_ERROR synchronously */
 	l->ctx = NULL;
@@ -406,6 +407,7 @@ static int established(struct link *l, struct lws *wsi)
 	l->at.up = true;
 	link_rx_init(&l->at.rx, l->max_message, l->pmd, l->url.host, l->url.port, deliver, l);
 	l->end.was_up = true;
+	link_session_established(l, wsi);
 	ev_timer_stop(l->loop, &l->connect_timer);
 	if (l->ping_interval_s) {
 		ev_timer_set(&l->ping_timer, l->ping_interval_s, l->ping_interval_s);
@@ -494,6 +496,16 @@ struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct 
 	if (getrandom(&l->rng, sizeof(l->rng), 0) != sizeof(l->rng) || !l->rng)
 		l->rng = (uint64_t)(uintptr_t)l ^ 0x9e3779b97f4a7c15ULL;
 	return l;
+}
+
+void link_use_sessions(struct link *l, struct tls_sessions *s)
+{
+	l->sessions = s;
+}
+
+int link_tls_resumed(const struct link *l)
+{
+	return l->at.up && l->url.tls ? l->at.tls_resumed : -1;
 }
 
 void link_destroy(struct link *l)

@@ -101,6 +101,12 @@ bool link_uses_address(const struct link *l, const struct sockaddr_storage *a);
 /* Whether a route to dst/prefix that went away may have carried the link (dst NULL: unknown). */
 bool link_uses_route(const struct link *l, const struct sockaddr_storage *dst, unsigned prefix);
 
+struct tls_sessions;
+/* The TLS sessions kept across attempts (the links', shared by both slots). */
+void link_use_sessions(struct link *l, struct tls_sessions *s);
+/* Whether the link up now resumed a TLS session: 1 yes, 0 no, -1 no TLS link up. */
+int link_tls_resumed(const struct link *l);
+
 /* New messages are in the queue, or the link carries them now. */
 void link_kick(struct link *l);
 /* Close with code and reason; before the link is up this abandons the attempt. */

@@ -137,6 +137,11 @@ static void start_lws(struct link *l)
 	info.pt_serv_buf_size = RX_CHUNK;
 	info.timeout_secs = l->connect_timeout_s;
 	info.connect_timeout_secs = l->connect_timeout_s;
+	/* link_session.c finds the session cache by this name; its entries live as ours do */
+	info.vhost_name = "wstether";
+	info.tls_session_timeout = TLS_SESSION_MAX_LIFETIME_S;
+	if (!l->resume)
+		info.options |= LWS_SERVER_OPTION_DISABLE_TLS_SESSION_CACHE;
 	if (l->url.tls) {
 		/* always a CA: without one lws loads no client certificate either */
 		info.client_ssl_ca_mem = l->ca.pem;
@@ -161,6 +166,7 @@ static void start_lws(struct link *l)
 		return;
 	}
 
+	link_session_offer(l);
 	memset(&ci, 0, sizeof(ci));
 	ci.context = l->ctx;
 	ci.address = l->url.host;
@@ -267,6 +273,7 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	}
 	snprintf(l->ca_file, sizeof(l->ca_file), "%s", cfg->ca_file);
 	l->connect_timeout_s = cfg->connect_timeout_s;
+	l->resume = cfg->session_resumption;
 	l->ping_interval_s = cfg->ping_interval_s;
 	l->pong_timeout_s = cfg->pong_timeout_s;
 	l->max_message = cfg->max_message_bytes;

@@ -36,6 +36,7 @@
 #include "outbox.h"
 #include "rng.h"
 #include "tls.h"
+#include "tls_session.h"
 #include "tunnel.h"
 #include "url.h"
 #include "wsframe.h"
@@ -77,6 +78,10 @@ struct attempt {
 	double ping_at;		/* when the ping being timed went out (ev_time) */
 	uint64_t ping_seq;
 	bool ping_timing;
+
+	unsigned char tls_id[TLS_SESSION_ID_LEN];	/* link_session.c: the TLS identity */
+	bool tls_resumed;	/* the handshake resumed a kept session */
+	uint64_t tls_generation; /* the session cache's when the attempt began */
 };
 
 struct link {
@@ -92,6 +97,8 @@ struct link {
 	bool ending, destroying;
 	struct link_end end;
 	struct attempt at;
+	struct tls_sessions *sessions;	/* the daemon's; NULL: none kept */
+	bool resume;			/* tls.session_resumption of this attempt */
 
 	/* per-attempt scratch; lws may point into it until the context is gone */
 	struct wst_url url;
@@ -140,6 +147,11 @@ int link_upgrade_extensions(struct link *l, struct lws *wsi);
 void link_upgrade_failed(struct link *l, struct lws *wsi, const char *in);
 void link_release_dial(struct link *l);
 extern const struct lws_protocols link_protocols[];
+
+/* link_session.c: the TLS session kept across attempts (tls_session.h) */
+void link_session_offer(struct link *l);
+void link_session_established(struct link *l, struct lws *wsi);
+void link_session_end(struct link *l);
 
 /* Whether it writes queued messages now (link_events.carries). */
 static inline bool link_carries(const struct link *l)

@@ -15,6 +15,7 @@
 #include "queue.h"
 #include "rng.h"
 #include "status.h"
+#include "tls_session.h"
 
 /* A link object and the supervisor's id of the last attempt started on it. */
 struct slot {
@@ -35,6 +36,7 @@ struct links {
 	uint64_t rng;		/* the age timer's jitter */
 	bool rx_pause;		/* local readers are behind: the carrier reads nothing */
 	unsigned long long net_probes, net_retries;
+	struct tls_sessions sessions;	/* the one thing an attempt leaves to the next */
 };
 
 uint64_t links_now_ms(void)
@@ -478,6 +480,9 @@ void links_status(const struct links *ls, struct wst_status *st)
 	st->cert_not_after = link_cert_not_after(l);
 	if (!link_tls(l, &st->tls_version, &st->tls_cipher))
 		st->tls_version = st->tls_cipher = NULL;
+	st->tls_resumed = link_tls_resumed(l);
+	st->tls_full = ls->sessions.full;
+	st->tls_resumed_total = ls->sessions.resumed;
 	st->proxy = link_via(l);
 	st->net_probes = ls->net_probes;
 	st->net_retries = ls->net_retries;
@@ -540,6 +545,7 @@ struct links *links_create(struct ev_loop *loop, struct outbox *out, const struc
 			links_destroy(ls);
 			return NULL;
 		}
+		link_use_sessions(ls->slots[i].link, &ls->sessions);
 	}
 	if (links_use_config(ls, c, false) < 0) {
 		links_destroy(ls);
@@ -557,6 +563,15 @@ void links_destroy(struct links *ls)
 	ev_timer_stop(ls->loop, &ls->finish_timer);
 	for (size_t i = 0; i < 2; i++)
 		link_destroy(ls->slots[i].link);
+	tls_sessions_forget(&ls->sessions); /* wipes their secrets */
 	free(ls->urls);
 	free(ls);
+}
+
+size_t links_forget_tls_sessions(struct links *ls)
+{
+	size_t n = tls_sessions_count(&ls->sessions);
+
+	tls_sessions_forget(&ls->sessions);
+	return n;
 }

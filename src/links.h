@@ -63,6 +63,11 @@ const char *links_close(struct links *ls, int code, const char *reason);
 /* netwatch's callback; ud is the links. */
 void links_net_change(void *ud, enum net_change what, const struct sockaddr_storage *addr,
 		      unsigned prefix);
+/*
+ * Drop the TLS sessions kept for resumption (a reload changed tls.* or
+ * link.url): the next handshake is a full one. Returns how many went.
+ */
+size_t links_forget_tls_sessions(struct links *ls);
 /* The links' and the supervisor's part of the status. */
 void links_status(const struct links *ls, struct wst_status *st);
 

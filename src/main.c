@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buildinfo.h"
 #include "config.h"
 #include "daemon.h"
 #include "hello.h"
@@ -72,7 +73,7 @@ static int parse_args(int argc, char **argv, struct daemon_opts *opts, bool *che
 			opts->log_level_forced = true;
 			break;
 		case 'V':
-			printf("wstether %s\n", WST_VERSION);
+			buildinfo_print(stdout);
 			return -1;
 		case 'h':
 			usage(stdout);

@@ -70,6 +70,10 @@ static void build_metrics(struct out *o, const struct wst_status *st)
 	sample(o, "build_info", l, "1");
 	one(o, "tls_insecure", "gauge", "Whether tls.insecure turns certificate checks off (1).",
 	    st->insecure);
+	head(o, "tls_handshakes_total", "counter",
+	     "TLS handshakes of links that came up: full, or resuming a kept session.");
+	sample(o, "tls_handshakes_total", "kind=\"full\"", "%llu", st->tls_full);
+	sample(o, "tls_handshakes_total", "kind=\"resumed\"", "%llu", st->tls_resumed_total);
 	head(o, "reloads_total", "counter", "Configuration reloads, by result.");
 	sample(o, "reloads_total", "result=\"ok\"", "%llu", st->reloads_ok);
 	sample(o, "reloads_total", "result=\"failed\"", "%llu", st->reloads_failed);

@@ -52,6 +52,8 @@ struct wst_status {
 	const char *cert_not_after;
 	const char *tls_version, *tls_cipher; /* of the link that is up; NULL: none */
 	bool insecure;
+	int tls_resumed;		/* the link up now resumed a TLS session; -1: no TLS link */
+	unsigned long long tls_full, tls_resumed_total;	/* TLS handshakes of links, by kind */
 	size_t bridge_clients;
 	int exec_pid;
 	unsigned long long exec_restarts;

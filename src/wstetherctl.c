@@ -31,7 +31,8 @@ static void usage(FILE *f)
 		"          reconnect [--now] | close CODE [REASON] | pause | resume | reload\n\n"
 		"  -i, --instance NAME the daemon of wstether@NAME (" RUN_DIR "/NAME/" SOCKET_NAME ")\n"
 		"  -s, --socket PATH   control socket (default " DEFAULT_SOCKET ")\n"
-		"  -h, --help          this help\n\n"
+		"  -h, --help          this help\n"
+		"  -V, --version       the version, and json-c's\n\n"
 		"Prints the daemon's JSON answer; status on a terminal is shown for people\n"
 		"(--json: the JSON line anyway); metrics prints the Prometheus text format,\n"
 		"watch prints link events as JSON lines until interrupted. Exit status: 0 ok,\n"
@@ -254,6 +255,7 @@ int main(int argc, char **argv)
 		{ "instance", required_argument, NULL, 'i' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL, *instance = NULL;
@@ -261,7 +263,7 @@ int main(int argc, char **argv)
 	size_t total = 0;
 	int c, fd, rc = 1, human, nargs;
 
-	while ((c = getopt_long(argc, argv, "+i:s:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+i:s:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'i':
 			instance = optarg;
@@ -271,6 +273,10 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			/* json-c is its one library; the daemon's --version names the rest */
+			printf("wstetherctl %s\njson-c %s\n", WST_VERSION, json_c_version());
 			return 0;
 		default:
 			usage(stderr);

@@ -212,20 +212,33 @@ def _make_ca(d, name, cn):
              cwd=d)
 
 
-def _make_leaf(d, name, ca, cn, san):
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+_KEYS = {"ec": ["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+         "rsa": ["rsa", "-pkeyopt", "rsa_keygen_bits:2048"]}
+
+
+def _make_leaf(d, name, ca, cn, san, *, eku="serverAuth", serial=None, alg="ec"):
+    _openssl("req", "-newkey", *_KEYS[alg],
              "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
              "-subj", f"/CN={cn}", cwd=d)
     ext = d / f"{name}.ext"
     ext.write_text("basicConstraints=critical,CA:FALSE\n"
                    "keyUsage=critical,digitalSignature,keyEncipherment\n"
-                   "extendedKeyUsage=serverAuth\n"
-                   f"subjectAltName={san}\n"
+                   f"extendedKeyUsage={eku}\n"
+                   + (f"subjectAltName={san}\n" if san else "") +
                    "authorityKeyIdentifier=keyid\n"
                    "subjectKeyIdentifier=hash\n")
+    serial_args = ["-set_serial", str(serial)] if serial else ["-CAcreateserial"]
     _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-sha256",
+             *serial_args, "-out", f"{name}.crt", "-days", "2", "-sha256",
              "-extfile", ext.name, cwd=d)
+    (d / f"{name}.key").chmod(0o600)
+
+
+def client_leaf(pki, name, serial, alg="ec"):
+    """A client certificate (clientAuth) from pki's CA with this serial: (crt, key)."""
+    _make_leaf(pki.dir, name, "ca", f"client {name}", None, eku="clientAuth", serial=serial,
+               alg=alg)
+    return pki.dir / f"{name}.crt", pki.dir / f"{name}.key"
 
 
 @pytest.fixture(scope="session")

@@ -339,6 +339,7 @@ static const struct {
     {"tls.server_name", "\"name\""},
     {"tls.insecure", "true"},
     {"tls.min_version", "\"1.3\""},
+    {"tls.session_resumption", "false"},
     {"keepalive.ping_interval_s", "3"},
     {"keepalive.pong_timeout_s", "3"},
     {"backoff.initial_ms", "7"},

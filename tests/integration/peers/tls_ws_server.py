@@ -12,7 +12,7 @@ appends one JSON line per event, flushed at once:
 
     {"event": "accept", "conn": 1}
     {"event": "tls", "conn": 1, "ok": true, "sni": "localhost",
-     "version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384",
+     "version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384", "resumed": false,
      "client_serial": "4660", "client_subject": "CN=..."}
     {"event": "tls", "conn": 2, "ok": false, "sni": "localhost",
      "error": "[SSL: PEER_DID_NOT_RETURN_A_CERTIFICATE] ..."}
@@ -20,6 +20,8 @@ appends one JSON line per event, flushed at once:
     {"event": "message", "conn": 1, "data": "text"}
     {"event": "close", "conn": 1, "code": 1000, "reason": "", "initiator": "client"}
 
+resumed is the server's session_reused: the client resumed a TLS session
+(a new server process has new ticket keys and an empty session cache).
 client_serial is the decimal serial number of the client certificate that
 was presented (and verified), or null. --client-ca CA makes the server
 require a client certificate that chains to CA (without it none is asked
@@ -117,7 +119,8 @@ class Peer:
         serial = str(int(cert["serialNumber"], 16)) if cert else None
         self.log(event="tls", conn=conn, ok=True, sni=self.sni.pop(id(sslobj), None),
                  version=sslobj.version() if sslobj else None,
-                 cipher=sslobj.cipher()[0] if sslobj else None, client_serial=serial,
+                 cipher=sslobj.cipher()[0] if sslobj else None,
+                 resumed=sslobj.session_reused if sslobj else None, client_serial=serial,
                  client_subject=dn(cert.get("subject")) if cert else None)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.ws_port)
