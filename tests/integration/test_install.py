@@ -122,7 +122,7 @@ def test_bash_completion(inst):
     # options come before the command, and their values are skipped
     assert complete(ctl, ["wstetherctl", "-s", "/run/x.ctl", "me"]) == ["metrics"]
     assert complete(ctl, ["wstetherctl", "--socket", "=", "/run/x.ctl", "wa"]) == ["watch"]
-    assert complete(ctl, ["wstetherctl", "--"]) == ["--instance", "--socket", "--help"]
+    assert complete(ctl, ["wstetherctl", "--"]) == ["--instance", "--socket", "--help", "--version"]
     assert complete(ctl, ["wstetherctl", "-i", "backend", "me"]) == ["metrics"]
     assert complete(ctl, ["wstetherctl", "reconnect", ""]) == ["--now"]
     assert complete(ctl, ["wstetherctl", "status", ""]) == ["--human", "--json"]
