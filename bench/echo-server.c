@@ -25,7 +25,7 @@
  * handshake is a full one); --log-tls then says "resumed" or "full".
  *
  * --deflate (only in a -DWITH_DEFLATE build, linked with wstether's
- * src/pmdeflate.c and zlib: bench/deflate builds it) accepts a client's
+ * src/ws/pmdeflate.c and zlib: bench/deflate builds it) accepts a client's
  * permessage-deflate offer as "permessage-deflate" (15-bit windows, context
  * takeover), inflates what comes with RSV1 and compresses every echo of 32
  * bytes or more. With --stamps it also prints "closed FD up U down D" when a
@@ -92,7 +92,7 @@
 #include <openssl/x509.h>
 #endif
 #ifdef WITH_DEFLATE
-#include "pmdeflate.h" /* linked with src/pmdeflate.c and bench/errf.c */
+#include "pmdeflate.h" /* linked with src/ws/pmdeflate.c and bench/errf.c */
 #endif
 
 #define READ_CHUNK   (256u * 1024u)

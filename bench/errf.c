@@ -1,5 +1,5 @@
 /*
- * errf for the bench programs that link src/pmdeflate.c alone (echo-server
+ * errf for the bench programs that link src/ws/pmdeflate.c alone (echo-server
  * --deflate, pmd-window): its one need from the daemon's core, where log.c
  * would bring libwebsockets along.
  */

@@ -2,7 +2,7 @@
  * pmd_compress alone, per client window size (issue 17 item 10): how long
  * wstether's compressor takes for N messages of one size, and the ratio it
  * reaches. Build and run:
- *   cc -O2 -Isrc bench/pmd-window.c bench/errf.c src/pmdeflate.c -lz -o pmd-window
+ *   cc -O2 -Isrc/ws -Isrc/util bench/pmd-window.c bench/errf.c src/ws/pmdeflate.c -lz -o pmd-window
  *   pmd-window BITS SIZE COUNT [nct] [text|star|random]
  * "nct" sets client_no_context_takeover (Autobahn 13.5/13.7). "star" is
  * one byte repeated (the most compressible); "text" JSON-like telemetry;

@@ -717,8 +717,8 @@ def write_config(tmp_path):
 # directory of $WSTETHER). Unix socket paths live in a short directory under
 # /tmp (sun_path holds 107 bytes).
 
-SEG_HEADER = 24  # spool record header (src/spool.h SPOOL_RECORD_HEADER)
-REC_MESSAGE, REC_CONFIRM, REC_TIME = 1, 2, 3  # record types (src/spool_format.h)
+SEG_HEADER = 24  # spool record header (src/store/spool.h SPOOL_RECORD_HEADER)
+REC_MESSAGE, REC_CONFIRM, REC_TIME = 1, 2, 3  # record types (src/store/spool_format.h)
 
 
 def wstetherctl_path():

@@ -11,7 +11,7 @@
 
 The world (daemon, dp_server, bridge client, wstetherctl) is conftest.py's dp.
 Segments are written here byte by byte where the test needs a given layout
-(the format is in src/spool.h).
+(the format is in src/store/spool.h).
 """
 
 import os

@@ -2,7 +2,7 @@
 
 peers/tls_ws_server.py (Python's ssl, OpenSSL underneath) logs session_reused for
 every handshake. The daemon makes a new lws context per attempt; only the kept
-session (src/tls_session.c) links one attempt to the next. A restarted server
+session (src/net/tls_session.c) links one attempt to the next. A restarted server
 process has new ticket keys and an empty session cache: the daemon's offer is
 declined, and the fallback is a full handshake, never a failure.
 """

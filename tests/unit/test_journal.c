@@ -63,9 +63,9 @@ static void message_ids_by_event(void **state)
 	assert_string_equal(journal_message_id(&(struct log_ctx){ .event = "exec" }),
 			    "2cc0adb700ca45e394da77184f5244a0");
 	assert_null(journal_message_id(&(struct log_ctx){ .event = "nonesuch" }));
-	assert_string_equal(log_source_event("../src/spool_recover.c"), "spool");
-	assert_string_equal(log_source_event("../src/stdio_bridge.c"), "stdio");
-	assert_string_equal(log_source_event("src/bridge.c"), "bridge");
+	assert_string_equal(log_source_event("../src/store/spool_recover.c"), "spool");
+	assert_string_equal(log_source_event("../src/local/stdio_bridge.c"), "stdio");
+	assert_string_equal(log_source_event("src/local/bridge.c"), "bridge");
 	assert_string_equal(log_source_event("daemon_link.c"), "daemon");
 }
 

@@ -1,4 +1,4 @@
-/* When a kept TLS session may be offered again (src/tls_session.c). */
+/* When a kept TLS session may be offered again (src/net/tls_session.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
