@@ -26,6 +26,7 @@ struct peer {
 	ev_io rw, ww;
 	bool paused, input_stopped, close_output, dead, high;
 	bool in_owner, ignoring;	/* in an owner's callback; input discarded */
+	bool skipping, at_eof;		/* in an overlong line; its input ended */
 	const char *why;		/* why it died in an owner's callback */
 
 	struct buf in, out;
@@ -54,6 +55,21 @@ static bool owner_returned(struct peer *p)
 	return false;
 }
 
+/* An overlong line: dropped whole, also the part still to come. */
+static void skip_line(struct peer *p)
+{
+	const unsigned char *h = buf_head(&p->in), *nl = memchr(h, '\n', p->in.len);
+	size_t n = nl ? (size_t)(nl - h) : p->in.len;
+
+	if (!p->skipping) {
+		p->ops.drops->oversized++;
+		p->ops.long_line(p->ops.ud, p, n, nl != NULL);
+	}
+	p->ops.drops->oversized_bytes += n;
+	buf_consume(&p->in, nl ? n + 1 : n);
+	p->skipping = !nl;
+}
+
 /* Hand complete frames to the owner; false once the peer is dead or refused. */
 static bool take_frames(struct peer *p)
 {
@@ -63,11 +79,16 @@ static bool take_frames(struct peer *p)
 		struct frame f;
 		size_t used;
 		const char *why;
-		int r = framing_decode(p->framing, buf_head(&p->in), p->in.len, p->max_message, &f,
-				       &used, &why);
+		int r = p->skipping ? -1
+				    : framing_decode(p->framing, buf_head(&p->in), p->in.len,
+						     p->max_message, &f, &used, &why);
 
 		if (r == 0)
 			break;
+		if (r < 0 && p->ops.long_line) {
+			skip_line(p);
+			continue;
+		}
 		if (r < 0) {
 			char msg[160];
 
@@ -111,6 +132,19 @@ static bool take_frames(struct peer *p)
 /* The writer closed its end: a pipe may still take our output, a socket is gone. */
 static void input_ended(struct peer *p)
 {
+	unsigned char *nl;
+
+	if (p->in.len && p->ops.last_line) {
+		p->at_eof = true;
+		if (!(nl = buf_reserve(&p->in, 1))) {
+			buf_consume(&p->in, p->in.len);
+		} else {
+			*nl = '\n';
+			buf_commit(&p->in, 1);
+			if (!take_frames(p))
+				return; /* taken on peer_resume, which ends input then */
+		}
+	}
 	if (p->in.len || !p->ops.eof || p->rw.fd == p->ww.fd) {
 		die(p, p->in.len ? "closed in the middle of a message" : "closed");
 		return;
@@ -134,6 +168,12 @@ static int read_some(struct peer *p)
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return 0;
+		if (p->ops.read_failed) {
+			p->paused = true;
+			ev_io_stop(p->loop, &p->rw);
+			p->ops.read_failed(p->ops.ud, p, errno);
+			return -1;
+		}
 		die(p, errno == ENOMEM ? "out of memory" : strerror(errno));
 		return -1;
 	}
@@ -198,7 +238,8 @@ struct peer *peer_create(struct ev_loop *loop, int rfd, int wfd, enum framing fr
 
 	if (!p)
 		return NULL;
-	if ((rfd >= 0 && fd_nonblock(rfd) < 0) || (wfd >= 0 && fd_nonblock(wfd) < 0)) {
+	if (!ops->borrowed_fds &&
+	    ((rfd >= 0 && fd_nonblock(rfd) < 0) || (wfd >= 0 && fd_nonblock(wfd) < 0))) {
 		log_errno(LOG_ERR, "%s: cannot make its descriptors non-blocking", name);
 		free(p);
 		return NULL;
@@ -223,9 +264,9 @@ void peer_destroy(struct peer *p)
 		return;
 	ev_io_stop(p->loop, &p->rw);
 	ev_io_stop(p->loop, &p->ww);
-	if (p->rw.fd >= 0)
+	if (p->rw.fd >= 0 && !p->ops.borrowed_fds)
 		close(p->rw.fd);
-	if (p->ww.fd >= 0 && p->ww.fd != p->rw.fd)
+	if (p->ww.fd >= 0 && p->ww.fd != p->rw.fd && !p->ops.borrowed_fds)
 		close(p->ww.fd);
 	buf_finish(&p->in);
 	buf_finish(&p->out);
@@ -294,7 +335,11 @@ void peer_resume(struct peer *p)
 	if (!p->paused || p->dead || p->input_stopped)
 		return;
 	p->paused = false;
-	if (take_frames(p))
+	if (!take_frames(p))
+		return;
+	if (p->at_eof)
+		input_ended(p);
+	else
 		ev_io_start(p->loop, &p->rw);
 }
 

@@ -29,6 +29,12 @@ struct peer_ops {
 	/* Optional: a frame that can never be valid; the owner may answer before p is dropped. */
 	void (*bad_frame)(void *ud, struct peer *p, const char *why);
 	bool any_text;	/* text need not be UTF-8: the owner checks it (control requests) */
+	/* Optional (lines): an overlong line is dropped, the rest of it as it comes, not p. */
+	void (*long_line)(void *ud, struct peer *p, size_t len, bool whole);
+	/* Optional: a read error pauses input (peer_resume reads on) instead of dropping p. */
+	void (*read_failed)(void *ud, struct peer *p, int err);
+	bool last_line;		/* at EOF, a last line without '\n' is still a line */
+	bool borrowed_fds;	/* stdin and stdout: their flags are not set, they are not closed */
 };
 
 struct peer *peer_create(struct ev_loop *loop, int rfd, int wfd, enum framing framing,

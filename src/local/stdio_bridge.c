@@ -3,30 +3,22 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <ev.h>
-
-#include "buf.h"
-#include "framing.h"
 #include "log.h"
+#include "peer.h"
 #include "ratelimit.h"
-
-#define READ_CHUNK (256 * 1024)
+#include "utf8.h"
 
 struct stdio_bridge {
-	struct ev_loop *loop;
 	struct stdio_events ev;
 	size_t max_line;
-
-	ev_io in_w, out_w;
-	int in_flags, out_flags;	/* to restore at exit; -1 = untouched */
-	bool in_done, in_paused, in_eof, discarding, high, out_broken;
-
-	struct buf in, out;
+	struct peer *p;		 /* reads stdin, writes stdout */
+	int in_flags, out_flags; /* to restore at exit; -1 = untouched */
+	bool broken, exiting;	 /* stdout is gone; destroy runs: no more events */
 	struct endpoint_drops drops;
 	struct ratelimit unframable_log;
 };
@@ -47,152 +39,101 @@ static void restore_flags(int fd, int fl)
 		log_errno(LOG_DEBUG, "restoring flags of fd %d", fd);
 }
 
-/* A line over max_line: drop it whole, also the part still to come. */
-static void drop_long_line(struct stdio_bridge *s)
+static void long_line(void *ud, struct peer *p, size_t len, bool whole)
 {
-	const unsigned char *p = buf_head(&s->in), *nl = memchr(p, '\n', s->in.len);
+	struct stdio_bridge *s = ud;
 
-	s->drops.oversized++;
-	if (nl) {
+	if (whole)
 		log_msg(LOG_WARNING,
 			"stdin line of %zu bytes exceeds link.max_message_bytes (%zu): dropped",
-			(size_t)(nl - p), s->max_line);
-		s->drops.oversized_bytes += (size_t)(nl - p);
-		buf_consume(&s->in, (size_t)(nl - p) + 1);
-		return;
-	}
-	log_msg(LOG_WARNING, "stdin line longer than link.max_message_bytes (%zu): dropped",
-		s->max_line);
-	s->discarding = true;
-	s->drops.oversized_bytes += s->in.len;
-	buf_consume(&s->in, s->in.len);
+			len, s->max_line);
+	else
+		log_msg(LOG_WARNING, "stdin line longer than link.max_message_bytes (%zu): dropped",
+			s->max_line);
 }
 
-/* Queue each complete line; returns false when the queue is full. */
-static bool take_lines(struct stdio_bridge *s)
+static bool stdin_line(void *ud, const unsigned char *data, size_t len, bool binary)
 {
-	while (s->in.len) {
-		const unsigned char *p = buf_head(&s->in), *nl;
-		struct frame f;
-		size_t used;
-		int r;
+	struct stdio_bridge *s = ud;
 
-		if (s->discarding) {
-			nl = memchr(p, '\n', s->in.len);
-			s->drops.oversized_bytes += nl ? (size_t)(nl - p) : s->in.len;
-			buf_consume(&s->in, nl ? (size_t)(nl - p) + 1 : s->in.len);
-			s->discarding = !nl;
-			continue;
-		}
-		r = framing_decode(FRAMING_LINES, p, s->in.len, s->max_line, &f, &used, NULL);
-		if (r == 0)
-			break;
-		if (r < 0) {
-			drop_long_line(s);
-			continue;
-		}
-		if (!utf8_valid(f.data, f.len)) {
-			/* the server would fail the link with 1007, and we would resend it forever */
-			log_msg(LOG_WARNING, "stdin line of %zu bytes is not valid UTF-8: dropped",
-				f.len);
-			s->drops.invalid_utf8++;
-			s->drops.invalid_utf8_bytes += f.len;
-		} else if (!s->ev.message(s->ev.ud, (const char *)f.data, f.len)) {
-			return false;
-		}
-		buf_consume(&s->in, used);
-	}
+	if (utf8_valid(data, len))
+		return s->ev.message(s->ev.ud, (const char *)data, len);
+	/* the server would fail the link with 1007, and we would resend it forever */
+	log_msg(LOG_WARNING, "stdin line of %zu bytes is not valid UTF-8: dropped", len);
+	s->drops.invalid_utf8++;
+	s->drops.invalid_utf8_bytes += len;
 	return true;
 }
 
-static void input_finished(struct stdio_bridge *s)
+static void stdin_ended(void *ud, struct peer *p)
 {
-	ev_io_stop(s->loop, &s->in_w);
-	s->in_done = true;
+	struct stdio_bridge *s = ud;
+
 	if (s->ev.eof)
 		s->ev.eof(s->ev.ud);
 }
 
-static void pause_input(struct stdio_bridge *s)
+static void stdin_failed(void *ud, struct peer *p, int err)
 {
-	ev_io_stop(s->loop, &s->in_w);
-	s->in_paused = true;
+	errno = err;
+	if (err == ENOMEM) {
+		log_msg(LOG_ERR, "out of memory reading stdin: pausing input");
+		return; /* peer_resume reads on */
+	}
+	log_errno(LOG_ERR, "reading stdin");
+	peer_stop_input(p);
+	stdin_ended(ud, p);
 }
 
-static void in_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void stdout_drained(void *ud)
 {
-	struct stdio_bridge *s = w->data;
-	ssize_t n = buf_read(&s->in, w->fd, READ_CHUNK);
-	unsigned char *nl;
+	struct stdio_bridge *s = ud;
 
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR)
-			return;
-		if (errno == ENOMEM) {
-			log_msg(LOG_ERR, "out of memory reading stdin: pausing input");
-			pause_input(s);
-			return;
-		}
-		log_errno(LOG_ERR, "reading stdin");
-		input_finished(s);
-		return;
-	}
-	if (n > 0) {
-		if (!take_lines(s))
-			pause_input(s);
-		return;
-	}
-	/* a last line without '\n' is still a line */
-	if (s->in.len && !s->discarding && (nl = buf_reserve(&s->in, 1))) {
-		*nl = '\n';
-		buf_commit(&s->in, 1);
-	}
-	if (!take_lines(s)) {
-		/* wait for room, then finish: a terminal's EOF does not come twice */
-		pause_input(s);
-		s->in_eof = true;
-		return;
-	}
-	input_finished(s);
-}
-
-static void out_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct stdio_bridge *s = w->data;
-
-	if (buf_write(&s->out, w->fd) < 0) {
-		log_errno(LOG_ERR, "writing stdout");
-		s->out_broken = true;
-		s->out.len = 0;
-		ev_io_stop(loop, w);
-		if (s->ev.broken)
-			s->ev.broken(s->ev.ud);
-		return;
-	}
-	if (!s->out.len)
-		ev_io_stop(loop, w);
-	if (s->high && s->out.len <= ENDPOINT_LOW_WATER) {
-		s->high = false;
+	if (!s->exiting)
 		s->ev.drained(s->ev.ud);
-	}
+}
+
+/* Only a write error ends the peer: stdin's errors and overlong lines have hooks. */
+static void stdout_failed(void *ud, struct peer *p, const char *why)
+{
+	struct stdio_bridge *s = ud;
+
+	log_msg(LOG_ERR, "writing stdout: %s", why);
+	s->broken = true;
+	if (!s->exiting && s->ev.broken)
+		s->ev.broken(s->ev.ud);
 }
 
 struct stdio_bridge *stdio_create(struct ev_loop *loop, size_t max_line,
 				  const struct stdio_events *ev)
 {
 	struct stdio_bridge *s = calloc(1, sizeof(*s));
+	struct peer_ops ops = {.ev = {s, stdin_line, stdout_drained},
+			       .ud = s,
+			       .closed = stdout_failed,
+			       .eof = stdin_ended,
+			       .drops = &s->drops,
+			       .any_text = true, /* checked here, to log it as a stdin line */
+			       .long_line = long_line,
+			       .read_failed = stdin_failed,
+			       .last_line = true,
+			       .borrowed_fds = true};
 
 	if (!s)
 		return NULL;
-	s->loop = loop;
 	s->ev = *ev;
 	s->max_line = max_line;
 	s->in_flags = make_nonblocking(STDIN_FILENO);
 	s->out_flags = make_nonblocking(STDOUT_FILENO);
-	ev_io_init(&s->in_w, in_cb, STDIN_FILENO, EV_READ);
-	ev_io_init(&s->out_w, out_cb, STDOUT_FILENO, EV_WRITE);
-	s->in_w.data = s->out_w.data = s;
-	ev_io_start(loop, &s->in_w);
+	/* a pipe is waited for, never dropped: no output limit */
+	s->p = peer_create(loop, STDIN_FILENO, STDOUT_FILENO, FRAMING_LINES, max_line, SIZE_MAX,
+			   "stdio", &ops);
+	if (!s->p) {
+		restore_flags(STDIN_FILENO, s->in_flags);
+		restore_flags(STDOUT_FILENO, s->out_flags);
+		free(s);
+		return NULL;
+	}
 	return s;
 }
 
@@ -201,56 +142,43 @@ static void stdio_destroy(void *self)
 {
 	struct stdio_bridge *s = self;
 
-	ev_io_stop(s->loop, &s->in_w);
-	ev_io_stop(s->loop, &s->out_w);
+	s->exiting = true;
+	peer_stop_input(s->p);
 	restore_flags(STDIN_FILENO, s->in_flags);
 	restore_flags(STDOUT_FILENO, s->out_flags);
-	while (s->out.len && !s->out_broken) {
-		ssize_t n = buf_write(&s->out, STDOUT_FILENO);
+	while (!s->broken && peer_pending_output(s->p)) {
+		size_t before = peer_pending_output(s->p);
 
-		if (n < 0 || (!n && errno != EINTR)) {
+		peer_flush(s->p); /* stdout blocks again: a write error ends in stdout_failed */
+		if (!s->broken && peer_pending_output(s->p) == before && errno != EINTR) {
 			log_errno(LOG_ERR, "writing stdout");
 			break;
 		}
 	}
-	buf_finish(&s->in);
-	buf_finish(&s->out);
+	peer_destroy(s->p);
 	free(s);
 }
 
 static void stdio_resume(void *self)
 {
-	struct stdio_bridge *s = self;
-
-	if (!s->in_paused || s->in_done)
-		return;
-	if (!take_lines(s))
-		return;
-	s->in_paused = false;
-	if (s->in_eof) {
-		input_finished(s);
-		return;
-	}
-	ev_io_start(s->loop, &s->in_w);
+	peer_resume(((struct stdio_bridge *)self)->p);
 }
 
 static void stdio_stop_input(void *self)
 {
-	struct stdio_bridge *s = self;
-
-	ev_io_stop(s->loop, &s->in_w);
-	s->in_done = true;
+	peer_stop_input(((struct stdio_bridge *)self)->p);
 }
 
 /* One message from the server; binary or multi-line text cannot be a line. */
 static void stdio_output(void *self, const unsigned char *data, size_t len, bool binary)
 {
 	struct stdio_bridge *s = self;
-	unsigned char *dst;
+	enum peer_send r;
 
-	if (s->out_broken)
+	if (s->broken)
 		return;
-	if (binary || memchr(data, '\n', len)) {
+	r = peer_send(s->p, data, len, binary);
+	if (r == PEER_UNFRAMABLE) {
 		/* a line can carry neither: never write half a message */
 		s->drops.unframable++;
 		s->drops.unframable_bytes += len;
@@ -258,26 +186,20 @@ static void stdio_output(void *self, const unsigned char *data, size_t len, bool
 			"%s message of %zu bytes from the server cannot be a stdout line: skipped "
 			"(%llu so far)",
 			binary ? "binary" : "multi-line text", len, s->drops.unframable);
-		return;
-	}
-	if (!(dst = buf_reserve(&s->out, len + 1))) {
+	} else if (r == PEER_FULL) {
+		/* with no output limit, only memory runs out */
 		log_msg(LOG_ERR, "out of memory buffering stdout: message lost");
 		s->drops.undelivered++;
 		s->drops.undelivered_bytes += len;
-		return;
 	}
-	memcpy(dst, data, len);
-	dst[len] = '\n';
-	buf_commit(&s->out, len + 1);
-	ev_io_start(s->loop, &s->out_w);
-	if (s->out.len > ENDPOINT_LOW_WATER)
-		s->high = true;
 }
 
 /* A pipe is waited for, never dropped: all of its backlog counts. */
 static size_t stdio_pending(const void *self, double active_s)
 {
-	return ((const struct stdio_bridge *)self)->out.len;
+	const struct stdio_bridge *s = self;
+
+	return s->broken ? 0 : peer_pending_output(s->p);
 }
 
 static void stdio_status(const void *self, struct wst_status *st)
@@ -288,7 +210,7 @@ static void stdio_status(const void *self, struct wst_status *st)
 }
 
 const struct endpoint_impl stdio_endpoint = {
-	stdio_output, stdio_resume, stdio_stop_input, stdio_pending, NULL, stdio_destroy,
-	NULL, /* stdout carries lines: no events */
-	stdio_status,
+    stdio_output,  stdio_resume, stdio_stop_input, stdio_pending, NULL,
+    stdio_destroy, NULL, /* stdout carries lines: no events */
+    stdio_status,
 };
