@@ -289,6 +289,50 @@ def test_check_rejects_ca_file_that_is_not_a_certificate_exits_78(
     assert r.returncode == EXIT_CONFIG, f"exit {r.returncode}; stderr: {r.stderr}"
 
 
+def test_stdin_lines_that_cannot_be_messages_are_dropped_alone(ws_server, write_config, daemon):
+    """An overlong stdin line (whole, or still arriving) and one that is not
+    UTF-8 are dropped with a warning each; the lines around them go, and a
+    last line without a newline still counts at EOF."""
+    srv = ws_server()
+    conf = write_config(f'link = {{ url = "{srv.url("127.0.0.1")}"; '
+                        "max_message_bytes = 1024; };\n")
+    d = daemon("--config", conf)
+    srv.wait_for_event("open", timeout=15)
+    d.send_lines(["before", "x" * 1025, b"\xff\xfe bad", "middle"])
+    d.write("y" * 3000)  # over the limit, its end not written yet
+    d.wait_stderr("stdin line longer than link.max_message_bytes (1024): dropped")
+    d.write("y" * 3000 + "\nafter\nlast without newline")
+    d.close_stdin()
+    rc = d.wait(timeout=15)
+    assert rc == EXIT_OK, f"exit {rc}; stderr:\n{d.stderr_tail()}"
+    want = ["before", "middle", "after", "last without newline"]
+    assert srv.messages() == want
+    err = d.stderr()
+    for line in ("stdin line of 1025 bytes exceeds link.max_message_bytes (1024): dropped",
+                 "stdin line of 6 bytes is not valid UTF-8: dropped"):
+        assert line in err, f"no {line!r} on stderr:\n{d.stderr_tail()}"
+    out = []
+    while not d.lines.empty():
+        out.append(d.lines.get_nowait().decode("utf-8"))
+    assert out == want, "the echoes of the lines that went are not all on stdout"
+
+
+def test_server_messages_that_cannot_be_stdout_lines_are_skipped(raw_ws_server, daemon):
+    """Binary and multi-line text cannot be one stdout line: skipped, never
+    written in part; the next line still comes."""
+    from raw_ws_server import Plan, mk
+
+    srv = raw_ws_server(lambda n: Plan(send=mk(0x2, b"\x00\x01bin") + mk(0x1, b"two\nlines")
+                                       + mk(0x1, b"plain"), hold=30))
+    d = daemon("--url", srv.url())
+    assert d.read_lines(1, timeout=15) == [b"plain"]
+    d.wait_stderr("binary message of 5 bytes from the server cannot be a stdout line: "
+                  "skipped (1 so far)")
+    d.close_stdin()
+    assert d.wait(timeout=15) == EXIT_OK
+    assert d.lines.empty(), "a skipped message reached stdout"
+
+
 # --------------------------------------------------------------------------
 # clean shutdown
 
