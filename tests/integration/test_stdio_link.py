@@ -333,6 +333,24 @@ def test_server_messages_that_cannot_be_stdout_lines_are_skipped(raw_ws_server, 
     assert d.lines.empty(), "a skipped message reached stdout"
 
 
+def test_stdout_closed_stops_the_daemon_with_its_reason(ws_server, daemon):
+    """A reader of stdout that goes away: one line naming the write error, then a stop."""
+    srv = ws_server()
+    d = daemon("--url", srv.url("127.0.0.1"),
+               wrap=["/bin/bash", "-c", 'set -o pipefail; "$0" "$@" | true'])
+    srv.wait_for_event("open", timeout=15)
+
+    def echo_failed():
+        # `true` has exited by the first echo; more lines only cover a slow start
+        d.send_lines(["to a closed stdout"])
+        return "writing stdout: Broken pipe" in d.stderr()
+
+    wait_until(echo_failed, 15, what=f"a failed stdout write; stderr:\n{d.stderr_tail()}")
+    d.wait_stderr("stdout closed: stopping")
+    assert d.wait(timeout=15) == EXIT_OK, d.stderr_tail()
+    assert srv.wait_for_event("close", timeout=5)[0]["code"] == 1001
+
+
 # --------------------------------------------------------------------------
 # clean shutdown
 
