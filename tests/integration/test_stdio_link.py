@@ -351,6 +351,14 @@ def test_stdout_closed_stops_the_daemon_with_its_reason(ws_server, daemon):
     assert srv.wait_for_event("close", timeout=5)[0]["code"] == 1001
 
 
+def test_unreadable_stdin_ends_input_like_eof_with_its_reason(ws_server, daemon):
+    """A read error on stdin is named once and then treated as its end."""
+    srv = ws_server()
+    d = daemon("--url", srv.url("127.0.0.1"), wrap=["/bin/sh", "-c", 'exec "$0" "$@" < /'])
+    assert d.wait(timeout=15) == EXIT_OK, d.stderr_tail()
+    assert "reading stdin: Is a directory" in d.stderr(), d.stderr_tail()
+
+
 # --------------------------------------------------------------------------
 # clean shutdown
 
