@@ -11,9 +11,10 @@ struct ev_loop;
 
 /*
  * One local framed stream (a bridge client, the exec handler's pipes, a
- * control client): frames read from it go to its owner as messages; those
- * for it are framed into its bounded output buffer. A peer that stops
- * reading is dropped when the buffer is full, so it never stalls the link.
+ * control client, stdin and stdout): frames read from it go to its owner as
+ * messages; those for it are framed into its bounded output buffer. A peer
+ * that stops reading is dropped when the buffer is full, so it never stalls
+ * the link (stdout has no bound: a pipe is waited for).
  */
 struct peer;
 
