@@ -236,7 +236,8 @@ def test_ten_sighups_in_a_row(linked):
 
 @pytest.mark.parametrize("change", ["move", "broken", "same"])
 def test_queue_survives_reload(linked, change):
-    """Lines written while reloading all arrive, in order, and all echo back."""
+    """Lines written while reloading all arrive, in order, and echo back in order
+    (after a move, every line the new server got; see below for the old one)."""
     a, b, conf, d = linked.a, linked.b, linked.conf, linked.d
     lines = [f"line-{i:04d}" for i in range(600)]
     stop = threading.Event()
@@ -264,12 +265,18 @@ def test_queue_survives_reload(linked, change):
     assert not t.is_alive()
     d.wait_written()
 
-    got = read_until_seen(d, lines, timeout=30)
+    def at_server():
+        return {m for m in a.messages() + b.messages() if m.startswith("line-")}
+    wait_until(lambda: at_server() == set(lines), 30, what="every line at a server")
+    # A server answers our fence ping as it reads it, ahead of echoing what it
+    # read; once we close the link to A (move), echoes A had not sent yet are
+    # never sent. So after a move, every line B got echoes back; A's may not.
+    owed = lines if change != "move" else \
+        [l for l in lines if l in set(b.messages())]
+    got = read_until_seen(d, owed, timeout=30)
     echoed = [l for l in first_occurrences(got) if l.startswith("line-")]
-    assert echoed == lines, "echoes missing or out of order"
-    at_server = [m for m in first_occurrences(a.messages() + b.messages())
-                 if m.startswith("line-")]
-    assert set(at_server) == set(lines)
+    assert echoed == [l for l in lines if l in set(echoed)], "echoes out of order"
+    assert set(owed) <= set(echoed), "echoes missing"
     for srv in (a, b):
         mine = [m for m in first_occurrences(srv.messages()) if m.startswith("line-")]
         assert mine == sorted(mine), f"lines reached {srv.log.name} out of order"
