@@ -38,6 +38,8 @@ static size_t first_hopeless(const unsigned char *p, size_t len, bool *open_at_e
 	return len;
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct utf8_stream st;
