@@ -370,18 +370,10 @@ static void on_raw_rx(struct link *l, const unsigned char *in, size_t len)
 	/* any frame proves the peer alive */
 	ev_timer_stop(l->loop, &l->pong_timer);
 	l->at.probing = false;
-	if (!link_rx_feed(&l->at.rx, in, len, l->at.fenced_seq, l->at.close_sent, &a))
+	if (!link_rx_feed(&l->at.rx, in, len, l->at.fenced_seq, l->at.close_sent, &l->end, &a))
 		return;
 	if (a.todo & LINK_RX_PONG)
 		pongs_came(l, a.pong_first, a.pong_last);
-	if (a.todo & LINK_RX_PEER_CODE) {
-		l->end.close_code = a.close_code;
-		memcpy(l->end.close_reason, a.close_reason, sizeof(l->end.close_reason));
-	}
-	if ((a.todo & LINK_RX_END) && l->end.fail == LINK_FAIL_NONE) {
-		l->end.clean_close = a.clean_close;
-		link_set_end(l, a.fail, "%s", a.msg);
-	}
 	if (a.todo & LINK_RX_RESTARTING)
 		l->ev.restarting(l->ev.ud);
 	l->at.close_req |= (a.todo & LINK_RX_CLOSE) != 0;
