@@ -117,9 +117,7 @@ static const char *ctl_request(void *ud, enum sup_request r)
 
 static const char *ctl_close(void *ud, int code, const char *reason)
 {
-	struct daemon *d = ud;
-
-	return links_close(d->links, code, reason);
+	return links_close(((struct daemon *)ud)->links, code, reason);
 }
 
 static const char *ctl_reload(void *ud)
