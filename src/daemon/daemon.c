@@ -204,10 +204,7 @@ static void sig_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	struct daemon *d = w->data;
-
-	if (!links_stopping(d->links))
-		daemon_reload(d);
+	daemon_reload(w->data);
 }
 
 /* ---- stdio events ---- */

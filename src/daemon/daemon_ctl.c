@@ -39,6 +39,8 @@ const char *daemon_reload(struct daemon *d)
 	struct log_ctx lc = { .url = links_url(d->links), .event = "reload" };
 	struct config_change ch;
 
+	if (links_stopping(d->links))
+		return "stopping";
 	notify_reloading();
 	n = config_load(d->opts.config_path, d->opts.url_override, &err);
 	if (n && (tls_check(n, err.msg, sizeof(err.msg)) < 0 ||
@@ -122,9 +124,7 @@ static const char *ctl_close(void *ud, int code, const char *reason)
 
 static const char *ctl_reload(void *ud)
 {
-	struct daemon *d = ud;
-
-	return links_stopping(d->links) ? "stopping" : daemon_reload(d);
+	return daemon_reload(ud);
 }
 
 void daemon_control_ops(struct daemon *d, struct control_ops *ops)

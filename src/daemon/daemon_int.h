@@ -41,7 +41,7 @@ struct daemon {
 
 /* daemon_ctl.c */
 void daemon_control_ops(struct daemon *d, struct control_ops *ops);
-/* Reload from the files; NULL, or why the running config was kept. */
+/* Reload from the files; NULL, or why the running config was kept ("stopping": not tried). */
 const char *daemon_reload(struct daemon *d);
 
 #endif
