@@ -43,6 +43,12 @@ static void daemon_quit(void *ud)
  */
 #define READ_AHEAD_BYTES (1024 * 1024)
 
+enum source {
+	SRC_ONE,	/* a single message (wstetherctl send) */
+	SRC_STREAM,	/* a bridge client or the exec handler */
+	SRC_STDIN,	/* a pipe: held back when full, never dropped */
+};
+
 /*
  * A message from a local program. false: refused for now, and the sender is
  * held back until there is room (overflow = reject and full, or hold set and
@@ -61,6 +67,19 @@ static bool daemon_enqueue(struct daemon *d, const unsigned char *data, size_t l
 		return false;
 	links_kick(d->links);
 	return true;
+}
+
+static const char *ctl_send(void *ud, const char *text, size_t len)
+{
+	struct daemon *d = ud;
+
+	if (links_stopping(d->links))
+		return "stopping";
+	if (len > d->cfg->max_message_bytes)
+		return "message larger than link.max_message_bytes";
+	if (daemon_enqueue(d, (const unsigned char *)text, len, false, SRC_ONE))
+		return NULL;
+	return outbox_refusal(&d->out);
 }
 
 /* Local senders held back (full queue, read-ahead) may go on. */
@@ -163,12 +182,6 @@ static void publish_event(void *ud, const struct sup_event *ev)
 	free(json);
 }
 
-static void stop_local_input(struct daemon *d)
-{
-	for (size_t i = 0; i < d->n_local; i++)
-		d->local[i].impl->stop_input(d->local[i].self);
-}
-
 static void begin_stop(struct daemon *d, const char *why)
 {
 	if (links_stopping(d->links)) {
@@ -179,7 +192,8 @@ static void begin_stop(struct daemon *d, const char *why)
 	notify_stopping();
 	log_event(LOG_NOTICE, &(struct log_ctx){ .event = "stop", .url = links_url(d->links) },
 		  "%s: stopping", why);
-	stop_local_input(d);
+	for (size_t i = 0; i < d->n_local; i++)
+		d->local[i].impl->stop_input(d->local[i].self);
 	links_stop(d->links);
 }
 
@@ -190,10 +204,7 @@ static void sig_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	struct daemon *d = w->data;
-
-	if (!links_stopping(d->links))
-		daemon_reload(d);
+	daemon_reload(w->data);
 }
 
 /* ---- stdio events ---- */
@@ -242,6 +253,7 @@ static int open_local(struct daemon *d)
 		add_local(d, &bridge_endpoint, ep);
 	}
 	daemon_control_ops(d, &cops);
+	cops.send = ctl_send;
 	if (*cfg->control_socket &&
 	    !(d->control = control_create(d->loop, cfg->control_socket, 0660,
 					  cfg->max_message_bytes + 16, &cops, err, sizeof(err)))) {
@@ -284,7 +296,7 @@ static void init_watchers(struct daemon *d)
 
 int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 {
-	struct daemon d = { .up = { daemon_enqueue }, .cfg = cfg, .opts = *opts };
+	struct daemon d = { .cfg = cfg, .opts = *opts };
 	struct links_events lev = { &d, deliver, resume_local, publish_event, daemon_quit };
 	uint64_t seed = (uint64_t)getpid() << 32 ^ links_now_ms();
 	int rc = 1;

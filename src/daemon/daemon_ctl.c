@@ -20,24 +20,6 @@
 
 /* ---- reload ---- */
 
-/*
- * Make c the running config: the links take the supervisor's policy
- * (APPLY_SUPERVISOR) and URLs; reset_url starts at link.url. Their one
- * allocation comes first, so -1 (out of memory) changes nothing. The link,
- * bridge and exec copied what they need, so the old config can go.
- */
-static int daemon_use_config(struct daemon *d, const struct wst_config *c, bool reset_url)
-{
-	const struct wst_config *old = d->cfg;
-
-	if (links_use_config(d->links, c, reset_url) < 0)
-		return -1;
-	d->cfg = c;
-	if (old && old != c)
-		config_free(old);
-	return 0;
-}
-
 /* The appliers of the live keys that changed (config.h's enum config_apply). */
 static void apply_live(struct daemon *d, const struct wst_config *n, unsigned apply)
 {
@@ -47,7 +29,7 @@ static void apply_live(struct daemon *d, const struct wst_config *n, unsigned ap
 		queue_set_limits(&d->out.q, n->queue_max_messages, n->queue_max_bytes,
 				 n->queue_overflow == OVERFLOW_REJECT ? QUEUE_REJECT
 								      : QUEUE_DROP_OLDEST);
-	/* APPLY_SUPERVISOR: daemon_use_config; APPLY_AT_USE: read from d->cfg when used */
+	/* APPLY_SUPERVISOR: links_use_config; APPLY_AT_USE: read from d->cfg when used */
 }
 
 const char *daemon_reload(struct daemon *d)
@@ -57,6 +39,8 @@ const char *daemon_reload(struct daemon *d)
 	struct log_ctx lc = { .url = links_url(d->links), .event = "reload" };
 	struct config_change ch;
 
+	if (links_stopping(d->links))
+		return "stopping";
 	notify_reloading();
 	n = config_load(d->opts.config_path, d->opts.url_override, &err);
 	if (n && (tls_check(n, err.msg, sizeof(err.msg)) < 0 ||
@@ -74,14 +58,20 @@ const char *daemon_reload(struct daemon *d)
 		return d->config_error;
 	}
 	config_diff(d->cfg, n, &ch);
-	/* first what can fail: a reload is applied whole or not at all */
-	if (daemon_use_config(d, n, ch.reconnect) < 0) {
+	/*
+	 * First what can fail: a reload is applied whole or not at all. The links
+	 * take the supervisor's policy (APPLY_SUPERVISOR) and URLs; the link,
+	 * bridge and exec copied what they need, so the old config can go.
+	 */
+	if (links_use_config(d->links, n, ch.reconnect) < 0) {
 		log_msg(LOG_ERR, "reload: out of memory, keeping the running configuration");
 		d->reloads_failed++;
 		config_free(n);
 		notify_ready();
 		return "out of memory";
 	}
+	config_free(d->cfg);
+	d->cfg = n;
 	d->config_error[0] = '\0';
 	/* the next handshake is a full one: a new file or name is presented */
 	if (ch.tls_identity && links_forget_tls_sessions(d->links))
@@ -122,55 +112,23 @@ static void ctl_snapshot(void *ud, struct wst_status *st)
 	st->compression = d->cfg->compression != COMPRESSION_OFF;
 }
 
-static const char *ctl_send(void *ud, const char *text, size_t len)
+static const char *ctl_request(void *ud, enum sup_request r)
 {
-	struct daemon *d = ud;
-
-	if (links_stopping(d->links))
-		return "stopping";
-	if (len > d->cfg->max_message_bytes)
-		return "message larger than link.max_message_bytes";
-	if (d->up.enqueue(d, (const unsigned char *)text, len, false, SRC_ONE))
-		return NULL;
-	return outbox_refusal(&d->out);
-}
-
-static const char *request(struct daemon *d, enum sup_request r)
-{
-	return links_request(d->links, r);
-}
-
-static const char *ctl_reconnect(void *ud, bool now)
-{
-	return request(ud, now ? SUP_REQ_RECONNECT : SUP_REQ_ROTATE);
+	return links_request(((struct daemon *)ud)->links, r);
 }
 
 static const char *ctl_close(void *ud, int code, const char *reason)
 {
-	struct daemon *d = ud;
-
-	return links_close(d->links, code, reason);
-}
-
-static const char *ctl_pause(void *ud)
-{
-	return request(ud, SUP_REQ_PAUSE);
-}
-
-static const char *ctl_resume(void *ud)
-{
-	return request(ud, SUP_REQ_RESUME);
+	return links_close(((struct daemon *)ud)->links, code, reason);
 }
 
 static const char *ctl_reload(void *ud)
 {
-	struct daemon *d = ud;
-
-	return links_stopping(d->links) ? "stopping" : daemon_reload(d);
+	return daemon_reload(ud);
 }
 
 void daemon_control_ops(struct daemon *d, struct control_ops *ops)
 {
-	*ops = (struct control_ops){ d, ctl_snapshot, ctl_send, ctl_reconnect, ctl_close,
-				     ctl_pause, ctl_resume, ctl_reload };
+	/* send is daemon.c's: it queues, as local programs' messages do */
+	*ops = (struct control_ops){ d, ctl_snapshot, NULL, ctl_request, ctl_close, ctl_reload };
 }

@@ -15,25 +15,10 @@
 #include "outbox.h"
 
 struct control_ops;
-struct daemon;
 struct links;
-
-enum source {
-	SRC_ONE,	/* a single message (wstetherctl send) */
-	SRC_STREAM,	/* a bridge client or the exec handler */
-	SRC_STDIN,	/* a pipe: held back when full, never dropped */
-};
-
-/* What daemon_ctl.c asks up: daemon.c fills it, daemon_ctl.c never names it. */
-struct daemon_events {
-	/* a message from a local program; false: the sender is held back for now */
-	bool (*enqueue)(struct daemon *d, const unsigned char *data, size_t len, bool binary,
-			enum source src);
-};
 
 /* The wiring between the owners: each keeps its own state. */
 struct daemon {
-	struct daemon_events up;
 	struct ev_loop *loop;
 	const struct wst_config *cfg;
 	struct daemon_opts opts;
@@ -56,7 +41,7 @@ struct daemon {
 
 /* daemon_ctl.c */
 void daemon_control_ops(struct daemon *d, struct control_ops *ops);
-/* Reload from the files; NULL, or why the running config was kept. */
+/* Reload from the files; NULL, or why the running config was kept ("stopping": not tried). */
 const char *daemon_reload(struct daemon *d);
 
 #endif

@@ -79,8 +79,7 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	l->at.close_req = l->at.close_sent = false;
 	if (l->end.fail == LINK_FAIL_NONE)
 		link_set_end(l, LINK_FAIL_CLOSED, "link closed");
-	if (l->ev.down)
-		l->ev.down(l->ev.ud);
+	l->ev.down(l->ev.ud);
 }
 
 static void connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -339,8 +338,7 @@ static void deliver(void *ud, const unsigned char *data, size_t len, bool binary
 
 	l->stats.received++;
 	l->stats.received_bytes += len;
-	if (l->ev.message)
-		l->ev.message(l->ev.ud, data, len, binary);
+	l->ev.message(l->ev.ud, data, len, binary);
 }
 
 /*
@@ -355,7 +353,7 @@ static void pongs_came(struct link *l, uint64_t first, uint64_t last)
 		l->at.ping_timing = false;
 	}
 	l->at.fence_in_flight = false;
-	if (outbox_confirm(l->out, last) && l->ev.confirmed)
+	if (outbox_confirm(l->out, last))
 		l->ev.confirmed(l->ev.ud);
 	if (l->at.retiring)
 		link_request_close(l, 1000, "rotated");
@@ -372,19 +370,11 @@ static void on_raw_rx(struct link *l, const unsigned char *in, size_t len)
 	/* any frame proves the peer alive */
 	ev_timer_stop(l->loop, &l->pong_timer);
 	l->at.probing = false;
-	if (!link_rx_feed(&l->at.rx, in, len, l->at.fenced_seq, l->at.close_sent, &a))
+	if (!link_rx_feed(&l->at.rx, in, len, l->at.fenced_seq, l->at.close_sent, &l->end, &a))
 		return;
 	if (a.todo & LINK_RX_PONG)
 		pongs_came(l, a.pong_first, a.pong_last);
-	if (a.todo & LINK_RX_PEER_CODE) {
-		l->end.close_code = a.close_code;
-		memcpy(l->end.close_reason, a.close_reason, sizeof(l->end.close_reason));
-	}
-	if ((a.todo & LINK_RX_END) && l->end.fail == LINK_FAIL_NONE) {
-		l->end.clean_close = a.clean_close;
-		link_set_end(l, a.fail, "%s", a.msg);
-	}
-	if ((a.todo & LINK_RX_RESTARTING) && l->ev.restarting)
+	if (a.todo & LINK_RX_RESTARTING)
 		l->ev.restarting(l->ev.ud);
 	l->at.close_req |= (a.todo & LINK_RX_CLOSE) != 0;
 	if (a.todo & LINK_RX_FINISH)
@@ -413,8 +403,7 @@ static int established(struct link *l, struct lws *wsi)
 		ev_timer_set(&l->ping_timer, l->ping_interval_s, l->ping_interval_s);
 		ev_timer_start(l->loop, &l->ping_timer);
 	}
-	if (l->ev.up)
-		l->ev.up(l->ev.ud);
+	l->ev.up(l->ev.ud);
 	l->at.hello_due = l->hello.n > 0;
 	if (l->wsi && (outbox_unsent(l->out, NULL) || l->at.close_req || l->rx_pause_want ||
 		       l->at.hello_due))
@@ -475,7 +464,8 @@ const struct lws_protocols link_protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct link_events *ev)
+struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct link_events *ev,
+			 struct tls_sessions *sessions)
 {
 	struct link *l = calloc(1, sizeof(*l));
 
@@ -484,6 +474,7 @@ struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct 
 	l->loop = loop;
 	l->out = out;
 	l->ev = *ev;
+	l->sessions = sessions;
 	ev_timer_init(&l->connect_timer, connect_timeout_cb, 1, 0);
 	ev_timer_init(&l->ping_timer, ping_cb, 1, 1);
 	ev_timer_init(&l->pong_timer, pong_timeout_cb, 1, 0);
@@ -496,11 +487,6 @@ struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct 
 	if (getrandom(&l->rng, sizeof(l->rng), 0) != sizeof(l->rng) || !l->rng)
 		l->rng = (uint64_t)(uintptr_t)l ^ 0x9e3779b97f4a7c15ULL;
 	return l;
-}
-
-void link_use_sessions(struct link *l, struct tls_sessions *s)
-{
-	l->sessions = s;
 }
 
 int link_tls_resumed(const struct link *l)

@@ -52,7 +52,7 @@ struct link_events {
 	void (*confirmed)(void *ud);
 	/* the attempt is over and its context destroyed; link_last_end() says why */
 	void (*down)(void *ud);
-	/* the server closes with 1001 or 1012: it is going away or restarting (may be NULL) */
+	/* the server closes with 1001 or 1012: it is going away or restarting */
 	void (*restarting)(void *ud);
 	/*
 	 * Whether this link writes queued messages and fences them now: the
@@ -62,7 +62,10 @@ struct link_events {
 	bool (*carries)(void *ud);
 };
 
-struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct link_events *ev);
+struct tls_sessions;
+/* sessions: the TLS sessions kept across attempts (the links', shared by both slots) */
+struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct link_events *ev,
+			 struct tls_sessions *sessions);
 void link_destroy(struct link *l);
 
 /* Start an attempt. On -1 the attempt failed at once and down() will not be called. */
@@ -101,9 +104,6 @@ bool link_uses_address(const struct link *l, const struct sockaddr_storage *a);
 /* Whether a route to dst/prefix that went away may have carried the link (dst NULL: unknown). */
 bool link_uses_route(const struct link *l, const struct sockaddr_storage *dst, unsigned prefix);
 
-struct tls_sessions;
-/* The TLS sessions kept across attempts (the links', shared by both slots). */
-void link_use_sessions(struct link *l, struct tls_sessions *s);
 /* Whether the link up now resumed a TLS session: 1 yes, 0 no, -1 no TLS link up. */
 int link_tls_resumed(const struct link *l);
 

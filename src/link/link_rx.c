@@ -14,10 +14,11 @@ static __attribute__((format(printf, 3, 4))) void end(struct link_rx *s, enum li
 {
 	va_list ap;
 
-	s->act->todo |= LINK_RX_END;
-	s->act->fail = fail;
+	if (s->end->fail != LINK_FAIL_NONE)
+		return; /* the first cause explains it; later ones are consequences */
+	s->end->fail = fail;
 	va_start(ap, fmt);
-	vsnprintf(s->act->msg, sizeof(s->act->msg), fmt, ap);
+	vsnprintf(s->end->msg, sizeof(s->end->msg), fmt, ap);
 	va_end(ap);
 }
 
@@ -147,19 +148,19 @@ static void rx_close(void *ud, int code, const unsigned char *reason, size_t len
 	struct link_rx *s = ud;
 	struct link_rx_actions *a = s->act;
 
-	a->todo |= LINK_RX_PEER_CODE;
-	a->close_code = code;
-	escape_text(a->close_reason, sizeof(a->close_reason), reason, len);
+	s->end->close_code = code;
+	escape_text(s->end->close_reason, sizeof(s->end->close_reason), reason, len);
 	if (s->close_sent) {
 		/* the answer to our close: the handshake is done */
 		a->todo |= LINK_RX_FINISH;
 		return;
 	}
 	/* the first cause stands: a close after something else went wrong is no clean end */
-	a->clean_close = code == 1000 || code == 0;
+	if (s->end->fail == LINK_FAIL_NONE)
+		s->end->clean_close = code == 1000 || code == 0;
 	if (code)
 		end(s, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s", s->host, s->port,
-		    code, a->close_reason[0] ? " " : "", a->close_reason);
+		    code, s->end->close_reason[0] ? " " : "", s->end->close_reason);
 	else
 		end(s, LINK_FAIL_CLOSED, "server %s:%u closed the link without a code", s->host,
 		    s->port);
@@ -193,8 +194,8 @@ static void violation(struct link_rx *s)
 	else
 		end(s, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d", s->host,
 		    s->port, rx->err_what, rx->err_code);
-	s->act->todo |= LINK_RX_PEER_CODE | LINK_RX_CLOSE;
-	s->act->close_code = rx->peer_code; /* as received, invalid or not */
+	s->act->todo |= LINK_RX_CLOSE;
+	s->end->close_code = rx->peer_code; /* as received, invalid or not */
 	s->violated = true;
 }
 
@@ -221,13 +222,14 @@ void link_rx_finish(struct link_rx *s)
 }
 
 unsigned link_rx_feed(struct link_rx *s, const unsigned char *in, size_t len, uint64_t fence,
-		      bool close_sent, struct link_rx_actions *a)
+		      bool close_sent, struct link_end *end, struct link_rx_actions *a)
 {
 	memset(a, 0, sizeof(*a));
 	/* after a violation frames cannot be found again; after a close none may come */
 	if (s->wire.status != WSRX_OK)
 		return 0;
 	s->act = a;
+	s->end = end;
 	s->fence = fence;
 	s->close_sent = close_sent;
 	switch (wsrx_feed(&s->wire, in, len, &rx_ops, s)) {
@@ -243,6 +245,7 @@ unsigned link_rx_feed(struct link_rx *s, const unsigned char *in, size_t len, ui
 		break;
 	}
 	s->act = NULL;
+	s->end = NULL;
 	return a->todo;
 }
 

@@ -25,19 +25,12 @@ enum {
 	LINK_RX_WRITE = 1,	 /* pongs are owed: ask for WRITEABLE */
 	LINK_RX_CLOSE = 2,	 /* a close frame is owed (link_rx_answer): send it, then wait */
 	LINK_RX_FINISH = 4,	 /* our close frame was out already: drop the TCP */
-	LINK_RX_PEER_CODE = 8,	 /* close_code and close_reason: what the server's close said */
-	LINK_RX_END = 16,	 /* fail, msg and clean_close: why the attempt ends */
-	LINK_RX_RESTARTING = 32, /* the server goes away or restarts (1001, 1012) */
-	LINK_RX_PONG = 64,	 /* pongs to our pings came, carrying pong_first .. pong_last */
+	LINK_RX_RESTARTING = 8,	 /* the server goes away or restarts (1001, 1012) */
+	LINK_RX_PONG = 16,	 /* pongs to our pings came, carrying pong_first .. pong_last */
 };
 
 struct link_rx_actions {
 	unsigned todo;
-	int close_code;		/* as received, invalid or not; 0 for none */
-	char close_reason[124]; /* escaped */
-	enum link_fail fail;
-	bool clean_close; /* it began with the server's close: 1000, or no code */
-	char msg[512];
 	/* pongs echo pings in order and the seqs pings carry never go down */
 	uint64_t pong_first, pong_last;
 };
@@ -60,6 +53,7 @@ struct link_rx {
 	struct utf8_stream inflated_utf8;
 	/* during a feed */
 	struct link_rx_actions *act;
+	struct link_end *end;
 	uint64_t fence;
 	bool close_sent;
 };
@@ -71,10 +65,12 @@ void link_rx_finish(struct link_rx *s);
 /*
  * Bytes from the server. fence: the newest seq our pings carried (a pong
  * with a higher one is not ours); close_sent: our close frame went out.
- * Fills a and returns a->todo.
+ * Fills a and returns a->todo. What the server's close said goes into end's
+ * close_code and close_reason; why the attempt ends into its fail, msg and
+ * clean_close, unless an earlier cause set them.
  */
 unsigned link_rx_feed(struct link_rx *s, const unsigned char *in, size_t len, uint64_t fence,
-		      bool close_sent, struct link_rx_actions *a);
+		      bool close_sent, struct link_end *end, struct link_rx_actions *a);
 /* The close frame owed to the server: its code (0: no payload) and reason, or -1 for none. */
 int link_rx_answer(const struct link_rx *s, const char **reason);
 

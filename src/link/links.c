@@ -328,29 +328,21 @@ static void on_down(void *ud)
 static void on_restarting(void *ud)
 {
 	struct slot *sl = ud;
-	struct links *ls = sl->ls;
-	struct sup_verdict v;
 
-	if (sl->id != ls->sup.primary || sup_ending(&ls->sup))
-		return;
-	sup_request(&ls->sup, SUP_REQ_SERVER_RESTART, links_now_ms(), &v);
-	if (!v.refused)
-		apply(ls, &v);
+	if (sl->id == sl->ls->sup.primary && !sup_ending(&sl->ls->sup))
+		links_request(sl->ls, SUP_REQ_SERVER_RESTART);
 }
 
 static void age_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct links *ls = w->data;
-	struct sup_verdict v;
 
 	if (sup_ending(&ls->sup))
 		return;
 	log_event(LOG_NOTICE, &(struct log_ctx){ .event = "rotate", .url = links_url(ls) },
 		  "the link to %s reached link.max_age_s (%u s): rotating it", links_url(ls),
 		  ls->cfg->max_age_s);
-	sup_request(&ls->sup, SUP_REQ_ROTATE, links_now_ms(), &v);
-	if (!v.refused)
-		apply(ls, &v);
+	links_request(ls, SUP_REQ_ROTATE);
 }
 
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -462,7 +454,6 @@ void links_net_change(void *ud, enum net_change what, const struct sockaddr_stor
 void links_status(const struct links *ls, struct wst_status *st)
 {
 	const struct link *l = carrier(ls)->link;
-	const struct link_stats *ls0 = link_stats(l);
 
 	sup_status(&ls->sup, links_now_ms(), time(NULL), st);
 	/* both link objects' counters: a rotation's messages count wherever they went */
@@ -475,7 +466,7 @@ void links_status(const struct links *ls, struct wst_status *st)
 		st->received += o->received;
 		st->received_bytes += o->received_bytes;
 	}
-	st->ping_rtt_us = ls0->ping_rtt_us;
+	st->ping_rtt_us = link_stats(l)->ping_rtt_us;
 	st->cert_expiry = link_cert_expiry(l);
 	st->cert_not_after = link_cert_not_after(l);
 	if (!link_tls(l, &st->tls_version, &st->tls_cipher))
@@ -489,13 +480,6 @@ void links_status(const struct links *ls, struct wst_status *st)
 	st->compression_params = link_compression(l, &st->deflate);
 }
 
-static void sup_params_of(const struct wst_config *c, struct sup_params *p)
-{
-	*p = (struct sup_params){ c->backoff_initial_ms, c->backoff_max_ms, c->backoff_multiplier,
-				  c->backoff_jitter, c->backoff_reset_after_s,
-				  c->drain_timeout_s * 1000 };
-}
-
 /*
  * The supervisor gets its policy (APPLY_SUPERVISOR) and URLs; reset_url
  * starts at link.url. Its one allocation comes first, so -1 changes nothing.
@@ -504,13 +488,14 @@ int links_use_config(struct links *ls, const struct wst_config *c, bool reset_ur
 {
 	size_t n = config_url_count(c);
 	const char **urls = calloc(n, sizeof(*urls));
-	struct sup_params p;
+	struct sup_params p = { c->backoff_initial_ms, c->backoff_max_ms, c->backoff_multiplier,
+				c->backoff_jitter, c->backoff_reset_after_s,
+				c->drain_timeout_s * 1000 };
 
 	if (!urls)
 		return -1;
 	for (size_t i = 0; i < n; i++)
 		urls[i] = config_url(c, i);
-	sup_params_of(c, &p);
 	sup_reconfigure(&ls->sup, &p, urls, n, reset_url);
 	free(ls->urls);
 	ls->urls = urls;
@@ -524,7 +509,6 @@ struct links *links_create(struct ev_loop *loop, struct outbox *out, const struc
 	struct links *ls = calloc(1, sizeof(*ls));
 	struct link_events lev = { NULL, on_up, on_message, on_confirmed, on_down, on_restarting,
 				   carries };
-	struct sup_params p;
 
 	if (!ls)
 		return NULL;
@@ -532,8 +516,8 @@ struct links *links_create(struct ev_loop *loop, struct outbox *out, const struc
 	ls->loop = loop;
 	ls->out = out;
 	ls->rng = seed ^ 0x9e3779b97f4a7c15ULL;
-	sup_params_of(c, &p);
-	sup_init(&ls->sup, &p, NULL, 0, seed);
+	/* its policy and URLs come from links_use_config below */
+	sup_init(&ls->sup, &(struct sup_params){ 0 }, NULL, 0, seed);
 	ev_timer_init(&ls->retry_timer, retry_cb, 0, 0);
 	ev_timer_init(&ls->age_timer, age_cb, 0, 0);
 	ev_timer_init(&ls->finish_timer, finish_cb, 0, 0);
@@ -541,11 +525,10 @@ struct links *links_create(struct ev_loop *loop, struct outbox *out, const struc
 	for (size_t i = 0; i < 2; i++) {
 		ls->slots[i].ls = ls;
 		lev.ud = &ls->slots[i];
-		if (!(ls->slots[i].link = link_create(loop, out, &lev))) {
+		if (!(ls->slots[i].link = link_create(loop, out, &lev, &ls->sessions))) {
 			links_destroy(ls);
 			return NULL;
 		}
-		link_use_sessions(ls->slots[i].link, &ls->sessions);
 	}
 	if (links_use_config(ls, c, false) < 0) {
 		links_destroy(ls);

@@ -69,8 +69,7 @@ static void stdin_ended(void *ud, struct peer *p)
 {
 	struct stdio_bridge *s = ud;
 
-	if (s->ev.eof)
-		s->ev.eof(s->ev.ud);
+	s->ev.eof(s->ev.ud);
 }
 
 static void stdin_failed(void *ud, struct peer *p, int err)
@@ -100,7 +99,7 @@ static void stdout_failed(void *ud, struct peer *p, const char *why)
 
 	log_msg(LOG_ERR, "writing stdout: %s", why);
 	s->broken = true;
-	if (!s->exiting && s->ev.broken)
+	if (!s->exiting)
 		s->ev.broken(s->ev.ud);
 }
 

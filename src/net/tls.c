@@ -25,15 +25,10 @@
 /* A client certificate this close to expiry is worth a warning at every check. */
 #define EXPIRY_WARN_S (14 * 24 * 3600)
 
-int tls_needed(const char *url)
-{
-	return !strncasecmp(url, "wss:", 4);
-}
-
 static int any_tls(const struct wst_config *cfg)
 {
 	for (size_t i = 0; i < config_url_count(cfg); i++)
-		if (tls_needed(config_url(cfg, i)))
+		if (!strncasecmp(config_url(cfg, i), "wss:", 4))
 			return 1;
 	return 0;
 }

@@ -33,9 +33,6 @@ void tls_ca_free(struct tls_ca *ca);
  */
 int tls_global_init(char *err, size_t errlen);
 
-/* Whether the URL needs TLS. */
-int tls_needed(const char *url);
-
 /* The client certificate and key as lws takes them with mbedTLS. */
 struct tls_client_cert {
 	char *blob;		/* PEM certificate(s), NUL-terminated */

@@ -18,6 +18,7 @@
 #include "status.h"
 #include "utf8.h"
 #include "supervisor.h"
+#include "wsrx.h"
 
 #define MAX_CLIENTS 64
 #define OUT_LIMIT (1024 * 1024)
@@ -349,13 +350,6 @@ char *control_event_json(const struct sup_event *ev, int64_t wall_ms, size_t *le
 	return out;
 }
 
-/* Codes an endpoint may send (RFC 6455 7.4): not 1004-1006 or 1015. */
-static bool valid_close_code(long code)
-{
-	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
-	       (code >= 3000 && code <= 4999);
-}
-
 static bool is(const char *verb, size_t vlen, const char *name)
 {
 	return vlen == strlen(name) && !memcmp(verb, name, vlen);
@@ -371,7 +365,8 @@ static json_object *handle_close(const struct control_ops *ops, const char *args
 	memcpy(buf, args, alen);
 	buf[alen] = '\0';
 	code = strtol(buf, &end, 10);
-	if (end == buf || (*end && *end != ' ') || !valid_close_code(code))
+	/* what a server may send (RFC 6455 7.4), we may send too */
+	if (end == buf || (*end && *end != ' ') || code > 4999 || !wsrx_close_code_valid((int)code))
 		return answer_error("close: invalid code '%.*s' (use 1000, 1001-1003, 1007-1014 or "
 				    "3000-4999)", (int)strcspn(buf, " "), buf);
 	if (*end == ' ')
@@ -407,7 +402,7 @@ static json_object *handle(const struct control_ops *ops, const char *line, size
 		return handle_close(ops, args, alen);
 	}
 	if (is(line, vlen, "reconnect") && sp && alen == 5 && !memcmp(args, "--now", 5))
-		return answer(ops->reconnect(ops->ud, true));
+		return answer(ops->request(ops->ud, SUP_REQ_RECONNECT));
 	if (is(line, vlen, "reconnect") && sp)
 		return answer_error("usage: reconnect [--now]");
 	if (sp && alen)
@@ -419,11 +414,11 @@ static json_object *handle(const struct control_ops *ops, const char *line, size
 	if (is(line, vlen, "watch"))
 		return watch_answer(ops);
 	if (is(line, vlen, "reconnect"))
-		return answer(ops->reconnect(ops->ud, false));
+		return answer(ops->request(ops->ud, SUP_REQ_ROTATE));
 	if (is(line, vlen, "pause"))
-		return answer(ops->pause(ops->ud));
+		return answer(ops->request(ops->ud, SUP_REQ_PAUSE));
 	if (is(line, vlen, "resume"))
-		return answer(ops->resume(ops->ud));
+		return answer(ops->request(ops->ud, SUP_REQ_RESUME));
 	if (is(line, vlen, "reload"))
 		return answer(ops->reload(ops->ud));
 	o = answer_error("unknown command (use status, metrics, watch, send, reconnect, close, "

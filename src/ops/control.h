@@ -5,10 +5,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "supervisor.h"
+
 struct ev_loop;
 struct wst_status;
 struct control;
-struct sup_event;
 
 /*
  * The control socket: one request line in, one JSON line out, as often as
@@ -23,11 +24,9 @@ struct control_ops {
 	void (*snapshot)(void *ud, struct wst_status *st);
 	/* Each returns NULL on success, or the error text for the client. */
 	const char *(*send)(void *ud, const char *text, size_t len);
-	/* now: close, then connect; else make the new link before closing the old one */
-	const char *(*reconnect)(void *ud, bool now);
+	/* reconnect (--now: SUP_REQ_RECONNECT, else SUP_REQ_ROTATE), pause, resume */
+	const char *(*request)(void *ud, enum sup_request r);
 	const char *(*close)(void *ud, int code, const char *reason);
-	const char *(*pause)(void *ud);
-	const char *(*resume)(void *ud);
 	const char *(*reload)(void *ud);
 };
 

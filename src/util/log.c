@@ -28,7 +28,7 @@ int log_level_parse(const char *name)
 	return -1;
 }
 
-const char *log_level_name(int level)
+static const char *log_level_name(int level)
 {
 	if (level < LOG_ERR)
 		return "error";

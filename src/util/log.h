@@ -7,7 +7,6 @@
 
 /* Levels are syslog priorities, so journald gets them unchanged. */
 int log_level_parse(const char *name);
-const char *log_level_name(int level);
 
 void log_init(int level);
 void log_set_level(int level);

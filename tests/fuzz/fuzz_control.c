@@ -45,19 +45,17 @@ static const char *st_plain(void *ud)
 	return NULL;
 }
 
-static const char *st_reconnect(void *ud, bool now)
+static const char *st_request(void *ud, enum sup_request r)
 {
 	calls++;
-	return now ? "paused: use resume" : NULL;
+	return r == SUP_REQ_RECONNECT ? "paused: use resume" : NULL;
 }
 
 static const struct control_ops ops = {
     .snapshot = st_snapshot,
     .send = st_send,
-    .reconnect = st_reconnect,
+    .request = st_request,
     .close = st_close,
-    .pause = st_plain,
-    .resume = st_plain,
     .reload = st_plain,
 };
 

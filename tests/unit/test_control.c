@@ -48,12 +48,13 @@ static const char *nothing(void *ud)
 	return NULL;
 }
 
-static bool last_now;
+static enum sup_request last_req = SUP_REQ_STOP;
 
-static const char *refuse(void *ud, bool now)
+/* reconnect is refused (paused), pause and resume succeed */
+static const char *request_cb(void *ud, enum sup_request r)
 {
-	last_now = now;
-	return "paused: use resume";
+	last_req = r;
+	return r == SUP_REQ_PAUSE || r == SUP_REQ_RESUME ? NULL : "paused: use resume";
 }
 
 static const char *close_cb(void *ud, int code, const char *reason)
@@ -62,8 +63,7 @@ static const char *close_cb(void *ud, int code, const char *reason)
 	return NULL;
 }
 
-static const struct control_ops ops = { NULL, snapshot, send_cb, refuse, close_cb,
-					nothing, nothing, nothing };
+static const struct control_ops ops = { NULL, snapshot, send_cb, request_cb, close_cb, nothing };
 
 static void expect(const char *req, const char *want)
 {
@@ -85,16 +85,22 @@ static void answers_commands(void **state)
 	expect("send", "{\"ok\":false,\"error\":\"usage: send TEXT\"}");
 	expect("send \xff", "{\"ok\":false,\"error\":\"send: TEXT is not valid UTF-8\"}");
 	expect("reconnect", "{\"ok\":false,\"error\":\"paused: use resume\"}");
-	assert_false(last_now);
+	assert_int_equal(last_req, SUP_REQ_ROTATE);
 	expect("reconnect --now", "{\"ok\":false,\"error\":\"paused: use resume\"}");
-	assert_true(last_now);
+	assert_int_equal(last_req, SUP_REQ_RECONNECT);
 	expect("reconnect later", "{\"ok\":false,\"error\":\"usage: reconnect [--now]\"}");
 	expect("pause\r\n", "{\"ok\":true}");
+	assert_int_equal(last_req, SUP_REQ_PAUSE);
+	expect("resume", "{\"ok\":true}");
+	assert_int_equal(last_req, SUP_REQ_RESUME);
 	expect("pause now", "{\"ok\":false,\"error\":\"'pause' takes no arguments\"}");
 	expect("close 4000 bye", "{\"ok\":true}");
 	assert_int_equal(last_code, 4000);
 	expect("close 1005", "{\"ok\":false,\"error\":\"close: invalid code '1005' (use 1000, "
 			     "1001-1003, 1007-1014 or 3000-4999)\"}");
+	/* past int: not taken modulo 2^32 for 1000 */
+	expect("close 4294968296", "{\"ok\":false,\"error\":\"close: invalid code "
+				   "'4294968296' (use 1000, 1001-1003, 1007-1014 or 3000-4999)\"}");
 }
 
 static void unknown_verbs_are_escaped_valid_json(void **state)

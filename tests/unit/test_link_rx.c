@@ -11,6 +11,7 @@
 
 /* What reached local programs, as one string: "T:abc|B:xy|" */
 static char got[1024];
+static struct link_end end; /* what the feeds said of the attempt's end */
 
 static void deliver(void *ud, const unsigned char *d, size_t len, bool binary)
 {
@@ -27,6 +28,7 @@ static int setup(void **state)
 	memset(&s, 0, sizeof(s));
 	link_rx_init(&s, 1 << 16, NULL, "example.org", 443, deliver, NULL);
 	got[0] = '\0';
+	memset(&end, 0, sizeof(end));
 	*state = &s;
 	return 0;
 }
@@ -41,7 +43,7 @@ static int teardown(void **state)
 static unsigned feed(struct link_rx *s, const char *bytes, size_t len, uint64_t fence,
 		     bool close_sent, struct link_rx_actions *a)
 {
-	return link_rx_feed(s, (const unsigned char *)bytes, len, fence, close_sent, a);
+	return link_rx_feed(s, (const unsigned char *)bytes, len, fence, close_sent, &end, a);
 }
 
 /* A message goes to local programs and asks nothing of the link. */
@@ -100,12 +102,12 @@ static void server_close_is_echoed(void **state)
 			      "\x88\x05\x03\xe9"
 			      "bye\x81\x01x",
 			      10, 0, false, &a),
-			 LINK_RX_PEER_CODE | LINK_RX_END | LINK_RX_CLOSE | LINK_RX_RESTARTING);
-	assert_int_equal(a.close_code, 1001);
-	assert_string_equal(a.close_reason, "bye");
-	assert_int_equal(a.fail, LINK_FAIL_CLOSED);
-	assert_false(a.clean_close);
-	assert_string_equal(a.msg, "server example.org:443 closed the link: 1001 bye");
+			 LINK_RX_CLOSE | LINK_RX_RESTARTING);
+	assert_int_equal(end.close_code, 1001);
+	assert_string_equal(end.close_reason, "bye");
+	assert_int_equal(end.fail, LINK_FAIL_CLOSED);
+	assert_false(end.clean_close);
+	assert_string_equal(end.msg, "server example.org:443 closed the link: 1001 bye");
 	assert_int_equal(link_rx_answer(s, &reason), 1001);
 	assert_string_equal(reason, "");
 	/* nothing after the close frame reaches anyone */
@@ -120,9 +122,23 @@ static void close_answering_ours_finishes(void **state)
 	struct link_rx_actions a;
 
 	assert_int_equal(feed(*state, "\x88\x02\x03\xe8", 4, 0, true, &a),
-			 LINK_RX_PEER_CODE | LINK_RX_FINISH);
-	assert_int_equal(a.close_code, 1000);
+			 LINK_RX_FINISH);
+	assert_int_equal(end.close_code, 1000);
 	assert_int_equal(link_rx_answer(*state, &(const char *){NULL}), -1);
+}
+
+/* A close after another cause (here: a dead link) keeps that cause and is no clean end. */
+static void close_after_another_cause_keeps_it(void **state)
+{
+	struct link_rx_actions a;
+
+	end.fail = LINK_FAIL_DEAD;
+	snprintf(end.msg, sizeof(end.msg), "dead");
+	assert_int_equal(feed(*state, "\x88\x02\x03\xe8", 4, 0, false, &a), LINK_RX_CLOSE);
+	assert_int_equal(end.close_code, 1000);
+	assert_int_equal(end.fail, LINK_FAIL_DEAD);
+	assert_string_equal(end.msg, "dead");
+	assert_false(end.clean_close);
 }
 
 /* A masked frame from the server breaks RFC 6455 5.1: fail with 1002, say what it did. */
@@ -133,10 +149,10 @@ static void protocol_violation_closes_with_1002(void **state)
 	const char *reason = NULL;
 
 	assert_int_equal(feed(s, "\x81\x81\1\2\3\4x", 7, 0, false, &a),
-			 LINK_RX_PEER_CODE | LINK_RX_END | LINK_RX_CLOSE);
-	assert_int_equal(a.fail, LINK_FAIL_VIOLATION);
-	assert_non_null(strstr(a.msg, "server example.org:443 sent "));
-	assert_non_null(strstr(a.msg, ": closing with 1002"));
+			 LINK_RX_CLOSE);
+	assert_int_equal(end.fail, LINK_FAIL_VIOLATION);
+	assert_non_null(strstr(end.msg, "server example.org:443 sent "));
+	assert_non_null(strstr(end.msg, ": closing with 1002"));
 	assert_int_equal(link_rx_answer(s, &reason), 1002);
 	assert_string_equal(reason, "protocol error");
 	/* frames cannot be found again after it */
@@ -153,9 +169,9 @@ static void invalid_utf8_closes_with_1007(void **state)
 	const char *reason = NULL;
 
 	assert_int_equal(feed(s, "\x81\x02\xc3\x28", 4, 0, false, &a),
-			 LINK_RX_PEER_CODE | LINK_RX_END | LINK_RX_CLOSE);
-	assert_int_equal(a.fail, LINK_FAIL_VIOLATION);
-	assert_non_null(strstr(a.msg, "closing with 1007"));
+			 LINK_RX_CLOSE);
+	assert_int_equal(end.fail, LINK_FAIL_VIOLATION);
+	assert_non_null(strstr(end.msg, "closing with 1007"));
 	assert_int_equal(link_rx_answer(s, &reason), 1007);
 	assert_string_equal(reason, "invalid payload data");
 	assert_string_equal(got, "");
@@ -177,8 +193,8 @@ static void too_big_closes_with_1009(void **state)
 			      "\x82\x05"
 			      "12345",
 			      7, 0, false, &a),
-			 LINK_RX_PEER_CODE | LINK_RX_END | LINK_RX_CLOSE);
-	assert_string_equal(a.msg, "message from example.org:443 exceeds link.max_message_bytes "
+			 LINK_RX_CLOSE);
+	assert_string_equal(end.msg, "message from example.org:443 exceeds link.max_message_bytes "
 				   "(4): closing with 1009");
 	assert_int_equal(link_rx_answer(s, &reason), 1009);
 	assert_string_equal(reason, "message too big");
@@ -192,6 +208,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(pong_confirms_up_to_its_seq, setup, teardown),
 	    cmocka_unit_test_setup_teardown(server_close_is_echoed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(close_answering_ours_finishes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(close_after_another_cause_keeps_it, setup, teardown),
 	    cmocka_unit_test_setup_teardown(protocol_violation_closes_with_1002, setup, teardown),
 	    cmocka_unit_test_setup_teardown(invalid_utf8_closes_with_1007, setup, teardown),
 	    cmocka_unit_test_setup_teardown(too_big_closes_with_1009, setup, teardown),
