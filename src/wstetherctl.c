@@ -249,7 +249,8 @@ static const char *instance_socket(const char *name)
 	return p;
 }
 
-int main(int argc, char **argv)
+/* The command line up to the command: -1 to go on, or the exit status. */
+static int parse_options(int argc, char **argv, const char **pathp, const char **instancep)
 {
 	static const struct option longopts[] = {
 		{ "instance", required_argument, NULL, 'i' },
@@ -259,9 +260,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL, *instance = NULL;
-	char *req, *ans;
-	size_t total = 0;
-	int c, fd, rc = 1, human, nargs;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "+i:s:hV", longopts, NULL)) != -1) {
 		switch (c) {
@@ -298,8 +297,21 @@ int main(int argc, char **argv)
 	}
 	if (instance && !(path = instance_socket(instance)))
 		return EX_USAGE;
-	if (!path)
-		path = DEFAULT_SOCKET;
+	*pathp = path ? path : DEFAULT_SOCKET;
+	*instancep = instance;
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path, *instance;
+	char *req, *ans;
+	size_t total = 0;
+	int fd, rc, human, nargs;
+
+	if ((rc = parse_options(argc, argv, &path, &instance)) >= 0)
+		return rc;
+	rc = 1;
 	nargs = argc - optind;
 	human = status_view(&nargs, argv + optind);
 	req = build_request(nargs, argv + optind);

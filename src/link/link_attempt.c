@@ -117,46 +117,51 @@ oom:
 }
 
 /* The dialled socket goes to lws, which does TLS and the WebSocket upgrade. */
+/* A fresh context's settings, from zero: nothing of an earlier attempt carries over. */
+static void context_info(struct link *l, struct lws_context_creation_info *info, void **foreign)
+{
+	memset(info, 0, sizeof(*info));
+	info->port = CONTEXT_PORT_NO_LISTEN;
+	info->protocols = link_protocols;
+	/* UTF-8 of text from the server is checked in deliver(), faster than lws does */
+	info->options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+			/* link.origin is sent as written, not prefixed with http:// */
+			LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;
+	info->foreign_loops = foreign;
+	info->user = l;
+	/* below the ulimit, lws uses a small table instead of one slot per possible fd */
+	info->fd_limit_per_thread = 16;
+	info->pt_serv_buf_size = RX_CHUNK;
+	info->timeout_secs = l->connect_timeout_s;
+	info->connect_timeout_secs = l->connect_timeout_s;
+	/* link_session.c finds the session cache by this name; its entries live as ours do */
+	info->vhost_name = "wstether";
+	info->tls_session_timeout = TLS_SESSION_MAX_LIFETIME_S;
+	if (!l->resume)
+		info->options |= LWS_SERVER_OPTION_DISABLE_TLS_SESSION_CACHE;
+	if (l->url.tls) {
+		/* always a CA: without one lws loads no client certificate either */
+		info->client_ssl_ca_mem = l->ca.pem;
+		info->client_ssl_ca_mem_len = (unsigned int)l->ca.len;
+		/* TLS 1.3 is offered (and preferred) always; 1.2 unless tls.min_version = "1.3" */
+		if (l->tls13_only)
+			info->ssl_client_options_set = LWS_WST_SSL_OP_NO_TLSv1_2;
+		if (l->cert.blob) {
+			info->client_ssl_cert_mem = l->cert.blob;
+			info->client_ssl_cert_mem_len = (unsigned int)l->cert.len;
+			info->client_ssl_key_mem = l->cert.key;
+			info->client_ssl_key_mem_len = (unsigned int)l->cert.key_len;
+		}
+	}
+}
+
 static void start_lws(struct link *l)
 {
 	struct lws_context_creation_info info;
 	struct lws_client_connect_info ci;
 	void *foreign[1] = { l->loop };
 
-	memset(&info, 0, sizeof(info));
-	info.port = CONTEXT_PORT_NO_LISTEN;
-	info.protocols = link_protocols;
-	/* UTF-8 of text from the server is checked in deliver(), faster than lws does */
-	info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
-		       /* link.origin is sent as written, not prefixed with http:// */
-		       LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;
-	info.foreign_loops = foreign;
-	info.user = l;
-	/* below the ulimit, lws uses a small table instead of one slot per possible fd */
-	info.fd_limit_per_thread = 16;
-	info.pt_serv_buf_size = RX_CHUNK;
-	info.timeout_secs = l->connect_timeout_s;
-	info.connect_timeout_secs = l->connect_timeout_s;
-	/* link_session.c finds the session cache by this name; its entries live as ours do */
-	info.vhost_name = "wstether";
-	info.tls_session_timeout = TLS_SESSION_MAX_LIFETIME_S;
-	if (!l->resume)
-		info.options |= LWS_SERVER_OPTION_DISABLE_TLS_SESSION_CACHE;
-	if (l->url.tls) {
-		/* always a CA: without one lws loads no client certificate either */
-		info.client_ssl_ca_mem = l->ca.pem;
-		info.client_ssl_ca_mem_len = (unsigned int)l->ca.len;
-		/* TLS 1.3 is offered (and preferred) always; 1.2 unless tls.min_version = "1.3" */
-		if (l->tls13_only)
-			info.ssl_client_options_set = LWS_WST_SSL_OP_NO_TLSv1_2;
-		if (l->cert.blob) {
-			info.client_ssl_cert_mem = l->cert.blob;
-			info.client_ssl_cert_mem_len = (unsigned int)l->cert.len;
-			info.client_ssl_key_mem = l->cert.key;
-			info.client_ssl_key_mem_len = (unsigned int)l->cert.key_len;
-		}
-	}
-
+	context_info(l, &info, foreign);
 	l->ctx = lws_create_context(&info);
 	if (!l->ctx) {
 		link_set_end(l, LINK_FAIL_LOCAL,
