@@ -33,7 +33,7 @@ struct peer {
 	ev_tstamp progress; /* last write that took bytes, or when output became pending */
 };
 
-static void die(struct peer *p, const char *why)
+void peer_drop(struct peer *p, const char *why)
 {
 	if (p->dead)
 		return;
@@ -117,7 +117,7 @@ static bool take_frames(struct peer *p)
 			if (p->ops.bad_frame)
 				p->ops.bad_frame(p->ops.ud, p, why);
 			if (owner_returned(p))
-				die(p, msg);
+				peer_drop(p, msg);
 			return false;
 		}
 		if (!f.binary && !p->ops.any_text && !utf8_valid(f.data, f.len)) {
@@ -161,7 +161,7 @@ static void input_ended(struct peer *p)
 		}
 	}
 	if (p->in.len || !p->ops.eof || p->rw.fd == p->ww.fd) {
-		die(p, p->in.len ? "closed in the middle of a message" : "closed");
+		peer_drop(p, p->in.len ? "closed in the middle of a message" : "closed");
 		return;
 	}
 	p->input_stopped = true;
@@ -176,7 +176,7 @@ static int read_some(struct peer *p)
 
 	/* a frame may be up to max_message plus its header */
 	if (p->in.len > p->max_message + FRAMING_HEADER_MAX + 1) {
-		die(p, "input buffer overflow");
+		peer_drop(p, "input buffer overflow");
 		return -1;
 	}
 	n = buf_read(&p->in, p->rw.fd, READ_CHUNK);
@@ -192,7 +192,7 @@ static int read_some(struct peer *p)
 			peer_stop_input(p);
 			p->ops.eof(p->ops.ud, p);
 		} else {
-			die(p, errno == ENOMEM ? "out of memory" : strerror(errno));
+			peer_drop(p, errno == ENOMEM ? "out of memory" : strerror(errno));
 		}
 		return -1;
 	}
@@ -231,7 +231,7 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 	ssize_t n = buf_write(&p->out, w->fd);
 
 	if (n < 0) {
-		die(p, strerror(errno));
+		peer_drop(p, strerror(errno));
 		return;
 	}
 	if (n > 0)
@@ -361,11 +361,6 @@ void peer_flush(struct peer *p)
 {
 	if (!p->dead && p->out.len && p->ww.fd >= 0)
 		write_cb(p->loop, &p->ww, EV_WRITE);
-}
-
-void peer_drop(struct peer *p, const char *why)
-{
-	die(p, why);
 }
 
 void peer_stop_input(struct peer *p)
