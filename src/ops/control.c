@@ -31,7 +31,6 @@ struct client {
 };
 
 struct control {
-	struct ev_loop *loop;
 	struct control_ops ops;
 	struct listener li;
 	size_t max_line;
@@ -538,7 +537,7 @@ static void accepted(void *ud, int fd)
 	}
 	ops.ev.ud = ops.ud = cl;
 	cl->c = c;
-	cl->p = peer_create(c->loop, fd, fd, FRAMING_LINES, c->max_line, OUT_LIMIT,
+	cl->p = peer_create(c->li.loop, fd, fd, FRAMING_LINES, c->max_line, OUT_LIMIT,
 			    "control client", &ops);
 	if (!cl->p) {
 		close(fd);
@@ -558,7 +557,6 @@ struct control *control_create(struct ev_loop *loop, const char *path, unsigned 
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	c->loop = loop;
 	c->ops = *ops;
 	c->max_line = max_line;
 	if (listener_open(&c->li, loop, path, mode, accepted, c, err, errlen) < 0) {
