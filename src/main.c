@@ -1,8 +1,6 @@
 /* wstether: keep one WebSocket link up and bridge it to local programs. */
 #include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "buildinfo.h"
 #include "config.h"
@@ -15,19 +13,18 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: wstether [OPTIONS]\n"
-		"Keep one ws:// or wss:// link up and bridge it to local programs.\n\n"
-		"  -c, --config FILE     config file (default " WST_DEFAULT_CONFIG ")\n"
-		"  -u, --url URL         server URL; overrides link.url, and alone means\n"
-		"                        built-in defaults for everything else\n"
-		"      --stdio           bridge stdin/stdout: one line = one text message\n"
-		"  -t, --check           validate the configuration and exit\n"
-		"  -l, --log-level LEVEL error, warning, notice, info (default), debug\n"
-		"  -V, --version         print the version and exit\n"
-		"  -h, --help            print this help and exit\n\n"
-		"Exit status: 0 clean stop, 64 bad command line, 78 bad configuration,\n"
-		"1 other fatal error. See wstether(8) and wstether.conf(5).\n");
+	fprintf(f, "Usage: wstether [OPTIONS]\n"
+		   "Keep one ws:// or wss:// link up and bridge it to local programs.\n\n"
+		   "  -c, --config FILE     config file (default " WST_DEFAULT_CONFIG ")\n"
+		   "  -u, --url URL         server URL; overrides link.url, and alone means\n"
+		   "                        built-in defaults for everything else\n"
+		   "      --stdio           bridge stdin/stdout: one line = one text message\n"
+		   "  -t, --check           validate the configuration and exit\n"
+		   "  -l, --log-level LEVEL error, warning, notice, info (default), debug\n"
+		   "  -V, --version         print the version and exit\n"
+		   "  -h, --help            print this help and exit\n\n"
+		   "Exit status: 0 clean stop, 64 bad command line, 78 bad configuration,\n"
+		   "1 other fatal error. See wstether(8) and wstether.conf(5).\n");
 }
 
 /* Parse the command line into opts; -1: exit with *rc now. */
@@ -35,14 +32,14 @@ static int parse_args(int argc, char **argv, struct daemon_opts *opts, bool *che
 		      int *rc)
 {
 	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "url", required_argument, NULL, 'u' },
-		{ "stdio", no_argument, NULL, 's' },
-		{ "check", no_argument, NULL, 't' },
-		{ "log-level", required_argument, NULL, 'l' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"config", required_argument, NULL, 'c'},
+	    {"url", required_argument, NULL, 'u'},
+	    {"stdio", no_argument, NULL, 's'},
+	    {"check", no_argument, NULL, 't'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -104,7 +101,7 @@ static void config_failed(bool check, const char *msg)
 
 int main(int argc, char **argv)
 {
-	struct daemon_opts opts = { 0 };
+	struct daemon_opts opts = {0};
 	const struct wst_config *cfg;
 	struct config_error err;
 	bool check = false;

@@ -1,12 +1,9 @@
 #include "daemon.h"
 #include "daemon_int.h"
 
-#include <errno.h>
 #include <signal.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
