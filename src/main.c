@@ -27,9 +27,8 @@ static void usage(FILE *f)
 		   "1 other fatal error. See wstether(8) and wstether.conf(5).\n");
 }
 
-/* Parse the command line into opts; -1: exit with *rc now. */
-static int parse_args(int argc, char **argv, struct daemon_opts *opts, bool *check, int *level,
-		      int *rc)
+/* Parse the command line into opts: -1 to go on, or the exit status. */
+static int parse_args(int argc, char **argv, struct daemon_opts *opts, bool *check, int *level)
 {
 	static const struct option longopts[] = {
 	    {"config", required_argument, NULL, 'c'},
@@ -43,7 +42,6 @@ static int parse_args(int argc, char **argv, struct daemon_opts *opts, bool *che
 	};
 	int c;
 
-	*rc = 0;
 	while ((c = getopt_long(argc, argv, "c:u:tl:Vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -65,29 +63,29 @@ static int parse_args(int argc, char **argv, struct daemon_opts *opts, bool *che
 					"wstether: --log-level '%s': use error, warning, notice, "
 					"info or debug\n",
 					optarg);
-				return *rc = EX_USAGE, -1;
+				return EX_USAGE;
 			}
 			opts->log_level_forced = true;
 			break;
 		case 'V':
 			buildinfo_print(stdout);
-			return -1;
+			return 0;
 		case 'h':
 			usage(stdout);
-			return -1;
+			return 0;
 		default:
 			usage(stderr);
-			return *rc = EX_USAGE, -1;
+			return EX_USAGE;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "wstether: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
-		return *rc = EX_USAGE, -1;
+		return EX_USAGE;
 	}
 	if (!opts->config_path && !opts->url_override)
 		opts->config_path = WST_DEFAULT_CONFIG;
-	return 0;
+	return -1;
 }
 
 /* --check answers FILE:LINE: message; a starting daemon logs it like every other line */
@@ -107,7 +105,7 @@ int main(int argc, char **argv)
 	bool check = false;
 	int level = LOG_INFO, rc;
 
-	if (parse_args(argc, argv, &opts, &check, &level, &rc) < 0)
+	if ((rc = parse_args(argc, argv, &opts, &check, &level)) >= 0)
 		return rc;
 	log_init(level);
 	/* once, before any key check or handshake (TLS 1.3 needs it) */
