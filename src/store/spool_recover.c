@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "spool_recover.h"
 
 #define ZERO_CHUNK (64 * 1024) /* resync reads this much at a time */
@@ -60,19 +61,6 @@ static int read_at(int fd, void *buf, size_t n, uint64_t off)
 		n -= (size_t)r;
 		off += (uint64_t)r;
 	}
-	return 0;
-}
-
-static int scratch_reserve(struct recovery *rc, size_t n)
-{
-	unsigned char *p;
-
-	if (n <= rc->scratch_cap)
-		return 0;
-	if (!(p = realloc(rc->scratch, n)))
-		return -1;
-	rc->scratch = p;
-	rc->scratch_cap = n;
 	return 0;
 }
 
@@ -216,7 +204,7 @@ struct scan {
 static int all_zero(struct recovery *rc, int fd, uint64_t off, uint64_t end, bool *zero)
 {
 	*zero = false;
-	if (scratch_reserve(rc, ZERO_CHUNK) < 0)
+	if (mem_reserve(&rc->scratch, &rc->scratch_cap, ZERO_CHUNK) < 0)
 		return -1;
 	while (off < end) {
 		size_t n = end - off < ZERO_CHUNK ? (size_t)(end - off) : ZERO_CHUNK;
@@ -260,7 +248,8 @@ static enum rd read_record(struct recovery *rc, int fd, uint64_t off, uint64_t e
 		*torn = true;
 		return RD_BAD;
 	}
-	if (scratch_reserve(rc, r->len) < 0 || read_at(fd, rc->scratch, r->len, off + HDR) < 0)
+	if (mem_reserve(&rc->scratch, &rc->scratch_cap, r->len) < 0 ||
+	    read_at(fd, rc->scratch, r->len, off + HDR) < 0)
 		return RD_ERR;
 	if (!spool_record_crc_ok(h, r, rc->scratch)) {
 		*why = "bad CRC";

@@ -8,6 +8,7 @@
 
 #include <zlib.h>
 
+#include "buf.h"
 #include "log.h"
 
 /*
@@ -362,20 +363,6 @@ static int deflate_init(struct pmd *d)
 	return 0;
 }
 
-static int grow(unsigned char **buf, size_t *cap, size_t need)
-{
-	unsigned char *n;
-
-	if (need <= *cap)
-		return 0;
-	n = realloc(*buf, need);
-	if (!n)
-		return -1;
-	*buf = n;
-	*cap = need;
-	return 0;
-}
-
 int pmd_compress(struct pmd *d, const void *in, size_t len, const unsigned char **out,
 		 size_t *out_len)
 {
@@ -390,7 +377,7 @@ int pmd_compress(struct pmd *d, const void *in, size_t len, const unsigned char 
 		d->out_cap = 0;
 	}
 	/* nothing touched the stream yet: the message can still go out plain */
-	if ((!d->def_ready && deflate_init(d) < 0) || grow(&d->out, &d->out_cap, need) < 0)
+	if ((!d->def_ready && deflate_init(d) < 0) || mem_reserve(&d->out, &d->out_cap, need) < 0)
 		return 0;
 	d->def.next_in = (unsigned char *)(uintptr_t)in;
 	d->def.avail_in = (uInt)len;
@@ -403,7 +390,7 @@ int pmd_compress(struct pmd *d, const void *in, size_t len, const unsigned char 
 		if (d->def.avail_in == 0 && d->def.avail_out > 0)
 			break;
 		n = d->out_cap - d->def.avail_out;
-		if (grow(&d->out, &d->out_cap, d->out_cap * 2) < 0)
+		if (mem_reserve(&d->out, &d->out_cap, d->out_cap * 2) < 0)
 			return -1;
 		d->def.next_out = d->out + n;
 		d->def.avail_out = (uInt)(d->out_cap - n);
@@ -438,7 +425,7 @@ static enum pmd_status make_room(struct pmd *d)
 
 	if (ncap > d->max_message)
 		ncap = d->max_message;
-	if (grow(&d->msg, &d->msg_cap, ncap) < 0)
+	if (mem_reserve(&d->msg, &d->msg_cap, ncap) < 0)
 		return PMD_NOMEM;
 	return PMD_OK;
 }
