@@ -307,13 +307,6 @@ static void order_addrs(struct dial *d)
 	d->next = 0;
 }
 
-static void begin_connect(struct dial *d)
-{
-	d->phase = PH_CONNECT;
-	order_addrs(d);
-	start_next(d);
-}
-
 static void resolved(void *ud, const struct resolve_addrs *addrs, const char *err)
 {
 	struct dial *d = ud;
@@ -331,7 +324,9 @@ static void resolved(void *ud, const struct resolve_addrs *addrs, const char *er
 	}
 	d->addrs = *addrs;
 	resolve_free(r);
-	begin_connect(d);
+	d->phase = PH_CONNECT;
+	order_addrs(d);
+	start_next(d);
 }
 
 /* An IP literal needs no lookup. */

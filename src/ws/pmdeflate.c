@@ -419,15 +419,11 @@ static enum pmd_status corrupt(struct pmd *d, const char *what)
 }
 
 /* Room for more output: grow up to max_message, never beyond. */
-static enum pmd_status make_room(struct pmd *d)
+static int make_room(struct pmd *d)
 {
 	size_t ncap = d->msg_cap ? d->msg_cap * 2 : 4096;
 
-	if (ncap > d->max_message)
-		ncap = d->max_message;
-	if (mem_reserve(&d->msg, &d->msg_cap, ncap) < 0)
-		return PMD_NOMEM;
-	return PMD_OK;
+	return mem_reserve(&d->msg, &d->msg_cap, ncap < d->max_message ? ncap : d->max_message);
 }
 
 /*
@@ -456,9 +452,8 @@ static enum pmd_status feed(struct pmd *d, const unsigned char *in, size_t len, 
 	d->inf.next_in = (unsigned char *)(uintptr_t)in;
 	d->inf.avail_in = (uInt)len;
 	for (;;) {
-		if (d->msg_len == d->msg_cap && d->msg_cap < d->max_message &&
-		    (st = make_room(d)) != PMD_OK)
-			return st;
+		if (d->msg_len == d->msg_cap && d->msg_cap < d->max_message && make_room(d) < 0)
+			return PMD_NOMEM;
 		if (d->msg_len == d->msg_cap) {
 			if ((st = probe(d, &rc)) != PMD_OK)
 				return st;
