@@ -311,8 +311,11 @@ void spool_status(const struct spool *sp, struct spool_status *out)
 	memcpy(out->last_error, sp->im.last_error, sizeof(out->last_error));
 }
 
+/* Keeps errno: the callers report the failure that came before. */
 static void spool_free(struct spool *sp)
 {
+	int saved = errno;
+
 	if (sp->im.fd >= 0)
 		close(sp->im.fd);
 	if (sp->dirfd >= 0)
@@ -321,18 +324,17 @@ static void spool_free(struct spool *sp)
 	free(sp->im.marks.v);
 	free(sp->dir);
 	free(sp);
+	errno = saved;
 }
 
 int spool_close(struct spool *sp)
 {
-	int rc, saved;
+	int rc;
 
 	if (!sp)
 		return 0;
 	rc = spool_sync(sp);
-	saved = errno;
 	spool_free(sp);
-	errno = saved;
 	return rc;
 }
 
@@ -372,7 +374,6 @@ struct spool *spool_open(const char *dir, const struct spool_params *p, struct s
 	struct spool_stats ignored;
 	struct spool_image im;
 	struct spool *sp;
-	int saved;
 
 	if (!st)
 		st = &ignored;
@@ -411,9 +412,7 @@ struct spool *spool_open(const char *dir, const struct spool_params *p, struct s
 	return sp;
 
 fail:
-	saved = errno;
 	spool_free(sp);
-	errno = saved;
 	return NULL;
 }
 
