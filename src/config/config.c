@@ -91,30 +91,23 @@ static int set_strlist(const struct ctx *x, const struct key *k, const config_se
 	snprintf(name, sizeof(name), "%s.%s", k->group, k->name);
 	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
 		return type_error(x, s, name, "an array of strings, [ \"...\", ... ]");
-	l = calloc((size_t)n + 1, sizeof(char *));
-	if (!l)
+	/* in place at once: config_free frees what is filled in whatever fails below */
+	config_free_strlist(*out);
+	if (!(*out = l = calloc((size_t)n + 1, sizeof(char *))))
 		return set_error(x->err, 1, "out of memory");
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 		const char *v;
 
-		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-			config_free_strlist(l);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
 			return type_error(x, e, name, "strings in the array");
-		}
 		v = config_setting_get_string(e);
-		if (k->kind == K_URLS && check_url(v, why, sizeof(why)) < 0) {
-			config_free_strlist(l);
+		if (k->kind == K_URLS && check_url(v, why, sizeof(why)) < 0)
 			return set_error(x->err, 78, "%s:%d: %s: invalid URL '%s': %s", x->path,
 					 (int)config_setting_source_line(e), name, v, why);
-		}
-		if (!(l[i] = strdup(v))) {
-			config_free_strlist(l);
+		if (!(l[i] = strdup(v)))
 			return set_error(x->err, 1, "out of memory");
-		}
 	}
-	config_free_strlist(*out);
-	*out = l;
 	return 0;
 }
 
