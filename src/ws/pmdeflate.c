@@ -97,45 +97,38 @@ static int window_bits(const char *v)
 	return -1;
 }
 
-struct seen {
-	bool snct, cnct, smwb, cmwb;
-};
+/* The parameters a response may carry; params() notes each one seen. */
+enum { SNCT, CNCT, SMWB, CMWB, NPARAMS };
+static const char *const param_names[NPARAMS] = {
+    "server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits",
+    "client_max_window_bits"};
 
 /* One parameter of the accepted element; name and val ("" when absent) are tokens. */
-static int param(const struct pmd_offer *o, struct pmd_params *p, struct seen *s, const char *name,
-		 const char *val, bool has_val, char *why, size_t wl)
+static int param(const struct pmd_offer *o, struct pmd_params *p, bool seen[NPARAMS],
+		 const char *name, const char *val, bool has_val, char *why, size_t wl)
 {
-	bool *dup;
-	int bits;
+	int i = 0, bits;
 
-	if (!strcmp(name, "server_no_context_takeover") ||
-	    !strcmp(name, "client_no_context_takeover")) {
-		bool server = name[0] == 's';
-
-		dup = server ? &s->snct : &s->cnct;
-		if (*dup)
-			return errf(why, wl, "%s appears twice", name);
-		*dup = true;
+	while (i < NPARAMS && strcmp(name, param_names[i]))
+		i++;
+	if (i == NPARAMS)
+		return errf(why, wl, "unknown parameter %s", name);
+	if (seen[i])
+		return errf(why, wl, "%s appears twice", name);
+	seen[i] = true;
+	if (i == SNCT || i == CNCT) {
 		if (has_val)
 			return errf(why, wl, "%s must not have a value (got '%s')", name, val);
-		if (server)
-			p->server_no_context_takeover = true;
-		else
-			p->client_no_context_takeover = true;
+		*(i == SNCT ? &p->server_no_context_takeover : &p->client_no_context_takeover) =
+		    true;
 		return 0;
 	}
-	if (strcmp(name, "server_max_window_bits") && strcmp(name, "client_max_window_bits"))
-		return errf(why, wl, "unknown parameter %s", name);
-	dup = name[0] == 's' ? &s->smwb : &s->cmwb;
-	if (*dup)
-		return errf(why, wl, "%s appears twice", name);
-	*dup = true;
 	if (!has_val)
 		return errf(why, wl, "%s needs a value 8..15 in a response", name);
 	bits = window_bits(val);
 	if (bits < 0)
 		return errf(why, wl, "%s=%s is not a number 8..15", name, val);
-	if (name[0] == 'c') {
+	if (i == CMWB) {
 		if (!o->client_max_window_bits)
 			return errf(why, wl, "client_max_window_bits was not offered");
 		p->client_max_window_bits = bits;
@@ -152,7 +145,7 @@ static int param(const struct pmd_offer *o, struct pmd_params *p, struct seen *s
 static int params(struct lex *x, const struct pmd_offer *o, struct pmd_params *p, char *why,
 		  size_t wl)
 {
-	struct seen s = {0};
+	bool seen[NPARAMS] = {false};
 	char name[TOKEN_MAX], val[TOKEN_MAX];
 
 	for (;;) {
@@ -174,14 +167,14 @@ static int params(struct lex *x, const struct pmd_offer *o, struct pmd_params *p
 				return errf(why, wl, "the value of %s is not a token", name);
 			has_val = true;
 		}
-		if (param(o, p, &s, name, val, has_val, why, wl) < 0)
+		if (param(o, p, seen, name, val, has_val, why, wl) < 0)
 			return -1;
 	}
 	/* RFC 7692 7.1.2.1 and 7.1.1.1: a server that accepts these must say so */
-	if (o->server_max_window_bits && !s.smwb)
+	if (o->server_max_window_bits && !seen[SMWB])
 		return errf(why, wl, "server_max_window_bits=%d was offered but not answered",
 			    o->server_max_window_bits);
-	if (o->server_no_context_takeover && !s.snct)
+	if (o->server_no_context_takeover && !seen[SNCT])
 		return errf(why, wl, "server_no_context_takeover was offered but not answered");
 	if (o->client_no_context_takeover)
 		p->client_no_context_takeover = true;
