@@ -217,22 +217,17 @@ int pmd_negotiate(const struct pmd_offer *o, const char *header, struct pmd_para
 
 size_t pmd_offer_header(const struct pmd_offer *o, char *buf, size_t cap)
 {
-	int n = snprintf(buf, cap, "%s%s%s%s", PMD_EXTENSION,
-			 o->client_max_window_bits ? "; client_max_window_bits" : "",
-			 o->server_no_context_takeover ? "; server_no_context_takeover" : "",
-			 o->client_no_context_takeover ? "; client_no_context_takeover" : "");
+	char smwb[40] = "";
+	int n;
 
-	if (n < 0 || (size_t)n >= cap)
-		return 0;
-	if (o->server_max_window_bits) {
-		int m = snprintf(buf + n, cap - (size_t)n, "; server_max_window_bits=%d",
-				 o->server_max_window_bits);
-
-		if (m < 0 || (size_t)m >= cap - (size_t)n)
-			return 0;
-		n += m;
-	}
-	return (size_t)n;
+	if (o->server_max_window_bits)
+		snprintf(smwb, sizeof(smwb), "; server_max_window_bits=%d",
+			 o->server_max_window_bits);
+	n = snprintf(buf, cap, "%s%s%s%s%s", PMD_EXTENSION,
+		     o->client_max_window_bits ? "; client_max_window_bits" : "",
+		     o->server_no_context_takeover ? "; server_no_context_takeover" : "",
+		     o->client_no_context_takeover ? "; client_no_context_takeover" : "", smwb);
+	return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
 }
 
 /* ---- compressor and inflater ---- */
