@@ -77,16 +77,21 @@ static const struct key keys[] = {
 /* The names of each enumerated kind, and what an unknown one is told. */
 static const struct {
 	enum kind kind;
-	const char *hint;
 	const char *names[3]; /* K_LEVEL: log_level_parse's */
 	int values[3];
+	const char *hint;
 } enums[] = {
-	{ K_FRAMING, "use \"lines\" or \"length-prefixed\"", { "lines", "length-prefixed" }, { FRAMING_LINES, FRAMING_LENGTH_PREFIXED } },
-	{ K_OVERFLOW, "use \"drop-oldest\" or \"reject\"", { "drop-oldest", "reject" }, { OVERFLOW_DROP_OLDEST, OVERFLOW_REJECT } },
-	{ K_COMPRESSION, "use \"off\" or \"deflate\"", { "off", "deflate" }, { COMPRESSION_OFF, COMPRESSION_DEFLATE } },
-	{ K_TLS_VERSION, "use \"1.2\" or \"1.3\"", { "1.2", "1.3" }, { TLS_MIN_1_2, TLS_MIN_1_3 } },
-	{ K_FAMILY, "use \"any\", \"ipv4\" or \"ipv6\"", { "any", "ipv4", "ipv6" }, { AF_UNSPEC, AF_INET, AF_INET6 } },
-	{ K_LEVEL, "use error, warning, notice, info or debug", { NULL }, { 0 } },
+	{ K_FRAMING, { "lines", "length-prefixed" }, { FRAMING_LINES, FRAMING_LENGTH_PREFIXED },
+	  "use \"lines\" or \"length-prefixed\"" },
+	{ K_OVERFLOW, { "drop-oldest", "reject" }, { OVERFLOW_DROP_OLDEST, OVERFLOW_REJECT },
+	  "use \"drop-oldest\" or \"reject\"" },
+	{ K_COMPRESSION, { "off", "deflate" }, { COMPRESSION_OFF, COMPRESSION_DEFLATE },
+	  "use \"off\" or \"deflate\"" },
+	{ K_TLS_VERSION, { "1.2", "1.3" }, { TLS_MIN_1_2, TLS_MIN_1_3 },
+	  "use \"1.2\" or \"1.3\"" },
+	{ K_FAMILY, { "any", "ipv4", "ipv6" }, { AF_UNSPEC, AF_INET, AF_INET6 },
+	  "use \"any\", \"ipv4\" or \"ipv6\"" },
+	{ K_LEVEL, { NULL }, { 0 }, "use error, warning, notice, info or debug" },
 };
 /* clang-format on */
 
