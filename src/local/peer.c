@@ -163,8 +163,7 @@ static void input_ended(struct peer *p)
 		peer_drop(p, p->in.len ? "closed in the middle of a message" : "closed");
 		return;
 	}
-	p->input_stopped = true;
-	ev_io_stop(p->loop, &p->rw);
+	peer_stop_input(p);
 	p->ops.eof(p->ops.ud, p);
 }
 
