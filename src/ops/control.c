@@ -109,13 +109,6 @@ static json_object *answer(const char *err)
 	return err ? answer_error("%s", err) : answer_new(true);
 }
 
-static void iso_time(time_t t, char *buf, size_t len)
-{
-	struct tm tm;
-
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-}
-
 static json_object *status_queue(const struct wst_status *st)
 {
 	json_object *q = json_object_new_object();
@@ -149,12 +142,13 @@ static json_object *status_drops(const struct wst_status *st)
 
 static json_object *status_link(const struct wst_status *st, json_object *o)
 {
+	struct tm tm;
 	char ts[32];
 
 	put_str(o, "state", st->state);
 	put_str(o, "url", st->url);
 	if (st->connected_since)
-		iso_time(st->connected_since, ts, sizeof(ts));
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&st->connected_since, &tm));
 	put_str(o, "connected_since", st->connected_since ? ts : NULL);
 	put_u(o, "attempts", st->attempts);
 	put_u(o, "reconnects", st->reconnects);
