@@ -1,7 +1,6 @@
 #ifndef WST_STDIO_H
 #define WST_STDIO_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 #include "endpoint.h"
