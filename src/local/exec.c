@@ -373,10 +373,13 @@ struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *
 	while (cfg->exec_command[n])
 		n++;
 	e->argv = calloc(n + 1, sizeof(char *));
+	/* all or nothing: a handler must never run with some of its arguments */
 	for (size_t i = 0; e->argv && i < n; i++)
 		if (!(e->argv[i] = strdup(cfg->exec_command[i])))
-			n = i; /* truncated argv is caught below */
-	if (!e->argv || !e->argv[0]) {
+			n = 0;
+	if (!e->argv || !n) {
+		for (size_t i = 0; e->argv && e->argv[i]; i++)
+			free(e->argv[i]);
 		free(e->argv);
 		free(e);
 		return NULL;
