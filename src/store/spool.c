@@ -343,7 +343,6 @@ static int make_dirs(const char *dir)
 {
 	char *p = strdup(dir);
 	struct stat st;
-	int saved;
 
 	if (!p)
 		return -1;
@@ -355,9 +354,7 @@ static int make_dirs(const char *dir)
 		*s = '\0';
 		if (mkdir(p, 0700) < 0 && errno != EEXIST &&
 		    (stat(p, &st) < 0 || !S_ISDIR(st.st_mode))) {
-			saved = errno;
-			free(p);
-			errno = saved;
+			free(p); /* keeps errno (glibc 2.33, POSIX 2024) */
 			return -1;
 		}
 		if (end)
