@@ -44,11 +44,8 @@ static int stderr_is_journal(void)
 	unsigned long dev, ino;
 	struct stat st;
 
-	if (!js || sscanf(js, "%lu:%lu", &dev, &ino) != 2)
-		return 0;
-	if (fstat(STDERR_FILENO, &st) < 0)
-		return 0;
-	return st.st_dev == dev && st.st_ino == ino;
+	return js && sscanf(js, "%lu:%lu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+	       st.st_dev == dev && st.st_ino == ino;
 }
 
 int log_enabled(int level)
