@@ -141,24 +141,14 @@ const char *log_source_event(const char *src)
 	return "daemon";
 }
 
-void log_msg_src(const char *src, int level, const char *fmt, ...)
-{
-	struct log_ctx ctx = {.event = log_source_event(src)};
-	va_list ap;
-
-	va_start(ap, fmt);
-	vlog(level, &ctx, 0, fmt, ap);
-	va_end(ap);
-}
-
-void log_errno_src(const char *src, int level, const char *fmt, ...)
+void log_src(const char *src, bool with_errno, int level, const char *fmt, ...)
 {
 	struct log_ctx ctx = {.event = log_source_event(src)};
 	int err = errno;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog(level, &ctx, err, fmt, ap);
+	vlog(level, &ctx, with_errno ? err : 0, fmt, ap);
 	va_end(ap);
 	errno = err;
 }
