@@ -186,9 +186,8 @@ static int ensure_segment(struct spool *sp, uint64_t want)
 	sp->im.dirty = false;
 	sp->im.broken = false;
 	sp->dir_dirty = true;
-	if (sp->im.confirmed && write_record(sp, REC_CONFIRM, false, sp->im.confirmed, NULL, 0) < 0)
-		return -1;
-	return 0;
+	return sp->im.confirmed ? write_record(sp, REC_CONFIRM, false, sp->im.confirmed, NULL, 0)
+				: 0;
 }
 
 /* Date the message about to be appended, when the last date is stale or in another segment. */
