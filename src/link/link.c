@@ -90,19 +90,21 @@ static void connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (l->dial) {
 		dial_describe_wait(l->dial, wait, sizeof(wait));
 		link_set_end(l, LINK_FAIL_TIMEOUT,
-			"connection to %s timed out after %u s: %s (link.connect_timeout_s)",
-			l->url_text, l->connect_timeout_s, wait);
+			     "connection to %s timed out after %u s: %s (link.connect_timeout_s)",
+			     l->url_text, l->connect_timeout_s, wait);
 	} else if (l->at.upgrade_sent)
-		link_set_end(l, LINK_FAIL_TIMEOUT,
-			"connection to %s timed out after %u s: the server accepted it but did not "
-			"answer the WebSocket upgrade (link.connect_timeout_s)",
-			l->url_text, l->connect_timeout_s);
+		link_set_end(
+		    l, LINK_FAIL_TIMEOUT,
+		    "connection to %s timed out after %u s: the server accepted it but did not "
+		    "answer the WebSocket upgrade (link.connect_timeout_s)",
+		    l->url_text, l->connect_timeout_s);
 	else
 		link_set_end(l, LINK_FAIL_TIMEOUT,
-			"connection to %s:%u timed out after %u s: %s never completed "
-			"(link.connect_timeout_s)",
-			l->url.host, l->url.port, l->connect_timeout_s,
-			l->url.tls ? "the TCP connect or the TLS handshake" : "the TCP connect");
+			     "connection to %s:%u timed out after %u s: %s never completed "
+			     "(link.connect_timeout_s)",
+			     l->url.host, l->url.port, l->connect_timeout_s,
+			     l->url.tls ? "the TCP connect or the TLS handshake"
+					: "the TCP connect");
 	link_finish(l);
 }
 
@@ -111,7 +113,7 @@ static void close_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct link *l = w->data;
 
 	link_set_end(l, LINK_FAIL_CLOSED, "server %s:%u did not answer our close within %.0f s",
-		l->url.host, l->url.port, CLOSE_WAIT_S);
+		     l->url.host, l->url.port, CLOSE_WAIT_S);
 	link_finish(l);
 }
 
@@ -121,13 +123,13 @@ static void pong_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (l->at.probing)
 		link_set_end(l, LINK_FAIL_DEAD,
-			"link to %s:%u%s%s is dead: no answer within %u s to a ping after a "
-			"network change",
-			l->url.host, l->url.port, VIA(l), l->at.probe_s);
+			     "link to %s:%u%s%s is dead: no answer within %u s to a ping after a "
+			     "network change",
+			     l->url.host, l->url.port, VIA(l), l->at.probe_s);
 	else
 		link_set_end(l, LINK_FAIL_DEAD,
-			"link to %s:%u%s%s is dead: no pong or frame within %u s", l->url.host,
-			l->url.port, VIA(l), l->pong_timeout_s);
+			     "link to %s:%u%s%s is dead: no pong or frame within %u s", l->url.host,
+			     l->url.port, VIA(l), l->pong_timeout_s);
 	link_finish(l);
 }
 
@@ -213,8 +215,9 @@ static int compress_message(struct link *l, const unsigned char **data, size_t *
 
 	if (rc < 0) {
 		/* the server's inflater can no longer follow ours: only a new link helps */
-		link_set_end(l, LINK_FAIL_LOCAL, "out of memory compressing a %zu-byte message for %s",
-			*len, l->url_text);
+		link_set_end(l, LINK_FAIL_LOCAL,
+			     "out of memory compressing a %zu-byte message for %s", *len,
+			     l->url_text);
 		return -1;
 	}
 	if (rc > 0)
@@ -266,7 +269,7 @@ static int write_batch(struct link *l)
 		return -1;
 	p = l->tx + LWS_PRE;
 	if (l->at.ping_due || (link_carries(l) && outbox_last_sent(l->out) > l->at.fenced_seq &&
-			    !l->at.fence_in_flight)) {
+			       !l->at.fence_in_flight)) {
 		l->at.ping_due = false;
 		send_ping(l, p, &off);
 	}
@@ -274,7 +277,8 @@ static int write_batch(struct link *l)
 		return 0;
 	/* LWS_WRITE_HTTP on a ws connection sends bytes as they are: our own frames */
 	if (lws_write(l->wsi, p, off, LWS_WRITE_HTTP) < 0) {
-		link_set_end(l, LINK_FAIL_CLOSED, "write to %s:%u failed", l->url.host, l->url.port);
+		link_set_end(l, LINK_FAIL_CLOSED, "write to %s:%u failed", l->url.host,
+			     l->url.port);
 		return -1;
 	}
 	if (outbox_unsent(l->out, NULL))
@@ -405,8 +409,8 @@ static int established(struct link *l, struct lws *wsi)
 	}
 	l->ev.up(l->ev.ud);
 	l->at.hello_due = l->hello.n > 0;
-	if (l->wsi && (outbox_unsent(l->out, NULL) || l->at.close_req || l->rx_pause_want ||
-		       l->at.hello_due))
+	if (l->wsi &&
+	    (outbox_unsent(l->out, NULL) || l->at.close_req || l->rx_pause_want || l->at.hello_due))
 		lws_callback_on_writable(wsi);
 	return 0;
 }
@@ -443,13 +447,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		if (wsi == l->wsi) {
 			l->wsi = NULL;
 			if (l->end.by_request)
-				link_set_end(l, LINK_FAIL_CLOSED, "link to %s:%u closed", l->url.host,
-					l->url.port);
+				link_set_end(l, LINK_FAIL_CLOSED, "link to %s:%u closed",
+					     l->url.host, l->url.port);
 			else
-				link_set_end(
-				    l, LINK_FAIL_CLOSED,
-				    "link to %s:%u%s%s lost: connection closed without a close frame",
-				    l->url.host, l->url.port, VIA(l));
+				link_set_end(l, LINK_FAIL_CLOSED,
+					     "link to %s:%u%s%s lost: connection closed without a "
+					     "close frame",
+					     l->url.host, l->url.port, VIA(l));
 			link_finish(l);
 		}
 		break;
@@ -555,7 +559,8 @@ void link_request_close(struct link *l, int code, const char *reason)
 	if (link_up(l)) {
 		l->at.close_req = true;
 		l->at.close_code = code;
-		snprintf(l->at.close_reason, sizeof(l->at.close_reason), "%s", reason ? reason : "");
+		snprintf(l->at.close_reason, sizeof(l->at.close_reason), "%s",
+			 reason ? reason : "");
 		lws_callback_on_writable(l->wsi);
 	} else if ((l->ctx || l->dial) && !l->ending) {
 		/* not up yet: there is no close handshake to do, just give up the attempt */

@@ -19,27 +19,27 @@ struct link;
 
 enum link_fail {
 	LINK_FAIL_NONE,
-	LINK_FAIL_CONNECT,	/* TCP: refused, unreachable, DNS */
-	LINK_FAIL_TIMEOUT,	/* connect_timeout_s passed before the upgrade */
-	LINK_FAIL_TLS,		/* handshake or certificate */
-	LINK_FAIL_HTTP,		/* upgrade answered with a status other than 101 */
-	LINK_FAIL_PROTOCOL,	/* bad upgrade response */
-	LINK_FAIL_CLOSED,	/* an established link ended */
-	LINK_FAIL_DEAD,		/* no pong within pong_timeout_s */
-	LINK_FAIL_LOCAL,	/* we could not set up the attempt */
-	LINK_FAIL_VIOLATION,	/* the server broke RFC 6455 on an open link: we closed it */
-	LINK_FAIL_PROXY,	/* the proxy refused or broke its handshake */
+	LINK_FAIL_CONNECT,   /* TCP: refused, unreachable, DNS */
+	LINK_FAIL_TIMEOUT,   /* connect_timeout_s passed before the upgrade */
+	LINK_FAIL_TLS,	     /* handshake or certificate */
+	LINK_FAIL_HTTP,	     /* upgrade answered with a status other than 101 */
+	LINK_FAIL_PROTOCOL,  /* bad upgrade response */
+	LINK_FAIL_CLOSED,    /* an established link ended */
+	LINK_FAIL_DEAD,	     /* no pong within pong_timeout_s */
+	LINK_FAIL_LOCAL,     /* we could not set up the attempt */
+	LINK_FAIL_VIOLATION, /* the server broke RFC 6455 on an open link: we closed it */
+	LINK_FAIL_PROXY,     /* the proxy refused or broke its handshake */
 };
 
 struct link_end {
 	enum link_fail fail;
 	bool was_up;
-	bool by_request;	/* we asked for the close */
+	bool by_request; /* we asked for the close */
 	int http_status;
 	unsigned retry_after_s;
 	int close_code;		/* from the server's close frame as received, 0 if none */
 	int sent_close_code;	/* by_request: our own close frame's code, 0 if none */
-	char close_reason[124];	/* escaped (escape_text) */
+	char close_reason[124]; /* escaped (escape_text) */
 	char msg[512];		/* one line that explains it */
 	bool clean_close;	/* it began with the server's close: 1000, or no code */
 };
@@ -73,14 +73,14 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url);
 /* Abandon the attempt or link now, without a close handshake (destroys the context). */
 void link_abort(struct link *l, const char *why);
 
-bool link_active(const struct link *l);	/* an attempt or link exists */
+bool link_active(const struct link *l); /* an attempt or link exists */
 bool link_up(const struct link *l);
 const struct link_end *link_last_end(const struct link *l);
 
 struct link_stats {
-	unsigned long long sent, sent_bytes;		/* written, resends included */
+	unsigned long long sent, sent_bytes; /* written, resends included */
 	unsigned long long received, received_bytes;
-	int64_t ping_rtt_us;	/* the last timed ping's round trip; -1: none yet */
+	int64_t ping_rtt_us; /* the last timed ping's round trip; -1: none yet */
 };
 const struct link_stats *link_stats(const struct link *l);
 struct pmd_report;

@@ -159,14 +159,14 @@ static void start_lws(struct link *l)
 {
 	struct lws_context_creation_info info;
 	struct lws_client_connect_info ci;
-	void *foreign[1] = { l->loop };
+	void *foreign[1] = {l->loop};
 
 	context_info(l, &info, foreign);
 	l->ctx = lws_create_context(&info);
 	if (!l->ctx) {
 		link_set_end(l, LINK_FAIL_LOCAL,
-			"cannot create the connection context%s%s (check tls.ca_file)",
-			l->url.tls ? " with CA file " : "", l->url.tls ? l->ca_file : "");
+			     "cannot create the connection context%s%s (check tls.ca_file)",
+			     l->url.tls ? " with CA file " : "", l->url.tls ? l->ca_file : "");
 		link_finish(l);
 		return;
 	}
@@ -201,7 +201,8 @@ static void start_lws(struct link *l)
 
 	if (!lws_client_connect_via_info(&ci)) {
 		/* CONNECTION_ERROR may already have said why and scheduled the reap */
-		link_set_end(l, LINK_FAIL_CONNECT, "cannot connect to %s:%u", l->url.host, l->url.port);
+		link_set_end(l, LINK_FAIL_CONNECT, "cannot connect to %s:%u", l->url.host,
+			     l->url.port);
 		link_finish(l);
 	}
 }
@@ -228,7 +229,8 @@ static void dialled(void *ud, int fd, enum dial_fail why, const char *err)
 	if (getpeername(fd, (struct sockaddr *)&l->at.peer, &sl) < 0)
 		memset(&l->at.peer, 0, sizeof(l->at.peer));
 	if (l->proxy.kind != PROXY_NONE) {
-		snprintf(l->at.via, sizeof(l->at.via), "%s (from %s)", l->proxy.text, l->proxy.source);
+		snprintf(l->at.via, sizeof(l->at.via), "%s (from %s)", l->proxy.text,
+			 l->proxy.source);
 		log_msg(LOG_INFO, "proxy %s connected us to %s:%u", l->at.via, l->url.host,
 			l->url.port);
 	}
@@ -282,8 +284,9 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->ping_interval_s = cfg->ping_interval_s;
 	l->pong_timeout_s = cfg->pong_timeout_s;
 	l->max_message = cfg->max_message_bytes;
-	l->at.deflate = cfg->compression == COMPRESSION_DEFLATE &&
-			pmd_offer_header(&pmd_default_offer, l->deflate_offer, sizeof(l->deflate_offer));
+	l->at.deflate =
+	    cfg->compression == COMPRESSION_DEFLATE &&
+	    pmd_offer_header(&pmd_default_offer, l->deflate_offer, sizeof(l->deflate_offer));
 
 	memset(&req, 0, sizeof(req));
 	req.host = l->url.host;

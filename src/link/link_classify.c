@@ -11,8 +11,8 @@
 
 #include "linkerr.h"
 
-static __attribute__((format(printf, 3, 4))) void set_end(struct link_end *end,
-							  enum link_fail fail, const char *fmt, ...)
+static __attribute__((format(printf, 3, 4))) void set_end(struct link_end *end, enum link_fail fail,
+							  const char *fmt, ...)
 {
 	va_list ap;
 
@@ -33,18 +33,19 @@ static void classify_x509(const struct attempt_desc *a, struct link_end *end, in
 	case X509_ERR_HOSTNAME_MISMATCH:
 		if (a->ip && !*a->server_name)
 			/* patch 0007: an IP literal matches iPAddress SANs only */
-			set_end(end, LINK_FAIL_TLS,
-				"TLS: server certificate of %s:%u does not match the address '%s': it "
-				"has no iPAddress subjectAltName for it (or set tls.server_name)",
-				a->host, a->port, a->host);
+			set_end(
+			    end, LINK_FAIL_TLS,
+			    "TLS: server certificate of %s:%u does not match the address '%s': it "
+			    "has no iPAddress subjectAltName for it (or set tls.server_name)",
+			    a->host, a->port, a->host);
 		else
 			set_end(end, LINK_FAIL_TLS,
 				"TLS: server certificate of %s:%u does not match the name '%.*s'",
 				a->host, a->port, namelen, a->host_hdr);
 		break;
 	case X509_ERR_CERT_HAS_EXPIRED:
-		set_end(end, LINK_FAIL_TLS, "TLS: server certificate of %s:%u has expired",
-			a->host, a->port);
+		set_end(end, LINK_FAIL_TLS, "TLS: server certificate of %s:%u has expired", a->host,
+			a->port);
 		break;
 	case X509_ERR_CERT_NOT_YET_VALID:
 		set_end(end, LINK_FAIL_TLS, "TLS: server certificate of %s:%u is not yet valid",
@@ -96,8 +97,8 @@ static void classify_http(const struct attempt_desc *a, struct link_end *end, in
 			"%s refused the WebSocket upgrade: HTTP %d, Retry-After %u s", a->url_text,
 			status, end->retry_after_s);
 	else
-		set_end(end, LINK_FAIL_HTTP, "%s refused the WebSocket upgrade: HTTP %d", a->url_text,
-			status);
+		set_end(end, LINK_FAIL_HTTP, "%s refused the WebSocket upgrade: HTTP %d",
+			a->url_text, status);
 }
 
 /* What the server said about our client certificate, in an operator's words. */
@@ -150,18 +151,20 @@ static void classify_tls_handshake(const struct attempt_desc *a, struct link_end
 		alert = e->tls_alert < 0 ? "none" : "unknown";
 	switch (linkerr_tls_cause(e, a->cert_file != NULL)) {
 	case LINKERR_TLS_VERSION:
-		set_end(end, LINK_FAIL_TLS,
-			"TLS handshake with %s:%u failed: no TLS version in common with the server: "
-			"we offered %s [alert %s]",
-			a->host, a->port,
-			a->tls13_only ? "TLS 1.3 only (tls.min_version = \"1.3\")" : "TLS 1.3 and 1.2",
-			alert);
+		set_end(
+		    end, LINK_FAIL_TLS,
+		    "TLS handshake with %s:%u failed: no TLS version in common with the server: "
+		    "we offered %s [alert %s]",
+		    a->host, a->port,
+		    a->tls13_only ? "TLS 1.3 only (tls.min_version = \"1.3\")" : "TLS 1.3 and 1.2",
+		    alert);
 		break;
 	case LINKERR_TLS_CIPHER:
-		set_end(end, LINK_FAIL_TLS,
-			"TLS handshake with %s:%u failed: no cipher suite (or key exchange group) in "
-			"common with the server: it refused our ClientHello [alert %s]",
-			a->host, a->port, alert);
+		set_end(
+		    end, LINK_FAIL_TLS,
+		    "TLS handshake with %s:%u failed: no cipher suite (or key exchange group) in "
+		    "common with the server: it refused our ClientHello [alert %s]",
+		    a->host, a->port, alert);
 		break;
 	case LINKERR_TLS_CERT_REQUIRED:
 		set_end(end, LINK_FAIL_TLS,
@@ -170,16 +173,18 @@ static void classify_tls_handshake(const struct attempt_desc *a, struct link_end
 			a->host, a->port, alert);
 		break;
 	case LINKERR_TLS_CERT_REJECTED:
-		set_end(end, LINK_FAIL_TLS,
-			"TLS handshake with %s:%u failed: the server rejected our client certificate "
-			"%s: %s [alert %s]",
-			a->host, a->port, a->cert_file, cert_alert_meaning(e->tls_alert), alert);
+		set_end(
+		    end, LINK_FAIL_TLS,
+		    "TLS handshake with %s:%u failed: the server rejected our client certificate "
+		    "%s: %s [alert %s]",
+		    a->host, a->port, a->cert_file, cert_alert_meaning(e->tls_alert), alert);
 		break;
 	case LINKERR_TLS_NOT_TLS:
-		set_end(end, LINK_FAIL_TLS,
-			"TLS handshake with %s:%u failed: the server does not speak TLS on this port "
-			"(what it sent is not a TLS record)",
-			a->host, a->port);
+		set_end(
+		    end, LINK_FAIL_TLS,
+		    "TLS handshake with %s:%u failed: the server does not speak TLS on this port "
+		    "(what it sent is not a TLS record)",
+		    a->host, a->port);
 		break;
 	case LINKERR_TLS_CLOSED:
 		tls_closed(a, end, e);
@@ -245,16 +250,16 @@ void link_classify(const struct attempt_desc *a, const char *in, int http_status
 		classify_tls_handshake(a, end, &e);
 		break;
 	case LINKERR_TLS:
-		set_end(end, LINK_FAIL_TLS, "TLS handshake with %s:%u failed: %s", a->host,
-			a->port, e.why);
+		set_end(end, LINK_FAIL_TLS, "TLS handshake with %s:%u failed: %s", a->host, a->port,
+			e.why);
 		break;
 	case LINKERR_HANDSHAKE:
 		set_end(end, LINK_FAIL_PROTOCOL, "bad WebSocket upgrade response from %s:%u: %s",
 			a->host, a->port, e.detail);
 		break;
 	case LINKERR_OTHER:
-		set_end(end, LINK_FAIL_CONNECT, "connection to %s:%u failed: %s", a->host,
-			a->port, e.why);
+		set_end(end, LINK_FAIL_CONNECT, "connection to %s:%u failed: %s", a->host, a->port,
+			e.why);
 		break;
 	}
 }

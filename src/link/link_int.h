@@ -49,13 +49,13 @@
 /* One attempt's state, cleared with one memset when it starts: nothing drifts across attempts. */
 struct attempt {
 	bool up;
-	bool upgrade_sent;		/* TCP (and TLS) were up: the HTTP upgrade went out */
-	char via[PROXY_MAX_HOST + 64];	/* "" or the proxy that carries the link */
-	struct sockaddr_storage local;	/* our end of the dialled socket */
-	struct sockaddr_storage peer;	/* the far end of the TCP connection: server or proxy */
-	bool probing;			/* a ping after a network change is out */
+	bool upgrade_sent;	       /* TCP (and TLS) were up: the HTTP upgrade went out */
+	char via[PROXY_MAX_HOST + 64]; /* "" or the proxy that carries the link */
+	struct sockaddr_storage local; /* our end of the dialled socket */
+	struct sockaddr_storage peer;  /* the far end of the TCP connection: server or proxy */
+	bool probing;		       /* a ping after a network change is out */
 	unsigned probe_s;
-	bool deflate;			/* link.compression = "deflate": offer it */
+	bool deflate; /* link.compression = "deflate": offer it */
 
 	/* requests carried out in our own WRITEABLE callback */
 	bool close_req, close_sent;
@@ -64,41 +64,41 @@ struct attempt {
 	bool ping_due;
 	bool rx_paused;
 
-	uint64_t fenced_seq;	/* newest seq covered by a ping we sent */
+	uint64_t fenced_seq; /* newest seq covered by a ping we sent */
 	bool fence_in_flight;
-	bool retiring;		/* closes once its last fence is answered */
+	bool retiring; /* closes once its last fence is answered */
 
 	struct link_rx rx; /* what the server sends; set up once the upgrade succeeded */
 
 	/* what its TLS handshake negotiated, once up ("" before): link_tls_names() */
-	char tls_version[16];	/* "TLSv1.3" */
-	char tls_cipher[64];	/* IANA's name: "TLS_AES_256_GCM_SHA384" */
+	char tls_version[16]; /* "TLSv1.3" */
+	char tls_cipher[64];  /* IANA's name: "TLS_AES_256_GCM_SHA384" */
 
 	bool hello_due;
-	double ping_at;		/* when the ping being timed went out (ev_time) */
+	double ping_at; /* when the ping being timed went out (ev_time) */
 	uint64_t ping_seq;
 	bool ping_timing;
 
-	unsigned char tls_id[TLS_SESSION_ID_LEN];	/* link_session.c: the TLS identity */
-	bool tls_resumed;	/* the handshake resumed a kept session */
-	uint64_t tls_generation; /* the session cache's when the attempt began */
+	unsigned char tls_id[TLS_SESSION_ID_LEN]; /* link_session.c: the TLS identity */
+	bool tls_resumed;			  /* the handshake resumed a kept session */
+	uint64_t tls_generation;		  /* the session cache's when the attempt began */
 };
 
 struct link {
 	struct ev_loop *loop;
-	struct outbox *out;	/* what it writes, and confirms */
+	struct outbox *out; /* what it writes, and confirms */
 	struct link_events ev;
 
 	struct lws_context *ctx;
-	struct dial *dial;	/* before lws: resolve, connect, proxy */
-	int fd;			/* the dialled socket; lws holds a dup of it */
-	struct proxy proxy;	/* this attempt's; credentials wiped once dialled */
-	struct lws *wsi;	/* set only between ESTABLISHED and CLOSED */
+	struct dial *dial;  /* before lws: resolve, connect, proxy */
+	int fd;		    /* the dialled socket; lws holds a dup of it */
+	struct proxy proxy; /* this attempt's; credentials wiped once dialled */
+	struct lws *wsi;    /* set only between ESTABLISHED and CLOSED */
 	bool ending, destroying;
 	struct link_end end;
 	struct attempt at;
-	struct tls_sessions *sessions;	/* the links'; NULL: none kept */
-	bool resume;			/* tls.session_resumption of this attempt */
+	struct tls_sessions *sessions; /* the links'; NULL: none kept */
+	bool resume;		       /* tls.session_resumption of this attempt */
 
 	/* per-attempt scratch; lws may point into it until the context is gone */
 	struct wst_url url;
@@ -114,9 +114,9 @@ struct link {
 	struct tls_client_cert cert;
 	struct tls_ca ca;
 	char cert_file[4096];
-	char server_name[URL_MAX_HOST + 1];	/* tls.server_name of this attempt */
+	char server_name[URL_MAX_HOST + 1]; /* tls.server_name of this attempt */
 	bool insecure;
-	bool tls13_only;	/* tls.min_version = "1.3" */
+	bool tls13_only; /* tls.min_version = "1.3" */
 	unsigned connect_timeout_s, ping_interval_s, pong_timeout_s;
 	size_t max_message;
 
@@ -126,7 +126,7 @@ struct link {
 	unsigned char *tx;
 	size_t tx_cap;
 
-	struct hello hello;	/* this attempt's, read at link_start */
+	struct hello hello; /* this attempt's, read at link_start */
 
 	ev_timer connect_timer, ping_timer, pong_timer, close_timer, reap_timer;
 
@@ -137,7 +137,7 @@ struct link {
 
 /* link_fail.c: what the first cause of the end was; later ones are consequences and ignored. */
 void link_set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* The link is over: its context is destroyed from the loop, never from inside lws. */
 void link_finish(struct link *l);
 void link_free_scratch(struct link *l);

@@ -22,11 +22,11 @@ struct pmd;
 typedef void link_rx_deliver(void *ud, const unsigned char *data, size_t len, bool binary);
 
 enum {
-	LINK_RX_WRITE = 1,	 /* pongs are owed: ask for WRITEABLE */
-	LINK_RX_CLOSE = 2,	 /* a close frame is owed (link_rx_answer): send it, then wait */
-	LINK_RX_FINISH = 4,	 /* our close frame was out already: drop the TCP */
-	LINK_RX_RESTARTING = 8,	 /* the server goes away or restarts (1001, 1012) */
-	LINK_RX_PONG = 16,	 /* pongs to our pings came, carrying pong_first .. pong_last */
+	LINK_RX_WRITE = 1,	/* pongs are owed: ask for WRITEABLE */
+	LINK_RX_CLOSE = 2,	/* a close frame is owed (link_rx_answer): send it, then wait */
+	LINK_RX_FINISH = 4,	/* our close frame was out already: drop the TCP */
+	LINK_RX_RESTARTING = 8, /* the server goes away or restarts (1001, 1012) */
+	LINK_RX_PONG = 16,	/* pongs to our pings came, carrying pong_first .. pong_last */
 };
 
 struct link_rx_actions {

@@ -30,13 +30,13 @@ struct links {
 	const struct wst_config *cfg;
 	struct outbox *out;
 	struct supervisor sup;
-	const char **urls;	/* link.url then link.fallback_urls, for the supervisor */
+	const char **urls; /* link.url then link.fallback_urls, for the supervisor */
 	struct slot slots[2];
 	ev_timer retry_timer, age_timer, finish_timer;
-	uint64_t rng;		/* the age timer's jitter */
-	bool rx_pause;		/* local readers are behind: the carrier reads nothing */
+	uint64_t rng;  /* the age timer's jitter */
+	bool rx_pause; /* local readers are behind: the carrier reads nothing */
 	unsigned long long net_probes, net_retries;
-	struct tls_sessions sessions;	/* the one thing an attempt leaves to the next */
+	struct tls_sessions sessions; /* the one thing an attempt leaves to the next */
 };
 
 uint64_t links_now_ms(void)
@@ -104,8 +104,8 @@ static struct sup_world world(const struct links *ls)
 {
 	const struct slot *c = carrier(ls);
 
-	return (struct sup_world){ queue_len(&ls->out->q), link_up(c->link), link_active(c->link),
-				   link_active(other(ls, c)->link) };
+	return (struct sup_world){queue_len(&ls->out->q), link_up(c->link), link_active(c->link),
+				  link_active(other(ls, c)->link)};
 }
 
 /* Carry out the supervisor's end-of-run verdict for the world as it is now. */
@@ -201,17 +201,20 @@ static void start_attempt(struct links *ls, uint64_t id, const char *url)
 
 static void log_lines(const struct sup_verdict *v)
 {
-	static const char *const change[] = { [SUP_CHANGE_UP] = "up",
-					      [SUP_CHANGE_DOWN] = "down",
-					      [SUP_CHANGE_FAILED] = "failed" };
+	static const char *const change[] = {
+	    [SUP_CHANGE_UP] = "up", [SUP_CHANGE_DOWN] = "down", [SUP_CHANGE_FAILED] = "failed"};
 
 	for (size_t i = 0; i < v->n_lines; i++) {
 		const struct sup_line *l = &v->lines[i];
-		struct log_ctx lc = { .url = l->url, .event = l->event, .attempt = l->attempt,
-				      .close_code = l->close_code, .close_ours = l->close_ours,
-				      .link = change[l->change], .http_status = l->http_status,
-				      .cause = l->change > SUP_CHANGE_UP ? link_fail_name(l->fail)
-									 : NULL };
+		struct log_ctx lc = {.url = l->url,
+				     .event = l->event,
+				     .attempt = l->attempt,
+				     .close_code = l->close_code,
+				     .close_ours = l->close_ours,
+				     .link = change[l->change],
+				     .http_status = l->http_status,
+				     .cause = l->change > SUP_CHANGE_UP ? link_fail_name(l->fail)
+									: NULL};
 
 		if (l->event)
 			log_event(l->level, &lc, "%s", l->text);
@@ -309,9 +312,10 @@ static void on_down(void *ud)
 	struct slot *sl = ud;
 	struct links *ls = sl->ls;
 	const struct link_end *e = link_last_end(sl->link);
-	struct sup_end se = { e->fail, e->was_up, e->by_request, e->http_status, e->retry_after_s,
-			      e->close_code, e->close_reason, e->msg, e->clean_close,
-			      e->sent_close_code, queue_len(&ls->out->q) };
+	struct sup_end se = {
+	    e->fail,	      e->was_up,	  e->by_request,	 e->http_status,
+	    e->retry_after_s, e->close_code,	  e->close_reason,	 e->msg,
+	    e->clean_close,   e->sent_close_code, queue_len(&ls->out->q)};
 	struct sup_verdict v;
 
 	if (sl->id == ls->sup.primary) {
@@ -339,7 +343,7 @@ static void age_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (sup_ending(&ls->sup))
 		return;
-	log_event(LOG_NOTICE, &(struct log_ctx){ .event = "rotate", .url = links_url(ls) },
+	log_event(LOG_NOTICE, &(struct log_ctx){.event = "rotate", .url = links_url(ls)},
 		  "the link to %s reached link.max_age_s (%u s): rotating it", links_url(ls),
 		  ls->cfg->max_age_s);
 	links_request(ls, SUP_REQ_ROTATE);
@@ -424,7 +428,7 @@ void links_net_change(void *ud, enum net_change what, const struct sockaddr_stor
 	struct link *l = carrier(ls)->link;
 	const char *why = what == NET_ADDR_GONE ? "the link's local address went away"
 			  : addr		? "a route to the link's peer went away"
-						: "rtnetlink messages were lost, a route may be gone";
+				 : "rtnetlink messages were lost, a route may be gone";
 
 	if (what == NET_DEFAULT_ROUTE) {
 		if (ls->sup.state != SUP_WAITING || !ev_is_active(&ls->retry_timer))
@@ -488,9 +492,9 @@ int links_use_config(struct links *ls, const struct wst_config *c, bool reset_ur
 {
 	size_t n = config_url_count(c);
 	const char **urls = calloc(n, sizeof(*urls));
-	struct sup_params p = { c->backoff_initial_ms, c->backoff_max_ms, c->backoff_multiplier,
-				c->backoff_jitter, c->backoff_reset_after_s,
-				c->drain_timeout_s * 1000 };
+	struct sup_params p = {c->backoff_initial_ms,	 c->backoff_max_ms,
+			       c->backoff_multiplier,	 c->backoff_jitter,
+			       c->backoff_reset_after_s, c->drain_timeout_s * 1000};
 
 	if (!urls)
 		return -1;
@@ -507,8 +511,8 @@ struct links *links_create(struct ev_loop *loop, struct outbox *out, const struc
 			   uint64_t seed, const struct links_events *ev)
 {
 	struct links *ls = calloc(1, sizeof(*ls));
-	struct link_events lev = { NULL, on_up, on_message, on_confirmed, on_down, on_restarting,
-				   carries };
+	struct link_events lev = {NULL,	   on_up,	  on_message, on_confirmed,
+				  on_down, on_restarting, carries};
 
 	if (!ls)
 		return NULL;
@@ -517,7 +521,7 @@ struct links *links_create(struct ev_loop *loop, struct outbox *out, const struc
 	ls->out = out;
 	ls->rng = seed ^ 0x9e3779b97f4a7c15ULL;
 	/* its policy and URLs come from links_use_config below */
-	sup_init(&ls->sup, &(struct sup_params){ 0 }, NULL, 0, seed);
+	sup_init(&ls->sup, &(struct sup_params){0}, NULL, 0, seed);
 	ev_timer_init(&ls->retry_timer, retry_cb, 0, 0);
 	ev_timer_init(&ls->age_timer, age_cb, 0, 0);
 	ev_timer_init(&ls->finish_timer, finish_cb, 0, 0);

@@ -29,7 +29,7 @@ add_line(struct sup_verdict *v, int level, const char *event, unsigned attempt, 
 
 	if (l == &v->spill)
 		v->lines_lost++;
-	*l = (struct sup_line){ .level = level, .event = event, .attempt = attempt, .url = url };
+	*l = (struct sup_line){.level = level, .event = event, .attempt = attempt, .url = url};
 	va_start(ap, fmt);
 	vsnprintf(l->text, sizeof(l->text), fmt, ap);
 	va_end(ap);
@@ -39,8 +39,11 @@ add_line(struct sup_verdict *v, int level, const char *event, unsigned attempt, 
 void sup_init(struct supervisor *s, const struct sup_params *p, const char *const *urls,
 	      size_t n_urls, uint64_t seed)
 {
-	*s = (struct supervisor){ .state = SUP_IDLE, .p = *p, .urls = urls, .n_urls = n_urls,
-				  .repeat = RATELIMIT(REPEAT_BURST, REPEAT_PERIOD_MS, 0) };
+	*s = (struct supervisor){.state = SUP_IDLE,
+				 .p = *p,
+				 .urls = urls,
+				 .n_urls = n_urls,
+				 .repeat = RATELIMIT(REPEAT_BURST, REPEAT_PERIOD_MS, 0)};
 	backoff_init(&s->bo, p->initial_ms, p->max_ms, p->multiplier, p->jitter, seed);
 }
 
@@ -130,14 +133,15 @@ void sup_up(struct supervisor *s, uint64_t id, uint64_t now, struct sup_verdict 
 	}
 	if (s->down_since)
 		s->reconnects++;
-	v->event = (struct sup_event){ .change = SUP_CHANGE_UP, .url = url, .attempt = s->tries,
-				       .retry_ms = -1 };
+	v->event = (struct sup_event){
+	    .change = SUP_CHANGE_UP, .url = url, .attempt = s->tries, .retry_ms = -1};
 	s->state = SUP_CONNECTED;
 	s->connected_since = now;
 	/* a link that dropped at once, again and again: no notice for every return */
 	if (s->flapping && s->streak > 1)
 		add_line(v, ratelimit_allow(&s->repeat, now) ? LOG_INFO : LOG_DEBUG, "connect", 0,
-			 url, "connected to %s again after %.1f s down (it dropped %u time(s) in a row)",
+			 url,
+			 "connected to %s again after %.1f s down (it dropped %u time(s) in a row)",
 			 url, (double)down / 1000.0, s->streak);
 	else if (down)
 		add_line(v, LOG_NOTICE, "connect", 0, url, "connected to %s after %.1f s down", url,
@@ -195,8 +199,7 @@ static unsigned next_delay(struct supervisor *s, const struct sup_end *e)
  * The first failure after a good state warns, as does a different failure
  * (another kind, close code or HTTP status); repeats are info, rate-limited.
  */
-static int failure_level(struct supervisor *s, const struct sup_end *e, bool stable,
-			 uint64_t now)
+static int failure_level(struct supervisor *s, const struct sup_end *e, bool stable, uint64_t now)
 {
 	int sig = e->close_code ? e->close_code : e->http_status, level;
 
@@ -284,7 +287,7 @@ static bool side_link_down(struct supervisor *s, uint64_t id, const struct sup_e
 		else
 			add_line(v, LOG_NOTICE, "disconnect", 0, sup_url(s),
 				 "%s; the link that replaces it was already up", e->msg)
-				->close_code = e->close_code;
+			    ->close_code = e->close_code;
 		return true;
 	}
 	if (id && id == s->standby && s->standby_for_restart) {
@@ -328,7 +331,7 @@ static bool take_over(struct supervisor *s, uint64_t now, const struct sup_end *
 	v->id = s->primary;
 	add_line(v, e->by_request ? LOG_INFO : LOG_NOTICE, "disconnect", s->tries, sup_url(s),
 		 "%s; its replacement is already connecting", e->msg)
-		->close_code = e->close_code;
+	    ->close_code = e->close_code;
 	snprintf(v->status, sizeof(v->status), "connecting to %s (attempt %u)", sup_url(s),
 		 s->tries);
 	return true;
@@ -338,19 +341,20 @@ static bool take_over(struct supervisor *s, uint64_t now, const struct sup_end *
 static void end_event(struct supervisor *s, const struct sup_end *e, struct sup_verdict *v)
 {
 	v->event = (struct sup_event){
-		.change = e->was_up ? SUP_CHANGE_DOWN : SUP_CHANGE_FAILED,
-		.url = sup_url(s),
-		.attempt = s->tries,
-		.fail = e->fail,
-		.by_request = e->by_request,
-		.close_code = e->close_code,
-		.close_reason = e->close_reason,
-		.http_status = e->http_status,
-		.msg = e->msg,
-		.retry_ms = -1,
+	    .change = e->was_up ? SUP_CHANGE_DOWN : SUP_CHANGE_FAILED,
+	    .url = sup_url(s),
+	    .attempt = s->tries,
+	    .fail = e->fail,
+	    .by_request = e->by_request,
+	    .close_code = e->close_code,
+	    .close_reason = e->close_reason,
+	    .http_status = e->http_status,
+	    .msg = e->msg,
+	    .retry_ms = -1,
 	};
 	if (!e->by_request)
-		s->failures[e->fail >= 0 && e->fail < SUP_FAIL_KINDS ? e->fail : SUP_FAIL_KINDS - 1]++;
+		s->failures[e->fail >= 0 && e->fail < SUP_FAIL_KINDS ? e->fail
+								     : SUP_FAIL_KINDS - 1]++;
 }
 
 /* The lines that tell of the primary's end carry its change, cause and close code. */
@@ -404,7 +408,7 @@ static void primary_down(struct supervisor *s, uint64_t now, const struct sup_en
 		s->state = SUP_PAUSED;
 		add_line(v, LOG_NOTICE, "disconnect", s->tries, sup_url(s),
 			 "link closed: paused until `wstetherctl resume`")
-			->close_code = e->close_code;
+		    ->close_code = e->close_code;
 		snprintf(v->status, sizeof(v->status), "paused");
 		return;
 	}
@@ -412,8 +416,9 @@ static void primary_down(struct supervisor *s, uint64_t now, const struct sup_en
 		s->reconnect_pending = false;
 		mark_down(s, now);
 		backoff_reset(&s->bo);
-		add_line(v, LOG_NOTICE, "disconnect", s->tries, sup_url(s), "reconnecting on request")
-			->close_code = e->close_code;
+		add_line(v, LOG_NOTICE, "disconnect", s->tries, sup_url(s),
+			 "reconnecting on request")
+		    ->close_code = e->close_code;
 		connect_verdict(s, v);
 		v->event.retry_ms = 0;
 		return;
@@ -561,8 +566,8 @@ void sup_request(struct supervisor *s, enum sup_request r, uint64_t now, struct 
 
 const char *sup_state_name(enum sup_state st)
 {
-	static const char *const n[] = { "idle", "connecting", "connected", "waiting", "paused",
-					 "stopping" };
+	static const char *const n[] = {"idle",	   "connecting", "connected",
+					"waiting", "paused",	 "stopping"};
 
 	return st <= SUP_STOPPING ? n[st] : "unknown";
 }
