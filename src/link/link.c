@@ -78,7 +78,7 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	l->at.up = false;
 	l->at.close_req = l->at.close_sent = false;
 	if (l->end.fail == LINK_FAIL_NONE)
-		link_set_end(l, LINK_FAIL_CLOSED, "link closed");
+		link_end_set(&l->end, LINK_FAIL_CLOSED, "link closed");
 	l->ev.down(l->ev.ud);
 }
 
@@ -89,17 +89,17 @@ static void connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (l->dial) {
 		dial_describe_wait(l->dial, wait, sizeof(wait));
-		link_set_end(l, LINK_FAIL_TIMEOUT,
+		link_end_set(&l->end, LINK_FAIL_TIMEOUT,
 			     "connection to %s timed out after %u s: %s (link.connect_timeout_s)",
 			     l->url_text, l->connect_timeout_s, wait);
 	} else if (l->at.upgrade_sent)
-		link_set_end(
-		    l, LINK_FAIL_TIMEOUT,
+		link_end_set(
+		    &l->end, LINK_FAIL_TIMEOUT,
 		    "connection to %s timed out after %u s: the server accepted it but did not "
 		    "answer the WebSocket upgrade (link.connect_timeout_s)",
 		    l->url_text, l->connect_timeout_s);
 	else
-		link_set_end(l, LINK_FAIL_TIMEOUT,
+		link_end_set(&l->end, LINK_FAIL_TIMEOUT,
 			     "connection to %s:%u timed out after %u s: %s never completed "
 			     "(link.connect_timeout_s)",
 			     l->url.host, l->url.port, l->connect_timeout_s,
@@ -112,8 +112,9 @@ static void close_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct link *l = w->data;
 
-	link_set_end(l, LINK_FAIL_CLOSED, "server %s:%u did not answer our close within %.0f s",
-		     l->url.host, l->url.port, CLOSE_WAIT_S);
+	link_end_set(&l->end, LINK_FAIL_CLOSED,
+		     "server %s:%u did not answer our close within %.0f s", l->url.host,
+		     l->url.port, CLOSE_WAIT_S);
 	link_finish(l);
 }
 
@@ -122,12 +123,12 @@ static void pong_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct link *l = w->data;
 
 	if (l->at.probing)
-		link_set_end(l, LINK_FAIL_DEAD,
+		link_end_set(&l->end, LINK_FAIL_DEAD,
 			     "link to %s:%u%s%s is dead: no answer within %u s to a ping after a "
 			     "network change",
 			     l->url.host, l->url.port, VIA(l), l->at.probe_s);
 	else
-		link_set_end(l, LINK_FAIL_DEAD,
+		link_end_set(&l->end, LINK_FAIL_DEAD,
 			     "link to %s:%u%s%s is dead: no pong or frame within %u s", l->url.host,
 			     l->url.port, VIA(l), l->pong_timeout_s);
 	link_finish(l);
@@ -199,7 +200,8 @@ static int write_hello(struct link *l, size_t *off)
 	l->at.hello_due = false;
 	/* after the pongs already framed at *off */
 	if (tx_reserve(l, *off + l->hello.total + l->hello.n * WSFRAME_MAX_HEADER) < 0) {
-		link_set_end(l, LINK_FAIL_LOCAL, "out of memory framing the hello (link.hello)");
+		link_end_set(&l->end, LINK_FAIL_LOCAL,
+			     "out of memory framing the hello (link.hello)");
 		return -1;
 	}
 	for (size_t i = 0; i < l->hello.n; m += l->hello.lens[i++])
@@ -215,7 +217,7 @@ static int compress_message(struct link *l, const unsigned char **data, size_t *
 
 	if (rc < 0) {
 		/* the server's inflater can no longer follow ours: only a new link helps */
-		link_set_end(l, LINK_FAIL_LOCAL,
+		link_end_set(&l->end, LINK_FAIL_LOCAL,
 			     "out of memory compressing a %zu-byte message for %s", *len,
 			     l->url_text);
 		return -1;
@@ -277,7 +279,7 @@ static int write_batch(struct link *l)
 		return 0;
 	/* LWS_WRITE_HTTP on a ws connection sends bytes as they are: our own frames */
 	if (lws_write(l->wsi, p, off, LWS_WRITE_HTTP) < 0) {
-		link_set_end(l, LINK_FAIL_CLOSED, "write to %s:%u failed", l->url.host,
+		link_end_set(&l->end, LINK_FAIL_CLOSED, "write to %s:%u failed", l->url.host,
 			     l->url.port);
 		return -1;
 	}
@@ -296,8 +298,8 @@ static int send_close(struct link *l)
 
 	if (code < 0) {
 		code = l->at.close_code;
-		link_set_end(l, LINK_FAIL_CLOSED, "closed the link to %s with %d%s%s", l->url_text,
-			     code, *reason ? " " : "", reason);
+		link_end_set(&l->end, LINK_FAIL_CLOSED, "closed the link to %s with %d%s%s",
+			     l->url_text, code, *reason ? " " : "", reason);
 		l->end.by_request = true;
 		l->end.close_code = 0;
 		l->end.sent_close_code = code;
@@ -447,10 +449,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		if (wsi == l->wsi) {
 			l->wsi = NULL;
 			if (l->end.by_request)
-				link_set_end(l, LINK_FAIL_CLOSED, "link to %s:%u closed",
+				link_end_set(&l->end, LINK_FAIL_CLOSED, "link to %s:%u closed",
 					     l->url.host, l->url.port);
 			else
-				link_set_end(l, LINK_FAIL_CLOSED,
+				link_end_set(&l->end, LINK_FAIL_CLOSED,
 					     "link to %s:%u%s%s lost: connection closed without a "
 					     "close frame",
 					     l->url.host, l->url.port, VIA(l));
@@ -520,7 +522,7 @@ void link_abort(struct link *l, const char *why)
 {
 	if (!l->ctx && !l->dial)
 		return;
-	link_set_end(l, LINK_FAIL_LOCAL, "%s", why);
+	link_end_set(&l->end, LINK_FAIL_LOCAL, "%s", why);
 	l->end.by_request = true;
 	link_finish(l);
 }

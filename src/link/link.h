@@ -44,6 +44,10 @@ struct link_end {
 	bool clean_close;	/* it began with the server's close: 1000, or no code */
 };
 
+/* The first cause of the end, in fail and msg; later ones are consequences and ignored. */
+void link_end_set(struct link_end *end, enum link_fail fail, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 struct link_events {
 	void *ud;
 	void (*up)(void *ud);

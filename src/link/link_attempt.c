@@ -164,7 +164,7 @@ static void start_lws(struct link *l)
 	context_info(l, &info, foreign);
 	l->ctx = lws_create_context(&info);
 	if (!l->ctx) {
-		link_set_end(l, LINK_FAIL_LOCAL,
+		link_end_set(&l->end, LINK_FAIL_LOCAL,
 			     "cannot create the connection context%s%s (check tls.ca_file)",
 			     l->url.tls ? " with CA file " : "", l->url.tls ? l->ca_file : "");
 		link_finish(l);
@@ -201,7 +201,7 @@ static void start_lws(struct link *l)
 
 	if (!lws_client_connect_via_info(&ci)) {
 		/* CONNECTION_ERROR may already have said why and scheduled the reap */
-		link_set_end(l, LINK_FAIL_CONNECT, "cannot connect to %s:%u", l->url.host,
+		link_end_set(&l->end, LINK_FAIL_CONNECT, "cannot connect to %s:%u", l->url.host,
 			     l->url.port);
 		link_finish(l);
 	}
@@ -217,8 +217,8 @@ static void dialled(void *ud, int fd, enum dial_fail why, const char *err)
 	explicit_bzero(l->proxy.user, sizeof(l->proxy.user));
 	explicit_bzero(l->proxy.pass, sizeof(l->proxy.pass));
 	if (fd < 0) {
-		link_set_end(l, why == DIAL_FAIL_PROXY ? LINK_FAIL_PROXY : LINK_FAIL_CONNECT, "%s",
-			     err);
+		link_end_set(&l->end, why == DIAL_FAIL_PROXY ? LINK_FAIL_PROXY : LINK_FAIL_CONNECT,
+			     "%s", err);
 		link_finish(l);
 		return;
 	}
@@ -255,25 +255,26 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 
 	memset(&l->end, 0, sizeof(l->end));
 	if (l->ctx || l->dial || l->ending) {
-		link_set_end(l, LINK_FAIL_LOCAL, "internal: attempt started while one is active");
+		link_end_set(&l->end, LINK_FAIL_LOCAL,
+			     "internal: attempt started while one is active");
 		return -1;
 	}
 	memset(&l->at, 0, sizeof(l->at));
 	/* lws writes into what it parses: give it a scratch copy, never the config */
 	if (url_parse(url_text, &l->url, err, sizeof(err)) < 0) {
-		link_set_end(l, LINK_FAIL_LOCAL, "invalid URL '%s': %s", url_text, err);
+		link_end_set(&l->end, LINK_FAIL_LOCAL, "invalid URL '%s': %s", url_text, err);
 		return -1;
 	}
 	/* files on disk may have changed since the last attempt: read them again */
 	if (l->url.tls && tls_load_ca(cfg, &l->ca, err, sizeof(err)) < 0) {
-		link_set_end(l, LINK_FAIL_TLS, "%s", err);
+		link_end_set(&l->end, LINK_FAIL_TLS, "%s", err);
 		return -1;
 	}
 	snprintf(l->url_text, sizeof(l->url_text), "%s", url_text);
 	url_host_header(&l->url, cfg->server_name, l->host_hdr, sizeof(l->host_hdr));
 	if (load_scratch(l, cfg, err, sizeof(err)) < 0 ||
 	    choose_proxy(l, cfg, err, sizeof(err)) < 0) {
-		link_set_end(l, LINK_FAIL_LOCAL, "%s", err);
+		link_end_set(&l->end, LINK_FAIL_LOCAL, "%s", err);
 		link_free_scratch(l);
 		link_release_dial(l);
 		return -1;
@@ -297,7 +298,7 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	req.iface = cfg->interface;
 	l->dial = dial_start(l->loop, &req, dialled, l, err, sizeof(err));
 	if (!l->dial) {
-		link_set_end(l, LINK_FAIL_CONNECT, "%s", err);
+		link_end_set(&l->end, LINK_FAIL_CONNECT, "%s", err);
 		link_free_scratch(l);
 		link_release_dial(l);
 		return -1;

@@ -1,7 +1,6 @@
 /* Why an attempt failed, as one line an operator can act on; how TLS names are shown. */
 #include "link_classify.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,19 +9,6 @@
 #include <mbedtls/ssl.h>
 
 #include "linkerr.h"
-
-static __attribute__((format(printf, 3, 4))) void set_end(struct link_end *end, enum link_fail fail,
-							  const char *fmt, ...)
-{
-	va_list ap;
-
-	if (end->fail != LINK_FAIL_NONE)
-		return;
-	end->fail = fail;
-	va_start(ap, fmt);
-	vsnprintf(end->msg, sizeof(end->msg), fmt, ap);
-	va_end(ap);
-}
 
 /* The certificate verification result, as lws's mbedTLS glue numbers it. */
 static void classify_x509(const struct attempt_desc *a, struct link_end *end, int code)
@@ -33,44 +19,46 @@ static void classify_x509(const struct attempt_desc *a, struct link_end *end, in
 	case X509_ERR_HOSTNAME_MISMATCH:
 		if (a->ip && !*a->server_name)
 			/* patch 0007: an IP literal matches iPAddress SANs only */
-			set_end(
+			link_end_set(
 			    end, LINK_FAIL_TLS,
 			    "TLS: server certificate of %s:%u does not match the address '%s': it "
 			    "has no iPAddress subjectAltName for it (or set tls.server_name)",
 			    a->host, a->port, a->host);
 		else
-			set_end(end, LINK_FAIL_TLS,
-				"TLS: server certificate of %s:%u does not match the name '%.*s'",
-				a->host, a->port, namelen, a->host_hdr);
+			link_end_set(
+			    end, LINK_FAIL_TLS,
+			    "TLS: server certificate of %s:%u does not match the name '%.*s'",
+			    a->host, a->port, namelen, a->host_hdr);
 		break;
 	case X509_ERR_CERT_HAS_EXPIRED:
-		set_end(end, LINK_FAIL_TLS, "TLS: server certificate of %s:%u has expired", a->host,
-			a->port);
+		link_end_set(end, LINK_FAIL_TLS, "TLS: server certificate of %s:%u has expired",
+			     a->host, a->port);
 		break;
 	case X509_ERR_CERT_NOT_YET_VALID:
-		set_end(end, LINK_FAIL_TLS, "TLS: server certificate of %s:%u is not yet valid",
-			a->host, a->port);
+		link_end_set(end, LINK_FAIL_TLS,
+			     "TLS: server certificate of %s:%u is not yet valid", a->host, a->port);
 		break;
 	case X509_ERR_INVALID_CA:
-		set_end(end, LINK_FAIL_TLS,
-			"TLS: server certificate of %s:%u is not trusted by tls.ca_file '%s' "
-			"(unknown CA) [X509_V_ERR = %d]",
-			a->host, a->port, a->ca_file, code);
+		link_end_set(end, LINK_FAIL_TLS,
+			     "TLS: server certificate of %s:%u is not trusted by tls.ca_file '%s' "
+			     "(unknown CA) [X509_V_ERR = %d]",
+			     a->host, a->port, a->ca_file, code);
 		break;
 	case X509_ERR_CA_KEY_TOO_SMALL:
 	case X509_ERR_CA_MD_TOO_WEAK:
-		set_end(
+		link_end_set(
 		    end, LINK_FAIL_TLS,
 		    "TLS: server certificate of %s:%u is signed with a key or hash too weak for "
 		    "mbedTLS (e.g. SHA-1) [X509_V_ERR = %d]",
 		    a->host, a->port, code);
 		break;
 	default:
-		set_end(end, LINK_FAIL_TLS,
-			"TLS: server certificate of %s:%u was rejected: not valid for a TLS server "
-			"(keyUsage/extendedKeyUsage must allow serverAuth) or otherwise invalid "
-			"[X509_V_ERR = %d]",
-			a->host, a->port, code);
+		link_end_set(
+		    end, LINK_FAIL_TLS,
+		    "TLS: server certificate of %s:%u was rejected: not valid for a TLS server "
+		    "(keyUsage/extendedKeyUsage must allow serverAuth) or otherwise invalid "
+		    "[X509_V_ERR = %d]",
+		    a->host, a->port, code);
 		break;
 	}
 }
@@ -88,17 +76,17 @@ static void classify_http(const struct attempt_desc *a, struct link_end *end, in
 			end->retry_after_s = v > 86400 ? 86400 : (unsigned)v;
 	}
 	if (status == 401 || status == 403)
-		set_end(end, LINK_FAIL_HTTP,
-			"%s: authentication rejected: HTTP %d on the WebSocket upgrade "
-			"(check link.headers)",
-			a->url_text, status);
+		link_end_set(end, LINK_FAIL_HTTP,
+			     "%s: authentication rejected: HTTP %d on the WebSocket upgrade "
+			     "(check link.headers)",
+			     a->url_text, status);
 	else if (end->retry_after_s)
-		set_end(end, LINK_FAIL_HTTP,
-			"%s refused the WebSocket upgrade: HTTP %d, Retry-After %u s", a->url_text,
-			status, end->retry_after_s);
+		link_end_set(end, LINK_FAIL_HTTP,
+			     "%s refused the WebSocket upgrade: HTTP %d, Retry-After %u s",
+			     a->url_text, status, end->retry_after_s);
 	else
-		set_end(end, LINK_FAIL_HTTP, "%s refused the WebSocket upgrade: HTTP %d",
-			a->url_text, status);
+		link_end_set(end, LINK_FAIL_HTTP, "%s refused the WebSocket upgrade: HTTP %d",
+			     a->url_text, status);
 }
 
 /* What the server said about our client certificate, in an operator's words. */
@@ -122,22 +110,25 @@ static const char *cert_alert_meaning(int alert)
 static void tls_closed(const struct attempt_desc *a, struct link_end *end, const struct linkerr *e)
 {
 	if (e->tls_certreq && a->cert_file)
-		set_end(end, LINK_FAIL_TLS,
-			"TLS handshake with %s:%u failed: the server asked for a client "
-			"certificate, then closed without a TLS alert: it most likely rejected our "
-			"client certificate %s [%s]",
-			a->host, a->port, a->cert_file, e->why);
+		link_end_set(
+		    end, LINK_FAIL_TLS,
+		    "TLS handshake with %s:%u failed: the server asked for a client "
+		    "certificate, then closed without a TLS alert: it most likely rejected our "
+		    "client certificate %s [%s]",
+		    a->host, a->port, a->cert_file, e->why);
 	else if (e->tls_certreq)
-		set_end(end, LINK_FAIL_TLS,
-			"TLS handshake with %s:%u failed: the server asked for a client "
-			"certificate, then closed without a TLS alert: most likely it requires one "
-			"and none is configured (tls.cert_file, tls.key_file) [%s]",
-			a->host, a->port, e->why);
+		link_end_set(
+		    end, LINK_FAIL_TLS,
+		    "TLS handshake with %s:%u failed: the server asked for a client "
+		    "certificate, then closed without a TLS alert: most likely it requires one "
+		    "and none is configured (tls.cert_file, tls.key_file) [%s]",
+		    a->host, a->port, e->why);
 	else
-		set_end(end, LINK_FAIL_TLS,
-			"TLS handshake with %s:%u failed: the server closed the connection without "
-			"a TLS answer: it does not speak TLS on this port, or it dropped us [%s]",
-			a->host, a->port, e->why);
+		link_end_set(
+		    end, LINK_FAIL_TLS,
+		    "TLS handshake with %s:%u failed: the server closed the connection without "
+		    "a TLS answer: it does not speak TLS on this port, or it dropped us [%s]",
+		    a->host, a->port, e->why);
 }
 
 /* A failed handshake, classified from mbedTLS's error and the server's alert (lws patch 0011). */
@@ -151,7 +142,7 @@ static void classify_tls_handshake(const struct attempt_desc *a, struct link_end
 		alert = e->tls_alert < 0 ? "none" : "unknown";
 	switch (linkerr_tls_cause(e, a->cert_file != NULL)) {
 	case LINKERR_TLS_VERSION:
-		set_end(
+		link_end_set(
 		    end, LINK_FAIL_TLS,
 		    "TLS handshake with %s:%u failed: no TLS version in common with the server: "
 		    "we offered %s [alert %s]",
@@ -160,27 +151,28 @@ static void classify_tls_handshake(const struct attempt_desc *a, struct link_end
 		    alert);
 		break;
 	case LINKERR_TLS_CIPHER:
-		set_end(
+		link_end_set(
 		    end, LINK_FAIL_TLS,
 		    "TLS handshake with %s:%u failed: no cipher suite (or key exchange group) in "
 		    "common with the server: it refused our ClientHello [alert %s]",
 		    a->host, a->port, alert);
 		break;
 	case LINKERR_TLS_CERT_REQUIRED:
-		set_end(end, LINK_FAIL_TLS,
-			"TLS handshake with %s:%u failed: the server requires a client certificate "
-			"and none is configured (set tls.cert_file and tls.key_file) [alert %s]",
-			a->host, a->port, alert);
+		link_end_set(
+		    end, LINK_FAIL_TLS,
+		    "TLS handshake with %s:%u failed: the server requires a client certificate "
+		    "and none is configured (set tls.cert_file and tls.key_file) [alert %s]",
+		    a->host, a->port, alert);
 		break;
 	case LINKERR_TLS_CERT_REJECTED:
-		set_end(
+		link_end_set(
 		    end, LINK_FAIL_TLS,
 		    "TLS handshake with %s:%u failed: the server rejected our client certificate "
 		    "%s: %s [alert %s]",
 		    a->host, a->port, a->cert_file, cert_alert_meaning(e->tls_alert), alert);
 		break;
 	case LINKERR_TLS_NOT_TLS:
-		set_end(
+		link_end_set(
 		    end, LINK_FAIL_TLS,
 		    "TLS handshake with %s:%u failed: the server does not speak TLS on this port "
 		    "(what it sent is not a TLS record)",
@@ -191,8 +183,9 @@ static void classify_tls_handshake(const struct attempt_desc *a, struct link_end
 		break;
 	case LINKERR_TLS_UNKNOWN:
 		mbedtls_strerror(e->tls_err, err, sizeof(err));
-		set_end(end, LINK_FAIL_TLS, "TLS handshake with %s:%u failed: %s [alert %s; %s]",
-			a->host, a->port, *err ? err : "no reason given", alert, e->why);
+		link_end_set(end, LINK_FAIL_TLS,
+			     "TLS handshake with %s:%u failed: %s [alert %s; %s]", a->host, a->port,
+			     *err ? err : "no reason given", alert, e->why);
 		break;
 	}
 }
@@ -223,13 +216,13 @@ void link_classify(const struct attempt_desc *a, const char *in, int http_status
 		classify_http(a, end, e.http_status);
 		break;
 	case LINKERR_ACCEPT:
-		set_end(end, LINK_FAIL_PROTOCOL,
-			"%s: bad upgrade response: wrong or missing Sec-WebSocket-Accept "
-			"(not a WebSocket server, or a proxy in the way)",
-			a->url_text);
+		link_end_set(end, LINK_FAIL_PROTOCOL,
+			     "%s: bad upgrade response: wrong or missing Sec-WebSocket-Accept "
+			     "(not a WebSocket server, or a proxy in the way)",
+			     a->url_text);
 		break;
 	case LINKERR_SUBPROTOCOL:
-		set_end(
+		link_end_set(
 		    end, LINK_FAIL_PROTOCOL,
 		    "%s: server chose subprotocol '%s', which we did not request (link.subprotocol "
 		    "is '%s')",
@@ -239,27 +232,28 @@ void link_classify(const struct attempt_desc *a, const char *in, int http_status
 		classify_x509(a, end, e.x509);
 		break;
 	case LINKERR_TLS_TIMEOUT:
-		set_end(end, LINK_FAIL_TLS, "TLS: handshake with %s:%u timed out", a->host,
-			a->port);
+		link_end_set(end, LINK_FAIL_TLS, "TLS: handshake with %s:%u timed out", a->host,
+			     a->port);
 		break;
 	case LINKERR_CONNECT:
-		set_end(end, LINK_FAIL_CONNECT, "cannot connect to %s:%u (refused or unreachable)",
-			a->host, a->port);
+		link_end_set(end, LINK_FAIL_CONNECT,
+			     "cannot connect to %s:%u (refused or unreachable)", a->host, a->port);
 		break;
 	case LINKERR_TLS_HANDSHAKE:
 		classify_tls_handshake(a, end, &e);
 		break;
 	case LINKERR_TLS:
-		set_end(end, LINK_FAIL_TLS, "TLS handshake with %s:%u failed: %s", a->host, a->port,
-			e.why);
+		link_end_set(end, LINK_FAIL_TLS, "TLS handshake with %s:%u failed: %s", a->host,
+			     a->port, e.why);
 		break;
 	case LINKERR_HANDSHAKE:
-		set_end(end, LINK_FAIL_PROTOCOL, "bad WebSocket upgrade response from %s:%u: %s",
-			a->host, a->port, e.detail);
+		link_end_set(end, LINK_FAIL_PROTOCOL,
+			     "bad WebSocket upgrade response from %s:%u: %s", a->host, a->port,
+			     e.detail);
 		break;
 	case LINKERR_OTHER:
-		set_end(end, LINK_FAIL_CONNECT, "connection to %s:%u failed: %s", a->host, a->port,
-			e.why);
+		link_end_set(end, LINK_FAIL_CONNECT, "connection to %s:%u failed: %s", a->host,
+			     a->port, e.why);
 		break;
 	}
 }

@@ -1,5 +1,8 @@
 /* The link's failure kinds: their names, and the first cause of an attempt's end. */
-#include "link_int.h"
+#include "link.h"
+
+#include <stdarg.h>
+#include <stdio.h>
 
 const char *link_fail_name(int fail)
 {
@@ -19,14 +22,14 @@ const char *link_fail_name(int fail)
 	return fail > 0 && (unsigned)fail < sizeof(names) / sizeof(names[0]) ? names[fail] : NULL;
 }
 
-void link_set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
+void link_end_set(struct link_end *end, enum link_fail fail, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (l->end.fail != LINK_FAIL_NONE)
+	if (end->fail != LINK_FAIL_NONE)
 		return; /* the first cause explains it; later ones are consequences */
-	l->end.fail = fail;
+	end->fail = fail;
 	va_start(ap, fmt);
-	vsnprintf(l->end.msg, sizeof(l->end.msg), fmt, ap);
+	vsnprintf(end->msg, sizeof(end->msg), fmt, ap);
 	va_end(ap);
 }

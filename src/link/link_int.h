@@ -135,9 +135,6 @@ struct link {
 	time_t cert_not_after_t;
 };
 
-/* link_fail.c: what the first cause of the end was; later ones are consequences and ignored. */
-void link_set_end(struct link *l, enum link_fail fail, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* The link is over: its context is destroyed from the loop, never from inside lws. */
 void link_finish(struct link *l);
 void link_free_scratch(struct link *l);

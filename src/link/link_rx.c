@@ -1,26 +1,12 @@
 /* What the server sends: frames parsed by wsrx, answered as RFC 6455 says. */
 #include "link_rx.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "escape.h"
 #include "log.h"
 #include "pmdeflate.h"
-
-static __attribute__((format(printf, 3, 4))) void end(struct link_rx *s, enum link_fail fail,
-						      const char *fmt, ...)
-{
-	va_list ap;
-
-	if (s->end->fail != LINK_FAIL_NONE)
-		return; /* the first cause explains it; later ones are consequences */
-	s->end->fail = fail;
-	va_start(ap, fmt);
-	vsnprintf(s->end->msg, sizeof(s->end->msg), fmt, ap);
-	va_end(ap);
-}
 
 /* What pmd_inflate said: anything but PMD_OK fails the link as a violation. */
 static int inflate_status(struct link_rx *s, enum pmd_status st)
@@ -159,11 +145,12 @@ static void rx_close(void *ud, int code, const unsigned char *reason, size_t len
 	if (s->end->fail == LINK_FAIL_NONE)
 		s->end->clean_close = code == 1000 || code == 0;
 	if (code)
-		end(s, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s", s->host, s->port,
-		    code, s->end->close_reason[0] ? " " : "", s->end->close_reason);
+		link_end_set(s->end, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s",
+			     s->host, s->port, code, s->end->close_reason[0] ? " " : "",
+			     s->end->close_reason);
 	else
-		end(s, LINK_FAIL_CLOSED, "server %s:%u closed the link without a code", s->host,
-		    s->port);
+		link_end_set(s->end, LINK_FAIL_CLOSED,
+			     "server %s:%u closed the link without a code", s->host, s->port);
 	/* RFC 6455 5.5.1: echo the code, then let the server close the TCP */
 	s->peer_closed = true;
 	s->peer_code = code;
@@ -184,16 +171,17 @@ static void violation(struct link_rx *s)
 	const struct wsrx *rx = &s->wire;
 
 	if (rx->status == WSRX_TOO_BIG)
-		end(s, LINK_FAIL_VIOLATION,
+		link_end_set(
+		    s->end, LINK_FAIL_VIOLATION,
 		    "message from %s:%u exceeds link.max_message_bytes (%zu): closing with 1009",
 		    s->host, s->port, rx->max_message);
 	else if (rx->status == WSRX_NOMEM)
-		end(s, LINK_FAIL_VIOLATION,
-		    "out of memory reassembling a message from %s:%u: closing with 1009", s->host,
-		    s->port);
+		link_end_set(s->end, LINK_FAIL_VIOLATION,
+			     "out of memory reassembling a message from %s:%u: closing with 1009",
+			     s->host, s->port);
 	else
-		end(s, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d", s->host,
-		    s->port, rx->err_what, rx->err_code);
+		link_end_set(s->end, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d",
+			     s->host, s->port, rx->err_what, rx->err_code);
 	s->act->todo |= LINK_RX_CLOSE;
 	s->end->close_code = rx->peer_code; /* as received, invalid or not */
 	s->violated = true;
