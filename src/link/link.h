@@ -33,10 +33,10 @@ enum link_fail {
 
 struct link_end {
 	enum link_fail fail;
-	bool was_up;
+	bool was_up;	 /* the upgrade had succeeded */
 	bool by_request; /* we asked for the close */
 	int http_status;
-	unsigned retry_after_s;
+	unsigned retry_after_s; /* Retry-After of a 429/503, else 0 */
 	int close_code;		/* from the server's close frame as received, 0 if none */
 	int sent_close_code;	/* by_request: our own close frame's code, 0 if none */
 	char close_reason[124]; /* escaped (escape_text) */

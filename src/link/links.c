@@ -311,11 +311,6 @@ static void on_down(void *ud)
 {
 	struct slot *sl = ud;
 	struct links *ls = sl->ls;
-	const struct link_end *e = link_last_end(sl->link);
-	struct sup_end se = {
-	    e->fail,	      e->was_up,	  e->by_request,	 e->http_status,
-	    e->retry_after_s, e->close_code,	  e->close_reason,	 e->msg,
-	    e->clean_close,   e->sent_close_code, queue_len(&ls->out->q)};
 	struct sup_verdict v;
 
 	if (sl->id == ls->sup.primary) {
@@ -323,7 +318,8 @@ static void on_down(void *ud)
 		/* the read-ahead limit applies only while the link is up */
 		ls->up.resume(ls->up.ud);
 	}
-	sup_down(&ls->sup, sl->id, links_now_ms(), &se, &v);
+	sup_down(&ls->sup, sl->id, links_now_ms(), link_last_end(sl->link), queue_len(&ls->out->q),
+		 &v);
 	apply(ls, &v);
 	settle(ls);
 }

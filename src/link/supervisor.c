@@ -174,7 +174,7 @@ static void mark_down(struct supervisor *s, uint64_t now)
 	s->primary = 0;
 }
 
-static unsigned next_delay(struct supervisor *s, const struct sup_end *e)
+static unsigned next_delay(struct supervisor *s, const struct link_end *e)
 {
 	uint64_t cap = (uint64_t)s->p.max_ms * 10, ra = (uint64_t)e->retry_after_s * 1000;
 	unsigned d;
@@ -199,7 +199,7 @@ static unsigned next_delay(struct supervisor *s, const struct sup_end *e)
  * The first failure after a good state warns, as does a different failure
  * (another kind, close code or HTTP status); repeats are info, rate-limited.
  */
-static int failure_level(struct supervisor *s, const struct sup_end *e, bool stable, uint64_t now)
+static int failure_level(struct supervisor *s, const struct link_end *e, bool stable, uint64_t now)
 {
 	int sig = e->close_code ? e->close_code : e->http_status, level;
 
@@ -220,18 +220,17 @@ static int failure_level(struct supervisor *s, const struct sup_end *e, bool sta
 	return level;
 }
 
-static void record_end(struct supervisor *s, const struct sup_end *e)
+static void record_end(struct supervisor *s, const struct link_end *e)
 {
 	if (e->close_code) {
 		s->last_close_code = e->close_code;
-		snprintf(s->last_close_reason, sizeof(s->last_close_reason), "%s",
-			 e->close_reason ? e->close_reason : "");
+		snprintf(s->last_close_reason, sizeof(s->last_close_reason), "%s", e->close_reason);
 	}
 	if (!e->by_request)
-		snprintf(s->last_error, sizeof(s->last_error), "%s", e->msg ? e->msg : "");
+		snprintf(s->last_error, sizeof(s->last_error), "%s", e->msg);
 }
 
-static void failure_verdict(struct supervisor *s, uint64_t now, const struct sup_end *e,
+static void failure_verdict(struct supervisor *s, uint64_t now, const struct link_end *e,
 			    struct sup_verdict *v)
 {
 	bool stable = e->was_up && is_stable(s, now);
@@ -262,7 +261,7 @@ static void failure_verdict(struct supervisor *s, uint64_t now, const struct sup
 		 "reconnecting to %s in %.1f s (attempt %u)", sup_url(s), delay / 1000.0,
 		 s->tries + 1);
 	snprintf(v->status, sizeof(v->status), "reconnecting in %.1f s (attempt %u): %s",
-		 delay / 1000.0, s->tries + 1, e->msg);
+		 delay / 1000.0, s->tries + 1, v->event.msg);
 	s->state = SUP_WAITING;
 	s->retry_at = now + delay;
 	v->act = SUP_DO_WAIT;
@@ -271,7 +270,7 @@ static void failure_verdict(struct supervisor *s, uint64_t now, const struct sup
 
 static void close_primary(struct supervisor *s, const char *reason, struct sup_verdict *v);
 
-static bool side_link_down(struct supervisor *s, uint64_t id, const struct sup_end *e,
+static bool side_link_down(struct supervisor *s, uint64_t id, const struct link_end *e,
 			   struct sup_verdict *v)
 {
 	if (id && id != s->primary && id != s->standby && id != s->retiring) {
@@ -317,7 +316,7 @@ static bool side_link_down(struct supervisor *s, uint64_t id, const struct sup_e
  * The primary ended while its replacement is being opened (the server said
  * 1001/1012, or it dropped during a rotation): that attempt is the next one.
  */
-static bool take_over(struct supervisor *s, uint64_t now, const struct sup_end *e,
+static bool take_over(struct supervisor *s, uint64_t now, const struct link_end *e,
 		      struct sup_verdict *v)
 {
 	if (!s->standby || s->state == SUP_STOPPING || s->pause_pending || s->reconnect_pending)
@@ -338,7 +337,7 @@ static bool take_over(struct supervisor *s, uint64_t now, const struct sup_end *
 }
 
 /* The event for the primary's end; retry_ms is filled once the verdict knows. */
-static void end_event(struct supervisor *s, const struct sup_end *e, struct sup_verdict *v)
+static void end_event(struct supervisor *s, const struct link_end *e, struct sup_verdict *v)
 {
 	v->event = (struct sup_event){
 	    .change = e->was_up ? SUP_CHANGE_DOWN : SUP_CHANGE_FAILED,
@@ -353,12 +352,11 @@ static void end_event(struct supervisor *s, const struct sup_end *e, struct sup_
 	    .retry_ms = -1,
 	};
 	if (!e->by_request)
-		s->failures[e->fail >= 0 && e->fail < SUP_FAIL_KINDS ? e->fail
-								     : SUP_FAIL_KINDS - 1]++;
+		s->failures[(unsigned)e->fail < SUP_FAIL_KINDS ? e->fail : SUP_FAIL_KINDS - 1]++;
 }
 
 /* The lines that tell of the primary's end carry its change, cause and close code. */
-static void tag_end_lines(struct sup_verdict *v, const struct sup_end *e)
+static void tag_end_lines(struct sup_verdict *v, const struct link_end *e)
 {
 	for (size_t i = 0; i < v->n_lines && v->event.change != SUP_CHANGE_NONE; i++) {
 		struct sup_line *l = &v->lines[i];
@@ -375,24 +373,11 @@ static void tag_end_lines(struct sup_verdict *v, const struct sup_end *e)
 	}
 }
 
-static void primary_down(struct supervisor *s, uint64_t now, const struct sup_end *e,
-			 struct sup_verdict *v);
-
-void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct sup_end *e,
-	      struct sup_verdict *v)
-{
-	verdict_init(v);
-	if (side_link_down(s, id, e, v))
-		return;
-	primary_down(s, now, e, v);
-	tag_end_lines(v, e);
-}
-
-static void primary_down(struct supervisor *s, uint64_t now, const struct sup_end *e,
-			 struct sup_verdict *v)
+static void primary_down(struct supervisor *s, uint64_t now, const struct link_end *e,
+			 size_t queued, struct sup_verdict *v)
 {
 	/* the end of the run: nothing more is owed to the server */
-	if (s->fin.stop || (s->fin.eof && (s->fin.closing || !e->queued)))
+	if (s->fin.stop || (s->fin.eof && (s->fin.closing || !queued)))
 		s->state = SUP_STOPPING;
 	record_end(s, e);
 	end_event(s, e, v);
@@ -425,6 +410,16 @@ static void primary_down(struct supervisor *s, uint64_t now, const struct sup_en
 	}
 	failure_verdict(s, now, e, v);
 	v->event.retry_ms = v->delay_ms;
+}
+
+void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct link_end *e,
+	      size_t queued, struct sup_verdict *v)
+{
+	verdict_init(v);
+	if (side_link_down(s, id, e, v))
+		return;
+	primary_down(s, now, e, queued, v);
+	tag_end_lines(v, e);
 }
 
 static bool link_exists(const struct supervisor *s)

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "backoff.h"
+#include "link.h"
 #include "ratelimit.h"
 
 /*
@@ -25,21 +26,6 @@
 #define SUP_FAIL_KINDS 16
 
 enum sup_state { SUP_IDLE, SUP_CONNECTING, SUP_CONNECTED, SUP_WAITING, SUP_PAUSED, SUP_STOPPING };
-
-/* How an attempt or link ended, as the link reports it. */
-struct sup_end {
-	int fail;		/* the link's failure kind: equal kinds are "the same failure" */
-	bool was_up;		/* the upgrade had succeeded */
-	bool by_request;	/* we asked for the close */
-	int http_status;	/* of a refused upgrade, else 0 */
-	unsigned retry_after_s; /* Retry-After of a 429/503, else 0 */
-	int close_code;		/* from the server's close frame, else 0 */
-	const char *close_reason;
-	const char *msg;     /* the link's one-line explanation */
-	bool clean_close;    /* the server closed normally (1000 or no code): a notice */
-	int sent_close_code; /* by_request: the code of our own close frame, else 0 */
-	size_t queued;	     /* messages still unconfirmed when it ended */
-};
 
 enum sup_do {
 	SUP_DO_NOTHING,
@@ -145,7 +131,8 @@ struct supervisor {
 	bool quick_retry_used; /* a restart close got its fast retry this streak */
 
 	/* log-rate policy */
-	int last_fail, last_sig;
+	enum link_fail last_fail;
+	int last_sig;
 	unsigned streak;	 /* the same failure in a row */
 	bool flapping;		 /* the last link dropped before it was stable */
 	struct ratelimit repeat; /* repeats of one failure */
@@ -177,8 +164,9 @@ void sup_start(struct supervisor *s, struct sup_verdict *v);
 /* The wait of a SUP_DO_WAIT verdict is over. */
 void sup_timer(struct supervisor *s, uint64_t now, struct sup_verdict *v);
 void sup_up(struct supervisor *s, uint64_t id, uint64_t now, struct sup_verdict *v);
-void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct sup_end *e,
-	      struct sup_verdict *v);
+/* Link id ended as e says (equal fail kinds are "the same failure"), with queued unconfirmed. */
+void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct link_end *e,
+	      size_t queued, struct sup_verdict *v);
 void sup_request(struct supervisor *s, enum sup_request r, uint64_t now, struct sup_verdict *v);
 
 /*
