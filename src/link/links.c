@@ -201,26 +201,8 @@ static void start_attempt(struct links *ls, uint64_t id, const char *url)
 
 static void log_lines(const struct sup_verdict *v)
 {
-	static const char *const change[] = {
-	    [SUP_CHANGE_UP] = "up", [SUP_CHANGE_DOWN] = "down", [SUP_CHANGE_FAILED] = "failed"};
-
-	for (size_t i = 0; i < v->n_lines; i++) {
-		const struct sup_line *l = &v->lines[i];
-		struct log_ctx lc = {.url = l->url,
-				     .event = l->event,
-				     .attempt = l->attempt,
-				     .close_code = l->close_code,
-				     .close_ours = l->close_ours,
-				     .link = change[l->change],
-				     .http_status = l->http_status,
-				     .cause = l->change > SUP_CHANGE_UP ? link_fail_name(l->fail)
-									: NULL};
-
-		if (l->event)
-			log_event(l->level, &lc, "%s", l->text);
-		else
-			log_msg(l->level, "%s", l->text);
-	}
+	for (size_t i = 0; i < v->n_lines; i++)
+		log_event(v->lines[i].level, &v->lines[i].ctx, "%s", v->lines[i].text);
 	if (v->lines_lost)
 		log_msg(LOG_ERR, "bug: %u more supervisor line(s) lost, the last: %s",
 			v->lines_lost, v->spill.text);

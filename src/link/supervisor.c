@@ -29,7 +29,8 @@ add_line(struct sup_verdict *v, int level, const char *event, unsigned attempt, 
 
 	if (l == &v->spill)
 		v->lines_lost++;
-	*l = (struct sup_line){.level = level, .event = event, .attempt = attempt, .url = url};
+	*l = (struct sup_line){.level = level,
+			       .ctx = {.url = url, .event = event, .attempt = attempt}};
 	va_start(ap, fmt);
 	vsnprintf(l->text, sizeof(l->text), fmt, ap);
 	va_end(ap);
@@ -148,7 +149,7 @@ void sup_up(struct supervisor *s, uint64_t id, uint64_t now, struct sup_verdict 
 			 (double)down / 1000.0);
 	else
 		add_line(v, LOG_NOTICE, "connect", 0, url, "connected to %s", url);
-	v->lines[v->n_lines - 1].change = SUP_CHANGE_UP;
+	v->lines[v->n_lines - 1].ctx.link = "up";
 	snprintf(v->status, sizeof(v->status), "connected to %s", url);
 }
 
@@ -253,7 +254,7 @@ static void failure_verdict(struct supervisor *s, uint64_t now, const struct lin
 	} else {
 		l = add_line(v, level, "disconnect", s->tries, sup_url(s), "%s", e->msg);
 	}
-	l->close_code = e->close_code;
+	l->ctx.close_code = e->close_code;
 	/* after a failure, the next URL of link.fallback_urls, wrapping around */
 	if (!e->by_request)
 		s->url_idx = (s->url_idx + 1) % s->n_urls;
@@ -286,7 +287,7 @@ static bool side_link_down(struct supervisor *s, uint64_t id, const struct link_
 		else
 			add_line(v, LOG_NOTICE, "disconnect", 0, sup_url(s),
 				 "%s; the link that replaces it was already up", e->msg)
-			    ->close_code = e->close_code;
+			    ->ctx.close_code = e->close_code;
 		return true;
 	}
 	if (id && id == s->standby && s->standby_for_restart) {
@@ -330,7 +331,7 @@ static bool take_over(struct supervisor *s, uint64_t now, const struct link_end 
 	v->id = s->primary;
 	add_line(v, e->by_request ? LOG_INFO : LOG_NOTICE, "disconnect", s->tries, sup_url(s),
 		 "%s; its replacement is already connecting", e->msg)
-	    ->close_code = e->close_code;
+	    ->ctx.close_code = e->close_code;
 	snprintf(v->status, sizeof(v->status), "connecting to %s (attempt %u)", sup_url(s),
 		 s->tries);
 	return true;
@@ -359,16 +360,16 @@ static void end_event(struct supervisor *s, const struct link_end *e, struct sup
 static void tag_end_lines(struct sup_verdict *v, const struct link_end *e)
 {
 	for (size_t i = 0; i < v->n_lines && v->event.change != SUP_CHANGE_NONE; i++) {
-		struct sup_line *l = &v->lines[i];
+		struct log_ctx *c = &v->lines[i].ctx;
 
-		if (!l->event || strcmp(l->event, "disconnect"))
+		if (strcmp(c->event, "disconnect"))
 			continue;
-		l->change = v->event.change;
-		l->fail = e->fail;
-		l->http_status = e->http_status;
-		if (!l->close_code && e->by_request && e->sent_close_code) {
-			l->close_code = e->sent_close_code;
-			l->close_ours = true;
+		c->link = v->event.change == SUP_CHANGE_DOWN ? "down" : "failed";
+		c->cause = link_fail_name(e->fail);
+		c->http_status = e->http_status;
+		if (!c->close_code && e->by_request && e->sent_close_code) {
+			c->close_code = e->sent_close_code;
+			c->close_ours = true;
 		}
 	}
 }
@@ -393,7 +394,7 @@ static void primary_down(struct supervisor *s, uint64_t now, const struct link_e
 		s->state = SUP_PAUSED;
 		add_line(v, LOG_NOTICE, "disconnect", s->tries, sup_url(s),
 			 "link closed: paused until `wstetherctl resume`")
-		    ->close_code = e->close_code;
+		    ->ctx.close_code = e->close_code;
 		snprintf(v->status, sizeof(v->status), "paused");
 		return;
 	}
@@ -403,7 +404,7 @@ static void primary_down(struct supervisor *s, uint64_t now, const struct link_e
 		backoff_reset(&s->bo);
 		add_line(v, LOG_NOTICE, "disconnect", s->tries, sup_url(s),
 			 "reconnecting on request")
-		    ->close_code = e->close_code;
+		    ->ctx.close_code = e->close_code;
 		connect_verdict(s, v);
 		v->event.retry_ms = 0;
 		return;

@@ -8,6 +8,7 @@
 
 #include "backoff.h"
 #include "link.h"
+#include "log.h"
 #include "ratelimit.h"
 
 /*
@@ -42,16 +43,9 @@ enum sup_do {
 enum sup_change { SUP_CHANGE_NONE, SUP_CHANGE_UP, SUP_CHANGE_DOWN, SUP_CHANGE_FAILED };
 
 struct sup_line {
-	int level;	   /* LOG_* */
-	const char *event; /* WSTETHER_EVENT: connect, disconnect, retry, ... */
-	unsigned attempt;  /* 0: none */
-	int close_code;
-	bool close_ours; /* close_code is our own close frame's */
-	const char *url;
-	/* the primary's change this line tells of, with its cause (link_fail_name) */
-	enum sup_change change;
-	int fail;
-	int http_status;
+	int level; /* LOG_* */
+	/* event, attempt, url; of the primary's change: link, cause, close code, HTTP status */
+	struct log_ctx ctx;
 	char text[700];
 };
 

@@ -74,8 +74,8 @@ static void failures_back_off_exponentially_and_count_attempts(void **state)
 	assert_int_equal(s.attempts, 3);
 	/* the retry line names the next attempt */
 	assert_string_equal(v.lines[1].text, "reconnecting to ws://a/ in 2.0 s (attempt 4)");
-	assert_string_equal(v.lines[1].event, "retry");
-	assert_int_equal(v.lines[1].attempt, 4);
+	assert_string_equal(v.lines[1].ctx.event, "retry");
+	assert_int_equal(v.lines[1].ctx.attempt, 4);
 	assert_string_equal(v.status, "reconnecting in 2.0 s (attempt 4): cannot connect to a:80");
 	assert_string_equal(s.last_error, "cannot connect to a:80");
 }
@@ -179,7 +179,7 @@ static void first_failure_warns_repeats_are_info_then_rate_limited(void **state)
 	fail_at(&s, t, fail_end(), &v);
 	assert_int_equal(v.lines[0].level, LOG_WARNING);
 	assert_string_equal(v.lines[0].text, "cannot connect to a:80");
-	assert_string_equal(v.lines[0].event, "disconnect");
+	assert_string_equal(v.lines[0].ctx.event, "disconnect");
 	assert_int_equal(v.lines[1].level, LOG_INFO);
 	/* the same failure 30 times within a second: 10 lines, the rest at debug */
 	for (int i = 0; i < 30; i++) {
@@ -206,7 +206,7 @@ static void first_failure_warns_repeats_are_info_then_rate_limited(void **state)
 	assert_string_equal(v.lines[0].text, "connected to ws://a/ after 5.1 s down");
 	fail_at(&s, t += 1, closed_end(1011), &v);
 	assert_int_equal(v.lines[0].level, LOG_WARNING);
-	assert_int_equal(v.lines[0].close_code, 1011);
+	assert_int_equal(v.lines[0].ctx.close_code, 1011);
 }
 
 static void flapping_links_reconnect_quietly(void **state)
@@ -239,7 +239,7 @@ static void fallback_urls_rotate_after_failures_not_after_requests(void **state)
 
 	init(&s, 3);
 	fail_at(&s, 1, fail_end(), &v);
-	assert_string_equal(v.lines[1].url, "ws://b/");
+	assert_string_equal(v.lines[1].ctx.url, "ws://b/");
 	sup_timer(&s, 600, &v);
 	assert_string_equal(v.url, "ws://b/");
 	fail_at(&s, 700, fail_end(), &v);
@@ -273,7 +273,7 @@ static void a_clean_close_by_the_server_is_a_notice(void **state)
 	sup_up(&s, s.primary, t, &v);
 	fail_at(&s, t += 1, clean, &v);
 	assert_int_equal(v.lines[0].level, LOG_NOTICE);
-	assert_int_equal(v.lines[0].close_code, 1000);
+	assert_int_equal(v.lines[0].ctx.close_code, 1000);
 	sup_timer(&s, t += 1000, &v);
 	sup_up(&s, s.primary, t, &v);
 	fail_at(&s, t += 1, empty, &v);
@@ -386,18 +386,18 @@ static void end_lines_tell_failed_from_down_and_carry_our_close_code(void **stat
 	init(&s, 1);
 	refused.http_status = 503;
 	fail_at(&s, 10, refused, &v);
-	assert_string_equal(v.lines[0].event, "disconnect");
-	assert_int_equal(v.lines[0].change, SUP_CHANGE_FAILED);
-	assert_int_equal(v.lines[0].fail, LINK_FAIL_CONNECT);
-	assert_int_equal(v.lines[0].http_status, 503);
-	assert_int_equal(v.lines[1].change, SUP_CHANGE_NONE); /* the retry line */
+	assert_string_equal(v.lines[0].ctx.event, "disconnect");
+	assert_string_equal(v.lines[0].ctx.link, "failed");
+	assert_string_equal(v.lines[0].ctx.cause, "connect");
+	assert_int_equal(v.lines[0].ctx.http_status, 503);
+	assert_null(v.lines[1].ctx.link); /* the retry line */
 	retry(&s, 600);
 	sup_up(&s, s.primary, 700, &v);
-	assert_int_equal(v.lines[0].change, SUP_CHANGE_UP);
+	assert_string_equal(v.lines[0].ctx.link, "up");
 	fail_at(&s, 800, closed_end(4001), &v);
-	assert_int_equal(v.lines[0].change, SUP_CHANGE_DOWN);
-	assert_int_equal(v.lines[0].close_code, 4001);
-	assert_false(v.lines[0].close_ours);
+	assert_string_equal(v.lines[0].ctx.link, "down");
+	assert_int_equal(v.lines[0].ctx.close_code, 4001);
+	assert_false(v.lines[0].ctx.close_ours);
 	retry(&s, 5000);
 	sup_up(&s, s.primary, 5100, &v);
 	sup_request(&s, SUP_REQ_STOP, 5200, &v);
@@ -408,9 +408,9 @@ static void end_lines_tell_failed_from_down_and_carry_our_close_code(void **stat
 				    .msg = "closed",
 				    .sent_close_code = 1001},
 		 0, &v);
-	assert_int_equal(v.lines[0].change, SUP_CHANGE_DOWN);
-	assert_int_equal(v.lines[0].close_code, 1001);
-	assert_true(v.lines[0].close_ours);
+	assert_string_equal(v.lines[0].ctx.link, "down");
+	assert_int_equal(v.lines[0].ctx.close_code, 1001);
+	assert_true(v.lines[0].ctx.close_ours);
 }
 
 static void rotation_replaces_the_link_once_the_new_one_is_up(void **state)
