@@ -1,6 +1,7 @@
 #include "link_int.h"
 #include "link_classify.h"
 #include "netwatch.h"
+#include "status.h"
 
 /* " via proxy P (from SOURCE)" for a link a proxy carries: a drop may be the proxy's */
 #define VIA(l) (*(l)->at.via ? " via proxy " : ""), (l)->at.via
@@ -495,11 +496,6 @@ struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct 
 	return l;
 }
 
-int link_tls_resumed(const struct link *l)
-{
-	return l->at.up && l->url.tls ? l->at.tls_resumed : -1;
-}
-
 void link_destroy(struct link *l)
 {
 	if (!l)
@@ -577,29 +573,27 @@ void link_pause_rx(struct link *l, bool pause)
 		lws_callback_on_writable(l->wsi);
 }
 
-const char *link_compression(const struct link *l, struct pmd_report *r)
+void link_status(const struct link *l, bool carrier, struct wst_status *st)
 {
-	if (!l->pmd) {
-		memset(r, 0, sizeof(*r));
-		return NULL;
-	}
-	pmd_report(l->pmd, r);
-	return l->deflate_params;
-}
-
-const struct link_stats *link_stats(const struct link *l)
-{
-	return &l->stats;
-}
-
-const char *link_cert_not_after(const struct link *l)
-{
-	return l->cert_not_after;
-}
-
-time_t link_cert_expiry(const struct link *l)
-{
-	return l->cert_not_after_t;
+	st->sent += l->stats.sent;
+	st->sent_bytes += l->stats.sent_bytes;
+	st->received += l->stats.received;
+	st->received_bytes += l->stats.received_bytes;
+	if (!carrier)
+		return;
+	st->ping_rtt_us = l->stats.ping_rtt_us;
+	st->cert_expiry = l->cert_not_after_t;
+	st->cert_not_after = l->cert_not_after;
+	if (!link_tls(l, &st->tls_version, &st->tls_cipher))
+		st->tls_version = st->tls_cipher = NULL;
+	/* whether the link up now resumed a TLS session: -1 no TLS link up */
+	st->tls_resumed = l->at.up && l->url.tls ? l->at.tls_resumed : -1;
+	st->proxy = l->at.via;
+	st->compression_params = l->pmd ? l->deflate_params : NULL;
+	if (l->pmd)
+		pmd_report(l->pmd, &st->deflate);
+	else
+		memset(&st->deflate, 0, sizeof(st->deflate));
 }
 
 const char *link_via(const struct link *l)
@@ -624,14 +618,9 @@ bool link_probe(struct link *l, unsigned deadline_s)
 
 bool link_uses_address(const struct link *l, const struct sockaddr_storage *a)
 {
-	if (!link_active(l) || a->ss_family != l->at.local.ss_family)
-		return false;
-	if (a->ss_family == AF_INET)
-		return !memcmp(&((const struct sockaddr_in *)a)->sin_addr,
-			       &((const struct sockaddr_in *)&l->at.local)->sin_addr, 4);
-	return a->ss_family == AF_INET6 &&
-	       !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-		       &((const struct sockaddr_in6 *)&l->at.local)->sin6_addr, 16);
+	/* a route to all of a's bits covers the one address */
+	return link_active(l) &&
+	       netwatch_route_covers(a, a->ss_family == AF_INET6 ? 128 : 32, &l->at.local);
 }
 
 bool link_uses_route(const struct link *l, const struct sockaddr_storage *dst, unsigned prefix)

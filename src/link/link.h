@@ -81,21 +81,14 @@ bool link_active(const struct link *l); /* an attempt or link exists */
 bool link_up(const struct link *l);
 const struct link_end *link_last_end(const struct link *l);
 
-struct link_stats {
-	unsigned long long sent, sent_bytes; /* written, resends included */
-	unsigned long long received, received_bytes;
-	int64_t ping_rtt_us; /* the last timed ping's round trip; -1: none yet */
-};
-const struct link_stats *link_stats(const struct link *l);
-struct pmd_report;
-/* permessage-deflate on the link now: its parameters and figures, or NULL (r zeroed). */
-const char *link_compression(const struct link *l, struct pmd_report *r);
-/* notAfter of the client certificate of the last attempt, or "". */
 /* The TLS version ("TLSv1.3") and IANA cipher suite name of a link that is up; false: none. */
 bool link_tls(const struct link *l, const char **version, const char **cipher);
-const char *link_cert_not_after(const struct link *l);
-/* The same as a Unix time; 0 when there is none. */
-time_t link_cert_expiry(const struct link *l);
+struct wst_status;
+/*
+ * Its part of the status: its message counters add to st's (a rotation's
+ * messages count wherever they went); the carrier's says the rest.
+ */
+void link_status(const struct link *l, bool carrier, struct wst_status *st);
 /* A label for a failure kind ("connect", "tls", ...); NULL for none or unknown. */
 const char *link_fail_name(int fail);
 /* The proxy that carries the link, "http://host:port (from https_proxy)", or "" when direct. */
@@ -107,9 +100,6 @@ struct sockaddr_storage;
 bool link_uses_address(const struct link *l, const struct sockaddr_storage *a);
 /* Whether a route to dst/prefix that went away may have carried the link (dst NULL: unknown). */
 bool link_uses_route(const struct link *l, const struct sockaddr_storage *dst, unsigned prefix);
-
-/* Whether the link up now resumed a TLS session: 1 yes, 0 no, -1 no TLS link up. */
-int link_tls_resumed(const struct link *l);
 
 /* New messages are in the queue, or the link carries them now. */
 void link_kick(struct link *l);

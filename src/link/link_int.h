@@ -84,6 +84,12 @@ struct attempt {
 	uint64_t tls_generation;		  /* the session cache's when the attempt began */
 };
 
+struct link_stats {
+	unsigned long long sent, sent_bytes; /* written, resends included */
+	unsigned long long received, received_bytes;
+	int64_t ping_rtt_us; /* the last timed ping's round trip; -1: none yet */
+};
+
 struct link {
 	struct ev_loop *loop;
 	struct outbox *out; /* what it writes, and confirms */

@@ -435,31 +435,16 @@ void links_net_change(void *ud, enum net_change what, const struct sockaddr_stor
 
 void links_status(const struct links *ls, struct wst_status *st)
 {
-	const struct link *l = carrier(ls)->link;
+	const struct slot *c = carrier(ls);
 
 	sup_status(&ls->sup, links_now_ms(), time(NULL), st);
-	/* both link objects' counters: a rotation's messages count wherever they went */
 	st->sent = st->sent_bytes = st->received = st->received_bytes = 0;
-	for (size_t i = 0; i < 2; i++) {
-		const struct link_stats *o = link_stats(ls->slots[i].link);
-
-		st->sent += o->sent;
-		st->sent_bytes += o->sent_bytes;
-		st->received += o->received;
-		st->received_bytes += o->received_bytes;
-	}
-	st->ping_rtt_us = link_stats(l)->ping_rtt_us;
-	st->cert_expiry = link_cert_expiry(l);
-	st->cert_not_after = link_cert_not_after(l);
-	if (!link_tls(l, &st->tls_version, &st->tls_cipher))
-		st->tls_version = st->tls_cipher = NULL;
-	st->tls_resumed = link_tls_resumed(l);
+	link_status(other(ls, c)->link, false, st);
+	link_status(c->link, true, st);
 	st->tls_full = ls->sessions.full;
 	st->tls_resumed_total = ls->sessions.resumed;
-	st->proxy = link_via(l);
 	st->net_probes = ls->net_probes;
 	st->net_retries = ls->net_retries;
-	st->compression_params = link_compression(l, &st->deflate);
 }
 
 /*
