@@ -15,11 +15,6 @@
 #define REPEAT_BURST 10
 #define REPEAT_PERIOD_MS 1000
 
-static void verdict_init(struct sup_verdict *v)
-{
-	memset(v, 0, sizeof(*v));
-}
-
 static __attribute__((format(printf, 6, 7))) struct sup_line *
 add_line(struct sup_verdict *v, int level, const char *event, unsigned attempt, const char *url,
 	 const char *fmt, ...)
@@ -86,26 +81,40 @@ static void connect_verdict(struct supervisor *s, struct sup_verdict *v)
 
 void sup_start(struct supervisor *s, struct sup_verdict *v)
 {
-	verdict_init(v);
+	memset(v, 0, sizeof(*v));
 	connect_verdict(s, v);
 }
 
 void sup_timer(struct supervisor *s, uint64_t now, struct sup_verdict *v)
 {
-	verdict_init(v);
+	memset(v, 0, sizeof(*v));
 	if (s->state == SUP_WAITING)
 		connect_verdict(s, v);
+}
+
+static void close_link(struct sup_verdict *v, uint64_t id, const char *reason)
+{
+	v->act = SUP_DO_CLOSE;
+	v->id = id;
+	v->close_code = 1000;
+	v->close_reason = reason;
+}
+
+/* The standby carries traffic now. */
+static void promote_standby(struct supervisor *s, struct sup_verdict *v)
+{
+	s->primary = s->standby;
+	s->standby = 0;
+	v->act = SUP_DO_PROMOTE;
+	v->id = s->primary;
 }
 
 static void up_standby(struct supervisor *s, uint64_t now, struct sup_verdict *v)
 {
 	s->retiring = s->primary;
-	s->primary = s->standby;
-	s->standby = 0;
+	promote_standby(s, v);
 	s->connected_since = now;
 	s->rotations++;
-	v->act = SUP_DO_PROMOTE;
-	v->id = s->primary;
 	v->old = s->retiring;
 	add_line(v, LOG_NOTICE, "rotate", 0, sup_url(s),
 		 "rotated to a new link to %s; the old one closes once its messages are confirmed",
@@ -118,17 +127,14 @@ void sup_up(struct supervisor *s, uint64_t id, uint64_t now, struct sup_verdict 
 	uint64_t down = s->down_since && now > s->down_since ? now - s->down_since : 0;
 	const char *url = sup_url(s);
 
-	verdict_init(v);
+	memset(v, 0, sizeof(*v));
 	if (id && id == s->standby) {
 		if (s->state == SUP_CONNECTED) {
 			up_standby(s, now, v);
 		} else {
 			/* paused or stopping meanwhile: the rotation is moot */
 			s->standby = 0;
-			v->act = SUP_DO_CLOSE;
-			v->id = id;
-			v->close_code = 1000;
-			v->close_reason = "not needed";
+			close_link(v, id, "not needed");
 		}
 		return;
 	}
@@ -269,8 +275,6 @@ static void failure_verdict(struct supervisor *s, uint64_t now, const struct lin
 	v->delay_ms = delay;
 }
 
-static void close_primary(struct supervisor *s, const char *reason, struct sup_verdict *v);
-
 static bool side_link_down(struct supervisor *s, uint64_t id, const struct link_end *e,
 			   struct sup_verdict *v)
 {
@@ -306,7 +310,7 @@ static bool side_link_down(struct supervisor *s, uint64_t id, const struct link_
 			 e->msg);
 		if (s->state == SUP_CONNECTED && !s->reconnect_pending && !s->pause_pending) {
 			s->reconnect_pending = true;
-			close_primary(s, "reconnect", v);
+			close_link(v, s->primary, "reconnect");
 		}
 		return true;
 	}
@@ -323,12 +327,9 @@ static bool take_over(struct supervisor *s, uint64_t now, const struct link_end 
 	if (!s->standby || s->state == SUP_STOPPING || s->pause_pending || s->reconnect_pending)
 		return false;
 	mark_down(s, now);
-	s->primary = s->standby;
-	s->standby = 0;
+	promote_standby(s, v);
 	s->tries++;
 	s->state = SUP_CONNECTING;
-	v->act = SUP_DO_PROMOTE;
-	v->id = s->primary;
 	add_line(v, e->by_request ? LOG_INFO : LOG_NOTICE, "disconnect", s->tries, sup_url(s),
 		 "%s; its replacement is already connecting", e->msg)
 	    ->ctx.close_code = e->close_code;
@@ -416,7 +417,7 @@ static void primary_down(struct supervisor *s, uint64_t now, const struct link_e
 void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct link_end *e,
 	      size_t queued, struct sup_verdict *v)
 {
-	verdict_init(v);
+	memset(v, 0, sizeof(*v));
 	if (side_link_down(s, id, e, v))
 		return;
 	primary_down(s, now, e, queued, v);
@@ -428,14 +429,6 @@ static bool link_exists(const struct supervisor *s)
 	return s->state == SUP_CONNECTING || s->state == SUP_CONNECTED;
 }
 
-static void close_primary(struct supervisor *s, const char *reason, struct sup_verdict *v)
-{
-	v->act = SUP_DO_CLOSE;
-	v->id = s->primary;
-	v->close_code = 1000;
-	v->close_reason = reason;
-}
-
 static void req_reconnect(struct supervisor *s, struct sup_verdict *v)
 {
 	if (s->pause_pending || s->state == SUP_PAUSED) {
@@ -445,7 +438,7 @@ static void req_reconnect(struct supervisor *s, struct sup_verdict *v)
 	backoff_reset(&s->bo);
 	if (link_exists(s)) {
 		s->reconnect_pending = true;
-		close_primary(s, "reconnect", v);
+		close_link(v, s->primary, "reconnect");
 	} else {
 		connect_verdict(s, v);
 	}
@@ -457,7 +450,7 @@ static void req_reconfigure(struct supervisor *s, struct sup_verdict *v)
 		return;
 	if (link_exists(s)) {
 		s->reconnect_pending = true;
-		close_primary(s, "reconfigured", v);
+		close_link(v, s->primary, "reconfigured");
 	} else if (s->state == SUP_WAITING) {
 		/* the new settings may work at once */
 		connect_verdict(s, v);
@@ -471,7 +464,7 @@ static void req_pause(struct supervisor *s, struct sup_verdict *v)
 	s->pause_pending = true;
 	add_line(v, LOG_NOTICE, "pause", 0, NULL, "pausing the link on request");
 	if (link_exists(s)) {
-		close_primary(s, "paused", v);
+		close_link(v, s->primary, "paused");
 	} else {
 		s->state = SUP_PAUSED;
 		snprintf(v->status, sizeof(v->status), "paused");
@@ -530,7 +523,7 @@ static void req_server_restart(struct supervisor *s, uint64_t now, struct sup_ve
 
 void sup_request(struct supervisor *s, enum sup_request r, uint64_t now, struct sup_verdict *v)
 {
-	verdict_init(v);
+	memset(v, 0, sizeof(*v));
 	if (s->state == SUP_STOPPING && r != SUP_REQ_STOP) {
 		v->refused = "stopping";
 		return;
