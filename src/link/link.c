@@ -77,7 +77,6 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	l->destroying = false;
 	l->ending = false;
 	l->at.up = false;
-	l->at.close_req = l->at.close_sent = false;
 	if (l->end.fail == LINK_FAIL_NONE)
 		link_end_set(&l->end, LINK_FAIL_CLOSED, "link closed");
 	l->ev.down(l->ev.ud);
@@ -516,7 +515,7 @@ void link_destroy(struct link *l)
 
 void link_abort(struct link *l, const char *why)
 {
-	if (!l->ctx && !l->dial)
+	if (!link_active(l))
 		return;
 	link_end_set(&l->end, LINK_FAIL_LOCAL, "%s", why);
 	l->end.by_request = true;
@@ -560,7 +559,7 @@ void link_request_close(struct link *l, int code, const char *reason)
 		snprintf(l->at.close_reason, sizeof(l->at.close_reason), "%s",
 			 reason ? reason : "");
 		lws_callback_on_writable(l->wsi);
-	} else if ((l->ctx || l->dial) && !l->ending) {
+	} else if (link_active(l) && !l->ending) {
 		/* not up yet: there is no close handshake to do, just give up the attempt */
 		link_abort(l, "attempt abandoned on request");
 	}

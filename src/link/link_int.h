@@ -103,7 +103,7 @@ struct link {
 	bool ending, destroying;
 	struct link_end end;
 	struct attempt at;
-	struct tls_sessions *sessions; /* the links'; NULL: none kept */
+	struct tls_sessions *sessions; /* the links', shared by both */
 	bool resume;		       /* tls.session_resumption of this attempt */
 
 	/* per-attempt scratch; lws may point into it until the context is gone */
