@@ -5,18 +5,16 @@
  * The link's insides, shared by its files only: link.c (the lws callback,
  * writing, pings, timers and the public calls), link_attempt.c (starting an
  * attempt: header files, proxy, dial, lws context), link_upgrade.c (the
- * upgrade's headers and extensions) and link_fail.c (the end's first
- * cause). What the server sends is link_rx.c's pure receive session, and
+ * upgrade's headers and extensions) and link_session.c (the TLS session
+ * kept). What the server sends is link_rx.c's pure receive session, and
  * why an attempt failed, in one line, link_classify.c's.
  */
 #include "link.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -27,10 +25,8 @@
 #include "config.h"
 #include "escape.h"
 #include "dial.h"
-#include "framing.h"
 #include "hello.h"
 #include "link_rx.h"
-#include "linkerr.h"
 #include "log.h"
 #include "pmdeflate.h"
 #include "outbox.h"
