@@ -264,8 +264,8 @@ static int write_batch(struct link *l)
 		p = l->tx + LWS_PRE;
 		off += wsframe_encode(p + off, op, data, len, next_mask(l));
 		outbox_sent(l->out);
-		l->stats.sent++;
-		l->stats.sent_bytes += m->len;
+		l->sent++;
+		l->sent_bytes += m->len;
 	}
 	if (tx_reserve(l, off + WSFRAME_MAX_HEADER + 8) < 0)
 		return -1;
@@ -342,8 +342,8 @@ static void deliver(void *ud, const unsigned char *data, size_t len, bool binary
 {
 	struct link *l = ud;
 
-	l->stats.received++;
-	l->stats.received_bytes += len;
+	l->received++;
+	l->received_bytes += len;
 	l->ev.message(l->ev.ud, data, len, binary);
 }
 
@@ -355,7 +355,7 @@ static void deliver(void *ud, const unsigned char *data, size_t len, bool binary
 static void pongs_came(struct link *l, uint64_t first, uint64_t last)
 {
 	if (l->at.ping_timing && first <= l->at.ping_seq && l->at.ping_seq <= last) {
-		l->stats.ping_rtt_us = (int64_t)((ev_time() - l->at.ping_at) * 1e6);
+		l->ping_rtt_us = (int64_t)((ev_time() - l->at.ping_at) * 1e6);
 		l->at.ping_timing = false;
 	}
 	l->at.fence_in_flight = false;
@@ -489,7 +489,7 @@ struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct 
 	l->connect_timer.data = l->ping_timer.data = l->pong_timer.data = l;
 	l->fd = -1;
 	l->close_timer.data = l->reap_timer.data = l;
-	l->stats.ping_rtt_us = -1;
+	l->ping_rtt_us = -1;
 	if (getrandom(&l->rng, sizeof(l->rng), 0) != sizeof(l->rng) || !l->rng)
 		l->rng = (uint64_t)(uintptr_t)l ^ 0x9e3779b97f4a7c15ULL;
 	return l;
@@ -574,13 +574,13 @@ void link_pause_rx(struct link *l, bool pause)
 
 void link_status(const struct link *l, bool carrier, struct wst_status *st)
 {
-	st->sent += l->stats.sent;
-	st->sent_bytes += l->stats.sent_bytes;
-	st->received += l->stats.received;
-	st->received_bytes += l->stats.received_bytes;
+	st->sent += l->sent;
+	st->sent_bytes += l->sent_bytes;
+	st->received += l->received;
+	st->received_bytes += l->received_bytes;
 	if (!carrier)
 		return;
-	st->ping_rtt_us = l->stats.ping_rtt_us;
+	st->ping_rtt_us = l->ping_rtt_us;
 	st->cert_expiry = l->cert_not_after_t;
 	st->cert_not_after = l->cert_not_after;
 	if (!link_tls(l, &st->tls_version, &st->tls_cipher))

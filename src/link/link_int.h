@@ -80,12 +80,6 @@ struct attempt {
 	uint64_t tls_generation;		  /* the session cache's when the attempt began */
 };
 
-struct link_stats {
-	unsigned long long sent, sent_bytes; /* written, resends included */
-	unsigned long long received, received_bytes;
-	int64_t ping_rtt_us; /* the last timed ping's round trip; -1: none yet */
-};
-
 struct link {
 	struct ev_loop *loop;
 	struct outbox *out; /* what it writes, and confirms */
@@ -132,7 +126,9 @@ struct link {
 
 	ev_timer connect_timer, ping_timer, pong_timer, close_timer, reap_timer;
 
-	struct link_stats stats;
+	unsigned long long sent, sent_bytes; /* written, resends included */
+	unsigned long long received, received_bytes;
+	int64_t ping_rtt_us; /* the last timed ping's round trip; -1: none yet */
 	char cert_not_after[32];
 	time_t cert_not_after_t;
 };

@@ -201,7 +201,6 @@ void link_rx_init(struct link_rx *s, size_t max_message, struct pmd *pmd, const 
 	s->port = port;
 	s->deliver = deliver;
 	s->ud = ud;
-	pongq_init(&s->pongs);
 }
 
 void link_rx_finish(struct link_rx *s)

@@ -217,14 +217,13 @@ static void apply(struct links *ls, const struct sup_verdict *v)
 	/* local programs hear of it before the link starts again */
 	if (v->event.change != SUP_CHANGE_NONE)
 		ls->up.event(ls->up.ud, &v->event);
-	if (v->act != SUP_DO_WAIT && ls->sup.state != SUP_WAITING)
+	if (v->act == SUP_DO_WAIT || ls->sup.state != SUP_WAITING)
 		ev_timer_stop(ls->loop, &ls->retry_timer);
 	switch (v->act) {
 	case SUP_DO_CONNECT:
 		start_attempt(ls, v->id, v->url);
 		break;
 	case SUP_DO_WAIT:
-		ev_timer_stop(ls->loop, &ls->retry_timer);
 		ev_timer_set(&ls->retry_timer, v->delay_ms / 1000.0, 0);
 		ev_timer_start(ls->loop, &ls->retry_timer);
 		break;

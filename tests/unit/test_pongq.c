@@ -38,7 +38,6 @@ static void answers_every_ping_in_order(void **state)
 		pop_expect(&q, buf);
 	}
 	assert_null(pongq_peek(&q, &len));
-	assert_int_equal(q.dropped, 0);
 }
 
 /* Empty and 125-byte payloads both come back whole. */
@@ -76,7 +75,6 @@ static void a_flood_keeps_the_newest_and_counts_the_rest(void **state)
 		drops += pongq_push(&q, (const unsigned char *)buf, strlen(buf));
 	}
 	assert_int_equal(drops, 1000 - PONGQ_MAX);
-	assert_int_equal(q.dropped, 1000 - PONGQ_MAX);
 	assert_int_equal(pongq_len(&q), PONGQ_MAX);
 	for (int i = 1000 - PONGQ_MAX; i < 1000; i++) {
 		snprintf(buf, sizeof(buf), "%d", i);
@@ -105,7 +103,6 @@ static void wraps_around_without_loss(void **state)
 			}
 		}
 	}
-	assert_int_equal(q.dropped, 0);
 }
 
 int main(void)
