@@ -371,21 +371,21 @@ static void pongs_came(struct link *l, uint64_t first, uint64_t last)
 /* Bytes from the server (our lws patch hands them over raw): what the session says, done. */
 static void on_raw_rx(struct link *l, const unsigned char *in, size_t len)
 {
-	struct link_rx_actions a;
+	struct link_rx *rx = &l->at.rx;
+	unsigned todo;
 
 	/* any frame proves the peer alive */
 	ev_timer_stop(l->loop, &l->pong_timer);
 	l->at.probing = false;
-	if (!link_rx_feed(&l->at.rx, in, len, l->at.fenced_seq, l->at.close_sent, &l->end, &a))
-		return;
-	if (a.todo & LINK_RX_PONG)
-		pongs_came(l, a.pong_first, a.pong_last);
-	if (a.todo & LINK_RX_RESTARTING)
+	todo = link_rx_feed(rx, in, len, l->at.fenced_seq, l->at.close_sent, &l->end);
+	if (todo & LINK_RX_PONG)
+		pongs_came(l, rx->pong_first, rx->pong_last);
+	if (todo & LINK_RX_RESTARTING)
 		l->ev.restarting(l->ev.ud);
-	l->at.close_req |= (a.todo & LINK_RX_CLOSE) != 0;
-	if (a.todo & LINK_RX_FINISH)
+	l->at.close_req |= (todo & LINK_RX_CLOSE) != 0;
+	if (todo & LINK_RX_FINISH)
 		link_finish(l);
-	else if (l->wsi && (a.todo & (LINK_RX_WRITE | LINK_RX_CLOSE)))
+	else if (l->wsi && (todo & (LINK_RX_WRITE | LINK_RX_CLOSE)))
 		lws_callback_on_writable(l->wsi);
 }
 

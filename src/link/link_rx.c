@@ -108,7 +108,7 @@ static void rx_ping(void *ud, const unsigned char *data, size_t len)
 			"of each burst, as RFC 6455 §5.5.3 allows",
 			s->host, s->port, PONGQ_MAX);
 	}
-	s->act->todo |= LINK_RX_WRITE;
+	s->todo |= LINK_RX_WRITE;
 }
 
 /* A pong carries the seq of the ping it answers; one above the fence is no answer of ours. */
@@ -123,22 +123,21 @@ static void rx_pong(void *ud, const unsigned char *in, size_t len)
 		seq = seq << 8 | in[i];
 	if (seq > s->fence)
 		return;
-	if (!(s->act->todo & LINK_RX_PONG))
-		s->act->pong_first = seq;
-	s->act->pong_last = seq;
-	s->act->todo |= LINK_RX_PONG;
+	if (!(s->todo & LINK_RX_PONG))
+		s->pong_first = seq;
+	s->pong_last = seq;
+	s->todo |= LINK_RX_PONG;
 }
 
 static void rx_close(void *ud, int code, const unsigned char *reason, size_t len)
 {
 	struct link_rx *s = ud;
-	struct link_rx_actions *a = s->act;
 
 	s->end->close_code = code;
 	escape_text(s->end->close_reason, sizeof(s->end->close_reason), reason, len);
 	if (s->close_sent) {
 		/* the answer to our close: the handshake is done */
-		a->todo |= LINK_RX_FINISH;
+		s->todo |= LINK_RX_FINISH;
 		return;
 	}
 	/* the first cause stands: a close after something else went wrong is no clean end */
@@ -154,9 +153,9 @@ static void rx_close(void *ud, int code, const unsigned char *reason, size_t len
 	/* RFC 6455 5.5.1: echo the code, then let the server close the TCP */
 	s->peer_closed = true;
 	s->peer_code = code;
-	a->todo |= LINK_RX_CLOSE;
+	s->todo |= LINK_RX_CLOSE;
 	if (code == 1001 || code == 1012)
-		a->todo |= LINK_RX_RESTARTING;
+		s->todo |= LINK_RX_RESTARTING;
 }
 
 static const struct wsrx_ops rx_ops = {.message = rx_message,
@@ -182,7 +181,7 @@ static void violation(struct link_rx *s)
 	else
 		link_end_set(s->end, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d",
 			     s->host, s->port, rx->err_what, rx->err_code);
-	s->act->todo |= LINK_RX_CLOSE;
+	s->todo |= LINK_RX_CLOSE;
 	s->end->close_code = rx->peer_code; /* as received, invalid or not */
 	s->violated = true;
 }
@@ -209,13 +208,12 @@ void link_rx_finish(struct link_rx *s)
 }
 
 unsigned link_rx_feed(struct link_rx *s, const unsigned char *in, size_t len, uint64_t fence,
-		      bool close_sent, struct link_end *end, struct link_rx_actions *a)
+		      bool close_sent, struct link_end *end)
 {
-	memset(a, 0, sizeof(*a));
+	s->todo = 0;
 	/* after a violation frames cannot be found again; after a close none may come */
 	if (s->wire.status != WSRX_OK)
 		return 0;
-	s->act = a;
 	s->end = end;
 	s->fence = fence;
 	s->close_sent = close_sent;
@@ -226,14 +224,13 @@ unsigned link_rx_feed(struct link_rx *s, const unsigned char *in, size_t len, ui
 		if (!close_sent)
 			violation(s);
 		else
-			a->todo |= LINK_RX_FINISH; /* no second close frame: drop the TCP */
+			s->todo |= LINK_RX_FINISH; /* no second close frame: drop the TCP */
 		break;
 	default:
 		break;
 	}
-	s->act = NULL;
 	s->end = NULL;
-	return a->todo;
+	return s->todo;
 }
 
 int link_rx_answer(const struct link_rx *s, const char **reason)
