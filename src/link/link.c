@@ -1,6 +1,5 @@
 #include "link_int.h"
 #include "link_classify.h"
-#include "netwatch.h"
 #include "status.h"
 
 /* " via proxy P (from SOURCE)" for a link a proxy carries: a drop may be the proxy's */
@@ -600,10 +599,18 @@ const char *link_via(const struct link *l)
 	return l->at.via;
 }
 
-bool link_probe(struct link *l, unsigned deadline_s)
+bool link_probe(struct link *l, enum net_change what, const struct sockaddr_storage *addr,
+		unsigned prefix, unsigned deadline_s)
 {
+	/* our address gone is a route to all of its bits gone; a route, one that may carry the link
+	 */
+	bool cut =
+	    what == NET_ADDR_GONE
+		? netwatch_route_covers(addr, addr->ss_family == AF_INET6 ? 128 : 32, &l->at.local)
+		: netwatch_route_covers(addr, prefix, &l->at.peer);
+
 	/* with reading paused, no pong could prove anything */
-	if (!link_up(l) || l->at.probing || l->at.rx_paused || l->at.close_req)
+	if (!cut || !link_up(l) || l->at.probing || l->at.rx_paused || l->at.close_req)
 		return false;
 	l->at.probing = true;
 	l->at.probe_s = deadline_s;
@@ -613,16 +620,4 @@ bool link_probe(struct link *l, unsigned deadline_s)
 	ev_timer_start(l->loop, &l->pong_timer);
 	lws_callback_on_writable(l->wsi);
 	return true;
-}
-
-bool link_uses_address(const struct link *l, const struct sockaddr_storage *a)
-{
-	/* a route to all of a's bits covers the one address */
-	return link_active(l) &&
-	       netwatch_route_covers(a, a->ss_family == AF_INET6 ? 128 : 32, &l->at.local);
-}
-
-bool link_uses_route(const struct link *l, const struct sockaddr_storage *dst, unsigned prefix)
-{
-	return link_active(l) && netwatch_route_covers(dst, prefix, &l->at.peer);
 }

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "netwatch.h"
+
 struct ev_loop;
 struct outbox;
 struct wst_config;
@@ -93,13 +95,13 @@ void link_status(const struct link *l, bool carrier, struct wst_status *st);
 const char *link_fail_name(int fail);
 /* The proxy that carries the link, "http://host:port (from https_proxy)", or "" when direct. */
 const char *link_via(const struct link *l);
-/* After a network change: ping now, and call the link dead without an answer in deadline_s. */
-bool link_probe(struct link *l, unsigned deadline_s);
-struct sockaddr_storage;
-/* The link's socket has this local address. */
-bool link_uses_address(const struct link *l, const struct sockaddr_storage *a);
-/* Whether a route to dst/prefix that went away may have carried the link (dst NULL: unknown). */
-bool link_uses_route(const struct link *l, const struct sockaddr_storage *dst, unsigned prefix);
+/*
+ * A network change (NET_ADDR_GONE, NET_ROUTE_GONE: netwatch_fn) that may
+ * have cut the link: ping now, and call it dead without an answer in
+ * deadline_s. false: it was not cut, not up, or cannot be probed now.
+ */
+bool link_probe(struct link *l, enum net_change what, const struct sockaddr_storage *addr,
+		unsigned prefix, unsigned deadline_s);
 
 /* New messages are in the queue, or the link carries them now. */
 void link_kick(struct link *l);

@@ -402,7 +402,6 @@ void links_net_change(void *ud, enum net_change what, const struct sockaddr_stor
 		      unsigned prefix)
 {
 	struct links *ls = ud;
-	struct link *l = carrier(ls)->link;
 	const char *why = what == NET_ADDR_GONE ? "the link's local address went away"
 			  : addr		? "a route to the link's peer went away"
 				 : "rtnetlink messages were lost, a route may be gone";
@@ -420,12 +419,8 @@ void links_net_change(void *ud, enum net_change what, const struct sockaddr_stor
 		ev_timer_start(ls->loop, &ls->retry_timer);
 		return;
 	}
-	if (what == NET_ADDR_GONE && !link_uses_address(l, addr))
-		return;
 	/* only a route that may have carried the link: not one of an unrelated network */
-	if (what == NET_ROUTE_GONE && !link_uses_route(l, addr, prefix))
-		return;
-	if (!link_probe(l, NET_PROBE_S))
+	if (!link_probe(carrier(ls)->link, what, addr, prefix, NET_PROBE_S))
 		return;
 	ls->net_probes++;
 	log_msg(LOG_NOTICE, "network change: %s: pinging the link, answer due within %d s", why,
