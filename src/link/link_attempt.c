@@ -91,13 +91,9 @@ static int load_scratch(struct link *l, const struct wst_config *cfg, char *err,
 		goto oom;
 	for (size_t i = 0; i < cfg->n_headers; i++) {
 		const struct wst_header *h = &cfg->headers[i];
-		size_t nl = strlen(h->name);
 
-		l->hdr_names[i] = malloc(nl + 2);
-		if (!l->hdr_names[i])
+		if (asprintf(&l->hdr_names[i], "%s:", h->name) < 0)
 			goto oom;
-		memcpy(l->hdr_names[i], h->name, nl);
-		memcpy(l->hdr_names[i] + nl, ":", 2);
 		l->n_hdrs = i + 1;
 		l->hdr_values[i] = h->value ? strdup(h->value)
 					    : read_value_file(h->value_file, h->name, err, errlen);
