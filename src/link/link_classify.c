@@ -1,6 +1,7 @@
-/* Why an attempt failed, as one line an operator can act on; how TLS names are shown. */
+/* Why an attempt ended, as one line an operator can act on; failure kinds' and TLS names. */
 #include "link_classify.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,36 @@
 #include <mbedtls/ssl.h>
 
 #include "linkerr.h"
+
+const char *link_fail_name(int fail)
+{
+	static const char *const names[] = {
+	    [LINK_FAIL_CONNECT] = "connect",
+	    [LINK_FAIL_TIMEOUT] = "timeout",
+	    [LINK_FAIL_TLS] = "tls",
+	    [LINK_FAIL_HTTP] = "http",
+	    [LINK_FAIL_PROTOCOL] = "protocol",
+	    [LINK_FAIL_CLOSED] = "closed",
+	    [LINK_FAIL_DEAD] = "dead",
+	    [LINK_FAIL_LOCAL] = "local",
+	    [LINK_FAIL_VIOLATION] = "violation",
+	    [LINK_FAIL_PROXY] = "proxy",
+	};
+
+	return fail > 0 && (unsigned)fail < sizeof(names) / sizeof(names[0]) ? names[fail] : NULL;
+}
+
+void link_end_set(struct link_end *end, enum link_fail fail, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (end->fail != LINK_FAIL_NONE)
+		return; /* the first cause explains it; later ones are consequences */
+	end->fail = fail;
+	va_start(ap, fmt);
+	vsnprintf(end->msg, sizeof(end->msg), fmt, ap);
+	va_end(ap);
+}
 
 /* The certificate verification result, as lws's mbedTLS glue numbers it. */
 static void classify_x509(const struct attempt_desc *a, struct link_end *end, int code)
