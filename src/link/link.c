@@ -571,6 +571,14 @@ void link_pause_rx(struct link *l, bool pause)
 		lws_callback_on_writable(l->wsi);
 }
 
+/* Set at ESTABLISHED, the only place lws is asked; read by status and the up line. */
+bool link_tls(const struct link *l, const char **version, const char **cipher)
+{
+	*version = l->at.tls_version;
+	*cipher = l->at.tls_cipher;
+	return *l->at.tls_version != '\0';
+}
+
 void link_status(const struct link *l, bool carrier, struct wst_status *st)
 {
 	st->sent += l->sent;

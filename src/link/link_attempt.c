@@ -304,11 +304,3 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	ev_timer_start(l->loop, &l->connect_timer);
 	return 0;
 }
-
-/* Set at ESTABLISHED (link.c), the only place lws is asked; read by status and the up line. */
-bool link_tls(const struct link *l, const char **version, const char **cipher)
-{
-	*version = l->at.tls_version;
-	*cipher = l->at.tls_cipher;
-	return *l->at.tls_version != '\0';
-}
