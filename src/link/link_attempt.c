@@ -47,30 +47,24 @@ static char *read_value_file(const char *file, const char *name, char *err, size
  */
 static int add_user_agent(struct link *l, const struct wst_config *cfg)
 {
-	for (size_t i = 0; i < l->n_hdrs; i++) {
-		if (strcasecmp(l->hdr_names[i], "User-Agent:"))
-			continue;
-		if (!*l->hdr_values[i]) {
-			free(l->hdr_names[i]);
-			free(l->hdr_values[i]);
-			l->n_hdrs--;
-			l->hdr_names[i] = l->hdr_names[l->n_hdrs];
-			l->hdr_values[i] = l->hdr_values[l->n_hdrs];
-			l->hdr_names[l->n_hdrs] = l->hdr_values[l->n_hdrs] = NULL;
-		}
-		return 0;
+	size_t i = 0, n = l->n_hdrs;
+
+	while (i < n && strcasecmp(l->hdr_names[i], "User-Agent:"))
+		i++;
+	if (i == n && *cfg->user_agent) {
+		l->hdr_names[n] = strdup("User-Agent:");
+		l->hdr_values[n] = strdup(cfg->user_agent);
+		l->n_hdrs++; /* link_free_scratch frees what an out of memory left */
+		return l->hdr_names[n] && l->hdr_values[n] ? 0 : -1;
 	}
-	if (!*cfg->user_agent)
+	if (i == n || *l->hdr_values[i])
 		return 0;
-	l->hdr_names[l->n_hdrs] = strdup("User-Agent:");
-	l->hdr_values[l->n_hdrs] = strdup(cfg->user_agent);
-	if (!l->hdr_names[l->n_hdrs] || !l->hdr_values[l->n_hdrs]) {
-		free(l->hdr_names[l->n_hdrs]);
-		free(l->hdr_values[l->n_hdrs]);
-		l->hdr_names[l->n_hdrs] = l->hdr_values[l->n_hdrs] = NULL;
-		return -1;
-	}
-	l->n_hdrs++;
+	free(l->hdr_names[i]);
+	free(l->hdr_values[i]);
+	l->n_hdrs--;
+	l->hdr_names[i] = l->hdr_names[l->n_hdrs];
+	l->hdr_values[i] = l->hdr_values[l->n_hdrs];
+	l->hdr_names[l->n_hdrs] = l->hdr_values[l->n_hdrs] = NULL;
 	return 0;
 }
 

@@ -210,6 +210,8 @@ void link_rx_finish(struct link_rx *s)
 unsigned link_rx_feed(struct link_rx *s, const unsigned char *in, size_t len, uint64_t fence,
 		      bool close_sent, struct link_end *end)
 {
+	enum wsrx_status st;
+
 	s->todo = 0;
 	/* after a violation frames cannot be found again; after a close none may come */
 	if (s->wire.status != WSRX_OK)
@@ -217,17 +219,12 @@ unsigned link_rx_feed(struct link_rx *s, const unsigned char *in, size_t len, ui
 	s->end = end;
 	s->fence = fence;
 	s->close_sent = close_sent;
-	switch (wsrx_feed(&s->wire, in, len, &rx_ops, s)) {
-	case WSRX_VIOLATION:
-	case WSRX_TOO_BIG:
-	case WSRX_NOMEM:
+	st = wsrx_feed(&s->wire, in, len, &rx_ops, s);
+	if (st == WSRX_VIOLATION || st == WSRX_TOO_BIG || st == WSRX_NOMEM) {
 		if (!close_sent)
 			violation(s);
 		else
 			s->todo |= LINK_RX_FINISH; /* no second close frame: drop the TCP */
-		break;
-	default:
-		break;
 	}
 	s->end = NULL;
 	return s->todo;
