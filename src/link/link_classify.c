@@ -123,18 +123,15 @@ static void classify_http(const struct attempt_desc *a, struct link_end *end, in
 /* What the server said about our client certificate, in an operator's words. */
 static const char *cert_alert_meaning(int alert)
 {
-	switch (alert) {
-	case MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA:
-		return "it does not trust the CA that issued it";
-	case MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED:
-		return "it considers it expired (check both clocks)";
-	case MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED:
-		return "it says it is revoked";
-	case MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED:
-		return "it is valid, but not allowed in";
-	default:
-		return "it refused it";
-	}
+	static const char *const m[] = {
+	    [MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA] = "it does not trust the CA that issued it",
+	    [MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED] = "it considers it expired (check both clocks)",
+	    [MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED] = "it says it is revoked",
+	    [MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED] = "it is valid, but not allowed in",
+	};
+
+	return alert >= 0 && (size_t)alert < sizeof(m) / sizeof(m[0]) && m[alert] ? m[alert]
+										  : "it refused it";
 }
 
 /* The server closed without an alert: after a CertificateRequest, that says something. */
