@@ -4,7 +4,8 @@
 /* A header value file, re-read at every attempt so tokens can rotate. */
 static char *read_value_file(const char *file, const char *name, char *err, size_t errlen)
 {
-	char buf[8192];
+	char buf[8192], *v = NULL;
+	const char *bad;
 	size_t n;
 	FILE *f = fopen(file, "r");
 
@@ -15,29 +16,19 @@ static char *read_value_file(const char *file, const char *name, char *err, size
 		return NULL;
 	}
 	n = fread(buf, 1, sizeof(buf) - 1, f);
-	if (ferror(f) || !feof(f)) {
-		snprintf(err, errlen, "link.headers: value_file '%s' of header '%s': %s", file,
-			 name, ferror(f) ? "read error" : "larger than 8 KiB");
-		fclose(f);
-		explicit_bzero(buf, sizeof(buf));
-		return NULL;
-	}
+	bad = ferror(f) ? ": read error" : !feof(f) ? ": larger than 8 KiB" : NULL;
 	fclose(f);
 	buf[n] = '\0';
 	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
-	if (strpbrk(buf, "\r\n")) {
-		snprintf(err, errlen,
-			 "link.headers: value_file '%s' of header '%s' has more than one line",
-			 file, name);
-		explicit_bzero(buf, sizeof(buf));
-		return NULL;
-	}
-	char *v = strdup(buf);
-
-	explicit_bzero(buf, sizeof(buf));
-	if (!v)
+	if (!bad && strpbrk(buf, "\r\n"))
+		bad = " has more than one line";
+	if (bad)
+		snprintf(err, errlen, "link.headers: value_file '%s' of header '%s'%s", file, name,
+			 bad);
+	else if (!(v = strdup(buf)))
 		snprintf(err, errlen, "out of memory");
+	explicit_bzero(buf, sizeof(buf));
 	return v;
 }
 
