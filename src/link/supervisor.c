@@ -192,12 +192,10 @@ static unsigned next_delay(struct supervisor *s, const struct link_end *e)
 		d = backoff_next(&s->bo);
 		return ra > d ? (unsigned)(ra > cap ? cap : ra) : d;
 	}
-	if (e->close_code == 1001 || e->close_code == 1012) {
-		/* one fast retry; a server that "restarts" at every connect gets backoff */
-		if (!s->quick_retry_used) {
-			s->quick_retry_used = true;
-			return s->p.initial_ms;
-		}
+	/* one fast retry; a server that "restarts" at every connect gets backoff */
+	if ((e->close_code == 1001 || e->close_code == 1012) && !s->quick_retry_used) {
+		s->quick_retry_used = true;
+		return s->p.initial_ms;
 	}
 	return backoff_next(&s->bo);
 }
