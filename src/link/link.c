@@ -237,8 +237,7 @@ static int write_batch(struct link *l)
 	const unsigned char *data;
 	unsigned char *p;
 
-	if (pongq_len(&l->at.rx.pongs) &&
-	    tx_reserve(l, pongq_len(&l->at.rx.pongs) * (WSFRAME_MAX_HEADER + PONGQ_PAYLOAD)) < 0)
+	if (tx_reserve(l, pongq_len(&l->at.rx.pongs) * (WSFRAME_MAX_HEADER + PONGQ_PAYLOAD)) < 0)
 		return -1;
 	/* RFC 6455 5.5.3: a pong for each ping, in their order, before anything else */
 	for (const unsigned char *pong; (pong = pongq_peek(&l->at.rx.pongs, &plen));

@@ -52,11 +52,11 @@ const char *links_url(const struct links *ls)
 	return sup_url(&ls->sup);
 }
 
-static struct slot *slot_of(struct links *ls, uint64_t id)
+static struct slot *slot_of(const struct links *ls, uint64_t id)
 {
 	for (size_t i = 0; id && i < 2; i++)
 		if (ls->slots[i].id == id)
-			return &ls->slots[i];
+			return (struct slot *)&ls->slots[i];
 	return NULL;
 }
 
@@ -66,11 +66,9 @@ static struct slot *slot_of(struct links *ls, uint64_t id)
  */
 static struct slot *carrier(const struct links *ls)
 {
-	struct slot *a = (struct slot *)&ls->slots[0], *b = (struct slot *)&ls->slots[1];
+	struct slot *p = slot_of(ls, ls->sup.primary);
 
-	if (ls->sup.primary && (a->id == ls->sup.primary || b->id == ls->sup.primary))
-		return a->id == ls->sup.primary ? a : b;
-	return a->id >= b->id ? a : b;
+	return p ? p : (struct slot *)&ls->slots[ls->slots[1].id > ls->slots[0].id];
 }
 
 static struct slot *other(const struct links *ls, const struct slot *sl)
