@@ -170,7 +170,7 @@ static int tx_reserve(struct link *l, size_t need)
 
 static void send_ping(struct link *l, unsigned char *p, size_t *off)
 {
-	uint64_t seq = link_carries(l) ? outbox_last_sent(l->out) : l->at.fenced_seq;
+	uint64_t seq = l->ev.carries(l->ev.ud) ? outbox_last_sent(l->out) : l->at.fenced_seq;
 	unsigned char payload[8];
 
 	if (seq < l->at.fenced_seq)
@@ -245,7 +245,7 @@ static int write_batch(struct link *l)
 		off += wsframe_encode(l->tx + LWS_PRE + off, WSF_PONG, pong, plen, next_mask(l));
 	if (l->at.hello_due && write_hello(l, &off) < 0)
 		return -1;
-	while (link_carries(l) && (m = outbox_unsent(l->out, &data))) {
+	while (l->ev.carries(l->ev.ud) && (m = outbox_unsent(l->out, &data))) {
 		/* room for the message as compression could make it, at worst */
 		size_t wire = l->pmd ? pmd_compress_bound(m->len) : m->len;
 		size_t need = wsframe_header_len(wire) + wire, len = m->len;
@@ -268,8 +268,9 @@ static int write_batch(struct link *l)
 	if (tx_reserve(l, off + WSFRAME_MAX_HEADER + 8) < 0)
 		return -1;
 	p = l->tx + LWS_PRE;
-	if (l->at.ping_due || (link_carries(l) && outbox_last_sent(l->out) > l->at.fenced_seq &&
-			       !l->at.fence_in_flight)) {
+	if (l->at.ping_due ||
+	    (l->ev.carries(l->ev.ud) && outbox_last_sent(l->out) > l->at.fenced_seq &&
+	     !l->at.fence_in_flight)) {
 		l->at.ping_due = false;
 		send_ping(l, p, &off);
 	}
@@ -362,7 +363,7 @@ static void pongs_came(struct link *l, uint64_t first, uint64_t last)
 	if (l->at.retiring)
 		link_request_close(l, 1000, "rotated");
 	/* more went out since that ping: fence it */
-	else if (l->wsi && link_carries(l) && outbox_last_sent(l->out) > l->at.fenced_seq)
+	else if (l->wsi && l->ev.carries(l->ev.ud) && outbox_last_sent(l->out) > l->at.fenced_seq)
 		lws_callback_on_writable(l->wsi);
 }
 
@@ -537,7 +538,7 @@ const struct link_end *link_last_end(const struct link *l)
 
 void link_kick(struct link *l)
 {
-	if (link_up(l) && link_carries(l))
+	if (link_up(l) && l->ev.carries(l->ev.ud))
 		lws_callback_on_writable(l->wsi);
 }
 

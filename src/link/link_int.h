@@ -148,10 +148,4 @@ void link_session_offer(struct link *l);
 void link_session_established(struct link *l, struct lws *wsi);
 void link_session_end(struct link *l);
 
-/* Whether it writes queued messages now (link_events.carries). */
-static inline bool link_carries(const struct link *l)
-{
-	return l->ev.carries(l->ev.ud);
-}
-
 #endif
