@@ -78,7 +78,7 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	l->at.up = false;
 	if (l->end.fail == LINK_FAIL_NONE)
 		link_end_set(&l->end, LINK_FAIL_CLOSED, "link closed");
-	l->ev.down(l->ev.ud);
+	l->ev.down(l->ev.ud, &l->end);
 }
 
 static void connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -529,11 +529,6 @@ bool link_active(const struct link *l)
 bool link_up(const struct link *l)
 {
 	return l->at.up && l->wsi && !l->ending;
-}
-
-const struct link_end *link_last_end(const struct link *l)
-{
-	return &l->end;
 }
 
 void link_kick(struct link *l)

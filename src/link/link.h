@@ -56,8 +56,8 @@ struct link_events {
 	void (*message)(void *ud, const unsigned char *data, size_t len, bool binary);
 	/* messages were confirmed and left the queue */
 	void (*confirmed)(void *ud);
-	/* the attempt is over and its context destroyed; link_last_end() says why */
-	void (*down)(void *ud);
+	/* the attempt is over and its context destroyed; end says why */
+	void (*down)(void *ud, const struct link_end *end);
 	/* the server closes with 1001 or 1012: it is going away or restarting */
 	void (*restarting)(void *ud);
 	/*
@@ -74,14 +74,13 @@ struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct 
 			 struct tls_sessions *sessions);
 void link_destroy(struct link *l);
 
-/* Start an attempt. On -1 the attempt failed at once and down() will not be called. */
-int link_start(struct link *l, const struct wst_config *cfg, const char *url);
+/* Start an attempt: NULL, or it failed at once as this says and down() will not be called. */
+const struct link_end *link_start(struct link *l, const struct wst_config *cfg, const char *url);
 /* Abandon the attempt or link now, without a close handshake (destroys the context). */
 void link_abort(struct link *l, const char *why);
 
 bool link_active(const struct link *l); /* an attempt or link exists */
 bool link_up(const struct link *l);
-const struct link_end *link_last_end(const struct link *l);
 
 /* The TLS version ("TLSv1.3") and IANA cipher suite name of a link that is up; false: none. */
 bool link_tls(const struct link *l, const char **version, const char **cipher);

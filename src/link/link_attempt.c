@@ -229,7 +229,8 @@ static int choose_proxy(struct link *l, const struct wst_config *cfg, char *err,
 	return 0;
 }
 
-int link_start(struct link *l, const struct wst_config *cfg, const char *url_text)
+const struct link_end *link_start(struct link *l, const struct wst_config *cfg,
+				  const char *url_text)
 {
 	struct dial_req req;
 	char err[1024];
@@ -238,18 +239,18 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	if (l->ctx || l->dial || l->ending) {
 		link_end_set(&l->end, LINK_FAIL_LOCAL,
 			     "internal: attempt started while one is active");
-		return -1;
+		return &l->end;
 	}
 	memset(&l->at, 0, sizeof(l->at));
 	/* lws writes into what it parses: give it a scratch copy, never the config */
 	if (url_parse(url_text, &l->url, err, sizeof(err)) < 0) {
 		link_end_set(&l->end, LINK_FAIL_LOCAL, "invalid URL '%s': %s", url_text, err);
-		return -1;
+		return &l->end;
 	}
 	/* files on disk may have changed since the last attempt: read them again */
 	if (l->url.tls && tls_load_ca(cfg, &l->ca, err, sizeof(err)) < 0) {
 		link_end_set(&l->end, LINK_FAIL_TLS, "%s", err);
-		return -1;
+		return &l->end;
 	}
 	snprintf(l->url_text, sizeof(l->url_text), "%s", url_text);
 	url_host_header(&l->url, cfg->server_name, l->host_hdr, sizeof(l->host_hdr));
@@ -258,7 +259,7 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 		link_end_set(&l->end, LINK_FAIL_LOCAL, "%s", err);
 		link_free_scratch(l);
 		link_release_dial(l);
-		return -1;
+		return &l->end;
 	}
 	snprintf(l->ca_file, sizeof(l->ca_file), "%s", cfg->ca_file);
 	l->connect_timeout_s = cfg->connect_timeout_s;
@@ -282,10 +283,10 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 		link_end_set(&l->end, LINK_FAIL_CONNECT, "%s", err);
 		link_free_scratch(l);
 		link_release_dial(l);
-		return -1;
+		return &l->end;
 	}
 	/* connect_timeout_s covers it all: lookup, connect, proxy, TLS and the upgrade */
 	ev_timer_set(&l->connect_timer, cfg->connect_timeout_s, 0);
 	ev_timer_start(l->loop, &l->connect_timer);
-	return 0;
+	return NULL;
 }

@@ -174,10 +174,11 @@ static void promote(struct links *ls, struct slot *new, struct slot *old)
 	arm_age(ls);
 }
 
-static void on_down(void *ud);
+static void on_down(void *ud, const struct link_end *e);
 
 static void start_attempt(struct links *ls, uint64_t id, const char *url)
 {
+	const struct link_end *e;
 	struct slot *sl = !link_active(ls->slots[0].link)   ? &ls->slots[0]
 			  : !link_active(ls->slots[1].link) ? &ls->slots[1]
 							    : NULL;
@@ -187,9 +188,10 @@ static void start_attempt(struct links *ls, uint64_t id, const char *url)
 		return;
 	}
 	sl->id = id;
-	if (link_start(sl->link, ls->cfg, url) < 0) {
+	e = link_start(sl->link, ls->cfg, url);
+	if (e) {
 		/* nothing to destroy: take the down path straight away */
-		on_down(sl);
+		on_down(sl, e);
 		return;
 	}
 	/* a rotation's new link carries nothing until it is up and promoted */
@@ -286,7 +288,7 @@ static void on_confirmed(void *ud)
 	settle(ls);
 }
 
-static void on_down(void *ud)
+static void on_down(void *ud, const struct link_end *e)
 {
 	struct slot *sl = ud;
 	struct links *ls = sl->ls;
@@ -297,8 +299,7 @@ static void on_down(void *ud)
 		/* the read-ahead limit applies only while the link is up */
 		ls->up.resume(ls->up.ud);
 	}
-	sup_down(&ls->sup, sl->id, links_now_ms(), link_last_end(sl->link), queue_len(&ls->out->q),
-		 &v);
+	sup_down(&ls->sup, sl->id, links_now_ms(), e, queue_len(&ls->out->q), &v);
 	apply(ls, &v);
 	settle(ls);
 }
