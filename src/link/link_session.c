@@ -11,8 +11,6 @@
 
 #include <mbedtls/ssl.h>
 
-#include "tls_session.h"
-
 #define VHOST "wstether" /* link_attempt.c names the context's one vhost so */
 
 static int64_t now_s(void)
