@@ -225,16 +225,6 @@ static int failure_level(struct supervisor *s, const struct link_end *e, bool st
 	return level;
 }
 
-static void record_end(struct supervisor *s, const struct link_end *e)
-{
-	if (e->close_code) {
-		s->last_close_code = e->close_code;
-		snprintf(s->last_close_reason, sizeof(s->last_close_reason), "%s", e->close_reason);
-	}
-	if (!e->by_request)
-		snprintf(s->last_error, sizeof(s->last_error), "%s", e->msg);
-}
-
 static void failure_verdict(struct supervisor *s, uint64_t now, const struct link_end *e,
 			    struct sup_verdict *v)
 {
@@ -336,7 +326,7 @@ static bool take_over(struct supervisor *s, uint64_t now, const struct link_end 
 	return true;
 }
 
-/* The event for the primary's end; retry_ms is filled once the verdict knows. */
+/* The primary's end: its event (retry_ms filled once the verdict knows) and status' record. */
 static void end_event(struct supervisor *s, const struct link_end *e, struct sup_verdict *v)
 {
 	v->event = (struct sup_event){
@@ -351,8 +341,14 @@ static void end_event(struct supervisor *s, const struct link_end *e, struct sup
 	    .msg = e->msg,
 	    .retry_ms = -1,
 	};
-	if (!e->by_request)
-		s->failures[(unsigned)e->fail < SUP_FAIL_KINDS ? e->fail : SUP_FAIL_KINDS - 1]++;
+	if (e->close_code) {
+		s->last_close_code = e->close_code;
+		snprintf(s->last_close_reason, sizeof(s->last_close_reason), "%s", e->close_reason);
+	}
+	if (e->by_request)
+		return;
+	s->failures[(unsigned)e->fail < SUP_FAIL_KINDS ? e->fail : SUP_FAIL_KINDS - 1]++;
+	snprintf(s->last_error, sizeof(s->last_error), "%s", e->msg);
 }
 
 /* The lines that tell of the primary's end carry its change, cause and close code. */
@@ -379,7 +375,6 @@ static void primary_down(struct supervisor *s, uint64_t now, const struct link_e
 	/* the end of the run: nothing more is owed to the server */
 	if (s->fin.stop || (s->fin.eof && (s->fin.closing || !queued)))
 		s->state = SUP_STOPPING;
-	record_end(s, e);
 	end_event(s, e, v);
 	if (take_over(s, now, e, v))
 		return;
