@@ -267,9 +267,9 @@ const struct link_end *link_start(struct link *l, const struct wst_config *cfg,
 	l->ping_interval_s = cfg->ping_interval_s;
 	l->pong_timeout_s = cfg->pong_timeout_s;
 	l->max_message = cfg->max_message_bytes;
-	l->at.deflate =
-	    cfg->compression == COMPRESSION_DEFLATE &&
-	    pmd_offer_header(&pmd_default_offer, l->deflate_offer, sizeof(l->deflate_offer));
+	if (cfg->compression == COMPRESSION_DEFLATE &&
+	    !pmd_offer_header(&pmd_default_offer, l->at.deflate_offer, sizeof(l->at.deflate_offer)))
+		l->at.deflate_offer[0] = '\0';
 
 	memset(&req, 0, sizeof(req));
 	req.host = l->url.host;

@@ -51,7 +51,7 @@ struct attempt {
 	struct sockaddr_storage peer;  /* the far end of the TCP connection: server or proxy */
 	bool probing;		       /* a ping after a network change is out */
 	unsigned probe_s;
-	bool deflate; /* link.compression = "deflate": offer it */
+	char deflate_offer[96]; /* link.compression = "deflate": the offer, else "" */
 
 	/* requests carried out in our own WRITEABLE callback */
 	bool close_req, close_sent;
@@ -102,7 +102,6 @@ struct link {
 	char ca_file[4096];
 	char url_text[URL_MAX_HOST + URL_MAX_PATH + 32];
 	char *subprotocol, *origin;
-	char deflate_offer[96];
 	struct pmd *pmd;		/* permessage-deflate, once the server accepted it */
 	char deflate_params[128];	/* what it accepted, for the log and status */
 	char **hdr_names, **hdr_values; /* "Name:" and value; values never logged */

@@ -56,7 +56,7 @@ int link_upgrade_extensions(struct link *l, struct lws *wsi)
 {
 	char hdr[256], name[64], esc[160];
 
-	if (l->at.deflate)
+	if (*l->at.deflate_offer)
 		return negotiate_deflate(l, wsi);
 	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) <= 0)
 		return 0;
@@ -87,10 +87,10 @@ int link_upgrade_headers(struct link *l, struct lws *wsi, void *in, size_t len)
 			    (int)strlen(l->hdr_names[i]) - 1, l->hdr_names[i]);
 			return -1;
 		}
-	if (l->at.deflate &&
+	if (*l->at.deflate_offer &&
 	    lws_add_http_header_by_name(wsi, (unsigned char *)"Sec-WebSocket-Extensions:",
-					(unsigned char *)l->deflate_offer,
-					(int)strlen(l->deflate_offer), p, end)) {
+					(unsigned char *)l->at.deflate_offer,
+					(int)strlen(l->at.deflate_offer), p, end)) {
 		link_end_set(&l->end, LINK_FAIL_LOCAL,
 			     "the permessage-deflate offer does not fit the handshake buffer");
 		return -1;
