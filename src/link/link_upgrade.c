@@ -58,9 +58,8 @@ int link_upgrade_extensions(struct link *l, struct lws *wsi)
 
 	if (*l->at.deflate_offer)
 		return negotiate_deflate(l, wsi);
-	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) <= 0)
-		return 0;
-	if (!wsrx_unoffered_extension(hdr, NULL, name, sizeof(name)))
+	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) <= 0 ||
+	    !wsrx_unoffered_extension(hdr, NULL, name, sizeof(name)))
 		return 0;
 	escape_text(esc, sizeof(esc), name, strlen(name));
 	link_end_set(
