@@ -54,32 +54,17 @@ static int check_net(enum kind kind, const char *s, char *why, size_t whylen)
 	return 0;
 }
 
-static const char *enum_hint(enum kind kind)
-{
-	switch (kind) {
-	case K_FRAMING: return "use \"lines\" or \"length-prefixed\"";
-	case K_OVERFLOW: return "use \"drop-oldest\" or \"reject\"";
-	case K_COMPRESSION: return "use \"off\" or \"deflate\"";
-	case K_TLS_VERSION: return "use \"1.2\" or \"1.3\"";
-	case K_LEVEL: return "use error, warning, notice, info or debug";
-	case K_FAMILY: return "use \"any\", \"ipv4\" or \"ipv6\"";
-	default: return "";
-	}
-}
-
 static const char *type_name(int t)
 {
-	switch (t) {
-	case CONFIG_TYPE_GROUP: return "a group";
-	case CONFIG_TYPE_INT:
-	case CONFIG_TYPE_INT64: return "an integer";
-	case CONFIG_TYPE_FLOAT: return "a number";
-	case CONFIG_TYPE_STRING: return "a string";
-	case CONFIG_TYPE_BOOL: return "a boolean";
-	case CONFIG_TYPE_ARRAY: return "an array";
-	case CONFIG_TYPE_LIST: return "a list";
-	default: return "something else";
-	}
+	static const char *const names[] = {
+	    [CONFIG_TYPE_GROUP] = "a group",	[CONFIG_TYPE_INT] = "an integer",
+	    [CONFIG_TYPE_INT64] = "an integer", [CONFIG_TYPE_FLOAT] = "a number",
+	    [CONFIG_TYPE_STRING] = "a string",	[CONFIG_TYPE_BOOL] = "a boolean",
+	    [CONFIG_TYPE_ARRAY] = "an array",	[CONFIG_TYPE_LIST] = "a list",
+	};
+
+	return t > 0 && (size_t)t < sizeof(names) / sizeof(names[0]) && names[t] ? names[t]
+										 : "something else";
 }
 
 struct ctx {
@@ -106,30 +91,23 @@ static int set_strlist(const struct ctx *x, const struct key *k, const config_se
 	snprintf(name, sizeof(name), "%s.%s", k->group, k->name);
 	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
 		return type_error(x, s, name, "an array of strings, [ \"...\", ... ]");
-	l = calloc((size_t)n + 1, sizeof(char *));
-	if (!l)
+	/* in place at once: config_free frees what is filled in whatever fails below */
+	config_free_strlist(*out);
+	if (!(*out = l = calloc((size_t)n + 1, sizeof(char *))))
 		return set_error(x->err, 1, "out of memory");
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 		const char *v;
 
-		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-			config_free_strlist(l);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
 			return type_error(x, e, name, "strings in the array");
-		}
 		v = config_setting_get_string(e);
-		if (k->kind == K_URLS && check_url(v, why, sizeof(why)) < 0) {
-			config_free_strlist(l);
+		if (k->kind == K_URLS && check_url(v, why, sizeof(why)) < 0)
 			return set_error(x->err, 78, "%s:%d: %s: invalid URL '%s': %s", x->path,
 					 (int)config_setting_source_line(e), name, v, why);
-		}
-		if (!(l[i] = strdup(v))) {
-			config_free_strlist(l);
+		if (!(l[i] = strdup(v)))
 			return set_error(x->err, 1, "out of memory");
-		}
 	}
-	config_free_strlist(*out);
-	*out = l;
 	return 0;
 }
 
@@ -145,14 +123,14 @@ static int valid_header_name(const char *s)
 }
 
 /* What start would find about a path: an error, or a warning where only start can know. */
-static int check_path(const struct ctx *x, const struct key *k, const char *name, int line,
+static int check_path(const struct ctx *x, enum kind kind, const char *name, int line,
 		      const char *path)
 {
-	enum config_path use = k->kind == K_SOCKET   ? CONFIG_PATH_SOCKET
-			       : k->kind == K_TEXT   ? CONFIG_PATH_TEXT
-			       : k->kind == K_SECRET ? CONFIG_PATH_TOKEN
-			       : k->kind == K_CREDS  ? CONFIG_PATH_CREDS
-						     : CONFIG_PATH_FILE;
+	enum config_path use = kind == K_SOCKET	  ? CONFIG_PATH_SOCKET
+			       : kind == K_TEXT	  ? CONFIG_PATH_TEXT
+			       : kind == K_SECRET ? CONFIG_PATH_TOKEN
+			       : kind == K_CREDS  ? CONFIG_PATH_CREDS
+						  : CONFIG_PATH_FILE;
 	char why[512];
 	int rc = config_check_path(use, path, why, sizeof(why));
 
@@ -166,9 +144,6 @@ static int check_path(const struct ctx *x, const struct key *k, const char *name
 		return set_error(x->err, 78, "%s:%d: %s '%s': %s", x->path, line, name, path, why);
 	return 0;
 }
-
-static const struct key value_file_key = { "link", "headers", K_SECRET, 0, 0, 0, NULL,
-					   RELOAD_RECONNECT };
 
 static int set_headers(const struct ctx *x, struct wst_config *c, const config_setting_t *s)
 {
@@ -225,11 +200,11 @@ static int set_headers(const struct ctx *x, struct wst_config *c, const config_s
 		h->name = strdup(name);
 		if (value)
 			h->value = strdup(value);
-		else if (!(h->value_file = config_expand_file(vfile, &why)) && why)
+		else if (!(h->value_file = config_expand(K_SECRET, vfile, &why)) && why)
 			return set_error(x->err, 78, "%s:%d: link.headers: value_file '%s' %s",
 					 x->path, line, vfile, why);
-		else if (h->value_file && check_path(x, &value_file_key, "link.headers value_file",
-						     line, h->value_file) < 0)
+		else if (h->value_file && check_path(x, K_SECRET, "link.headers value_file", line,
+						     h->value_file) < 0)
 			return -1;
 		if (!h->name || (!h->value && !h->value_file))
 			return set_error(x->err, 1, "out of memory");
@@ -237,40 +212,36 @@ static int set_headers(const struct ctx *x, struct wst_config *c, const config_s
 	return 0;
 }
 
-static int set_string(const struct ctx *x, const struct key *k, void *f, const char *name,
-		      int line, const char *str)
+static int set_string(const struct ctx *x, const struct key *k, void *f, const char *name, int line,
+		      const char *str)
 {
-	const char *ewhy = NULL;
+	const char *ewhy = NULL, *hint = config_enum_hint(k->kind);
 	char why[256];
 
-	switch (k->kind) {
-	case K_LEVEL:
-	case K_FRAMING:
-	case K_OVERFLOW:
-	case K_FAMILY:
-	case K_COMPRESSION:
-	case K_TLS_VERSION: {
+	if (hint) {
 		int e = config_parse_enum(k->kind, str);
 
 		if (e < 0)
 			return set_error(x->err, 78, "%s:%d: %s: unknown value '%s' (%s)", x->path,
-					 line, name, str, enum_hint(k->kind));
+					 line, name, str, hint);
 		*(int *)f = e;
 		return 0;
 	}
+	switch (k->kind) {
 	case K_MODE: {
 		int m = config_parse_mode(str);
 
 		if (m < 0)
-			return set_error(x->err, 78, "%s:%d: %s: '%s' is not an octal mode like \"0660\"",
+			return set_error(x->err, 78,
+					 "%s:%d: %s: '%s' is not an octal mode like \"0660\"",
 					 x->path, line, name, str);
 		*(unsigned *)f = (unsigned)m;
 		return 0;
 	}
 	case K_URL:
 		if (check_url(str, why, sizeof(why)) < 0)
-			return set_error(x->err, 78, "%s:%d: %s: invalid URL '%s': %s", x->path, line,
-					 name, str, why);
+			return set_error(x->err, 78, "%s:%d: %s: invalid URL '%s': %s", x->path,
+					 line, name, str, why);
 		break;
 	case K_DIR:
 		if (*str && spool_check_dir(str, why, sizeof(why)) < 0)
@@ -284,30 +255,29 @@ static int set_string(const struct ctx *x, const struct key *k, void *f, const c
 		break;
 	case K_HDRVAL:
 		if (strpbrk(str, "\r\n"))
-			return set_error(x->err, 78, "%s:%d: %s: contains a line break", x->path, line,
-					 name);
+			return set_error(x->err, 78, "%s:%d: %s: contains a line break", x->path,
+					 line, name);
 		break;
 	case K_ADDR:
 	case K_IFACE:
 		if (check_net(k->kind, str, why, sizeof(why)) < 0)
-			return set_error(x->err, 78, "%s:%d: %s: '%s': %s", x->path, line, name, str,
-					 why);
+			return set_error(x->err, 78, "%s:%d: %s: '%s': %s", x->path, line, name,
+					 str, why);
 		break;
 	default:
 		break;
 	}
 	free(*(char **)f);
-	if (k->kind == K_FILE || k->kind == K_TEXT || k->kind == K_SECRET || k->kind == K_CREDS)
-		*(char **)f = config_expand_file(str, &ewhy);
-	else if (k->kind == K_SOCKET)
-		*(char **)f = config_expand_socket(str, &ewhy);
+	if (k->kind == K_FILE || k->kind == K_TEXT || k->kind == K_SECRET || k->kind == K_CREDS ||
+	    k->kind == K_SOCKET)
+		*(char **)f = config_expand(k->kind, str, &ewhy);
 	else /* not a path: nothing to check (a K_DIR had spool_check_dir above) */
 		return (*(char **)f = strdup(str)) ? 0 : set_error(x->err, 1, "out of memory");
 	if (!*(char **)f)
 		return ewhy ? set_error(x->err, 78, "%s:%d: %s: '%s' %s", x->path, line, name, str,
 					ewhy)
 			    : set_error(x->err, 1, "out of memory");
-	return **(char **)f ? check_path(x, k, name, line, *(char **)f) : 0;
+	return **(char **)f ? check_path(x, k->kind, name, line, *(char **)f) : 0;
 }
 
 static int set_from(const struct ctx *x, struct wst_config *c, const struct key *k,
@@ -401,8 +371,8 @@ static int read_groups(const struct ctx *x, struct wst_config *c, config_setting
 		if (!config_find_key(gname, NULL))
 			return set_error(err, 78, "%s:%d: unknown group '%s'", path, line, gname);
 		if (config_setting_type(g) != CONFIG_TYPE_GROUP)
-			return set_error(err, 78, "%s:%d: '%s' must be a group: %s = { ... };", path,
-					 line, gname, gname);
+			return set_error(err, 78, "%s:%d: '%s' must be a group: %s = { ... };",
+					 path, line, gname, gname);
 		for (int j = 0; j < config_setting_length(g); j++) {
 			config_setting_t *s = config_setting_get_elem(g, (unsigned)j);
 			const struct key *k = config_find_key(gname, config_setting_name(s));
@@ -421,7 +391,7 @@ static int read_groups(const struct ctx *x, struct wst_config *c, config_setting
 static int read_file(struct wst_config *c, const char *path, struct config_error *err)
 {
 	struct conf_text t;
-	struct ctx x = { path, err, &t };
+	struct ctx x = {path, err, &t};
 	config_t cf;
 	int rc = -1;
 
@@ -448,13 +418,16 @@ static int validate_hello(const struct wst_config *c, const char *p, struct conf
 	size_t n = strlen(c->hello);
 
 	if (n && *c->hello_file)
-		return set_error(err, 78, "%s: link.hello and link.hello_file: set one or neither", p);
+		return set_error(err, 78, "%s: link.hello and link.hello_file: set one or neither",
+				 p);
 	if (n > c->max_message_bytes)
-		return set_error(err, 78,
-				 "%s: link.hello (%zu bytes) is larger than link.max_message_bytes (%zu)",
-				 p, n, c->max_message_bytes);
+		return set_error(
+		    err, 78,
+		    "%s: link.hello (%zu bytes) is larger than link.max_message_bytes (%zu)", p, n,
+		    c->max_message_bytes);
 	if (!utf8_valid(c->hello, n))
-		return set_error(err, 78, "%s: link.hello is not valid UTF-8 (it is sent as text)", p);
+		return set_error(err, 78, "%s: link.hello is not valid UTF-8 (it is sent as text)",
+				 p);
 	return 0;
 }
 
@@ -464,15 +437,16 @@ static int validate(const struct wst_config *c, struct config_error *err)
 	const char *p = c->path ? c->path : "(defaults)";
 
 	if (!c->url)
-		return set_error(err, 78, "%s: link.url is not set (set it in the file, or pass --url)",
-				 p);
+		return set_error(err, 78,
+				 "%s: link.url is not set (set it in the file, or pass --url)", p);
 	if (c->backoff_max_ms < c->backoff_initial_ms)
-		return set_error(err, 78, "%s: backoff.max_ms (%u) is below backoff.initial_ms (%u)", p,
+		return set_error(err, 78,
+				 "%s: backoff.max_ms (%u) is below backoff.initial_ms (%u)", p,
 				 c->backoff_max_ms, c->backoff_initial_ms);
 	if (!*c->cert_file != !*c->key_file)
-		return set_error(err, 78,
-				 "%s: tls.cert_file and tls.key_file go together: set both or neither",
-				 p);
+		return set_error(
+		    err, 78, "%s: tls.cert_file and tls.key_file go together: set both or neither",
+		    p);
 	if (c->queue_max_bytes < c->max_message_bytes)
 		return set_error(err, 78,
 				 "%s: queue.max_bytes (%zu) is below link.max_message_bytes (%zu): "
@@ -481,10 +455,11 @@ static int validate(const struct wst_config *c, struct config_error *err)
 	if (validate_hello(c, p, err) < 0)
 		return -1;
 	if (c->bridge_events && c->bridge_framing != FRAMING_LENGTH_PREFIXED)
-		return set_error(err, 78,
-				 "%s: bridge.events needs bridge.framing = \"length-prefixed\" (event "
-				 "frames have no form in lines)",
-				 p);
+		return set_error(
+		    err, 78,
+		    "%s: bridge.events needs bridge.framing = \"length-prefixed\" (event "
+		    "frames have no form in lines)",
+		    p);
 	if (c->exec_events && c->exec_framing != FRAMING_LENGTH_PREFIXED)
 		return set_error(err, 78,
 				 "%s: exec.events needs exec.framing = \"length-prefixed\" (event "
@@ -492,10 +467,10 @@ static int validate(const struct wst_config *c, struct config_error *err)
 				 p);
 	if (*c->bind_address && c->address_family != AF_UNSPEC &&
 	    (strchr(c->bind_address, ':') ? AF_INET6 : AF_INET) != c->address_family)
-		return set_error(err, 78, "%s: link.bind_address '%s' is not of link.address_family",
-				 p, c->bind_address);
-	if (*c->bridge_socket && *c->control_socket &&
-	    !strcmp(c->bridge_socket, c->control_socket))
+		return set_error(err, 78,
+				 "%s: link.bind_address '%s' is not of link.address_family", p,
+				 c->bind_address);
+	if (*c->bridge_socket && *c->control_socket && !strcmp(c->bridge_socket, c->control_socket))
 		return set_error(err, 78, "%s: bridge.socket and control.socket are the same path",
 				 p);
 	return 0;

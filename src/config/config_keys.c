@@ -12,8 +12,8 @@
 static bool string_kind(enum kind k)
 {
 	return k == K_STR || k == K_FILE || k == K_URL || k == K_DIR || k == K_PROXY ||
-	       k == K_ADDR || k == K_IFACE || k == K_SOCKET || k == K_TEXT ||
-	       k == K_SECRET || k == K_CREDS || k == K_HDRVAL;
+	       k == K_ADDR || k == K_IFACE || k == K_SOCKET || k == K_TEXT || k == K_SECRET ||
+	       k == K_CREDS || k == K_HDRVAL;
 }
 
 /* A live key names who applies a change to it (enum config_apply). */
@@ -24,6 +24,8 @@ static bool string_kind(enum kind k)
 /* In the unit's RuntimeDirectory; none without one (see set_default). */
 #define RUNTIME_SOCKET "${RUNTIME_DIRECTORY}/wstether.ctl"
 
+/* The tables: one row a key (the man page lists them so), one row an enumerated kind. */
+/* clang-format off */
 static const struct key keys[] = {
 	{ "link", "url", K_URL, F(url), 0, 0, NULL, RELOAD_RECONNECT },
 	{ "link", "fallback_urls", K_URLS, F(fallback_urls), 0, 0, NULL, RELOAD_RECONNECT },
@@ -72,29 +74,45 @@ static const struct key keys[] = {
 	{ "log", "level", K_LEVEL, F(log_level), 0, 0, "info", LIVE(APPLY_LOG) },
 };
 
+/* The names of each enumerated kind, and what an unknown one is told. */
+static const struct {
+	enum kind kind;
+	const char *names[3]; /* K_LEVEL: log_level_parse's */
+	int values[3];
+	const char *hint;
+} enums[] = {
+	{ K_FRAMING, { "lines", "length-prefixed" }, { FRAMING_LINES, FRAMING_LENGTH_PREFIXED },
+	  "use \"lines\" or \"length-prefixed\"" },
+	{ K_OVERFLOW, { "drop-oldest", "reject" }, { OVERFLOW_DROP_OLDEST, OVERFLOW_REJECT },
+	  "use \"drop-oldest\" or \"reject\"" },
+	{ K_COMPRESSION, { "off", "deflate" }, { COMPRESSION_OFF, COMPRESSION_DEFLATE },
+	  "use \"off\" or \"deflate\"" },
+	{ K_TLS_VERSION, { "1.2", "1.3" }, { TLS_MIN_1_2, TLS_MIN_1_3 },
+	  "use \"1.2\" or \"1.3\"" },
+	{ K_FAMILY, { "any", "ipv4", "ipv6" }, { AF_UNSPEC, AF_INET, AF_INET6 },
+	  "use \"any\", \"ipv4\" or \"ipv6\"" },
+	{ K_LEVEL, { NULL }, { 0 }, "use error, warning, notice, info or debug" },
+};
+/* clang-format on */
+
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+const char *config_enum_hint(enum kind kind)
+{
+	for (size_t i = 0; i < sizeof(enums) / sizeof(enums[0]); i++)
+		if (enums[i].kind == kind)
+			return enums[i].hint;
+	return NULL;
+}
 
 int config_parse_enum(enum kind kind, const char *s)
 {
-	if (kind == K_FRAMING)
-		return !strcmp(s, "lines") ? FRAMING_LINES
-		       : !strcmp(s, "length-prefixed") ? FRAMING_LENGTH_PREFIXED
-						       : -1;
-	if (kind == K_OVERFLOW)
-		return !strcmp(s, "drop-oldest") ? OVERFLOW_DROP_OLDEST
-		       : !strcmp(s, "reject") ? OVERFLOW_REJECT
-					      : -1;
-	if (kind == K_COMPRESSION)
-		return !strcmp(s, "off") ? COMPRESSION_OFF
-		       : !strcmp(s, "deflate") ? COMPRESSION_DEFLATE
-					       : -1;
-	if (kind == K_TLS_VERSION)
-		return !strcmp(s, "1.2") ? TLS_MIN_1_2 : !strcmp(s, "1.3") ? TLS_MIN_1_3 : -1;
 	if (kind == K_LEVEL)
 		return log_level_parse(s);
-	if (kind == K_FAMILY)
-		return !strcmp(s, "any") ? AF_UNSPEC : !strcmp(s, "ipv4") ? AF_INET
-					: !strcmp(s, "ipv6") ? AF_INET6 : -1;
+	for (size_t i = 0; i < sizeof(enums) / sizeof(enums[0]); i++)
+		for (size_t j = 0; enums[i].kind == kind && j < 3 && enums[i].names[j]; j++)
+			if (!strcmp(s, enums[i].names[j]))
+				return enums[i].values[j];
 	return -1;
 }
 
@@ -114,8 +132,10 @@ int config_parse_mode(const char *s)
  * "${RUNTIME_DIRECTORY}/x.sock" for its RuntimeDirectory=. Unset, the file
  * cannot be found, and saying so beats reading "/key".
  */
-static char *expand_var(const char *s, const char *name, const char *setter, const char **why)
+char *config_expand(enum kind kind, const char *s, const char **why)
 {
+	const char *name = kind == K_SOCKET ? "RUNTIME_DIRECTORY" : "CREDENTIALS_DIRECTORY";
+	const char *setter = kind == K_SOCKET ? "RuntimeDirectory=" : "LoadCredential=";
 	static char msg[160];
 	char var[40];
 	const char *p, *dir;
@@ -143,16 +163,6 @@ static char *expand_var(const char *s, const char *name, const char *setter, con
 	return out;
 }
 
-char *config_expand_file(const char *s, const char **why)
-{
-	return expand_var(s, "CREDENTIALS_DIRECTORY", "LoadCredential=", why);
-}
-
-char *config_expand_socket(const char *s, const char **why)
-{
-	return expand_var(s, "RUNTIME_DIRECTORY", "RuntimeDirectory=", why);
-}
-
 /* Store a default given as text; these are trusted. */
 static int set_default(struct wst_config *c, const struct key *k)
 {
@@ -173,7 +183,7 @@ static int set_default(struct wst_config *c, const struct key *k)
 		const char *why = NULL;
 
 		/* outside a unit with a RuntimeDirectory=, the default is no socket */
-		*(char **)f = config_expand_socket(k->dflt, &why);
+		*(char **)f = config_expand(K_SOCKET, k->dflt, &why);
 		return *(char **)f || (why && (*(char **)f = strdup(""))) ? 0 : -1;
 	}
 	if (string_kind(k->kind))
@@ -194,15 +204,9 @@ static int set_default(struct wst_config *c, const struct key *k)
 	case K_MODE:
 		*(unsigned *)f = (unsigned)config_parse_mode(k->dflt);
 		return 0;
-	case K_LEVEL:
-	case K_FRAMING:
-	case K_OVERFLOW:
-	case K_FAMILY:
-	case K_COMPRESSION:
-	case K_TLS_VERSION:
-		*(int *)f = config_parse_enum(k->kind, k->dflt);
-		return 0;
 	default:
+		if (config_enum_hint(k->kind))
+			*(int *)f = config_parse_enum(k->kind, k->dflt);
 		return 0;
 	}
 }
@@ -321,7 +325,8 @@ void config_diff(const struct wst_config *a, const struct wst_config *b, struct 
 			continue;
 		if (k->reload == RELOAD_RECONNECT)
 			out->reconnect = true;
-		if (!strcmp(k->group, "tls") || (!strcmp(k->group, "link") && !strcmp(k->name, "url")))
+		if (!strcmp(k->group, "tls") ||
+		    (!strcmp(k->group, "link") && !strcmp(k->name, "url")))
 			out->tls_identity = true;
 		out->apply |= k->reload >> 8;
 		if (k->reload == RELOAD_RESTART && n < sizeof(out->restart_keys))

@@ -16,6 +16,7 @@
 #include <ev.h>
 
 #include "resolve.h"
+#include "sock.h"
 #include "tunnel.h"
 
 struct attempt {
@@ -101,6 +102,14 @@ static void release(struct dial *d)
 	d->tun = NULL;
 }
 
+static bool in_flight(const struct dial *d)
+{
+	for (size_t i = 0; i < RESOLVE_MAX; i++)
+		if (d->att[i].fd >= 0)
+			return true;
+	return false;
+}
+
 /* Connected (and tunnelled): the socket is the caller's now. done() may free d: last. */
 static void succeed(struct dial *d)
 {
@@ -177,7 +186,6 @@ static void attempt_cb(struct ev_loop *loop, ev_io *w, int revents)
 	struct dial *d = a->d;
 	socklen_t sl = sizeof(int);
 	int e = 0, fd = a->fd;
-	bool busy = false;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl) < 0)
 		e = errno;
@@ -195,12 +203,10 @@ static void attempt_cb(struct ev_loop *loop, ev_io *w, int revents)
 	ev_io_stop(loop, w);
 	close(fd);
 	a->fd = -1;
-	for (size_t i = 0; i < RESOLVE_MAX; i++)
-		busy |= d->att[i].fd >= 0;
 	/* RFC 8305: a failure starts the next attempt without waiting out the delay */
 	if (d->next < d->addrs.n)
 		start_next(d);
-	else if (!busy)
+	else if (!in_flight(d))
 		all_failed(d);
 }
 
@@ -214,22 +220,8 @@ static int bind_socket(struct dial *d, int fd, int family)
 		return -1;
 	if (!*d->bind)
 		return 0;
-	memset(&ss, 0, sizeof(ss));
-	if (family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (void *)&ss;
-
-		s6->sin6_family = AF_INET6;
-		if (inet_pton(AF_INET6, d->bind, &s6->sin6_addr) != 1)
-			return errno = EAFNOSUPPORT, -1;
-		len = sizeof(*s6);
-	} else {
-		struct sockaddr_in *s4 = (void *)&ss;
-
-		s4->sin_family = AF_INET;
-		if (inet_pton(AF_INET, d->bind, &s4->sin_addr) != 1)
-			return errno = EAFNOSUPPORT, -1;
-		len = sizeof(*s4);
-	}
+	if (!(len = sockaddr_parse(d->bind, 0, &ss)) || ss.ss_family != family)
+		return errno = EAFNOSUPPORT, -1;
 	return bind(fd, (struct sockaddr *)&ss, len);
 }
 
@@ -277,14 +269,10 @@ static bool start_one(struct dial *d, size_t idx)
 
 static void start_next(struct dial *d)
 {
-	bool busy = false;
-
 	ev_timer_stop(d->loop, &d->stagger);
 	while (d->next < d->addrs.n && !start_one(d, d->order[d->next++]))
 		;
-	for (size_t i = 0; i < RESOLVE_MAX; i++)
-		busy |= d->att[i].fd >= 0;
-	if (!busy) {
+	if (!in_flight(d)) {
 		all_failed(d);
 		return;
 	}
@@ -319,13 +307,6 @@ static void order_addrs(struct dial *d)
 	d->next = 0;
 }
 
-static void begin_connect(struct dial *d)
-{
-	d->phase = PH_CONNECT;
-	order_addrs(d);
-	start_next(d);
-}
-
 static void resolved(void *ud, const struct resolve_addrs *addrs, const char *err)
 {
 	struct dial *d = ud;
@@ -343,27 +324,17 @@ static void resolved(void *ud, const struct resolve_addrs *addrs, const char *er
 	}
 	d->addrs = *addrs;
 	resolve_free(r);
-	begin_connect(d);
+	d->phase = PH_CONNECT;
+	order_addrs(d);
+	start_next(d);
 }
 
 /* An IP literal needs no lookup. */
 static bool literal(struct dial *d)
 {
-	struct sockaddr_in *s4 = (void *)&d->addrs.a[0];
-	struct sockaddr_in6 *s6 = (void *)&d->addrs.a[0];
-
 	memset(&d->addrs, 0, sizeof(d->addrs));
-	if (inet_pton(AF_INET, d->tcp_host, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(d->tcp_port);
-	} else if (inet_pton(AF_INET6, d->tcp_host, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(d->tcp_port);
-	} else {
-		return false;
-	}
-	d->addrs.n = 1;
-	return true;
+	d->addrs.n = sockaddr_parse(d->tcp_host, d->tcp_port, &d->addrs.a[0]) > 0;
+	return d->addrs.n;
 }
 
 struct dial *dial_start(struct ev_loop *loop, const struct dial_req *req, dial_done_fn done,
@@ -430,8 +401,7 @@ void dial_free(struct dial *d)
 	if (!d)
 		return;
 	resolve_free(d->res);
-	stop_attempts(d, -1);
-	tunnel_free(d->tun);
+	release(d);
 	if (d->fd >= 0)
 		close(d->fd);
 	explicit_bzero(&d->proxy, sizeof(d->proxy));

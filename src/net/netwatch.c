@@ -10,6 +10,8 @@
 
 #include <ev.h>
 
+#include "sock.h"
+
 struct netwatch {
 	struct ev_loop *loop;
 	int fd;
@@ -35,22 +37,9 @@ static void addr_gone(const struct nlmsghdr *h, netwatch_fn fn, void *ud)
 	/* IPv4 point-to-point: IFA_ADDRESS is the peer, IFA_LOCAL ours */
 	if (!local)
 		local = address;
-	if (!local)
+	if (!local || (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6))
 		return;
-	memset(&ss, 0, sizeof(ss));
-	if (ifa->ifa_family == AF_INET) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-		s4->sin_family = AF_INET;
-		memcpy(&s4->sin_addr, local, 4);
-	} else if (ifa->ifa_family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-		s6->sin6_family = AF_INET6;
-		memcpy(&s6->sin6_addr, local, 16);
-	} else {
-		return;
-	}
+	sockaddr_make(&ss, ifa->ifa_family, local, 0);
 	fn(ud, NET_ADDR_GONE, &ss, 0);
 }
 
@@ -59,6 +48,7 @@ static void route(const struct nlmsghdr *h, netwatch_fn fn, void *ud)
 	const struct rtmsg *rt = NLMSG_DATA(h);
 	const struct rtattr *rta = RTM_RTA(rt);
 	int len = (int)RTM_PAYLOAD(h);
+	static const unsigned char any[16];
 	size_t alen = rt->rtm_family == AF_INET ? 4 : 16;
 	struct sockaddr_storage dst;
 
@@ -72,49 +62,18 @@ static void route(const struct nlmsghdr *h, netwatch_fn fn, void *ud)
 	}
 	if (rt->rtm_family != AF_INET && rt->rtm_family != AF_INET6)
 		return;
-	memset(&dst, 0, sizeof(dst));
-	dst.ss_family = rt->rtm_family;
-	for (; RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
-		if (rta->rta_type != RTA_DST || RTA_PAYLOAD(rta) < alen)
-			continue;
-		if (rt->rtm_family == AF_INET)
-			memcpy(&((struct sockaddr_in *)&dst)->sin_addr, RTA_DATA(rta), 4);
-		else
-			memcpy(&((struct sockaddr_in6 *)&dst)->sin6_addr, RTA_DATA(rta), 16);
-	}
+	sockaddr_make(&dst, rt->rtm_family, any, 0);
+	for (; RTA_OK(rta, len); rta = RTA_NEXT(rta, len))
+		if (rta->rta_type == RTA_DST && RTA_PAYLOAD(rta) >= alen)
+			sockaddr_make(&dst, rt->rtm_family, RTA_DATA(rta), 0);
 	fn(ud, NET_ROUTE_GONE, &dst, rt->rtm_dst_len);
 }
 
 bool netwatch_route_covers(const struct sockaddr_storage *dst, unsigned prefix,
 			   const struct sockaddr_storage *peer)
 {
-	const unsigned char *a, *b;
-	unsigned bits;
-
-	if (!dst)
-		return true;
-	if (!peer || dst->ss_family != peer->ss_family)
-		return false;
-	if (dst->ss_family == AF_INET) {
-		a = (const unsigned char *)&((const struct sockaddr_in *)dst)->sin_addr;
-		b = (const unsigned char *)&((const struct sockaddr_in *)peer)->sin_addr;
-		bits = 32;
-	} else if (dst->ss_family == AF_INET6) {
-		a = ((const struct sockaddr_in6 *)dst)->sin6_addr.s6_addr;
-		b = ((const struct sockaddr_in6 *)peer)->sin6_addr.s6_addr;
-		bits = 128;
-	} else {
-		return false;
-	}
-	if (prefix > bits)
-		return false;
-	for (unsigned i = 0; i < prefix; i++) {
-		unsigned char m = (unsigned char)(0x80 >> (i % 8));
-
-		if ((a[i / 8] & m) != (b[i / 8] & m))
-			return false;
-	}
-	return true;
+	return !dst || (peer && sockaddr_prefix_equal((const struct sockaddr *)dst,
+						      (const struct sockaddr *)peer, prefix));
 }
 
 void netwatch_parse(const void *buf, size_t len, netwatch_fn fn, void *ud)

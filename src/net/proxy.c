@@ -377,16 +377,12 @@ enum proxy_reply proxy_http_verdict(const char *buf, size_t len, size_t cap, int
 
 size_t socks5_greeting(unsigned char *buf, bool with_auth)
 {
+	/* version 5; one or two methods: none, then username/password (RFC 1929) */
 	buf[0] = 5;
-	if (!with_auth) {
-		buf[1] = 1;
-		buf[2] = 0;
-		return 3;
-	}
-	buf[1] = 2;
+	buf[1] = with_auth ? 2 : 1;
 	buf[2] = 0;
 	buf[3] = 2;
-	return 4;
+	return with_auth ? 4 : 3;
 }
 
 int socks5_method(const unsigned char *buf)
@@ -444,20 +440,11 @@ long socks5_connect_reply(const unsigned char *buf, size_t len, int *rep)
 	*rep = buf[1];
 	if (len < 5)
 		return 0;
-	switch (buf[3]) {
-	case 1:
-		need = 4 + 4 + 2;
-		break;
-	case 4:
-		need = 4 + 16 + 2;
-		break;
-	case 3:
-		need = 4 + 1 + (size_t)buf[4] + 2;
-		break;
-	default:
-		/* a failure reply may come with no valid address: still report its code */
+	/* a failure reply may come with no valid address: still report its code */
+	if (buf[3] != 1 && buf[3] != 3 && buf[3] != 4)
 		return *rep ? 2 : -1;
-	}
+	/* the bound address: IPv4, a name of buf[4] bytes, or IPv6; then the port */
+	need = 4 + (buf[3] == 1 ? 4 : buf[3] == 4 ? 16 : 1 + (size_t)buf[4]) + 2;
 	return len < need ? 0 : (long)need;
 }
 

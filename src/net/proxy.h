@@ -71,7 +71,7 @@ enum proxy_reply {
  */
 enum proxy_reply proxy_http_verdict(const char *buf, size_t len, size_t cap, int *status);
 
-/* SOCKS5 (RFC 1928) with username/password (RFC 1929). */
+/* SOCKS5 (RFC 1928) with username/password (RFC 1929). A greeting needs 4 bytes of room. */
 size_t socks5_greeting(unsigned char *buf, bool with_auth);
 /* Method choice: 2 bytes. -1 not SOCKS5, else the method (0xff: none acceptable). */
 int socks5_method(const unsigned char *buf);

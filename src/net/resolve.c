@@ -16,6 +16,7 @@
 #include <ev.h>
 
 #include "log.h"
+#include "sock.h"
 
 /* UDP per name server plus TCP for truncated answers: more is a broken resolv.conf */
 #define MAX_SOCKS 16
@@ -29,8 +30,8 @@ struct resolve {
 	int family;
 	char servers[128];
 	char iface[IF_NAMESIZE];
-	unsigned char bind4[4], bind6[16];
-	bool has_bind4, has_bind6;
+	struct sockaddr_storage bind; /* link.bind_address, when bind_len */
+	socklen_t bind_len;
 
 	/* what the wire showed, to tell a silent resolver from one that said no */
 	unsigned replies;
@@ -246,15 +247,9 @@ static void deliver_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static unsigned mask_bits(const struct sockaddr *mask)
 {
 	const unsigned char *b;
-	size_t n;
+	size_t n = mask ? sockaddr_bytes(mask, &b) : 0;
 	unsigned bits = 0;
 
-	if (!mask)
-		return 0;
-	b = mask->sa_family == AF_INET
-		? (const unsigned char *)&((const struct sockaddr_in *)(const void *)mask)->sin_addr
-		: ((const struct sockaddr_in6 *)(const void *)mask)->sin6_addr.s6_addr;
-	n = mask->sa_family == AF_INET ? 4 : 16;
 	for (size_t i = 0; i < n; i++)
 		bits += (unsigned)__builtin_popcount(b[i]);
 	return bits;
@@ -291,18 +286,8 @@ static int bind_query(struct resolve *r, int fd, int af)
 	if (*r->iface &&
 	    setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, r->iface, (socklen_t)strlen(r->iface)) < 0)
 		return -1;
-	if (af == AF_INET && r->has_bind4) {
-		struct sockaddr_in a = {.sin_family = AF_INET};
-
-		memcpy(&a.sin_addr, r->bind4, 4);
-		return bind(fd, (struct sockaddr *)&a, sizeof(a));
-	}
-	if (af == AF_INET6 && r->has_bind6) {
-		struct sockaddr_in6 a = {.sin6_family = AF_INET6};
-
-		memcpy(&a.sin6_addr, r->bind6, 16);
-		return bind(fd, (struct sockaddr *)&a, sizeof(a));
-	}
+	if (r->bind_len && r->bind.ss_family == af)
+		return bind(fd, (struct sockaddr *)&r->bind, r->bind_len);
 	return 0;
 }
 
@@ -335,7 +320,7 @@ static int s_connect(ares_socket_t fd, const struct sockaddr *sa, ares_socklen_t
 	struct resolve_local own[64];
 	int rc;
 
-	if (*r->iface || r->has_bind4 || r->has_bind6) {
+	if (*r->iface || r->bind_len) {
 		unsigned idx = *r->iface ? if_nametoindex(r->iface) : 0;
 
 		if (!resolve_server_unbound(sa, idx, own, own_addresses(own, 64)) &&
@@ -384,16 +369,10 @@ static const struct ares_socket_functions sock_funcs = {
 static int apply_opts(struct resolve *r, const struct resolve_opts *o, char *err, size_t errlen)
 {
 	snprintf(r->iface, sizeof(r->iface), "%s", o->iface ? o->iface : "");
-	if (o->bind_address && *o->bind_address) {
-		if (inet_pton(AF_INET, o->bind_address, r->bind4) == 1) {
-			r->has_bind4 = true;
-		} else if (inet_pton(AF_INET6, o->bind_address, r->bind6) == 1) {
-			r->has_bind6 = true;
-		} else {
-			return errf(err, errlen, "link.bind_address '%s' is not an IP address",
-				    o->bind_address);
-		}
-	}
+	if (o->bind_address && *o->bind_address &&
+	    !(r->bind_len = sockaddr_parse(o->bind_address, 0, &r->bind)))
+		return errf(err, errlen, "link.bind_address '%s' is not an IP address",
+			    o->bind_address);
 	ares_set_socket_functions(r->ch, &sock_funcs, r);
 	return 0;
 }

@@ -1,41 +1,16 @@
 /* Which resolvers the link's interface and source binding apply to: pure, for unit tests. */
 #include <netinet/in.h>
-#include <string.h>
 
 #include "resolve.h"
-
-/* The address bytes of a v4 or v6 sockaddr, and their length; 0 for other families. */
-static size_t addr_bytes(const struct sockaddr *sa, const unsigned char **out)
-{
-	if (sa->sa_family == AF_INET) {
-		*out = (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)
-			   ->sin_addr;
-		return 4;
-	}
-	if (sa->sa_family == AF_INET6) {
-		*out = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
-		return 16;
-	}
-	return 0;
-}
+#include "sock.h"
 
 /* Whether server lies in own's network (own's prefix), or is own itself with exact. */
 static bool in_network(const struct sockaddr *server, const struct resolve_local *own, bool exact)
 {
-	const unsigned char *a, *b;
-	size_t n = addr_bytes(server, &a);
-	unsigned bits = exact ? (unsigned)n * 8 : own->prefix;
+	const unsigned char *a;
+	unsigned bits = exact ? (unsigned)sockaddr_bytes(server, &a) * 8 : own->prefix;
 
-	if (!n || (!exact && !own->prefix) || server->sa_family != own->addr.ss_family ||
-	    addr_bytes((const struct sockaddr *)&own->addr, &b) != n || bits > n * 8)
-		return false;
-	for (unsigned i = 0; i < bits; i++) {
-		unsigned char m = (unsigned char)(0x80 >> (i % 8));
-
-		if ((a[i / 8] & m) != (b[i / 8] & m))
-			return false;
-	}
-	return true;
+	return bits && sockaddr_prefix_equal(server, (const struct sockaddr *)&own->addr, bits);
 }
 
 static bool loopback(const struct sockaddr *server)

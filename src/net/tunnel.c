@@ -15,8 +15,6 @@
 /* How much of a refusal's error page is read before the socket is closed */
 #define TUNNEL_DRAIN_MAX 65536
 
-enum step { T_HTTP_REPLY, T_SOCKS_METHOD, T_SOCKS_AUTH, T_SOCKS_REPLY };
-
 struct tunnel {
 	struct ev_loop *loop;
 	int fd;
@@ -24,8 +22,8 @@ struct tunnel {
 	const struct proxy *p;
 	char host[256];
 	uint16_t port;
-	enum step step;
-	unsigned char out[600]; /* may hold credentials: wiped */
+	int (*reply)(struct tunnel *t); /* reads what came in so far */
+	unsigned char out[600];		/* may hold credentials: wiped */
 	size_t olen, osent;
 	unsigned char in[4096];
 	size_t ilen;
@@ -55,15 +53,20 @@ static int succeed(struct tunnel *t)
 	return 0;
 }
 
-static int send_msg(struct tunnel *t, size_t len, enum step next)
+static void watch(struct tunnel *t, int events)
+{
+	ev_io_stop(t->loop, &t->w);
+	ev_io_set(&t->w, t->fd, events);
+	ev_io_start(t->loop, &t->w);
+}
+
+static int send_msg(struct tunnel *t, size_t len, int (*reply)(struct tunnel *t))
 {
 	t->olen = len;
 	t->osent = 0;
 	t->ilen = 0;
-	t->step = next;
-	ev_io_stop(t->loop, &t->w);
-	ev_io_set(&t->w, t->fd, EV_WRITE);
-	ev_io_start(t->loop, &t->w);
+	t->reply = reply;
+	watch(t, EV_WRITE);
 	return 0;
 }
 
@@ -137,6 +140,9 @@ static int http_reply(struct tunnel *t)
 	return http_refused(t, status);
 }
 
+static int socks_auth(struct tunnel *t);
+static int socks_reply(struct tunnel *t);
+
 static int socks_connect(struct tunnel *t)
 {
 	size_t n = socks5_connect_request(t->out, sizeof(t->out), t->host, t->port);
@@ -144,7 +150,7 @@ static int socks_connect(struct tunnel *t)
 	if (!n)
 		return finish(t, "cannot carry the host name '%s' (longer than 255 bytes)",
 			      t->host);
-	return send_msg(t, n, T_SOCKS_REPLY);
+	return send_msg(t, n, socks_reply);
 }
 
 static int socks_method(struct tunnel *t)
@@ -160,7 +166,7 @@ static int socks_method(struct tunnel *t)
 	if (m == 2 && *t->p->user) {
 		size_t n = socks5_auth_request(t->out, t->p->user, t->p->pass);
 
-		return n ? send_msg(t, n, T_SOCKS_AUTH) : finish(t, "credentials too long");
+		return n ? send_msg(t, n, socks_auth) : finish(t, "credentials too long");
 	}
 	if (m == 2 || m == 0xff)
 		return finish(t, *t->p->user ? "accepts none of our authentication methods"
@@ -216,9 +222,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 		if (t->osent < t->olen)
 			return;
 		explicit_bzero(t->out, t->olen);
-		ev_io_stop(loop, w);
-		ev_io_set(w, t->fd, EV_READ);
-		ev_io_start(loop, w);
+		watch(t, EV_READ);
 		return;
 	}
 	n = recv(t->fd, t->in + t->ilen, sizeof(t->in) - t->ilen, 0);
@@ -231,20 +235,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	t->ilen += (size_t)n;
-	switch (t->step) {
-	case T_HTTP_REPLY:
-		(void)http_reply(t);
-		break;
-	case T_SOCKS_METHOD:
-		(void)socks_method(t);
-		break;
-	case T_SOCKS_AUTH:
-		(void)socks_auth(t);
-		break;
-	case T_SOCKS_REPLY:
-		(void)socks_reply(t);
-		break;
-	}
+	(void)t->reply(t);
 }
 
 struct tunnel *tunnel_start(struct ev_loop *loop, int fd, const struct proxy *proxy,
@@ -271,9 +262,9 @@ struct tunnel *tunnel_start(struct ev_loop *loop, int fd, const struct proxy *pr
 			free(t);
 			return NULL;
 		}
-		(void)send_msg(t, n, T_HTTP_REPLY);
+		(void)send_msg(t, n, http_reply);
 	} else {
-		(void)send_msg(t, socks5_greeting(t->out, *proxy->user), T_SOCKS_METHOD);
+		(void)send_msg(t, socks5_greeting(t->out, *proxy->user), socks_method);
 	}
 	return t;
 }

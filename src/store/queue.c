@@ -83,31 +83,22 @@ static int append(struct queue *q, uint64_t seq, const void *data, size_t len, b
 
 int queue_push(struct queue *q, const void *data, size_t len, bool binary)
 {
-	if (len > q->max_bytes || len > UINT32_MAX) {
-		q->rejected++;
-		q->rejected_bytes += len;
-		return -1;
+	if (len > q->max_bytes || len > UINT32_MAX ||
+	    (!queue_has_room(q, len) && q->overflow == QUEUE_REJECT))
+		goto reject;
+	while (q->count && !queue_has_room(q, len)) {
+		q->dropped++;
+		q->dropped_bytes += at(q, 0)->len;
+		drop_head(q);
 	}
-	if (!queue_has_room(q, len)) {
-		if (q->overflow == QUEUE_REJECT) {
-			q->rejected++;
-			q->rejected_bytes += len;
-		q->rejected_bytes += len;
-			return -1;
-		}
-		while (q->count && !queue_has_room(q, len)) {
-			q->dropped++;
-			q->dropped_bytes += at(q, 0)->len;
-			drop_head(q);
-		}
-	}
-	if (append(q, q->next_seq, data, len, binary) < 0) {
-		q->rejected++;
-		q->rejected_bytes += len;
-		return -1;
-	}
+	if (append(q, q->next_seq, data, len, binary) < 0)
+		goto reject;
 	q->next_seq++;
 	return 0;
+reject:
+	q->rejected++;
+	q->rejected_bytes += len;
+	return -1;
 }
 
 int queue_restore(struct queue *q, uint64_t seq, const void *data, size_t len, bool binary)

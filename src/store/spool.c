@@ -55,13 +55,10 @@ static int write_record(struct spool *sp, int type, bool binary, uint64_t seq, c
 {
 	struct segment *sg = active(sp);
 	unsigned char h[HDR];
-	struct iovec iov[2];
 	size_t total = HDR + len, done = 0;
 	int saved;
 
 	spool_record_header(h, type, binary, seq, data, (uint32_t)len);
-	iov[0] = (struct iovec){.iov_base = h, .iov_len = HDR};
-	iov[1] = (struct iovec){.iov_base = (void *)data, .iov_len = len};
 	while (done < total) {
 		struct iovec v[2];
 		int n = 0;
@@ -70,7 +67,7 @@ static int write_record(struct spool *sp, int type, bool binary, uint64_t seq, c
 		if (done < HDR) {
 			v[n++] = (struct iovec){.iov_base = h + done, .iov_len = HDR - done};
 			if (len)
-				v[n++] = iov[1];
+				v[n++] = (struct iovec){.iov_base = (void *)data, .iov_len = len};
 		} else {
 			v[n++] = (struct iovec){.iov_base = (unsigned char *)data + (done - HDR),
 						.iov_len = total - done};
@@ -105,12 +102,6 @@ fail:
 	return -1;
 }
 
-static void seg_forget(struct spool *sp, size_t i)
-{
-	sp->im.bytes -= sp->im.segs[i].size;
-	spool_segs_remove(sp->im.segs, &sp->im.nsegs, i);
-}
-
 /*
  * Delete a segment file whose messages are all confirmed; i is its index.
  * One that cannot be deleted (immutable, read-only) is forgotten all the
@@ -126,7 +117,8 @@ static void seg_delete(struct spool *sp, size_t i)
 			    "%s/%s: cannot delete it (%s); every message in it was sent: "
 			    "left behind",
 			    sp->dir, name, strerror(errno));
-	seg_forget(sp, i);
+	sp->im.bytes -= sp->im.segs[i].size;
+	spool_segs_remove(sp->im.segs, &sp->im.nsegs, i);
 }
 
 /*
@@ -319,8 +311,11 @@ void spool_status(const struct spool *sp, struct spool_status *out)
 	memcpy(out->last_error, sp->im.last_error, sizeof(out->last_error));
 }
 
+/* Keeps errno: the callers report the failure that came before. */
 static void spool_free(struct spool *sp)
 {
+	int saved = errno;
+
 	if (sp->im.fd >= 0)
 		close(sp->im.fd);
 	if (sp->dirfd >= 0)
@@ -329,18 +324,17 @@ static void spool_free(struct spool *sp)
 	free(sp->im.marks.v);
 	free(sp->dir);
 	free(sp);
+	errno = saved;
 }
 
 int spool_close(struct spool *sp)
 {
-	int rc, saved;
+	int rc;
 
 	if (!sp)
 		return 0;
 	rc = spool_sync(sp);
-	saved = errno;
 	spool_free(sp);
-	errno = saved;
 	return rc;
 }
 
@@ -380,7 +374,6 @@ struct spool *spool_open(const char *dir, const struct spool_params *p, struct s
 	struct spool_stats ignored;
 	struct spool_image im;
 	struct spool *sp;
-	int saved;
 
 	if (!st)
 		st = &ignored;
@@ -419,9 +412,7 @@ struct spool *spool_open(const char *dir, const struct spool_params *p, struct s
 	return sp;
 
 fail:
-	saved = errno;
 	spool_free(sp);
-	errno = saved;
 	return NULL;
 }
 

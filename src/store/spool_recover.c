@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "spool_recover.h"
 
 #define ZERO_CHUNK (64 * 1024) /* resync reads this much at a time */
@@ -60,19 +61,6 @@ static int read_at(int fd, void *buf, size_t n, uint64_t off)
 		n -= (size_t)r;
 		off += (uint64_t)r;
 	}
-	return 0;
-}
-
-static int scratch_reserve(struct recovery *rc, size_t n)
-{
-	unsigned char *p;
-
-	if (n <= rc->scratch_cap)
-		return 0;
-	if (!(p = realloc(rc->scratch, n)))
-		return -1;
-	rc->scratch = p;
-	rc->scratch_cap = n;
 	return 0;
 }
 
@@ -216,7 +204,7 @@ struct scan {
 static int all_zero(struct recovery *rc, int fd, uint64_t off, uint64_t end, bool *zero)
 {
 	*zero = false;
-	if (scratch_reserve(rc, ZERO_CHUNK) < 0)
+	if (mem_reserve(&rc->scratch, &rc->scratch_cap, ZERO_CHUNK) < 0)
 		return -1;
 	while (off < end) {
 		size_t n = end - off < ZERO_CHUNK ? (size_t)(end - off) : ZERO_CHUNK;
@@ -234,38 +222,39 @@ static int all_zero(struct recovery *rc, int fd, uint64_t off, uint64_t end, boo
 
 enum rd { RD_OK, RD_BAD, RD_ERR };
 
-/*
- * Read the record at off: RD_OK with its payload in rc->scratch, RD_BAD with
- * why (torn: as a cut-short write leaves it; len_ok: only the CRC is wrong,
- * so its length may still be right), or RD_ERR with errno.
- */
-static enum rd read_record(struct recovery *rc, int fd, uint64_t off, uint64_t end,
-			   struct record *r, const char **why, bool *torn, bool *len_ok)
+/* A record as read_record found it; why, torn and len_ok tell of an RD_BAD one. */
+struct read {
+	struct record r;
+	const char *why;
+	bool torn;   /* as a cut-short write leaves it */
+	bool len_ok; /* only the CRC is wrong, so its length may still be right */
+};
+
+/* Read the record at off: RD_OK with its payload in rc->scratch, RD_BAD, or RD_ERR with errno. */
+static enum rd read_record(struct recovery *rc, int fd, uint64_t off, uint64_t end, struct read *x)
 {
 	unsigned char h[HDR];
 
-	*torn = *len_ok = false;
-	if (end - off < HDR) {
-		*why = "short record header";
-		*torn = true;
+	*x = (struct read){.why = "short record header", .torn = true};
+	if (end - off < HDR)
 		return RD_BAD;
-	}
 	if (read_at(fd, h, HDR, off) < 0)
 		return RD_ERR;
-	*why = spool_record_parse(h, r);
-	if (*why)
+	x->torn = false;
+	if ((x->why = spool_record_parse(h, &x->r)))
 		return RD_BAD;
-	if (r->len > end - off - HDR) {
-		*why = "record longer than the file";
-		*torn = true;
+	if (x->r.len > end - off - HDR) {
+		x->why = "record longer than the file";
+		x->torn = true;
 		return RD_BAD;
 	}
-	if (scratch_reserve(rc, r->len) < 0 || read_at(fd, rc->scratch, r->len, off + HDR) < 0)
+	if (mem_reserve(&rc->scratch, &rc->scratch_cap, x->r.len) < 0 ||
+	    read_at(fd, rc->scratch, x->r.len, off + HDR) < 0)
 		return RD_ERR;
-	if (!spool_record_crc_ok(h, r, rc->scratch)) {
-		*why = "bad CRC";
-		*torn = off + HDR + r->len == end;
-		*len_ok = true;
+	if (!spool_record_crc_ok(h, &x->r, rc->scratch)) {
+		x->why = "bad CRC";
+		x->torn = off + HDR + x->r.len == end;
+		x->len_ok = true;
 		return RD_BAD;
 	}
 	return RD_OK;
@@ -275,9 +264,7 @@ static enum rd read_record(struct recovery *rc, int fd, uint64_t off, uint64_t e
 static int scan_for_record(struct recovery *rc, int fd, uint64_t off, uint64_t end, uint64_t *next,
 			   uint64_t *records)
 {
-	struct record r;
-	const char *why;
-	bool torn, len_ok;
+	struct read x;
 	enum rd k;
 
 	if (!rc->window && !(rc->window = malloc(ZERO_CHUNK)))
@@ -290,7 +277,7 @@ static int scan_for_record(struct recovery *rc, int fd, uint64_t off, uint64_t e
 			return -1;
 		while ((hit = memmem(w, n - (size_t)(w - rc->window), spool_magic, 4))) {
 			*next = pos + (uint64_t)(hit - rc->window);
-			k = read_record(rc, fd, *next, end, &r, &why, &torn, &len_ok);
+			k = read_record(rc, fd, *next, end, &x);
 			if (k != RD_BAD)
 				return k == RD_OK ? 0 : -1;
 			(*records)++;
@@ -308,13 +295,11 @@ static int scan_for_record(struct recovery *rc, int fd, uint64_t off, uint64_t e
 static int chain_reaches(struct recovery *rc, int fd, uint64_t q, uint64_t to, uint64_t end,
 			 bool *yes)
 {
-	struct record r;
-	const char *why;
-	bool torn, len_ok;
+	struct read x;
 	enum rd k = RD_OK;
 
-	while (q < to && (k = read_record(rc, fd, q, end, &r, &why, &torn, &len_ok)) == RD_OK)
-		q += HDR + r.len;
+	while (q < to && (k = read_record(rc, fd, q, end, &x)) == RD_OK)
+		q += HDR + x.r.len;
 	*yes = q == to;
 	return k == RD_ERR ? -1 : 0;
 }
@@ -331,15 +316,13 @@ static int resync(struct recovery *rc, int fd, uint64_t off, uint64_t end, const
 		  uint64_t *next, uint64_t *records)
 {
 	uint64_t after = bad ? off + HDR + bad->len : end;
-	struct record r;
-	const char *why;
-	bool torn, len_ok, chained;
+	struct read x;
+	bool chained;
 	enum rd k = RD_BAD;
 
 	*records = 1;
 	if (bad)
-		k = after == end ? RD_OK
-				 : read_record(rc, fd, after, end, &r, &why, &torn, &len_ok);
+		k = after == end ? RD_OK : read_record(rc, fd, after, end, &x);
 	if (k == RD_ERR || scan_for_record(rc, fd, off, end, next, records) < 0)
 		return -1;
 	if (k != RD_OK || *next >= after)
@@ -354,13 +337,14 @@ static int resync(struct recovery *rc, int fd, uint64_t off, uint64_t end, const
 }
 
 /* Skip the damage at *off; the first pass notes it in sc and sg->valid. */
-static int skip_damage(struct recovery *rc, int fd, uint64_t *off, uint64_t end, const char *why,
-		       bool torn, const struct record *bad, struct segment *sg, struct scan *sc)
+static int skip_damage(struct recovery *rc, int fd, uint64_t *off, uint64_t end,
+		       const struct read *x, struct segment *sg, struct scan *sc)
 {
+	const char *why = x->why;
+	bool zero, torn = x->torn;
 	uint64_t next, records;
-	bool zero;
 
-	if (resync(rc, fd, *off, end, bad, &next, &records) < 0)
+	if (resync(rc, fd, *off, end, x->len_ok ? &x->r : NULL, &next, &records) < 0)
 		return -1;
 	if (next == end && !torn) {
 		if (all_zero(rc, fd, *off, end, &zero) < 0)
@@ -399,63 +383,61 @@ static int scan_segment(struct recovery *rc, int fd, struct segment *sg, uint64_
 {
 	uint64_t off = 0, end = sg->size;
 	bool dated = false;
-	struct record r;
+	struct read x;
+	const struct record *r = &x.r;
 
 	*sc = (struct scan){0};
 	if (!p)
 		sg->valid = end;
 	while (off < end) {
-		const char *why;
-		bool torn, len_ok;
-		enum rd k = read_record(rc, fd, off, end, &r, &why, &torn, &len_ok);
+		enum rd k = read_record(rc, fd, off, end, &x);
 
 		if (k == RD_ERR)
 			return -1;
 		if (k == RD_BAD) {
-			if (skip_damage(rc, fd, &off, end, why, torn, len_ok ? &r : NULL, sg, sc) <
-			    0)
+			if (skip_damage(rc, fd, &off, end, &x, sg, sc) < 0)
 				return -1;
 			continue;
 		}
-		off += HDR + r.len;
-		if (r.type == REC_CONFIRM || r.type == REC_TIME) {
+		off += HDR + r->len;
+		if (r->type == REC_CONFIRM || r->type == REC_TIME) {
 			if (p)
 				continue;
-			if (r.type == REC_CONFIRM && r.seq > *confirmed)
-				*confirmed = r.seq;
-			if (r.type == REC_TIME) {
-				spool_marks_add(&rc->im.marks, r.seq,
+			if (r->type == REC_CONFIRM && r->seq > *confirmed)
+				*confirmed = r->seq;
+			if (r->type == REC_TIME) {
+				spool_marks_add(&rc->im.marks, r->seq,
 						(int64_t)spool_get_le(rc->scratch, TIME_LEN));
 				dated = true;
 			}
 			continue;
 		}
-		if (r.seq <= *prev) {
+		if (r->seq <= *prev) {
 			if (!p) {
 				if (!sc->why) {
 					sc->why = "message seq does not grow";
-					sc->first_bad = off - HDR - r.len;
+					sc->first_bad = off - HDR - r->len;
 				}
 				sc->records++;
-				sc->bytes += HDR + r.len;
+				sc->bytes += HDR + r->len;
 			}
 			continue;
 		}
-		*prev = r.seq;
+		*prev = r->seq;
 		if (!p) {
 			if (!dated)
-				spool_marks_add(&rc->im.marks, r.seq,
+				spool_marks_add(&rc->im.marks, r->seq,
 						sg->mtime_ms); /* written before time records */
 			dated = true;
-			sg->max_seq = r.seq;
-		} else if (r.seq > rc->im.confirmed) {
+			sg->max_seq = r->seq;
+		} else if (r->seq > rc->im.confirmed) {
 			if (p->replay &&
-			    p->replay(p->ud, r.seq, rc->scratch, r.len, r.binary) != 0) {
+			    p->replay(p->ud, r->seq, rc->scratch, r->len, r->binary) != 0) {
 				errno = ECANCELED;
 				return -1;
 			}
 			st->replayed++;
-			st->replayed_bytes += r.len;
+			st->replayed_bytes += r->len;
 		}
 	}
 	return 0;

@@ -30,6 +30,19 @@ unsigned char *buf_reserve(struct buf *b, size_t n)
 	return b->data + b->off + b->len;
 }
 
+int mem_reserve(unsigned char **data, size_t *cap, size_t need)
+{
+	unsigned char *n;
+
+	if (need <= *cap)
+		return 0;
+	if (!(n = realloc(*data, need)))
+		return -1;
+	*data = n;
+	*cap = need;
+	return 0;
+}
+
 void buf_consume(struct buf *b, size_t n)
 {
 	b->off += n;

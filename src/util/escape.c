@@ -4,47 +4,18 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 character at p (RFC 3629), or 0. */
-static size_t utf8_char(const unsigned char *p, size_t len, uint32_t *cp)
-{
-	size_t n;
-	uint32_t c = p[0], min;
+#include "utf8.h"
 
-	if (c < 0x80)
-		n = 1, min = 0;
-	else if ((c & 0xe0) == 0xc0)
-		n = 2, c &= 0x1f, min = 0x80;
-	else if ((c & 0xf0) == 0xe0)
-		n = 3, c &= 0x0f, min = 0x800;
-	else if ((c & 0xf8) == 0xf0)
-		n = 4, c &= 0x07, min = 0x10000;
-	else
-		return 0;
-	if (n > len)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (p[i] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return n;
-}
-
-static int is_control(uint32_t c)
-{
-	return c < 0x20 || c == '\\' || (c >= 0x7f && c <= 0x9f);
-}
-
-/* Bytes the item at p[i] takes in and out: a character kept as is, or one byte as \xNN. */
+/* Bytes the item at p takes in and out: a character kept as is, or one byte as \xNN. */
 static size_t item(const unsigned char *p, size_t len, size_t *out_len)
 {
-	uint32_t c = 0;
-	size_t n = utf8_char(p, len, &c);
+	size_t bad, n = utf8_seq(p, len, &bad);
+	/* C0 controls, DEL, C1 controls (U+0080..U+009F: C2 80..C2 9F) and the escape's backslash
+	 */
+	bool control =
+	    p[0] < 0x20 || p[0] == '\\' || p[0] == 0x7f || (n == 2 && p[0] == 0xc2 && p[1] <= 0x9f);
 
-	if (n && !is_control(c)) {
+	if (n && !control) {
 		*out_len = n;
 		return n;
 	}

@@ -16,8 +16,8 @@ static int cur_level = LOG_INFO;
 static int use_journal;
 
 static const char *const names[] = {
-	[LOG_ERR] = "error", [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
-	[LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+    [LOG_ERR] = "error", [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+    [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
 };
 
 int log_level_parse(const char *name)
@@ -51,19 +51,6 @@ static int stderr_is_journal(void)
 	return st.st_dev == dev && st.st_ino == ino;
 }
 
-void log_init(int level)
-{
-	cur_level = level;
-	use_journal = WST_HAVE_SYSTEMD && stderr_is_journal();
-	log_route_lws();
-}
-
-void log_set_level(int level)
-{
-	cur_level = level;
-	log_route_lws();
-}
-
 int log_enabled(int level)
 {
 	return level <= cur_level;
@@ -74,6 +61,46 @@ static void emit(int level, const struct log_ctx *ctx, const char *msg)
 	if (use_journal && journal_send(level, ctx, msg) == 0)
 		return;
 	fprintf(stderr, "wstether: %s: %s\n", log_level_name(level), msg);
+}
+
+/*
+ * lws reports failures we classify and log ourselves, so its lines are
+ * detail: debug level only. Its libev glue logs NOTICE on every watcher
+ * change, so even then we take ERR and WARN only.
+ */
+static void lws_emit(int lws_level, const char *line)
+{
+	char buf[512];
+	size_t n;
+
+	(void)lws_level;
+	if (!log_enabled(LOG_DEBUG))
+		return;
+	snprintf(buf, sizeof(buf), "lws: %s", line);
+	n = strlen(buf);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	emit(LOG_DEBUG, &(struct log_ctx){.event = "lws"}, buf);
+}
+
+static void route_lws(void)
+{
+	int mask = log_enabled(LOG_DEBUG) ? (LLL_ERR | LLL_WARN) : 0;
+
+	lws_set_log_level(mask, lws_emit);
+}
+
+void log_init(int level)
+{
+	cur_level = level;
+	use_journal = WST_HAVE_SYSTEMD && stderr_is_journal();
+	route_lws();
+}
+
+void log_set_level(int level)
+{
+	cur_level = level;
+	route_lws();
 }
 
 static __attribute__((format(printf, 4, 0))) void vlog(int level, const struct log_ctx *ctx,
@@ -101,12 +128,12 @@ const char *log_source_event(const char *src)
 	static const struct {
 		const char *prefix, *event;
 	} map[] = {
-		{ "bridge", "bridge" },	   { "peer", "bridge" },     { "exec", "exec" },
-		{ "stdio", "stdio" },	   { "outbox", "queue" },    { "queue", "queue" },
-		{ "spool", "spool" },	   { "control", "control" }, { "tls", "tls" },
-		{ "netwatch", "network" }, { "link", "link" },	     { "dial", "link" },
-		{ "resolve", "link" },	   { "tunnel", "link" },     { "proxy", "link" },
-		{ "wsrx", "link" },	   { "pmdeflate", "link" },  { "hello", "link" },
+	    {"bridge", "bridge"},    {"peer", "bridge"},     {"exec", "exec"},
+	    {"stdio", "stdio"},	     {"outbox", "queue"},    {"queue", "queue"},
+	    {"spool", "spool"},	     {"control", "control"}, {"tls", "tls"},
+	    {"netwatch", "network"}, {"link", "link"},	     {"dial", "link"},
+	    {"resolve", "link"},     {"tunnel", "link"},     {"proxy", "link"},
+	    {"wsrx", "link"},	     {"pmdeflate", "link"},  {"hello", "link"},
 	};
 	const char *base = strrchr(src, '/');
 
@@ -119,7 +146,7 @@ const char *log_source_event(const char *src)
 
 void log_msg_src(const char *src, int level, const char *fmt, ...)
 {
-	struct log_ctx ctx = { .event = log_source_event(src) };
+	struct log_ctx ctx = {.event = log_source_event(src)};
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -129,7 +156,7 @@ void log_msg_src(const char *src, int level, const char *fmt, ...)
 
 void log_errno_src(const char *src, int level, const char *fmt, ...)
 {
-	struct log_ctx ctx = { .event = log_source_event(src) };
+	struct log_ctx ctx = {.event = log_source_event(src)};
 	int err = errno;
 	va_list ap;
 
@@ -146,33 +173,6 @@ void log_event(int level, const struct log_ctx *ctx, const char *fmt, ...)
 	va_start(ap, fmt);
 	vlog(level, ctx, 0, fmt, ap);
 	va_end(ap);
-}
-
-/*
- * lws reports failures we classify and log ourselves, so its lines are
- * detail: debug level only. Its libev glue logs NOTICE on every watcher
- * change, so below debug we take ERR and WARN only.
- */
-static void lws_emit(int lws_level, const char *line)
-{
-	char buf[512];
-	size_t n;
-
-	(void)lws_level;
-	if (!log_enabled(LOG_DEBUG))
-		return;
-	snprintf(buf, sizeof(buf), "lws: %s", line);
-	n = strlen(buf);
-	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		buf[--n] = '\0';
-	emit(LOG_DEBUG, &(struct log_ctx){ .event = "lws" }, buf);
-}
-
-void log_route_lws(void)
-{
-	int mask = log_enabled(LOG_DEBUG) ? (LLL_ERR | LLL_WARN) : 0;
-
-	lws_set_log_level(mask, lws_emit);
 }
 
 int errf(char *err, size_t errlen, const char *fmt, ...)

@@ -18,14 +18,14 @@ int log_enabled(int level);
  */
 struct log_ctx {
 	const char *url;
-	const char *event;	/* WSTETHER_EVENT; with link or result, it picks the MESSAGE_ID */
+	const char *event; /* WSTETHER_EVENT; with link or result, it picks the MESSAGE_ID */
 	unsigned attempt;
 	int close_code;
-	bool close_ours;	/* close_code is the one wstether sent */
-	const char *link;	/* up, down or failed: the link's change, as `watch` names it */
-	const char *cause;	/* link_fail_name() of a link that ended */
+	bool close_ours;   /* close_code is the one wstether sent */
+	const char *link;  /* up, down or failed: the link's change, as `watch` names it */
+	const char *cause; /* link_fail_name() of a link that ended */
 	int http_status;
-	const char *result;	/* reload: ok or failed */
+	const char *result; /* reload: ok or failed */
 };
 
 /* The event of a line logged without context from source file src (__FILE__). */
@@ -35,16 +35,13 @@ const char *log_source_event(const char *src);
 /* As log_msg, with ": strerror(errno)" appended. */
 #define log_errno(...) log_errno_src(__FILE__, __VA_ARGS__)
 void log_msg_src(const char *src, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 void log_errno_src(const char *src, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 void log_event(int level, const struct log_ctx *ctx, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* An error for the caller to report, written into err; returns -1 for `return errf(...)`. */
 int errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-/* Route libwebsockets' own log through ours. */
-void log_route_lws(void);
 
 #endif

@@ -1,5 +1,6 @@
 #include "sock.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,7 +15,7 @@
 
 int unix_listen(const char *path, unsigned mode, char *err, size_t errlen)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct stat st;
 	int fd;
 
@@ -29,8 +30,10 @@ int unix_listen(const char *path, unsigned mode, char *err, size_t errlen)
 		int probe;
 
 		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "%s: exists and is not a socket: remove it or choose "
-				 "another path", path);
+			snprintf(err, errlen,
+				 "%s: exists and is not a socket: remove it or choose "
+				 "another path",
+				 path);
 			goto fail;
 		}
 		/* a socket someone answers on is another instance; one nobody does is stale */
@@ -76,6 +79,64 @@ int fd_nonblock(int fd)
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -1;
 	return fl;
+}
+
+size_t sockaddr_bytes(const struct sockaddr *sa, const unsigned char **out)
+{
+	if (sa->sa_family == AF_INET) {
+		*out = (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)
+			   ->sin_addr;
+		return 4;
+	}
+	if (sa->sa_family == AF_INET6) {
+		*out = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+		return 16;
+	}
+	return 0;
+}
+
+socklen_t sockaddr_make(struct sockaddr_storage *ss, int family, const void *addr, uint16_t port)
+{
+	struct sockaddr_in *s4 = (void *)ss;
+	struct sockaddr_in6 *s6 = (void *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	ss->ss_family = (sa_family_t)family;
+	if (family == AF_INET) {
+		memcpy(&s4->sin_addr, addr, 4);
+		s4->sin_port = htons(port);
+		return sizeof(*s4);
+	}
+	memcpy(&s6->sin6_addr, addr, 16);
+	s6->sin6_port = htons(port);
+	return sizeof(*s6);
+}
+
+socklen_t sockaddr_parse(const char *s, uint16_t port, struct sockaddr_storage *ss)
+{
+	unsigned char a[16];
+
+	if (inet_pton(AF_INET, s, a) == 1)
+		return sockaddr_make(ss, AF_INET, a, port);
+	if (inet_pton(AF_INET6, s, a) == 1)
+		return sockaddr_make(ss, AF_INET6, a, port);
+	return 0;
+}
+
+bool sockaddr_prefix_equal(const struct sockaddr *a, const struct sockaddr *b, unsigned bits)
+{
+	const unsigned char *x, *y;
+	size_t n = sockaddr_bytes(a, &x);
+
+	if (!n || a->sa_family != b->sa_family || sockaddr_bytes(b, &y) != n || bits > n * 8)
+		return false;
+	for (unsigned i = 0; i < bits; i++) {
+		unsigned char m = (unsigned char)(0x80 >> (i % 8));
+
+		if ((x[i / 8] & m) != (y[i / 8] & m))
+			return false;
+	}
+	return true;
 }
 
 /* systemd creates RuntimeDirectory=wstether/NAME below this when the unit starts. */

@@ -7,14 +7,8 @@
 
 #include "log.h"
 
-static int valid_host_char(unsigned char c)
-{
-	return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '%';
-}
-
 /* The port between ':' and rest. */
-static int parse_port(const char *port_s, const char *rest, uint16_t *out, char *err,
-		      size_t errlen)
+static int parse_port(const char *port_s, const char *rest, uint16_t *out, char *err, size_t errlen)
 {
 	unsigned long port = 0;
 
@@ -100,7 +94,7 @@ int url_parse(const char *s, struct wst_url *u, char *err, size_t errlen)
 		if (host_end == host)
 			return errf(err, errlen, "missing host");
 		for (const char *c = host; c < host_end; c++)
-			if (!valid_host_char((unsigned char)*c))
+			if (!isalnum((unsigned char)*c) && !strchr("-._~%", *c))
 				return errf(err, errlen, "invalid character in host name");
 	}
 	n = (size_t)(host_end - host);

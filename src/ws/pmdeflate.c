@@ -8,6 +8,7 @@
 
 #include <zlib.h>
 
+#include "buf.h"
 #include "log.h"
 
 /*
@@ -96,45 +97,38 @@ static int window_bits(const char *v)
 	return -1;
 }
 
-struct seen {
-	bool snct, cnct, smwb, cmwb;
-};
+/* The parameters a response may carry; params() notes each one seen. */
+enum { SNCT, CNCT, SMWB, CMWB, NPARAMS };
+static const char *const param_names[NPARAMS] = {
+    "server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits",
+    "client_max_window_bits"};
 
 /* One parameter of the accepted element; name and val ("" when absent) are tokens. */
-static int param(const struct pmd_offer *o, struct pmd_params *p, struct seen *s, const char *name,
-		 const char *val, bool has_val, char *why, size_t wl)
+static int param(const struct pmd_offer *o, struct pmd_params *p, bool seen[NPARAMS],
+		 const char *name, const char *val, bool has_val, char *why, size_t wl)
 {
-	bool *dup;
-	int bits;
+	int i = 0, bits;
 
-	if (!strcmp(name, "server_no_context_takeover") ||
-	    !strcmp(name, "client_no_context_takeover")) {
-		bool server = name[0] == 's';
-
-		dup = server ? &s->snct : &s->cnct;
-		if (*dup)
-			return errf(why, wl, "%s appears twice", name);
-		*dup = true;
+	while (i < NPARAMS && strcmp(name, param_names[i]))
+		i++;
+	if (i == NPARAMS)
+		return errf(why, wl, "unknown parameter %s", name);
+	if (seen[i])
+		return errf(why, wl, "%s appears twice", name);
+	seen[i] = true;
+	if (i == SNCT || i == CNCT) {
 		if (has_val)
 			return errf(why, wl, "%s must not have a value (got '%s')", name, val);
-		if (server)
-			p->server_no_context_takeover = true;
-		else
-			p->client_no_context_takeover = true;
+		*(i == SNCT ? &p->server_no_context_takeover : &p->client_no_context_takeover) =
+		    true;
 		return 0;
 	}
-	if (strcmp(name, "server_max_window_bits") && strcmp(name, "client_max_window_bits"))
-		return errf(why, wl, "unknown parameter %s", name);
-	dup = name[0] == 's' ? &s->smwb : &s->cmwb;
-	if (*dup)
-		return errf(why, wl, "%s appears twice", name);
-	*dup = true;
 	if (!has_val)
 		return errf(why, wl, "%s needs a value 8..15 in a response", name);
 	bits = window_bits(val);
 	if (bits < 0)
 		return errf(why, wl, "%s=%s is not a number 8..15", name, val);
-	if (name[0] == 'c') {
+	if (i == CMWB) {
 		if (!o->client_max_window_bits)
 			return errf(why, wl, "client_max_window_bits was not offered");
 		p->client_max_window_bits = bits;
@@ -151,7 +145,7 @@ static int param(const struct pmd_offer *o, struct pmd_params *p, struct seen *s
 static int params(struct lex *x, const struct pmd_offer *o, struct pmd_params *p, char *why,
 		  size_t wl)
 {
-	struct seen s = {0};
+	bool seen[NPARAMS] = {false};
 	char name[TOKEN_MAX], val[TOKEN_MAX];
 
 	for (;;) {
@@ -173,14 +167,14 @@ static int params(struct lex *x, const struct pmd_offer *o, struct pmd_params *p
 				return errf(why, wl, "the value of %s is not a token", name);
 			has_val = true;
 		}
-		if (param(o, p, &s, name, val, has_val, why, wl) < 0)
+		if (param(o, p, seen, name, val, has_val, why, wl) < 0)
 			return -1;
 	}
 	/* RFC 7692 7.1.2.1 and 7.1.1.1: a server that accepts these must say so */
-	if (o->server_max_window_bits && !s.smwb)
+	if (o->server_max_window_bits && !seen[SMWB])
 		return errf(why, wl, "server_max_window_bits=%d was offered but not answered",
 			    o->server_max_window_bits);
-	if (o->server_no_context_takeover && !s.snct)
+	if (o->server_no_context_takeover && !seen[SNCT])
 		return errf(why, wl, "server_no_context_takeover was offered but not answered");
 	if (o->client_no_context_takeover)
 		p->client_no_context_takeover = true;
@@ -223,22 +217,17 @@ int pmd_negotiate(const struct pmd_offer *o, const char *header, struct pmd_para
 
 size_t pmd_offer_header(const struct pmd_offer *o, char *buf, size_t cap)
 {
-	int n = snprintf(buf, cap, "%s%s%s%s", PMD_EXTENSION,
-			 o->client_max_window_bits ? "; client_max_window_bits" : "",
-			 o->server_no_context_takeover ? "; server_no_context_takeover" : "",
-			 o->client_no_context_takeover ? "; client_no_context_takeover" : "");
+	char smwb[40] = "";
+	int n;
 
-	if (n < 0 || (size_t)n >= cap)
-		return 0;
-	if (o->server_max_window_bits) {
-		int m = snprintf(buf + n, cap - (size_t)n, "; server_max_window_bits=%d",
-				 o->server_max_window_bits);
-
-		if (m < 0 || (size_t)m >= cap - (size_t)n)
-			return 0;
-		n += m;
-	}
-	return (size_t)n;
+	if (o->server_max_window_bits)
+		snprintf(smwb, sizeof(smwb), "; server_max_window_bits=%d",
+			 o->server_max_window_bits);
+	n = snprintf(buf, cap, "%s%s%s%s%s", PMD_EXTENSION,
+		     o->client_max_window_bits ? "; client_max_window_bits" : "",
+		     o->server_no_context_takeover ? "; server_no_context_takeover" : "",
+		     o->client_no_context_takeover ? "; client_no_context_takeover" : "", smwb);
+	return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
 }
 
 /* ---- compressor and inflater ---- */
@@ -362,20 +351,6 @@ static int deflate_init(struct pmd *d)
 	return 0;
 }
 
-static int grow(unsigned char **buf, size_t *cap, size_t need)
-{
-	unsigned char *n;
-
-	if (need <= *cap)
-		return 0;
-	n = realloc(*buf, need);
-	if (!n)
-		return -1;
-	*buf = n;
-	*cap = need;
-	return 0;
-}
-
 int pmd_compress(struct pmd *d, const void *in, size_t len, const unsigned char **out,
 		 size_t *out_len)
 {
@@ -390,7 +365,7 @@ int pmd_compress(struct pmd *d, const void *in, size_t len, const unsigned char 
 		d->out_cap = 0;
 	}
 	/* nothing touched the stream yet: the message can still go out plain */
-	if ((!d->def_ready && deflate_init(d) < 0) || grow(&d->out, &d->out_cap, need) < 0)
+	if ((!d->def_ready && deflate_init(d) < 0) || mem_reserve(&d->out, &d->out_cap, need) < 0)
 		return 0;
 	d->def.next_in = (unsigned char *)(uintptr_t)in;
 	d->def.avail_in = (uInt)len;
@@ -403,7 +378,7 @@ int pmd_compress(struct pmd *d, const void *in, size_t len, const unsigned char 
 		if (d->def.avail_in == 0 && d->def.avail_out > 0)
 			break;
 		n = d->out_cap - d->def.avail_out;
-		if (grow(&d->out, &d->out_cap, d->out_cap * 2) < 0)
+		if (mem_reserve(&d->out, &d->out_cap, d->out_cap * 2) < 0)
 			return -1;
 		d->def.next_out = d->out + n;
 		d->def.avail_out = (uInt)(d->out_cap - n);
@@ -432,15 +407,11 @@ static enum pmd_status corrupt(struct pmd *d, const char *what)
 }
 
 /* Room for more output: grow up to max_message, never beyond. */
-static enum pmd_status make_room(struct pmd *d)
+static int make_room(struct pmd *d)
 {
 	size_t ncap = d->msg_cap ? d->msg_cap * 2 : 4096;
 
-	if (ncap > d->max_message)
-		ncap = d->max_message;
-	if (grow(&d->msg, &d->msg_cap, ncap) < 0)
-		return PMD_NOMEM;
-	return PMD_OK;
+	return mem_reserve(&d->msg, &d->msg_cap, ncap < d->max_message ? ncap : d->max_message);
 }
 
 /*
@@ -469,9 +440,8 @@ static enum pmd_status feed(struct pmd *d, const unsigned char *in, size_t len, 
 	d->inf.next_in = (unsigned char *)(uintptr_t)in;
 	d->inf.avail_in = (uInt)len;
 	for (;;) {
-		if (d->msg_len == d->msg_cap && d->msg_cap < d->max_message &&
-		    (st = make_room(d)) != PMD_OK)
-			return st;
+		if (d->msg_len == d->msg_cap && d->msg_cap < d->max_message && make_room(d) < 0)
+			return PMD_NOMEM;
 		if (d->msg_len == d->msg_cap) {
 			if ((st = probe(d, &rc)) != PMD_OK)
 				return st;

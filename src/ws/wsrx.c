@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "buf.h"
+
 enum {
 	OP_CONT = 0x0,
 	OP_TEXT = 0x1,
@@ -255,18 +257,10 @@ static enum wsrx_status frame_done(struct wsrx *rx, const struct wsrx_ops *ops, 
 static int msg_reserve(struct wsrx *rx, size_t need)
 {
 	size_t cap = rx->msg_cap ? rx->msg_cap : 64 * 1024;
-	unsigned char *n;
 
-	if (need <= rx->msg_cap)
-		return 0;
 	while (cap < need)
 		cap *= 2;
-	n = realloc(rx->msg, cap);
-	if (!n)
-		return -1;
-	rx->msg = n;
-	rx->msg_cap = cap;
-	return 0;
+	return mem_reserve(&rx->msg, &rx->msg_cap, cap);
 }
 
 /*

@@ -32,6 +32,8 @@ static void escapes_controls_backslash_and_invalid_utf8(void **state)
 	assert_string_equal(esc("c:\\x", 4, 64), "c:\\x5cx");
 	/* C1 controls, though valid UTF-8 */
 	assert_string_equal(esc("\xc2\x85", 2, 64), "\\xc2\\x85");
+	assert_string_equal(esc("\xc2\x9f", 2, 64), "\\xc2\\x9f");
+	assert_string_equal(esc("\xc2\xa0", 2, 64), "\xc2\xa0"); /* U+00A0 follows C1: kept */
 	/* overlong, surrogate, beyond U+10FFFF, truncated, stray continuation */
 	assert_string_equal(esc("\xc0\xaf", 2, 64), "\\xc0\\xaf");
 	assert_string_equal(esc("\xed\xa0\x80", 3, 64), "\\xed\\xa0\\x80");

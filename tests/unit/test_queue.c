@@ -115,6 +115,7 @@ static void reject_refuses_and_keeps_the_old(void **state)
 	assert_false(queue_has_room(&q, 1));
 	push_str(&q, "c", -1);
 	assert_int_equal(q.rejected, 1);
+	assert_int_equal(q.rejected_bytes, 1);
 	assert_int_equal(q.dropped, 0);
 	assert_string_equal(peek(&q), "a");
 	queue_finish(&q);
