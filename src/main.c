@@ -1,8 +1,6 @@
 /* wstether: keep one WebSocket link up and bridge it to local programs. */
 #include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "buildinfo.h"
 #include "config.h"
@@ -15,38 +13,35 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: wstether [OPTIONS]\n"
-		"Keep one ws:// or wss:// link up and bridge it to local programs.\n\n"
-		"  -c, --config FILE     config file (default " WST_DEFAULT_CONFIG ")\n"
-		"  -u, --url URL         server URL; overrides link.url, and alone means\n"
-		"                        built-in defaults for everything else\n"
-		"      --stdio           bridge stdin/stdout: one line = one text message\n"
-		"  -t, --check           validate the configuration and exit\n"
-		"  -l, --log-level LEVEL error, warning, notice, info (default), debug\n"
-		"  -V, --version         print the version and exit\n"
-		"  -h, --help            print this help and exit\n\n"
-		"Exit status: 0 clean stop, 64 bad command line, 78 bad configuration,\n"
-		"1 other fatal error. See wstether(8) and wstether.conf(5).\n");
+	fprintf(f, "Usage: wstether [OPTIONS]\n"
+		   "Keep one ws:// or wss:// link up and bridge it to local programs.\n\n"
+		   "  -c, --config FILE     config file (default " WST_DEFAULT_CONFIG ")\n"
+		   "  -u, --url URL         server URL; overrides link.url, and alone means\n"
+		   "                        built-in defaults for everything else\n"
+		   "      --stdio           bridge stdin/stdout: one line = one text message\n"
+		   "  -t, --check           validate the configuration and exit\n"
+		   "  -l, --log-level LEVEL error, warning, notice, info (default), debug\n"
+		   "  -V, --version         print the version and exit\n"
+		   "  -h, --help            print this help and exit\n\n"
+		   "Exit status: 0 clean stop, 64 bad command line, 78 bad configuration,\n"
+		   "1 other fatal error. See wstether(8) and wstether.conf(5).\n");
 }
 
-/* Parse the command line into opts; -1: exit with *rc now. */
-static int parse_args(int argc, char **argv, struct daemon_opts *opts, bool *check, int *level,
-		      int *rc)
+/* Parse the command line into opts: -1 to go on, or the exit status. */
+static int parse_args(int argc, char **argv, struct daemon_opts *opts, bool *check, int *level)
 {
 	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "url", required_argument, NULL, 'u' },
-		{ "stdio", no_argument, NULL, 's' },
-		{ "check", no_argument, NULL, 't' },
-		{ "log-level", required_argument, NULL, 'l' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"config", required_argument, NULL, 'c'},
+	    {"url", required_argument, NULL, 'u'},
+	    {"stdio", no_argument, NULL, 's'},
+	    {"check", no_argument, NULL, 't'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
-	*rc = 0;
 	while ((c = getopt_long(argc, argv, "c:u:tl:Vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -68,29 +63,29 @@ static int parse_args(int argc, char **argv, struct daemon_opts *opts, bool *che
 					"wstether: --log-level '%s': use error, warning, notice, "
 					"info or debug\n",
 					optarg);
-				return *rc = EX_USAGE, -1;
+				return EX_USAGE;
 			}
 			opts->log_level_forced = true;
 			break;
 		case 'V':
 			buildinfo_print(stdout);
-			return -1;
+			return 0;
 		case 'h':
 			usage(stdout);
-			return -1;
+			return 0;
 		default:
 			usage(stderr);
-			return *rc = EX_USAGE, -1;
+			return EX_USAGE;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "wstether: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
-		return *rc = EX_USAGE, -1;
+		return EX_USAGE;
 	}
 	if (!opts->config_path && !opts->url_override)
 		opts->config_path = WST_DEFAULT_CONFIG;
-	return 0;
+	return -1;
 }
 
 /* --check answers FILE:LINE: message; a starting daemon logs it like every other line */
@@ -104,13 +99,13 @@ static void config_failed(bool check, const char *msg)
 
 int main(int argc, char **argv)
 {
-	struct daemon_opts opts = { 0 };
+	struct daemon_opts opts = {0};
 	const struct wst_config *cfg;
 	struct config_error err;
 	bool check = false;
 	int level = LOG_INFO, rc;
 
-	if (parse_args(argc, argv, &opts, &check, &level, &rc) < 0)
+	if ((rc = parse_args(argc, argv, &opts, &check, &level)) >= 0)
 		return rc;
 	log_init(level);
 	/* once, before any key check or handshake (TLS 1.3 needs it) */

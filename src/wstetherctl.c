@@ -1,12 +1,12 @@
 /* wstetherctl: send one request to a running wstether's control socket. */
 #include <errno.h>
 #include <getopt.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,7 +29,8 @@ static void usage(FILE *f)
 		"Usage: wstetherctl [-i NAME | -s SOCKET] COMMAND [ARGS...]\n"
 		"Commands: status [--json|--human] | metrics | watch | send TEXT |\n"
 		"          reconnect [--now] | close CODE [REASON] | pause | resume | reload\n\n"
-		"  -i, --instance NAME the daemon of wstether@NAME (" RUN_DIR "/NAME/" SOCKET_NAME ")\n"
+		"  -i, --instance NAME the daemon of wstether@NAME (" RUN_DIR "/NAME/" SOCKET_NAME
+		")\n"
 		"  -s, --socket PATH   control socket (default " DEFAULT_SOCKET ")\n"
 		"  -h, --help          this help\n"
 		"  -V, --version       the version, and json-c's\n\n"
@@ -82,7 +83,8 @@ static char *build_request(int argc, char **argv)
 /* Connected fd, or -1 with the exit status in *rc. */
 static int connect_to(const char *path, const char *instance, int *rc)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval timeout = {TIMEOUT_MS / 1000, TIMEOUT_MS % 1000 * 1000};
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -92,7 +94,9 @@ static int connect_to(const char *path, const char *instance, int *rc)
 	}
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	/* the answer's deadline: a daemon that hangs must not hang us */
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = errno;
 		char hint[160] = "";
 
@@ -115,50 +119,25 @@ static int connect_to(const char *path, const char *instance, int *rc)
 
 /*
  * One answer line, NUL-terminated without its '\n'; NULL with the reason
- * printed. *total: the bytes read, which may go on past the answer's NUL.
+ * printed. What came after it (watch's events) stays buffered in `in`.
  */
-static char *read_answer(int fd, const char *path, size_t *total)
+static char *read_answer(FILE *in, const char *path)
 {
-	size_t alen = 0, acap = 0;
 	char *ans = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&ans, &cap, in);
 
-	for (;;) {
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		ssize_t n;
-
-		if (poll(&pfd, 1, TIMEOUT_MS) <= 0) {
-			fprintf(stderr, "wstetherctl: %s: no answer within %d s\n", path,
-				TIMEOUT_MS / 1000);
-			free(ans);
-			return NULL;
-		}
-		if (alen + 4096 > acap) {
-			char *nb = realloc(ans, acap = acap * 2 + 8192);
-
-			if (!nb) {
-				free(ans);
-				return NULL;
-			}
-			ans = nb;
-		}
-		n = recv(fd, ans + alen, acap - alen - 1, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		alen += (size_t)n;
-		if (memchr(ans, '\n', alen))
-			break;
+	if (n > 0 && ans[n - 1] == '\n') {
+		ans[n - 1] = '\0';
+		return ans;
 	}
-	if (!alen || !memchr(ans, '\n', alen)) {
+	if (ferror(in) && (errno == EAGAIN || errno == EINTR)) /* SO_RCVTIMEO ran out */
+		fprintf(stderr, "wstetherctl: %s: no answer within %d s\n", path,
+			TIMEOUT_MS / 1000);
+	else
 		fprintf(stderr, "wstetherctl: %s: the daemon closed without answering\n", path);
-		free(ans);
-		return NULL;
-	}
-	ans[alen] = '\0';
-	*strchr(ans, '\n') = '\0';
-	*total = alen;
-	return ans;
+	free(ans);
+	return NULL;
 }
 
 /*
@@ -185,7 +164,8 @@ static int print_metrics(const char *ans)
 	json_object *o = json_tokener_parse(ans), *m;
 	int rc = 1;
 
-	if (o && json_object_object_get_ex(o, "metrics", &m) && json_object_is_type(m, json_type_string)) {
+	if (o && json_object_object_get_ex(o, "metrics", &m) &&
+	    json_object_is_type(m, json_type_string)) {
 		fwrite(json_object_get_string(m), 1, (size_t)json_object_get_string_len(m), stdout);
 		rc = fflush(stdout) == 0 ? 0 : 1;
 	} else {
@@ -196,35 +176,34 @@ static int print_metrics(const char *ans)
 }
 
 /* `watch`: after the answer, the daemon writes one event per line; copy them until it closes. */
-static int watch(int fd, const char *path, const char *early, size_t early_len)
+static int watch(FILE *in, const char *path)
 {
-	char buf[16384];
+	struct timeval forever = {0, 0};
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
 
-	if (fwrite(early, 1, early_len, stdout) != early_len || fflush(stdout) != 0)
-		return 1;
-	for (;;) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			fprintf(stderr, "wstetherctl: %s: %s\n", path, strerror(errno));
-			return EX_UNAVAILABLE;
-		}
-		if (n == 0) {
-			fprintf(stderr, "wstetherctl: %s: the daemon closed the connection\n", path);
-			return EX_UNAVAILABLE;
-		}
-		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n || fflush(stdout) != 0)
-			return 1; /* stdout closed: the reader is gone */
-	}
+	/* events may be hours apart: only the answer has a deadline */
+	if (setsockopt(fileno(in), SOL_SOCKET, SO_RCVTIMEO, &forever, sizeof(forever)) == 0)
+		while ((n = getline(&line, &cap, in)) > 0)
+			if (fwrite(line, 1, (size_t)n, stdout) != (size_t)n ||
+			    fflush(stdout) != 0) {
+				free(line);
+				return 1; /* stdout closed: the reader is gone */
+			}
+	if (feof(in))
+		fprintf(stderr, "wstetherctl: %s: the daemon closed the connection\n", path);
+	else
+		fprintf(stderr, "wstetherctl: %s: %s\n", path, strerror(errno));
+	free(line);
+	return EX_UNAVAILABLE;
 }
 
 /* Known here too, so a typo is a usage error whether or not a daemon answers. */
 static bool known_command(const char *cmd)
 {
-	static const char *const commands[] = { "status", "metrics", "watch",  "send",	 "reconnect",
-						"close",  "pause",   "resume", "reload", NULL };
+	static const char *const commands[] = {"status", "metrics", "watch",  "send",	"reconnect",
+					       "close",	 "pause",   "resume", "reload", NULL};
 
 	for (const char *const *c = commands; *c; c++)
 		if (!strcmp(cmd, *c))
@@ -253,11 +232,11 @@ static const char *instance_socket(const char *name)
 static int parse_options(int argc, char **argv, const char **pathp, const char **instancep)
 {
 	static const struct option longopts[] = {
-		{ "instance", required_argument, NULL, 'i' },
-		{ "socket", required_argument, NULL, 's' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
+	    {"instance", required_argument, NULL, 'i'},
+	    {"socket", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *path = NULL, *instance = NULL;
 	int c;
@@ -305,9 +284,9 @@ static int parse_options(int argc, char **argv, const char **pathp, const char *
 int main(int argc, char **argv)
 {
 	const char *path, *instance;
-	char *req, *ans;
-	size_t total = 0;
+	char *req, *ans = NULL;
 	int fd, rc, human, nargs;
+	FILE *in = NULL;
 
 	if ((rc = parse_options(argc, argv, &path, &instance)) >= 0)
 		return rc;
@@ -322,15 +301,16 @@ int main(int argc, char **argv)
 		free(req);
 		return rc;
 	}
-	if (write_all(fd, req, strlen(req)) < 0) {
+	if (write_all(fd, req, strlen(req)) < 0 || !(in = fdopen(fd, "r")))
 		fprintf(stderr, "wstetherctl: %s: %s\n", path, strerror(errno));
-		ans = NULL;
-	} else {
-		ans = read_answer(fd, path, &total);
-	}
+	else
+		ans = read_answer(in, path);
 	free(req);
 	if (!ans) {
-		close(fd);
+		if (in)
+			fclose(in);
+		else
+			close(fd);
 		return EX_UNAVAILABLE;
 	}
 	rc = strncmp(ans, "{\"ok\":true", 10) == 0 ? 0 : 1;
@@ -341,13 +321,11 @@ int main(int argc, char **argv)
 	} else {
 		puts(ans);
 		if (rc == 0 && !strcmp(argv[optind], "watch") && argc - optind == 1) {
-			size_t alen = strlen(ans) + 1;
-
 			fflush(stdout);
-			rc = watch(fd, path, ans + alen, total - alen);
+			rc = watch(in, path);
 		}
 	}
-	close(fd);
+	fclose(in);
 	free(ans);
 	return rc;
 }

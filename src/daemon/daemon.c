@@ -1,12 +1,9 @@
 #include "daemon.h"
 #include "daemon_int.h"
 
-#include <errno.h>
 #include <signal.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,9 +41,9 @@ static void daemon_quit(void *ud)
 #define READ_AHEAD_BYTES (1024 * 1024)
 
 enum source {
-	SRC_ONE,	/* a single message (wstetherctl send) */
-	SRC_STREAM,	/* a bridge client or the exec handler */
-	SRC_STDIN,	/* a pipe: held back when full, never dropped */
+	SRC_ONE,    /* a single message (wstetherctl send) */
+	SRC_STREAM, /* a bridge client or the exec handler */
+	SRC_STDIN,  /* a pipe: held back when full, never dropped */
 };
 
 /*
@@ -97,9 +94,9 @@ static bool on_local_message(void *ud, const unsigned char *data, size_t len, bo
 }
 
 /* A pipe can wait: stdin is held back when the queue is full, never dropped. */
-static bool on_stdin_line(void *ud, const char *line, size_t len)
+static bool on_stdin_line(void *ud, const unsigned char *line, size_t len, bool binary)
 {
-	return daemon_enqueue(ud, (const unsigned char *)line, len, false, SRC_STDIN);
+	return daemon_enqueue(ud, line, len, false, SRC_STDIN);
 }
 
 /*
@@ -190,7 +187,7 @@ static void begin_stop(struct daemon *d, const char *why)
 		return;
 	}
 	notify_stopping();
-	log_event(LOG_NOTICE, &(struct log_ctx){ .event = "stop", .url = links_url(d->links) },
+	log_event(LOG_NOTICE, &(struct log_ctx){.event = "stop", .url = links_url(d->links)},
 		  "%s: stopping", why);
 	for (size_t i = 0; i < d->n_local; i++)
 		d->local[i].impl->stop_input(d->local[i].self);
@@ -226,15 +223,15 @@ static void on_stdout_broken(void *ud)
 
 static void add_local(struct daemon *d, const struct endpoint_impl *impl, void *self)
 {
-	d->local[d->n_local++] = (struct endpoint){ impl, self };
+	d->local[d->n_local++] = (struct endpoint){impl, self};
 }
 
 static int open_local(struct daemon *d)
 {
 	const struct wst_config *cfg = d->cfg;
-	struct endpoint_events lev = { d, on_local_message, on_local_drained };
+	struct endpoint_events lev = {d, on_local_message, on_local_drained, NULL, NULL};
+	struct endpoint_events sev = {d, on_stdin_line, on_local_drained, on_eof, on_stdout_broken};
 	struct control_ops cops;
-	struct stdio_events sev = { d, on_stdin_line, on_eof, on_local_drained, on_stdout_broken };
 	char err[512];
 	void *ep;
 
@@ -272,6 +269,8 @@ static int open_local(struct daemon *d)
 
 static void close_local(struct daemon *d)
 {
+	/* the links are gone: stdout draining as it is written last must not resume them */
+	d->rx_pause_local = false;
 	/* the handler first: it may take a while to stop, and stdout is written last */
 	while (d->n_local) {
 		struct endpoint *ep = &d->local[--d->n_local];
@@ -296,8 +295,8 @@ static void init_watchers(struct daemon *d)
 
 int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 {
-	struct daemon d = { .cfg = cfg, .opts = *opts };
-	struct links_events lev = { &d, deliver, resume_local, publish_event, daemon_quit };
+	struct daemon d = {.cfg = cfg, .opts = *opts};
+	struct links_events lev = {&d, deliver, resume_local, publish_event, daemon_quit};
 	uint64_t seed = (uint64_t)getpid() << 32 ^ links_now_ms();
 	int rc = 1;
 
@@ -327,7 +326,7 @@ int daemon_run(const struct wst_config *cfg, const struct daemon_opts *opts)
 	d.net = netwatch_create(d.loop, links_net_change, d.links);
 	if (!d.net)
 		log_errno(LOG_WARNING, "cannot watch network changes (rtnetlink); a lost route is "
-			  "noticed by the keepalive only");
+				       "noticed by the keepalive only");
 	notify_init(d.loop);
 	notify_ready();
 	links_start(d.links);

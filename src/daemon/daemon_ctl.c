@@ -6,7 +6,6 @@
 #include "daemon_int.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <time.h>
 
 #include "config.h"
@@ -36,7 +35,7 @@ const char *daemon_reload(struct daemon *d)
 {
 	struct config_error err;
 	const struct wst_config *n;
-	struct log_ctx lc = { .url = links_url(d->links), .event = "reload" };
+	struct log_ctx lc = {.url = links_url(d->links), .event = "reload"};
 	struct config_change ch;
 
 	if (links_stopping(d->links))
@@ -130,5 +129,5 @@ static const char *ctl_reload(void *ud)
 void daemon_control_ops(struct daemon *d, struct control_ops *ops)
 {
 	/* send is daemon.c's: it queues, as local programs' messages do */
-	*ops = (struct control_ops){ d, ctl_snapshot, NULL, ctl_request, ctl_close, ctl_reload };
+	*ops = (struct control_ops){d, ctl_snapshot, NULL, ctl_request, ctl_close, ctl_reload};
 }

@@ -5,7 +5,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <time.h>
 
 #include <ev.h>
@@ -22,19 +21,19 @@ struct daemon {
 	struct ev_loop *loop;
 	const struct wst_config *cfg;
 	struct daemon_opts opts;
-	struct outbox out;	/* the queue and its spool */
-	struct links *links;	/* the supervisor and the link objects */
-	struct endpoint local[3];	/* stdio, bridge, exec: the ones configured */
+	struct outbox out;	  /* the queue and its spool */
+	struct links *links;	  /* the supervisor and the link objects */
+	struct endpoint local[3]; /* stdio, bridge, exec: the ones configured */
 	size_t n_local;
 	struct control *control;
-	struct netwatch *net;	/* rtnetlink; NULL when it cannot be opened */
+	struct netwatch *net; /* rtnetlink; NULL when it cannot be opened */
 
 	ev_signal sig_term, sig_int, sig_hup;
 	ev_timer flow_timer;
 	bool rx_pause_local;
 
 	char config_error[1024];
-	char instance[128];	/* instance_name() of the config path */
+	char instance[128]; /* instance_name() of the config path */
 	unsigned long long reloads_ok, reloads_failed;
 	time_t last_reload_ok;
 };

@@ -1,7 +1,6 @@
 #ifndef WST_BRIDGE_H
 #define WST_BRIDGE_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"

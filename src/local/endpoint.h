@@ -34,13 +34,16 @@ struct endpoint {
 	void *self;
 };
 
-/* What an endpoint calls back: the bridge and the exec handler share it. */
+/* What an endpoint calls back. */
 struct endpoint_events {
 	void *ud;
 	/* false: the queue refuses it for now; reading pauses until resume */
 	bool (*message)(void *ud, const unsigned char *data, size_t len, bool binary);
 	/* its output fell to ENDPOINT_LOW_WATER or below after being above */
 	void (*drained)(void *ud);
+	/* stdio only: stdin ended, and all of it is queued; stdout is gone */
+	void (*eof)(void *ud);
+	void (*broken)(void *ud);
 };
 
 /*

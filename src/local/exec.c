@@ -21,8 +21,6 @@
 #include "peer.h"
 #include "ratelimit.h"
 
-extern char **environ;
-
 /* The daemon stops reading from the server long before this (see exec_pending). */
 #define OUT_LIMIT (16 * 1024 * 1024)
 #define STDERR_LINE 1024
@@ -42,9 +40,9 @@ struct exec_handler {
 	size_t max_message;
 	struct endpoint_events ops;
 
-	pid_t pid;		/* 0 once reaped: its pid may be someone else's then */
-	pid_t pgid;		/* its process group; 0 once that is empty */
-	int name_pid;		/* for log lines, also after it was reaped */
+	pid_t pid;    /* 0 once reaped: its pid may be someone else's then */
+	pid_t pgid;   /* its process group; 0 once that is empty */
+	int name_pid; /* for log lines, also after it was reaped */
 	struct peer *peer;
 	ev_child cw;
 	ev_io errw;
@@ -59,7 +57,7 @@ struct exec_handler {
 	struct endpoint_drops drops;
 	struct ratelimit drop_log;
 	bool events;		/* exec.events: event frames on its stdin */
-	struct last_event last;	/* replayed to a handler that (re)starts */
+	struct last_event last; /* replayed to a handler that (re)starts */
 };
 
 static void spawn(struct exec_handler *e);
@@ -149,12 +147,14 @@ static void peer_closed(void *ud, struct peer *p, const char *why)
 static void peer_eof(void *ud, struct peer *p)
 {
 	struct exec_handler *e = ud;
-	siginfo_t si = { 0 };
+	siginfo_t si = {0};
 
 	/* at its exit the child watcher speaks */
 	if (waitid(P_PID, e->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && !si.si_pid)
-		log_msg(LOG_INFO, "exec handler %d closed its stdout: it still receives the "
-			"server's messages until it exits", e->name_pid);
+		log_msg(LOG_INFO,
+			"exec handler %d closed its stdout: it still receives the "
+			"server's messages until it exits",
+			e->name_pid);
 }
 
 static void flush_err_line(struct exec_handler *e)
@@ -189,14 +189,11 @@ static void err_cb(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	for (ssize_t i = 0; i < n; i++) {
-		if (buf[i] == '\n') {
+		/* an endless line comes out in pieces */
+		if (buf[i] == '\n' || e->errlen == STDERR_LINE - 1)
 			flush_err_line(e);
-		} else if (e->errlen < STDERR_LINE - 1) {
+		if (buf[i] != '\n')
 			e->errbuf[e->errlen++] = buf[i];
-		} else {
-			flush_err_line(e); /* an endless line comes out in pieces */
-			e->errbuf[e->errlen++] = buf[i];
-		}
 	}
 }
 
@@ -214,19 +211,20 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 		peer_drain_input(e->peer);
 	err_cb(loop, &e->errw, 0);
 	stop_stderr(e);
-	if (e->peer) {
-		peer_destroy(e->peer);
-		e->peer = NULL;
-	}
+	peer_destroy(e->peer);
+	e->peer = NULL;
 	if (terminate(e))
-		log_msg(LOG_NOTICE, "exec handler %d left processes behind: terminating them "
-			"before the restart", pid);
+		log_msg(LOG_NOTICE,
+			"exec handler %d left processes behind: terminating them "
+			"before the restart",
+			pid);
 	if (ran >= STABLE_S)
 		backoff_reset(&e->bo);
 	delay = backoff_next(&e->bo);
 	if (WIFSIGNALED(st))
-		log_msg(LOG_WARNING, "exec handler %d was killed by signal %d; restarting in %.1f s",
-			pid, WTERMSIG(st), delay / 1000.0);
+		log_msg(LOG_WARNING,
+			"exec handler %d was killed by signal %d; restarting in %.1f s", pid,
+			WTERMSIG(st), delay / 1000.0);
 	else
 		log_msg(LOG_WARNING, "exec handler %d exited with status %d; restarting in %.1f s",
 			pid, WEXITSTATUS(st), delay / 1000.0);
@@ -254,8 +252,8 @@ static void restart_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* Our environment minus what systemd meant for us alone (sd_notify, watchdog, sockets). */
 static char **child_env(void)
 {
-	static const char *const ours[] = { "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=",
-					    "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=" };
+	static const char *const ours[] = {"NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=",
+					   "LISTEN_FDS=",    "LISTEN_PID=",    "LISTEN_FDNAMES="};
 	static char *env[512];
 	size_t n = 0;
 
@@ -275,16 +273,16 @@ static char **child_env(void)
 /* The handler runs: its pipes become a peer and a stderr reader, and it is watched. */
 static void attach(struct exec_handler *e, int out0, int in1, int err0)
 {
-	struct peer_ops pops = { .ev = e->ops, .ud = e, .closed = peer_closed, .eof = peer_eof,
-				 .drops = &e->drops };
+	struct peer_ops pops = {
+	    .ev = e->ops, .ud = e, .closed = peer_closed, .eof = peer_eof, .drops = &e->drops};
 	char name[64];
 
 	e->started = ev_now(e->loop);
 	e->pgid = e->pid; /* POSIX_SPAWN_SETSID: a new session and process group */
 	e->name_pid = (int)e->pid;
 	snprintf(name, sizeof(name), "exec handler %d", (int)e->pid);
-	e->peer = peer_create(e->loop, out0, in1, e->framing, e->max_message, OUT_LIMIT, name,
-			      &pops);
+	e->peer =
+	    peer_create(e->loop, out0, in1, e->framing, e->max_message, OUT_LIMIT, name, &pops);
 	if (!e->peer) {
 		close(out0);
 		close(in1);
@@ -308,7 +306,7 @@ static void attach(struct exec_handler *e, int out0, int in1, int err0)
 
 static void spawn(struct exec_handler *e)
 {
-	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, dflt;
@@ -333,7 +331,7 @@ static void spawn(struct exec_handler *e)
 	posix_spawnattr_setsigmask(&at, &none);
 	posix_spawnattr_setsigdefault(&at, &dflt);
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-					      POSIX_SPAWN_SETSID);
+					  POSIX_SPAWN_SETSID);
 	rc = posix_spawnp(&e->pid, e->argv[0], &fa, &at, e->argv, child_env());
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
@@ -343,7 +341,8 @@ static void spawn(struct exec_handler *e)
 	in[0] = out[1] = err[1] = -1;
 	if (rc != 0) {
 		errno = rc;
-		log_errno(LOG_ERR, "exec handler '%s' cannot be started (exec.command)", e->argv[0]);
+		log_errno(LOG_ERR, "exec handler '%s' cannot be started (exec.command)",
+			  e->argv[0]);
 		e->pid = 0;
 		goto retry;
 	}
@@ -366,21 +365,21 @@ retry:
 struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *cfg,
 				 const struct endpoint_events *ops)
 {
-	struct exec_handler *e;
+	struct exec_handler *e = calloc(1, sizeof(*e));
 	size_t n = 0;
 
-	if (!cfg->exec_command[0])
-		return NULL;
-	e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
 	while (cfg->exec_command[n])
 		n++;
 	e->argv = calloc(n + 1, sizeof(char *));
+	/* all or nothing: a handler must never run with some of its arguments */
 	for (size_t i = 0; e->argv && i < n; i++)
 		if (!(e->argv[i] = strdup(cfg->exec_command[i])))
-			n = i; /* truncated argv is caught below */
-	if (!e->argv || !e->argv[0]) {
+			n = 0;
+	if (!e->argv || !n) {
+		for (size_t i = 0; e->argv && e->argv[i]; i++)
+			free(e->argv[i]);
 		free(e->argv);
 		free(e);
 		return NULL;
@@ -393,7 +392,8 @@ struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *
 	backoff_init(&e->bo, 500, 30000, 2.0, 0.2, (uint64_t)getpid());
 	/* orphans of the handler's descendants come to us, to be reaped and stopped */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
-		log_errno(LOG_WARNING, "exec handler: cannot become a subreaper: what its processes "
+		log_errno(LOG_WARNING,
+			  "exec handler: cannot become a subreaper: what its processes "
 			  "start outside their process group may outlive it");
 	ev_child_init(&e->cw, child_cb, 0, 0);
 	ev_io_init(&e->errw, err_cb, -1, EV_READ);
@@ -408,7 +408,7 @@ struct exec_handler *exec_create(struct ev_loop *loop, const struct wst_config *
 static void reap_generation(struct exec_handler *e)
 {
 	const int step_ms = 20, term_steps = (int)(TERM_WAIT_S * 1000) / step_ms;
-	struct timespec ts = { 0, step_ms * 1000 * 1000 };
+	struct timespec ts = {0, step_ms * 1000 * 1000};
 	int st;
 
 	for (int i = 0; i < term_steps + (int)(KILL_ROUNDS * KILL_ROUND_S * 1000) / step_ms; i++) {
@@ -461,7 +461,8 @@ static void exec_deliver(void *self, const unsigned char *data, size_t len, bool
 	}
 	n = e->drops.unframable + e->drops.undelivered;
 	if (ratelimit_allow(&e->drop_log, 0) || log_enabled(LOG_DEBUG))
-		log_msg(LOG_WARNING, "exec handler: a message from the server was not delivered: %s "
+		log_msg(LOG_WARNING,
+			"exec handler: a message from the server was not delivered: %s "
 			"(%llu so far)",
 			r == PEER_UNFRAMABLE ? "it cannot be framed as a line"
 			: e->peer	     ? "the handler is not reading its stdin"
@@ -480,8 +481,10 @@ static void exec_event(void *self, const char *json, size_t len)
 	last_event_keep(&e->last, json, len);
 	/* one the handler does not read is lost, as a message would be */
 	if (e->peer && peer_send_event(e->peer, json, len) != PEER_SENT)
-		log_msg(LOG_WARNING, "exec handler %d: a link event was not delivered: it is not "
-			"reading its stdin", e->name_pid);
+		log_msg(LOG_WARNING,
+			"exec handler %d: a link event was not delivered: it is not "
+			"reading its stdin",
+			e->name_pid);
 }
 
 static void exec_resume(void *self)
@@ -514,9 +517,7 @@ static size_t exec_pending(const void *self, double active_s)
 {
 	const struct exec_handler *e = self;
 
-	return e->peer && peer_stalled_for(e->peer) < active_s
-		       ? peer_pending_output(e->peer)
-		       : 0;
+	return e->peer && peer_stalled_for(e->peer) < active_s ? peer_pending_output(e->peer) : 0;
 }
 
 static void exec_kill_stalled(void *self, double stall_s)
@@ -527,8 +528,10 @@ static void exec_kill_stalled(void *self, double stall_s)
 	    peer_stalled_for(e->peer) < stall_s)
 		return;
 	e->drops.slow_readers++;
-	log_msg(LOG_WARNING, "exec handler %d stopped reading its stdin (%zu bytes unread for "
-		"%.0f s): terminating it", (int)e->pid, peer_pending_output(e->peer), stall_s);
+	log_msg(LOG_WARNING,
+		"exec handler %d stopped reading its stdin (%zu bytes unread for "
+		"%.0f s): terminating it",
+		(int)e->pid, peer_pending_output(e->peer), stall_s);
 	terminate(e);
 }
 

@@ -1,10 +1,6 @@
 #ifndef WST_EXEC_H
 #define WST_EXEC_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <sys/types.h>
-
 #include "endpoint.h"
 
 struct ev_loop;

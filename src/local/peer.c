@@ -2,7 +2,6 @@
 #include "sock.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,15 +24,15 @@ struct peer {
 
 	ev_io rw, ww;
 	bool paused, input_stopped, close_output, dead, high;
-	bool in_owner, ignoring;	/* in an owner's callback; input discarded */
-	bool skipping, at_eof;		/* in an overlong line; its input ended */
-	const char *why;		/* why it died in an owner's callback */
+	bool in_owner, ignoring; /* in an owner's callback; input discarded */
+	bool skipping, at_eof;	 /* in an overlong line; its input ended */
+	const char *why;	 /* why it died in an owner's callback */
 
 	struct buf in, out;
-	ev_tstamp progress;	/* last write that took bytes, or when output became pending */
+	ev_tstamp progress; /* last write that took bytes, or when output became pending */
 };
 
-static void die(struct peer *p, const char *why)
+void peer_drop(struct peer *p, const char *why)
 {
 	if (p->dead)
 		return;
@@ -55,19 +54,38 @@ static bool owner_returned(struct peer *p)
 	return false;
 }
 
-/* An overlong line: dropped whole, also the part still to come. */
+/* An overlong stdin line: dropped whole, also the part still to come. */
 static void skip_line(struct peer *p)
 {
 	const unsigned char *h = buf_head(&p->in), *nl = memchr(h, '\n', p->in.len);
 	size_t n = nl ? (size_t)(nl - h) : p->in.len;
 
-	if (!p->skipping) {
-		p->ops.drops->oversized++;
-		p->ops.long_line(p->ops.ud, p, n, nl != NULL);
-	}
+	if (!p->skipping && nl)
+		log_msg(LOG_WARNING,
+			"stdin line of %zu bytes exceeds link.max_message_bytes (%zu): "
+			"dropped",
+			n, p->max_message);
+	else if (!p->skipping)
+		log_msg(LOG_WARNING, "stdin line longer than link.max_message_bytes (%zu): dropped",
+			p->max_message);
+	p->ops.drops->oversized += !p->skipping;
 	p->ops.drops->oversized_bytes += n;
 	buf_consume(&p->in, nl ? n + 1 : n);
 	p->skipping = !nl;
+}
+
+/* The server would fail the link with 1007, and we would resend it forever. */
+static void drop_invalid_text(struct peer *p, size_t len)
+{
+	if (p->ops.stdio)
+		log_msg(LOG_WARNING, "stdin line of %zu bytes is not valid UTF-8: dropped", len);
+	else
+		log_msg(LOG_WARNING,
+			"%s: text message of %zu bytes is not valid UTF-8: dropped "
+			"(send it as binary)",
+			p->name, len);
+	p->ops.drops->invalid_utf8++;
+	p->ops.drops->invalid_utf8_bytes += len;
 }
 
 /* Hand complete frames to the owner; false once the peer is dead or refused. */
@@ -85,7 +103,7 @@ static bool take_frames(struct peer *p)
 
 		if (r == 0)
 			break;
-		if (r < 0 && p->ops.long_line) {
+		if (r < 0 && p->ops.stdio) {
 			skip_line(p);
 			continue;
 		}
@@ -98,15 +116,11 @@ static bool take_frames(struct peer *p)
 			if (p->ops.bad_frame)
 				p->ops.bad_frame(p->ops.ud, p, why);
 			if (owner_returned(p))
-				die(p, msg);
+				peer_drop(p, msg);
 			return false;
 		}
 		if (!f.binary && !p->ops.any_text && !utf8_valid(f.data, f.len)) {
-			/* the server would fail the link with 1007, and we would resend it forever */
-			log_msg(LOG_WARNING, "%s: text message of %zu bytes is not valid UTF-8: dropped "
-				"(send it as binary)", p->name, f.len);
-			p->ops.drops->invalid_utf8++;
-			p->ops.drops->invalid_utf8_bytes += f.len;
+			drop_invalid_text(p, f.len);
 			buf_consume(&p->in, used);
 			continue;
 		}
@@ -134,7 +148,7 @@ static void input_ended(struct peer *p)
 {
 	unsigned char *nl;
 
-	if (p->in.len && p->ops.last_line) {
+	if (p->in.len && p->ops.stdio) {
 		p->at_eof = true;
 		if (!(nl = buf_reserve(&p->in, 1))) {
 			buf_consume(&p->in, p->in.len);
@@ -146,11 +160,10 @@ static void input_ended(struct peer *p)
 		}
 	}
 	if (p->in.len || !p->ops.eof || p->rw.fd == p->ww.fd) {
-		die(p, p->in.len ? "closed in the middle of a message" : "closed");
+		peer_drop(p, p->in.len ? "closed in the middle of a message" : "closed");
 		return;
 	}
-	p->input_stopped = true;
-	ev_io_stop(p->loop, &p->rw);
+	peer_stop_input(p);
 	p->ops.eof(p->ops.ud, p);
 }
 
@@ -161,20 +174,24 @@ static int read_some(struct peer *p)
 
 	/* a frame may be up to max_message plus its header */
 	if (p->in.len > p->max_message + FRAMING_HEADER_MAX + 1) {
-		die(p, "input buffer overflow");
+		peer_drop(p, "input buffer overflow");
 		return -1;
 	}
 	n = buf_read(&p->in, p->rw.fd, READ_CHUNK);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return 0;
-		if (p->ops.read_failed) {
+		if (p->ops.stdio && errno == ENOMEM) {
+			log_msg(LOG_ERR, "out of memory reading stdin: pausing input");
 			p->paused = true;
 			ev_io_stop(p->loop, &p->rw);
-			p->ops.read_failed(p->ops.ud, p, errno);
-			return -1;
+		} else if (p->ops.stdio) {
+			log_errno(LOG_ERR, "reading stdin");
+			peer_stop_input(p);
+			p->ops.eof(p->ops.ud, p);
+		} else {
+			peer_drop(p, errno == ENOMEM ? "out of memory" : strerror(errno));
 		}
-		die(p, errno == ENOMEM ? "out of memory" : strerror(errno));
 		return -1;
 	}
 	if (n == 0) {
@@ -212,7 +229,7 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 	ssize_t n = buf_write(&p->out, w->fd);
 
 	if (n < 0) {
-		die(p, strerror(errno));
+		peer_drop(p, strerror(errno));
 		return;
 	}
 	if (n > 0)
@@ -238,7 +255,7 @@ struct peer *peer_create(struct ev_loop *loop, int rfd, int wfd, enum framing fr
 
 	if (!p)
 		return NULL;
-	if (!ops->borrowed_fds &&
+	if (!ops->stdio &&
 	    ((rfd >= 0 && fd_nonblock(rfd) < 0) || (wfd >= 0 && fd_nonblock(wfd) < 0))) {
 		log_errno(LOG_ERR, "%s: cannot make its descriptors non-blocking", name);
 		free(p);
@@ -264,9 +281,9 @@ void peer_destroy(struct peer *p)
 		return;
 	ev_io_stop(p->loop, &p->rw);
 	ev_io_stop(p->loop, &p->ww);
-	if (p->rw.fd >= 0 && !p->ops.borrowed_fds)
+	if (p->rw.fd >= 0 && !p->ops.stdio)
 		close(p->rw.fd);
-	if (p->ww.fd >= 0 && p->ww.fd != p->rw.fd && !p->ops.borrowed_fds)
+	if (p->ww.fd >= 0 && p->ww.fd != p->rw.fd && !p->ops.stdio)
 		close(p->ww.fd);
 	buf_finish(&p->in);
 	buf_finish(&p->out);
@@ -278,41 +295,17 @@ const char *peer_name(const struct peer *p)
 	return p->name;
 }
 
-static enum peer_send put(struct peer *p, const struct framing_wrap *wp,
-			  const unsigned char *data, size_t len);
-
-enum peer_send peer_send(struct peer *p, const unsigned char *data, size_t len, bool binary)
+/* Append one message, framed (encoded: framing_encode's result), to the output buffer. */
+static enum peer_send put(struct peer *p, int encoded, const struct framing_wrap *w,
+			  const void *data, size_t len)
 {
-	struct framing_wrap w;
-	const char *why;
-
-	if (p->dead || p->ww.fd < 0 || p->close_output)
-		return PEER_FULL;
-	if (framing_encode(p->framing, binary, data, len, &w, &why) < 0)
-		return PEER_UNFRAMABLE;
-	return put(p, &w, data, len);
-}
-
-enum peer_send peer_send_event(struct peer *p, const char *json, size_t len)
-{
-	struct framing_wrap w;
-	const char *why;
-
-	if (p->dead || p->ww.fd < 0 || p->close_output)
-		return PEER_FULL;
-	if (framing_encode_event(p->framing, json, len, &w, &why) < 0)
-		return PEER_UNFRAMABLE;
-	return put(p, &w, (const unsigned char *)json, len);
-}
-
-/* Append one framed message to the output buffer. */
-static enum peer_send put(struct peer *p, const struct framing_wrap *wp,
-			  const unsigned char *data, size_t len)
-{
-	struct framing_wrap w = *wp;
-	size_t need = w.head_len + len + w.tail_len;
+	size_t need = w->head_len + len + w->tail_len;
 	unsigned char *dst;
 
+	if (p->dead || p->ww.fd < 0 || p->close_output)
+		return PEER_FULL;
+	if (encoded < 0)
+		return PEER_UNFRAMABLE;
 	/* one message larger than the limit still goes to a peer that has caught up */
 	if (p->out.len && p->out.len + need > p->out_limit)
 		return PEER_FULL;
@@ -320,14 +313,28 @@ static enum peer_send put(struct peer *p, const struct framing_wrap *wp,
 		p->progress = ev_now(p->loop);
 	if (!(dst = buf_reserve(&p->out, need)))
 		return PEER_FULL;
-	memcpy(dst, w.head, w.head_len);
-	memcpy(dst + w.head_len, data, len);
-	memcpy(dst + w.head_len + len, w.tail, w.tail_len);
+	memcpy(dst, w->head, w->head_len);
+	memcpy(dst + w->head_len, data, len);
+	memcpy(dst + w->head_len + len, w->tail, w->tail_len);
 	buf_commit(&p->out, need);
 	if (p->out.len > ENDPOINT_LOW_WATER)
 		p->high = true;
 	ev_io_start(p->loop, &p->ww);
 	return PEER_SENT;
+}
+
+enum peer_send peer_send(struct peer *p, const unsigned char *data, size_t len, bool binary)
+{
+	struct framing_wrap w;
+
+	return put(p, framing_encode(p->framing, binary, data, len, &w, NULL), &w, data, len);
+}
+
+enum peer_send peer_send_event(struct peer *p, const char *json, size_t len)
+{
+	struct framing_wrap w;
+
+	return put(p, framing_encode_event(p->framing, json, len, &w, NULL), &w, json, len);
 }
 
 void peer_resume(struct peer *p)
@@ -352,11 +359,6 @@ void peer_flush(struct peer *p)
 {
 	if (!p->dead && p->out.len && p->ww.fd >= 0)
 		write_cb(p->loop, &p->ww, EV_WRITE);
-}
-
-void peer_drop(struct peer *p, const char *why)
-{
-	die(p, why);
 }
 
 void peer_stop_input(struct peer *p)

@@ -26,16 +26,17 @@ struct peer_ops {
 	void (*closed)(void *ud, struct peer *p, const char *why);
 	/* Optional, for separate pipes: the peer closed its end, but still reads ours. */
 	void (*eof)(void *ud, struct peer *p);
-	struct endpoint_drops *drops;	/* counts what the peer sent that was dropped */
+	struct endpoint_drops *drops; /* counts what the peer sent that was dropped */
 	/* Optional: a frame that can never be valid; the owner may answer before p is dropped. */
 	void (*bad_frame)(void *ud, struct peer *p, const char *why);
-	bool any_text;	/* text need not be UTF-8: the owner checks it (control requests) */
-	/* Optional (lines): an overlong line is dropped, the rest of it as it comes, not p. */
-	void (*long_line)(void *ud, struct peer *p, size_t len, bool whole);
-	/* Optional: a read error pauses input (peer_resume reads on) instead of dropping p. */
-	void (*read_failed)(void *ud, struct peer *p, int err);
-	bool last_line;		/* at EOF, a last line without '\n' is still a line */
-	bool borrowed_fds;	/* stdin and stdout: their flags are not set, they are not closed */
+	bool any_text; /* text need not be UTF-8: the owner checks it (control requests) */
+	/*
+	 * stdin and stdout: their flags are not set and they are not closed; an
+	 * overlong line is dropped, the rest of it as it comes, not p; at EOF, a
+	 * last line without '\n' is still a line; a read error ends input (eof)
+	 * and out of memory pauses it (peer_resume reads on), instead of dropping p.
+	 */
+	bool stdio;
 };
 
 struct peer *peer_create(struct ev_loop *loop, int rfd, int wfd, enum framing framing,

@@ -11,14 +11,12 @@
 #include "log.h"
 #include "peer.h"
 #include "ratelimit.h"
-#include "utf8.h"
 
 struct stdio_bridge {
-	struct stdio_events ev;
-	size_t max_line;
+	struct endpoint_events ev;
 	struct peer *p;		 /* reads stdin, writes stdout */
 	int in_flags, out_flags; /* to restore at exit; -1 = untouched */
-	bool broken, exiting;	 /* stdout is gone; destroy runs: no more events */
+	bool broken, exiting;	 /* stdout is gone; destroy runs: that is not reported */
 	struct endpoint_drops drops;
 	struct ratelimit unframable_log;
 };
@@ -39,32 +37,6 @@ static void restore_flags(int fd, int fl)
 		log_errno(LOG_DEBUG, "restoring flags of fd %d", fd);
 }
 
-static void long_line(void *ud, struct peer *p, size_t len, bool whole)
-{
-	struct stdio_bridge *s = ud;
-
-	if (whole)
-		log_msg(LOG_WARNING,
-			"stdin line of %zu bytes exceeds link.max_message_bytes (%zu): dropped",
-			len, s->max_line);
-	else
-		log_msg(LOG_WARNING, "stdin line longer than link.max_message_bytes (%zu): dropped",
-			s->max_line);
-}
-
-static bool stdin_line(void *ud, const unsigned char *data, size_t len, bool binary)
-{
-	struct stdio_bridge *s = ud;
-
-	if (utf8_valid(data, len))
-		return s->ev.message(s->ev.ud, (const char *)data, len);
-	/* the server would fail the link with 1007, and we would resend it forever */
-	log_msg(LOG_WARNING, "stdin line of %zu bytes is not valid UTF-8: dropped", len);
-	s->drops.invalid_utf8++;
-	s->drops.invalid_utf8_bytes += len;
-	return true;
-}
-
 static void stdin_ended(void *ud, struct peer *p)
 {
 	struct stdio_bridge *s = ud;
@@ -72,27 +44,7 @@ static void stdin_ended(void *ud, struct peer *p)
 	s->ev.eof(s->ev.ud);
 }
 
-static void stdin_failed(void *ud, struct peer *p, int err)
-{
-	errno = err;
-	if (err == ENOMEM) {
-		log_msg(LOG_ERR, "out of memory reading stdin: pausing input");
-		return; /* peer_resume reads on */
-	}
-	log_errno(LOG_ERR, "reading stdin");
-	peer_stop_input(p);
-	stdin_ended(ud, p);
-}
-
-static void stdout_drained(void *ud)
-{
-	struct stdio_bridge *s = ud;
-
-	if (!s->exiting)
-		s->ev.drained(s->ev.ud);
-}
-
-/* Only a write error ends the peer: stdin's errors and overlong lines have hooks. */
+/* Only a write error ends the peer: stdin's errors and overlong lines do not (ops.stdio). */
 static void stdout_failed(void *ud, struct peer *p, const char *why)
 {
 	struct stdio_bridge *s = ud;
@@ -104,24 +56,19 @@ static void stdout_failed(void *ud, struct peer *p, const char *why)
 }
 
 struct stdio_bridge *stdio_create(struct ev_loop *loop, size_t max_line,
-				  const struct stdio_events *ev)
+				  const struct endpoint_events *ev)
 {
 	struct stdio_bridge *s = calloc(1, sizeof(*s));
-	struct peer_ops ops = {.ev = {s, stdin_line, stdout_drained},
+	struct peer_ops ops = {.ev = *ev,
 			       .ud = s,
 			       .closed = stdout_failed,
 			       .eof = stdin_ended,
 			       .drops = &s->drops,
-			       .any_text = true, /* checked here, to log it as a stdin line */
-			       .long_line = long_line,
-			       .read_failed = stdin_failed,
-			       .last_line = true,
-			       .borrowed_fds = true};
+			       .stdio = true};
 
 	if (!s)
 		return NULL;
 	s->ev = *ev;
-	s->max_line = max_line;
 	s->in_flags = make_nonblocking(STDIN_FILENO);
 	s->out_flags = make_nonblocking(STDOUT_FILENO);
 	/* a pipe is waited for, never dropped: no output limit */

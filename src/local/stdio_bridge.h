@@ -1,7 +1,6 @@
 #ifndef WST_STDIO_H
 #define WST_STDIO_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 #include "endpoint.h"
@@ -16,17 +15,8 @@ struct ev_loop;
  */
 struct stdio_bridge;
 
-struct stdio_events {
-	void *ud;
-	/* a line from stdin; false: no room now, stdin pauses until resume */
-	bool (*message)(void *ud, const char *line, size_t len);
-	void (*eof)(void *ud);		/* stdin ended; all of it is queued */
-	void (*drained)(void *ud);	/* stdout's backlog fell to ENDPOINT_LOW_WATER */
-	void (*broken)(void *ud);	/* stdout is gone */
-};
-
 struct stdio_bridge *stdio_create(struct ev_loop *loop, size_t max_line,
-				  const struct stdio_events *ev);
+				  const struct endpoint_events *ev);
 /* Its endpoint operations; destroy writes what is left for stdout, blocking. */
 extern const struct endpoint_impl stdio_endpoint;
 

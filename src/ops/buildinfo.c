@@ -13,11 +13,6 @@
 
 #include "build-config.h"
 
-const char *buildinfo_version(void)
-{
-	return WST_VERSION;
-}
-
 /* lws appends its build's git description ("4.1.6-abc123"): keep the release */
 const char *buildinfo_lws(void)
 {

@@ -4,11 +4,10 @@
 #include <stdio.h>
 
 /*
- * The versions of wstether and of the libraries it runs with, as the
- * libraries themselves report them at run time (so they stay true when the
- * stack moves). Static strings.
+ * The versions of the libraries wstether runs with (its own is WST_VERSION),
+ * as the libraries themselves report them at run time (so they stay true
+ * when the stack moves). Static strings.
  */
-const char *buildinfo_version(void);
 const char *buildinfo_lws(void);
 const char *buildinfo_mbedtls(void);
 /* --version: wstether's line, then one line per library. */

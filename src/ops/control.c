@@ -26,12 +26,11 @@
 
 struct client {
 	struct control *c;
-	struct peer *p;		/* lines framing; its output bound is OUT_LIMIT */
-	bool watching;		/* after `watch`: events out, input ignored */
+	struct peer *p; /* lines framing; its output bound is OUT_LIMIT */
+	bool watching;	/* after `watch`: events out, input ignored */
 };
 
 struct control {
-	struct ev_loop *loop;
 	struct control_ops ops;
 	struct listener li;
 	size_t max_line;
@@ -55,11 +54,9 @@ static json_object *jstr(const char *s, size_t len)
 		return NULL;
 	o = buf;
 	for (size_t i = 0; i < len;) {
-		size_t n = 1;
+		size_t bad, n = utf8_seq((const unsigned char *)s + i, len - i, &bad);
 
-		while (n <= 4 && i + n <= len && !utf8_valid(s + i, n))
-			n++;
-		if (n <= 4 && i + n <= len) {
+		if (n) {
 			memcpy(o, s + i, n);
 			o += n;
 			i += n;
@@ -112,13 +109,6 @@ static json_object *answer(const char *err)
 	return err ? answer_error("%s", err) : answer_new(true);
 }
 
-static void iso_time(time_t t, char *buf, size_t len)
-{
-	struct tm tm;
-
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-}
-
 static json_object *status_queue(const struct wst_status *st)
 {
 	json_object *q = json_object_new_object();
@@ -152,18 +142,20 @@ static json_object *status_drops(const struct wst_status *st)
 
 static json_object *status_link(const struct wst_status *st, json_object *o)
 {
+	struct tm tm;
 	char ts[32];
 
 	put_str(o, "state", st->state);
 	put_str(o, "url", st->url);
 	if (st->connected_since)
-		iso_time(st->connected_since, ts, sizeof(ts));
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&st->connected_since, &tm));
 	put_str(o, "connected_since", st->connected_since ? ts : NULL);
 	put_u(o, "attempts", st->attempts);
 	put_u(o, "reconnects", st->reconnects);
 	put_u(o, "rotations", st->rotations);
-	json_object_object_add(o, "next_retry_ms", st->next_retry_ms < 0 ? NULL
-					: json_object_new_uint64((uint64_t)st->next_retry_ms));
+	json_object_object_add(
+	    o, "next_retry_ms",
+	    st->next_retry_ms < 0 ? NULL : json_object_new_uint64((uint64_t)st->next_retry_ms));
 	put_u(o, "sent", st->sent);
 	put_u(o, "received", st->received);
 	put_u(o, "resent", st->resent);
@@ -180,10 +172,11 @@ static json_object *status_spool(const struct wst_status *st)
 	o = json_object_new_object();
 	put_u(o, "bytes", sp->bytes);
 	put_u(o, "segments", sp->segments);
-	json_object_object_add(o, "oldest_age_ms", sp->oldest_age_ms < 0 ? NULL
-					: json_object_new_int64(sp->oldest_age_ms));
-	put_str(o, "holding_senders", sp->holding ? (sp->disk_full ? "disk full" : "write error")
-						  : NULL);
+	json_object_object_add(o, "oldest_age_ms",
+			       sp->oldest_age_ms < 0 ? NULL
+						     : json_object_new_int64(sp->oldest_age_ms));
+	put_str(o, "holding_senders",
+		sp->holding ? (sp->disk_full ? "disk full" : "write error") : NULL);
 	put_u(o, "skipped_records", sp->skipped_records);
 	put_u(o, "skipped_bytes", sp->skipped_bytes);
 	put_u(o, "segments_set_aside", sp->set_aside);
@@ -212,7 +205,7 @@ static json_object *status_compression(const struct wst_status *st)
 /* The status document: one place, built from the daemon's snapshot. */
 static json_object *status_answer(const struct control_ops *ops)
 {
-	struct wst_status st = { .next_retry_ms = -1 };
+	struct wst_status st = {.next_retry_ms = -1};
 	json_object *o = answer_new(true), *x;
 
 	if (!o)
@@ -227,8 +220,10 @@ static json_object *status_answer(const struct control_ops *ops)
 	if (st.last_close_code) {
 		x = json_object_new_object();
 		json_object_object_add(x, "code", json_object_new_int(st.last_close_code));
-		json_object_object_add(x, "reason", jstr(st.last_close_reason ? st.last_close_reason : "",
-						       st.last_close_reason ? strlen(st.last_close_reason) : 0));
+		json_object_object_add(
+		    x, "reason",
+		    jstr(st.last_close_reason ? st.last_close_reason : "",
+			 st.last_close_reason ? strlen(st.last_close_reason) : 0));
 	}
 	json_object_object_add(o, "last_close", x);
 	x = json_object_new_object();
@@ -236,8 +231,8 @@ static json_object *status_answer(const struct control_ops *ops)
 	put_str(x, "version", st.tls_version);
 	put_str(x, "cipher", st.tls_cipher);
 	json_object_object_add(x, "insecure", json_object_new_boolean(st.insecure));
-	json_object_object_add(x, "resumed", st.tls_resumed < 0 ? NULL
-					     : json_object_new_boolean(st.tls_resumed));
+	json_object_object_add(x, "resumed",
+			       st.tls_resumed < 0 ? NULL : json_object_new_boolean(st.tls_resumed));
 	json_object_object_add(o, "tls", x);
 	put_u(o, "bridge_clients", st.bridge_clients);
 	json_object_object_add(o, "exec_pid", json_object_new_int(st.exec_pid));
@@ -254,7 +249,7 @@ static json_object *status_answer(const struct control_ops *ops)
 
 static json_object *metrics_answer(const struct control_ops *ops)
 {
-	struct wst_status st = { .next_retry_ms = -1, .oldest_queued_ms = -1, .ping_rtt_us = -1 };
+	struct wst_status st = {.next_retry_ms = -1, .oldest_queued_ms = -1, .ping_rtt_us = -1};
 	json_object *o;
 	size_t len;
 	char *text;
@@ -273,7 +268,7 @@ static json_object *metrics_answer(const struct control_ops *ops)
 /* The state a watcher starts from; events follow. */
 static json_object *watch_answer(const struct control_ops *ops)
 {
-	struct wst_status st = { .next_retry_ms = -1 };
+	struct wst_status st = {.next_retry_ms = -1};
 	json_object *o = answer_new(true);
 
 	if (!o)
@@ -307,9 +302,10 @@ static void event_end(json_object *o, const struct sup_event *ev, int64_t wall_m
 	json_object_object_add(o, "by_request", json_object_new_boolean(ev->by_request));
 	put_int_or_null(o, "close_code", ev->close_code);
 	json_object_object_add(o, "close_reason",
-			       ev->close_code ? jstr(ev->close_reason ? ev->close_reason : "",
-						     ev->close_reason ? strlen(ev->close_reason) : 0)
-					      : NULL);
+			       ev->close_code
+				   ? jstr(ev->close_reason ? ev->close_reason : "",
+					  ev->close_reason ? strlen(ev->close_reason) : 0)
+				   : NULL);
 	put_int_or_null(o, "http_status", ev->http_status);
 	put_str(o, "message", ev->msg);
 	json_object_object_add(o, "retry_in_ms",
@@ -321,8 +317,8 @@ static void event_end(json_object *o, const struct sup_event *ev, int64_t wall_m
 
 char *control_event_json(const struct sup_event *ev, int64_t wall_ms, size_t *len)
 {
-	static const char *const names[] = { [SUP_CHANGE_UP] = "up", [SUP_CHANGE_DOWN] = "down",
-					     [SUP_CHANGE_FAILED] = "failed" };
+	static const char *const names[] = {
+	    [SUP_CHANGE_UP] = "up", [SUP_CHANGE_DOWN] = "down", [SUP_CHANGE_FAILED] = "failed"};
 	json_object *o = json_object_new_object();
 	const char *s;
 	char ts[40], *out;
@@ -343,8 +339,8 @@ char *control_event_json(const struct sup_event *ev, int64_t wall_ms, size_t *le
 		put_str(o, "tls_version", ev->tls_version);
 		put_str(o, "tls_cipher", ev->tls_cipher);
 	}
-	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
-						    JSON_C_TO_STRING_NOSLASHESCAPE, len);
+	s = json_object_to_json_string_length(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
 	out = s ? strdup(s) : NULL;
 	json_object_put(o);
 	return out;
@@ -368,7 +364,8 @@ static json_object *handle_close(const struct control_ops *ops, const char *args
 	/* what a server may send (RFC 6455 7.4), we may send too */
 	if (end == buf || (*end && *end != ' ') || code > 4999 || !wsrx_close_code_valid((int)code))
 		return answer_error("close: invalid code '%.*s' (use 1000, 1001-1003, 1007-1014 or "
-				    "3000-4999)", (int)strcspn(buf, " "), buf);
+				    "3000-4999)",
+				    (int)strcspn(buf, " "), buf);
 	if (*end == ' ')
 		end++;
 	if (strlen(end) > 123 || !utf8_valid(end, strlen(end)))
@@ -398,7 +395,8 @@ static json_object *handle(const struct control_ops *ops, const char *line, size
 	}
 	if (is(line, vlen, "close")) {
 		if (!sp)
-			return answer_error("usage: close CODE [REASON] (REASON at most 123 bytes)");
+			return answer_error(
+			    "usage: close CODE [REASON] (REASON at most 123 bytes)");
 		return handle_close(ops, args, alen);
 	}
 	if (is(line, vlen, "reconnect") && sp && alen == 5 && !memcmp(args, "--now", 5))
@@ -406,7 +404,8 @@ static json_object *handle(const struct control_ops *ops, const char *line, size
 	if (is(line, vlen, "reconnect") && sp)
 		return answer_error("usage: reconnect [--now]");
 	if (sp && alen)
-		return answer_error("'%.*s' takes no arguments", (int)(vlen > 32 ? 32 : vlen), line);
+		return answer_error("'%.*s' takes no arguments", (int)(vlen > 32 ? 32 : vlen),
+				    line);
 	if (is(line, vlen, "status"))
 		return status_answer(ops);
 	if (is(line, vlen, "metrics"))
@@ -433,7 +432,7 @@ char *control_handle(const struct control_ops *ops, const char *line, size_t len
 {
 	json_object *o = handle(ops, line, len);
 	const char *s = o ? json_object_to_json_string_length(
-				    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, olen)
+				o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, olen)
 			  : NULL;
 	char *out = s ? strdup(s) : NULL;
 
@@ -518,9 +517,11 @@ void control_event(struct control *c, const char *json, size_t len)
 static void accepted(void *ud, int fd)
 {
 	struct control *c = ud;
-	struct peer_ops ops = { .ev.message = request, .closed = client_closed,
-				.drops = &c->unreported, .bad_frame = request_too_long,
-				.any_text = true };
+	struct peer_ops ops = {.ev.message = request,
+			       .closed = client_closed,
+			       .drops = &c->unreported,
+			       .bad_frame = request_too_long,
+			       .any_text = true};
 	struct client *cl;
 
 	if (c->n == MAX_CLIENTS || !(cl = calloc(1, sizeof(*cl)))) {
@@ -530,7 +531,7 @@ static void accepted(void *ud, int fd)
 	}
 	ops.ev.ud = ops.ud = cl;
 	cl->c = c;
-	cl->p = peer_create(c->loop, fd, fd, FRAMING_LINES, c->max_line, OUT_LIMIT,
+	cl->p = peer_create(c->li.loop, fd, fd, FRAMING_LINES, c->max_line, OUT_LIMIT,
 			    "control client", &ops);
 	if (!cl->p) {
 		close(fd);
@@ -550,7 +551,6 @@ struct control *control_create(struct ev_loop *loop, const char *path, unsigned 
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	c->loop = loop;
 	c->ops = *ops;
 	c->max_line = max_line;
 	if (listener_open(&c->li, loop, path, mode, accepted, c, err, errlen) < 0) {

@@ -1,7 +1,6 @@
 #ifndef WST_CONTROL_H
 #define WST_CONTROL_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,6 +1,7 @@
 /* `wstetherctl status` for people: the status answer as a few labelled lines. */
 #include "ctl_status.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -28,9 +29,16 @@ static uint64_t num(json_object *o, const char *key)
 	return v ? json_object_get_uint64(v) : 0;
 }
 
-static void field(FILE *f, const char *label)
+/* One labelled line, or its start. */
+static __attribute__((format(printf, 3, 4))) void field(FILE *f, const char *label, const char *fmt,
+							...)
 {
+	va_list ap;
+
 	fprintf(f, "%13s: ", label);
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
 }
 
 void ctl_status_duration(char *buf, size_t len, uint64_t s)
@@ -50,7 +58,7 @@ void ctl_status_duration(char *buf, size_t len, uint64_t s)
 
 void ctl_status_bytes(char *buf, size_t len, uint64_t b)
 {
-	static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB" };
+	static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB"};
 	double v = (double)b;
 	int i = -1;
 
@@ -68,7 +76,7 @@ void ctl_status_bytes(char *buf, size_t len, uint64_t b)
 /* "2026-11-24T03:00:00Z" as a Unix time; 0 when it is not one. */
 static time_t parse_utc(const char *s)
 {
-	struct tm tm = { 0 };
+	struct tm tm = {0};
 	const char *end = s ? strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm) : NULL;
 
 	return end && !*end ? timegm(&tm) : 0;
@@ -81,8 +89,7 @@ static void state_line(FILE *f, json_object *o, time_t now)
 	time_t t = parse_utc(since);
 	char d[32];
 
-	field(f, "State");
-	fputs(state ? state : "unknown", f);
+	field(f, "State", "%s", state ? state : "unknown");
 	if (t && now >= t) {
 		ctl_status_duration(d, sizeof(d), (uint64_t)(now - t));
 		fprintf(f, " since %.10s %.8s UTC; up %s", since, since + 11, d);
@@ -92,32 +99,25 @@ static void state_line(FILE *f, json_object *o, time_t now)
 		fputs(" (wstetherctl resume)", f);
 	}
 	fputc('\n', f);
-	field(f, "URL");
-	fprintf(f, "%s\n", str(o, "url") ? str(o, "url") : "-");
-	field(f, "Attempts");
-	fprintf(f, "%llu; %llu reconnects, %llu rotations\n",
-		(unsigned long long)num(o, "attempts"), (unsigned long long)num(o, "reconnects"),
-		(unsigned long long)num(o, "rotations"));
+	field(f, "URL", "%s\n", str(o, "url") ? str(o, "url") : "-");
+	field(f, "Attempts", "%llu; %llu reconnects, %llu rotations\n",
+	      (unsigned long long)num(o, "attempts"), (unsigned long long)num(o, "reconnects"),
+	      (unsigned long long)num(o, "rotations"));
 }
 
 static void error_lines(FILE *f, json_object *o)
 {
 	json_object *close = get(o, "last_close");
 
-	if (str(o, "last_error")) {
-		field(f, "Last error");
-		fprintf(f, "%s\n", str(o, "last_error"));
-	}
-	if (close) {
-		field(f, "Last close");
-		fprintf(f, "%llu%s%s\n", (unsigned long long)num(close, "code"),
-			str(close, "reason") && *str(close, "reason") ? " " : "",
-			str(close, "reason") ? str(close, "reason") : "");
-	}
-	if (str(o, "config_error")) {
-		field(f, "Config error");
-		fprintf(f, "%s (the running configuration is kept)\n", str(o, "config_error"));
-	}
+	if (str(o, "last_error"))
+		field(f, "Last error", "%s\n", str(o, "last_error"));
+	if (close)
+		field(f, "Last close", "%llu%s%s\n", (unsigned long long)num(close, "code"),
+		      str(close, "reason") && *str(close, "reason") ? " " : "",
+		      str(close, "reason") ? str(close, "reason") : "");
+	if (str(o, "config_error"))
+		field(f, "Config error", "%s (the running configuration is kept)\n",
+		      str(o, "config_error"));
 }
 
 /* Only the reasons that count something: a healthy link shows none. */
@@ -132,8 +132,9 @@ static void drop_line(FILE *f, json_object *drops)
 		if (!n || !strcmp(key, "bridge_clients_dropped"))
 			continue;
 		if (!any)
-			field(f, "Drops");
-		fprintf(f, "%s%llu %s", any ? ", " : "", (unsigned long long)n, key);
+			field(f, "Drops", "%llu %s", (unsigned long long)n, key);
+		else
+			fprintf(f, ", %llu %s", (unsigned long long)n, key);
 		any = true;
 	}
 	if (any)
@@ -145,23 +146,21 @@ static void queue_lines(FILE *f, json_object *o)
 	json_object *q = get(o, "queue"), *sp = get(o, "spool");
 	char b[32], m[32], d[32];
 
-	field(f, "Messages");
-	fprintf(f, "%llu sent, %llu received, %llu resent\n", (unsigned long long)num(o, "sent"),
-		(unsigned long long)num(o, "received"), (unsigned long long)num(o, "resent"));
+	field(f, "Messages", "%llu sent, %llu received, %llu resent\n",
+	      (unsigned long long)num(o, "sent"), (unsigned long long)num(o, "received"),
+	      (unsigned long long)num(o, "resent"));
 	ctl_status_bytes(b, sizeof(b), num(q, "bytes"));
 	ctl_status_bytes(m, sizeof(m), num(q, "max_bytes"));
-	field(f, "Queue");
-	fprintf(f, "%llu of %llu messages, %s of %s (%s)\n", (unsigned long long)num(q, "messages"),
-		(unsigned long long)num(q, "max_messages"), b, m,
-		str(q, "overflow") ? str(q, "overflow") : "");
+	field(f, "Queue", "%llu of %llu messages, %s of %s (%s)\n",
+	      (unsigned long long)num(q, "messages"), (unsigned long long)num(q, "max_messages"), b,
+	      m, str(q, "overflow") ? str(q, "overflow") : "");
 	drop_line(f, get(o, "drops"));
-	field(f, "Spool");
 	if (!sp) {
-		fputs("off (memory only)\n", f);
+		field(f, "Spool", "off (memory only)\n");
 		return;
 	}
 	ctl_status_bytes(b, sizeof(b), num(sp, "bytes"));
-	fprintf(f, "%s in %llu segment(s)", b, (unsigned long long)num(sp, "segments"));
+	field(f, "Spool", "%s in %llu segment(s)", b, (unsigned long long)num(sp, "segments"));
 	if (get(sp, "oldest_age_ms")) {
 		ctl_status_duration(d, sizeof(d), num(sp, "oldest_age_ms") / 1000);
 		fprintf(f, ", oldest %s", d);
@@ -177,32 +176,29 @@ static void queue_lines(FILE *f, json_object *o)
 
 static void link_lines(FILE *f, json_object *o)
 {
-	json_object *tls = get(o, "tls"), *net = get(o, "network"), *insecure = get(tls, "insecure");
+	json_object *tls = get(o, "tls"), *net = get(o, "network"),
+		    *insecure = get(tls, "insecure");
 	const char *url = str(o, "url"), *cert = str(tls, "cert_not_after");
 	json_object *comp = get(o, "compression");
 
-	field(f, "TLS");
 	if (!url || strncmp(url, "wss://", 6))
-		fputs("none (ws://)", f);
+		field(f, "TLS", "none (ws://)");
 	else if (insecure && json_object_get_boolean(insecure))
-		fputs("INSECURE: the server's certificate is not checked (tls.insecure)", f);
+		field(f, "TLS", "INSECURE: the server's certificate is not checked (tls.insecure)");
 	else
-		fputs("server certificate verified", f);
+		field(f, "TLS", "server certificate verified");
 	if (cert)
 		fprintf(f, "; client certificate valid until %s", cert);
 	if (str(tls, "version")) /* what the link negotiated, while it is up */
 		fprintf(f, "; %s, %s", str(tls, "version"),
 			str(tls, "cipher") ? str(tls, "cipher") : "?");
 	fputc('\n', f);
-	field(f, "Proxy");
-	fprintf(f, "%s\n", str(net, "proxy") ? str(net, "proxy") : "none (direct)");
-	if (comp) {
-		field(f, "Compression");
-		fprintf(f, "%s\n", str(comp, "negotiated") ? str(comp, "negotiated")
-							   : "deflate (not in use on this link)");
-	}
-	field(f, "Local");
-	fprintf(f, "%llu bridge client(s)", (unsigned long long)num(o, "bridge_clients"));
+	field(f, "Proxy", "%s\n", str(net, "proxy") ? str(net, "proxy") : "none (direct)");
+	if (comp)
+		field(f, "Compression", "%s\n",
+		      str(comp, "negotiated") ? str(comp, "negotiated")
+					      : "deflate (not in use on this link)");
+	field(f, "Local", "%llu bridge client(s)", (unsigned long long)num(o, "bridge_clients"));
 	if (num(o, "exec_pid"))
 		fprintf(f, "; exec handler pid %llu, %llu restart(s)",
 			(unsigned long long)num(o, "exec_pid"),

@@ -65,7 +65,7 @@ static void build_metrics(struct out *o, const struct wst_status *st)
 
 	head(o, "build_info", "gauge",
 	     "Always 1; the versions of wstether and of the libraries it runs with.");
-	snprintf(l, sizeof(l), "version=\"%s\",lws=\"%s\",mbedtls=\"%s\"", buildinfo_version(),
+	snprintf(l, sizeof(l), "version=\"%s\",lws=\"%s\",mbedtls=\"%s\"", WST_VERSION,
 		 buildinfo_lws(), buildinfo_mbedtls());
 	sample(o, "build_info", l, "1");
 	one(o, "tls_insecure", "gauge", "Whether tls.insecure turns certificate checks off (1).",
@@ -108,7 +108,8 @@ static void tls_info(struct out *o, const struct wst_status *st)
 {
 	char l[128];
 
-	head(o, "tls_info", "gauge", "1, labelled with the TLS version and cipher suite of the link.");
+	head(o, "tls_info", "gauge",
+	     "1, labelled with the TLS version and cipher suite of the link.");
 	if (!st->up || !st->tls_version || !st->tls_cipher)
 		return;
 	snprintf(l, sizeof(l), "version=\"%s\",cipher=\"%s\"", st->tls_version, st->tls_cipher);
@@ -148,13 +149,13 @@ static void drops(struct out *o, const struct wst_status *st)
 		const char *reason;
 		unsigned long long n, bytes;
 	} r[] = {
-		{ "queue_overflow", st->dropped, st->dropped_bytes },
-		{ "rejected", st->rejected, st->rejected_bytes },
-		{ "unframable", st->unframable, st->unframable_bytes },
-		{ "undelivered", st->undelivered, st->undelivered_bytes },
-		{ "invalid_utf8", st->invalid_utf8, st->invalid_utf8_bytes },
-		{ "oversized", st->oversized, st->oversized_bytes },
-		{ "larger_than_queue", st->too_big, st->too_big_bytes },
+	    {"queue_overflow", st->dropped, st->dropped_bytes},
+	    {"rejected", st->rejected, st->rejected_bytes},
+	    {"unframable", st->unframable, st->unframable_bytes},
+	    {"undelivered", st->undelivered, st->undelivered_bytes},
+	    {"invalid_utf8", st->invalid_utf8, st->invalid_utf8_bytes},
+	    {"oversized", st->oversized, st->oversized_bytes},
+	    {"larger_than_queue", st->too_big, st->too_big_bytes},
 	};
 	size_t n = sizeof(r) / sizeof(r[0]);
 	char l[64];
@@ -248,7 +249,7 @@ static void queue_metrics(struct out *o, const struct wst_status *st)
 char *metrics_text(const struct wst_status *st, size_t *len)
 {
 	char *buf = NULL;
-	struct out o = { .f = open_memstream(&buf, len) };
+	struct out o = {.f = open_memstream(&buf, len)};
 
 	if (!o.f)
 		return NULL;
