@@ -13,12 +13,6 @@ void backoff_init(struct backoff *b, unsigned initial_ms, unsigned max_ms, doubl
 	b->rng = seed ? seed : 0x9e3779b97f4a7c15ULL;
 }
 
-/* good enough to spread clients apart */
-static double uniform01(struct backoff *b)
-{
-	return (double)(rng_next(&b->rng) >> 11) / (double)(1ULL << 53);
-}
-
 unsigned backoff_next(struct backoff *b)
 {
 	double d = b->initial_ms;
@@ -29,7 +23,8 @@ unsigned backoff_next(struct backoff *b)
 		d = b->max_ms;
 	else
 		b->step++;
-	d *= 1.0 - b->jitter * uniform01(b);
+	/* uniform in [0, 1): good enough to spread clients apart */
+	d *= 1.0 - b->jitter * (double)(rng_next(&b->rng) >> 11) / (double)(1ULL << 53);
 	return d < 1 ? 1 : (unsigned)d;
 }
 

@@ -1,6 +1,5 @@
 #include "hello.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,15 +70,14 @@ static int load_file(const char *path, size_t max, struct hello *h, char *err, s
 {
 	char *buf, why[256];
 	size_t n;
-	int rc = -1;
+	int rc;
 
 	/* never blocks: it runs on the loop at every attempt, and the path may name a FIFO */
 	if (readfile_regular(path, HELLO_FILE_MAX, &buf, &n, why, sizeof(why)) < 0)
 		return errf(err, errlen, "link.hello_file '%s': cannot read it: %s", path, why);
-	if (hello_parse(buf, n, max, h, why, sizeof(why)) < 0)
+	rc = hello_parse(buf, n, max, h, why, sizeof(why));
+	if (rc < 0)
 		snprintf(err, errlen, "link.hello_file '%s': %s", path, why);
-	else
-		rc = 0;
 	free(buf);
 	return rc;
 }

@@ -1,6 +1,6 @@
 #include "link_int.h"
 #include "link_classify.h"
-#include "netwatch.h"
+#include "status.h"
 
 /* " via proxy P (from SOURCE)" for a link a proxy carries: a drop may be the proxy's */
 #define VIA(l) (*(l)->at.via ? " via proxy " : ""), (l)->at.via
@@ -76,10 +76,9 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	l->destroying = false;
 	l->ending = false;
 	l->at.up = false;
-	l->at.close_req = l->at.close_sent = false;
 	if (l->end.fail == LINK_FAIL_NONE)
-		link_set_end(l, LINK_FAIL_CLOSED, "link closed");
-	l->ev.down(l->ev.ud);
+		link_end_set(&l->end, LINK_FAIL_CLOSED, "link closed");
+	l->ev.down(l->ev.ud, &l->end);
 }
 
 static void connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -89,20 +88,22 @@ static void connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (l->dial) {
 		dial_describe_wait(l->dial, wait, sizeof(wait));
-		link_set_end(l, LINK_FAIL_TIMEOUT,
-			"connection to %s timed out after %u s: %s (link.connect_timeout_s)",
-			l->url_text, l->connect_timeout_s, wait);
+		link_end_set(&l->end, LINK_FAIL_TIMEOUT,
+			     "connection to %s timed out after %u s: %s (link.connect_timeout_s)",
+			     l->url_text, l->connect_timeout_s, wait);
 	} else if (l->at.upgrade_sent)
-		link_set_end(l, LINK_FAIL_TIMEOUT,
-			"connection to %s timed out after %u s: the server accepted it but did not "
-			"answer the WebSocket upgrade (link.connect_timeout_s)",
-			l->url_text, l->connect_timeout_s);
+		link_end_set(
+		    &l->end, LINK_FAIL_TIMEOUT,
+		    "connection to %s timed out after %u s: the server accepted it but did not "
+		    "answer the WebSocket upgrade (link.connect_timeout_s)",
+		    l->url_text, l->connect_timeout_s);
 	else
-		link_set_end(l, LINK_FAIL_TIMEOUT,
-			"connection to %s:%u timed out after %u s: %s never completed "
-			"(link.connect_timeout_s)",
-			l->url.host, l->url.port, l->connect_timeout_s,
-			l->url.tls ? "the TCP connect or the TLS handshake" : "the TCP connect");
+		link_end_set(&l->end, LINK_FAIL_TIMEOUT,
+			     "connection to %s:%u timed out after %u s: %s never completed "
+			     "(link.connect_timeout_s)",
+			     l->url.host, l->url.port, l->connect_timeout_s,
+			     l->url.tls ? "the TCP connect or the TLS handshake"
+					: "the TCP connect");
 	link_finish(l);
 }
 
@@ -110,8 +111,9 @@ static void close_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct link *l = w->data;
 
-	link_set_end(l, LINK_FAIL_CLOSED, "server %s:%u did not answer our close within %.0f s",
-		l->url.host, l->url.port, CLOSE_WAIT_S);
+	link_end_set(&l->end, LINK_FAIL_CLOSED,
+		     "server %s:%u did not answer our close within %.0f s", l->url.host,
+		     l->url.port, CLOSE_WAIT_S);
 	link_finish(l);
 }
 
@@ -120,14 +122,14 @@ static void pong_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct link *l = w->data;
 
 	if (l->at.probing)
-		link_set_end(l, LINK_FAIL_DEAD,
-			"link to %s:%u%s%s is dead: no answer within %u s to a ping after a "
-			"network change",
-			l->url.host, l->url.port, VIA(l), l->at.probe_s);
+		link_end_set(&l->end, LINK_FAIL_DEAD,
+			     "link to %s:%u%s%s is dead: no answer within %u s to a ping after a "
+			     "network change",
+			     l->url.host, l->url.port, VIA(l), l->at.probe_s);
 	else
-		link_set_end(l, LINK_FAIL_DEAD,
-			"link to %s:%u%s%s is dead: no pong or frame within %u s", l->url.host,
-			l->url.port, VIA(l), l->pong_timeout_s);
+		link_end_set(&l->end, LINK_FAIL_DEAD,
+			     "link to %s:%u%s%s is dead: no pong or frame within %u s", l->url.host,
+			     l->url.port, VIA(l), l->pong_timeout_s);
 	link_finish(l);
 }
 
@@ -168,7 +170,7 @@ static int tx_reserve(struct link *l, size_t need)
 
 static void send_ping(struct link *l, unsigned char *p, size_t *off)
 {
-	uint64_t seq = link_carries(l) ? outbox_last_sent(l->out) : l->at.fenced_seq;
+	uint64_t seq = l->ev.carries(l->ev.ud) ? outbox_last_sent(l->out) : l->at.fenced_seq;
 	unsigned char payload[8];
 
 	if (seq < l->at.fenced_seq)
@@ -197,7 +199,8 @@ static int write_hello(struct link *l, size_t *off)
 	l->at.hello_due = false;
 	/* after the pongs already framed at *off */
 	if (tx_reserve(l, *off + l->hello.total + l->hello.n * WSFRAME_MAX_HEADER) < 0) {
-		link_set_end(l, LINK_FAIL_LOCAL, "out of memory framing the hello (link.hello)");
+		link_end_set(&l->end, LINK_FAIL_LOCAL,
+			     "out of memory framing the hello (link.hello)");
 		return -1;
 	}
 	for (size_t i = 0; i < l->hello.n; m += l->hello.lens[i++])
@@ -213,8 +216,9 @@ static int compress_message(struct link *l, const unsigned char **data, size_t *
 
 	if (rc < 0) {
 		/* the server's inflater can no longer follow ours: only a new link helps */
-		link_set_end(l, LINK_FAIL_LOCAL, "out of memory compressing a %zu-byte message for %s",
-			*len, l->url_text);
+		link_end_set(&l->end, LINK_FAIL_LOCAL,
+			     "out of memory compressing a %zu-byte message for %s", *len,
+			     l->url_text);
 		return -1;
 	}
 	if (rc > 0)
@@ -233,8 +237,7 @@ static int write_batch(struct link *l)
 	const unsigned char *data;
 	unsigned char *p;
 
-	if (pongq_len(&l->at.rx.pongs) &&
-	    tx_reserve(l, pongq_len(&l->at.rx.pongs) * (WSFRAME_MAX_HEADER + PONGQ_PAYLOAD)) < 0)
+	if (tx_reserve(l, pongq_len(&l->at.rx.pongs) * (WSFRAME_MAX_HEADER + PONGQ_PAYLOAD)) < 0)
 		return -1;
 	/* RFC 6455 5.5.3: a pong for each ping, in their order, before anything else */
 	for (const unsigned char *pong; (pong = pongq_peek(&l->at.rx.pongs, &plen));
@@ -242,7 +245,7 @@ static int write_batch(struct link *l)
 		off += wsframe_encode(l->tx + LWS_PRE + off, WSF_PONG, pong, plen, next_mask(l));
 	if (l->at.hello_due && write_hello(l, &off) < 0)
 		return -1;
-	while (link_carries(l) && (m = outbox_unsent(l->out, &data))) {
+	while (l->ev.carries(l->ev.ud) && (m = outbox_unsent(l->out, &data))) {
 		/* room for the message as compression could make it, at worst */
 		size_t wire = l->pmd ? pmd_compress_bound(m->len) : m->len;
 		size_t need = wsframe_header_len(wire) + wire, len = m->len;
@@ -259,14 +262,15 @@ static int write_batch(struct link *l)
 		p = l->tx + LWS_PRE;
 		off += wsframe_encode(p + off, op, data, len, next_mask(l));
 		outbox_sent(l->out);
-		l->stats.sent++;
-		l->stats.sent_bytes += m->len;
+		l->sent++;
+		l->sent_bytes += m->len;
 	}
 	if (tx_reserve(l, off + WSFRAME_MAX_HEADER + 8) < 0)
 		return -1;
 	p = l->tx + LWS_PRE;
-	if (l->at.ping_due || (link_carries(l) && outbox_last_sent(l->out) > l->at.fenced_seq &&
-			    !l->at.fence_in_flight)) {
+	if (l->at.ping_due ||
+	    (l->ev.carries(l->ev.ud) && outbox_last_sent(l->out) > l->at.fenced_seq &&
+	     !l->at.fence_in_flight)) {
 		l->at.ping_due = false;
 		send_ping(l, p, &off);
 	}
@@ -274,7 +278,8 @@ static int write_batch(struct link *l)
 		return 0;
 	/* LWS_WRITE_HTTP on a ws connection sends bytes as they are: our own frames */
 	if (lws_write(l->wsi, p, off, LWS_WRITE_HTTP) < 0) {
-		link_set_end(l, LINK_FAIL_CLOSED, "write to %s:%u failed", l->url.host, l->url.port);
+		link_end_set(&l->end, LINK_FAIL_CLOSED, "write to %s:%u failed", l->url.host,
+			     l->url.port);
 		return -1;
 	}
 	if (outbox_unsent(l->out, NULL))
@@ -292,8 +297,8 @@ static int send_close(struct link *l)
 
 	if (code < 0) {
 		code = l->at.close_code;
-		link_set_end(l, LINK_FAIL_CLOSED, "closed the link to %s with %d%s%s", l->url_text,
-			     code, *reason ? " " : "", reason);
+		link_end_set(&l->end, LINK_FAIL_CLOSED, "closed the link to %s with %d%s%s",
+			     l->url_text, code, *reason ? " " : "", reason);
 		l->end.by_request = true;
 		l->end.close_code = 0;
 		l->end.sent_close_code = code;
@@ -336,8 +341,8 @@ static void deliver(void *ud, const unsigned char *data, size_t len, bool binary
 {
 	struct link *l = ud;
 
-	l->stats.received++;
-	l->stats.received_bytes += len;
+	l->received++;
+	l->received_bytes += len;
 	l->ev.message(l->ev.ud, data, len, binary);
 }
 
@@ -349,7 +354,7 @@ static void deliver(void *ud, const unsigned char *data, size_t len, bool binary
 static void pongs_came(struct link *l, uint64_t first, uint64_t last)
 {
 	if (l->at.ping_timing && first <= l->at.ping_seq && l->at.ping_seq <= last) {
-		l->stats.ping_rtt_us = (int64_t)((ev_time() - l->at.ping_at) * 1e6);
+		l->ping_rtt_us = (int64_t)((ev_time() - l->at.ping_at) * 1e6);
 		l->at.ping_timing = false;
 	}
 	l->at.fence_in_flight = false;
@@ -358,28 +363,28 @@ static void pongs_came(struct link *l, uint64_t first, uint64_t last)
 	if (l->at.retiring)
 		link_request_close(l, 1000, "rotated");
 	/* more went out since that ping: fence it */
-	else if (l->wsi && link_carries(l) && outbox_last_sent(l->out) > l->at.fenced_seq)
+	else if (l->wsi && l->ev.carries(l->ev.ud) && outbox_last_sent(l->out) > l->at.fenced_seq)
 		lws_callback_on_writable(l->wsi);
 }
 
 /* Bytes from the server (our lws patch hands them over raw): what the session says, done. */
 static void on_raw_rx(struct link *l, const unsigned char *in, size_t len)
 {
-	struct link_rx_actions a;
+	struct link_rx *rx = &l->at.rx;
+	unsigned todo;
 
 	/* any frame proves the peer alive */
 	ev_timer_stop(l->loop, &l->pong_timer);
 	l->at.probing = false;
-	if (!link_rx_feed(&l->at.rx, in, len, l->at.fenced_seq, l->at.close_sent, &l->end, &a))
-		return;
-	if (a.todo & LINK_RX_PONG)
-		pongs_came(l, a.pong_first, a.pong_last);
-	if (a.todo & LINK_RX_RESTARTING)
+	todo = link_rx_feed(rx, in, len, l->at.fenced_seq, l->at.close_sent, &l->end);
+	if (todo & LINK_RX_PONG)
+		pongs_came(l, rx->pong_first, rx->pong_last);
+	if (todo & LINK_RX_RESTARTING)
 		l->ev.restarting(l->ev.ud);
-	l->at.close_req |= (a.todo & LINK_RX_CLOSE) != 0;
-	if (a.todo & LINK_RX_FINISH)
+	l->at.close_req |= (todo & LINK_RX_CLOSE) != 0;
+	if (todo & LINK_RX_FINISH)
 		link_finish(l);
-	else if (l->wsi && (a.todo & (LINK_RX_WRITE | LINK_RX_CLOSE)))
+	else if (l->wsi && (todo & (LINK_RX_WRITE | LINK_RX_CLOSE)))
 		lws_callback_on_writable(l->wsi);
 }
 
@@ -405,8 +410,8 @@ static int established(struct link *l, struct lws *wsi)
 	}
 	l->ev.up(l->ev.ud);
 	l->at.hello_due = l->hello.n > 0;
-	if (l->wsi && (outbox_unsent(l->out, NULL) || l->at.close_req || l->rx_pause_want ||
-		       l->at.hello_due))
+	if (l->wsi &&
+	    (outbox_unsent(l->out, NULL) || l->at.close_req || l->rx_pause_want || l->at.hello_due))
 		lws_callback_on_writable(wsi);
 	return 0;
 }
@@ -443,13 +448,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		if (wsi == l->wsi) {
 			l->wsi = NULL;
 			if (l->end.by_request)
-				link_set_end(l, LINK_FAIL_CLOSED, "link to %s:%u closed", l->url.host,
-					l->url.port);
+				link_end_set(&l->end, LINK_FAIL_CLOSED, "link to %s:%u closed",
+					     l->url.host, l->url.port);
 			else
-				link_set_end(
-				    l, LINK_FAIL_CLOSED,
-				    "link to %s:%u%s%s lost: connection closed without a close frame",
-				    l->url.host, l->url.port, VIA(l));
+				link_end_set(&l->end, LINK_FAIL_CLOSED,
+					     "link to %s:%u%s%s lost: connection closed without a "
+					     "close frame",
+					     l->url.host, l->url.port, VIA(l));
 			link_finish(l);
 		}
 		break;
@@ -483,15 +488,10 @@ struct link *link_create(struct ev_loop *loop, struct outbox *out, const struct 
 	l->connect_timer.data = l->ping_timer.data = l->pong_timer.data = l;
 	l->fd = -1;
 	l->close_timer.data = l->reap_timer.data = l;
-	l->stats.ping_rtt_us = -1;
+	l->ping_rtt_us = -1;
 	if (getrandom(&l->rng, sizeof(l->rng), 0) != sizeof(l->rng) || !l->rng)
 		l->rng = (uint64_t)(uintptr_t)l ^ 0x9e3779b97f4a7c15ULL;
 	return l;
-}
-
-int link_tls_resumed(const struct link *l)
-{
-	return l->at.up && l->url.tls ? l->at.tls_resumed : -1;
 }
 
 void link_destroy(struct link *l)
@@ -514,9 +514,9 @@ void link_destroy(struct link *l)
 
 void link_abort(struct link *l, const char *why)
 {
-	if (!l->ctx && !l->dial)
+	if (!link_active(l))
 		return;
-	link_set_end(l, LINK_FAIL_LOCAL, "%s", why);
+	link_end_set(&l->end, LINK_FAIL_LOCAL, "%s", why);
 	l->end.by_request = true;
 	link_finish(l);
 }
@@ -531,14 +531,9 @@ bool link_up(const struct link *l)
 	return l->at.up && l->wsi && !l->ending;
 }
 
-const struct link_end *link_last_end(const struct link *l)
-{
-	return &l->end;
-}
-
 void link_kick(struct link *l)
 {
-	if (link_up(l) && link_carries(l))
+	if (link_up(l) && l->ev.carries(l->ev.ud))
 		lws_callback_on_writable(l->wsi);
 }
 
@@ -555,9 +550,10 @@ void link_request_close(struct link *l, int code, const char *reason)
 	if (link_up(l)) {
 		l->at.close_req = true;
 		l->at.close_code = code;
-		snprintf(l->at.close_reason, sizeof(l->at.close_reason), "%s", reason ? reason : "");
+		snprintf(l->at.close_reason, sizeof(l->at.close_reason), "%s",
+			 reason ? reason : "");
 		lws_callback_on_writable(l->wsi);
-	} else if ((l->ctx || l->dial) && !l->ending) {
+	} else if (link_active(l) && !l->ending) {
 		/* not up yet: there is no close handshake to do, just give up the attempt */
 		link_abort(l, "attempt abandoned on request");
 	}
@@ -570,29 +566,35 @@ void link_pause_rx(struct link *l, bool pause)
 		lws_callback_on_writable(l->wsi);
 }
 
-const char *link_compression(const struct link *l, struct pmd_report *r)
+/* Set at ESTABLISHED, the only place lws is asked; read by status and the up line. */
+bool link_tls(const struct link *l, const char **version, const char **cipher)
 {
-	if (!l->pmd) {
-		memset(r, 0, sizeof(*r));
-		return NULL;
-	}
-	pmd_report(l->pmd, r);
-	return l->deflate_params;
+	*version = l->at.tls_version;
+	*cipher = l->at.tls_cipher;
+	return *l->at.tls_version != '\0';
 }
 
-const struct link_stats *link_stats(const struct link *l)
+void link_status(const struct link *l, bool carrier, struct wst_status *st)
 {
-	return &l->stats;
-}
-
-const char *link_cert_not_after(const struct link *l)
-{
-	return l->cert_not_after;
-}
-
-time_t link_cert_expiry(const struct link *l)
-{
-	return l->cert_not_after_t;
+	st->sent += l->sent;
+	st->sent_bytes += l->sent_bytes;
+	st->received += l->received;
+	st->received_bytes += l->received_bytes;
+	if (!carrier)
+		return;
+	st->ping_rtt_us = l->ping_rtt_us;
+	st->cert_expiry = l->cert_not_after_t;
+	st->cert_not_after = l->cert_not_after;
+	if (!link_tls(l, &st->tls_version, &st->tls_cipher))
+		st->tls_version = st->tls_cipher = NULL;
+	/* whether the link up now resumed a TLS session: -1 no TLS link up */
+	st->tls_resumed = l->at.up && l->url.tls ? l->at.tls_resumed : -1;
+	st->proxy = l->at.via;
+	st->compression_params = l->pmd ? l->deflate_params : NULL;
+	if (l->pmd)
+		pmd_report(l->pmd, &st->deflate);
+	else
+		memset(&st->deflate, 0, sizeof(st->deflate));
 }
 
 const char *link_via(const struct link *l)
@@ -600,10 +602,18 @@ const char *link_via(const struct link *l)
 	return l->at.via;
 }
 
-bool link_probe(struct link *l, unsigned deadline_s)
+bool link_probe(struct link *l, enum net_change what, const struct sockaddr_storage *addr,
+		unsigned prefix, unsigned deadline_s)
 {
+	/* our address gone is a route to all of its bits gone; a route, one that may carry the link
+	 */
+	bool cut =
+	    what == NET_ADDR_GONE
+		? netwatch_route_covers(addr, addr->ss_family == AF_INET6 ? 128 : 32, &l->at.local)
+		: netwatch_route_covers(addr, prefix, &l->at.peer);
+
 	/* with reading paused, no pong could prove anything */
-	if (!link_up(l) || l->at.probing || l->at.rx_paused || l->at.close_req)
+	if (!cut || !link_up(l) || l->at.probing || l->at.rx_paused || l->at.close_req)
 		return false;
 	l->at.probing = true;
 	l->at.probe_s = deadline_s;
@@ -613,21 +623,4 @@ bool link_probe(struct link *l, unsigned deadline_s)
 	ev_timer_start(l->loop, &l->pong_timer);
 	lws_callback_on_writable(l->wsi);
 	return true;
-}
-
-bool link_uses_address(const struct link *l, const struct sockaddr_storage *a)
-{
-	if (!link_active(l) || a->ss_family != l->at.local.ss_family)
-		return false;
-	if (a->ss_family == AF_INET)
-		return !memcmp(&((const struct sockaddr_in *)a)->sin_addr,
-			       &((const struct sockaddr_in *)&l->at.local)->sin_addr, 4);
-	return a->ss_family == AF_INET6 &&
-	       !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-		       &((const struct sockaddr_in6 *)&l->at.local)->sin6_addr, 16);
-}
-
-bool link_uses_route(const struct link *l, const struct sockaddr_storage *dst, unsigned prefix)
-{
-	return link_active(l) && netwatch_route_covers(dst, prefix, &l->at.peer);
 }

@@ -4,7 +4,8 @@
 /* A header value file, re-read at every attempt so tokens can rotate. */
 static char *read_value_file(const char *file, const char *name, char *err, size_t errlen)
 {
-	char buf[8192];
+	char buf[8192], *v = NULL;
+	const char *bad;
 	size_t n;
 	FILE *f = fopen(file, "r");
 
@@ -15,29 +16,19 @@ static char *read_value_file(const char *file, const char *name, char *err, size
 		return NULL;
 	}
 	n = fread(buf, 1, sizeof(buf) - 1, f);
-	if (ferror(f) || !feof(f)) {
-		snprintf(err, errlen, "link.headers: value_file '%s' of header '%s': %s", file,
-			 name, ferror(f) ? "read error" : "larger than 8 KiB");
-		fclose(f);
-		explicit_bzero(buf, sizeof(buf));
-		return NULL;
-	}
+	bad = ferror(f) ? ": read error" : !feof(f) ? ": larger than 8 KiB" : NULL;
 	fclose(f);
 	buf[n] = '\0';
 	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
-	if (strpbrk(buf, "\r\n")) {
-		snprintf(err, errlen,
-			 "link.headers: value_file '%s' of header '%s' has more than one line",
-			 file, name);
-		explicit_bzero(buf, sizeof(buf));
-		return NULL;
-	}
-	char *v = strdup(buf);
-
-	explicit_bzero(buf, sizeof(buf));
-	if (!v)
+	if (!bad && strpbrk(buf, "\r\n"))
+		bad = " has more than one line";
+	if (bad)
+		snprintf(err, errlen, "link.headers: value_file '%s' of header '%s'%s", file, name,
+			 bad);
+	else if (!(v = strdup(buf)))
 		snprintf(err, errlen, "out of memory");
+	explicit_bzero(buf, sizeof(buf));
 	return v;
 }
 
@@ -47,30 +38,24 @@ static char *read_value_file(const char *file, const char *name, char *err, size
  */
 static int add_user_agent(struct link *l, const struct wst_config *cfg)
 {
-	for (size_t i = 0; i < l->n_hdrs; i++) {
-		if (strcasecmp(l->hdr_names[i], "User-Agent:"))
-			continue;
-		if (!*l->hdr_values[i]) {
-			free(l->hdr_names[i]);
-			free(l->hdr_values[i]);
-			l->n_hdrs--;
-			l->hdr_names[i] = l->hdr_names[l->n_hdrs];
-			l->hdr_values[i] = l->hdr_values[l->n_hdrs];
-			l->hdr_names[l->n_hdrs] = l->hdr_values[l->n_hdrs] = NULL;
-		}
-		return 0;
+	size_t i = 0, n = l->n_hdrs;
+
+	while (i < n && strcasecmp(l->hdr_names[i], "User-Agent:"))
+		i++;
+	if (i == n && *cfg->user_agent) {
+		l->hdr_names[n] = strdup("User-Agent:");
+		l->hdr_values[n] = strdup(cfg->user_agent);
+		l->n_hdrs++; /* link_free_scratch frees what an out of memory left */
+		return l->hdr_names[n] && l->hdr_values[n] ? 0 : -1;
 	}
-	if (!*cfg->user_agent)
+	if (i == n || *l->hdr_values[i])
 		return 0;
-	l->hdr_names[l->n_hdrs] = strdup("User-Agent:");
-	l->hdr_values[l->n_hdrs] = strdup(cfg->user_agent);
-	if (!l->hdr_names[l->n_hdrs] || !l->hdr_values[l->n_hdrs]) {
-		free(l->hdr_names[l->n_hdrs]);
-		free(l->hdr_values[l->n_hdrs]);
-		l->hdr_names[l->n_hdrs] = l->hdr_values[l->n_hdrs] = NULL;
-		return -1;
-	}
-	l->n_hdrs++;
+	free(l->hdr_names[i]);
+	free(l->hdr_values[i]);
+	l->n_hdrs--;
+	l->hdr_names[i] = l->hdr_names[l->n_hdrs];
+	l->hdr_values[i] = l->hdr_values[l->n_hdrs];
+	l->hdr_names[l->n_hdrs] = l->hdr_values[l->n_hdrs] = NULL;
 	return 0;
 }
 
@@ -91,13 +76,9 @@ static int load_scratch(struct link *l, const struct wst_config *cfg, char *err,
 		goto oom;
 	for (size_t i = 0; i < cfg->n_headers; i++) {
 		const struct wst_header *h = &cfg->headers[i];
-		size_t nl = strlen(h->name);
 
-		l->hdr_names[i] = malloc(nl + 2);
-		if (!l->hdr_names[i])
+		if (asprintf(&l->hdr_names[i], "%s:", h->name) < 0)
 			goto oom;
-		memcpy(l->hdr_names[i], h->name, nl);
-		memcpy(l->hdr_names[i] + nl, ":", 2);
 		l->n_hdrs = i + 1;
 		l->hdr_values[i] = h->value ? strdup(h->value)
 					    : read_value_file(h->value_file, h->name, err, errlen);
@@ -159,14 +140,14 @@ static void start_lws(struct link *l)
 {
 	struct lws_context_creation_info info;
 	struct lws_client_connect_info ci;
-	void *foreign[1] = { l->loop };
+	void *foreign[1] = {l->loop};
 
 	context_info(l, &info, foreign);
 	l->ctx = lws_create_context(&info);
 	if (!l->ctx) {
-		link_set_end(l, LINK_FAIL_LOCAL,
-			"cannot create the connection context%s%s (check tls.ca_file)",
-			l->url.tls ? " with CA file " : "", l->url.tls ? l->ca_file : "");
+		link_end_set(&l->end, LINK_FAIL_LOCAL,
+			     "cannot create the connection context%s%s (check tls.ca_file)",
+			     l->url.tls ? " with CA file " : "", l->url.tls ? l->ca_file : "");
 		link_finish(l);
 		return;
 	}
@@ -201,7 +182,8 @@ static void start_lws(struct link *l)
 
 	if (!lws_client_connect_via_info(&ci)) {
 		/* CONNECTION_ERROR may already have said why and scheduled the reap */
-		link_set_end(l, LINK_FAIL_CONNECT, "cannot connect to %s:%u", l->url.host, l->url.port);
+		link_end_set(&l->end, LINK_FAIL_CONNECT, "cannot connect to %s:%u", l->url.host,
+			     l->url.port);
 		link_finish(l);
 	}
 }
@@ -216,8 +198,8 @@ static void dialled(void *ud, int fd, enum dial_fail why, const char *err)
 	explicit_bzero(l->proxy.user, sizeof(l->proxy.user));
 	explicit_bzero(l->proxy.pass, sizeof(l->proxy.pass));
 	if (fd < 0) {
-		link_set_end(l, why == DIAL_FAIL_PROXY ? LINK_FAIL_PROXY : LINK_FAIL_CONNECT, "%s",
-			     err);
+		link_end_set(&l->end, why == DIAL_FAIL_PROXY ? LINK_FAIL_PROXY : LINK_FAIL_CONNECT,
+			     "%s", err);
 		link_finish(l);
 		return;
 	}
@@ -228,7 +210,8 @@ static void dialled(void *ud, int fd, enum dial_fail why, const char *err)
 	if (getpeername(fd, (struct sockaddr *)&l->at.peer, &sl) < 0)
 		memset(&l->at.peer, 0, sizeof(l->at.peer));
 	if (l->proxy.kind != PROXY_NONE) {
-		snprintf(l->at.via, sizeof(l->at.via), "%s (from %s)", l->proxy.text, l->proxy.source);
+		snprintf(l->at.via, sizeof(l->at.via), "%s (from %s)", l->proxy.text,
+			 l->proxy.source);
 		log_msg(LOG_INFO, "proxy %s connected us to %s:%u", l->at.via, l->url.host,
 			l->url.port);
 	}
@@ -246,35 +229,37 @@ static int choose_proxy(struct link *l, const struct wst_config *cfg, char *err,
 	return 0;
 }
 
-int link_start(struct link *l, const struct wst_config *cfg, const char *url_text)
+const struct link_end *link_start(struct link *l, const struct wst_config *cfg,
+				  const char *url_text)
 {
 	struct dial_req req;
 	char err[1024];
 
 	memset(&l->end, 0, sizeof(l->end));
 	if (l->ctx || l->dial || l->ending) {
-		link_set_end(l, LINK_FAIL_LOCAL, "internal: attempt started while one is active");
-		return -1;
+		link_end_set(&l->end, LINK_FAIL_LOCAL,
+			     "internal: attempt started while one is active");
+		return &l->end;
 	}
 	memset(&l->at, 0, sizeof(l->at));
 	/* lws writes into what it parses: give it a scratch copy, never the config */
 	if (url_parse(url_text, &l->url, err, sizeof(err)) < 0) {
-		link_set_end(l, LINK_FAIL_LOCAL, "invalid URL '%s': %s", url_text, err);
-		return -1;
+		link_end_set(&l->end, LINK_FAIL_LOCAL, "invalid URL '%s': %s", url_text, err);
+		return &l->end;
 	}
 	/* files on disk may have changed since the last attempt: read them again */
 	if (l->url.tls && tls_load_ca(cfg, &l->ca, err, sizeof(err)) < 0) {
-		link_set_end(l, LINK_FAIL_TLS, "%s", err);
-		return -1;
+		link_end_set(&l->end, LINK_FAIL_TLS, "%s", err);
+		return &l->end;
 	}
 	snprintf(l->url_text, sizeof(l->url_text), "%s", url_text);
 	url_host_header(&l->url, cfg->server_name, l->host_hdr, sizeof(l->host_hdr));
 	if (load_scratch(l, cfg, err, sizeof(err)) < 0 ||
 	    choose_proxy(l, cfg, err, sizeof(err)) < 0) {
-		link_set_end(l, LINK_FAIL_LOCAL, "%s", err);
+		link_end_set(&l->end, LINK_FAIL_LOCAL, "%s", err);
 		link_free_scratch(l);
 		link_release_dial(l);
-		return -1;
+		return &l->end;
 	}
 	snprintf(l->ca_file, sizeof(l->ca_file), "%s", cfg->ca_file);
 	l->connect_timeout_s = cfg->connect_timeout_s;
@@ -282,8 +267,9 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	l->ping_interval_s = cfg->ping_interval_s;
 	l->pong_timeout_s = cfg->pong_timeout_s;
 	l->max_message = cfg->max_message_bytes;
-	l->at.deflate = cfg->compression == COMPRESSION_DEFLATE &&
-			pmd_offer_header(&pmd_default_offer, l->deflate_offer, sizeof(l->deflate_offer));
+	if (cfg->compression == COMPRESSION_DEFLATE &&
+	    !pmd_offer_header(&pmd_default_offer, l->at.deflate_offer, sizeof(l->at.deflate_offer)))
+		l->at.deflate_offer[0] = '\0';
 
 	memset(&req, 0, sizeof(req));
 	req.host = l->url.host;
@@ -294,21 +280,13 @@ int link_start(struct link *l, const struct wst_config *cfg, const char *url_tex
 	req.iface = cfg->interface;
 	l->dial = dial_start(l->loop, &req, dialled, l, err, sizeof(err));
 	if (!l->dial) {
-		link_set_end(l, LINK_FAIL_CONNECT, "%s", err);
+		link_end_set(&l->end, LINK_FAIL_CONNECT, "%s", err);
 		link_free_scratch(l);
 		link_release_dial(l);
-		return -1;
+		return &l->end;
 	}
 	/* connect_timeout_s covers it all: lookup, connect, proxy, TLS and the upgrade */
 	ev_timer_set(&l->connect_timer, cfg->connect_timeout_s, 0);
 	ev_timer_start(l->loop, &l->connect_timer);
-	return 0;
-}
-
-/* Set at ESTABLISHED (link.c), the only place lws is asked; read by status and the up line. */
-bool link_tls(const struct link *l, const char **version, const char **cipher)
-{
-	*version = l->at.tls_version;
-	*cipher = l->at.tls_cipher;
-	return *l->at.tls_version != '\0';
+	return NULL;
 }

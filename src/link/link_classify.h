@@ -8,18 +8,18 @@
 /* What an attempt was, in the words its failure line names. */
 struct attempt_desc {
 	const char *url_text;
-	const char *host;	/* of the URL */
+	const char *host; /* of the URL */
 	unsigned port;
-	bool ip;		/* host is an address literal */
-	const char *host_hdr;	/* the name the certificate must match (host:port) */
-	const char *server_name;	/* tls.server_name, or "" */
+	bool ip;		 /* host is an address literal */
+	const char *host_hdr;	 /* the name the certificate must match (host:port) */
+	const char *server_name; /* tls.server_name, or "" */
 	const char *ca_file;
-	const char *cert_file;	/* tls.cert_file when a client certificate was loaded, else NULL */
-	const char *subprotocol;	/* link.subprotocol, or "" */
+	const char *cert_file;	 /* tls.cert_file when a client certificate was loaded, else NULL */
+	const char *subprotocol; /* link.subprotocol, or "" */
 	/* from the upgrade response, where there was one ("" when not) */
-	const char *retry_after;	/* its Retry-After header */
-	const char *protocol;	/* the subprotocol it chose, escaped */
-	bool tls13_only;	/* tls.min_version = "1.3": we offered TLS 1.3 alone */
+	const char *retry_after; /* its Retry-After header */
+	const char *protocol;	 /* the subprotocol it chose, escaped */
+	bool tls13_only;	 /* tls.min_version = "1.3": we offered TLS 1.3 alone */
 };
 
 /*

@@ -1,26 +1,12 @@
 /* What the server sends: frames parsed by wsrx, answered as RFC 6455 says. */
 #include "link_rx.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "escape.h"
 #include "log.h"
 #include "pmdeflate.h"
-
-static __attribute__((format(printf, 3, 4))) void end(struct link_rx *s, enum link_fail fail,
-						      const char *fmt, ...)
-{
-	va_list ap;
-
-	if (s->end->fail != LINK_FAIL_NONE)
-		return; /* the first cause explains it; later ones are consequences */
-	s->end->fail = fail;
-	va_start(ap, fmt);
-	vsnprintf(s->end->msg, sizeof(s->end->msg), fmt, ap);
-	va_end(ap);
-}
 
 /* What pmd_inflate said: anything but PMD_OK fails the link as a violation. */
 static int inflate_status(struct link_rx *s, enum pmd_status st)
@@ -122,7 +108,7 @@ static void rx_ping(void *ud, const unsigned char *data, size_t len)
 			"of each burst, as RFC 6455 §5.5.3 allows",
 			s->host, s->port, PONGQ_MAX);
 	}
-	s->act->todo |= LINK_RX_WRITE;
+	s->todo |= LINK_RX_WRITE;
 }
 
 /* A pong carries the seq of the ping it answers; one above the fence is no answer of ours. */
@@ -137,39 +123,39 @@ static void rx_pong(void *ud, const unsigned char *in, size_t len)
 		seq = seq << 8 | in[i];
 	if (seq > s->fence)
 		return;
-	if (!(s->act->todo & LINK_RX_PONG))
-		s->act->pong_first = seq;
-	s->act->pong_last = seq;
-	s->act->todo |= LINK_RX_PONG;
+	if (!(s->todo & LINK_RX_PONG))
+		s->pong_first = seq;
+	s->pong_last = seq;
+	s->todo |= LINK_RX_PONG;
 }
 
 static void rx_close(void *ud, int code, const unsigned char *reason, size_t len)
 {
 	struct link_rx *s = ud;
-	struct link_rx_actions *a = s->act;
 
 	s->end->close_code = code;
 	escape_text(s->end->close_reason, sizeof(s->end->close_reason), reason, len);
 	if (s->close_sent) {
 		/* the answer to our close: the handshake is done */
-		a->todo |= LINK_RX_FINISH;
+		s->todo |= LINK_RX_FINISH;
 		return;
 	}
 	/* the first cause stands: a close after something else went wrong is no clean end */
 	if (s->end->fail == LINK_FAIL_NONE)
 		s->end->clean_close = code == 1000 || code == 0;
 	if (code)
-		end(s, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s", s->host, s->port,
-		    code, s->end->close_reason[0] ? " " : "", s->end->close_reason);
+		link_end_set(s->end, LINK_FAIL_CLOSED, "server %s:%u closed the link: %d%s%s",
+			     s->host, s->port, code, s->end->close_reason[0] ? " " : "",
+			     s->end->close_reason);
 	else
-		end(s, LINK_FAIL_CLOSED, "server %s:%u closed the link without a code", s->host,
-		    s->port);
+		link_end_set(s->end, LINK_FAIL_CLOSED,
+			     "server %s:%u closed the link without a code", s->host, s->port);
 	/* RFC 6455 5.5.1: echo the code, then let the server close the TCP */
 	s->peer_closed = true;
 	s->peer_code = code;
-	a->todo |= LINK_RX_CLOSE;
+	s->todo |= LINK_RX_CLOSE;
 	if (code == 1001 || code == 1012)
-		a->todo |= LINK_RX_RESTARTING;
+		s->todo |= LINK_RX_RESTARTING;
 }
 
 static const struct wsrx_ops rx_ops = {.message = rx_message,
@@ -184,17 +170,18 @@ static void violation(struct link_rx *s)
 	const struct wsrx *rx = &s->wire;
 
 	if (rx->status == WSRX_TOO_BIG)
-		end(s, LINK_FAIL_VIOLATION,
+		link_end_set(
+		    s->end, LINK_FAIL_VIOLATION,
 		    "message from %s:%u exceeds link.max_message_bytes (%zu): closing with 1009",
 		    s->host, s->port, rx->max_message);
 	else if (rx->status == WSRX_NOMEM)
-		end(s, LINK_FAIL_VIOLATION,
-		    "out of memory reassembling a message from %s:%u: closing with 1009", s->host,
-		    s->port);
+		link_end_set(s->end, LINK_FAIL_VIOLATION,
+			     "out of memory reassembling a message from %s:%u: closing with 1009",
+			     s->host, s->port);
 	else
-		end(s, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d", s->host,
-		    s->port, rx->err_what, rx->err_code);
-	s->act->todo |= LINK_RX_CLOSE;
+		link_end_set(s->end, LINK_FAIL_VIOLATION, "server %s:%u sent %s: closing with %d",
+			     s->host, s->port, rx->err_what, rx->err_code);
+	s->todo |= LINK_RX_CLOSE;
 	s->end->close_code = rx->peer_code; /* as received, invalid or not */
 	s->violated = true;
 }
@@ -213,7 +200,6 @@ void link_rx_init(struct link_rx *s, size_t max_message, struct pmd *pmd, const 
 	s->port = port;
 	s->deliver = deliver;
 	s->ud = ud;
-	pongq_init(&s->pongs);
 }
 
 void link_rx_finish(struct link_rx *s)
@@ -222,31 +208,26 @@ void link_rx_finish(struct link_rx *s)
 }
 
 unsigned link_rx_feed(struct link_rx *s, const unsigned char *in, size_t len, uint64_t fence,
-		      bool close_sent, struct link_end *end, struct link_rx_actions *a)
+		      bool close_sent, struct link_end *end)
 {
-	memset(a, 0, sizeof(*a));
+	enum wsrx_status st;
+
+	s->todo = 0;
 	/* after a violation frames cannot be found again; after a close none may come */
 	if (s->wire.status != WSRX_OK)
 		return 0;
-	s->act = a;
 	s->end = end;
 	s->fence = fence;
 	s->close_sent = close_sent;
-	switch (wsrx_feed(&s->wire, in, len, &rx_ops, s)) {
-	case WSRX_VIOLATION:
-	case WSRX_TOO_BIG:
-	case WSRX_NOMEM:
+	st = wsrx_feed(&s->wire, in, len, &rx_ops, s);
+	if (st == WSRX_VIOLATION || st == WSRX_TOO_BIG || st == WSRX_NOMEM) {
 		if (!close_sent)
 			violation(s);
 		else
-			a->todo |= LINK_RX_FINISH; /* no second close frame: drop the TCP */
-		break;
-	default:
-		break;
+			s->todo |= LINK_RX_FINISH; /* no second close frame: drop the TCP */
 	}
-	s->act = NULL;
 	s->end = NULL;
-	return a->todo;
+	return s->todo;
 }
 
 int link_rx_answer(const struct link_rx *s, const char **reason)

@@ -22,17 +22,11 @@ struct pmd;
 typedef void link_rx_deliver(void *ud, const unsigned char *data, size_t len, bool binary);
 
 enum {
-	LINK_RX_WRITE = 1,	 /* pongs are owed: ask for WRITEABLE */
-	LINK_RX_CLOSE = 2,	 /* a close frame is owed (link_rx_answer): send it, then wait */
-	LINK_RX_FINISH = 4,	 /* our close frame was out already: drop the TCP */
-	LINK_RX_RESTARTING = 8,	 /* the server goes away or restarts (1001, 1012) */
-	LINK_RX_PONG = 16,	 /* pongs to our pings came, carrying pong_first .. pong_last */
-};
-
-struct link_rx_actions {
-	unsigned todo;
-	/* pongs echo pings in order and the seqs pings carry never go down */
-	uint64_t pong_first, pong_last;
+	LINK_RX_WRITE = 1,	/* pongs are owed: ask for WRITEABLE */
+	LINK_RX_CLOSE = 2,	/* a close frame is owed (link_rx_answer): send it, then wait */
+	LINK_RX_FINISH = 4,	/* our close frame was out already: drop the TCP */
+	LINK_RX_RESTARTING = 8, /* the server goes away or restarts (1001, 1012) */
+	LINK_RX_PONG = 16,	/* pongs to our pings came, carrying pong_first .. pong_last */
 };
 
 struct link_rx {
@@ -51,8 +45,10 @@ struct link_rx {
 	bool inflating;
 	size_t inflated_checked;
 	struct utf8_stream inflated_utf8;
-	/* during a feed */
-	struct link_rx_actions *act;
+	/* during a feed: what it asks of the link (LINK_RX_*) */
+	unsigned todo;
+	/* LINK_RX_PONG: pongs echo pings in order and the seqs pings carry never go down */
+	uint64_t pong_first, pong_last;
 	struct link_end *end;
 	uint64_t fence;
 	bool close_sent;
@@ -65,12 +61,12 @@ void link_rx_finish(struct link_rx *s);
 /*
  * Bytes from the server. fence: the newest seq our pings carried (a pong
  * with a higher one is not ours); close_sent: our close frame went out.
- * Fills a and returns a->todo. What the server's close said goes into end's
+ * Returns what the link must do. What the server's close said goes into end's
  * close_code and close_reason; why the attempt ends into its fail, msg and
  * clean_close, unless an earlier cause set them.
  */
 unsigned link_rx_feed(struct link_rx *s, const unsigned char *in, size_t len, uint64_t fence,
-		      bool close_sent, struct link_end *end, struct link_rx_actions *a);
+		      bool close_sent, struct link_end *end);
 /* The close frame owed to the server: its code (0: no payload) and reason, or -1 for none. */
 int link_rx_answer(const struct link_rx *s, const char **reason);
 

@@ -11,8 +11,6 @@
 
 #include <mbedtls/ssl.h>
 
-#include "tls_session.h"
-
 #define VHOST "wstether" /* link_attempt.c names the context's one vhost so */
 
 static int64_t now_s(void)
@@ -62,7 +60,7 @@ void link_session_offer(struct link *l)
 	const struct tls_session *s;
 	struct lws_vhost *vh;
 
-	if (!l->url.tls || !l->sessions)
+	if (!l->url.tls)
 		return;
 	identity(l);
 	l->at.tls_generation = l->sessions->generation;
@@ -115,19 +113,17 @@ void link_session_established(struct link *l, struct lws *wsi)
 	if (!l->url.tls)
 		return;
 	l->at.tls_resumed = lws_tls_session_is_reused(wsi);
-	if (l->sessions) {
-		if (l->at.tls_resumed)
-			l->sessions->resumed++;
-		else
-			l->sessions->full++;
-		if (l->resume)
-			keep(l);
-	}
+	if (l->at.tls_resumed)
+		l->sessions->resumed++;
+	else
+		l->sessions->full++;
+	if (l->resume)
+		keep(l);
 }
 
 void link_session_end(struct link *l)
 {
-	if (!l->url.tls || !l->sessions || !l->ctx)
+	if (!l->url.tls || !l->ctx)
 		return;
 	if (l->end.fail == LINK_FAIL_TLS || !l->resume)
 		/* a TLS failure is never retried with the session that went with it */

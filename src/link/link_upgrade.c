@@ -10,8 +10,8 @@ static int negotiate_deflate(struct link *l, struct lws *wsi)
 	struct pmd_params p;
 
 	if (n >= (int)sizeof(hdr)) {
-		link_set_end(
-		    l, LINK_FAIL_PROTOCOL,
+		link_end_set(
+		    &l->end, LINK_FAIL_PROTOCOL,
 		    "%s: server answered with a Sec-WebSocket-Extensions of %d bytes, more than "
 		    "any valid answer to our offer: failing the connection",
 		    l->url_text, n);
@@ -22,8 +22,8 @@ static int negotiate_deflate(struct link *l, struct lws *wsi)
 	rc = pmd_negotiate(&pmd_default_offer, hdr, &p, why, sizeof(why));
 	if (rc < 0) {
 		escape_text(esc, sizeof(esc), hdr, strlen(hdr));
-		link_set_end(
-		    l, LINK_FAIL_PROTOCOL,
+		link_end_set(
+		    &l->end, LINK_FAIL_PROTOCOL,
 		    "%s: server answered 'Sec-WebSocket-Extensions: %s': %s (RFC 7692 §7): "
 		    "failing the connection",
 		    l->url_text, esc, why);
@@ -38,7 +38,8 @@ static int negotiate_deflate(struct link *l, struct lws *wsi)
 	}
 	l->pmd = pmd_create(&p, l->max_message);
 	if (!l->pmd) {
-		link_set_end(l, LINK_FAIL_LOCAL, "out of memory setting up permessage-deflate");
+		link_end_set(&l->end, LINK_FAIL_LOCAL,
+			     "out of memory setting up permessage-deflate");
 		return 1;
 	}
 	snprintf(l->deflate_params, sizeof(l->deflate_params),
@@ -55,15 +56,14 @@ int link_upgrade_extensions(struct link *l, struct lws *wsi)
 {
 	char hdr[256], name[64], esc[160];
 
-	if (l->at.deflate)
+	if (*l->at.deflate_offer)
 		return negotiate_deflate(l, wsi);
-	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) <= 0)
-		return 0;
-	if (!wsrx_unoffered_extension(hdr, NULL, name, sizeof(name)))
+	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_EXTENSIONS) <= 0 ||
+	    !wsrx_unoffered_extension(hdr, NULL, name, sizeof(name)))
 		return 0;
 	escape_text(esc, sizeof(esc), name, strlen(name));
-	link_set_end(
-	    l, LINK_FAIL_PROTOCOL,
+	link_end_set(
+	    &l->end, LINK_FAIL_PROTOCOL,
 	    "%s: server accepted the extension '%s', which we did not offer (RFC 6455 §9.1): "
 	    "failing the connection",
 	    l->url_text, esc);
@@ -80,17 +80,17 @@ int link_upgrade_headers(struct link *l, struct lws *wsi, void *in, size_t len)
 		if (lws_add_http_header_by_name(wsi, (unsigned char *)l->hdr_names[i],
 						(unsigned char *)l->hdr_values[i],
 						(int)strlen(l->hdr_values[i]), p, end)) {
-			link_set_end(
-			    l, LINK_FAIL_LOCAL,
+			link_end_set(
+			    &l->end, LINK_FAIL_LOCAL,
 			    "link.headers: header '%.*s' does not fit the handshake buffer",
 			    (int)strlen(l->hdr_names[i]) - 1, l->hdr_names[i]);
 			return -1;
 		}
-	if (l->at.deflate &&
+	if (*l->at.deflate_offer &&
 	    lws_add_http_header_by_name(wsi, (unsigned char *)"Sec-WebSocket-Extensions:",
-					(unsigned char *)l->deflate_offer,
-					(int)strlen(l->deflate_offer), p, end)) {
-		link_set_end(l, LINK_FAIL_LOCAL,
+					(unsigned char *)l->at.deflate_offer,
+					(int)strlen(l->at.deflate_offer), p, end)) {
+		link_end_set(&l->end, LINK_FAIL_LOCAL,
 			     "the permessage-deflate offer does not fit the handshake buffer");
 		return -1;
 	}

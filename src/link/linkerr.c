@@ -38,54 +38,32 @@ static void tls_detail(const char *why, struct linkerr *e)
 
 const char *linkerr_alert_name(int alert)
 {
-	switch (alert) {
-	case MBEDTLS_SSL_ALERT_MSG_CLOSE_NOTIFY:
-		return "close_notify";
-	case MBEDTLS_SSL_ALERT_MSG_UNEXPECTED_MESSAGE:
-		return "unexpected_message";
-	case MBEDTLS_SSL_ALERT_MSG_BAD_RECORD_MAC:
-		return "bad_record_mac";
-	case MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE:
-		return "handshake_failure";
-	case MBEDTLS_SSL_ALERT_MSG_BAD_CERT:
-		return "bad_certificate";
-	case MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT:
-		return "unsupported_certificate";
-	case MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED:
-		return "certificate_revoked";
-	case MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED:
-		return "certificate_expired";
-	case MBEDTLS_SSL_ALERT_MSG_CERT_UNKNOWN:
-		return "certificate_unknown";
-	case MBEDTLS_SSL_ALERT_MSG_ILLEGAL_PARAMETER:
-		return "illegal_parameter";
-	case MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA:
-		return "unknown_ca";
-	case MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED:
-		return "access_denied";
-	case MBEDTLS_SSL_ALERT_MSG_DECODE_ERROR:
-		return "decode_error";
-	case MBEDTLS_SSL_ALERT_MSG_DECRYPT_ERROR:
-		return "decrypt_error";
-	case MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION:
-		return "protocol_version";
-	case MBEDTLS_SSL_ALERT_MSG_INSUFFICIENT_SECURITY:
-		return "insufficient_security";
-	case MBEDTLS_SSL_ALERT_MSG_INTERNAL_ERROR:
-		return "internal_error";
-	case MBEDTLS_SSL_ALERT_MSG_MISSING_EXTENSION:
-		return "missing_extension";
-	case MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_EXT:
-		return "unsupported_extension";
-	case MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME:
-		return "unrecognized_name";
-	case MBEDTLS_SSL_ALERT_MSG_CERT_REQUIRED:
-		return "certificate_required";
-	case MBEDTLS_SSL_ALERT_MSG_NO_APPLICATION_PROTOCOL:
-		return "no_application_protocol";
-	default:
-		return NULL;
-	}
+	static const char *const names[] = {
+	    [MBEDTLS_SSL_ALERT_MSG_CLOSE_NOTIFY] = "close_notify",
+	    [MBEDTLS_SSL_ALERT_MSG_UNEXPECTED_MESSAGE] = "unexpected_message",
+	    [MBEDTLS_SSL_ALERT_MSG_BAD_RECORD_MAC] = "bad_record_mac",
+	    [MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE] = "handshake_failure",
+	    [MBEDTLS_SSL_ALERT_MSG_BAD_CERT] = "bad_certificate",
+	    [MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT] = "unsupported_certificate",
+	    [MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED] = "certificate_revoked",
+	    [MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED] = "certificate_expired",
+	    [MBEDTLS_SSL_ALERT_MSG_CERT_UNKNOWN] = "certificate_unknown",
+	    [MBEDTLS_SSL_ALERT_MSG_ILLEGAL_PARAMETER] = "illegal_parameter",
+	    [MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA] = "unknown_ca",
+	    [MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED] = "access_denied",
+	    [MBEDTLS_SSL_ALERT_MSG_DECODE_ERROR] = "decode_error",
+	    [MBEDTLS_SSL_ALERT_MSG_DECRYPT_ERROR] = "decrypt_error",
+	    [MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION] = "protocol_version",
+	    [MBEDTLS_SSL_ALERT_MSG_INSUFFICIENT_SECURITY] = "insufficient_security",
+	    [MBEDTLS_SSL_ALERT_MSG_INTERNAL_ERROR] = "internal_error",
+	    [MBEDTLS_SSL_ALERT_MSG_MISSING_EXTENSION] = "missing_extension",
+	    [MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_EXT] = "unsupported_extension",
+	    [MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME] = "unrecognized_name",
+	    [MBEDTLS_SSL_ALERT_MSG_CERT_REQUIRED] = "certificate_required",
+	    [MBEDTLS_SSL_ALERT_MSG_NO_APPLICATION_PROTOCOL] = "no_application_protocol",
+	};
+
+	return alert >= 0 && (size_t)alert < sizeof(names) / sizeof(names[0]) ? names[alert] : NULL;
 }
 
 /* Alerts a server sends about the client certificate it was given. */

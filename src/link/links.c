@@ -30,13 +30,13 @@ struct links {
 	const struct wst_config *cfg;
 	struct outbox *out;
 	struct supervisor sup;
-	const char **urls;	/* link.url then link.fallback_urls, for the supervisor */
+	const char **urls; /* link.url then link.fallback_urls, for the supervisor */
 	struct slot slots[2];
 	ev_timer retry_timer, age_timer, finish_timer;
-	uint64_t rng;		/* the age timer's jitter */
-	bool rx_pause;		/* local readers are behind: the carrier reads nothing */
+	uint64_t rng;  /* the age timer's jitter */
+	bool rx_pause; /* local readers are behind: the carrier reads nothing */
 	unsigned long long net_probes, net_retries;
-	struct tls_sessions sessions;	/* the one thing an attempt leaves to the next */
+	struct tls_sessions sessions; /* the one thing an attempt leaves to the next */
 };
 
 uint64_t links_now_ms(void)
@@ -52,11 +52,11 @@ const char *links_url(const struct links *ls)
 	return sup_url(&ls->sup);
 }
 
-static struct slot *slot_of(struct links *ls, uint64_t id)
+static struct slot *slot_of(const struct links *ls, uint64_t id)
 {
 	for (size_t i = 0; id && i < 2; i++)
 		if (ls->slots[i].id == id)
-			return &ls->slots[i];
+			return (struct slot *)&ls->slots[i];
 	return NULL;
 }
 
@@ -66,11 +66,9 @@ static struct slot *slot_of(struct links *ls, uint64_t id)
  */
 static struct slot *carrier(const struct links *ls)
 {
-	struct slot *a = (struct slot *)&ls->slots[0], *b = (struct slot *)&ls->slots[1];
+	struct slot *p = slot_of(ls, ls->sup.primary);
 
-	if (ls->sup.primary && (a->id == ls->sup.primary || b->id == ls->sup.primary))
-		return a->id == ls->sup.primary ? a : b;
-	return a->id >= b->id ? a : b;
+	return p ? p : (struct slot *)&ls->slots[ls->slots[1].id > ls->slots[0].id];
 }
 
 static struct slot *other(const struct links *ls, const struct slot *sl)
@@ -104,8 +102,8 @@ static struct sup_world world(const struct links *ls)
 {
 	const struct slot *c = carrier(ls);
 
-	return (struct sup_world){ queue_len(&ls->out->q), link_up(c->link), link_active(c->link),
-				   link_active(other(ls, c)->link) };
+	return (struct sup_world){queue_len(&ls->out->q), link_up(c->link), link_active(c->link),
+				  link_active(other(ls, c)->link)};
 }
 
 /* Carry out the supervisor's end-of-run verdict for the world as it is now. */
@@ -176,10 +174,11 @@ static void promote(struct links *ls, struct slot *new, struct slot *old)
 	arm_age(ls);
 }
 
-static void on_down(void *ud);
+static void on_down(void *ud, const struct link_end *e);
 
 static void start_attempt(struct links *ls, uint64_t id, const char *url)
 {
+	const struct link_end *e;
 	struct slot *sl = !link_active(ls->slots[0].link)   ? &ls->slots[0]
 			  : !link_active(ls->slots[1].link) ? &ls->slots[1]
 							    : NULL;
@@ -189,9 +188,10 @@ static void start_attempt(struct links *ls, uint64_t id, const char *url)
 		return;
 	}
 	sl->id = id;
-	if (link_start(sl->link, ls->cfg, url) < 0) {
+	e = link_start(sl->link, ls->cfg, url);
+	if (e) {
 		/* nothing to destroy: take the down path straight away */
-		on_down(sl);
+		on_down(sl, e);
 		return;
 	}
 	/* a rotation's new link carries nothing until it is up and promoted */
@@ -201,23 +201,8 @@ static void start_attempt(struct links *ls, uint64_t id, const char *url)
 
 static void log_lines(const struct sup_verdict *v)
 {
-	static const char *const change[] = { [SUP_CHANGE_UP] = "up",
-					      [SUP_CHANGE_DOWN] = "down",
-					      [SUP_CHANGE_FAILED] = "failed" };
-
-	for (size_t i = 0; i < v->n_lines; i++) {
-		const struct sup_line *l = &v->lines[i];
-		struct log_ctx lc = { .url = l->url, .event = l->event, .attempt = l->attempt,
-				      .close_code = l->close_code, .close_ours = l->close_ours,
-				      .link = change[l->change], .http_status = l->http_status,
-				      .cause = l->change > SUP_CHANGE_UP ? link_fail_name(l->fail)
-									 : NULL };
-
-		if (l->event)
-			log_event(l->level, &lc, "%s", l->text);
-		else
-			log_msg(l->level, "%s", l->text);
-	}
+	for (size_t i = 0; i < v->n_lines; i++)
+		log_event(v->lines[i].level, &v->lines[i].ctx, "%s", v->lines[i].text);
 	if (v->lines_lost)
 		log_msg(LOG_ERR, "bug: %u more supervisor line(s) lost, the last: %s",
 			v->lines_lost, v->spill.text);
@@ -232,14 +217,13 @@ static void apply(struct links *ls, const struct sup_verdict *v)
 	/* local programs hear of it before the link starts again */
 	if (v->event.change != SUP_CHANGE_NONE)
 		ls->up.event(ls->up.ud, &v->event);
-	if (v->act != SUP_DO_WAIT && ls->sup.state != SUP_WAITING)
+	if (v->act == SUP_DO_WAIT || ls->sup.state != SUP_WAITING)
 		ev_timer_stop(ls->loop, &ls->retry_timer);
 	switch (v->act) {
 	case SUP_DO_CONNECT:
 		start_attempt(ls, v->id, v->url);
 		break;
 	case SUP_DO_WAIT:
-		ev_timer_stop(ls->loop, &ls->retry_timer);
 		ev_timer_set(&ls->retry_timer, v->delay_ms / 1000.0, 0);
 		ev_timer_start(ls->loop, &ls->retry_timer);
 		break;
@@ -304,14 +288,10 @@ static void on_confirmed(void *ud)
 	settle(ls);
 }
 
-static void on_down(void *ud)
+static void on_down(void *ud, const struct link_end *e)
 {
 	struct slot *sl = ud;
 	struct links *ls = sl->ls;
-	const struct link_end *e = link_last_end(sl->link);
-	struct sup_end se = { e->fail, e->was_up, e->by_request, e->http_status, e->retry_after_s,
-			      e->close_code, e->close_reason, e->msg, e->clean_close,
-			      e->sent_close_code, queue_len(&ls->out->q) };
 	struct sup_verdict v;
 
 	if (sl->id == ls->sup.primary) {
@@ -319,7 +299,7 @@ static void on_down(void *ud)
 		/* the read-ahead limit applies only while the link is up */
 		ls->up.resume(ls->up.ud);
 	}
-	sup_down(&ls->sup, sl->id, links_now_ms(), &se, &v);
+	sup_down(&ls->sup, sl->id, links_now_ms(), e, queue_len(&ls->out->q), &v);
 	apply(ls, &v);
 	settle(ls);
 }
@@ -339,7 +319,7 @@ static void age_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (sup_ending(&ls->sup))
 		return;
-	log_event(LOG_NOTICE, &(struct log_ctx){ .event = "rotate", .url = links_url(ls) },
+	log_event(LOG_NOTICE, &(struct log_ctx){.event = "rotate", .url = links_url(ls)},
 		  "the link to %s reached link.max_age_s (%u s): rotating it", links_url(ls),
 		  ls->cfg->max_age_s);
 	links_request(ls, SUP_REQ_ROTATE);
@@ -421,10 +401,9 @@ void links_net_change(void *ud, enum net_change what, const struct sockaddr_stor
 		      unsigned prefix)
 {
 	struct links *ls = ud;
-	struct link *l = carrier(ls)->link;
 	const char *why = what == NET_ADDR_GONE ? "the link's local address went away"
 			  : addr		? "a route to the link's peer went away"
-						: "rtnetlink messages were lost, a route may be gone";
+				 : "rtnetlink messages were lost, a route may be gone";
 
 	if (what == NET_DEFAULT_ROUTE) {
 		if (ls->sup.state != SUP_WAITING || !ev_is_active(&ls->retry_timer))
@@ -439,12 +418,8 @@ void links_net_change(void *ud, enum net_change what, const struct sockaddr_stor
 		ev_timer_start(ls->loop, &ls->retry_timer);
 		return;
 	}
-	if (what == NET_ADDR_GONE && !link_uses_address(l, addr))
-		return;
 	/* only a route that may have carried the link: not one of an unrelated network */
-	if (what == NET_ROUTE_GONE && !link_uses_route(l, addr, prefix))
-		return;
-	if (!link_probe(l, NET_PROBE_S))
+	if (!link_probe(carrier(ls)->link, what, addr, prefix, NET_PROBE_S))
 		return;
 	ls->net_probes++;
 	log_msg(LOG_NOTICE, "network change: %s: pinging the link, answer due within %d s", why,
@@ -453,31 +428,16 @@ void links_net_change(void *ud, enum net_change what, const struct sockaddr_stor
 
 void links_status(const struct links *ls, struct wst_status *st)
 {
-	const struct link *l = carrier(ls)->link;
+	const struct slot *c = carrier(ls);
 
 	sup_status(&ls->sup, links_now_ms(), time(NULL), st);
-	/* both link objects' counters: a rotation's messages count wherever they went */
 	st->sent = st->sent_bytes = st->received = st->received_bytes = 0;
-	for (size_t i = 0; i < 2; i++) {
-		const struct link_stats *o = link_stats(ls->slots[i].link);
-
-		st->sent += o->sent;
-		st->sent_bytes += o->sent_bytes;
-		st->received += o->received;
-		st->received_bytes += o->received_bytes;
-	}
-	st->ping_rtt_us = link_stats(l)->ping_rtt_us;
-	st->cert_expiry = link_cert_expiry(l);
-	st->cert_not_after = link_cert_not_after(l);
-	if (!link_tls(l, &st->tls_version, &st->tls_cipher))
-		st->tls_version = st->tls_cipher = NULL;
-	st->tls_resumed = link_tls_resumed(l);
+	link_status(other(ls, c)->link, false, st);
+	link_status(c->link, true, st);
 	st->tls_full = ls->sessions.full;
 	st->tls_resumed_total = ls->sessions.resumed;
-	st->proxy = link_via(l);
 	st->net_probes = ls->net_probes;
 	st->net_retries = ls->net_retries;
-	st->compression_params = link_compression(l, &st->deflate);
 }
 
 /*
@@ -488,9 +448,9 @@ int links_use_config(struct links *ls, const struct wst_config *c, bool reset_ur
 {
 	size_t n = config_url_count(c);
 	const char **urls = calloc(n, sizeof(*urls));
-	struct sup_params p = { c->backoff_initial_ms, c->backoff_max_ms, c->backoff_multiplier,
-				c->backoff_jitter, c->backoff_reset_after_s,
-				c->drain_timeout_s * 1000 };
+	struct sup_params p = {c->backoff_initial_ms,	 c->backoff_max_ms,
+			       c->backoff_multiplier,	 c->backoff_jitter,
+			       c->backoff_reset_after_s, c->drain_timeout_s * 1000};
 
 	if (!urls)
 		return -1;
@@ -507,8 +467,8 @@ struct links *links_create(struct ev_loop *loop, struct outbox *out, const struc
 			   uint64_t seed, const struct links_events *ev)
 {
 	struct links *ls = calloc(1, sizeof(*ls));
-	struct link_events lev = { NULL, on_up, on_message, on_confirmed, on_down, on_restarting,
-				   carries };
+	struct link_events lev = {NULL,	   on_up,	  on_message, on_confirmed,
+				  on_down, on_restarting, carries};
 
 	if (!ls)
 		return NULL;
@@ -517,7 +477,7 @@ struct links *links_create(struct ev_loop *loop, struct outbox *out, const struc
 	ls->out = out;
 	ls->rng = seed ^ 0x9e3779b97f4a7c15ULL;
 	/* its policy and URLs come from links_use_config below */
-	sup_init(&ls->sup, &(struct sup_params){ 0 }, NULL, 0, seed);
+	sup_init(&ls->sup, &(struct sup_params){0}, NULL, 0, seed);
 	ev_timer_init(&ls->retry_timer, retry_cb, 0, 0);
 	ev_timer_init(&ls->age_timer, age_cb, 0, 0);
 	ev_timer_init(&ls->finish_timer, finish_cb, 0, 0);

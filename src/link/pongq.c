@@ -11,7 +11,6 @@ bool pongq_push(struct pongq *q, const unsigned char *payload, size_t len)
 		len = PONGQ_PAYLOAD; /* wsrx never hands over more; no overrun if one ever did */
 	if (q->count == PONGQ_MAX) {
 		pongq_pop(q);
-		q->dropped++;
 		dropped = true;
 	}
 	slot = (q->head + q->count) % PONGQ_MAX;

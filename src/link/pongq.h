@@ -16,18 +16,13 @@
 #define PONGQ_MAX 32
 #define PONGQ_PAYLOAD 125 /* a control frame's payload limit (RFC 6455 5.5) */
 
+/* Zeroed, it is empty. */
 struct pongq {
 	unsigned char data[PONGQ_MAX][PONGQ_PAYLOAD];
 	unsigned char len[PONGQ_MAX];
 	unsigned head, count;
-	unsigned long long dropped; /* pings left unanswered since init */
 };
 
-static inline void pongq_init(struct pongq *q)
-{
-	q->head = q->count = 0;
-	q->dropped = 0;
-}
 /* Owe a pong with this payload (at most 125 bytes); true if an older one was dropped for it. */
 bool pongq_push(struct pongq *q, const unsigned char *payload, size_t len);
 /* The oldest pong owed, or NULL; pongq_pop once it is written. */

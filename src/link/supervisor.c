@@ -15,11 +15,6 @@
 #define REPEAT_BURST 10
 #define REPEAT_PERIOD_MS 1000
 
-static void verdict_init(struct sup_verdict *v)
-{
-	memset(v, 0, sizeof(*v));
-}
-
 static __attribute__((format(printf, 6, 7))) struct sup_line *
 add_line(struct sup_verdict *v, int level, const char *event, unsigned attempt, const char *url,
 	 const char *fmt, ...)
@@ -29,7 +24,8 @@ add_line(struct sup_verdict *v, int level, const char *event, unsigned attempt, 
 
 	if (l == &v->spill)
 		v->lines_lost++;
-	*l = (struct sup_line){ .level = level, .event = event, .attempt = attempt, .url = url };
+	*l = (struct sup_line){.level = level,
+			       .ctx = {.url = url, .event = event, .attempt = attempt}};
 	va_start(ap, fmt);
 	vsnprintf(l->text, sizeof(l->text), fmt, ap);
 	va_end(ap);
@@ -39,8 +35,11 @@ add_line(struct sup_verdict *v, int level, const char *event, unsigned attempt, 
 void sup_init(struct supervisor *s, const struct sup_params *p, const char *const *urls,
 	      size_t n_urls, uint64_t seed)
 {
-	*s = (struct supervisor){ .state = SUP_IDLE, .p = *p, .urls = urls, .n_urls = n_urls,
-				  .repeat = RATELIMIT(REPEAT_BURST, REPEAT_PERIOD_MS, 0) };
+	*s = (struct supervisor){.state = SUP_IDLE,
+				 .p = *p,
+				 .urls = urls,
+				 .n_urls = n_urls,
+				 .repeat = RATELIMIT(REPEAT_BURST, REPEAT_PERIOD_MS, 0)};
 	backoff_init(&s->bo, p->initial_ms, p->max_ms, p->multiplier, p->jitter, seed);
 }
 
@@ -82,26 +81,40 @@ static void connect_verdict(struct supervisor *s, struct sup_verdict *v)
 
 void sup_start(struct supervisor *s, struct sup_verdict *v)
 {
-	verdict_init(v);
+	memset(v, 0, sizeof(*v));
 	connect_verdict(s, v);
 }
 
 void sup_timer(struct supervisor *s, uint64_t now, struct sup_verdict *v)
 {
-	verdict_init(v);
+	memset(v, 0, sizeof(*v));
 	if (s->state == SUP_WAITING)
 		connect_verdict(s, v);
+}
+
+static void close_link(struct sup_verdict *v, uint64_t id, const char *reason)
+{
+	v->act = SUP_DO_CLOSE;
+	v->id = id;
+	v->close_code = 1000;
+	v->close_reason = reason;
+}
+
+/* The standby carries traffic now. */
+static void promote_standby(struct supervisor *s, struct sup_verdict *v)
+{
+	s->primary = s->standby;
+	s->standby = 0;
+	v->act = SUP_DO_PROMOTE;
+	v->id = s->primary;
 }
 
 static void up_standby(struct supervisor *s, uint64_t now, struct sup_verdict *v)
 {
 	s->retiring = s->primary;
-	s->primary = s->standby;
-	s->standby = 0;
+	promote_standby(s, v);
 	s->connected_since = now;
 	s->rotations++;
-	v->act = SUP_DO_PROMOTE;
-	v->id = s->primary;
 	v->old = s->retiring;
 	add_line(v, LOG_NOTICE, "rotate", 0, sup_url(s),
 		 "rotated to a new link to %s; the old one closes once its messages are confirmed",
@@ -114,37 +127,35 @@ void sup_up(struct supervisor *s, uint64_t id, uint64_t now, struct sup_verdict 
 	uint64_t down = s->down_since && now > s->down_since ? now - s->down_since : 0;
 	const char *url = sup_url(s);
 
-	verdict_init(v);
+	memset(v, 0, sizeof(*v));
 	if (id && id == s->standby) {
 		if (s->state == SUP_CONNECTED) {
 			up_standby(s, now, v);
 		} else {
 			/* paused or stopping meanwhile: the rotation is moot */
 			s->standby = 0;
-			v->act = SUP_DO_CLOSE;
-			v->id = id;
-			v->close_code = 1000;
-			v->close_reason = "not needed";
+			close_link(v, id, "not needed");
 		}
 		return;
 	}
 	if (s->down_since)
 		s->reconnects++;
-	v->event = (struct sup_event){ .change = SUP_CHANGE_UP, .url = url, .attempt = s->tries,
-				       .retry_ms = -1 };
+	v->event = (struct sup_event){
+	    .change = SUP_CHANGE_UP, .url = url, .attempt = s->tries, .retry_ms = -1};
 	s->state = SUP_CONNECTED;
 	s->connected_since = now;
 	/* a link that dropped at once, again and again: no notice for every return */
 	if (s->flapping && s->streak > 1)
 		add_line(v, ratelimit_allow(&s->repeat, now) ? LOG_INFO : LOG_DEBUG, "connect", 0,
-			 url, "connected to %s again after %.1f s down (it dropped %u time(s) in a row)",
+			 url,
+			 "connected to %s again after %.1f s down (it dropped %u time(s) in a row)",
 			 url, (double)down / 1000.0, s->streak);
 	else if (down)
 		add_line(v, LOG_NOTICE, "connect", 0, url, "connected to %s after %.1f s down", url,
 			 (double)down / 1000.0);
 	else
 		add_line(v, LOG_NOTICE, "connect", 0, url, "connected to %s", url);
-	v->lines[v->n_lines - 1].change = SUP_CHANGE_UP;
+	v->lines[v->n_lines - 1].ctx.link = "up";
 	snprintf(v->status, sizeof(v->status), "connected to %s", url);
 }
 
@@ -170,7 +181,7 @@ static void mark_down(struct supervisor *s, uint64_t now)
 	s->primary = 0;
 }
 
-static unsigned next_delay(struct supervisor *s, const struct sup_end *e)
+static unsigned next_delay(struct supervisor *s, const struct link_end *e)
 {
 	uint64_t cap = (uint64_t)s->p.max_ms * 10, ra = (uint64_t)e->retry_after_s * 1000;
 	unsigned d;
@@ -181,12 +192,10 @@ static unsigned next_delay(struct supervisor *s, const struct sup_end *e)
 		d = backoff_next(&s->bo);
 		return ra > d ? (unsigned)(ra > cap ? cap : ra) : d;
 	}
-	if (e->close_code == 1001 || e->close_code == 1012) {
-		/* one fast retry; a server that "restarts" at every connect gets backoff */
-		if (!s->quick_retry_used) {
-			s->quick_retry_used = true;
-			return s->p.initial_ms;
-		}
+	/* one fast retry; a server that "restarts" at every connect gets backoff */
+	if ((e->close_code == 1001 || e->close_code == 1012) && !s->quick_retry_used) {
+		s->quick_retry_used = true;
+		return s->p.initial_ms;
 	}
 	return backoff_next(&s->bo);
 }
@@ -195,8 +204,7 @@ static unsigned next_delay(struct supervisor *s, const struct sup_end *e)
  * The first failure after a good state warns, as does a different failure
  * (another kind, close code or HTTP status); repeats are info, rate-limited.
  */
-static int failure_level(struct supervisor *s, const struct sup_end *e, bool stable,
-			 uint64_t now)
+static int failure_level(struct supervisor *s, const struct link_end *e, bool stable, uint64_t now)
 {
 	int sig = e->close_code ? e->close_code : e->http_status, level;
 
@@ -217,18 +225,7 @@ static int failure_level(struct supervisor *s, const struct sup_end *e, bool sta
 	return level;
 }
 
-static void record_end(struct supervisor *s, const struct sup_end *e)
-{
-	if (e->close_code) {
-		s->last_close_code = e->close_code;
-		snprintf(s->last_close_reason, sizeof(s->last_close_reason), "%s",
-			 e->close_reason ? e->close_reason : "");
-	}
-	if (!e->by_request)
-		snprintf(s->last_error, sizeof(s->last_error), "%s", e->msg ? e->msg : "");
-}
-
-static void failure_verdict(struct supervisor *s, uint64_t now, const struct sup_end *e,
+static void failure_verdict(struct supervisor *s, uint64_t now, const struct link_end *e,
 			    struct sup_verdict *v)
 {
 	bool stable = e->was_up && is_stable(s, now);
@@ -251,7 +248,7 @@ static void failure_verdict(struct supervisor *s, uint64_t now, const struct sup
 	} else {
 		l = add_line(v, level, "disconnect", s->tries, sup_url(s), "%s", e->msg);
 	}
-	l->close_code = e->close_code;
+	l->ctx.close_code = e->close_code;
 	/* after a failure, the next URL of link.fallback_urls, wrapping around */
 	if (!e->by_request)
 		s->url_idx = (s->url_idx + 1) % s->n_urls;
@@ -259,16 +256,14 @@ static void failure_verdict(struct supervisor *s, uint64_t now, const struct sup
 		 "reconnecting to %s in %.1f s (attempt %u)", sup_url(s), delay / 1000.0,
 		 s->tries + 1);
 	snprintf(v->status, sizeof(v->status), "reconnecting in %.1f s (attempt %u): %s",
-		 delay / 1000.0, s->tries + 1, e->msg);
+		 delay / 1000.0, s->tries + 1, v->event.msg);
 	s->state = SUP_WAITING;
 	s->retry_at = now + delay;
 	v->act = SUP_DO_WAIT;
 	v->delay_ms = delay;
 }
 
-static void close_primary(struct supervisor *s, const char *reason, struct sup_verdict *v);
-
-static bool side_link_down(struct supervisor *s, uint64_t id, const struct sup_end *e,
+static bool side_link_down(struct supervisor *s, uint64_t id, const struct link_end *e,
 			   struct sup_verdict *v)
 {
 	if (id && id != s->primary && id != s->standby && id != s->retiring) {
@@ -284,7 +279,7 @@ static bool side_link_down(struct supervisor *s, uint64_t id, const struct sup_e
 		else
 			add_line(v, LOG_NOTICE, "disconnect", 0, sup_url(s),
 				 "%s; the link that replaces it was already up", e->msg)
-				->close_code = e->close_code;
+			    ->ctx.close_code = e->close_code;
 		return true;
 	}
 	if (id && id == s->standby && s->standby_for_restart) {
@@ -303,7 +298,7 @@ static bool side_link_down(struct supervisor *s, uint64_t id, const struct sup_e
 			 e->msg);
 		if (s->state == SUP_CONNECTED && !s->reconnect_pending && !s->pause_pending) {
 			s->reconnect_pending = true;
-			close_primary(s, "reconnect", v);
+			close_link(v, s->primary, "reconnect");
 		}
 		return true;
 	}
@@ -314,83 +309,72 @@ static bool side_link_down(struct supervisor *s, uint64_t id, const struct sup_e
  * The primary ended while its replacement is being opened (the server said
  * 1001/1012, or it dropped during a rotation): that attempt is the next one.
  */
-static bool take_over(struct supervisor *s, uint64_t now, const struct sup_end *e,
+static bool take_over(struct supervisor *s, uint64_t now, const struct link_end *e,
 		      struct sup_verdict *v)
 {
 	if (!s->standby || s->state == SUP_STOPPING || s->pause_pending || s->reconnect_pending)
 		return false;
 	mark_down(s, now);
-	s->primary = s->standby;
-	s->standby = 0;
+	promote_standby(s, v);
 	s->tries++;
 	s->state = SUP_CONNECTING;
-	v->act = SUP_DO_PROMOTE;
-	v->id = s->primary;
 	add_line(v, e->by_request ? LOG_INFO : LOG_NOTICE, "disconnect", s->tries, sup_url(s),
 		 "%s; its replacement is already connecting", e->msg)
-		->close_code = e->close_code;
+	    ->ctx.close_code = e->close_code;
 	snprintf(v->status, sizeof(v->status), "connecting to %s (attempt %u)", sup_url(s),
 		 s->tries);
 	return true;
 }
 
-/* The event for the primary's end; retry_ms is filled once the verdict knows. */
-static void end_event(struct supervisor *s, const struct sup_end *e, struct sup_verdict *v)
+/* The primary's end: its event (retry_ms filled once the verdict knows) and status' record. */
+static void end_event(struct supervisor *s, const struct link_end *e, struct sup_verdict *v)
 {
 	v->event = (struct sup_event){
-		.change = e->was_up ? SUP_CHANGE_DOWN : SUP_CHANGE_FAILED,
-		.url = sup_url(s),
-		.attempt = s->tries,
-		.fail = e->fail,
-		.by_request = e->by_request,
-		.close_code = e->close_code,
-		.close_reason = e->close_reason,
-		.http_status = e->http_status,
-		.msg = e->msg,
-		.retry_ms = -1,
+	    .change = e->was_up ? SUP_CHANGE_DOWN : SUP_CHANGE_FAILED,
+	    .url = sup_url(s),
+	    .attempt = s->tries,
+	    .fail = e->fail,
+	    .by_request = e->by_request,
+	    .close_code = e->close_code,
+	    .close_reason = e->close_reason,
+	    .http_status = e->http_status,
+	    .msg = e->msg,
+	    .retry_ms = -1,
 	};
-	if (!e->by_request)
-		s->failures[e->fail >= 0 && e->fail < SUP_FAIL_KINDS ? e->fail : SUP_FAIL_KINDS - 1]++;
+	if (e->close_code) {
+		s->last_close_code = e->close_code;
+		snprintf(s->last_close_reason, sizeof(s->last_close_reason), "%s", e->close_reason);
+	}
+	if (e->by_request)
+		return;
+	s->failures[(unsigned)e->fail < SUP_FAIL_KINDS ? e->fail : SUP_FAIL_KINDS - 1]++;
+	snprintf(s->last_error, sizeof(s->last_error), "%s", e->msg);
 }
 
 /* The lines that tell of the primary's end carry its change, cause and close code. */
-static void tag_end_lines(struct sup_verdict *v, const struct sup_end *e)
+static void tag_end_lines(struct sup_verdict *v, const struct link_end *e)
 {
 	for (size_t i = 0; i < v->n_lines && v->event.change != SUP_CHANGE_NONE; i++) {
-		struct sup_line *l = &v->lines[i];
+		struct log_ctx *c = &v->lines[i].ctx;
 
-		if (!l->event || strcmp(l->event, "disconnect"))
+		if (strcmp(c->event, "disconnect"))
 			continue;
-		l->change = v->event.change;
-		l->fail = e->fail;
-		l->http_status = e->http_status;
-		if (!l->close_code && e->by_request && e->sent_close_code) {
-			l->close_code = e->sent_close_code;
-			l->close_ours = true;
+		c->link = v->event.change == SUP_CHANGE_DOWN ? "down" : "failed";
+		c->cause = link_fail_name(e->fail);
+		c->http_status = e->http_status;
+		if (!c->close_code && e->by_request && e->sent_close_code) {
+			c->close_code = e->sent_close_code;
+			c->close_ours = true;
 		}
 	}
 }
 
-static void primary_down(struct supervisor *s, uint64_t now, const struct sup_end *e,
-			 struct sup_verdict *v);
-
-void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct sup_end *e,
-	      struct sup_verdict *v)
-{
-	verdict_init(v);
-	if (side_link_down(s, id, e, v))
-		return;
-	primary_down(s, now, e, v);
-	tag_end_lines(v, e);
-}
-
-static void primary_down(struct supervisor *s, uint64_t now, const struct sup_end *e,
-			 struct sup_verdict *v)
+static void primary_down(struct supervisor *s, uint64_t now, const struct link_end *e,
+			 size_t queued, struct sup_verdict *v)
 {
 	/* the end of the run: nothing more is owed to the server */
-	if (s->fin.stop || (s->fin.eof && (s->fin.closing || !e->queued)))
+	if (s->fin.stop || (s->fin.eof && (s->fin.closing || !queued)))
 		s->state = SUP_STOPPING;
-	record_end(s, e);
 	end_event(s, e, v);
 	if (take_over(s, now, e, v))
 		return;
@@ -404,7 +388,7 @@ static void primary_down(struct supervisor *s, uint64_t now, const struct sup_en
 		s->state = SUP_PAUSED;
 		add_line(v, LOG_NOTICE, "disconnect", s->tries, sup_url(s),
 			 "link closed: paused until `wstetherctl resume`")
-			->close_code = e->close_code;
+		    ->ctx.close_code = e->close_code;
 		snprintf(v->status, sizeof(v->status), "paused");
 		return;
 	}
@@ -412,8 +396,9 @@ static void primary_down(struct supervisor *s, uint64_t now, const struct sup_en
 		s->reconnect_pending = false;
 		mark_down(s, now);
 		backoff_reset(&s->bo);
-		add_line(v, LOG_NOTICE, "disconnect", s->tries, sup_url(s), "reconnecting on request")
-			->close_code = e->close_code;
+		add_line(v, LOG_NOTICE, "disconnect", s->tries, sup_url(s),
+			 "reconnecting on request")
+		    ->ctx.close_code = e->close_code;
 		connect_verdict(s, v);
 		v->event.retry_ms = 0;
 		return;
@@ -422,17 +407,19 @@ static void primary_down(struct supervisor *s, uint64_t now, const struct sup_en
 	v->event.retry_ms = v->delay_ms;
 }
 
+void sup_down(struct supervisor *s, uint64_t id, uint64_t now, const struct link_end *e,
+	      size_t queued, struct sup_verdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	if (side_link_down(s, id, e, v))
+		return;
+	primary_down(s, now, e, queued, v);
+	tag_end_lines(v, e);
+}
+
 static bool link_exists(const struct supervisor *s)
 {
 	return s->state == SUP_CONNECTING || s->state == SUP_CONNECTED;
-}
-
-static void close_primary(struct supervisor *s, const char *reason, struct sup_verdict *v)
-{
-	v->act = SUP_DO_CLOSE;
-	v->id = s->primary;
-	v->close_code = 1000;
-	v->close_reason = reason;
 }
 
 static void req_reconnect(struct supervisor *s, struct sup_verdict *v)
@@ -444,7 +431,7 @@ static void req_reconnect(struct supervisor *s, struct sup_verdict *v)
 	backoff_reset(&s->bo);
 	if (link_exists(s)) {
 		s->reconnect_pending = true;
-		close_primary(s, "reconnect", v);
+		close_link(v, s->primary, "reconnect");
 	} else {
 		connect_verdict(s, v);
 	}
@@ -456,7 +443,7 @@ static void req_reconfigure(struct supervisor *s, struct sup_verdict *v)
 		return;
 	if (link_exists(s)) {
 		s->reconnect_pending = true;
-		close_primary(s, "reconfigured", v);
+		close_link(v, s->primary, "reconfigured");
 	} else if (s->state == SUP_WAITING) {
 		/* the new settings may work at once */
 		connect_verdict(s, v);
@@ -470,7 +457,7 @@ static void req_pause(struct supervisor *s, struct sup_verdict *v)
 	s->pause_pending = true;
 	add_line(v, LOG_NOTICE, "pause", 0, NULL, "pausing the link on request");
 	if (link_exists(s)) {
-		close_primary(s, "paused", v);
+		close_link(v, s->primary, "paused");
 	} else {
 		s->state = SUP_PAUSED;
 		snprintf(v->status, sizeof(v->status), "paused");
@@ -529,7 +516,7 @@ static void req_server_restart(struct supervisor *s, uint64_t now, struct sup_ve
 
 void sup_request(struct supervisor *s, enum sup_request r, uint64_t now, struct sup_verdict *v)
 {
-	verdict_init(v);
+	memset(v, 0, sizeof(*v));
 	if (s->state == SUP_STOPPING && r != SUP_REQ_STOP) {
 		v->refused = "stopping";
 		return;
@@ -561,8 +548,8 @@ void sup_request(struct supervisor *s, enum sup_request r, uint64_t now, struct 
 
 const char *sup_state_name(enum sup_state st)
 {
-	static const char *const n[] = { "idle", "connecting", "connected", "waiting", "paused",
-					 "stopping" };
+	static const char *const n[] = {"idle",	   "connecting", "connected",
+					"waiting", "paused",	 "stopping"};
 
 	return st <= SUP_STOPPING ? n[st] : "unknown";
 }

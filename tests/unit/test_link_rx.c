@@ -41,17 +41,15 @@ static int teardown(void **state)
 
 /* Server frames are unmasked: FIN + opcode, then the length. */
 static unsigned feed(struct link_rx *s, const char *bytes, size_t len, uint64_t fence,
-		     bool close_sent, struct link_rx_actions *a)
+		     bool close_sent)
 {
-	return link_rx_feed(s, (const unsigned char *)bytes, len, fence, close_sent, &end, a);
+	return link_rx_feed(s, (const unsigned char *)bytes, len, fence, close_sent, &end);
 }
 
 /* A message goes to local programs and asks nothing of the link. */
 static void data_message_is_delivered(void **state)
 {
-	struct link_rx_actions a;
-
-	assert_int_equal(feed(*state, "\x81\x05hello\x82\x02xy", 11, 0, false, &a), 0);
+	assert_int_equal(feed(*state, "\x81\x05hello\x82\x02xy", 11, 0, false), 0);
 	assert_string_equal(got, "T:hello|B:xy|");
 }
 
@@ -60,33 +58,32 @@ static void data_message_is_delivered(void **state)
 static void ping_owes_a_pong(void **state)
 {
 	struct link_rx *s = *state;
-	struct link_rx_actions a;
 	const unsigned char *p;
 	size_t n;
 
-	assert_int_equal(feed(s, "\x89\x02hi", 4, 0, false, &a), LINK_RX_WRITE);
+	assert_int_equal(feed(s, "\x89\x02hi", 4, 0, false), LINK_RX_WRITE);
 	assert_int_equal(pongq_len(&s->pongs), 1);
 	p = pongq_peek(&s->pongs, &n);
 	assert_int_equal(n, 2);
 	assert_memory_equal(p, "hi", 2);
 	pongq_pop(&s->pongs);
-	assert_int_equal(feed(s, "\x89\x01x", 3, 0, true, &a), 0);
+	assert_int_equal(feed(s, "\x89\x01x", 3, 0, true), 0);
 	assert_int_equal(pongq_len(&s->pongs), 0);
 }
 
 /* A pong carries the seq of our ping: it confirms up to it; one above the fence is not ours. */
 static void pong_confirms_up_to_its_seq(void **state)
 {
-	struct link_rx_actions a;
 	const char two[] = "\x8a\x08\0\0\0\0\0\0\0\x05"
 			   "\x8a\x08\0\0\0\0\0\0\0\x07";
+	struct link_rx *s = *state;
 
-	assert_int_equal(feed(*state, two, 20, 7, false, &a), LINK_RX_PONG);
-	assert_int_equal(a.pong_first, 5);
-	assert_int_equal(a.pong_last, 7);
-	assert_int_equal(feed(*state, "\x8a\x08\0\0\0\0\0\0\0\x09", 10, 7, false, &a), 0);
+	assert_int_equal(feed(s, two, 20, 7, false), LINK_RX_PONG);
+	assert_int_equal(s->pong_first, 5);
+	assert_int_equal(s->pong_last, 7);
+	assert_int_equal(feed(*state, "\x8a\x08\0\0\0\0\0\0\0\x09", 10, 7, false), 0);
 	/* not 8 bytes: not a pong to any ping of ours */
-	assert_int_equal(feed(*state, "\x8a\x01x", 3, 7, false, &a), 0);
+	assert_int_equal(feed(*state, "\x8a\x01x", 3, 7, false), 0);
 	assert_string_equal(got, "");
 }
 
@@ -94,14 +91,13 @@ static void pong_confirms_up_to_its_seq(void **state)
 static void server_close_is_echoed(void **state)
 {
 	struct link_rx *s = *state;
-	struct link_rx_actions a;
 	const char *reason = NULL;
 
 	assert_int_equal(link_rx_answer(s, &reason), -1);
 	assert_int_equal(feed(s,
 			      "\x88\x05\x03\xe9"
 			      "bye\x81\x01x",
-			      10, 0, false, &a),
+			      10, 0, false),
 			 LINK_RX_CLOSE | LINK_RX_RESTARTING);
 	assert_int_equal(end.close_code, 1001);
 	assert_string_equal(end.close_reason, "bye");
@@ -112,17 +108,14 @@ static void server_close_is_echoed(void **state)
 	assert_string_equal(reason, "");
 	/* nothing after the close frame reaches anyone */
 	assert_string_equal(got, "");
-	assert_int_equal(feed(s, "\x81\x01y", 3, 0, false, &a), 0);
+	assert_int_equal(feed(s, "\x81\x01y", 3, 0, false), 0);
 	assert_string_equal(got, "");
 }
 
 /* After our own close, the server's close is the answer: drop the TCP, keep its code. */
 static void close_answering_ours_finishes(void **state)
 {
-	struct link_rx_actions a;
-
-	assert_int_equal(feed(*state, "\x88\x02\x03\xe8", 4, 0, true, &a),
-			 LINK_RX_FINISH);
+	assert_int_equal(feed(*state, "\x88\x02\x03\xe8", 4, 0, true), LINK_RX_FINISH);
 	assert_int_equal(end.close_code, 1000);
 	assert_int_equal(link_rx_answer(*state, &(const char *){NULL}), -1);
 }
@@ -130,11 +123,9 @@ static void close_answering_ours_finishes(void **state)
 /* A close after another cause (here: a dead link) keeps that cause and is no clean end. */
 static void close_after_another_cause_keeps_it(void **state)
 {
-	struct link_rx_actions a;
-
 	end.fail = LINK_FAIL_DEAD;
 	snprintf(end.msg, sizeof(end.msg), "dead");
-	assert_int_equal(feed(*state, "\x88\x02\x03\xe8", 4, 0, false, &a), LINK_RX_CLOSE);
+	assert_int_equal(feed(*state, "\x88\x02\x03\xe8", 4, 0, false), LINK_RX_CLOSE);
 	assert_int_equal(end.close_code, 1000);
 	assert_int_equal(end.fail, LINK_FAIL_DEAD);
 	assert_string_equal(end.msg, "dead");
@@ -145,18 +136,16 @@ static void close_after_another_cause_keeps_it(void **state)
 static void protocol_violation_closes_with_1002(void **state)
 {
 	struct link_rx *s = *state;
-	struct link_rx_actions a;
 	const char *reason = NULL;
 
-	assert_int_equal(feed(s, "\x81\x81\1\2\3\4x", 7, 0, false, &a),
-			 LINK_RX_CLOSE);
+	assert_int_equal(feed(s, "\x81\x81\1\2\3\4x", 7, 0, false), LINK_RX_CLOSE);
 	assert_int_equal(end.fail, LINK_FAIL_VIOLATION);
 	assert_non_null(strstr(end.msg, "server example.org:443 sent "));
 	assert_non_null(strstr(end.msg, ": closing with 1002"));
 	assert_int_equal(link_rx_answer(s, &reason), 1002);
 	assert_string_equal(reason, "protocol error");
 	/* frames cannot be found again after it */
-	assert_int_equal(feed(s, "\x89\x00", 2, 0, false, &a), 0);
+	assert_int_equal(feed(s, "\x89\x00", 2, 0, false), 0);
 	assert_string_equal(got, "");
 }
 
@@ -165,11 +154,9 @@ static void protocol_violation_closes_with_1002(void **state)
 static void invalid_utf8_closes_with_1007(void **state)
 {
 	struct link_rx *s = *state;
-	struct link_rx_actions a;
 	const char *reason = NULL;
 
-	assert_int_equal(feed(s, "\x81\x02\xc3\x28", 4, 0, false, &a),
-			 LINK_RX_CLOSE);
+	assert_int_equal(feed(s, "\x81\x02\xc3\x28", 4, 0, false), LINK_RX_CLOSE);
 	assert_int_equal(end.fail, LINK_FAIL_VIOLATION);
 	assert_non_null(strstr(end.msg, "closing with 1007"));
 	assert_int_equal(link_rx_answer(s, &reason), 1007);
@@ -177,7 +164,7 @@ static void invalid_utf8_closes_with_1007(void **state)
 	assert_string_equal(got, "");
 
 	link_rx_init(s, 1 << 16, NULL, "example.org", 443, deliver, NULL);
-	assert_int_equal(feed(s, "\x81\x02\xc3\x28", 4, 0, true, &a), LINK_RX_FINISH);
+	assert_int_equal(feed(s, "\x81\x02\xc3\x28", 4, 0, true), LINK_RX_FINISH);
 	assert_int_equal(link_rx_answer(s, &reason), -1);
 }
 
@@ -185,14 +172,13 @@ static void invalid_utf8_closes_with_1007(void **state)
 static void too_big_closes_with_1009(void **state)
 {
 	struct link_rx *s = *state;
-	struct link_rx_actions a;
 	const char *reason = NULL;
 
 	link_rx_init(s, 4, NULL, "example.org", 443, deliver, NULL);
 	assert_int_equal(feed(s,
 			      "\x82\x05"
 			      "12345",
-			      7, 0, false, &a),
+			      7, 0, false),
 			 LINK_RX_CLOSE);
 	assert_string_equal(end.msg, "message from example.org:443 exceeds link.max_message_bytes "
 				   "(4): closing with 1009");

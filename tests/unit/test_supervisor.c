@@ -13,17 +13,18 @@
 static const struct sup_params P = { 500, 60000, 2.0, 0.0, 30, 5000 };
 static const char *const URLS[] = { "ws://a/", "ws://b/", "ws://c/" };
 
-enum { F_CONNECT = 1, F_CLOSED = 6 };
-
-static struct sup_end fail_end(void)
+static struct link_end fail_end(void)
 {
-	return (struct sup_end){ .fail = F_CONNECT, .msg = "cannot connect to a:80" };
+	return (struct link_end){.fail = LINK_FAIL_CONNECT, .msg = "cannot connect to a:80"};
 }
 
-static struct sup_end closed_end(int code)
+static struct link_end closed_end(int code)
 {
-	return (struct sup_end){ .fail = F_CLOSED, .was_up = true, .close_code = code,
-				 .close_reason = "bye", .msg = "server closed the link" };
+	return (struct link_end){.fail = LINK_FAIL_CLOSED,
+				 .was_up = true,
+				 .close_code = code,
+				 .close_reason = "bye",
+				 .msg = "server closed the link"};
 }
 
 static void init(struct supervisor *s, size_t n_urls)
@@ -38,9 +39,9 @@ static void init(struct supervisor *s, size_t n_urls)
 }
 
 /* Fail the current attempt at time t; returns the delay. */
-static unsigned fail_at(struct supervisor *s, uint64_t t, struct sup_end e, struct sup_verdict *v)
+static unsigned fail_at(struct supervisor *s, uint64_t t, struct link_end e, struct sup_verdict *v)
 {
-	sup_down(s, s->primary, t, &e, v);
+	sup_down(s, s->primary, t, &e, 0, v);
 	assert_int_equal(v->act, SUP_DO_WAIT);
 	assert_int_equal(s->state, SUP_WAITING);
 	return v->delay_ms;
@@ -73,8 +74,8 @@ static void failures_back_off_exponentially_and_count_attempts(void **state)
 	assert_int_equal(s.attempts, 3);
 	/* the retry line names the next attempt */
 	assert_string_equal(v.lines[1].text, "reconnecting to ws://a/ in 2.0 s (attempt 4)");
-	assert_string_equal(v.lines[1].event, "retry");
-	assert_int_equal(v.lines[1].attempt, 4);
+	assert_string_equal(v.lines[1].ctx.event, "retry");
+	assert_int_equal(v.lines[1].ctx.attempt, 4);
 	assert_string_equal(v.status, "reconnecting in 2.0 s (attempt 4): cannot connect to a:80");
 	assert_string_equal(s.last_error, "cannot connect to a:80");
 }
@@ -119,7 +120,7 @@ static void auth_rejection_and_retry_after(void **state)
 {
 	struct supervisor s;
 	struct sup_verdict v;
-	struct sup_end e = fail_end();
+	struct link_end e = fail_end();
 
 	init(&s, 1);
 	e.http_status = 401;
@@ -178,7 +179,7 @@ static void first_failure_warns_repeats_are_info_then_rate_limited(void **state)
 	fail_at(&s, t, fail_end(), &v);
 	assert_int_equal(v.lines[0].level, LOG_WARNING);
 	assert_string_equal(v.lines[0].text, "cannot connect to a:80");
-	assert_string_equal(v.lines[0].event, "disconnect");
+	assert_string_equal(v.lines[0].ctx.event, "disconnect");
 	assert_int_equal(v.lines[1].level, LOG_INFO);
 	/* the same failure 30 times within a second: 10 lines, the rest at debug */
 	for (int i = 0; i < 30; i++) {
@@ -205,7 +206,7 @@ static void first_failure_warns_repeats_are_info_then_rate_limited(void **state)
 	assert_string_equal(v.lines[0].text, "connected to ws://a/ after 5.1 s down");
 	fail_at(&s, t += 1, closed_end(1011), &v);
 	assert_int_equal(v.lines[0].level, LOG_WARNING);
-	assert_int_equal(v.lines[0].close_code, 1011);
+	assert_int_equal(v.lines[0].ctx.close_code, 1011);
 }
 
 static void flapping_links_reconnect_quietly(void **state)
@@ -234,11 +235,11 @@ static void fallback_urls_rotate_after_failures_not_after_requests(void **state)
 {
 	struct supervisor s;
 	struct sup_verdict v;
-	struct sup_end byreq = closed_end(0);
+	struct link_end byreq = closed_end(0);
 
 	init(&s, 3);
 	fail_at(&s, 1, fail_end(), &v);
-	assert_string_equal(v.lines[1].url, "ws://b/");
+	assert_string_equal(v.lines[1].ctx.url, "ws://b/");
 	sup_timer(&s, 600, &v);
 	assert_string_equal(v.url, "ws://b/");
 	fail_at(&s, 700, fail_end(), &v);
@@ -264,7 +265,7 @@ static void a_clean_close_by_the_server_is_a_notice(void **state)
 {
 	struct supervisor s;
 	struct sup_verdict v;
-	struct sup_end clean = closed_end(1000), empty = closed_end(0), err = closed_end(1011);
+	struct link_end clean = closed_end(1000), empty = closed_end(0), err = closed_end(1011);
 	uint64_t t = 1;
 
 	clean.clean_close = empty.clean_close = true;
@@ -272,7 +273,7 @@ static void a_clean_close_by_the_server_is_a_notice(void **state)
 	sup_up(&s, s.primary, t, &v);
 	fail_at(&s, t += 1, clean, &v);
 	assert_int_equal(v.lines[0].level, LOG_NOTICE);
-	assert_int_equal(v.lines[0].close_code, 1000);
+	assert_int_equal(v.lines[0].ctx.close_code, 1000);
 	sup_timer(&s, t += 1000, &v);
 	sup_up(&s, s.primary, t, &v);
 	fail_at(&s, t += 1, empty, &v);
@@ -287,7 +288,7 @@ static void reconnect_request_closes_then_connects_at_once(void **state)
 {
 	struct supervisor s;
 	struct sup_verdict v;
-	struct sup_end e = closed_end(0);
+	struct link_end e = closed_end(0);
 
 	init(&s, 1);
 	sup_up(&s, s.primary, 10, &v);
@@ -297,7 +298,7 @@ static void reconnect_request_closes_then_connects_at_once(void **state)
 	assert_string_equal(v.close_reason, "reconnect");
 	assert_int_equal(v.id, s.primary);
 	e.by_request = true;
-	sup_down(&s, s.primary, 30, &e, &v);
+	sup_down(&s, s.primary, 30, &e, 0, &v);
 	assert_int_equal(v.act, SUP_DO_CONNECT);
 	assert_string_equal(v.lines[0].text, "reconnecting on request");
 	/* while waiting, a reconnect connects at once */
@@ -315,7 +316,7 @@ static void reconfigure_request(void **state)
 	sup_request(&s, SUP_REQ_RECONFIGURE, 1, &v);
 	assert_int_equal(v.act, SUP_DO_CLOSE);
 	assert_string_equal(v.close_reason, "reconfigured");
-	sup_down(&s, s.primary, 2, &(struct sup_end){ .fail = 9, .by_request = true, .msg = "x" },
+	sup_down(&s, s.primary, 2, &(struct link_end){.fail = 9, .by_request = true, .msg = "x"}, 0,
 		 &v);
 	assert_int_equal(v.act, SUP_DO_CONNECT);
 	fail_at(&s, 3, fail_end(), &v);
@@ -327,7 +328,7 @@ static void pause_and_resume(void **state)
 {
 	struct supervisor s;
 	struct sup_verdict v;
-	struct sup_end e = closed_end(0);
+	struct link_end e = closed_end(0);
 
 	init(&s, 1);
 	sup_up(&s, s.primary, 10, &v);
@@ -338,7 +339,7 @@ static void pause_and_resume(void **state)
 	sup_request(&s, SUP_REQ_RECONNECT, 21, &v);
 	assert_string_equal(v.refused, "paused: use resume");
 	e.by_request = true;
-	sup_down(&s, s.primary, 30, &e, &v);
+	sup_down(&s, s.primary, 30, &e, 0, &v);
 	assert_int_equal(v.act, SUP_DO_NOTHING);
 	assert_int_equal(s.state, SUP_PAUSED);
 	assert_string_equal(v.status, "paused");
@@ -369,7 +370,8 @@ static void stop_ends_everything(void **state)
 	assert_int_equal(s.state, SUP_STOPPING);
 	sup_request(&s, SUP_REQ_RECONNECT, 21, &v);
 	assert_string_equal(v.refused, "stopping");
-	sup_down(&s, s.primary, 30, &(struct sup_end){ .fail = F_CLOSED, .msg = "closed" }, &v);
+	sup_down(&s, s.primary, 30, &(struct link_end){.fail = LINK_FAIL_CLOSED, .msg = "closed"},
+		 0, &v);
 	assert_int_equal(v.act, SUP_DO_NOTHING);
 	assert_int_equal(v.lines[0].level, LOG_INFO);
 }
@@ -379,33 +381,36 @@ static void end_lines_tell_failed_from_down_and_carry_our_close_code(void **stat
 {
 	struct supervisor s;
 	struct sup_verdict v;
-	struct sup_end refused = fail_end();
+	struct link_end refused = fail_end();
 
 	init(&s, 1);
 	refused.http_status = 503;
 	fail_at(&s, 10, refused, &v);
-	assert_string_equal(v.lines[0].event, "disconnect");
-	assert_int_equal(v.lines[0].change, SUP_CHANGE_FAILED);
-	assert_int_equal(v.lines[0].fail, F_CONNECT);
-	assert_int_equal(v.lines[0].http_status, 503);
-	assert_int_equal(v.lines[1].change, SUP_CHANGE_NONE); /* the retry line */
+	assert_string_equal(v.lines[0].ctx.event, "disconnect");
+	assert_string_equal(v.lines[0].ctx.link, "failed");
+	assert_string_equal(v.lines[0].ctx.cause, "connect");
+	assert_int_equal(v.lines[0].ctx.http_status, 503);
+	assert_null(v.lines[1].ctx.link); /* the retry line */
 	retry(&s, 600);
 	sup_up(&s, s.primary, 700, &v);
-	assert_int_equal(v.lines[0].change, SUP_CHANGE_UP);
+	assert_string_equal(v.lines[0].ctx.link, "up");
 	fail_at(&s, 800, closed_end(4001), &v);
-	assert_int_equal(v.lines[0].change, SUP_CHANGE_DOWN);
-	assert_int_equal(v.lines[0].close_code, 4001);
-	assert_false(v.lines[0].close_ours);
+	assert_string_equal(v.lines[0].ctx.link, "down");
+	assert_int_equal(v.lines[0].ctx.close_code, 4001);
+	assert_false(v.lines[0].ctx.close_ours);
 	retry(&s, 5000);
 	sup_up(&s, s.primary, 5100, &v);
 	sup_request(&s, SUP_REQ_STOP, 5200, &v);
 	sup_down(&s, s.primary, 5300,
-		 &(struct sup_end){ .fail = F_CLOSED, .was_up = true, .by_request = true,
-				    .msg = "closed", .sent_close_code = 1001 },
-		 &v);
-	assert_int_equal(v.lines[0].change, SUP_CHANGE_DOWN);
-	assert_int_equal(v.lines[0].close_code, 1001);
-	assert_true(v.lines[0].close_ours);
+		 &(struct link_end){.fail = LINK_FAIL_CLOSED,
+				    .was_up = true,
+				    .by_request = true,
+				    .msg = "closed",
+				    .sent_close_code = 1001},
+		 0, &v);
+	assert_string_equal(v.lines[0].ctx.link, "down");
+	assert_int_equal(v.lines[0].ctx.close_code, 1001);
+	assert_true(v.lines[0].ctx.close_ours);
 }
 
 static void rotation_replaces_the_link_once_the_new_one_is_up(void **state)
@@ -419,7 +424,8 @@ static void rotation_replaces_the_link_once_the_new_one_is_up(void **state)
 	sup_request(&s, SUP_REQ_ROTATE, 5, &v);
 	assert_int_equal(v.act, SUP_DO_CLOSE);
 	assert_string_equal(v.close_reason, "reconnect");
-	sup_down(&s, s.primary, 6, &(struct sup_end){ .fail = F_CLOSED, .by_request = true, .msg = "x" },
+	sup_down(&s, s.primary, 6,
+		 &(struct link_end){.fail = LINK_FAIL_CLOSED, .by_request = true, .msg = "x"}, 0,
 		 &v);
 	assert_int_equal(v.act, SUP_DO_CONNECT);
 	sup_up(&s, s.primary, 10, &v);
@@ -439,7 +445,8 @@ static void rotation_replaces_the_link_once_the_new_one_is_up(void **state)
 	assert_int_equal(s.rotations, 1);
 	assert_int_equal(s.reconnects, reconnects);
 	/* the old link's end is no failure */
-	sup_down(&s, old, 60, &(struct sup_end){ .fail = F_CLOSED, .by_request = true, .msg = "x" },
+	sup_down(&s, old, 60,
+		 &(struct link_end){.fail = LINK_FAIL_CLOSED, .by_request = true, .msg = "x"}, 0,
 		 &v);
 	assert_int_equal(v.act, SUP_DO_NOTHING);
 	assert_int_equal(v.lines[0].level, LOG_DEBUG);
@@ -458,13 +465,14 @@ static void failed_rotation_falls_back_to_a_reconnect(void **state)
 	sup_up(&s, s.primary, 10, &v);
 	old = s.primary;
 	sup_request(&s, SUP_REQ_ROTATE, 20, &v);
-	sup_down(&s, v.id, 30, &(struct sup_end){ .fail = 4, .http_status = 409, .msg = "refused" },
-		 &v);
+	sup_down(&s, v.id, 30, &(struct link_end){.fail = 4, .http_status = 409, .msg = "refused"},
+		 0, &v);
 	assert_int_equal(v.act, SUP_DO_CLOSE);
 	assert_int_equal(v.id, old);
 	assert_int_equal(v.lines[0].level, LOG_WARNING);
 	assert_int_equal(s.state, SUP_CONNECTED);
-	sup_down(&s, old, 40, &(struct sup_end){ .fail = F_CLOSED, .by_request = true, .msg = "x" },
+	sup_down(&s, old, 40,
+		 &(struct link_end){.fail = LINK_FAIL_CLOSED, .by_request = true, .msg = "x"}, 0,
 		 &v);
 	assert_int_equal(v.act, SUP_DO_CONNECT);
 }
@@ -480,9 +488,12 @@ static void primary_ending_during_rotation_hands_over_to_the_new_attempt(void **
 	sup_up(&s, s.primary, 10, &v);
 	sup_request(&s, SUP_REQ_ROTATE, 20, &v);
 	next = v.id;
-	sup_down(&s, s.primary, 30, &(struct sup_end){ .fail = F_CLOSED, .was_up = true,
-							.close_code = 1012, .msg = "server closed" },
-		 &v);
+	sup_down(&s, s.primary, 30,
+		 &(struct link_end){.fail = LINK_FAIL_CLOSED,
+				    .was_up = true,
+				    .close_code = 1012,
+				    .msg = "server closed"},
+		 0, &v);
 	/* the attempt under way carries traffic now: nothing to retire */
 	assert_int_equal(v.act, SUP_DO_PROMOTE);
 	assert_int_equal(v.id, next);
@@ -501,13 +512,13 @@ static void server_restart_rotates_once_per_streak(void **state)
 {
 	struct supervisor s;
 	struct sup_verdict v;
-	struct sup_end e = closed_end(1012);
+	struct link_end e = closed_end(1012);
 
 	init(&s, 1);
 	sup_up(&s, s.primary, 10, &v);
 	sup_request(&s, SUP_REQ_SERVER_RESTART, 20, &v);
 	assert_int_equal(v.act, SUP_DO_CONNECT);
-	sup_down(&s, s.primary, 30, &e, &v);
+	sup_down(&s, s.primary, 30, &e, 0, &v);
 	assert_int_equal(v.act, SUP_DO_PROMOTE);
 	assert_int_equal(v.id, s.primary);
 	assert_int_equal(v.lines[0].level, LOG_NOTICE);
@@ -525,7 +536,8 @@ static void server_restart_rotates_once_per_streak(void **state)
 	sup_request(&s, SUP_REQ_SERVER_RESTART, 40000, &v);
 	assert_int_equal(v.act, SUP_DO_CONNECT);
 	/* the server is going away: its replacement fails, the old link is not closed for it */
-	sup_down(&s, v.id, 40010, &(struct sup_end){ .fail = F_CONNECT, .msg = "refused" }, &v);
+	sup_down(&s, v.id, 40010, &(struct link_end){.fail = LINK_FAIL_CONNECT, .msg = "refused"},
+		 0, &v);
 	assert_int_equal(v.act, SUP_DO_NOTHING);
 	assert_int_equal(v.lines[0].level, LOG_INFO);
 	assert_int_equal(s.state, SUP_CONNECTED);
@@ -553,13 +565,13 @@ static void verdicts_carry_link_events_and_count_failures_by_kind(void **state)
 {
 	struct supervisor s;
 	struct sup_verdict v;
-	struct sup_end e = closed_end(1012);
+	struct link_end e = closed_end(1012);
 
 	init(&s, 2);
 	fail_at(&s, 10, fail_end(), &v);
 	assert_int_equal(v.event.change, SUP_CHANGE_FAILED);
 	assert_string_equal(v.event.url, URLS[0]);
-	assert_int_equal(v.event.fail, F_CONNECT);
+	assert_int_equal(v.event.fail, LINK_FAIL_CONNECT);
 	assert_int_equal(v.event.retry_ms, 500);
 	assert_int_equal(v.event.attempt, 1);
 	retry(&s, 600);
@@ -567,14 +579,14 @@ static void verdicts_carry_link_events_and_count_failures_by_kind(void **state)
 	assert_int_equal(v.event.change, SUP_CHANGE_UP);
 	assert_string_equal(v.event.url, URLS[1]);
 	assert_int_equal(v.event.retry_ms, -1);
-	sup_down(&s, s.primary, 800, &e, &v);
+	sup_down(&s, s.primary, 800, &e, 0, &v);
 	assert_int_equal(v.event.change, SUP_CHANGE_DOWN);
 	assert_int_equal(v.event.close_code, 1012);
 	assert_string_equal(v.event.close_reason, "bye");
 	assert_int_equal(v.event.retry_ms, v.delay_ms);
 	assert_false(v.event.by_request);
-	assert_int_equal(s.failures[F_CONNECT], 1);
-	assert_int_equal(s.failures[F_CLOSED], 1);
+	assert_int_equal(s.failures[LINK_FAIL_CONNECT], 1);
+	assert_int_equal(s.failures[LINK_FAIL_CLOSED], 1);
 	/* a close we asked for is an event, not a failure */
 	retry(&s, 5000);
 	sup_up(&s, s.primary, 5100, &v);
@@ -582,13 +594,13 @@ static void verdicts_carry_link_events_and_count_failures_by_kind(void **state)
 	assert_int_equal(v.event.change, SUP_CHANGE_NONE);
 	e = closed_end(0);
 	e.by_request = true;
-	sup_down(&s, s.primary, 5300, &e, &v);
+	sup_down(&s, s.primary, 5300, &e, 0, &v);
 	assert_int_equal(v.event.change, SUP_CHANGE_DOWN);
 	assert_true(v.event.by_request);
 	assert_int_equal(v.event.retry_ms, 0);
-	assert_int_equal(s.failures[F_CLOSED], 1);
+	assert_int_equal(s.failures[LINK_FAIL_CLOSED], 1);
 	/* a kind beyond the table counts in its last slot */
-	sup_down(&s, s.primary, 5400, &(struct sup_end){ .fail = 99, .msg = "x" }, &v);
+	sup_down(&s, s.primary, 5400, &(struct link_end){.fail = 99, .msg = "x"}, 0, &v);
 	assert_int_equal(s.failures[SUP_FAIL_KINDS - 1], 1);
 }
 
@@ -609,7 +621,7 @@ static void no_verdict_loses_a_line(void **state)
 	sup_init(&s, &P, URLS, 3, 1);
 	sup_start(&s, &v);
 	for (int i = 0; i < 200000; i++) {
-		struct sup_end e =
+		struct link_end e =
 		    (rng >> 40) & 1 ? fail_end() : closed_end(1001 + (int)(rng >> 50) % 12);
 		uint64_t ids[] = {s.primary, s.standby, s.retiring, s.next_id + 1};
 		uint64_t id = ids[(rng >> 20) % 4];
@@ -625,7 +637,7 @@ static void no_verdict_loses_a_line(void **state)
 			sup_up(&s, id, t, &v);
 			break;
 		case 2:
-			sup_down(&s, id, t, &e, &v);
+			sup_down(&s, id, t, &e, 0, &v);
 			break;
 		default:
 			sup_request(&s, (enum sup_request)((rng >> 45) % SUP_REQ_STOP), t, &v);
@@ -677,10 +689,10 @@ static void stop_drains_then_closes_going_away(void **state)
 	/* a second signal is not a second stop */
 	assert_false(sup_stop(&s, 200, &w));
 	/* the link ended: no retry, and with no link left, the end */
-	sup_down(&s, s.primary, 6000, &(struct sup_end){ .fail = F_CLOSED, .was_up = true,
-							 .by_request = true, .msg = "closed",
-							 .queued = 1 },
-		 &v);
+	sup_down(&s, s.primary, 6000,
+		 &(struct link_end){
+		     .fail = LINK_FAIL_CLOSED, .was_up = true, .by_request = true, .msg = "closed"},
+		 1, &v);
 	assert_int_equal(v.act, SUP_DO_NOTHING);
 	w = world(1, false);
 	sup_settle(&s, 6001, &w, &f);
@@ -750,9 +762,10 @@ static void eof_waits_for_the_queue_and_a_quiet_server(void **state)
 	sup_settle(&s, 701, &w, &f);
 	assert_int_equal(f.act, SUP_FIN_NONE);
 	/* the server's close ends it: no retry */
-	sup_down(&s, s.primary, 800, &(struct sup_end){ .fail = F_CLOSED, .was_up = true,
-							.by_request = true, .msg = "closed" },
-		 &v);
+	sup_down(&s, s.primary, 800,
+		 &(struct link_end){
+		     .fail = LINK_FAIL_CLOSED, .was_up = true, .by_request = true, .msg = "closed"},
+		 0, &v);
 	assert_int_equal(s.state, SUP_STOPPING);
 	assert_int_equal(v.act, SUP_DO_NOTHING);
 	w = world(0, false);
@@ -792,13 +805,12 @@ static void eof_with_messages_left_reconnects_to_deliver_them(void **state)
 	struct sup_verdict v;
 	struct sup_finish f;
 	struct sup_world w = world(4, false);
-	struct sup_end e = closed_end(0);
+	struct link_end e = closed_end(0);
 
 	init(&s, 1);
 	sup_up(&s, s.primary, 10, &v);
 	sup_eof(&s);
-	e.queued = 4;
-	sup_down(&s, s.primary, 100, &e, &v);
+	sup_down(&s, s.primary, 100, &e, 4, &v);
 	assert_int_equal(v.act, SUP_DO_WAIT);
 	sup_settle(&s, 100, &w, &f);
 	assert_int_equal(f.act, SUP_FIN_NONE);
@@ -811,7 +823,7 @@ static void eof_with_messages_left_reconnects_to_deliver_them(void **state)
 	sup_settle(&s, 400, &w, &f);
 	assert_int_equal(f.act, SUP_FIN_CLOSE);
 	e.by_request = true;
-	sup_down(&s, s.primary, 500, &e, &v);
+	sup_down(&s, s.primary, 500, &e, 4, &v);
 	assert_int_equal(s.state, SUP_STOPPING);
 	assert_int_equal(v.act, SUP_DO_NOTHING);
 	w = world(4, false);
