@@ -147,15 +147,12 @@ static char *read_answer(FILE *in, const char *path)
  */
 static int status_view(int *argc, char **argv)
 {
-	bool human = isatty(STDOUT_FILENO);
-
 	if (*argc != 2 || strcmp(argv[0], "status"))
-		return *argc == 1 && !strcmp(argv[0], "status") && human;
+		return *argc == 1 && !strcmp(argv[0], "status") && isatty(STDOUT_FILENO);
 	if (strcmp(argv[1], "--json") && strcmp(argv[1], "--human"))
 		return 0; /* the daemon answers what is wrong with it */
-	human = !strcmp(argv[1], "--human");
 	*argc = 1;
-	return human;
+	return !strcmp(argv[1], "--human");
 }
 
 /* `metrics`: the answer carries the text format in one JSON string; print it as it is. */

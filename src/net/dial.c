@@ -147,20 +147,12 @@ static void note_failure(struct dial *d, const struct sockaddr_storage *ss, cons
 
 static const char *errno_word(int e)
 {
-	switch (e) {
-	case ECONNREFUSED:
-		return "refused";
-	case ENETUNREACH:
-		return "network unreachable";
-	case EHOSTUNREACH:
-		return "host unreachable";
-	case ETIMEDOUT:
-		return "timed out";
-	case EADDRNOTAVAIL:
-		return "link.bind_address not available";
-	default:
-		return strerror(e);
-	}
+	return e == ECONNREFUSED    ? "refused"
+	       : e == ENETUNREACH   ? "network unreachable"
+	       : e == EHOSTUNREACH  ? "host unreachable"
+	       : e == ETIMEDOUT	    ? "timed out"
+	       : e == EADDRNOTAVAIL ? "link.bind_address not available"
+				    : strerror(e);
 }
 
 static void start_proxy(struct dial *d);

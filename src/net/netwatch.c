@@ -87,19 +87,12 @@ void netwatch_parse(const void *buf, size_t len, netwatch_fn fn, void *ud)
 
 		if (h->nlmsg_len < sizeof(*h) || h->nlmsg_len > len - off)
 			return;
-		switch (h->nlmsg_type) {
-		case RTM_DELADDR:
-			if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct ifaddrmsg)))
-				addr_gone(h, fn, ud);
-			break;
-		case RTM_NEWROUTE:
-		case RTM_DELROUTE:
-			if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct rtmsg)))
-				route(h, fn, ud);
-			break;
-		default:
-			break;
-		}
+		if (h->nlmsg_type == RTM_DELADDR &&
+		    h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct ifaddrmsg)))
+			addr_gone(h, fn, ud);
+		else if ((h->nlmsg_type == RTM_NEWROUTE || h->nlmsg_type == RTM_DELROUTE) &&
+			 h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct rtmsg)))
+			route(h, fn, ud);
 		off += NLMSG_ALIGN(h->nlmsg_len);
 	}
 }

@@ -10,6 +10,7 @@
 #include <mbedtls/base64.h>
 
 #include "log.h"
+#include "url.h"
 
 /* curl's default when a proxy URL has no port */
 #define PROXY_DEFAULT_PORT 1080
@@ -44,23 +45,6 @@ static int pct_decode(const char *s, size_t n, char *out, size_t outlen)
 		out[o++] = (char)c;
 	}
 	out[o] = '\0';
-	return 0;
-}
-
-static int parse_port(const char *s, size_t n, uint16_t *port)
-{
-	unsigned long v = 0;
-
-	if (!n || n > 5)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)s[i]))
-			return -1;
-		v = v * 10 + (unsigned long)(s[i] - '0');
-	}
-	if (!v || v > 65535)
-		return -1;
-	*port = (uint16_t)v;
 	return 0;
 }
 
@@ -106,7 +90,7 @@ static int parse_hostport(const char *s, struct proxy *p, char *err, size_t errl
 	if (*rest == ':') {
 		size_t pl = strcspn(rest + 1, "/");
 
-		if (parse_port(rest + 1, pl, &p->port) < 0)
+		if (url_port(rest + 1, pl, &p->port))
 			return errf(err, errlen, "the proxy port must be a number from 1 to 65535");
 		rest += 1 + pl;
 	}

@@ -366,17 +366,6 @@ static const struct ares_socket_functions sock_funcs = {
     s_socket, s_close, s_connect, s_recvfrom, s_sendv,
 };
 
-static int apply_opts(struct resolve *r, const struct resolve_opts *o, char *err, size_t errlen)
-{
-	snprintf(r->iface, sizeof(r->iface), "%s", o->iface ? o->iface : "");
-	if (o->bind_address && *o->bind_address &&
-	    !(r->bind_len = sockaddr_parse(o->bind_address, 0, &r->bind)))
-		return errf(err, errlen, "link.bind_address '%s' is not an IP address",
-			    o->bind_address);
-	ares_set_socket_functions(r->ch, &sock_funcs, r);
-	return 0;
-}
-
 struct resolve *resolve_start(struct ev_loop *loop, const char *host, uint16_t port,
 			      const struct resolve_opts *o, resolve_done_fn done, void *ud,
 			      char *err, size_t errlen)
@@ -420,10 +409,15 @@ struct resolve *resolve_start(struct ev_loop *loop, const char *host, uint16_t p
 	}
 	r->have_ch = true;
 	describe_servers(r);
-	if (apply_opts(r, o, err, errlen) < 0) {
+	snprintf(r->iface, sizeof(r->iface), "%s", o->iface ? o->iface : "");
+	if (o->bind_address && *o->bind_address &&
+	    !(r->bind_len = sockaddr_parse(o->bind_address, 0, &r->bind))) {
+		snprintf(err, errlen, "link.bind_address '%s' is not an IP address",
+			 o->bind_address);
 		resolve_free(r);
 		return NULL;
 	}
+	ares_set_socket_functions(r->ch, &sock_funcs, r);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = o->family;
 	hints.ai_socktype = SOCK_STREAM;

@@ -46,12 +46,7 @@ static unsigned char *slurp(const char *file, size_t *len, const char *key,
 	unsigned char *buf = NULL;
 	long n;
 
-	if (!f) {
-		errf(err, errlen, "%s: cannot read: %s (%s in %s)", file, strerror(errno), key,
-		     origin(cfg));
-		return NULL;
-	}
-	if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
+	if (!f || fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
 		errf(err, errlen, "%s: cannot read: %s (%s in %s)", file, strerror(errno), key,
 		     origin(cfg));
 		goto out;
@@ -72,7 +67,8 @@ static unsigned char *slurp(const char *file, size_t *len, const char *key,
 	buf[n] = '\0';
 	*len = (size_t)n;
 out:
-	fclose(f);
+	if (f)
+		fclose(f);
 	return buf;
 }
 
@@ -136,7 +132,8 @@ int tls_load_ca(const struct wst_config *cfg, struct tls_ca *out, char *err, siz
 	}
 	if (rc > 0)
 		warn_once("%s: %d certificate(s) could not be parsed by mbedTLS and are ignored; "
-			  "%d are used", cfg->ca_file, rc, n);
+			  "%d are used",
+			  cfg->ca_file, rc, n);
 	if (chain_pem(&chain, &pem, &pemlen) < 0) {
 		mbedtls_x509_crt_free(&chain);
 		return errf(err, errlen, "%s: out of memory", cfg->ca_file);
@@ -155,20 +152,14 @@ void tls_ca_free(struct tls_ca *ca)
 	ca->len = 0;
 }
 
-static int check_ca(const struct wst_config *cfg, char *err, size_t errlen)
-{
-	struct tls_ca ca;
-
-	if (tls_load_ca(cfg, &ca, err, errlen) < 0)
-		return -1;
-	tls_ca_free(&ca);
-	return 0;
-}
-
 static time_t x509_time(const mbedtls_x509_time *t)
 {
-	struct tm tm = { .tm_year = t->year - 1900, .tm_mon = t->mon - 1, .tm_mday = t->day,
-			 .tm_hour = t->hour, .tm_min = t->min, .tm_sec = t->sec };
+	struct tm tm = {.tm_year = t->year - 1900,
+			.tm_mon = t->mon - 1,
+			.tm_mday = t->day,
+			.tm_hour = t->hour,
+			.tm_min = t->min,
+			.tm_sec = t->sec};
 
 	return timegm(&tm);
 }
@@ -207,8 +198,9 @@ static int chain_pem(const mbedtls_x509_crt *crt, unsigned char **out, size_t *o
  */
 static bool der_is_encrypted_key(const unsigned char *p, size_t len)
 {
-	static const unsigned char pkcs5[] = { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05 };
-	static const unsigned char pkcs12[] = { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x01 };
+	static const unsigned char pkcs5[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05};
+	static const unsigned char pkcs12[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
+					       0x0d, 0x01, 0x0c, 0x01};
 	unsigned char *c = (unsigned char *)p;
 	const unsigned char *end = p + len;
 	size_t n;
@@ -225,19 +217,17 @@ static bool der_is_encrypted_key(const unsigned char *p, size_t len)
 static int check_dates(const struct wst_config *cfg, mbedtls_x509_crt *crt,
 		       struct tls_client_cert *out, char *err, size_t errlen)
 {
-	time_t now = time(NULL);
+	time_t now = time(NULL), from = x509_time(&crt->valid_from);
 
 	mbedtls_x509_dn_gets(out->subject, sizeof(out->subject), &crt->subject);
 	out->not_after_t = x509_time(&crt->valid_to);
 	strftime(out->not_after, sizeof(out->not_after), "%Y-%m-%d %H:%M:%S UTC",
 		 gmtime(&out->not_after_t));
-	if (out->not_after_t < now) {
-		errf(err, errlen, "%s: client certificate expired on %s (tls.cert_file in %s)",
-		     cfg->cert_file, out->not_after, origin(cfg));
-		return -1;
-	}
-	if (x509_time(&crt->valid_from) > now) {
-		time_t from = x509_time(&crt->valid_from);
+	if (out->not_after_t < now)
+		return errf(err, errlen,
+			    "%s: client certificate expired on %s (tls.cert_file in %s)",
+			    cfg->cert_file, out->not_after, origin(cfg));
+	if (from > now) {
 		char when[32];
 
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&from));
@@ -261,18 +251,18 @@ static int parse_key(const struct wst_config *cfg, mbedtls_x509_crt *crt, mbedtl
 	int r;
 
 	if (stat(cfg->key_file, &st) == 0 && (st.st_mode & 077))
-		warn_once("%s: private key is readable by group or others (mode %04o): chmod 600 it",
-			  cfg->key_file, (unsigned)(st.st_mode & 0777));
+		warn_once(
+		    "%s: private key is readable by group or others (mode %04o): chmod 600 it",
+		    cfg->key_file, (unsigned)(st.st_mode & 0777));
 	r = mbedtls_pk_parse_key(pk, kbuf, klen + 1, NULL, 0, mbedtls_psa_get_random,
 				 MBEDTLS_PSA_RANDOM_STATE);
 	if (r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ||
-	    strstr((const char *)kbuf, "ENCRYPTED") || (r && der_is_encrypted_key(kbuf, klen))) {
-		errf(err, errlen,
-		     "%s: encrypted private keys are unsupported: store it unencrypted with mode "
-		     "0600, or use systemd's LoadCredentialEncrypted= (tls.key_file in %s)",
-		     cfg->key_file, origin(cfg));
-		return -1;
-	}
+	    strstr((const char *)kbuf, "ENCRYPTED") || (r && der_is_encrypted_key(kbuf, klen)))
+		return errf(
+		    err, errlen,
+		    "%s: encrypted private keys are unsupported: store it unencrypted with mode "
+		    "0600, or use systemd's LoadCredentialEncrypted= (tls.key_file in %s)",
+		    cfg->key_file, origin(cfg));
 	if (r != 0) {
 		mbedtls_strerror(r, why, sizeof(why));
 		errf(err, errlen, "%s: not a usable private key: %s (tls.key_file in %s)",
@@ -280,12 +270,11 @@ static int parse_key(const struct wst_config *cfg, mbedtls_x509_crt *crt, mbedtl
 		return -1;
 	}
 	r = mbedtls_pk_check_pair(&crt->pk, pk, mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
-	if (r != 0) {
-		errf(err, errlen,
-		     "%s: private key does not match the certificate %s (tls.key_file in %s)",
-		     cfg->key_file, cfg->cert_file, origin(cfg));
-		return -1;
-	}
+	if (r != 0)
+		return errf(
+		    err, errlen,
+		    "%s: private key does not match the certificate %s (tls.key_file in %s)",
+		    cfg->key_file, cfg->cert_file, origin(cfg));
 	return 0;
 }
 
@@ -384,11 +373,13 @@ void tls_client_free(struct tls_client_cert *c)
 int tls_check(const struct wst_config *cfg, char *err, size_t errlen)
 {
 	struct tls_client_cert cc;
+	struct tls_ca ca;
 
 	if (!any_tls(cfg))
 		return 0;
-	if (check_ca(cfg, err, errlen) < 0)
+	if (tls_load_ca(cfg, &ca, err, errlen) < 0)
 		return -1;
+	tls_ca_free(&ca);
 	if (tls_load_client(cfg, &cc, err, errlen) < 0)
 		return -1;
 	tls_client_free(&cc);

@@ -71,9 +71,15 @@ static json_object *jstr(const char *s, size_t len)
 	return v;
 }
 
+/* NULL as "" */
+static json_object *jtext(const char *s)
+{
+	return jstr(s ? s : "", s ? strlen(s) : 0);
+}
+
 static void put_str(json_object *o, const char *key, const char *s)
 {
-	json_object_object_add(o, key, s && *s ? jstr(s, strlen(s)) : NULL);
+	json_object_object_add(o, key, s && *s ? jtext(s) : NULL);
 }
 
 static void put_u(json_object *o, const char *key, uint64_t v)
@@ -220,10 +226,7 @@ static json_object *status_answer(const struct control_ops *ops)
 	if (st.last_close_code) {
 		x = json_object_new_object();
 		json_object_object_add(x, "code", json_object_new_int(st.last_close_code));
-		json_object_object_add(
-		    x, "reason",
-		    jstr(st.last_close_reason ? st.last_close_reason : "",
-			 st.last_close_reason ? strlen(st.last_close_reason) : 0));
+		json_object_object_add(x, "reason", jtext(st.last_close_reason));
 	}
 	json_object_object_add(o, "last_close", x);
 	x = json_object_new_object();
@@ -301,11 +304,7 @@ static void event_end(json_object *o, const struct sup_event *ev, int64_t wall_m
 	put_str(o, "cause", link_fail_name(ev->fail));
 	json_object_object_add(o, "by_request", json_object_new_boolean(ev->by_request));
 	put_int_or_null(o, "close_code", ev->close_code);
-	json_object_object_add(o, "close_reason",
-			       ev->close_code
-				   ? jstr(ev->close_reason ? ev->close_reason : "",
-					  ev->close_reason ? strlen(ev->close_reason) : 0)
-				   : NULL);
+	json_object_object_add(o, "close_reason", ev->close_code ? jtext(ev->close_reason) : NULL);
 	put_int_or_null(o, "http_status", ev->http_status);
 	put_str(o, "message", ev->msg);
 	json_object_object_add(o, "retry_in_ms",

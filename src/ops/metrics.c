@@ -250,6 +250,7 @@ char *metrics_text(const struct wst_status *st, size_t *len)
 {
 	char *buf = NULL;
 	struct out o = {.f = open_memstream(&buf, len)};
+	bool bad;
 
 	if (!o.f)
 		return NULL;
@@ -258,12 +259,8 @@ char *metrics_text(const struct wst_status *st, size_t *len)
 	link_metrics(&o, st);
 	message_metrics(&o, st);
 	queue_metrics(&o, st);
-	if (ferror(o.f)) {
-		fclose(o.f);
-		free(buf);
-		return NULL;
-	}
-	if (fclose(o.f) != 0) {
+	bad = ferror(o.f);
+	if (fclose(o.f) != 0 || bad) {
 		free(buf);
 		return NULL;
 	}

@@ -20,9 +20,7 @@ void queue_init(struct queue *q, size_t headroom, size_t max_messages, size_t ma
 	memset(q, 0, sizeof(*q));
 	/* keep the data area aligned like malloc's */
 	q->headroom = (headroom + 15) & ~(size_t)15;
-	q->max_messages = max_messages;
-	q->max_bytes = max_bytes;
-	q->overflow = overflow;
+	queue_set_limits(q, max_messages, max_bytes, overflow);
 	q->next_seq = 1;
 	q->clock_ms = coarse_ms;
 }
@@ -79,7 +77,26 @@ static int grow(struct queue *q)
 	return 0;
 }
 
-static int append(struct queue *q, uint64_t seq, const void *data, size_t len, bool binary);
+static int append(struct queue *q, uint64_t seq, const void *data, size_t len, bool binary)
+{
+	struct qmsg *m;
+
+	if (q->count == q->cap && grow(q) < 0)
+		return -1;
+	m = malloc(sizeof(*m) + q->headroom + len + 1);
+	if (!m)
+		return -1;
+	m->seq = seq;
+	m->queued_ms = q->clock_ms();
+	m->len = (uint32_t)len;
+	m->binary = binary;
+	memcpy(qmsg_data(q, m), data, len);
+	qmsg_data(q, m)[len] = '\0';
+	q->ring[(q->head + q->count) & (q->cap - 1)] = m;
+	q->count++;
+	q->bytes += len;
+	return 0;
+}
 
 int queue_push(struct queue *q, const void *data, size_t len, bool binary)
 {
@@ -115,27 +132,6 @@ void queue_set_limits(struct queue *q, size_t max_messages, size_t max_bytes,
 	q->max_messages = max_messages;
 	q->max_bytes = max_bytes;
 	q->overflow = overflow;
-}
-
-static int append(struct queue *q, uint64_t seq, const void *data, size_t len, bool binary)
-{
-	struct qmsg *m;
-
-	if (q->count == q->cap && grow(q) < 0)
-		return -1;
-	m = malloc(sizeof(*m) + q->headroom + len + 1);
-	if (!m)
-		return -1;
-	m->seq = seq;
-	m->queued_ms = q->clock_ms();
-	m->len = (uint32_t)len;
-	m->binary = binary;
-	memcpy(qmsg_data(q, m), data, len);
-	qmsg_data(q, m)[len] = '\0';
-	q->ring[(q->head + q->count) & (q->cap - 1)] = m;
-	q->count++;
-	q->bytes += len;
-	return 0;
 }
 
 struct qmsg *queue_peek_unsent(const struct queue *q)

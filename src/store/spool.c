@@ -186,9 +186,8 @@ static int ensure_segment(struct spool *sp, uint64_t want)
 	sp->im.dirty = false;
 	sp->im.broken = false;
 	sp->dir_dirty = true;
-	if (sp->im.confirmed && write_record(sp, REC_CONFIRM, false, sp->im.confirmed, NULL, 0) < 0)
-		return -1;
-	return 0;
+	return sp->im.confirmed ? write_record(sp, REC_CONFIRM, false, sp->im.confirmed, NULL, 0)
+				: 0;
 }
 
 /* Date the message about to be appended, when the last date is stale or in another segment. */
@@ -343,7 +342,6 @@ static int make_dirs(const char *dir)
 {
 	char *p = strdup(dir);
 	struct stat st;
-	int saved;
 
 	if (!p)
 		return -1;
@@ -355,9 +353,7 @@ static int make_dirs(const char *dir)
 		*s = '\0';
 		if (mkdir(p, 0700) < 0 && errno != EEXIST &&
 		    (stat(p, &st) < 0 || !S_ISDIR(st.st_mode))) {
-			saved = errno;
-			free(p);
-			errno = saved;
+			free(p); /* keeps errno (glibc 2.33, POSIX 2024) */
 			return -1;
 		}
 		if (end)

@@ -96,20 +96,12 @@ const char *spool_record_parse(const unsigned char h[HDR], struct record *r)
 	r->crc = (uint32_t)spool_get_le(h + CRC_OFFSET, 4);
 	if (h[6] || h[7])
 		return "bad reserved bytes";
-	switch (r->type) {
-	case REC_MESSAGE:
-		if (h[5] & ~REC_FLAG_BINARY)
-			return "bad flags";
-		return NULL;
-	case REC_CONFIRM:
-		if (h[5] || r->len)
-			return "bad confirm record";
-		return NULL;
-	case REC_TIME:
-		if (h[5] || r->len != TIME_LEN)
-			return "bad time record";
-		return NULL;
-	}
+	if (r->type == REC_MESSAGE)
+		return h[5] & ~REC_FLAG_BINARY ? "bad flags" : NULL;
+	if (r->type == REC_CONFIRM)
+		return h[5] || r->len ? "bad confirm record" : NULL;
+	if (r->type == REC_TIME)
+		return h[5] || r->len != TIME_LEN ? "bad time record" : NULL;
 	return "bad record type";
 }
 

@@ -114,9 +114,7 @@ int journal_send(int level, const struct log_ctx *ctx, const char *msg)
 	char buf[4096];
 	int n = journal_fields(level, ctx, msg, iov, buf, sizeof(buf));
 
-	if (n < 0)
-		return -1;
-	return sd_journal_sendv(iov, n) < 0 ? -1 : 0;
+	return n < 0 || sd_journal_sendv(iov, n) < 0 ? -1 : 0;
 #else
 	(void)level;
 	(void)ctx;

@@ -44,11 +44,8 @@ static int stderr_is_journal(void)
 	unsigned long dev, ino;
 	struct stat st;
 
-	if (!js || sscanf(js, "%lu:%lu", &dev, &ino) != 2)
-		return 0;
-	if (fstat(STDERR_FILENO, &st) < 0)
-		return 0;
-	return st.st_dev == dev && st.st_ino == ino;
+	return js && sscanf(js, "%lu:%lu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+	       st.st_dev == dev && st.st_ino == ino;
 }
 
 int log_enabled(int level)
@@ -144,24 +141,14 @@ const char *log_source_event(const char *src)
 	return "daemon";
 }
 
-void log_msg_src(const char *src, int level, const char *fmt, ...)
-{
-	struct log_ctx ctx = {.event = log_source_event(src)};
-	va_list ap;
-
-	va_start(ap, fmt);
-	vlog(level, &ctx, 0, fmt, ap);
-	va_end(ap);
-}
-
-void log_errno_src(const char *src, int level, const char *fmt, ...)
+void log_src(const char *src, bool with_errno, int level, const char *fmt, ...)
 {
 	struct log_ctx ctx = {.event = log_source_event(src)};
 	int err = errno;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog(level, &ctx, err, fmt, ap);
+	vlog(level, &ctx, with_errno ? err : 0, fmt, ap);
 	va_end(ap);
 	errno = err;
 }

@@ -31,13 +31,12 @@ struct log_ctx {
 /* The event of a line logged without context from source file src (__FILE__). */
 const char *log_source_event(const char *src);
 
-#define log_msg(...) log_msg_src(__FILE__, __VA_ARGS__)
+#define log_msg(...) log_src(__FILE__, false, __VA_ARGS__)
 /* As log_msg, with ": strerror(errno)" appended. */
-#define log_errno(...) log_errno_src(__FILE__, __VA_ARGS__)
-void log_msg_src(const char *src, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void log_errno_src(const char *src, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+#define log_errno(...) log_src(__FILE__, true, __VA_ARGS__)
+/* Both keep errno. */
+void log_src(const char *src, bool with_errno, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 void log_event(int level, const struct log_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

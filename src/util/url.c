@@ -7,24 +7,23 @@
 
 #include "log.h"
 
-/* The port between ':' and rest. */
-static int parse_port(const char *port_s, const char *rest, uint16_t *out, char *err, size_t errlen)
+const char *url_port(const char *s, size_t n, uint16_t *out)
 {
 	unsigned long port = 0;
 
-	if (port_s == rest)
-		return errf(err, errlen, "empty port after ':'");
-	for (const char *c = port_s; c < rest; c++) {
-		if (!isdigit((unsigned char)*c))
-			return errf(err, errlen, "port is not a number");
-		port = port * 10 + (unsigned long)(*c - '0');
+	if (!n)
+		return "empty port after ':'";
+	for (size_t i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return "port is not a number";
+		port = port * 10 + (unsigned long)(s[i] - '0');
 		if (port > 65535)
-			return errf(err, errlen, "port out of range (1-65535)");
+			return "port out of range (1-65535)";
 	}
 	if (port == 0)
-		return errf(err, errlen, "port out of range (1-65535)");
+		return "port out of range (1-65535)";
 	*out = (uint16_t)port;
-	return 0;
+	return NULL;
 }
 
 /* Path and query: what follows the authority. */
@@ -45,7 +44,7 @@ static int parse_path(const char *rest, struct wst_url *u, char *err, size_t err
 
 int url_parse(const char *s, struct wst_url *u, char *err, size_t errlen)
 {
-	const char *p, *host, *host_end, *port_s = NULL, *rest;
+	const char *p, *host, *host_end, *port_s = NULL, *rest, *why;
 	size_t n;
 
 	memset(u, 0, sizeof(*u));
@@ -103,8 +102,8 @@ int url_parse(const char *s, struct wst_url *u, char *err, size_t errlen)
 	memcpy(u->host, host, n);
 	u->host[n] = '\0';
 
-	if (port_s && parse_port(port_s, rest, &u->port, err, errlen) < 0)
-		return -1;
+	if (port_s && (why = url_port(port_s, (size_t)(rest - port_s), &u->port)))
+		return errf(err, errlen, "%s", why);
 	return parse_path(rest, u, err, errlen);
 }
 

@@ -26,12 +26,8 @@ size_t wsframe_encode(unsigned char *dst, int opcode, const void *payload, size_
 		for (int s = 56; s >= 0; s -= 8)
 			*p++ = (unsigned char)((uint64_t)len >> s);
 	}
-	m[0] = (unsigned char)(mask >> 24);
-	m[1] = (unsigned char)(mask >> 16);
-	m[2] = (unsigned char)(mask >> 8);
-	m[3] = (unsigned char)mask;
-	memcpy(p, m, 4);
-	p += 4;
+	for (int k = 0; k < 4; k++)
+		*p++ = m[k] = (unsigned char)(mask >> (24 - 8 * k));
 
 	/* eight bytes at a time: the mask repeats every four */
 	if (len >= 8) {

@@ -246,11 +246,8 @@ static enum wsrx_status frame_done(struct wsrx *rx, const struct wsrx_ops *ops, 
 	    WSRX_OK)
 		return rx->status;
 	rx->msg_len = 0;
-	if (rx->msg_cap > MSG_KEEP_MAX) {
-		free(rx->msg);
-		rx->msg = NULL;
-		rx->msg_cap = 0;
-	}
+	if (rx->msg_cap > MSG_KEEP_MAX)
+		wsrx_finish(rx);
 	return WSRX_OK;
 }
 
