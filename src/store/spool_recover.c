@@ -590,14 +590,18 @@ static int replay_segment(struct recovery *rc, size_t i, uint64_t *prev,
 static int recover_segments(struct recovery *rc, uint64_t max_name, const struct spool_params *p,
 			    struct spool_stats *st)
 {
-	uint64_t prev = 0, confirmed = 0;
+	uint64_t prev = 0, confirmed = 0, newest = 0;
 	size_t i;
 	int r;
 
 	for (i = 0; i < rc->im.nsegs; i += r == 0) {
-		r = check_segment(rc, i, &prev, &confirmed, st);
+		uint64_t own = 0; /* the segment's own highest confirmation */
+
+		r = check_segment(rc, i, &prev, &own, st);
 		if (r < 0)
 			return -1;
+		confirmed = own > confirmed ? own : confirmed;
+		newest = r == 0 ? own : newest;
 	}
 	rc->im.confirmed = confirmed;
 	rc->im.max_msg = prev;
@@ -621,8 +625,12 @@ static int recover_segments(struct recovery *rc, uint64_t max_name, const struct
 			return -1;
 	}
 
-	/* an empty newest segment would carry no confirmation: start afresh */
-	if (rc->im.fd >= 0 && rc->im.segs[rc->im.nsegs - 1].size == 0)
+	/*
+	 * The newest segment must carry the confirmation, since the older ones
+	 * are deleted: when it does not (it is empty, or damage took its copy),
+	 * start afresh, or confirmed messages in it would come back.
+	 */
+	if (rc->im.fd >= 0 && (rc->im.segs[rc->im.nsegs - 1].size == 0 || newest < confirmed))
 		rc->im.broken = true;
 	return 0;
 }

@@ -13,7 +13,7 @@ struct spool_image {
 	struct marks marks;
 	int fd;	     /* the newest segment, open for appending, or -1 */
 	bool dirty;  /* fd: a torn tail was cut off, not yet synced */
-	bool broken; /* fd: empty, so it would carry no confirmation: start afresh */
+	bool broken; /* fd: it does not carry the confirmation (empty, damaged): start afresh */
 	uint64_t last_seq, confirmed, max_msg, bytes;
 	uint64_t skipped_records, skipped_bytes;
 	size_t set_aside;

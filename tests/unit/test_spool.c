@@ -1005,6 +1005,40 @@ static void failing_replay_fails_the_open(void **state)
 	assert_int_equal(spool_close(sp), 0);
 }
 
+/*
+ * The confirmation is only in an older segment, above a message in the newest
+ * one (a damaged spool): the open deletes the older segment, so the newest
+ * must not be appended to without it, or that message comes back at the next
+ * open. Found by fuzz_spool.
+ */
+static void the_newest_segment_keeps_the_confirmation(void **state)
+{
+	struct fixture *fx = *state;
+	unsigned char conf[SPOOL_RECORD_HEADER], msg[SPOOL_RECORD_HEADER + 3];
+	struct spool_stats st;
+	struct spool *sp;
+
+	spool_record_header(conf, REC_CONFIRM, false, 100, NULL, 0);
+	write_file(seg_path(fx, 1), conf, sizeof(conf));
+	spool_record_header(msg, REC_MESSAGE, false, 50, "old", 3);
+	memcpy(msg + SPOOL_RECORD_HEADER, "old", 3);
+	write_file(seg_path(fx, 2), msg, sizeof(msg));
+
+	sp = open_spool(fx, 0, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.confirmed, 100);
+	assert_int_equal(st.replayed, 0);
+	append_range(sp, 101, 101);
+	assert_int_equal(spool_close(sp), 0);
+
+	sp = open_spool(fx, 0, &st);
+	assert_non_null(sp);
+	assert_int_equal(st.confirmed, 100);
+	assert_int_equal(st.replayed, 1);
+	assert_seen_range(&fx->seen, 0, 101, 101);
+	assert_int_equal(spool_close(sp), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1027,6 +1061,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(unusable_segments_are_set_aside, setup, teardown),
 	    cmocka_unit_test_setup_teardown(oldest_message_age, setup, teardown),
 	    cmocka_unit_test_setup_teardown(check_dir_says_why, setup, teardown),
+	    cmocka_unit_test_setup_teardown(the_newest_segment_keeps_the_confirmation, setup,
+					    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
