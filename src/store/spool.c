@@ -297,8 +297,11 @@ void spool_status(const struct spool *sp, struct spool_status *out)
 	out->bytes = sp->im.bytes;
 	out->segments = sp->im.nsegs;
 	if (sp->im.max_msg > sp->im.confirmed && sp->im.marks.n) {
-		int64_t age = now_ms(sp) - sp->im.marks.v[0].ms;
+		int64_t age;
 
+		/* a damaged time record may hold any value: no overflow, and none in the future */
+		if (__builtin_sub_overflow(now_ms(sp), sp->im.marks.v[0].ms, &age))
+			age = sp->im.marks.v[0].ms < 0 ? INT64_MAX : 0;
 		out->oldest_age_ms = age < 0 ? 0 : age; /* the clock went back */
 	}
 	out->holding = sp->failing;

@@ -1039,6 +1039,35 @@ static void the_newest_segment_keeps_the_confirmation(void **state)
 	assert_int_equal(spool_close(sp), 0);
 }
 
+/* A damaged time record dates a message at any time: the age neither overflows nor goes negative.
+ */
+static void absurd_dates_give_a_bounded_age(void **state)
+{
+	static const int64_t dates[] = {INT64_MIN + 2048, INT64_MAX - 2048};
+	static const int64_t ages[] = {INT64_MAX, 0};
+	struct fixture *fx = *state;
+	unsigned char seg[2 * SPOOL_RECORD_HEADER + TIME_LEN + 3], *t = seg + HDR, *m;
+	struct spool_status ss;
+	struct spool_stats st;
+	struct spool *sp;
+
+	for (size_t i = 0; i < 2; i++) {
+		spool_put_le(t, (uint64_t)dates[i], TIME_LEN);
+		spool_record_header(seg, REC_TIME, false, 1, t, TIME_LEN);
+		m = t + TIME_LEN;
+		memcpy(m + HDR, "old", 3);
+		spool_record_header(m, REC_MESSAGE, false, 1, m + HDR, 3);
+		write_file(seg_path(fx, 1), seg, sizeof(seg));
+		fx->seen.now = 1796660549742;
+		sp = open_spool(fx, 0, &st);
+		assert_non_null(sp);
+		assert_int_equal(st.replayed, 1);
+		spool_status(sp, &ss);
+		assert_true(ss.oldest_age_ms == ages[i]);
+		assert_int_equal(spool_close(sp), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1063,6 +1092,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(check_dir_says_why, setup, teardown),
 	    cmocka_unit_test_setup_teardown(the_newest_segment_keeps_the_confirmation, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(absurd_dates_give_a_bounded_age, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
