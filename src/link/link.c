@@ -605,8 +605,7 @@ const char *link_via(const struct link *l)
 bool link_probe(struct link *l, enum net_change what, const struct sockaddr_storage *addr,
 		unsigned prefix, unsigned deadline_s)
 {
-	/* our address gone is a route to all of its bits gone; a route, one that may carry the link
-	 */
+	/* an address gone: a route to all its bits; a route gone: one that may carry the link */
 	bool cut =
 	    what == NET_ADDR_GONE
 		? netwatch_route_covers(addr, addr->ss_family == AF_INET6 ? 128 : 32, &l->at.local)

@@ -27,8 +27,7 @@ static inline unsigned char *buf_head(const struct buf *b)
 }
 
 void buf_consume(struct buf *b, size_t n);
-/* A plain block of *cap bytes made to hold need: realloc'd to exactly need when smaller; -1: no
- * memory. */
+/* Make the block *data of *cap bytes hold need (realloc'd to exactly need); -1: no memory. */
 int mem_reserve(unsigned char **data, size_t *cap, size_t need);
 /* Free the memory when empty and larger than keep: a burst should not pin it. */
 void buf_trim(struct buf *b, size_t keep);
